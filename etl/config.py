@@ -1,0 +1,195 @@
+"""The typed config: defaults, YAML loading, ``--set`` overrides, and one clear error per bad key.
+
+``conf/default.yaml`` is the documented copy of ``DEFAULTS`` (a test keeps them equal).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import yaml
+
+_NUM = (int, float)
+
+DEFAULTS: dict[str, Any] = {
+    "input": {
+        "alignment": "alignment.json",
+        "audio": "audio/",
+        "format": None,
+        "columns": {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
+                    "hypothesis": None},
+        "id_template": "{recording}_{start:.1f}-{end:.1f}",
+    },
+    "output": {"path": "out/", "audio_format": "flac", "shard_hours": 0.5},
+    "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
+    "text": {"lowercase": True, "strip_punctuation": True},
+    "filters": {"min_similarity": 0.8, "min_duration": 0.0, "max_duration": 20.0},
+    "splits": {"seed": 0, "dev_size": 500},
+    "cluster": {"address": None, "n_workers": None, "threads_per_worker": 1,
+                "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto"},
+}
+
+# Allowed types per leaf; a leaf listed with None also accepts null.
+_TYPES: dict[str, tuple] = {
+    "input.alignment": (str,), "input.audio": (str, None), "input.format": (str, None),
+    "input.columns.id": (str, None), "input.columns.recording": (str,), "input.columns.start": (str,),
+    "input.columns.end": (str,), "input.columns.text": (str,), "input.columns.hypothesis": (str, None),
+    "input.id_template": (str,),
+    "output.path": (str,), "output.audio_format": (str,), "output.shard_hours": _NUM,
+    "audio.sampling_rate": (int,), "audio.channels": (int,), "audio.decoder": (str,), "audio.ffmpeg": (str, None),
+    "text.lowercase": (bool,), "text.strip_punctuation": (bool,),
+    "filters.min_similarity": _NUM + (None,), "filters.min_duration": _NUM + (None,),
+    "filters.max_duration": _NUM + (None,),
+    "splits.seed": (int,), "splits.dev_size": (int,),
+    "cluster.address": (str, None), "cluster.n_workers": (int, None), "cluster.threads_per_worker": (int,),
+    "cluster.dashboard_address": (str, None), "cluster.memory_limit": (str, int, None),
+}
+_CHOICES = {
+    "output.audio_format": ("flac", "wav"),
+    "audio.decoder": ("ffmpeg", "pydub"),
+    "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi"),
+}
+_PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg")
+
+
+class ConfigError(Exception):
+    """The user's mistake in the config or command line: printed as one line, exit code 2."""
+
+
+def is_url(path: str) -> bool:
+    return "://" in str(path)
+
+
+def _type_name(types: tuple) -> str:
+    names = {int: "integer", float: "number", str: "string", bool: "true/false", None: "null"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def _check(tree: dict, defaults: dict, prefix: str = "") -> None:
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if key not in defaults:
+            known = ", ".join(f"{prefix}{k}" for k in defaults)
+            raise ConfigError(f"unknown config key '{dotted}' (known here: {known})")
+        if isinstance(defaults[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{dotted}' must be a mapping, got {value!r}")
+            _check(value, defaults[key], dotted + ".")
+            continue
+        types = _TYPES[dotted]
+        ok = (value is None and None in types) or (
+            value is not None and isinstance(value, tuple(t for t in types if t is not None))
+            and not (isinstance(value, bool) and bool not in types))
+        if not ok:
+            raise ConfigError(f"config key '{dotted}' must be {_type_name(types)}, got {value!r}")
+        if dotted in _CHOICES and value not in _CHOICES[dotted]:
+            choices = " | ".join(str(c) for c in _CHOICES[dotted] if c is not None)
+            raise ConfigError(f"config key '{dotted}' must be one of {choices}, got {value!r}")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _apply_set(tree: dict, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node, parts = tree, key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+def _put(tree: dict, dotted: str, value) -> None:
+    *head, last = dotted.split(".")
+    for part in head:
+        tree = tree[part]
+    tree[last] = value
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = (), check_inputs: bool = True) -> dict:
+    """Defaults <- YAML file <- ``--set`` overrides; validated; relative paths resolved against the
+    config file's folder (the working directory when there is no file)."""
+    user: dict = {}
+    base_dir = os.getcwd()
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            with open(path, encoding="utf-8") as f:
+                user = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(user, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        base_dir = os.path.dirname(os.path.abspath(path))
+    for item in overrides:
+        _apply_set(user, item)
+    _check(user, DEFAULTS)
+    cfg = _merge(DEFAULTS, user)
+    for key in _PATH_KEYS:
+        value = _get(cfg, key)
+        if value and not is_url(value):
+            _put(cfg, key, os.path.normpath(os.path.join(base_dir, os.path.expanduser(value))))
+    _check_values(cfg)
+    if check_inputs:
+        check_inputs_exist(cfg)
+    return cfg
+
+
+def _check_values(cfg: dict) -> None:
+    if cfg["audio"]["sampling_rate"] <= 0:
+        raise ConfigError("config key 'audio.sampling_rate' must be positive")
+    if cfg["audio"]["channels"] not in (1, 2):
+        raise ConfigError("config key 'audio.channels' must be 1 or 2")
+    if cfg["output"]["shard_hours"] <= 0:
+        raise ConfigError("config key 'output.shard_hours' must be positive")
+    if cfg["splits"]["dev_size"] < 0:
+        raise ConfigError("config key 'splits.dev_size' must be >= 0")
+    if cfg["cluster"]["n_workers"] is not None and cfg["cluster"]["n_workers"] < 1:
+        raise ConfigError("config key 'cluster.n_workers' must be >= 1")
+    if cfg["cluster"]["threads_per_worker"] < 1:
+        raise ConfigError("config key 'cluster.threads_per_worker' must be >= 1")
+    try:
+        cfg["input"]["id_template"].format(recording="r", start=0.0, end=1.0)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"config key 'input.id_template' is not a valid template "
+                          f"(fields: recording, start, end): {e}") from None
+
+
+def check_inputs_exist(cfg: dict) -> None:
+    import fsspec
+
+    def exists(url: str) -> bool:
+        fs, p = fsspec.core.url_to_fs(url)
+        return fs.exists(p)
+
+    align = cfg["input"]["alignment"]
+    if not exists(align):
+        raise ConfigError(f"input.alignment not found: {align}")
+    audio = cfg["input"]["audio"]
+    if audio is not None and not exists(audio):
+        raise ConfigError(f"input.audio not found: {audio}")
+    ff = cfg["audio"]["ffmpeg"]
+    if ff is not None and not os.path.isfile(ff):
+        raise ConfigError(f"audio.ffmpeg not found: {ff}")
+    out = cfg["output"]["path"]
+    if not is_url(out) and os.path.isfile(out):
+        raise ConfigError(f"output.path is a file, not a folder: {out}")

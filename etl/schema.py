@@ -1,0 +1,90 @@
+"""The data contract: canonical table columns, output Arrow schemas (with HF features) and reject reasons.
+
+Everything that names a column or a reason lives here, so readers, row checks, shard writers,
+the dataset card and the report agree by construction.
+"""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+# Columns every reader produces (``table.py``), in this order. ``row`` is the 0-based position in
+# the input table: it decides which duplicate is "first" and orders everything deterministically.
+TABLE_COLUMNS = ["row", "id", "source_id", "recording", "start", "end", "text_raw", "hypothesis"]
+
+# Reject reasons, in the order rows are checked: a row gets the first reason that applies.
+REJECT_REASONS = {
+    "invalid_recording_id": "recording id is empty or would leave the audio folder ('..', '/', absolute)",
+    "bad_timestamps": "start/end missing, not a number, negative, or end <= start",
+    "duplicate_id": "the same id appears earlier in the table (the first is kept)",
+    "missing_audio": "no audio file for this recording id in the audio folder",
+    "empty_text": "transcript is empty after normalization",
+    "too_short": "duration below filters.min_duration",
+    "too_long": "duration above filters.max_duration",
+    "low_similarity": "similarity of text and hypothesis below filters.min_similarity",
+    "unreadable_audio": "ffmpeg (or pydub) could not decode the recording",
+    "beyond_end": "segment ends past the end of the decoded recording",
+}
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("recording", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+REJECT_COLUMNS = REJECTS_SCHEMA.names
+
+AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+# Output columns: (name, arrow type, HF feature dict). Types must match the HF feature's own
+# arrow type exactly, or `datasets` silently ignores the metadata and the Audio feature is lost.
+_OUTPUT = [
+    ("id", pa.string(), {"dtype": "string", "_type": "Value"}),
+    ("recording", pa.string(), {"dtype": "string", "_type": "Value"}),
+    ("start", pa.float64(), {"dtype": "float64", "_type": "Value"}),
+    ("end", pa.float64(), {"dtype": "float64", "_type": "Value"}),
+    ("duration", pa.float64(), {"dtype": "float64", "_type": "Value"}),
+    ("audio", AUDIO_TYPE, None),  # filled with the sampling rate by output_schema()
+    ("text", pa.string(), {"dtype": "string", "_type": "Value"}),
+    ("text_raw", pa.string(), {"dtype": "string", "_type": "Value"}),
+    ("hypothesis", pa.string(), {"dtype": "string", "_type": "Value"}),
+    ("similarity", pa.float64(), {"dtype": "float64", "_type": "Value"}),
+    ("source_id", pa.string(), {"dtype": "string", "_type": "Value"}),
+]
+
+
+def output_columns(with_source_id: bool) -> list[str]:
+    return [name for name, _, _ in _OUTPUT if with_source_id or name != "source_id"]
+
+
+def hf_features(sampling_rate: int, with_source_id: bool) -> dict:
+    """The `datasets.Features.to_dict()` form of the output columns."""
+    feats = {}
+    for name, _, feat in _OUTPUT:
+        if name == "source_id" and not with_source_id:
+            continue
+        feats[name] = feat if feat is not None else {"sampling_rate": int(sampling_rate), "_type": "Audio"}
+    return feats
+
+
+def output_schema(sampling_rate: int, with_source_id: bool) -> pa.Schema:
+    """Arrow schema of a split shard, with the `huggingface` metadata `datasets` reads back."""
+    fields = [pa.field(name, typ) for name, typ, _ in _OUTPUT if with_source_id or name != "source_id"]
+    meta = {"info": {"features": hf_features(sampling_rate, with_source_id)}}
+    return pa.schema(fields).with_metadata({"huggingface": json.dumps(meta)})
+
+
+def card_features_yaml(sampling_rate: int, with_source_id: bool) -> list[dict]:
+    """The `dataset_info.features` list of a dataset card (as `Features._to_yaml_list()` writes it)."""
+    out = []
+    for name, feat in hf_features(sampling_rate, with_source_id).items():
+        if feat["_type"] == "Audio":
+            out.append({"name": name, "dtype": {"audio": {"sampling_rate": feat["sampling_rate"]}}})
+        else:
+            out.append({"name": name, "dtype": feat["dtype"]})
+    return out
