@@ -1,0 +1,248 @@
+"""Decoding, cutting and encoding.
+
+The default decoder is one ffmpeg subprocess per recording that resamples and downmixes in the same
+pass and streams s16le PCM through a pipe; ``cut`` slices segments out of that stream as it passes,
+so memory holds at most the longest pending segment plus one chunk, whatever the recording's length.
+ffmpeg gets an argument list, never a shell, and reads local files through the ``file:`` protocol so
+no file name is ever taken for an option or a protocol.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from typing import Iterable, Iterator
+
+import numpy as np
+
+CHUNK_SECONDS = 2.0
+# A segment may end this much past the decoded end (encoder padding, aligners that write the header
+# duration); it is cut to the end. Beyond that it is ``beyond_end``.
+END_TOLERANCE_S = 0.05
+# Containers that need a seekable input (MP4's index may sit at the end): copied locally when remote.
+_NEEDS_SEEK = {".m4a", ".mp4", ".mov", ".3gp", ".caf", ".mkv", ".webm", ".mka"}
+
+
+class DecodeError(Exception):
+    """The recording could not be decoded; the message is ffmpeg's (or pydub's) own."""
+
+
+def ffmpeg_binary(configured: str | None = None) -> str:
+    """``audio.ffmpeg`` if set, else ``ffmpeg`` on PATH, else the binary bundled with imageio-ffmpeg."""
+    if configured:
+        return configured
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_command(ffmpeg: str, source: str, sampling_rate: int, channels: int) -> list[str]:
+    return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
+            "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-ac", str(channels), "-ar", str(sampling_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+
+
+class _Source:
+    """A recording as something ffmpeg can read: a local path, or a remote fsspec file fed to
+    ffmpeg's stdin (streamable formats) or copied to a temporary file (formats that need seeking)."""
+
+    def __init__(self, url: str):
+        self.url, self.tmp, self.feed = url, None, None
+        if "://" not in url or url.startswith("file://"):
+            self.arg = "file:" + os.path.abspath(url.removeprefix("file://"))
+        elif os.path.splitext(url)[1].lower() in _NEEDS_SEEK:
+            import fsspec
+
+            fd, self.tmp = tempfile.mkstemp(suffix=os.path.splitext(url)[1])
+            with os.fdopen(fd, "wb") as out, fsspec.open(url, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+            self.arg = "file:" + self.tmp
+        else:
+            self.arg, self.feed = "pipe:0", url
+
+    def close(self):
+        if self.tmp:
+            os.unlink(self.tmp)
+
+
+def _drain(stream, keep: list):
+    """Read ffmpeg's stderr in a thread (a full pipe would block it); keep the last 4 KB."""
+    data = b""
+    for line in iter(stream.readline, b""):
+        data = (data + line)[-4096:]
+    keep.append(data.decode("utf-8", "replace").strip())
+
+
+def _feed(url: str, stdin):
+    import fsspec
+
+    try:
+        with fsspec.open(url, "rb") as f:
+            shutil.copyfileobj(f, stdin, 1 << 20)
+    except (BrokenPipeError, OSError):
+        pass  # ffmpeg stopped reading: its own error message says why
+    finally:
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+
+def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg: str | None = None,
+                  chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
+    """Yield int16 arrays of shape (frames, channels) from one streaming ffmpeg decode."""
+    src = _Source(url)
+    cmd = ffmpeg_command(ffmpeg or ffmpeg_binary(), src.arg, sampling_rate, channels)
+    if src.feed:
+        cmd.remove("-nostdin")
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if src.feed else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err: list = []
+    threads = [threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
+    if src.feed:
+        threads.append(threading.Thread(target=_feed, args=(src.feed, proc.stdin), daemon=True))
+    for t in threads:
+        t.start()
+    frame_bytes = 2 * channels
+    chunk = max(1, int(chunk_seconds * sampling_rate)) * frame_bytes
+    carry = b""
+    try:
+        while True:
+            data = proc.stdout.read(chunk)
+            if not data:
+                break
+            data = carry + data
+            usable = len(data) - len(data) % frame_bytes
+            carry = data[usable:]
+            if usable:
+                yield np.frombuffer(data[:usable], dtype="<i2").reshape(-1, channels)
+        rc = proc.wait()
+        for t in threads:
+            t.join(timeout=10)
+        if rc != 0:
+            msg = (err[0] if err else "") or f"ffmpeg exited with code {rc}"
+            raise DecodeError(msg.splitlines()[-1][:500])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        src.close()
+
+
+_PYDUB_CODECS = {".mp3": "mp3", ".m4a": "aac", ".mp4": "aac", ".aac": "aac", ".flac": "flac",
+                 ".ogg": "vorbis", ".oga": "vorbis", ".opus": "libopus", ".webm": "libopus"}
+
+
+def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg: str | None = None,
+                 chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
+    """pydub's way: the whole recording decoded into memory, resampled with audioop. For users who
+    want it; it is slower and its memory grows with the recording (see README)."""
+    from pydub import AudioSegment
+
+    AudioSegment.converter = ffmpeg or ffmpeg_binary()
+    ext = os.path.splitext(url)[1].lower()
+    src = _Source(url)
+    try:
+        path = src.arg.removeprefix("file:") if src.arg.startswith("file:") else None
+        if path is None:  # a streamable remote file: pydub needs a file
+            import fsspec
+
+            with fsspec.open(url, "rb") as f:
+                data = io.BytesIO(f.read())
+            path = data
+        # No ffprobe here: give pydub the codec so it does not try to probe the file.
+        seg = AudioSegment.from_file(path, format=ext.lstrip("."), codec=_PYDUB_CODECS.get(ext))
+    except Exception as e:  # pydub raises bare Exceptions / CouldntDecodeError with ffmpeg's text
+        raise DecodeError(str(e).strip().splitlines()[-1][:500] if str(e).strip() else type(e).__name__) from None
+    finally:
+        src.close()
+    seg = seg.set_sample_width(2).set_channels(channels).set_frame_rate(sampling_rate)
+    pcm = np.frombuffer(seg.raw_data, dtype="<i2").reshape(-1, channels)
+    step = max(1, int(chunk_seconds * sampling_rate))
+    for i in range(0, len(pcm), step):
+        yield pcm[i:i + step]
+
+
+DECODERS = {"ffmpeg": stream_ffmpeg, "pydub": stream_pydub}
+
+
+def cut(chunks: Iterable[np.ndarray], spans: list[tuple[int, int]],
+        tolerance: int = 0) -> Iterator[tuple[int, np.ndarray | None, int]]:
+    """Cut sample spans out of a stream of (frames, channels) chunks as it passes.
+
+    ``spans`` are (first, stop) sample indices. Yields ``(index into spans, samples or None, total)``
+    for every span: samples once the stream has passed ``stop``, or None (after the stream ends) for
+    spans that end more than ``tolerance`` samples past the end (total = decoded frames so far).
+    Only the samples from the earliest pending span onwards are held in memory.
+    """
+    order = sorted(range(len(spans)), key=lambda i: (spans[i][0], spans[i][1], i))
+    by_stop = sorted(order, key=lambda i: (spans[i][1], i))
+    next_start = 0  # position in `order` of the earliest span not yet started
+    done = [False] * len(spans)
+    buf: list[np.ndarray] = []
+    buf_start = 0  # stream index of buf[0][0]
+    pos = 0  # frames seen
+    k = 0  # position in `by_stop`
+    channels = None
+    for chunk in chunks:
+        channels = chunk.shape[1]
+        buf.append(chunk)
+        pos += len(chunk)
+        while k < len(by_stop) and spans[by_stop[k]][1] <= pos:
+            i = by_stop[k]
+            k += 1
+            yield i, _take(buf, buf_start, *spans[i]), pos
+            done[i] = True
+        # drop what no pending span needs
+        while next_start < len(order) and done[order[next_start]]:
+            next_start += 1
+        keep_from = spans[order[next_start]][0] if next_start < len(order) else pos
+        buf, buf_start = _trim(buf, buf_start, min(keep_from, pos))
+    for i in by_stop[k:]:
+        first, stop = spans[i]
+        if stop - pos <= tolerance and first < pos:
+            samples = _take(buf, buf_start, first, pos)
+            yield i, samples, pos
+        else:
+            yield i, None, pos
+
+
+def _take(buf: list[np.ndarray], buf_start: int, first: int, stop: int) -> np.ndarray:
+    out, at = [], buf_start
+    for c in buf:
+        lo, hi = max(first, at), min(stop, at + len(c))
+        if lo < hi:
+            out.append(c[lo - at:hi - at])
+        at += len(c)
+    return np.concatenate(out) if out else np.zeros((0, buf[0].shape[1] if buf else 1), dtype=np.int16)
+
+
+def _trim(buf: list[np.ndarray], buf_start: int, keep_from: int):
+    while buf and buf_start + len(buf[0]) <= keep_from:
+        buf_start += len(buf[0])
+        buf.pop(0)
+    return buf, buf_start
+
+
+def encode(samples: np.ndarray, sampling_rate: int, audio_format: str) -> bytes:
+    """FLAC (16-bit) or WAV PCM16 bytes of an int16 (frames, channels) array, with soundfile."""
+    import soundfile as sf
+
+    out = io.BytesIO()
+    if audio_format == "flac":
+        sf.write(out, samples, sampling_rate, format="FLAC", subtype="PCM_16")
+    else:
+        sf.write(out, samples, sampling_rate, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+def sample_index(t: float, sampling_rate: int) -> int:
+    """Segment boundary in samples: round(t * sr), as the contract says."""
+    return int(round(t * sampling_rate))

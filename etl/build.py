@@ -1,0 +1,229 @@
+"""The one place Dask orchestrates: table -> rows -> splits -> shards -> output.
+
+Data flows one way. The table is read and checked with dask.dataframe (threads, while the cluster
+starts in the background), the checks that need the whole table run on the client, and each shard
+of recordings becomes one task on the cluster that writes its own files.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import sys
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import audio, card, rows as rowchecks, storage, table
+from .cluster import close_client, open_client
+from .recordings import list_audio, resolve
+from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA, TABLE_COLUMNS
+from .shards import ShardTask, pack, run_shard
+from .splits import assign_splits
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
+    """The alignment table, canonical and row-checked, as one pandas frame in input order.
+    Returns (frame, whether the table had its own id column)."""
+    import dask
+    import dask.dataframe  # noqa: F401  (registers the dataframe config)
+
+    inp = cfg["input"]
+    fmt = table.detect_format(inp["alignment"], inp["format"])
+    columns = dict(inp["columns"])
+    if fmt == "kaldi":
+        columns = {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
+                   "hypothesis": None}
+    with dask.config.set({"dataframe.convert-string": False}):
+        ddf = table.read_raw(inp["alignment"], fmt)
+        present = [str(c) for c in ddf.columns]
+        table.check_columns(present, columns, fmt)
+        has_id = bool(columns.get("id")) and (columns["id"] in present or "__key__" in present)
+
+        def per_partition(pdf: pd.DataFrame) -> pd.DataFrame:
+            canon = table.canonical(pdf, columns, inp["id_template"])
+            return rowchecks.check_rows(canon, cfg["text"], cfg["filters"], inp["id_template"])
+
+        (df,) = dask.compute(ddf.map_partitions(per_partition), scheduler="threads")
+    df = df.reset_index(drop=True)
+    df.insert(0, "row", np.arange(len(df), dtype=np.int64))
+    return df, has_id
+
+
+def plan_rows(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
+    """Whole-table checks and split assignment; adds ``url`` and ``split`` (None when rejected)."""
+    inp = cfg["input"]
+    rowchecks.mark_duplicates(df)
+    wav_scp = None
+    if table.detect_format(inp["alignment"], inp["format"]) == "kaldi" and inp["audio"] is None:
+        wav_scp = table.read_wav_scp(inp["alignment"])
+    listing = {} if inp["audio"] is None else list_audio(inp["audio"])
+    url = resolve(df["recording"], listing, wav_scp)
+    url[df["reason"] == "invalid_recording_id"] = None  # never opened, not even looked up
+    df["url"] = url
+    where = inp["audio"] or "wav.scp"
+    rowchecks.mark_missing_audio(df, url, where)  # invalid ids keep their own, earlier reason
+    kept = df["reason"].isna()
+    df["split"] = None
+    df.loc[kept, "split"] = assign_splits(df.loc[kept, "id"], cfg["splits"]["seed"], cfg["splits"]["dev_size"])
+    return df
+
+
+def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardTask]:
+    kept = df[df["split"].notna()]
+    if kept.empty:
+        return []
+    recs = kept.groupby("recording", sort=True).agg(seconds=("end", "max"), url=("url", "first")).reset_index()
+    by_rec = {rec: g for rec, g in kept.groupby("recording", sort=True)}
+    url_of = dict(zip(recs["recording"], recs["url"]))
+    sec_of = dict(zip(recs["recording"], recs["seconds"]))
+    a = cfg["audio"]
+    tasks = []
+    for i, shard in enumerate(pack(recs, cfg["output"]["shard_hours"] * 3600)):
+        tasks.append(ShardTask(
+            index=i,
+            recordings=[(r, url_of[r], by_rec[r].drop(columns=["reason", "detail", "url", "row"]))
+                        for r in shard],
+            seconds=float(sum(sec_of[r] for r in shard)),
+            out=cfg["output"]["path"],
+            sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
+            ffmpeg=audio.ffmpeg_binary(a["ffmpeg"]) if a["decoder"] == "ffmpeg" or a["ffmpeg"] else a["ffmpeg"],
+            audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
+        ))
+    return tasks
+
+
+def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
+    """Submit shards longest first; progress bar with ETA in hours of audio."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    run = uuid.uuid4().hex[:8]
+    futures = {}
+    for t in tasks:
+        f = client.submit(run_shard, t, key=f"etl-shard-{t.index:05d}-{run}", priority=len(tasks) - t.index,
+                          retries=1)
+        futures[f] = t
+    results = []
+    total_h = sum(t.seconds for t in tasks) / 3600
+    with tqdm(total=round(total_h, 3), unit="h", desc="decode+cut", file=sys.stderr, mininterval=1.0,
+              bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]") as bar:
+        for f in as_completed(futures):
+            t = futures[f]
+            try:
+                results.append(f.result())
+            except Exception as e:
+                raise RuntimeError(f"shard {t.index} (recordings {', '.join(r for r, _, _ in t.recordings)}) "
+                                   f"failed: {type(e).__name__}: {e}") from e
+            finally:
+                f.release()
+            bar.update(min(t.seconds / 3600, bar.total - bar.n))
+    return sorted(results, key=lambda r: r["shard"])
+
+
+def finalize(cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: bool, timings: dict,
+             t0: float) -> dict:
+    """Name the shard files, write rejects.parquet, report.json and the dataset card."""
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    parts_dir = storage.join(root, storage.PARTS_DIR)
+    data_dir = storage.join(root, storage.DATA_DIR)
+    fs.makedirs(data_dir, exist_ok=True)
+
+    splits: dict[str, dict] = {}
+    for res in results:  # in shard order: deterministic names
+        for split, p in sorted(res["parts"].items()):
+            s = splits.setdefault(split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0})
+            s["files"].append(p["file"])
+            s["rows"] += p["rows"]
+            s["seconds"] += p["seconds"]
+            s["bytes"] += p["bytes"]
+    order = [s for s in ("train", "dev", "test") if s in splits] + sorted(set(splits) - {"train", "dev", "test"})
+    for split in order:
+        files = splits[split]["files"]
+        for i, name in enumerate(files):
+            src, dst = storage.join(parts_dir, name), storage.join(data_dir, storage.final_name(split, i, len(files)))
+            fs.mv(src, dst)
+    if fs.exists(parts_dir):
+        fs.rm(parts_dir, recursive=True)
+
+    # Rejects: those known before decoding plus those found while decoding, in input order.
+    pre = df[df["reason"].notna()][["row"] + REJECT_COLUMNS]
+    late = pd.DataFrame([r for res in results for r in res["rejects"]], columns=REJECT_COLUMNS)
+    if len(late):
+        late = late.merge(df[["id", "row"]].drop_duplicates("id"), on="id", how="left")
+    rejects = pd.concat([pre, late], ignore_index=True).sort_values("row", kind="stable")
+    if len(rejects):  # no empty Parquet file, ever
+        t = pa.Table.from_pandas(rejects[REJECT_COLUMNS].astype({"id": object, "recording": object}),
+                                 schema=REJECTS_SCHEMA, preserve_index=False)
+        with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
+            pq.write_table(t, f, compression="zstd")
+
+    counts = {r: 0 for r in REJECT_REASONS}
+    for r, n in rejects["reason"].value_counts().items():
+        counts[r] = int(n)
+    split_report = {s: {"rows": splits[s]["rows"], "hours": splits[s]["seconds"] / 3600,
+                        "files": len(splits[s]["files"]), "bytes": splits[s]["bytes"]} for s in order}
+    rows_out = sum(v["rows"] for v in split_report.values())
+    report = {
+        "rows_in": int(len(df)),
+        "rows_out": rows_out,
+        "rows_rejected": int(len(rejects)),
+        "splits": split_report,
+        "rejects": counts,
+        "hours_out": sum(v["hours"] for v in split_report.values()),
+        "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
+        "shards": len(results),
+        "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
+                  "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"]},
+        "splits_config": cfg["splits"],
+        "filters": cfg["filters"],
+        "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
+    }
+    if report["rows_in"] != rows_out + report["rows_rejected"]:  # the contract; never expected to fire
+        raise RuntimeError(f"row accounting broken: {report['rows_in']} in, {rows_out} kept, "
+                           f"{report['rows_rejected']} rejected")
+    storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
+    storage.write_bytes(fs, storage.join(root, "README.md"),
+                        card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id).encode())
+    return report
+
+
+def build(cfg: dict, client=None) -> dict:
+    """Run a whole build. With ``client`` given, use it; else open one from ``cfg['cluster']``."""
+    t0 = time.perf_counter()
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    client_future = None
+    if client is None:  # start the cluster while the table is read and checked
+        client_future = pool.submit(open_client, cfg["cluster"])
+    try:
+        df, with_source_id = read_checked_table(cfg)
+        df = plan_rows(cfg, df)
+        t_table = time.perf_counter() - t0
+        tasks = make_tasks(cfg, df, with_source_id)
+        fs, root = storage.fs_and_path(cfg["output"]["path"])
+        fs.makedirs(root, exist_ok=True)
+        storage.clear_previous_output(fs, root)
+        if client_future is not None:
+            client = client_future.result()
+            _say(f"Dask dashboard: {client.dashboard_link}")
+        _say(f"{len(df)} rows, {int(df['split'].notna().sum())} to cut from "
+             f"{sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards")
+        t1 = time.perf_counter()
+        results = run_tasks(client, tasks) if tasks else []
+        t_cut = time.perf_counter() - t1
+        report = finalize(cfg, df, results, with_source_id,
+                          {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0)
+        return report
+    finally:
+        if client_future is not None:
+            try:
+                close_client(client_future.result())
+            except Exception:
+                pass
+        pool.shutdown(wait=False)

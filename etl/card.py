@@ -1,0 +1,45 @@
+"""The dataset card (README.md with HF YAML front matter) and report.json."""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from .schema import REJECT_REASONS, card_features_yaml
+
+
+def dataset_card(report: dict, sampling_rate: int, with_source_id: bool) -> str:
+    splits = report["splits"]
+    front = {
+        "configs": [{
+            "config_name": "default",
+            "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
+        }],
+        "dataset_info": {
+            "features": card_features_yaml(sampling_rate, with_source_id),
+            "splits": [{"name": s, "num_bytes": v["bytes"], "num_examples": v["rows"]} for s, v in splits.items()],
+            "download_size": sum(v["bytes"] for v in splits.values()),
+            "dataset_size": sum(v["bytes"] for v in splits.values()),
+        },
+        "task_categories": ["automatic-speech-recognition"],
+    }
+    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
+    lines += [
+        "# ASR dataset",
+        "",
+        f"{sampling_rate} Hz clips cut from long recordings by `etl build`. "
+        "Load it with `datasets.load_dataset(\"<this folder>\")` or "
+        "`datasets.Dataset.from_parquet(\"<this folder>/data/train-*.parquet\")`.",
+        "",
+        "| split | rows | hours |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {s} | {v['rows']} | {v['hours']:.3f} |" for s, v in splits.items()]
+    lines += ["", f"Input rows: {report['rows_in']}. Rejected rows are in `rejects.parquet`:", "",
+              "| reason | rows | meaning |", "|---|---:|---|"]
+    lines += [f"| {r} | {report['rejects'][r]} | {REJECT_REASONS[r]} |" for r in REJECT_REASONS]
+    return "\n".join(lines) + "\n"
+
+
+def report_json(report: dict) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"

@@ -1,0 +1,58 @@
+"""Recording id -> audio file: one listing of the audio folder plus a join (never a stat per row)."""
+from __future__ import annotations
+
+import os
+
+import fsspec
+import pandas as pd
+
+# Extensions ffmpeg reads that hold audio; anything else in the folder (txt, json, ...) is ignored.
+AUDIO_EXTENSIONS = (
+    ".wav", ".flac", ".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".webm", ".mka", ".mkv",
+    ".wma", ".aif", ".aiff", ".au", ".caf", ".amr", ".3gp", ".mov", ".ac3", ".mp2", ".wv", ".ape",
+)
+# When one recording has several files (rec.wav and rec.mp3), the lossless or earliest-listed wins.
+_PREFERENCE = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
+
+
+def is_safe_recording_id(rid: str) -> bool:
+    """An id names a file *inside* the audio folder: no separators, no '..', no control characters."""
+    if not rid or rid in (".", ".."):
+        return False
+    if "/" in rid or "\\" in rid or rid.startswith("~"):
+        return False  # separators (and so absolute paths) or a home-dir expansion
+    return not any(ord(c) < 32 for c in rid)
+
+
+def list_audio(folder: str) -> dict[str, str]:
+    """One listing: {recording id: file URL/path}. Ids are file stems with surrounding whitespace
+    stripped; the full file name maps too, so a table that names "rec.mp3" resolves."""
+    fs, root = fsspec.core.url_to_fs(folder)
+    entries = fs.ls(root, detail=True)
+    files = sorted(e["name"] for e in entries if e.get("type") == "file")
+    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    local = protocol in ("file", "local")
+    by_id: dict[str, str] = {}
+    rank: dict[str, int] = {}
+    for name in files:
+        base = name.rstrip("/").rsplit("/", 1)[-1]
+        stem, ext = os.path.splitext(base)
+        ext = ext.lower()
+        if ext not in _PREFERENCE:
+            continue
+        url = name if local else fs.unstrip_protocol(name)
+        for key in (stem.strip(), base.strip()):
+            if key not in by_id or _PREFERENCE[ext] < rank[key]:
+                by_id[key], rank[key] = url, _PREFERENCE[ext]
+    return by_id
+
+
+def resolve(recordings: pd.Series, listing: dict[str, str], wav_scp: dict[str, str | None] | None = None) -> pd.Series:
+    """The file of each (already stripped) recording id, or None. A join on the listing."""
+    if wav_scp is not None:
+        table = pd.Series(wav_scp, dtype=object)
+    else:
+        table = pd.Series(listing, dtype=object)
+    if table.empty:
+        return pd.Series([None] * len(recordings), index=recordings.index, dtype=object)
+    return recordings.map(table).astype(object).where(lambda s: s.notna(), None)

@@ -1,0 +1,99 @@
+"""Row checks and filters on pandas frames (pure: no Dask, no I/O).
+
+A row gets exactly one ``reason`` (``None`` = kept so far): the first reason, in the order of
+``schema.REJECT_REASONS``, that applies. ``check_rows`` does what one row can tell about itself and
+runs per partition; ``mark_duplicates`` and ``mark_missing_audio`` need the whole table.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .recordings import is_safe_recording_id
+from .schema import REJECT_REASONS
+from .text import normalize, similarity
+
+_PRIORITY = {r: i for i, r in enumerate(REJECT_REASONS)}
+
+
+def reject(df: pd.DataFrame, mask, reason: str, detail) -> None:
+    """Give ``reason`` to rows in ``mask`` unless they already hold a reason checked earlier."""
+    mask = pd.Series(mask, index=df.index).fillna(False).astype(bool)
+    current = df["reason"].map(lambda r: _PRIORITY.get(r, len(_PRIORITY)) if r is not None else len(_PRIORITY))
+    take = mask & (current > _PRIORITY[reason])
+    if take.any():
+        df.loc[take, "reason"] = reason
+        df.loc[take, "detail"] = detail[take] if isinstance(detail, pd.Series) else detail
+
+
+def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str) -> pd.DataFrame:
+    """Parse, normalize and filter one partition of the canonical table."""
+    df = df.copy()
+    df["reason"] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    df["detail"] = pd.Series([None] * len(df), index=df.index, dtype=object)
+
+    rec = df["recording"].map(lambda r: r.strip() if isinstance(r, str) else r)
+    df["recording"] = rec
+    safe = rec.map(lambda r: isinstance(r, str) and is_safe_recording_id(r))
+    reject(df, ~safe, "invalid_recording_id", "recording id " + df["recording"].map(repr))
+
+    start = pd.to_numeric(df["start"], errors="coerce").astype("float64")
+    end = pd.to_numeric(df["end"], errors="coerce").astype("float64")
+    raw_start, raw_end = df["start"].map(repr), df["end"].map(repr)
+    df["start"], df["end"] = start, end
+    bad_ts = start.isna() | end.isna() | ~np.isfinite(start) | ~np.isfinite(end) | (start < 0) | (end <= start)
+    reject(df, bad_ts, "bad_timestamps", "start=" + raw_start + " end=" + raw_end)
+    df["duration"] = (end - start).where(~bad_ts)
+
+    # Ids: the table's own (stripped), else the seed's nomenclature from the template.
+    missing_id = df["id"].map(lambda v: v is None or (isinstance(v, str) and not v.strip()))
+    df["id"] = df["id"].map(lambda v: v.strip() if isinstance(v, str) else v)
+    if missing_id.any():
+        df.loc[missing_id, "id"] = [
+            _make_id(id_template, r, s, e) for r, s, e in zip(rec[missing_id], start[missing_id], end[missing_id])
+        ]
+
+    df["text"] = df["text_raw"].map(lambda t: normalize(t, **text_cfg))
+    reject(df, df["text"] == "", "empty_text", "text_raw=" + df["text_raw"].map(repr))
+
+    dur = df["duration"]
+    if filters.get("min_duration") is not None:
+        lo = float(filters["min_duration"])
+        reject(df, dur < lo, "too_short", dur.map(lambda d: f"duration {d:.3f} s < {lo}"))
+    if filters.get("max_duration") is not None:
+        hi = float(filters["max_duration"])
+        reject(df, dur > hi, "too_long", dur.map(lambda d: f"duration {d:.3f} s > {hi}"))
+
+    has_hyp = df["hypothesis"].map(lambda h: h is not None)
+    hyp_norm = df["hypothesis"].map(lambda h: normalize(h, **text_cfg) if h is not None else None)
+    df["similarity"] = [
+        similarity(t, h) if h is not None else np.nan for t, h in zip(df["text"], hyp_norm)
+    ]
+    df["similarity"] = df["similarity"].astype("float64")
+    if filters.get("min_similarity") is not None:
+        lo = float(filters["min_similarity"])
+        sim = df["similarity"]
+        reject(df, has_hyp & (sim < lo), "low_similarity", sim.map(lambda s: f"similarity {s:.3f} < {lo}"))
+    return df
+
+
+def _make_id(template: str, recording, start, end) -> str:
+    try:
+        return template.format(recording=recording, start=start, end=end)
+    except (TypeError, ValueError):  # NaN timestamps or no recording: still a readable, unique-ish id
+        return f"{recording}_{start}-{end}"
+
+
+def mark_duplicates(df: pd.DataFrame) -> None:
+    """``duplicate_id`` for every repeat of an id; the first in table order is kept. ``df`` sorted by row."""
+    dup = df["id"].duplicated(keep="first")
+    if dup.any():
+        first_row = df.drop_duplicates("id", keep="first").set_index("id")["row"]
+        detail = "first at row " + df["id"].map(first_row).astype("Int64").astype(str)
+        reject(df, dup, "duplicate_id", detail)
+
+
+def mark_missing_audio(df: pd.DataFrame, audio_url: pd.Series, where: str) -> None:
+    """``missing_audio`` for rows whose recording resolved to no file (``audio_url`` is None)."""
+    missing = audio_url.isna()
+    reject(df, missing, "missing_audio", "no audio file for '" + df["recording"].astype(str) + f".*' in {where}")

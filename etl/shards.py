@@ -1,0 +1,176 @@
+"""Packing recordings into shards, and the per-shard task: decode, cut, encode, write, return stats.
+
+A task runs on a worker: it decodes each of its recordings once, streams the clips into one Parquet
+file per split (temporary name, then rename) and returns only small statistics and the rejects it
+found (``unreadable_audio``, ``beyond_end``), so no audio passes through the scheduler or the client.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import audio, storage
+from .schema import output_columns, output_schema
+
+ROW_GROUP_BYTES = 64 << 20  # keep row groups well under 100 MB
+ROW_GROUP_ROWS = 2000
+
+
+@dataclass
+class ShardTask:
+    index: int
+    recordings: list  # [(recording id, file url, DataFrame of its kept rows incl. "split")]
+    seconds: float  # estimated audio to decode (max segment end per recording)
+    out: str
+    sampling_rate: int = 16000
+    channels: int = 1
+    decoder: str = "ffmpeg"
+    ffmpeg: str | None = None
+    audio_format: str = "flac"
+    with_source_id: bool = False
+    meta: dict = field(default_factory=dict)
+
+
+def pack(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
+    """Recordings (columns ``recording``, ``seconds``) -> shards of about ``shard_seconds``, longest
+    first. Deterministic: ties broken by recording id; a recording longer than a shard is a shard."""
+    order = recordings.sort_values(["seconds", "recording"], ascending=[False, True])
+    shards: list[list[str]] = []
+    current, total = [], 0.0
+    for rec, sec in zip(order["recording"], order["seconds"]):
+        if current and total + sec > shard_seconds:
+            shards.append(current)
+            current, total = [], 0.0
+        current.append(rec)
+        total += sec
+    if current:
+        shards.append(current)
+    return shards
+
+
+class _SplitWriter:
+    """One split's Parquet file of a shard, opened on its first row (no empty file is ever written)."""
+
+    def __init__(self, fs, path: str, schema: pa.Schema):
+        self.fs, self.path, self.schema = fs, path, schema
+        self.rows: list[dict] = []
+        self.pending_bytes = 0
+        self.count, self.seconds, self.audio_bytes = 0, 0.0, 0
+        self._ctx = self._file = self._writer = None
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        size = len(row["audio"]["bytes"])
+        self.pending_bytes += size
+        self.count += 1
+        self.seconds += row["duration"]
+        self.audio_bytes += size
+        if self.pending_bytes >= ROW_GROUP_BYTES or len(self.rows) >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        if self._writer is None:
+            self._ctx = storage.atomic_open(self.fs, self.path)
+            self._file = self._ctx.__enter__()
+            self._writer = pq.ParquetWriter(self._file, self.schema, compression="zstd",
+                                            use_dictionary=[c for c in self.schema.names if c != "audio"])
+        table = pa.Table.from_pylist(self.rows, schema=self.schema)
+        self._writer.write_table(table, row_group_size=len(self.rows))
+        self.rows, self.pending_bytes = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc) -> None:
+        if self._ctx is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def run_shard(task: ShardTask) -> dict:
+    """Decode, cut, encode and write one shard. Returns stats and decode-time rejects."""
+    t0 = time.perf_counter()
+    fs, root = storage.fs_and_path(task.out)
+    schema = output_schema(task.sampling_rate, task.with_source_id)
+    columns = output_columns(task.with_source_id)
+    ext = "flac" if task.audio_format == "flac" else "wav"
+    writers: dict[str, _SplitWriter] = {}
+    rejects: list[dict] = []
+    decoded = 0.0
+    decode = audio.DECODERS[task.decoder]
+    tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
+    try:
+        for recording, url, rows in task.recordings:
+            rows = rows.sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
+            spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
+                     for s, e in zip(rows["start"], rows["end"])]
+            records = rows.to_dict("records")
+            seen = set()
+            chunks = decode(url, task.sampling_rate, task.channels, task.ffmpeg)
+            cuts = audio.cut(chunks, spans, tolerance)
+            total = 0
+            while True:
+                try:
+                    i, samples, total = next(cuts)
+                except StopIteration:
+                    break
+                except Exception as e:  # DecodeError, or a storage error reading the file
+                    detail = str(e) if isinstance(e, audio.DecodeError) else f"{type(e).__name__}: {e}"
+                    for j, r in enumerate(records):
+                        if j not in seen:
+                            rejects.append(_reject(r, "unreadable_audio", detail))
+                    break
+                seen.add(i)
+                r = records[i]
+                if samples is None:
+                    rejects.append(_reject(r, "beyond_end", f"ends at {r['end']:.3f} s; recording decodes "
+                                                            f"to {total / task.sampling_rate:.3f} s"))
+                    continue
+                row = {c: _clean(r.get(c)) for c in columns if c != "audio"}
+                row["audio"] = {"bytes": audio.encode(samples, task.sampling_rate, task.audio_format),
+                                "path": f"{r['id']}.{ext}"}
+                split = r["split"]
+                if split not in writers:
+                    writers[split] = _SplitWriter(fs, storage.join(root, storage.PARTS_DIR,
+                                                                   storage.part_name(split, task.index)), schema)
+                writers[split].add(row)
+            decoded += total / task.sampling_rate
+        for w in writers.values():
+            w.close()
+    except BaseException as e:
+        for w in writers.values():
+            w.abort(e)
+        raise
+    return {
+        "shard": task.index,
+        "parts": {s: {"file": w.path.rsplit("/", 1)[-1], "rows": w.count, "seconds": w.seconds,
+                      "bytes": w.audio_bytes} for s, w in writers.items() if w.count},
+        "rejects": rejects,
+        "decoded_seconds": decoded,
+        "wall_seconds": time.perf_counter() - t0,
+    }
+
+
+def _reject(r: dict, reason: str, detail: str) -> dict:
+    return {"id": r["id"], "recording": r["recording"], "start": r["start"], "end": r["end"],
+            "reason": reason, "detail": detail}
+
+
+def _clean(v):
+    if v is None:
+        return None
+    if isinstance(v, float) and v != v:
+        return None
+    return v

@@ -1,0 +1,69 @@
+"""Storage through fsspec: the one place that knows the output layout and how files appear atomically."""
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+
+import fsspec
+
+DATA_DIR = "data"
+PARTS_DIR = ".parts"  # per-task shard files before their final {split}-i-of-n names
+OUR_FILES = ("README.md", "report.json", "rejects.parquet")
+
+
+def fs_and_path(url: str):
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path.rstrip("/")
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts if p)
+
+
+def is_local(fs) -> bool:
+    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return proto in ("file", "local")
+
+
+def part_name(split: str, shard: int) -> str:
+    return f"{split}-shard{shard:05d}.parquet"
+
+
+def final_name(split: str, i: int, n: int) -> str:
+    return f"{split}-{i:05d}-of-{n:05d}.parquet"
+
+
+@contextlib.contextmanager
+def atomic_open(fs, path: str):
+    """Write to a temporary name beside ``path``, then rename: the file appears whole or not at all.
+    On failure the temporary file is removed."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            yield f
+        if is_local(fs):
+            os.replace(tmp, path)
+        else:
+            fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp)
+        raise
+
+
+def write_bytes(fs, path: str, data: bytes) -> None:
+    with atomic_open(fs, path) as f:
+        f.write(data)
+
+
+def clear_previous_output(fs, root: str) -> None:
+    """Remove what an earlier build left (only our own files), so shards never mix across runs."""
+    for sub in (DATA_DIR, PARTS_DIR):
+        p = join(root, sub)
+        if fs.exists(p):
+            fs.rm(p, recursive=True)
+    for name in OUR_FILES:
+        p = join(root, name)
+        if fs.exists(p):
+            fs.rm(p)

@@ -1,0 +1,177 @@
+"""Alignment-table readers: csv, tsv, json (records or dict keyed by id), jsonl, parquet, Kaldi dir.
+
+Each reader returns a dask dataframe of the user's columns as read; ``canonical`` maps them to the
+canonical columns of ``schema.TABLE_COLUMNS`` (minus ``row``, which is assigned once the partitions
+are concatenated in order). Values are read as strings where the format allows, so an id like
+"007" or a transcript "NA" survives untouched.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import fsspec
+import pandas as pd
+
+from .config import ConfigError, is_url
+
+FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi")
+_EXT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+        ".parquet": "parquet", ".pq": "parquet"}
+
+
+def detect_format(path: str, forced: str | None = None) -> str:
+    if forced:
+        return forced
+    fs, p = fsspec.core.url_to_fs(path)
+    if fs.isdir(p):
+        return "kaldi"
+    base = p[:-3] if p.endswith(".gz") else p
+    ext = os.path.splitext(base)[1].lower()
+    if ext not in _EXT:
+        raise ConfigError(f"input.alignment: cannot tell the format of {path} from its extension; "
+                          f"set input.format to one of {', '.join(FORMATS)}")
+    return _EXT[ext]
+
+
+def read_raw(path: str, fmt: str):
+    """The table as a dask dataframe of the user's own columns."""
+    import dask.dataframe as dd
+
+    if fmt in ("csv", "tsv"):
+        kw = dict(dtype=str, keep_default_na=False, na_filter=False, blocksize="64MB")
+        if fmt == "tsv":
+            kw.update(sep="\t", quoting=csv.QUOTE_NONE)
+        return dd.read_csv(path, **kw)
+    if fmt == "jsonl":
+        return dd.read_json(path, lines=True, orient="records", dtype=False, convert_dates=False,
+                            blocksize=2**26)
+    if fmt == "parquet":
+        return dd.read_parquet(path)
+    if fmt == "json":
+        return dd.from_pandas(_read_json_document(path), npartitions=1, sort=False)
+    if fmt == "kaldi":
+        return dd.from_pandas(_read_kaldi(path), npartitions=1, sort=False)
+    raise ConfigError(f"input.format: unknown format {fmt!r}")
+
+
+def _read_json_document(path: str) -> pd.DataFrame:
+    with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as f:
+        try:
+            doc = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"input.alignment {path} is not valid JSON: {e}") from None
+    if isinstance(doc, dict):
+        # {id: {recording, start, end, text, ...}} -> records carrying their key as "__key__"
+        bad = [k for k, v in doc.items() if not isinstance(v, dict)]
+        if bad:
+            raise ConfigError(f"input.alignment {path}: a JSON object must map ids to records; "
+                              f"key {bad[0]!r} does not")
+        records = [{"__key__": k, **v} for k, v in doc.items()]
+    elif isinstance(doc, list):
+        records = doc
+    else:
+        raise ConfigError(f"input.alignment {path}: expected a JSON list of records or an object keyed by id")
+    df = pd.DataFrame.from_records(records)
+    return df.astype(object)
+
+
+def _kaldi_file(fs, folder: str, name: str) -> list[str] | None:
+    p = folder.rstrip("/") + "/" + name
+    if not fs.exists(p):
+        return None
+    with fs.open(p, "rb") as f:
+        return io.TextIOWrapper(f, encoding="utf-8").read().splitlines()
+
+
+def _read_kaldi(path: str) -> pd.DataFrame:
+    fs, folder = fsspec.core.url_to_fs(path)
+    segments = _kaldi_file(fs, folder, "segments")
+    if segments is None:
+        raise ConfigError(f"input.alignment: Kaldi dir {path} has no 'segments' file")
+    rows = []
+    for line in segments:
+        if line.strip():
+            parts = line.split()
+            parts += [""] * (4 - len(parts))
+            rows.append({"id": parts[0], "recording": parts[1], "start": parts[2], "end": parts[3]})
+    df = pd.DataFrame(rows, columns=["id", "recording", "start", "end"], dtype=object)
+    text = {}
+    for line in _kaldi_file(fs, folder, "text") or []:
+        if line.strip():
+            utt, _, rest = line.partition(" ")
+            text[utt] = rest.strip()
+    df["text"] = df["id"].map(text).fillna("").astype(object)
+    return df
+
+
+def read_wav_scp(path: str) -> dict[str, str] | None:
+    """Kaldi wav.scp: recording id -> path (relative paths resolve against the data dir's parent,
+    Kaldi's usual working directory). Command pipes ("... |") map to None: they are never run."""
+    fs, folder = fsspec.core.url_to_fs(path)
+    lines = _kaldi_file(fs, folder, "wav.scp")
+    if lines is None:
+        return None
+    base = os.path.dirname(folder.rstrip("/"))
+    out = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        rec, _, target = line.strip().partition(" ")
+        target = target.strip()
+        if target.endswith("|"):
+            out[rec] = None
+        elif is_url(target) or os.path.isabs(target) or is_url(path):
+            out[rec] = target if (is_url(target) or os.path.isabs(target)) else base + "/" + target
+        else:
+            out[rec] = os.path.normpath(os.path.join(base, target))
+    return out
+
+
+def canonical(df: pd.DataFrame, columns: dict, id_template: str) -> pd.DataFrame:
+    """User columns -> canonical ones (``schema.TABLE_COLUMNS`` minus ``row``). Pure.
+
+    ``id`` is the table's id if it has one (kept as ``source_id`` too), else ``id_template``;
+    template ids are filled in later by ``rows.check_rows`` once start/end are parsed.
+    """
+    if "__key__" in df.columns:  # JSON dict keyed by id: the key is the id
+        df = df.rename(columns={"__key__": columns.get("id") or "id"})
+    out = pd.DataFrame(index=df.index)
+    id_col = columns.get("id")
+    if id_col and id_col in df.columns:
+        out["source_id"] = df[id_col].map(_as_str)
+    else:
+        out["source_id"] = None
+    out["id"] = out["source_id"]
+    out["recording"] = df[columns["recording"]].map(_as_str)
+    out["start"] = df[columns["start"]]
+    out["end"] = df[columns["end"]]
+    out["text_raw"] = df[columns["text"]].map(_as_str)
+    hyp = columns.get("hypothesis")
+    out["hypothesis"] = df[hyp].map(_as_str) if hyp else None
+    return out.astype({"source_id": object, "id": object, "hypothesis": object})
+
+
+def check_columns(present: list[str], columns: dict, fmt: str) -> None:
+    if fmt == "kaldi":
+        return
+    present_set = set(present) | ({"__key__"} if "__key__" in present else set())
+    for key in ("recording", "start", "end", "text", "hypothesis"):
+        name = columns.get(key)
+        if name and name not in present_set:
+            raise ConfigError(f"input.columns.{key}: column {name!r} is not in the table "
+                              f"(columns: {', '.join(c for c in present if c != '__key__')})")
+    id_col = columns.get("id")
+    if id_col and id_col != "id" and id_col not in present_set:
+        raise ConfigError(f"input.columns.id: column {id_col!r} is not in the table "
+                          f"(columns: {', '.join(present)}); set it to null to generate ids")
+
+
+def _as_str(v):
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
