@@ -209,6 +209,7 @@ def build(cfg: dict, client=None) -> dict:
         fs, root = storage.fs_and_path(cfg["output"]["path"])
         fs.makedirs(root, exist_ok=True)
         storage.clear_previous_output(fs, root)
+        fs.makedirs(storage.join(root, storage.PARTS_DIR), exist_ok=True)
         if client_future is not None:
             client = client_future.result()
             _say(f"Dask dashboard: {client.dashboard_link}")
