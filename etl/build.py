@@ -20,8 +20,8 @@ from . import audio, card, rows as rowchecks, storage, table
 from .cluster import close_client, open_client
 from .recordings import list_audio, resolve
 from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA, TABLE_COLUMNS
-from .shards import ShardTask, pack, run_shard
-from .splits import assign_splits
+from .shards import ShardTask, pack, resplit_reserve, run_shard
+from .splits import RESERVE, assign_splits, promote_reserve
 
 
 def _say(msg: str) -> None:
@@ -71,7 +71,9 @@ def plan_rows(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
     rowchecks.mark_missing_audio(df, url, where)  # invalid ids keep their own, earlier reason
     kept = df["reason"].isna()
     df["split"] = None
-    df.loc[kept, "split"] = assign_splits(df.loc[kept, "id"], cfg["splits"]["seed"], cfg["splits"]["dev_size"])
+    df["rank"] = -1
+    split, rank = assign_splits(df.loc[kept, "id"], cfg["splits"]["seed"], cfg["splits"]["dev_size"])
+    df.loc[kept, "split"], df.loc[kept, "rank"] = split, rank
     return df
 
 
@@ -88,7 +90,7 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
     for i, shard in enumerate(pack(recs, cfg["output"]["shard_hours"] * 3600)):
         tasks.append(ShardTask(
             index=i,
-            recordings=[(r, url_of[r], by_rec[r].drop(columns=["reason", "detail", "url", "row"]))
+            recordings=[(r, url_of[r], by_rec[r].drop(columns=["reason", "detail", "url", "row", "rank"]))
                         for r in shard],
             seconds=float(sum(sec_of[r] for r in shard)),
             out=cfg["output"]["path"],
@@ -127,6 +129,21 @@ def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
     return sorted(results, key=lambda r: r["shard"])
 
 
+def _settle_reserve(cfg: dict, df: pd.DataFrame, results: list[dict]) -> list[dict]:
+    """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train."""
+    reserve_files = [r["parts"][RESERVE]["file"] for r in results if RESERVE in r["parts"]]
+    if not reserve_files:
+        return results
+    dev_rows = sum(r["parts"]["dev"]["rows"] for r in results if "dev" in r["parts"])
+    written = [i for r in results if RESERVE in r["parts"] for i in r["parts"][RESERVE]["ids"]]
+    rank = df[df["split"].notna()].set_index("id").loc[written, "rank"]  # kept ids are unique
+    promoted = promote_reserve(rank, cfg["splits"]["dev_size"] - dev_rows)
+    extra = resplit_reserve(cfg["output"]["path"], reserve_files, promoted, len(results))
+    for r in results:
+        r["parts"].pop(RESERVE, None)
+    return results + [extra]
+
+
 def finalize(cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: bool, timings: dict,
              t0: float) -> dict:
     """Name the shard files, write rejects.parquet, report.json and the dataset card."""
@@ -135,6 +152,7 @@ def finalize(cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: b
     data_dir = storage.join(root, storage.DATA_DIR)
     fs.makedirs(data_dir, exist_ok=True)
 
+    results = _settle_reserve(cfg, df, results)
     splits: dict[str, dict] = {}
     for res in results:  # in shard order: deterministic names
         for split, p in sorted(res["parts"].items()):

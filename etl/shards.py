@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from . import audio, storage
 from .schema import output_columns, output_schema
+from .splits import RESERVE
 
 ROW_GROUP_BYTES = 64 << 20  # keep row groups well under 100 MB
 ROW_GROUP_ROWS = 2000
@@ -60,6 +61,7 @@ class _SplitWriter:
         self.rows: list[dict] = []
         self.pending_bytes = 0
         self.count, self.seconds, self.audio_bytes = 0, 0.0, 0
+        self.ids: list[str] = []
         self._ctx = self._file = self._writer = None
 
     def add(self, row: dict) -> None:
@@ -69,6 +71,7 @@ class _SplitWriter:
         self.count += 1
         self.seconds += row["duration"]
         self.audio_bytes += size
+        self.ids.append(row["id"])
         if self.pending_bytes >= ROW_GROUP_BYTES or len(self.rows) >= ROW_GROUP_ROWS:
             self.flush()
 
@@ -155,8 +158,7 @@ def run_shard(task: ShardTask) -> dict:
         raise
     return {
         "shard": task.index,
-        "parts": {s: {"file": w.path.rsplit("/", 1)[-1], "rows": w.count, "seconds": w.seconds,
-                      "bytes": w.audio_bytes} for s, w in writers.items() if w.count},
+        "parts": _part_stats(writers),
         "rejects": rejects,
         "decoded_seconds": decoded,
         "wall_seconds": time.perf_counter() - t0,
@@ -174,3 +176,39 @@ def _clean(v):
     if isinstance(v, float) and v != v:
         return None
     return v
+
+
+def _part_stats(writers: dict[str, _SplitWriter]) -> dict:
+    """Per split: file name, rows, seconds, audio bytes (and the ids, for the small reserve split)."""
+    return {s: {"file": w.path.rsplit("/", 1)[-1], "rows": w.count, "seconds": w.seconds, "bytes": w.audio_bytes,
+                **({"ids": w.ids} if s == RESERVE else {})}
+            for s, w in writers.items() if w.count}
+
+
+def resplit_reserve(out: str, files: list[str], promoted: set, index: int) -> dict:
+    """Stream the reserve files of all shards into one dev and one train part (shard ``index``):
+    rows in ``promoted`` go to dev, the others to train. Copies bytes; decodes nothing."""
+    fs, root = storage.fs_and_path(out)
+    parts = storage.join(root, storage.PARTS_DIR)
+    writers: dict[str, _SplitWriter] = {}
+    try:
+        for name in files:
+            with fs.open(storage.join(parts, name), "rb") as f:
+                pf = pq.ParquetFile(f)
+                for batch in pf.iter_batches(batch_size=256):
+                    for row in batch.to_pylist():
+                        split = "dev" if row["id"] in promoted else "train"
+                        if split not in writers:
+                            writers[split] = _SplitWriter(fs, storage.join(parts, storage.part_name(split, index)),
+                                                          pf.schema_arrow)
+                        writers[split].add(row)
+        for w in writers.values():
+            w.close()
+    except BaseException as e:
+        for w in writers.values():
+            w.abort(e)
+        raise
+    for name in files:
+        fs.rm(storage.join(parts, name))
+    return {"shard": index, "parts": _part_stats(writers), "rejects": [], "decoded_seconds": 0.0,
+            "wall_seconds": 0.0}

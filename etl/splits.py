@@ -21,12 +21,31 @@ def seeded_hash(keys: pd.Series, seed: int) -> np.ndarray:
         dtype=np.uint64, count=len(keys))
 
 
-def assign_splits(ids: pd.Series, seed: int, dev_size: int) -> pd.Series:
-    """'dev' for the ``dev_size`` ids with the smallest seeded hash, 'train' for the rest."""
+# Rows ranked just after dev are written to reserve files: when dev rows are lost while decoding
+# (unreadable_audio, beyond_end, which only decoding can tell), the best-ranked surviving reserve
+# rows take their places, so dev still holds dev_size rows; the other reserve rows join train.
+RESERVE = "_reserve"
+
+
+def hash_rank(ids: pd.Series, seed: int) -> pd.Series:
+    """0-based rank of each id by its seeded hash (ties, practically impossible, broken by id)."""
     h = pd.Series(seeded_hash(ids, seed), index=ids.index)
+    order = pd.DataFrame({"h": h, "id": ids.astype(str)}).sort_values(["h", "id"], kind="stable")
+    rank = pd.Series(0, index=ids.index, dtype=np.int64)
+    rank.loc[order.index] = np.arange(len(order), dtype=np.int64)
+    return rank
+
+
+def assign_splits(ids: pd.Series, seed: int, dev_size: int) -> tuple[pd.Series, pd.Series]:
+    """(split, rank): 'dev' for the ``dev_size`` ids with the smallest seeded hash, ``RESERVE`` for
+    the next ``dev_size``, 'train' for the rest."""
+    rank = hash_rank(ids, seed)
     split = pd.Series("train", index=ids.index, dtype=object)
-    if dev_size > 0 and len(ids):
-        # ties on a 64-bit hash are practically impossible; break them by id for full determinism
-        order = pd.DataFrame({"h": h, "id": ids.astype(str)}).sort_values(["h", "id"], kind="stable")
-        split.loc[order.index[:dev_size]] = "dev"
-    return split
+    split[rank < 2 * dev_size] = RESERVE
+    split[rank < dev_size] = "dev"
+    return split, rank
+
+
+def promote_reserve(written_reserve: pd.Series, missing: int) -> set:
+    """Ids (index: id, values: rank) of the reserve rows that move to dev: the ``missing`` best ranked."""
+    return set(written_reserve.sort_values(kind="stable").index[:max(0, missing)])
