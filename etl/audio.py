@@ -137,14 +137,19 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
 
 
 _PYDUB_CODECS = {".mp3": "mp3", ".m4a": "aac", ".mp4": "aac", ".aac": "aac", ".flac": "flac",
-                 ".ogg": "vorbis", ".oga": "vorbis", ".opus": "libopus", ".webm": "libopus"}
+                 ".ogg": "vorbis", ".oga": "vorbis", ".opus": "opus", ".webm": "opus"}
+_PYDUB_FORMATS = {".opus": "ogg", ".oga": "ogg", ".m4a": "mp4"}  # ffmpeg demuxer names
 
 
 def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg: str | None = None,
                  chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
     """pydub's way: the whole recording decoded into memory, resampled with audioop. For users who
     want it; it is slower and its memory grows with the recording (see README)."""
-    from pydub import AudioSegment
+    import warnings
+
+    with warnings.catch_warnings():  # pydub warns at import that no ffmpeg is on PATH; we set it below
+        warnings.simplefilter("ignore")
+        from pydub import AudioSegment
 
     AudioSegment.converter = ffmpeg or ffmpeg_binary()
     ext = os.path.splitext(url)[1].lower()
@@ -158,7 +163,7 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
                 data = io.BytesIO(f.read())
             path = data
         # No ffprobe here: give pydub the codec so it does not try to probe the file.
-        seg = AudioSegment.from_file(path, format=ext.lstrip("."), codec=_PYDUB_CODECS.get(ext))
+        seg = AudioSegment.from_file(path, format=_PYDUB_FORMATS.get(ext, ext.lstrip(".")), codec=_PYDUB_CODECS.get(ext))
     except Exception as e:  # pydub raises bare Exceptions / CouldntDecodeError with ffmpeg's text
         raise DecodeError(str(e).strip().splitlines()[-1][:500] if str(e).strip() else type(e).__name__) from None
     finally:

@@ -1,0 +1,117 @@
+"""Build options: decoders, output formats, fsspec URLs, an existing scheduler, degenerate inputs."""
+from __future__ import annotations
+
+import glob
+import io
+import json
+
+import fsspec
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from distributed import Client, LocalCluster
+
+from etl.build import build
+from etl.cli import main
+from etl.config import load_config
+from etl.synth import dominant_frequency
+
+from .conftest import write_config
+
+
+def _rows(out) -> pd.DataFrame:
+    files = sorted(glob.glob(str(out / "data" / "*.parquet")))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+
+
+def _check_tones(df, corpus):
+    for rid, a in zip(df["id"], df["audio"]):
+        x, sr = sf.read(io.BytesIO(a["bytes"]), dtype="int16", always_2d=True)
+        assert sr == 16000 and x.shape[1] == 1
+        assert abs(dominant_frequency(x[:, 0], sr) - corpus["freqs"][rid]) < 3, rid
+
+
+def test_pydub_decoder_and_wav_output_give_the_same_rows(built, corpus, tmp_path):
+    out = tmp_path / "pydub"
+    cfg = write_config(corpus, out, audio={"decoder": "pydub"}, output={"audio_format": "wav"})
+    assert main(["build", cfg]) == 0
+    df = _rows(out)
+    assert set(df["id"]) == set(_rows(built["out"])["id"])
+    assert all(a["path"].endswith(".wav") and a["bytes"][:4] == b"RIFF" for a in df["audio"])
+    _check_tones(df, corpus)
+
+
+def test_existing_scheduler_via_cluster_address(built, corpus, tmp_path):
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "addr"
+        cfg = write_config(corpus, out, cluster={"address": cluster.scheduler_address})
+        assert main(["build", cfg]) == 0
+        with Client(cluster) as c:
+            assert len(c.scheduler_info()["workers"]) == 2  # still up: we did not close their cluster
+    pd.testing.assert_frame_equal(_rows(out).sort_values("id").reset_index(drop=True),
+                                  _rows(built["out"]).sort_values("id").reset_index(drop=True))
+
+
+def test_memory_urls_for_table_audio_and_output(corpus, tmp_path):
+    """fsspec end to end: table, recordings and dataset all on memory:// (an in-process cluster,
+    since the memory filesystem lives in this process)."""
+    mem = fsspec.filesystem("memory")
+    root = "memory://etl-test"
+    try:
+        for f in glob.glob(str(corpus["root"] / "audio" / "*")):
+            mem.pipe(f"/etl-test/audio/{f.rsplit('/', 1)[-1]}", open(f, "rb").read())
+        mem.pipe("/etl-test/alignment.json", (corpus["root"] / "alignment.json").read_bytes())
+        cfg = load_config(write_config(corpus, tmp_path / "mem"), [
+            f"input.alignment={root}/alignment.json", f"input.audio={root}/audio", f"output.path={root}/out"])
+        with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+            report = build(cfg, client=client)
+        assert report["rows_out"] == len(corpus["freqs"])
+        files = sorted(mem.glob("/etl-test/out/data/*.parquet"))
+        df = pd.concat([pq.read_table(io.BytesIO(mem.cat(f))).to_pandas() for f in files])
+        _check_tones(df, corpus)
+        assert json.loads(mem.cat("/etl-test/out/report.json"))["rows_in"] == len(corpus["rows"])
+    finally:
+        mem.rm("/etl-test", recursive=True)
+
+
+def test_a_table_where_every_row_is_rejected_writes_no_empty_parquet(corpus, tmp_path):
+    out = tmp_path / "none"
+    cfg = write_config(corpus, out, filters={"max_duration": 0.2, "min_duration": 0.0})
+    assert main(["build", cfg]) == 0
+    assert not glob.glob(str(out / "data" / "*.parquet"))
+    report = json.loads((out / "report.json").read_text())
+    assert report["rows_out"] == 0 and report["rows_rejected"] == report["rows_in"] == len(corpus["rows"])
+    assert len(pd.read_parquet(out / "rejects.parquet")) == report["rows_in"]
+
+
+def test_generated_ids_follow_the_template_when_the_table_has_none(corpus, tmp_path):
+    rows = json.loads((corpus["root"] / "alignment.json").read_text())
+    good = [{k: v for k, v in r.items() if k != "id"} for r in rows if r["id"] in corpus["freqs"]]
+    tbl = tmp_path / "noid.csv"
+    pd.DataFrame(good).to_csv(tbl, index=False)
+    out = tmp_path / "noid"
+    cfg = write_config(corpus, out, input={"alignment": str(tbl)})
+    assert main(["build", cfg]) == 0
+    df = _rows(out)
+    r = df.iloc[0]
+    assert r["id"] == f"{r['recording']}_{r['start']:.1f}-{r['end']:.1f}"
+    assert "source_id" not in df.columns
+    assert len(df) == len(good)
+
+
+def test_bad_config_exits_2_and_writes_nothing(corpus, tmp_path, capsys):
+    out = tmp_path / "bad"
+    cfg = write_config(corpus, out, filters={"max_durration": 3})
+    assert main(["build", cfg]) == 2
+    err = capsys.readouterr().err
+    assert "filters.max_durration" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_missing_mapped_column_is_one_clear_error(corpus, tmp_path, capsys):
+    out = tmp_path / "col"
+    cfg = write_config(corpus, out, input={"columns": {"hypothesis": "subtitle"}})
+    assert main(["build", cfg]) == 2
+    assert "input.columns.hypothesis" in capsys.readouterr().err
+    assert not out.exists()
