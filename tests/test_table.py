@@ -172,7 +172,7 @@ def test_renamed_id_column_is_used(tmp_path):
     assert df["id"].tolist() == df["source_id"].tolist() == [r["id"] for r in ROWS]
 
 
-@pytest.mark.xfail(strict=True, reason="etl/table.py check_columns (line ~160-167): for a JSON object keyed "
+@pytest.mark.xfail(strict=True, reason="etl/table.py check_columns line 167: for a JSON object keyed "
                    "by id, a renamed input.columns.id is rejected ('column 'utt' is not in the table') "
                    "although canonical() renames __key__ to that name; the key should be the id")
 def test_json_keyed_by_id_with_a_renamed_id_column_uses_the_keys(tmp_path):
