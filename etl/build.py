@@ -114,7 +114,7 @@ def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
         futures[f] = t
     results = []
     total_h = sum(t.seconds for t in tasks) / 3600
-    with tqdm(total=round(total_h, 3), unit="h", desc="decode+cut", file=sys.stderr, mininterval=1.0,
+    with tqdm(total=total_h, unit="h", desc="decode+cut", file=sys.stderr, mininterval=1.0,
               bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]") as bar:
         for f in as_completed(futures):
             t = futures[f]
@@ -125,7 +125,7 @@ def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
                                    f"failed: {type(e).__name__}: {e}") from e
             finally:
                 f.release()
-            bar.update(min(t.seconds / 3600, bar.total - bar.n))
+            bar.update(t.seconds / 3600)
     return sorted(results, key=lambda r: r["shard"])
 
 
