@@ -67,7 +67,13 @@ def plan_rows(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
     url = resolve(df["recording"], listing, wav_scp)
     url[df["reason"] == "invalid_recording_id"] = None  # never opened, not even looked up
     df["url"] = url
-    where = inp["audio"] or "wav.scp"
+    if wav_scp is not None:
+        pipes = {r for r, p in wav_scp.items() if p is None}
+        where = "wav.scp (or its file does not exist)"
+        rowchecks.reject(df, df["recording"].isin(pipes), "missing_audio",
+                         "wav.scp entry is a command pipe; etl never runs commands")
+    else:
+        where = inp["audio"]
     rowchecks.mark_missing_audio(df, url, where)  # invalid ids keep their own, earlier reason
     kept = df["reason"].isna()
     df["split"] = None

@@ -136,7 +136,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = (), check
             with open(path, encoding="utf-8") as f:
                 user = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from None
         if not isinstance(user, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections")
         base_dir = os.path.dirname(os.path.abspath(path))

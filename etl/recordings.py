@@ -47,10 +47,28 @@ def list_audio(folder: str) -> dict[str, str]:
     return by_id
 
 
+def existing_files(paths: list[str]) -> set[str]:
+    """Which of ``paths`` exist: one listing per distinct folder, not a stat per file."""
+    found: set[str] = set()
+    by_dir: dict[str, list[str]] = {}
+    for p in paths:
+        by_dir.setdefault(p.rsplit("/", 1)[0] if "/" in p else ".", []).append(p)
+    for folder, members in by_dir.items():
+        fs, root = fsspec.core.url_to_fs(folder)
+        try:
+            names = {e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(root, detail=False)}
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        found.update(p for p in members if p.rsplit("/", 1)[-1] in names)
+    return found
+
+
 def resolve(recordings: pd.Series, listing: dict[str, str], wav_scp: dict[str, str | None] | None = None) -> pd.Series:
-    """The file of each (already stripped) recording id, or None. A join on the listing."""
+    """The file of each (already stripped) recording id, or None. A join on the listing (or on
+    wav.scp, keeping only the entries whose file exists)."""
     if wav_scp is not None:
-        table = pd.Series(wav_scp, dtype=object)
+        present = existing_files([p for p in wav_scp.values() if p])
+        table = pd.Series({r: p for r, p in wav_scp.items() if p in present}, dtype=object)
     else:
         table = pd.Series(listing, dtype=object)
     if table.empty:

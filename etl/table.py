@@ -46,8 +46,7 @@ def read_raw(path: str, fmt: str):
             kw.update(sep="\t", quoting=csv.QUOTE_NONE)
         return dd.read_csv(path, **kw)
     if fmt == "jsonl":
-        return dd.read_json(path, lines=True, orient="records", dtype=False, convert_dates=False,
-                            blocksize=2**26)
+        return dd.read_json(path, lines=True, orient="records", dtype=False, blocksize=2**26)
     if fmt == "parquet":
         return dd.read_parquet(path)
     if fmt == "json":
@@ -101,32 +100,37 @@ def _read_kaldi(path: str) -> pd.DataFrame:
     text = {}
     for line in _kaldi_file(fs, folder, "text") or []:
         if line.strip():
-            utt, _, rest = line.partition(" ")
-            text[utt] = rest.strip()
+            parts = line.strip().split(maxsplit=1)  # Kaldi: key, then a space or a tab
+            text[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
     df["text"] = df["id"].map(text).fillna("").astype(object)
     return df
 
 
-def read_wav_scp(path: str) -> dict[str, str] | None:
-    """Kaldi wav.scp: recording id -> path (relative paths resolve against the data dir's parent,
-    Kaldi's usual working directory). Command pipes ("... |") map to None: they are never run."""
+def read_wav_scp(path: str) -> dict[str, str | None] | None:
+    """Kaldi wav.scp: recording id -> file. Relative paths resolve against the recipe folder Kaldi
+    runs from: the parent of ``data/`` when the data dir is ``.../data/<name>``, else the data dir's
+    parent. Command pipes ("... |") map to None: etl never runs them."""
     fs, folder = fsspec.core.url_to_fs(path)
     lines = _kaldi_file(fs, folder, "wav.scp")
     if lines is None:
         return None
-    base = os.path.dirname(folder.rstrip("/"))
+    parent = os.path.dirname(folder.rstrip("/"))
+    base = os.path.dirname(parent) if os.path.basename(parent) == "data" else parent
+    remote = is_url(path)
+    proto = path.split("://", 1)[0] + "://" if remote else ""
     out = {}
     for line in lines:
         if not line.strip():
             continue
-        rec, _, target = line.strip().partition(" ")
-        target = target.strip()
+        parts = line.strip().split(maxsplit=1)
+        rec, target = parts[0], (parts[1].strip() if len(parts) > 1 else "")
         if target.endswith("|"):
             out[rec] = None
-        elif is_url(target) or os.path.isabs(target) or is_url(path):
-            out[rec] = target if (is_url(target) or os.path.isabs(target)) else base + "/" + target
+        elif is_url(target) or target.startswith("/"):
+            out[rec] = (proto + target.lstrip("/")) if remote and not is_url(target) else target
         else:
-            out[rec] = os.path.normpath(os.path.join(base, target))
+            joined = os.path.normpath(os.path.join(base, target))
+            out[rec] = proto + joined if remote else joined
     return out
 
 
@@ -164,7 +168,7 @@ def check_columns(present: list[str], columns: dict, fmt: str) -> None:
             raise ConfigError(f"input.columns.{key}: column {name!r} is not in the table "
                               f"(columns: {', '.join(c for c in present if c != '__key__')})")
     id_col = columns.get("id")
-    if id_col and id_col != "id" and id_col not in present_set:
+    if id_col and id_col != "id" and id_col not in present_set and "__key__" not in present_set:
         raise ConfigError(f"input.columns.id: column {id_col!r} is not in the table "
                           f"(columns: {', '.join(present)}); set it to null to generate ids")
 

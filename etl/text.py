@@ -29,7 +29,8 @@ def normalize(text, lowercase: bool = True, strip_punctuation: bool = True) -> s
 
 
 def similarity(a: str, b: str) -> float:
-    """1 - 2*lev(a, b)/(len a + len b): 1.0 for equal strings, 0.0 for nothing in common."""
+    """1 - 2*lev(a, b)/(len a + len b), exactly as the contract states: 1.0 for equal strings; it goes
+    below 0 when the strings also differ in length (``similarity("abc", "") == -1.0``)."""
     total = len(a) + len(b)
     if total == 0:
         return 1.0

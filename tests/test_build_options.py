@@ -115,3 +115,28 @@ def test_missing_mapped_column_is_one_clear_error(corpus, tmp_path, capsys):
     assert main(["build", cfg]) == 2
     assert "input.columns.hypothesis" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_kaldi_data_dir_with_wav_scp_and_no_audio_folder(corpus, tmp_path):
+    """segments + text + wav.scp (relative paths, Kaldi's working dir = the data dir's parent);
+    a command pipe in wav.scp is never run: its rows are missing_audio, saying why."""
+    rows = [r for r in json.loads((corpus["root"] / "alignment.json").read_text()) if r["id"] in corpus["freqs"]][:-1]
+    kaldi = tmp_path / "data" / "train"  # wav.scp paths are relative to tmp_path (the recipe dir)
+    kaldi.mkdir(parents=True)
+    (tmp_path / "wav").symlink_to(corpus["root"] / "audio")
+    recs = sorted({r["recording"].strip() for r in rows})
+    files = {p.rsplit("/", 1)[-1].split(".")[0]: p.rsplit("/", 1)[-1] for p in glob.glob(str(corpus["root"] / "audio" / "*"))}
+    scp = [f"{rec} wav/{files[rec]}" for rec in recs[1:]] + [f"{recs[0]} ffmpeg -i x.mp3 -f wav - |"]
+    (kaldi / "wav.scp").write_text("\n".join(scp) + "\n")
+    (kaldi / "segments").write_text("".join(f"{r['id']} {r['recording'].strip()} {r['start']} {r['end']}\n" for r in rows))
+    (kaldi / "text").write_text("".join(f"{r['id']} {r['text']}\n" for r in rows))
+    out = tmp_path / "kout"
+    cfg = write_config(corpus, out, input={"alignment": str(kaldi), "audio": None, "columns": {"hypothesis": None}})
+    assert main(["build", cfg]) == 0
+    df = _rows(out)
+    assert set(df["recording"]) == set(recs[1:])
+    _check_tones(df, corpus)
+    rejects = pd.read_parquet(out / "rejects.parquet")
+    assert set(rejects["recording"]) == {recs[0]} and set(rejects["reason"]) == {"missing_audio"}
+    assert "command pipe" in rejects["detail"].iloc[0]
+    assert df["similarity"].isna().all()

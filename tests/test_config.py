@@ -190,9 +190,6 @@ def test_every_error_message_is_one_line(tmp_path):
         assert "\n" not in _error(tmp_path, doc)
 
 
-@pytest.mark.xfail(strict=True, reason="etl/config.py load_config line 139: the invalid-YAML ConfigError embeds "
-                   "PyYAML's multi-line message, so `etl build` prints 4 lines on stderr although ConfigError "
-                   "promises one line")
 def test_invalid_yaml_error_is_one_line(tmp_path):
     msg = _error(tmp_path, "input: [x\n  y: :\n")
     assert "not valid YAML" in msg
@@ -383,8 +380,6 @@ def test_cli_bad_set_override_exits_2_with_one_line(tmp_path, inputs):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="etl/config.py line 139: PyYAML's multi-line message is printed as is "
-                   "(4 lines on stderr)")
 def test_cli_invalid_yaml_exits_2_with_one_line(tmp_path):
     proc = _run_cli(tmp_path, "input: [x\n  y: :\n")
     _assert_one_line_error(proc, "cli.yaml", "not valid YAML")

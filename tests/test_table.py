@@ -172,9 +172,6 @@ def test_renamed_id_column_is_used(tmp_path):
     assert df["id"].tolist() == df["source_id"].tolist() == [r["id"] for r in ROWS]
 
 
-@pytest.mark.xfail(strict=True, reason="etl/table.py check_columns line 167: for a JSON object keyed "
-                   "by id, a renamed input.columns.id is rejected ('column 'utt' is not in the table') "
-                   "although canonical() renames __key__ to that name; the key should be the id")
 def test_json_keyed_by_id_with_a_renamed_id_column_uses_the_keys(tmp_path):
     rel = _write_table(tmp_path, "json-dict", ROWS)
     df, has_id = read_checked_table(_config(tmp_path, rel, columns={"id": "utt"}))
@@ -305,9 +302,6 @@ def test_kaldi_segment_without_text_line_is_empty_text(tmp_path):
     assert df["reason"].tolist() == [None, "empty_text"]
 
 
-@pytest.mark.xfail(strict=True, reason="etl/table.py _read_kaldi line 104: text lines are split with "
-                   "partition(' '), so 'u1<TAB>hello world' loses its transcript (empty_text), while "
-                   "segments (line.split()) accept tabs; Kaldi separates the key by any whitespace")
 def test_kaldi_text_separated_by_a_tab_is_read(tmp_path):
     d = tmp_path / "data"
     d.mkdir()
@@ -336,9 +330,6 @@ def test_wav_scp_absent_gives_none(tmp_path):
     assert table.read_wav_scp(str(tmp_path / "data")) is None
 
 
-@pytest.mark.xfail(strict=True, reason="etl/table.py read_wav_scp line 122: partition(' ') on "
-                   "'r1<TAB>/abs/r1.wav' gives the key 'r1\\t/abs/r1.wav' and the data dir's parent as path; "
-                   "Kaldi separates the key by any whitespace")
 def test_wav_scp_separated_by_a_tab_is_read(tmp_path):
     d = tmp_path / "data"
     d.mkdir()
@@ -530,9 +521,11 @@ def test_uppercase_extensions_are_audio(tmp_path):
     assert list_audio(str(tmp_path)) == {"REC": str(tmp_path / "REC.MP3"), "REC.MP3": str(tmp_path / "REC.MP3")}
 
 
-def test_resolve_uses_wav_scp_when_given():
-    got = resolve(pd.Series(["r1", "r2", "r3"]), {"r1": "/ignored.wav"}, {"r1": "/a/r1.wav", "r2": None})
-    assert got.tolist() == ["/a/r1.wav", None, None]
+def test_resolve_uses_wav_scp_when_given_and_only_files_that_exist(tmp_path):
+    (tmp_path / "r1.wav").write_bytes(b"")
+    scp = {"r1": str(tmp_path / "r1.wav"), "r2": None, "r4": str(tmp_path / "gone.wav")}
+    got = resolve(pd.Series(["r1", "r2", "r3", "r4"]), {"r1": "/ignored.wav"}, scp)
+    assert got.tolist() == [str(tmp_path / "r1.wav"), None, None, None]
 
 
 def test_resolve_with_an_empty_listing_finds_nothing():
