@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 
 import fsspec
 import pandas as pd
@@ -41,7 +42,8 @@ def list_audio(folder: str) -> dict[str, str]:
         if ext not in _PREFERENCE:
             continue
         url = name if local else fs.unstrip_protocol(name)
-        for key in (stem.strip(), base.strip()):
+        # NFC: a name typed on Linux matches the same name stored decomposed by macOS
+        for key in (_nfc(stem.strip()), _nfc(base.strip())):
             if key not in by_id or _PREFERENCE[ext] < rank[key]:
                 by_id[key], rank[key] = url, _PREFERENCE[ext]
     return by_id
@@ -73,4 +75,9 @@ def resolve(recordings: pd.Series, listing: dict[str, str], wav_scp: dict[str, s
         table = pd.Series(listing, dtype=object)
     if table.empty:
         return pd.Series([None] * len(recordings), index=recordings.index, dtype=object)
-    return recordings.map(table).astype(object).where(lambda s: s.notna(), None)
+    keys = recordings.map(lambda r: _nfc(r) if isinstance(r, str) else r)
+    return keys.map(table).astype(object).where(lambda s: s.notna(), None)
+
+
+def _nfc(s: str) -> str:
+    return unicodedata.normalize("NFC", s)

@@ -37,8 +37,7 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     safe = rec.map(lambda r: isinstance(r, str) and is_safe_recording_id(r))
     reject(df, ~safe, "invalid_recording_id", "recording id " + df["recording"].map(repr))
 
-    start = pd.to_numeric(df["start"], errors="coerce").astype("float64")
-    end = pd.to_numeric(df["end"], errors="coerce").astype("float64")
+    start, end = to_seconds(df["start"]), to_seconds(df["end"])
     raw_start, raw_end = df["start"].map(repr), df["end"].map(repr)
     df["start"], df["end"] = start, end
     bad_ts = start.isna() | end.isna() | ~np.isfinite(start) | ~np.isfinite(end) | (start < 0) | (end <= start)
@@ -75,6 +74,30 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
         sim = df["similarity"]
         reject(df, has_hyp & (sim < lo), "low_similarity", sim.map(lambda s: f"similarity {s:.3f} < {lo}"))
     return df
+
+
+def to_seconds(values: pd.Series) -> pd.Series:
+    """Seconds as float: numbers, numeric strings, or clock times "HH:MM:SS.mmm" / "MM:SS,mmm"
+    (subtitle style); anything else is NaN (and so ``bad_timestamps``)."""
+    out = pd.to_numeric(values, errors="coerce").astype("float64")
+    clock = out.isna() & values.map(lambda v: isinstance(v, str) and ":" in v)
+    if clock.any():
+        out[clock] = values[clock].map(_clock_seconds)
+    return out
+
+
+def _clock_seconds(v: str) -> float:
+    parts = v.strip().replace(",", ".").split(":")
+    try:
+        nums = [float(p) for p in parts]
+    except ValueError:
+        return float("nan")
+    if len(nums) > 3 or any(n < 0 for n in nums) or any(n >= 60 for n in nums[1:]):
+        return float("nan")
+    total = 0.0
+    for n in nums:
+        total = total * 60 + n
+    return total
 
 
 def _make_id(template: str, recording, start, end) -> str:

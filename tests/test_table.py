@@ -530,3 +530,19 @@ def test_resolve_uses_wav_scp_when_given_and_only_files_that_exist(tmp_path):
 
 def test_resolve_with_an_empty_listing_finds_nothing():
     assert resolve(pd.Series(["r1", "r2"]), {}).tolist() == [None, None]
+
+
+def test_clock_timestamps_from_subtitle_tools_are_read_as_seconds():
+    from etl.rows import to_seconds
+
+    got = to_seconds(pd.Series(["00:01:02.5", "01:02,250", "3.5", 4, "1:75:00", "abc", None], dtype=object))
+    assert got.iloc[:4].tolist() == [62.5, 62.25, 3.5, 4.0]
+    assert got.iloc[4:].isna().all()
+
+
+def test_recording_names_match_across_unicode_normalization_forms(tmp_path):
+    import unicodedata
+
+    (tmp_path / unicodedata.normalize("NFD", "sjednica_č.mp3")).write_bytes(b"")
+    got = resolve(pd.Series([unicodedata.normalize("NFC", "sjednica_č")]), list_audio(str(tmp_path)))
+    assert got.iloc[0] is not None
