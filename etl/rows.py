@@ -11,19 +11,25 @@ import pandas as pd
 
 from .recordings import is_safe_recording_id
 from .schema import REJECT_REASONS
-from .text import normalize, similarity
+from .text import normalize_many, similarities
 
 _PRIORITY = {r: i for i, r in enumerate(REJECT_REASONS)}
 
 
 def reject(df: pd.DataFrame, mask, reason: str, detail) -> None:
-    """Give ``reason`` to rows in ``mask`` unless they already hold a reason checked earlier."""
+    """Give ``reason`` to rows in ``mask`` unless they already hold a reason checked earlier.
+    ``detail`` is a string, a Series, or a function of the newly rejected rows' frame (so details
+    are only formatted for rejected rows)."""
     mask = pd.Series(mask, index=df.index).fillna(False).astype(bool)
-    current = df["reason"].map(lambda r: _PRIORITY.get(r, len(_PRIORITY)) if r is not None else len(_PRIORITY))
+    if not mask.any():
+        return
+    current = df["reason"].map(_PRIORITY).fillna(len(_PRIORITY))
     take = mask & (current > _PRIORITY[reason])
     if take.any():
         df.loc[take, "reason"] = reason
-        df.loc[take, "detail"] = detail[take] if isinstance(detail, pd.Series) else detail
+        if callable(detail):
+            detail = detail(df[take])
+        df.loc[take, "detail"] = detail[take] if isinstance(detail, pd.Series) and len(detail) == len(df) else detail
 
 
 def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str) -> pd.DataFrame:
@@ -34,14 +40,15 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
 
     rec = df["recording"].map(lambda r: r.strip() if isinstance(r, str) else r)
     df["recording"] = rec
-    safe = rec.map(lambda r: isinstance(r, str) and is_safe_recording_id(r))
-    reject(df, ~safe, "invalid_recording_id", "recording id " + df["recording"].map(repr))
+    safe_of = {r: isinstance(r, str) and is_safe_recording_id(r) for r in rec.unique()}  # per recording
+    reject(df, ~rec.map(safe_of).astype(bool), "invalid_recording_id", lambda d: "recording id " + d["recording"].map(repr))
 
-    start, end = to_seconds(df["start"]), to_seconds(df["end"])
-    raw_start, raw_end = df["start"].map(repr), df["end"].map(repr)
+    raw_start, raw_end = df["start"], df["end"]
+    start, end = to_seconds(raw_start), to_seconds(raw_end)
     df["start"], df["end"] = start, end
     bad_ts = start.isna() | end.isna() | ~np.isfinite(start) | ~np.isfinite(end) | (start < 0) | (end <= start)
-    reject(df, bad_ts, "bad_timestamps", "start=" + raw_start + " end=" + raw_end)
+    reject(df, bad_ts, "bad_timestamps",
+           lambda d: "start=" + raw_start[d.index].map(repr) + " end=" + raw_end[d.index].map(repr))
     df["duration"] = (end - start).where(~bad_ts)
 
     # Ids: the table's own (stripped), else the seed's nomenclature from the template.
@@ -52,27 +59,24 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
             _make_id(id_template, r, s, e) for r, s, e in zip(rec[missing_id], start[missing_id], end[missing_id])
         ]
 
-    df["text"] = df["text_raw"].map(lambda t: normalize(t, **text_cfg))
-    reject(df, df["text"] == "", "empty_text", "text_raw=" + df["text_raw"].map(repr))
+    df["text"] = normalize_many(df["text_raw"], **text_cfg)
+    reject(df, df["text"] == "", "empty_text", lambda d: "text_raw=" + d["text_raw"].map(repr))
 
     dur = df["duration"]
     if filters.get("min_duration") is not None:
         lo = float(filters["min_duration"])
-        reject(df, dur < lo, "too_short", dur.map(lambda d: f"duration {d:.3f} s < {lo}"))
+        reject(df, dur < lo, "too_short", lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s < {lo}"))
     if filters.get("max_duration") is not None:
         hi = float(filters["max_duration"])
-        reject(df, dur > hi, "too_long", dur.map(lambda d: f"duration {d:.3f} s > {hi}"))
+        reject(df, dur > hi, "too_long", lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s > {hi}"))
 
-    has_hyp = df["hypothesis"].map(lambda h: h is not None)
-    hyp_norm = df["hypothesis"].map(lambda h: normalize(h, **text_cfg) if h is not None else None)
-    df["similarity"] = [
-        similarity(t, h) if h is not None else np.nan for t, h in zip(df["text"], hyp_norm)
-    ]
-    df["similarity"] = df["similarity"].astype("float64")
+    has_hyp = df["hypothesis"].notna()
+    hyp_norm = [h if ok else None for h, ok in zip(normalize_many(df["hypothesis"], **text_cfg), has_hyp)]
+    df["similarity"] = pd.Series(similarities(df["text"], hyp_norm), index=df.index, dtype="float64")
     if filters.get("min_similarity") is not None:
         lo = float(filters["min_similarity"])
-        sim = df["similarity"]
-        reject(df, has_hyp & (sim < lo), "low_similarity", sim.map(lambda s: f"similarity {s:.3f} < {lo}"))
+        reject(df, has_hyp & (df["similarity"] < lo), "low_similarity",
+               lambda d: d["similarity"].map(lambda x: f"similarity {x:.3f} < {lo}"))
     return df
 
 
@@ -112,11 +116,10 @@ def mark_duplicates(df: pd.DataFrame) -> None:
     dup = df["id"].duplicated(keep="first")
     if dup.any():
         first_row = df.drop_duplicates("id", keep="first").set_index("id")["row"]
-        detail = "first at row " + df["id"].map(first_row).astype("Int64").astype(str)
-        reject(df, dup, "duplicate_id", detail)
+        reject(df, dup, "duplicate_id", lambda d: "first at row " + d["id"].map(first_row).astype(str))
 
 
 def mark_missing_audio(df: pd.DataFrame, audio_url: pd.Series, where: str) -> None:
     """``missing_audio`` for rows whose recording resolved to no file (``audio_url`` is None)."""
-    missing = audio_url.isna()
-    reject(df, missing, "missing_audio", "no audio file for '" + df["recording"].astype(str) + f".*' in {where}")
+    reject(df, audio_url.isna(), "missing_audio",
+           lambda d: "no audio file for '" + d["recording"].astype(str) + f".*' in {where}")
