@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from . import audio, card, rows as rowchecks, storage, table
 from .cluster import close_client, open_client
+from .config import ConfigError
 from .recordings import list_audio, resolve
 from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA, TABLE_COLUMNS
 from .shards import ShardTask, pack, resplit_reserve, run_shard
@@ -41,8 +42,11 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
         columns = {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
                    "hypothesis": None}
     with dask.config.set({"dataframe.convert-string": False}):
-        ddf = table.read_raw(inp["alignment"], fmt)
-        present = [str(c) for c in ddf.columns]
+        try:
+            ddf = table.read_raw(inp["alignment"], fmt)
+            present = [str(c) for c in ddf.columns]
+        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:  # a malformed table: the user's input
+            raise _unreadable_table(inp["alignment"], fmt, e) from None
         table.check_columns(present, columns, fmt)
         has_id = bool(columns.get("id")) and (columns["id"] in present or "__key__" in present)
 
@@ -50,10 +54,19 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
             canon = table.canonical(pdf, columns, inp["id_template"])
             return rowchecks.check_rows(canon, cfg["text"], cfg["filters"], inp["id_template"])
 
-        (df,) = dask.compute(ddf.map_partitions(per_partition), scheduler="threads")
+        try:
+            (df,) = dask.compute(ddf.map_partitions(per_partition), scheduler="threads")
+        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+            raise _unreadable_table(inp["alignment"], fmt, e) from None
     df = df.reset_index(drop=True)
     df.insert(0, "row", np.arange(len(df), dtype=np.int64))
     return df, has_id
+
+
+def _unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
+    text = str(e).replace("Original Message:", "").strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "error occurred while calling" not in ln]
+    return ConfigError(f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}")
 
 
 def plan_rows(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +148,7 @@ def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
     return sorted(results, key=lambda r: r["shard"])
 
 
-def _settle_reserve(cfg: dict, df: pd.DataFrame, results: list[dict]) -> list[dict]:
+def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict]) -> list[dict]:
     """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train."""
     reserve_files = [r["parts"][RESERVE]["file"] for r in results if RESERVE in r["parts"]]
     if not reserve_files:
@@ -144,13 +157,15 @@ def _settle_reserve(cfg: dict, df: pd.DataFrame, results: list[dict]) -> list[di
     written = [i for r in results if RESERVE in r["parts"] for i in r["parts"][RESERVE]["ids"]]
     rank = df[df["split"].notna()].set_index("id").loc[written, "rank"]  # kept ids are unique
     promoted = promote_reserve(rank, cfg["splits"]["dev_size"] - dev_rows)
-    extra = resplit_reserve(cfg["output"]["path"], reserve_files, promoted, len(results))
+    # on a worker too: audio never passes through the client
+    extra = client.submit(resplit_reserve, cfg["output"]["path"], reserve_files, promoted, len(results),
+                          key=f"etl-reserve-{uuid.uuid4().hex[:8]}", pure=False).result()
     for r in results:
         r["parts"].pop(RESERVE, None)
     return results + [extra]
 
 
-def finalize(cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: bool, timings: dict,
+def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: bool, timings: dict,
              t0: float) -> dict:
     """Name the shard files, write rejects.parquet, report.json and the dataset card."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
@@ -158,7 +173,7 @@ def finalize(cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: b
     data_dir = storage.join(root, storage.DATA_DIR)
     fs.makedirs(data_dir, exist_ok=True)
 
-    results = _settle_reserve(cfg, df, results)
+    results = _settle_reserve(client, cfg, df, results)
     splits: dict[str, dict] = {}
     for res in results:  # in shard order: deterministic names
         for split, p in sorted(res["parts"].items()):
@@ -218,13 +233,20 @@ def finalize(cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: b
     return report
 
 
+def _open_and_announce(cfg_cluster: dict):
+    client = open_client(cfg_cluster)
+    _say(f"Dask dashboard: {client.dashboard_link}" if cfg_cluster.get("dashboard_address") or
+         cfg_cluster.get("address") else f"Dask cluster: {client.scheduler.address} (no dashboard)")
+    return client
+
+
 def build(cfg: dict, client=None) -> dict:
     """Run a whole build. With ``client`` given, use it; else open one from ``cfg['cluster']``."""
     t0 = time.perf_counter()
     pool = concurrent.futures.ThreadPoolExecutor(1)
     client_future = None
     if client is None:  # start the cluster while the table is read and checked
-        client_future = pool.submit(open_client, cfg["cluster"])
+        client_future = pool.submit(_open_and_announce, cfg["cluster"])
     try:
         df, with_source_id = read_checked_table(cfg)
         df = plan_rows(cfg, df)
@@ -236,13 +258,12 @@ def build(cfg: dict, client=None) -> dict:
         fs.makedirs(storage.join(root, storage.PARTS_DIR), exist_ok=True)
         if client_future is not None:
             client = client_future.result()
-            _say(f"Dask dashboard: {client.dashboard_link}")
         _say(f"{len(df)} rows, {int(df['split'].notna().sum())} to cut from "
              f"{sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards")
         t1 = time.perf_counter()
         results = run_tasks(client, tasks) if tasks else []
         t_cut = time.perf_counter() - t1
-        report = finalize(cfg, df, results, with_source_id,
+        report = finalize(client, cfg, df, results, with_source_id,
                           {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0)
         return report
     finally:

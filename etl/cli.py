@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .config import ConfigError, load_config
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("etl: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # not the user's mistake: one line, the traceback on request
+        if os.environ.get("ETL_DEBUG"):
+            raise
+        print(f"etl: failed: {type(e).__name__}: {e} (set ETL_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     print(_summary(report, cfg["output"]["path"]))
     return 0
 

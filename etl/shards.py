@@ -17,7 +17,7 @@ from . import audio, storage
 from .schema import output_columns, output_schema
 from .splits import RESERVE
 
-ROW_GROUP_BYTES = 64 << 20  # keep row groups well under 100 MB
+ROW_GROUP_BYTES = 32 << 20  # keep row groups well under 100 MB, and worker memory small
 ROW_GROUP_ROWS = 2000
 
 

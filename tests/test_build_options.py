@@ -140,3 +140,21 @@ def test_kaldi_data_dir_with_wav_scp_and_no_audio_folder(corpus, tmp_path):
     assert set(rejects["recording"]) == {recs[0]} and set(rejects["reason"]) == {"missing_audio"}
     assert "command pipe" in rejects["detail"].iloc[0]
     assert df["similarity"].isna().all()
+
+
+def test_malformed_table_is_one_clear_error(corpus, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text('id,recording,start,end,text\n"unterminated,1\n')
+    out = tmp_path / "malformed"
+    assert main(["build", write_config(corpus, out, input={"alignment": str(bad)})]) == 2
+    err = capsys.readouterr().err
+    assert "input.alignment" in err and "bad.csv" in err and "Traceback" not in err
+
+
+def test_an_empty_table_builds_an_empty_report(corpus, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("id,recording,start,end,text,asr\n")
+    out = tmp_path / "empty"
+    assert main(["build", write_config(corpus, out, input={"alignment": str(empty)})]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["rows_in"] == report["rows_out"] == 0 and not glob.glob(str(out / "data" / "*"))
