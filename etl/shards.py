@@ -102,6 +102,35 @@ class _SplitWriter:
             self._ctx.__exit__(type(exc), exc, exc.__traceback__)
 
 
+class _ShardWriters:
+    """The split files of one shard: created on a split's first row, all closed (renamed into place)
+    together, or all aborted (temporary files removed) if anything fails."""
+
+    def __init__(self, fs, parts_dir: str, index: int, schema: pa.Schema):
+        self.fs, self.parts_dir, self.index, self.schema = fs, parts_dir, index, schema
+        self.by_split: dict[str, _SplitWriter] = {}
+
+    def add(self, split: str, row: dict) -> None:
+        if split not in self.by_split:
+            path = storage.join(self.parts_dir, storage.part_name(split, self.index))
+            self.by_split[split] = _SplitWriter(self.fs, path, self.schema)
+        self.by_split[split].add(row)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        for w in self.by_split.values():
+            w.abort(exc) if exc is not None else w.close()
+        return False
+
+    def stats(self) -> dict:
+        """Per split: file name, rows, seconds, audio bytes (and the ids, for the small reserve split)."""
+        return {s: {"file": w.path.rsplit("/", 1)[-1], "rows": w.count, "seconds": w.seconds,
+                    "bytes": w.audio_bytes, **({"ids": w.ids} if s == RESERVE else {})}
+                for s, w in self.by_split.items() if w.count}
+
+
 def run_shard(task: ShardTask) -> dict:
     """Decode, cut, encode and write one shard. Returns stats and decode-time rejects."""
     t0 = time.perf_counter()
@@ -109,12 +138,11 @@ def run_shard(task: ShardTask) -> dict:
     schema = output_schema(task.sampling_rate, task.with_source_id)
     columns = output_columns(task.with_source_id)
     ext = "flac" if task.audio_format == "flac" else "wav"
-    writers: dict[str, _SplitWriter] = {}
     rejects: list[dict] = []
     decoded = 0.0
     decode = audio.DECODERS[task.decoder]
     tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
-    try:
+    with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
         for recording, url, rows in task.recordings:
             rows = rows.sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
             spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
@@ -144,21 +172,11 @@ def run_shard(task: ShardTask) -> dict:
                 row = {c: _clean(r.get(c)) for c in columns if c != "audio"}
                 row["audio"] = {"bytes": audio.encode(samples, task.sampling_rate, task.audio_format),
                                 "path": f"{r['id']}.{ext}"}
-                split = r["split"]
-                if split not in writers:
-                    writers[split] = _SplitWriter(fs, storage.join(root, storage.PARTS_DIR,
-                                                                   storage.part_name(split, task.index)), schema)
-                writers[split].add(row)
+                writers.add(r["split"], row)
             decoded += total / task.sampling_rate
-        for w in writers.values():
-            w.close()
-    except BaseException as e:
-        for w in writers.values():
-            w.abort(e)
-        raise
     return {
         "shard": task.index,
-        "parts": _part_stats(writers),
+        "parts": writers.stats(),
         "rejects": rejects,
         "decoded_seconds": decoded,
         "wall_seconds": time.perf_counter() - t0,
@@ -178,37 +196,20 @@ def _clean(v):
     return v
 
 
-def _part_stats(writers: dict[str, _SplitWriter]) -> dict:
-    """Per split: file name, rows, seconds, audio bytes (and the ids, for the small reserve split)."""
-    return {s: {"file": w.path.rsplit("/", 1)[-1], "rows": w.count, "seconds": w.seconds, "bytes": w.audio_bytes,
-                **({"ids": w.ids} if s == RESERVE else {})}
-            for s, w in writers.items() if w.count}
-
-
 def resplit_reserve(out: str, files: list[str], promoted: set, index: int) -> dict:
     """Stream the reserve files of all shards into one dev and one train part (shard ``index``):
     rows in ``promoted`` go to dev, the others to train. Copies bytes; decodes nothing."""
     fs, root = storage.fs_and_path(out)
     parts = storage.join(root, storage.PARTS_DIR)
-    writers: dict[str, _SplitWriter] = {}
-    try:
+    with fs.open(storage.join(parts, files[0]), "rb") as f:
+        schema = pq.read_schema(f)
+    with _ShardWriters(fs, parts, index, schema) as writers:
         for name in files:
             with fs.open(storage.join(parts, name), "rb") as f:
-                pf = pq.ParquetFile(f)
-                for batch in pf.iter_batches(batch_size=256):
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
                     for row in batch.to_pylist():
-                        split = "dev" if row["id"] in promoted else "train"
-                        if split not in writers:
-                            writers[split] = _SplitWriter(fs, storage.join(parts, storage.part_name(split, index)),
-                                                          pf.schema_arrow)
-                        writers[split].add(row)
-        for w in writers.values():
-            w.close()
-    except BaseException as e:
-        for w in writers.values():
-            w.abort(e)
-        raise
+                        writers.add("dev" if row["id"] in promoted else "train", row)
     for name in files:
         fs.rm(storage.join(parts, name))
-    return {"shard": index, "parts": _part_stats(writers), "rejects": [], "decoded_seconds": 0.0,
+    return {"shard": index, "parts": writers.stats(), "rejects": [], "decoded_seconds": 0.0,
             "wall_seconds": 0.0}
