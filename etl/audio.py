@@ -195,9 +195,7 @@ def cut(chunks: Iterable[np.ndarray], spans: list[tuple[int, int]],
     buf_start = 0  # stream index of buf[0][0]
     pos = 0  # frames seen
     k = 0  # position in `by_stop`
-    channels = None
     for chunk in chunks:
-        channels = chunk.shape[1]
         buf.append(chunk)
         pos += len(chunk)
         while k < len(by_stop) and spans[by_stop[k]][1] <= pos:

@@ -16,11 +16,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import audio, card, rows as rowchecks, storage, table
+from . import card, rows as rowchecks, storage, table
 from .cluster import close_client, open_client
 from .config import ConfigError
 from .recordings import list_audio, resolve
-from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA, TABLE_COLUMNS
+from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA
 from .shards import ShardTask, pack, resplit_reserve, run_shard
 from .splits import RESERVE, assign_splits, promote_reserve
 
@@ -114,7 +114,7 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
             seconds=float(sum(sec_of[r] for r in shard)),
             out=cfg["output"]["path"],
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
-            ffmpeg=audio.ffmpeg_binary(a["ffmpeg"]) if a["decoder"] == "ffmpeg" or a["ffmpeg"] else a["ffmpeg"],
+            ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
             audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
         ))
     return tasks

@@ -8,7 +8,6 @@ import json
 import fsspec
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 import soundfile as sf
 from distributed import Client, LocalCluster
 
