@@ -7,6 +7,7 @@ of recordings becomes one task on the cluster that writes its own files.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import sys
 import time
 import uuid
@@ -23,6 +24,7 @@ from .recordings import list_audio, resolve
 from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA
 from .shards import ShardTask, pack, resplit_reserve, run_shard
 from .splits import RESERVE, assign_splits, promote_reserve
+from .vocab import build_vocab, missing_characters
 
 
 def _say(msg: str) -> None:
@@ -148,11 +150,11 @@ def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
     return sorted(results, key=lambda r: r["shard"])
 
 
-def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict]) -> list[dict]:
+def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict]) -> tuple[list[dict], set]:
     """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train."""
     reserve_files = [r["parts"][RESERVE]["file"] for r in results if RESERVE in r["parts"]]
     if not reserve_files:
-        return results
+        return results, set()
     dev_rows = sum(r["parts"]["dev"]["rows"] for r in results if "dev" in r["parts"])
     written = [i for r in results if RESERVE in r["parts"] for i in r["parts"][RESERVE]["ids"]]
     rank = df[df["split"].notna()].set_index("id").loc[written, "rank"]  # kept ids are unique
@@ -162,7 +164,7 @@ def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict]) ->
                           key=f"etl-reserve-{uuid.uuid4().hex[:8]}", pure=False).result()
     for r in results:
         r["parts"].pop(RESERVE, None)
-    return results + [extra]
+    return results + [extra], promoted
 
 
 def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: bool, timings: dict,
@@ -173,7 +175,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
     data_dir = storage.join(root, storage.DATA_DIR)
     fs.makedirs(data_dir, exist_ok=True)
 
-    results = _settle_reserve(client, cfg, df, results)
+    results, promoted = _settle_reserve(client, cfg, df, results)
     splits: dict[str, dict] = {}
     for res in results:  # in shard order: deterministic names
         for split, p in sorted(res["parts"].items()):
@@ -203,6 +205,15 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
         with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
             pq.write_table(t, f, compression="zstd")
 
+    # The final split of every row (None: rejected), for the vocabulary and the report.
+    final = df["split"].where(~df["id"].isin(set(late["id"])), None)
+    final = final.where(final != RESERVE, np.where(df["id"].isin(promoted), "dev", "train"))
+    vocab = build_vocab(df.loc[final == "train", "text"])
+    if final.eq("train").any():
+        storage.write_bytes(fs, storage.join(root, "vocab.json"),
+                            json.dumps(vocab, ensure_ascii=False, indent=1).encode())
+    oov = {s: missing_characters(df.loc[final == s, "text"], vocab) for s in order if s != "train"}
+
     counts = {r: 0 for r in REJECT_REASONS}
     for r, n in rejects["reason"].value_counts().items():
         counts[r] = int(n)
@@ -218,6 +229,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
         "shards": len(results),
+        "vocab": {"size": len(vocab), "missing_characters": oov},
         "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
                   "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"]},
         "splits_config": cfg["splits"],

@@ -38,6 +38,9 @@ def dataset_card(report: dict, sampling_rate: int, with_source_id: bool) -> str:
     lines += ["", f"Input rows: {report['rows_in']}. Rejected rows are in `rejects.parquet`:", "",
               "| reason | rows | meaning |", "|---|---:|---|"]
     lines += [f"| {r} | {report['rejects'][r]} | {REJECT_REASONS[r]} |" for r in REJECT_REASONS]
+    if "vocab" in report:
+        lines += ["", f"`vocab.json` holds the {report['vocab']['size']} tokens of the train text for "
+                  "`transformers.Wav2Vec2CTCTokenizer` (`|` is the word delimiter)."]
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ import fsspec
 
 DATA_DIR = "data"
 PARTS_DIR = ".parts"  # per-task shard files before their final {split}-i-of-n names
-OUR_FILES = ("README.md", "report.json", "rejects.parquet")
+OUR_FILES = ("README.md", "report.json", "rejects.parquet", "vocab.json")
 
 
 def fs_and_path(url: str):

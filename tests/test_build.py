@@ -140,3 +140,22 @@ def test_rebuild_replaces_the_previous_output(built, corpus, tmp_path):
     assert main(["build", cfg, "--set", "splits.dev_size=0"]) == 0
     assert not glob.glob(str(out / "data" / "dev-*"))
     assert json.loads((out / "report.json").read_text())["splits"]["train"]["rows"] == len(corpus["freqs"])
+
+
+def test_vocab_loads_in_the_real_ctc_tokenizer_and_round_trips_diacritics(built):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from transformers import Wav2Vec2CTCTokenizer
+
+    out, report = built["out"], built["report"]
+    vocab = json.loads((out / "vocab.json").read_text(encoding="utf-8"))
+    train_chars = set("".join(_split_tables(out)["train"]["text"])) - {" "}
+    assert set(vocab) == train_chars | {"|", "[UNK]", "[PAD]"}
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+    tok = Wav2Vec2CTCTokenizer(str(out / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]", word_delimiter_token="|")
+    sentence = "rečenica broj snimka"  # č from the Croatian transcripts; no doubled letters (CTC merges them)
+    assert tok.decode(tok(sentence).input_ids) == sentence
+    assert report["vocab"]["size"] == len(vocab)
+    assert set(report["vocab"]["missing_characters"]) == {"dev"}

@@ -1,0 +1,29 @@
+"""The CTC vocabulary (pure): every character of the train text, in the form
+``transformers.Wav2Vec2CTCTokenizer`` loads (``|`` for the space, then ``[UNK]`` and ``[PAD]``)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+WORD_DELIMITER, UNK, PAD = "|", "[UNK]", "[PAD]"
+
+
+def build_vocab(texts: Iterable[str]) -> dict[str, int]:
+    chars = set()
+    for t in texts:
+        chars.update(t)
+    chars.discard(" ")
+    chars.discard(WORD_DELIMITER)
+    vocab = {c: i for i, c in enumerate(sorted(chars))}
+    for token in (WORD_DELIMITER, UNK, PAD):
+        vocab[token] = len(vocab)
+    return vocab
+
+
+def missing_characters(texts: Iterable[str], vocab: dict[str, int]) -> dict[str, int]:
+    """Characters of ``texts`` the vocabulary lacks, with how often each occurs (most frequent first)."""
+    counts: dict[str, int] = {}
+    for t in texts:
+        for c in t:
+            if c != " " and c not in vocab:
+                counts[c] = counts.get(c, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
