@@ -28,10 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("config", help="YAML config (see conf/default.yaml)")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set splits.dev_size=100 (repeatable)")
+    pl = sub.add_parser("plan", help="dry run: rows, hours and estimated size per split, decoding nothing")
+    pl.add_argument("config")
+    pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    pl.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
 
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.command == "plan":
+            from .plan import format_plan, plan, plan_json
+
+            p = plan(cfg)
+            print(plan_json(p) if args.json else format_plan(p))
+            return 0
         from .build import build
 
         report = build(cfg)

@@ -1,0 +1,33 @@
+"""`etl plan`: the build's accounting without decoding anything."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .conftest import write_config
+
+
+def test_plan_matches_the_build_without_decoding_or_writing(built, corpus, tmp_path):
+    out = tmp_path / "never"
+    cfg = write_config(corpus, out)
+    r = subprocess.run([sys.executable, "-m", "etl", "plan", cfg, "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)
+    report = built["report"]
+    assert p["rows_in"] == report["rows_in"]
+    decode_time = report["rejects"]["unreadable_audio"] + report["rejects"]["beyond_end"]
+    assert sum(v["rows"] for v in p["splits"].values()) == report["rows_out"] + decode_time
+    for reason, n in p["rejects"].items():
+        assert n == report["rejects"][reason], reason
+    assert p["splits"]["dev"]["rows"] == 4
+    assert 0 < p["splits"]["train"]["gb_flac"] < p["splits"]["train"]["gb_wav"]
+    assert not out.exists()
+
+
+def test_plan_prints_a_table(corpus, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "etl", "plan", write_config(corpus, tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].split() == ["split", "rows", "hours", "GB", "flac", "GB", "wav"]
+    assert "low_similarity" in r.stdout and "beyond_end" in r.stdout
