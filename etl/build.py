@@ -98,6 +98,9 @@ def plan_rows(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+MIN_SHARDS = 16
+
+
 def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardTask]:
     kept = df[df["split"].notna()]
     if kept.empty:
@@ -108,7 +111,10 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
     sec_of = dict(zip(recs["recording"], recs["seconds"]))
     a = cfg["audio"]
     tasks = []
-    for i, shard in enumerate(pack(recs, cfg["output"]["shard_hours"] * 3600)):
+    # At most shard_hours per shard, and at least MIN_SHARDS shards when recordings allow, so every
+    # worker stays busy to the end. Depends on the data only, never on the worker count.
+    target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
+    for i, shard in enumerate(pack(recs, target)):
         tasks.append(ShardTask(
             index=i,
             recordings=[(r, url_of[r], by_rec[r].drop(columns=["reason", "detail", "url", "row", "rank"]))
