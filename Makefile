@@ -20,5 +20,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+bench: $(STAMP)
+	$(BIN)/python -m etl.bench
+
 clean:
 	rm -rf $(VENV) demo/ .pytest_cache

@@ -17,7 +17,7 @@ from . import audio, storage
 from .schema import output_columns, output_schema
 from .splits import RESERVE
 
-ROW_GROUP_BYTES = 32 << 20  # keep row groups well under 100 MB, and worker memory small
+ROW_GROUP_BYTES = 8 << 20  # row groups of ~25-50 clips: well under 100 MB, and a worker buffers little (flat memory)
 ROW_GROUP_ROWS = 2000
 
 

@@ -1,0 +1,974 @@
+"""Benchmark harness: ``etl build`` against the ffmpeg floor, the naive pydub notebook and
+ffmpeg-per-segment, all in one run on one machine with the same number of processes.
+
+    python -m etl.bench [--hours 4] [--out bench/] [--workers 2] [--quick] [--repeat 2]
+
+Steps (every figure lands in ``OUT/results.json``; a table and PASS/MISS per target are printed):
+
+1. corpus: 44.1 kHz stereo MP3 recordings of 5-60 min totalling ``--hours``, 2-15 s tone segments
+   back to back, ``alignment.csv`` (id, recording, start, end, text, hypothesis). Generated in
+   parallel by ``--workers`` processes into ``OUT/corpus``; reused when its parameters match.
+2. floor: ffmpeg alone decoding every recording to 16 kHz mono s16le, output discarded,
+   ``--workers`` processes, longest recording first (and with 1 process, for the scaling context).
+3. etl: ``python -m etl build`` as a subprocess (imports, cluster start and close included),
+   flac and wav with ``--workers`` workers, flac again with 1 worker. The floor and the builds run
+   ``--repeat`` times (default 2, ``--quick`` 1); the fastest run is kept, every wall is recorded.
+4. naive: per segment, pydub decodes the whole recording, slices, resamples, exports a WAV.
+   A sample is timed (in a child process) and the total EXTRAPOLATED.
+5. seek: one ``ffmpeg -ss START -to END -i REC -ac 1 -ar 16000 out.wav`` per segment on a sample,
+   ``--workers`` processes; EXTRAPOLATED.
+6. peak RSS of one worker (``etl.shards.run_shard`` in a fresh process, ffmpeg child included;
+   also the Dask worker of a real 1-worker build) on a 10-minute and a 3-hour recording
+   (``--quick``: 1 and 10 minutes), cached in ``OUT/corpus-long``. Peaks are VmHWM, not
+   ``ru_maxrss``, which Linux inflates with the parent's size in a freshly exec'd child.
+7. loading: ``datasets.Dataset.from_parquet`` on the train files (fresh HF cache in a temp dir),
+   then iterating the split decoding every clip with soundfile.
+
+CPU time of a subprocess tree is measured two ways: ``getrusage(RUSAGE_CHILDREN)`` deltas (exact,
+counts every descendant that was waited for by its parent all the way up) and psutil sampling of
+the whole tree every 0.25 s (sum of each process's own user+system time at its last sample; misses
+at most the last interval of each process). The table uses the larger of the two. The sampling
+also splits CPU by process kind (etl's main process, Dask workers, ffmpeg).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import glob
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from .audio import ffmpeg_binary
+
+MB = 1024 * 1024
+SAMPLE_INTERVAL_S = 0.25
+CORPUS_VERSION = 1  # bump when the corpus layout changes: cached corpora are then regenerated
+
+WORDS = ("dobar dan poštovani zastupnici hvala lijepa sljedeća točka dnevnog reda riječ ima gospođa "
+         "ministrica vrijeme je isteklo idemo dalje s raspravom good morning everyone the session is now "
+         "open please take your seats we will vote at noon thank you madam speaker").split()
+
+
+def _say(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Corpus
+
+
+def plan_durations(hours: float, min_minutes: float, max_minutes: float, rng: np.random.Generator) -> list[float]:
+    """Recording lengths (s) drawn uniformly in [min, max] minutes until they total ``hours``."""
+    target, lo, hi = hours * 3600.0, min_minutes * 60.0, max_minutes * 60.0
+    out: list[float] = []
+    while sum(out) < target - 1.0:
+        rest = target - sum(out)
+        d = min(float(rng.uniform(lo, hi)), rest)
+        if d < lo:  # a short remainder: stretch the previous recording if it stays in range
+            if out and out[-1] + d <= hi:
+                out[-1] += d
+                break
+            d = lo
+        out.append(d)
+    return [round(d, 1) for d in out]
+
+
+def plan_segments(seconds: float, rng: np.random.Generator, length=(2.0, 15.0), gap=(0.1, 0.6),
+                  margin: float = 0.3) -> list[tuple[float, float, float]]:
+    """(start, end, tone Hz): back-to-back segments with small gaps, each its own pitch."""
+    segs, t, k = [], margin, 0
+    while True:
+        d = float(rng.uniform(*length))
+        if t + d > seconds - margin:
+            break
+        segs.append((round(t, 3), round(t + d, 3), 200.0 + 20.0 * (k % 90)))
+        t += d + float(rng.uniform(*gap))
+        k += 1
+    return segs
+
+
+def plan_rows(name: str, segs: list, rng: np.random.Generator, changed: float = 0.05) -> list[dict]:
+    """Alignment rows; ``changed`` of them get a hypothesis with one word slightly misspelled."""
+    rows = []
+    for k, (start, end, _) in enumerate(segs):
+        n = max(2, int(round((end - start) * 2.5)))
+        words = [WORDS[int(i)] for i in rng.integers(0, len(WORDS), n)]
+        text = " ".join(words).capitalize() + "."
+        hyp = " ".join(words)
+        if rng.random() < changed:
+            j = int(rng.integers(0, n))
+            hyp = " ".join(w[:-1] if i == j and len(w) > 2 else w for i, w in enumerate(words))
+        rows.append({"id": f"{name}-{k:05d}", "recording": name, "start": start, "end": end,
+                     "text": text, "hypothesis": hyp})
+    return rows
+
+
+def plan_corpus(durations: list[float], seed: int, prefix: str = "rec") -> list[dict]:
+    recs = []
+    for i, seconds in enumerate(durations):
+        rng = np.random.default_rng([seed, i, int(seconds * 10)])
+        name = f"{prefix}{i:03d}"
+        segs = plan_segments(seconds, rng)
+        recs.append({"name": name, "file": f"{name}.mp3", "seconds": seconds, "segments": segs,
+                     "rows": plan_rows(name, segs, rng)})
+    return recs
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_recording(tmp_path: str, final_path: str, seconds: float, segs: list) -> float:
+    """Pool job: write one MP3 (44.1 kHz stereo, 64 kb/s) through ffmpeg, then move it into place."""
+    from .synth import Segment, write_tone_recording
+
+    t0 = time.perf_counter()
+    write_tone_recording(tmp_path, seconds, [Segment(s, e, f) for s, e, f in segs], 44100, 2)
+    os.replace(tmp_path, final_path)
+    return time.perf_counter() - t0
+
+
+class Corpus:
+    """A folder ``audio/`` of MP3s plus ``alignment.csv`` and ``params.json`` (its identity)."""
+
+    def __init__(self, root: str, params: dict, recordings: list[dict]):
+        self.root, self.params, self.recordings = root, params, recordings
+        self.audio = os.path.join(root, "audio")
+        self.alignment = os.path.join(root, "alignment.csv")
+        self.digest = _digest({"v": CORPUS_VERSION, "params": params,
+                               "recs": [(r["file"], r["seconds"], r["segments"]) for r in recordings]})
+
+    @property
+    def rows(self) -> list[dict]:
+        return [row for r in self.recordings for row in r["rows"]]
+
+    def path(self, rec: dict) -> str:
+        return os.path.join(self.audio, rec["file"])
+
+    def is_ready(self) -> bool:
+        try:
+            with open(os.path.join(self.root, "params.json"), encoding="utf-8") as f:
+                if json.load(f).get("digest") != self.digest:
+                    return False
+        except (OSError, ValueError):
+            return False
+        return os.path.exists(self.alignment) and all(
+            os.path.exists(self.path(r)) and os.path.getsize(self.path(r)) > 0 for r in self.recordings)
+
+    def jobs(self) -> list[tuple]:
+        """Clear the folder and list (seconds, tmp, final, segments) jobs for every recording."""
+        if os.path.exists(self.root):
+            shutil.rmtree(self.root)
+        os.makedirs(self.audio)
+        os.makedirs(os.path.join(self.root, ".tmp"))
+        return [(r["seconds"], os.path.join(self.root, ".tmp", r["file"]), self.path(r), r["segments"])
+                for r in self.recordings]
+
+    def finish(self) -> None:
+        with open(self.alignment, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["id", "recording", "start", "end", "text", "hypothesis"])
+            w.writeheader()
+            w.writerows(self.rows)
+        shutil.rmtree(os.path.join(self.root, ".tmp"), ignore_errors=True)
+        with open(os.path.join(self.root, "params.json"), "w", encoding="utf-8") as f:
+            json.dump({"digest": self.digest, "version": CORPUS_VERSION, "params": self.params,
+                       "recordings": [{"file": r["file"], "seconds": r["seconds"], "segments": len(r["segments"])}
+                                      for r in self.recordings]}, f, indent=1)
+
+    def summary(self) -> dict:
+        rows = self.rows
+        return {"path": self.root, "recordings": len(self.recordings),
+                "recording_hours": sum(r["seconds"] for r in self.recordings) / 3600,
+                "recording_minutes": sorted(round(r["seconds"] / 60, 2) for r in self.recordings),
+                "segments": len(rows), "segment_hours": sum(r["end"] - r["start"] for r in rows) / 3600,
+                "mp3_bytes": sum(os.path.getsize(self.path(r)) for r in self.recordings)}
+
+
+def ensure_corpora(corpora: list[Corpus], workers: int) -> dict:
+    """Generate every corpus that is not already there, all recordings in one process pool
+    (longest first). Returns {corpus root: seconds spent generating, or None when reused}."""
+    todo = [c for c in corpora if not c.is_ready()]
+    spent = {c.root: None for c in corpora}
+    if not todo:
+        return spent
+    jobs = [(c, j) for c in todo for j in c.jobs()]
+    jobs.sort(key=lambda cj: -cj[1][0])
+    hours = sum(j[0] for _, j in jobs) / 3600
+    _say(f"generating {len(jobs)} MP3 recordings ({hours:.2f} h) with {workers} processes ...")
+    t0 = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_write_recording, tmp, final, seconds, segs) for _, (seconds, tmp, final, segs) in jobs]
+        for f in futures:
+            f.result()
+    for c in todo:
+        c.finish()
+        spent[c.root] = round(time.perf_counter() - t0, 2)
+    _say(f"generated in {time.perf_counter() - t0:.1f} s")
+    return spent
+
+
+# --------------------------------------------------------------------------------------------------
+# Measuring
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _vm_hwm(pid: int | str = "self") -> int | None:
+    """Peak RSS (VmHWM) of one process's current address space, in bytes (Linux), else None.
+
+    Unlike ``ru_maxrss``, VmHWM starts afresh at exec: Linux carries the forked parent's high-water
+    mark into a child's ``ru_maxrss``, so a child started by a big parent reports the parent's peak."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class TreeMonitor:
+    """Samples a process tree (psutil) in a thread: CPU of every process seen (also per kind:
+    main, worker, ffmpeg, other), peak RSS of the whole tree, and per worker subtree (a direct
+    Python child of the root other than multiprocessing's resource tracker, plus its descendants:
+    a Dask worker and its ffmpeg) both the sampled peak sum and VmHWM(worker) + max VmHWM(child)."""
+
+    def __init__(self, pid: int, interval: float = SAMPLE_INTERVAL_S):
+        import psutil
+
+        self.psutil = psutil
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.cpu: dict[tuple, float] = {}
+        self.kind: dict[tuple, str] = {}
+        self.owner: dict[tuple, int] = {}  # process -> the worker pid whose subtree holds it
+        self.hwm: dict[tuple, int] = {}
+        self.peak_tree = 0
+        self.peak_worker: dict[int, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "TreeMonitor":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        ps = self.psutil
+        try:
+            procs = [self.root] + self.root.children(recursive=True)
+        except ps.Error:
+            return
+        rss: dict[int, int] = {}
+        parent: dict[int, int] = {}
+        keys: dict[int, tuple] = {}
+        for p in procs:
+            try:
+                with p.oneshot():
+                    key = (p.pid, p.create_time())
+                    ct = p.cpu_times()
+                    rss[p.pid] = p.memory_info().rss
+                    parent[p.pid] = p.ppid()
+                    if key not in self.kind:
+                        cmd = p.cmdline()
+                        exe = os.path.basename(cmd[0]) if cmd else p.name()
+                        self.kind[key] = ("main" if p.pid == self.root.pid else "ffmpeg" if "ffmpeg" in exe
+                                          else "worker" if p.ppid() == self.root.pid and "python" in exe
+                                          and "resource_tracker" not in " ".join(cmd) else "other")
+            except ps.Error:
+                continue
+            keys[p.pid] = key
+            self.cpu[key] = ct.user + ct.system
+            h = _vm_hwm(p.pid)
+            if h is not None:
+                self.hwm[key] = max(self.hwm.get(key, 0), h)
+        self.samples += 1
+        self.peak_tree = max(self.peak_tree, sum(rss.values()))
+        kids: dict[int, list[int]] = {}
+        for pid, pp in parent.items():
+            kids.setdefault(pp, []).append(pid)
+        for w in kids.get(self.root.pid, []):
+            if self.kind.get(keys[w]) != "worker":
+                continue
+            total, stack = 0, [w]
+            while stack:
+                q = stack.pop()
+                total += rss[q]
+                self.owner[keys[q]] = w
+                stack.extend(kids.get(q, []))
+            self.peak_worker[w] = max(self.peak_worker.get(w, 0), total)
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu.values())
+
+    def cpu_by_kind(self) -> dict:
+        out: dict[str, float] = {}
+        for key, c in self.cpu.items():
+            out[self.kind.get(key, "other")] = out.get(self.kind.get(key, "other"), 0.0) + c
+        out["processes"] = {k: sum(1 for v in self.kind.values() if v == k) for k in set(self.kind.values())}
+        return out
+
+    def worker_hwm_mb(self) -> list[float]:
+        """Per worker: VmHWM of the worker + the largest VmHWM among its descendants (its ffmpeg)."""
+        out = []
+        for wkey, kind in self.kind.items():
+            if kind != "worker":
+                continue
+            desc = [self.hwm.get(k, 0) for k, w in self.owner.items() if w == wkey[0] and k != wkey]
+            out.append(round((self.hwm.get(wkey, 0) + max(desc, default=0)) / MB, 1))
+        return sorted(out)
+
+
+def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> dict:
+    """Run a subprocess to its end: wall, CPU (rusage children delta and psutil-sampled), peaks."""
+    c0 = _children_cpu()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
+    mon = TreeMonitor(proc.pid).start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    mon.stop()
+    cpu_rusage = _children_cpu() - c0
+    return {"rc": proc.returncode, "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
+            "wall_s": wall, "cpu_rusage_s": cpu_rusage, "cpu_sampled_s": mon.cpu_seconds(),
+            "cpu_s": max(cpu_rusage, mon.cpu_seconds()), "peak_tree_rss_mb": mon.peak_tree / MB,
+            "peak_worker_rss_mb": sorted(round(v / MB, 1) for v in mon.peak_worker.values()),
+            "peak_worker_hwm_mb": mon.worker_hwm_mb(), "cpu_by_kind_s": mon.cpu_by_kind(),
+            "processes_seen": len(mon.cpu), "samples": mon.samples}
+
+
+def _tail(text: str, n: int = 15) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+# --------------------------------------------------------------------------------------------------
+# Methods
+
+
+def measure_floor(ffmpeg: str, paths_seconds: list[tuple[str, float]], workers: int) -> dict:
+    """ffmpeg alone: decode every recording to 16 kHz mono s16le, output discarded."""
+    order = [p for p, _ in sorted(paths_seconds, key=lambda ps: -ps[1])]
+
+    def one(path):
+        subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", path, "-ac", "1", "-ar", "16000",
+                        "-f", "s16le", "-"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+
+    c0, t0 = _children_cpu(), time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, order))
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": _children_cpu() - c0, "processes": workers,
+            "extrapolated": False}
+
+
+def write_etl_config(path: str, corpus: Corpus, out: str, workers: int, audio_format: str, dev_size: int) -> str:
+    import yaml
+
+    cfg = {
+        "input": {"alignment": os.path.abspath(corpus.alignment), "audio": os.path.abspath(corpus.audio),
+                  "columns": {"hypothesis": "hypothesis"}},
+        "output": {"path": os.path.abspath(out), "audio_format": audio_format},
+        "filters": {"max_duration": 20},
+        "splits": {"dev_size": dev_size},
+        "cluster": {"n_workers": workers, "dashboard_address": None},
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+    return path
+
+
+def measure_etl(name: str, out_root: str, corpus: Corpus, workers: int, audio_format: str, dev_size: int) -> dict:
+    out = os.path.join(out_root, name)
+    cfg = write_etl_config(os.path.join(out_root, f"{name}.yaml"), corpus, out, workers, audio_format, dev_size)
+    cmd = [sys.executable, "-m", "etl", "build", cfg]
+    _say(f"{name}: {' '.join(cmd[1:])}")
+    r = run_measured(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if r["rc"] != 0:
+        raise RuntimeError(f"etl build ({name}) exited with {r['rc']}:\n{_tail(r['stderr'])}")
+    with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    t = report.get("timings", {})
+    res = {k: v for k, v in r.items() if k not in ("stdout", "stderr", "rc")}
+    res.update({
+        "workers": workers, "audio_format": audio_format, "config": cfg, "output": out, "extrapolated": False,
+        "rows_in": report["rows_in"], "rows_out": report["rows_out"], "rows_rejected": report["rows_rejected"],
+        "rejects": {k: v for k, v in report["rejects"].items() if v},
+        "hours_out": report["hours_out"], "hours_decoded": report["hours_decoded"], "shards": report["shards"],
+        "output_bytes": report.get("splits") and sum(v["bytes"] for v in report["splits"].values()),
+        "report_timings": t,
+        # wall outside build() = interpreter start, imports, config, cluster close
+        "outside_build_s": r["wall_s"] - t["total_s"] if "total_s" in t else None,
+    })
+    return res
+
+
+def _naive_one(path: str, start: float, end: float, out_wav: str) -> None:
+    from pydub import AudioSegment
+
+    seg = AudioSegment.from_file(path, format="mp3", codec="mp3")  # the WHOLE recording, every time
+    clip = seg[int(round(start * 1000)):int(round(end * 1000))].set_frame_rate(16000).set_channels(1)
+    clip.export(out_wav, format="wav")
+
+
+def measure_naive(corpus: Corpus, per_short: int, per_long: int, workers: int, tmp: str) -> dict:
+    """Time the notebook method on a sample; extrapolate to every segment of the corpus.
+
+    Each segment decodes its whole recording, so its cost is modelled as a + b * (recording seconds),
+    fitted on samples from the shortest and (unless ``per_long`` is 0) the longest recording
+    (a = 0 with one recording). Wall for the corpus assumes perfect scaling over ``workers``
+    processes (generous to the naive method)."""
+    recs = sorted(corpus.recordings, key=lambda r: r["seconds"])
+    groups = [(recs[0], per_short)] + ([(recs[-1], per_long)] if per_long and len(recs) > 1 else [])
+    jobs = []
+    for rec, n in groups:
+        rows = rec["rows"]
+        for i in np.linspace(0, len(rows) - 1, min(n, len(rows))):
+            row = rows[int(i)]
+            jobs.append({"id": row["id"], "path": corpus.path(rec), "start": row["start"], "end": row["end"],
+                         "recording_s": rec["seconds"], "segment_s": row["end"] - row["start"],
+                         "out": os.path.join(tmp, f"naive-{row['id']}.wav")})
+    # In a child process: pydub leaves this process's heap at GBs, and forking a big process makes
+    # every later subprocess start (the seek method runs hundreds) measurably slower.
+    samples = _run_child("_child_naive", json.dumps(jobs))["samples"]
+    for smp in samples:
+        _say(f"naive: {smp['id']} ({smp['recording_s'] / 60:.1f}-min recording) {smp['wall_s']:.2f} s")
+
+    def fit(key):
+        by = {}
+        for s in samples:
+            by.setdefault(s["recording_s"], []).append(s[key])
+        pts = sorted((d, float(np.mean(v))) for d, v in by.items())
+        if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
+            (d0, c0), (d1, c1) = pts[0], pts[-1]
+            b = (c1 - c0) / (d1 - d0)
+            a = c0 - b * d0
+            if a >= 0 and b >= 0:
+                return a, b
+        d = sum(s["recording_s"] for s in samples)
+        return 0.0, sum(s[key] for s in samples) / d  # proportional to recording length
+
+    (aw, bw), (ac, bc) = fit("wall_s"), fit("cpu_s")
+    n_total = sum(len(r["rows"]) for r in corpus.recordings)
+    single_wall = sum(len(r["rows"]) * (aw + bw * r["seconds"]) for r in corpus.recordings)
+    cpu = sum(len(r["rows"]) * (ac + bc * r["seconds"]) for r in corpus.recordings)
+    return {"wall_s": single_wall / workers, "cpu_s": cpu, "extrapolated": True, "processes": workers,
+            "segments_total": n_total, "samples": samples, "sample_size": len(samples),
+            "model": {"wall_per_segment_s": f"{aw:.4f} + {bw:.6f} * recording_seconds",
+                      "cpu_per_segment_s": f"{ac:.4f} + {bc:.6f} * recording_seconds",
+                      "wall_single_process_s": single_wall,
+                      "note": "wall = single-process extrapolation / processes (perfect scaling assumed)"}}
+
+
+def measure_seek(corpus: Corpus, n: int, workers: int, tmp: str, seed: int) -> dict:
+    """One ffmpeg per segment with input seeking, on a random sample; extrapolated to all segments."""
+    ffmpeg = ffmpeg_binary()
+    rows = [(corpus.path(r), row) for r in corpus.recordings for row in r["rows"]]
+    rng = np.random.default_rng(seed + 17)
+    picks = [rows[int(i)] for i in rng.choice(len(rows), size=min(n, len(rows)), replace=False)]
+
+    def one(item):
+        path, row = item
+        subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-ss", f"{row['start']:.3f}",
+                        "-to", f"{row['end']:.3f}", "-i", path, "-ac", "1", "-ar", "16000",
+                        os.path.join(tmp, f"seek-{row['id']}.wav")], stderr=subprocess.PIPE, check=True)
+
+    c0, t0 = _children_cpu(), time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, picks))
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
+    scale = len(rows) / len(picks)
+    return {"wall_s": wall * scale, "cpu_s": cpu * scale, "extrapolated": True, "processes": workers,
+            "segments_total": len(rows), "sample_size": len(picks),
+            "sample": {"wall_s": wall, "cpu_s": cpu, "segment_s": sum(r["end"] - r["start"] for _, r in picks)},
+            "model": "corpus = sample * segments_total / sample_size"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Children (run in a fresh interpreter: python -c "import etl.bench as b; b._child_...(...)")
+
+
+def _child_rss(cfg_path: str) -> None:
+    """Run every shard of a build with ``run_shard`` in this process (as a worker would) and print
+    peak RSS (VmHWM) of this process, of its largest ffmpeg child, and the sampled peak sum of both."""
+    import psutil
+
+    from . import build as B, storage
+    from .config import load_config
+    from .shards import run_shard
+
+    me = psutil.Process()
+    peak = {"tree": 0, "child_hwm": 0}
+    stop = threading.Event()
+
+    def sampler():  # every 20 ms: children's VmHWM (monotonic) and the instantaneous tree sum
+        while not stop.is_set():
+            kids = 0
+            try:
+                for c in me.children(recursive=True):
+                    try:
+                        kids += c.memory_info().rss
+                        peak["child_hwm"] = max(peak["child_hwm"], _vm_hwm(c.pid) or 0)
+                    except psutil.Error:
+                        pass
+                peak["tree"] = max(peak["tree"], me.memory_info().rss + kids)
+            except psutil.Error:
+                pass
+            stop.wait(0.02)
+
+    def self_peak() -> int:
+        return _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    cfg = load_config(cfg_path)
+    df, with_id = B.read_checked_table(cfg)
+    df = B.plan_rows(cfg, df)
+    tasks = B.make_tasks(cfg, df, with_id)
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs.makedirs(root, exist_ok=True)
+    storage.clear_previous_output(fs, root)
+    fs.makedirs(storage.join(root, storage.PARTS_DIR), exist_ok=True)
+    del df
+    before, hwm_before = me.memory_info().rss, self_peak()
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    results = [run_shard(t) for t in tasks]
+    wall = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    hwm = self_peak()
+    print(json.dumps({
+        "rss_before_shard_mb": before / MB, "hwm_before_shard_mb": hwm_before / MB,
+        "self_peak_mb": hwm / MB, "self_growth_during_shard_mb": (hwm - hwm_before) / MB,
+        "ffmpeg_peak_mb": peak["child_hwm"] / MB, "peak_rss_mb": (hwm + peak["child_hwm"]) / MB,
+        "sampled_tree_peak_mb": peak["tree"] / MB,
+        "run_shard_wall_s": wall, "rows": sum(p["rows"] for r in results for p in r["parts"].values()),
+        "decoded_s": sum(r["decoded_seconds"] for r in results), "tasks": len(tasks)}))
+
+
+def _child_naive(jobs_json: str) -> None:
+    """The naive method on each job in turn; prints wall and CPU (self + ffmpeg children) per job."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pydub import AudioSegment
+    AudioSegment.converter = ffmpeg_binary()
+    samples = []
+    for job in json.loads(jobs_json):
+        c0, t0 = _self_cpu() + _children_cpu(), time.perf_counter()
+        _naive_one(job["path"], job["start"], job["end"], job["out"])
+        samples.append({"id": job["id"], "recording_s": job["recording_s"], "segment_s": job["segment_s"],
+                        "wall_s": time.perf_counter() - t0, "cpu_s": _self_cpu() + _children_cpu() - c0})
+    print(json.dumps({"samples": samples}))
+
+
+def _child_load(data_dir: str, cache_dir: str) -> None:
+    """Dataset.from_parquet on the train files with a fresh cache, then decode every clip."""
+    import io
+
+    t0 = time.perf_counter()
+    import datasets
+    import soundfile as sf
+
+    t_import = time.perf_counter() - t0
+    files = sorted(glob.glob(os.path.join(data_dir, "train-*.parquet")))
+    t1 = time.perf_counter()
+    ds = datasets.Dataset.from_parquet(files, cache_dir=cache_dir)
+    t_load = time.perf_counter() - t1
+    rss_load = _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    raw = ds.cast_column("audio", datasets.Audio(decode=False))
+    n, seconds = 0, 0.0
+    t2 = time.perf_counter()
+    for row in raw:
+        x, sr = sf.read(io.BytesIO(row["audio"]["bytes"]), dtype="float32")
+        n += 1
+        seconds += len(x) / sr
+    t_iter = time.perf_counter() - t2
+    print(json.dumps({
+        "files": len(files), "parquet_bytes": sum(os.path.getsize(f) for f in files), "rows": len(ds),
+        "import_datasets_s": t_import, "from_parquet_s": t_load, "peak_rss_after_load_mb": rss_load / MB,
+        "iterate_s": t_iter, "clips": n, "clip_hours": seconds / 3600, "clips_per_s": n / t_iter if t_iter else None,
+        "audio_hours_per_s": seconds / 3600 / t_iter if t_iter else None,
+        "peak_rss_mb": (_vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / MB}))
+
+
+def _run_child(call: str, *args: str, env: dict | None = None) -> dict:
+    cmd = [sys.executable, "-c", f"import sys, etl.bench as b; b.{call}(*sys.argv[1:])", *args]
+    r = run_measured(cmd, env=env)
+    if r["rc"] != 0:
+        raise RuntimeError(f"{call} exited with {r['rc']}:\n{_tail(r['stderr'])}")
+    out = json.loads(r["stdout"].strip().splitlines()[-1])
+    out["process_wall_s"] = r["wall_s"]
+    out["process_cpu_s"] = r["cpu_s"]
+    return out
+
+
+def measure_worker_rss(name: str, out_root: str, corpus: Corpus) -> dict:
+    """Peak RSS of one worker on a one-recording corpus, two ways, each in fresh processes:
+    ``run_shard`` in a plain interpreter (VmHWM of the process + VmHWM of its ffmpeg child: the
+    figure the target uses), and a real 1-worker ``etl build`` (VmHWM of the Dask worker + its
+    ffmpeg, sampled every 0.25 s). If the first route fails (the shard API changed), the second is used."""
+    out = os.path.join(out_root, f"rss_{name}")
+    cfg = write_etl_config(os.path.join(out_root, f"rss_{name}.yaml"), corpus, out, 1, "flac", 10)
+    minutes = corpus.recordings[0]["seconds"] / 60
+    b = measure_etl(f"rss_{name}_build", out_root, corpus, 1, "flac", 10)
+    build_peak = max(b["peak_worker_hwm_mb"] or b["peak_worker_rss_mb"] or [0])
+    try:
+        res = _run_child("_child_rss", cfg)
+        res["method"] = "etl.shards.run_shard in a fresh process; peak = VmHWM(process) + VmHWM(ffmpeg child)"
+    except Exception as e:
+        _say(f"rss {name}: run_shard route failed ({str(e).splitlines()[0]}); using the 1-worker build")
+        res = {"peak_rss_mb": build_peak, "method": "1-worker etl build: VmHWM of the Dask worker + its ffmpeg",
+               "fallback_reason": str(e)[:300]}
+    res["build_worker_peak_mb"] = build_peak
+    res["build_worker_sampled_peak_mb"] = max(b["peak_worker_rss_mb"] or [0])
+    res["build_wall_s"] = b["wall_s"]
+    res["recording_minutes"] = minutes
+    res["segments"] = len(corpus.recordings[0]["rows"])
+    _say(f"rss {name}: {minutes:.0f}-min recording -> peak {res['peak_rss_mb']:.1f} MB "
+         f"(Dask worker in a 1-worker build: {build_peak:.1f} MB)")
+    return res
+
+
+def measure_loading(data_dir: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="etl-bench-hf-") as cache:
+        hf_home = os.path.join(cache, "home")
+        ds_cache = os.path.join(cache, "datasets")
+        os.makedirs(ds_cache)
+        env = {**os.environ, "HF_HOME": hf_home, "HF_DATASETS_CACHE": ds_cache, "HF_HUB_OFFLINE": "1",
+               "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+        before = _du(cache)
+        res = _run_child("_child_load", data_dir, ds_cache, env=env)
+        res["hf_cache_growth_bytes"] = _du(cache) - before
+    res["hf_cache_growth_mb"] = res["hf_cache_growth_bytes"] / MB
+    return res
+
+
+def _du(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+
+
+def _code_version() -> dict:
+    """The commit measured, and whether etl/ had uncommitted changes (the figures then belong to those)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", here, "log", "-1", "--format=%h %s"], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--", "etl", "conf"], capture_output=True,
+                               text=True, timeout=10).stdout.split("\n")
+        return {"commit": head or None,
+                "uncommitted": [ln[3:] for ln in dirty if ln.strip() and ln[3:] != "etl/bench.py"]}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "uncommitted": []}
+
+
+def machine_info() -> dict:
+    import psutil
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    try:
+        ffv = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        ffv = "?"
+    from importlib.metadata import PackageNotFoundError, version
+
+    pkgs = {}
+    for p in ("dask", "distributed", "pyarrow", "datasets", "soundfile", "pydub", "numpy", "pandas"):
+        try:
+            pkgs[p] = version(p)
+        except PackageNotFoundError:
+            pass
+    return {"etl_code": _code_version(), "nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(), "cpu_model": model, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": sys.version.split()[0], "platform": platform.platform(), "ffmpeg": ffv,
+            "ffmpeg_path": ffmpeg_binary(), "packages": pkgs}
+
+
+def _target(name: str, value: float | None, op: str, threshold: float, detail: str) -> dict:
+    met = None if value is None else (value <= threshold if op == "<=" else value >= threshold if op == ">="
+                                       else value < threshold)
+    return {"name": name, "value": None if value is None else round(value, 3), "op": op, "threshold": threshold,
+            "met": met, "detail": detail}
+
+
+def targets(m: dict, rss: dict, workers: int) -> list[dict]:
+    floor, etl = m["floor"]["wall_s"], m["etl_flac"]["wall_s"]
+    out = [
+        _target("etl wall / floor wall", etl / floor, "<=", 1.25,
+                f"etl build flac {etl:.1f} s vs ffmpeg floor {floor:.1f} s"),
+        _target("naive wall / etl wall", m["naive"]["wall_s"] / etl, ">=", 50,
+                f"naive {m['naive']['wall_s']:.0f} s (extrapolated) vs etl {etl:.1f} s"),
+        _target("seek wall / etl wall", m["seek"]["wall_s"] / etl, ">=", 2.5,
+                f"seek {m['seek']['wall_s']:.1f} s (extrapolated) vs etl {etl:.1f} s"),
+    ]
+    if rss.get("short") and rss.get("long"):
+        s, lg = rss["short"], rss["long"]
+        out.append(_target("long - short recording peak worker RSS (MB)", lg["peak_rss_mb"] - s["peak_rss_mb"], "<",
+                           100, f"{lg['recording_minutes']:.0f} min: {lg['peak_rss_mb']:.1f} MB, "
+                                f"{s['recording_minutes']:.0f} min: {s['peak_rss_mb']:.1f} MB"))
+    if "etl_flac_1worker" in m and workers > 1:
+        one = m["etl_flac_1worker"]["wall_s"]
+        f1 = m.get("floor_1proc", {}).get("wall_s")
+        ctx = f"; the floor itself: {f1 / floor:.2f}x ({f1:.1f} s -> {floor:.1f} s)" if f1 else ""
+        out.append(_target(f"speed-up 1 -> {workers} workers", one / etl, ">=", round(0.9 * workers, 2),
+                           f"1 worker {one:.1f} s, {workers} workers {etl:.1f} s{ctx}"))
+    else:
+        out.append(_target("speed-up 1 -> workers", None, ">=", round(0.9 * max(workers, 1), 2),
+                           "not measured (--workers 1)"))
+    return out
+
+
+LABELS = {
+    "floor": "floor: ffmpeg decode only",
+    "floor_1proc": "floor: ffmpeg decode only, 1 process",
+    "etl_flac": "etl build, flac",
+    "etl_wav": "etl build, wav",
+    "etl_flac_1worker": "etl build, flac, 1 worker",
+    "naive": "naive pydub per segment (EXTRAPOLATED)",
+    "seek": "ffmpeg -ss/-to per segment (EXTRAPOLATED)",
+}
+
+
+def table_rows(m: dict, audio_hours: float) -> list[list[str]]:
+    floor = m["floor"]["wall_s"]
+    rows = []
+    for key in ("floor", "etl_flac", "etl_wav", "naive", "seek", "floor_1proc", "etl_flac_1worker"):
+        if key not in m:
+            continue
+        r = m[key]
+        procs = r.get("workers", r.get("processes"))
+        label = f"{LABELS[key]} ({procs} proc)" if key not in ("etl_flac_1worker", "floor_1proc") else LABELS[key]
+        per_core_h = audio_hours / (r["cpu_s"] / 3600) if r["cpu_s"] else float("nan")
+        rows.append([label, f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{per_core_h:.0f}",
+                     f"{r['wall_s'] / floor:.2f}"])
+    return rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+HEADER = ["method", "wall s", "CPU s", "h audio / core-h", "wall / floor"]
+
+
+def render(results: dict) -> str:
+    m, p = results["methods"], results["parameters"]
+    c = results["corpus"]
+    code = results["machine"].get("etl_code", {})
+    out = [f"etl at {code.get('commit')}" + (f" + uncommitted changes in {', '.join(code['uncommitted'])}"
+                                             if code.get("uncommitted") else ""),
+           f"corpus: {c['recordings']} recordings, {c['recording_hours']:.2f} h of 44.1 kHz stereo MP3, "
+           f"{c['segments']} segments ({c['segment_hours']:.2f} h); {p['workers']} processes per method", "",
+           markdown_table(HEADER, table_rows(m, c["recording_hours"])), ""]
+    for key in ("etl_flac", "etl_wav", "etl_flac_1worker"):
+        r = m.get(key)
+        if not r:
+            continue
+        t, cpu = r.get("report_timings", {}), r.get("cpu_by_kind_s", {})
+        out.append(f"{key}: wall {r['wall_s']:.1f} s = outside build() {r['outside_build_s']:.1f} + table "
+                   f"{t.get('table_s', 0):.1f} + decode/cut/write {t.get('decode_cut_write_s', 0):.1f} + rest "
+                   f"{t.get('total_s', 0) - t.get('table_s', 0) - t.get('decode_cut_write_s', 0):.1f}; CPU by process: "
+                   + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items() if k != "processes")
+                   + f"; peak worker+ffmpeg {max(r.get('peak_worker_hwm_mb') or [0]):.0f} MB")
+    out.append("")
+    rss = results.get("worker_rss", {})
+    for k in ("short", "long"):
+        if k in rss:
+            out.append(f"peak worker RSS, {rss[k]['recording_minutes']:.0f}-min recording: "
+                       f"{rss[k]['peak_rss_mb']:.1f} MB (run_shard + ffmpeg); Dask worker + ffmpeg in a "
+                       f"1-worker build: {rss[k]['build_worker_peak_mb']:.1f} MB")
+    ld = results.get("loading")
+    if ld:
+        out.append(f"loading: from_parquet {ld['from_parquet_s']:.2f} s (+{ld['import_datasets_s']:.2f} s import), "
+                   f"peak RSS {ld['peak_rss_mb']:.0f} MB, HF cache +{ld['hf_cache_growth_mb']:.1f} MB "
+                   f"(parquet {ld['parquet_bytes'] / MB:.1f} MB); iterate+decode {ld['clips']} clips in "
+                   f"{ld['iterate_s']:.2f} s = {ld['clips_per_s']:.0f} clips/s")
+    out.append("")
+    for t in results["targets"]:
+        flag = "n/a " if t["met"] is None else "PASS" if t["met"] else "MISS"
+        val = "-" if t["value"] is None else f"{t['value']:.2f}"
+        out.append(f"{flag}  {t['name']}: {val} (target {t['op']} {t['threshold']}) — {t['detail']}")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m etl.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hours", type=float, default=None, help="hours of recordings in the corpus (default 4; --quick 0.05)")
+    ap.add_argument("--out", default="bench/", help="output folder (corpus, builds, results.json)")
+    ap.add_argument("--workers", type=int, default=2, help="processes for every method (default 2)")
+    ap.add_argument("--quick", action="store_true", help="a tiny run in seconds (tests)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="run the floor and the etl builds N times each, keep the fastest (default 2; --quick 1)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    quick = args.quick
+    args.repeat = max(1, args.repeat if args.repeat is not None else (1 if quick else 2))
+    hours = args.hours if args.hours is not None else (0.05 if quick else 4.0)
+    workers = max(1, args.workers)
+    out_root = os.path.abspath(args.out)
+    os.makedirs(out_root, exist_ok=True)
+    t_start = time.perf_counter()
+    machine = machine_info()  # includes the etl commit: checked again at the end
+    params = {"hours": hours, "workers": workers, "quick": quick, "seed": args.seed, "repeat": args.repeat,
+              "recording_minutes": [1, 2] if quick else [5, 60], "segment_seconds": [2, 15],
+              "gap_seconds": [0.1, 0.6], "source": "MP3 44.1 kHz stereo 64 kb/s (libmp3lame)",
+              "naive_samples": [2, 0] if quick else [6, 2], "seek_samples": 2 if quick else 200,
+              "rss_minutes": [1, 10] if quick else [10, 180], "max_duration": 20}
+
+    rng = np.random.default_rng(args.seed)
+    durations = plan_durations(hours, *params["recording_minutes"], rng)
+    corpus = Corpus(os.path.join(out_root, "corpus"),
+                    {k: params[k] for k in ("hours", "seed", "recording_minutes")},
+                    plan_corpus(durations, args.seed))
+    rss_corpora = {}
+    for label, minutes in zip(("short", "long"), params["rss_minutes"]):
+        rss_corpora[label] = Corpus(os.path.join(out_root, "corpus-long", f"rec_{minutes}min"),
+                                    {"minutes": minutes, "seed": args.seed},
+                                    plan_corpus([minutes * 60.0], args.seed + 1000 + minutes, prefix=f"long{minutes}m_"))
+    gen = ensure_corpora([corpus, *rss_corpora.values()], workers)
+    info = corpus.summary()
+    info["generated_s"] = gen[corpus.root]
+    info["reused"] = gen[corpus.root] is None
+    n_rows = info["segments"]
+    dev_size = min(500, max(2, n_rows // 10))
+    params["dev_size"] = dev_size
+    _say(f"corpus: {info['recordings']} recordings, {info['recording_hours']:.2f} h, {n_rows} segments"
+         f"{' (reused)' if info['reused'] else ''}")
+
+    for r in corpus.recordings:  # warm the page cache: every method reads the files from memory
+        with open(corpus.path(r), "rb") as f:
+            while f.read(1 << 22):
+                pass
+
+    # warm the page cache for the interpreter's imports too, so the first etl run is not the only cold one
+    subprocess.run([sys.executable, "-c", "import etl.build, etl.cli, distributed, dask.dataframe, pydub, datasets"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ffmpeg = ffmpeg_binary()
+    methods: dict[str, dict] = {}
+
+    def best_of(fn, *a):
+        runs = [fn(*a) for _ in range(args.repeat)]
+        best = min(runs, key=lambda r: r["wall_s"])
+        if len(runs) > 1:
+            best["all_walls_s"] = [round(r["wall_s"], 3) for r in runs]
+        return best
+
+    _say("floor: ffmpeg decode only ...")
+    methods["floor"] = best_of(measure_floor, ffmpeg, [(corpus.path(r), r["seconds"]) for r in corpus.recordings],
+                               workers)
+    _say(f"floor: {methods['floor']['wall_s']:.1f} s")
+    methods["etl_flac"] = best_of(measure_etl, "etl_flac", out_root, corpus, workers, "flac", dev_size)
+    _say(f"etl_flac: {methods['etl_flac']['wall_s']:.1f} s")
+    methods["etl_wav"] = best_of(measure_etl, "etl_wav", out_root, corpus, workers, "wav", dev_size)
+    _say(f"etl_wav: {methods['etl_wav']['wall_s']:.1f} s")
+    if workers > 1:
+        _say("floor, 1 process ...")
+        methods["floor_1proc"] = best_of(measure_floor, ffmpeg, [(corpus.path(r), r["seconds"])
+                                                                 for r in corpus.recordings], 1)
+        methods["etl_flac_1worker"] = best_of(measure_etl, "etl_flac_1worker", out_root, corpus, 1, "flac", dev_size)
+        _say(f"etl_flac_1worker: {methods['etl_flac_1worker']['wall_s']:.1f} s")
+    with tempfile.TemporaryDirectory(prefix="etl-bench-") as tmp:
+        methods["naive"] = measure_naive(corpus, *params["naive_samples"], workers, tmp)
+        _say(f"naive: {methods['naive']['wall_s']:.0f} s extrapolated")
+        methods["seek"] = measure_seek(corpus, params["seek_samples"], workers, tmp, args.seed)
+        _say(f"seek: {methods['seek']['wall_s']:.1f} s extrapolated")
+    audio_hours = info["recording_hours"]
+    for k, r in methods.items():
+        r["audio_hours"] = audio_hours
+        r["hours_per_core_hour"] = audio_hours / (r["cpu_s"] / 3600) if r["cpu_s"] else None
+        r["ratio_to_floor"] = r["wall_s"] / methods["floor"]["wall_s"]
+        r["label"] = LABELS[k]
+
+    rss = {label: measure_worker_rss(label, out_root, c) for label, c in rss_corpora.items()}
+    if "short" in rss and "long" in rss:
+        rss["delta_mb"] = rss["long"]["peak_rss_mb"] - rss["short"]["peak_rss_mb"]
+    _say("loading: datasets.Dataset.from_parquet + iterate ...")
+    loading = measure_loading(os.path.join(methods["etl_flac"]["output"], "data"))
+
+    if _code_version() != machine["etl_code"]:
+        machine["etl_code_at_end"] = _code_version()
+        _say("WARNING: etl/ changed while the benchmark ran; the figures mix two versions")
+    results = {
+        "machine": machine,
+        "parameters": params,
+        "corpus": info,
+        "methods": methods,
+        "worker_rss": rss,
+        "scaling": ({"workers": workers, "wall_1_s": methods["etl_flac_1worker"]["wall_s"],
+                     f"wall_{workers}_s": methods["etl_flac"]["wall_s"],
+                     "speedup": methods["etl_flac_1worker"]["wall_s"] / methods["etl_flac"]["wall_s"],
+                     "floor_speedup": methods["floor_1proc"]["wall_s"] / methods["floor"]["wall_s"]}
+                    if "etl_flac_1worker" in methods else {}),
+        "loading": loading,
+        "targets": targets(methods, rss, workers),
+        "cpu_measurement": "subprocess trees: max(getrusage(RUSAGE_CHILDREN) delta, psutil-sampled sum of own "
+                           "user+system per process); naive: RUSAGE_SELF + RUSAGE_CHILDREN deltas around each sample in its "
+                           "child process",
+        "bench_wall_s": time.perf_counter() - t_start,
+    }
+    text = render(results)
+    results["summary"] = text.splitlines()
+    with open(os.path.join(out_root, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2, default=str)
+    with open(os.path.join(out_root, "results.md"), "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    print(text)
+    print(f"\nresults: {os.path.join(out_root, 'results.json')}  (bench took {results['bench_wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

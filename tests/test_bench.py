@@ -1,0 +1,55 @@
+"""Smoke test of the benchmark harness: `python -m etl.bench --quick` runs end to end and writes every
+figure. No timing assertions: only that each method, the loading figures and the targets are there."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+METHODS = ("floor", "etl_flac", "etl_wav", "naive", "seek")
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@pytest.mark.timeout(180)
+def test_quick_bench_writes_every_figure(tmp_path):
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "-m", "etl.bench", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+
+    assert res["machine"]["nproc"] >= 1 and res["machine"]["ffmpeg"].startswith("ffmpeg version")
+    assert res["parameters"]["quick"] is True
+    assert res["corpus"]["recordings"] >= 2 and res["corpus"]["segments"] > 0
+
+    methods = res["methods"]
+    for m in METHODS:
+        assert m in methods, m
+        for key in ("wall_s", "cpu_s", "hours_per_core_hour", "ratio_to_floor"):
+            assert _number(methods[m][key]) and methods[m][key] > 0, (m, key, methods[m].get(key))
+        assert methods[m]["extrapolated"] is (m in ("naive", "seek")), m
+    for m in ("etl_flac", "etl_wav"):
+        assert methods[m]["rows_out"] > 0
+        assert methods[m]["rows_in"] == methods[m]["rows_out"] + methods[m]["rows_rejected"]
+
+    loading = res["loading"]
+    for key in ("from_parquet_s", "peak_rss_mb", "hf_cache_growth_mb", "clips_per_s", "iterate_s"):
+        assert _number(loading[key]), (key, loading.get(key))
+    assert loading["clips"] == loading["rows"] > 0
+
+    rss = res["worker_rss"]
+    assert _number(rss["short"]["peak_rss_mb"]) and _number(rss["long"]["peak_rss_mb"])
+    assert _number(res["scaling"]["speedup"])
+
+    targets = {t["name"]: t for t in res["targets"]}
+    assert len(targets) == 5
+    for t in targets.values():
+        assert _number(t["value"]) and _number(t["threshold"]) and isinstance(t["met"], bool), t
+    assert "PASS" in proc.stdout or "MISS" in proc.stdout
+    assert (out / "results.md").exists()
