@@ -433,6 +433,40 @@ def measure_etl(name: str, out_root: str, corpus: Corpus, workers: int, audio_fo
     return res
 
 
+def measure_plan(out_root: str, corpus: Corpus, n_rows: int) -> dict:
+    """`etl plan --json` on a generated table of ``n_rows`` rows over the corpus' recordings (plus a
+    few missing ones), as a subprocess: start-up, read, checks, file join and splits."""
+    import pandas as pd
+    import yaml
+
+    folder = os.path.join(out_root, f"plan-{n_rows}")
+    table = os.path.join(folder, "alignment.csv")
+    if not os.path.exists(table):
+        os.makedirs(folder, exist_ok=True)
+        rng = np.random.default_rng(n_rows)
+        recs = [r["name"] for r in corpus.recordings] + ["missing_a", "missing_b"]
+        start = rng.uniform(0, 3000, n_rows).round(2)
+        pd.DataFrame({
+            "id": [f"seg{i:08d}" for i in range(n_rows)],
+            "recording": np.array(recs, dtype=object)[rng.integers(0, len(recs), n_rows)],
+            "start": start, "end": (start + rng.uniform(1, 18, n_rows)).round(2),
+            "text": np.array(["Dobar dan, poštovani zastupnici!", "Sljedeća točka dnevnog reda.",
+                              "Hvala lijepa na pitanju."], dtype=object)[rng.integers(0, 3, n_rows)],
+        }).assign(hypothesis=lambda d: d["text"].str.lower()).to_csv(table + ".tmp", index=False)
+        os.replace(table + ".tmp", table)
+    cfg = os.path.join(folder, "plan.yaml")
+    with open(cfg, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"input": {"alignment": table, "audio": os.path.abspath(corpus.audio),
+                                  "columns": {"hypothesis": "hypothesis"}},
+                        "output": {"path": os.path.join(folder, "never")}}, f)
+    r = run_measured([sys.executable, "-m", "etl", "plan", cfg, "--json"])
+    if r["rc"] != 0:
+        raise RuntimeError(f"etl plan failed:\n{_tail(r['stderr'])}")
+    plan = json.loads(r["stdout"])
+    return {"rows": n_rows, "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "rows_in": plan["rows_in"],
+            "peak_rss_mb": r["peak_tree_rss_mb"]}
+
+
 def _naive_one(path: str, start: float, end: float, out_wav: str) -> None:
     from pydub import AudioSegment
 
@@ -937,6 +971,9 @@ def main(argv: list[str] | None = None) -> int:
         rss["delta_mb"] = rss["long"]["peak_rss_mb"] - rss["short"]["peak_rss_mb"]
     _say("loading: datasets.Dataset.from_parquet + iterate ...")
     loading = measure_loading(os.path.join(methods["etl_flac"]["output"], "data"))
+    _say("etl plan on a large table ...")
+    plan = measure_plan(out_root, corpus, 20_000 if quick else 1_000_000)
+    _say(f"plan: {plan['rows']} rows in {plan['wall_s']:.1f} s")
 
     if _code_version() != machine["etl_code"]:
         machine["etl_code_at_end"] = _code_version()
@@ -953,7 +990,10 @@ def main(argv: list[str] | None = None) -> int:
                      "floor_speedup": methods["floor_1proc"]["wall_s"] / methods["floor"]["wall_s"]}
                     if "etl_flac_1worker" in methods else {}),
         "loading": loading,
-        "targets": targets(methods, rss, workers),
+        "plan": plan,
+        "targets": targets(methods, rss, workers) + [
+            _target(f"etl plan on {plan['rows']:,} rows (s)", plan["wall_s"], "<", 30,
+                    f"{plan['rows']:,} rows read, checked, joined and split in {plan['wall_s']:.1f} s")],
         "cpu_measurement": "subprocess trees: max(getrusage(RUSAGE_CHILDREN) delta, psutil-sampled sum of own "
                            "user+system per process); naive: RUSAGE_SELF + RUSAGE_CHILDREN deltas around each sample in its "
                            "child process",

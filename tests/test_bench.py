@@ -48,7 +48,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert _number(res["scaling"]["speedup"])
 
     targets = {t["name"]: t for t in res["targets"]}
-    assert len(targets) == 5
+    assert len(targets) == 6  # floor, naive, seek, RSS, scaling, plan
+    assert res["plan"]["rows_in"] == res["plan"]["rows"] > 0
     for t in targets.values():
         assert _number(t["value"]) and _number(t["threshold"]) and isinstance(t["met"], bool), t
     assert "PASS" in proc.stdout or "MISS" in proc.stdout
