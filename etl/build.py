@@ -238,8 +238,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
         "vocab": {"size": len(vocab), "missing_characters": oov},
         "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
                   "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"]},
-        "splits_config": cfg["splits"],
-        "filters": cfg["filters"],
+        "config": cfg,  # the resolved config, for reproducing the build
         "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
     }
     if report["rows_in"] != rows_out + report["rows_rejected"]:  # the contract; never expected to fire

@@ -23,6 +23,9 @@ def _summary(report: dict, out: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="etl", description="Long recordings + alignment table -> ASR dataset.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"etl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the dataset described by a config file")
     b.add_argument("config", help="YAML config (see conf/default.yaml)")

@@ -157,3 +157,16 @@ def test_an_empty_table_builds_an_empty_report(corpus, tmp_path):
     assert main(["build", write_config(corpus, out, input={"alignment": str(empty)})]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["rows_in"] == report["rows_out"] == 0 and not glob.glob(str(out / "data" / "*"))
+
+
+def test_stereo_output_and_another_rate_when_asked(corpus, tmp_path):
+    out = tmp_path / "st"
+    cfg = write_config(corpus, out, audio={"channels": 2, "sampling_rate": 22050})
+    assert main(["build", cfg]) == 0
+    df = _rows(out)
+    x, sr = sf.read(io.BytesIO(df["audio"].iloc[0]["bytes"]), dtype="int16", always_2d=True)
+    assert sr == 22050 and x.shape[1] == 2
+    assert abs(dominant_frequency(x[:, 0], sr) - corpus["freqs"][df["id"].iloc[0]]) < 3
+    assert json.loads(pq.read_schema(glob.glob(str(out / "data" / "*.parquet"))[0]).metadata[b"huggingface"])[
+        "info"]["features"]["audio"]["sampling_rate"] == 22050
+    assert json.loads((out / "report.json").read_text())["config"]["audio"]["channels"] == 2
