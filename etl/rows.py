@@ -84,7 +84,7 @@ def to_seconds(values: pd.Series) -> pd.Series:
     """Seconds as float: numbers, numeric strings, or clock times "HH:MM:SS.mmm" / "MM:SS,mmm"
     (subtitle style); anything else is NaN (and so ``bad_timestamps``)."""
     out = pd.to_numeric(values, errors="coerce").astype("float64")
-    clock = out.isna() & values.map(lambda v: isinstance(v, str) and ":" in v)
+    clock = out.isna() & values.map(lambda v: isinstance(v, str) and ":" in v).astype(bool)
     if clock.any():
         out[clock] = values[clock].map(_clock_seconds)
     return out
