@@ -170,3 +170,18 @@ def test_stereo_output_and_another_rate_when_asked(corpus, tmp_path):
     assert json.loads(pq.read_schema(glob.glob(str(out / "data" / "*.parquet"))[0]).metadata[b"huggingface"])[
         "info"]["features"]["audio"]["sampling_rate"] == 22050
     assert json.loads((out / "report.json").read_text())["config"]["audio"]["channels"] == 2
+
+
+def test_the_printed_dashboard_link_serves_the_dask_dashboard():
+    import urllib.request
+
+    from etl.cluster import close_client, open_client
+
+    client = open_client({"n_workers": 1, "threads_per_worker": 1, "dashboard_address": "127.0.0.1:0"})
+    try:
+        link = client.dashboard_link
+        assert link.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(link, timeout=10) as r:
+            assert r.status == 200
+    finally:
+        close_client(client)
