@@ -30,6 +30,10 @@ class DecodeError(Exception):
     """The recording could not be decoded; the message is ffmpeg's (or pydub's) own."""
 
 
+class DecoderUnavailable(RuntimeError):
+    """ffmpeg itself cannot be started: a setup problem that stops the build, not a bad recording."""
+
+
 def ffmpeg_binary(configured: str | None = None) -> str:
     """``audio.ffmpeg`` if set, else ``ffmpeg`` on PATH, else the binary bundled with imageio-ffmpeg."""
     if configured:
@@ -104,8 +108,12 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
     cmd = ffmpeg_command(ffmpeg or ffmpeg_binary(), src.arg, sampling_rate, channels)
     if src.feed:
         cmd.remove("-nostdin")
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if src.feed else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if src.feed else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as e:
+        src.close()
+        raise DecoderUnavailable(f"cannot run ffmpeg {cmd[0]!r}: {e.strerror or e}") from None
     err: list = []
     threads = [threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
     if src.feed:

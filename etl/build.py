@@ -179,6 +179,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     parts_dir = storage.join(root, storage.PARTS_DIR)
     data_dir = storage.join(root, storage.DATA_DIR)
+    storage.clear_previous_output(fs, root, keep_parts=True)  # every shard is done: replace the old dataset
     fs.makedirs(data_dir, exist_ok=True)
 
     results, promoted = _settle_reserve(client, cfg, df, results)
@@ -271,7 +272,7 @@ def build(cfg: dict, client=None) -> dict:
         tasks = make_tasks(cfg, df, with_source_id)
         fs, root = storage.fs_and_path(cfg["output"]["path"])
         fs.makedirs(root, exist_ok=True)
-        storage.clear_previous_output(fs, root)
+        storage.clear_parts(fs, root)  # the previous dataset stays until this build has succeeded
         fs.makedirs(storage.join(root, storage.PARTS_DIR), exist_ok=True)
         if client_future is not None:
             client = client_future.result()

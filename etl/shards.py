@@ -157,6 +157,8 @@ def run_shard(task: ShardTask) -> dict:
                     i, samples, total = next(cuts)
                 except StopIteration:
                     break
+                except audio.DecoderUnavailable:
+                    raise  # a setup problem: stop the build, do not blame the recordings
                 except Exception as e:  # DecodeError, or a storage error reading the file
                     detail = str(e) if isinstance(e, audio.DecodeError) else f"{type(e).__name__}: {e}"
                     for j, r in enumerate(records):

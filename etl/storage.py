@@ -57,9 +57,10 @@ def write_bytes(fs, path: str, data: bytes) -> None:
         f.write(data)
 
 
-def clear_previous_output(fs, root: str) -> None:
-    """Remove what an earlier build left (only our own files), so shards never mix across runs."""
-    for sub in (DATA_DIR, PARTS_DIR):
+def clear_previous_output(fs, root: str, keep_parts: bool = False) -> None:
+    """Remove what an earlier build left (only our own files), so shards never mix across runs.
+    ``keep_parts``: keep this build's finished parts (used when the new dataset replaces the old)."""
+    for sub in (DATA_DIR,) if keep_parts else (DATA_DIR, PARTS_DIR):
         p = join(root, sub)
         if fs.exists(p):
             fs.rm(p, recursive=True)
@@ -67,3 +68,10 @@ def clear_previous_output(fs, root: str) -> None:
         p = join(root, name)
         if fs.exists(p):
             fs.rm(p)
+
+
+def clear_parts(fs, root: str) -> None:
+    """Remove parts a failed earlier build left; the previous dataset itself stays until replaced."""
+    p = join(root, PARTS_DIR)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)

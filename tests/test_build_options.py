@@ -185,3 +185,17 @@ def test_the_printed_dashboard_link_serves_the_dask_dashboard():
             assert r.status == 200
     finally:
         close_client(client)
+
+
+def test_a_failed_rebuild_keeps_the_previous_dataset_and_says_why(built, corpus, tmp_path, capsys):
+    out = tmp_path / "keep"
+    cfg = write_config(corpus, out)
+    assert main(["build", cfg]) == 0
+    before = sorted(p.name for p in (out / "data").iterdir())
+    not_ffmpeg = tmp_path / "not-ffmpeg"
+    not_ffmpeg.write_text("no exec bit")
+    assert main(["build", cfg, "--set", f"audio.ffmpeg={not_ffmpeg}"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot run ffmpeg" in err and "Traceback" not in err
+    assert sorted(p.name for p in (out / "data").iterdir()) == before
+    assert json.loads((out / "report.json").read_text())["rows_in"] == len(corpus["rows"])
