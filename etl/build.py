@@ -106,19 +106,22 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
     if kept.empty:
         return []
     recs = kept.groupby("recording", sort=True).agg(seconds=("end", "max"), url=("url", "first")).reset_index()
-    by_rec = {rec: g for rec, g in kept.groupby("recording", sort=True)}
     url_of = dict(zip(recs["recording"], recs["url"]))
     sec_of = dict(zip(recs["recording"], recs["seconds"]))
-    a = cfg["audio"]
-    tasks = []
     # At most shard_hours per shard, and at least MIN_SHARDS shards when recordings allow, so every
     # worker stays busy to the end. Depends on the data only, never on the worker count.
     target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
-    for i, shard in enumerate(pack(recs, target)):
+    shards = pack(recs, target)
+    shard_of = {r: i for i, shard in enumerate(shards) for r in shard}
+    columns = [c for c in kept.columns if c not in ("reason", "detail", "url", "row", "rank")]
+    rows_of = dict(tuple(kept[columns].groupby(kept["recording"].map(shard_of), sort=True)))
+    a = cfg["audio"]
+    tasks = []
+    for i, shard in enumerate(shards):
         tasks.append(ShardTask(
             index=i,
-            recordings=[(r, url_of[r], by_rec[r].drop(columns=["reason", "detail", "url", "row", "rank"]))
-                        for r in shard],
+            recordings=[(r, url_of[r]) for r in shard],
+            rows=rows_of[i],
             seconds=float(sum(sec_of[r] for r in shard)),
             out=cfg["output"]["path"],
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
@@ -148,7 +151,7 @@ def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
             try:
                 results.append(f.result())
             except Exception as e:
-                raise RuntimeError(f"shard {t.index} (recordings {', '.join(r for r, _, _ in t.recordings)}) "
+                raise RuntimeError(f"shard {t.index} (recordings {', '.join(r for r, _ in t.recordings[:5])}{' ...' if len(t.recordings) > 5 else ''}) "
                                    f"failed: {type(e).__name__}: {e}") from e
             finally:
                 f.release()

@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
                     "hypothesis": None},
         "id_template": "{recording}_{start:.1f}-{end:.1f}",
     },
-    "output": {"path": "out/", "audio_format": "flac", "shard_hours": 0.5},
+    "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0},
     "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
     "text": {"lowercase": True, "strip_punctuation": True},
     "filters": {"min_similarity": 0.8, "min_duration": 0.0, "max_duration": 20.0},

@@ -24,7 +24,8 @@ ROW_GROUP_ROWS = 2000
 @dataclass
 class ShardTask:
     index: int
-    recordings: list  # [(recording id, file url, DataFrame of its kept rows incl. "split")]
+    recordings: list  # [(recording id, file url)] in decode order
+    rows: pd.DataFrame  # the kept rows of those recordings, with "split"
     seconds: float  # estimated audio to decode (max segment end per recording)
     out: str
     sampling_rate: int = 16000
@@ -143,8 +144,9 @@ def run_shard(task: ShardTask) -> dict:
     decode = audio.DECODERS[task.decoder]
     tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
-        for recording, url, rows in task.recordings:
-            rows = rows.sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
+        by_recording = dict(tuple(task.rows.groupby("recording", sort=False)))
+        for recording, url in task.recordings:
+            rows = by_recording[recording].sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
             spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
                      for s, e in zip(rows["start"], rows["end"])]
             records = rows.to_dict("records")
