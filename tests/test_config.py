@@ -285,20 +285,15 @@ def test_home_directory_is_expanded(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- inputs must exist
 
-def test_missing_alignment_file_is_an_error_naming_the_path(tmp_path):
+@pytest.mark.parametrize("key,missing", [("alignment", "missing.csv"), ("audio", "no_audio")])
+def test_missing_input_is_an_error_naming_the_key_and_path(tmp_path, key, missing):
     (tmp_path / "audio").mkdir()
-    path = _write(tmp_path, {"input": {"alignment": "missing.csv", "audio": "audio"}})
-    with pytest.raises(ConfigError, match=r"input\.alignment") as e:
-        load_config(str(path))
-    assert str(tmp_path / "missing.csv") in str(e.value)
-
-
-def test_missing_audio_folder_is_an_error_naming_the_path(tmp_path):
     (tmp_path / "align.csv").write_text("id,recording,start,end,text\n", encoding="utf-8")
-    path = _write(tmp_path, {"input": {"alignment": "align.csv", "audio": "no_audio"}})
-    with pytest.raises(ConfigError, match=r"input\.audio") as e:
+    inputs = {"alignment": "align.csv", "audio": "audio", key: missing}
+    path = _write(tmp_path, {"input": inputs})
+    with pytest.raises(ConfigError, match=rf"input\.{key}") as e:
         load_config(str(path))
-    assert str(tmp_path / "no_audio") in str(e.value)
+    assert str(tmp_path / missing) in str(e.value)
 
 
 def test_missing_ffmpeg_binary_is_an_error(tmp_path):

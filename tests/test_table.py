@@ -292,22 +292,23 @@ def test_kaldi_dir_without_segments_is_a_config_error(tmp_path):
         read_checked_table(_config(tmp_path, "data"))
 
 
-def test_kaldi_segment_without_text_line_is_empty_text(tmp_path):
+def _kaldi_table(tmp_path, segments: str, text: str):
     d = tmp_path / "data"
     d.mkdir()
-    (d / "segments").write_text("u1 r1 0 1\nu2 r1 1 2\n", encoding="utf-8")
-    (d / "text").write_text("u1 hello  world\n", encoding="utf-8")
+    (d / "segments").write_text(segments, encoding="utf-8")
+    (d / "text").write_text(text, encoding="utf-8")
     df, _ = read_checked_table(_config(tmp_path, "data"))
+    return df
+
+
+def test_kaldi_segment_without_text_line_is_empty_text(tmp_path):
+    df = _kaldi_table(tmp_path, "u1 r1 0 1\nu2 r1 1 2\n", "u1 hello  world\n")
     assert df["text"].tolist() == ["hello world", ""]
     assert df["reason"].tolist() == [None, "empty_text"]
 
 
 def test_kaldi_text_separated_by_a_tab_is_read(tmp_path):
-    d = tmp_path / "data"
-    d.mkdir()
-    (d / "segments").write_text("u1\tr1\t0\t1\n", encoding="utf-8")
-    (d / "text").write_text("u1\thello world\n", encoding="utf-8")
-    df, _ = read_checked_table(_config(tmp_path, "data"))
+    df = _kaldi_table(tmp_path, "u1\tr1\t0\t1\n", "u1\thello world\n")
     assert df["text"].tolist() == ["hello world"]
 
 
