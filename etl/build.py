@@ -210,7 +210,8 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
         late = late.merge(df[["id", "row"]].drop_duplicates("id"), on="id", how="left")
     rejects = pd.concat([pre, late], ignore_index=True).sort_values("row", kind="stable")
     if len(rejects):  # no empty Parquet file, ever
-        t = pa.Table.from_pandas(rejects[REJECT_COLUMNS].astype({"id": object, "recording": object}),
+        t = pa.Table.from_pandas(rejects[REJECT_COLUMNS].astype({"id": object, "recording": object, "text_raw": object,
+                                                                   "hypothesis": object}),
                                  schema=REJECTS_SCHEMA, preserve_index=False)
         with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
             pq.write_table(t, f, compression="zstd")

@@ -189,7 +189,8 @@ def run_shard(task: ShardTask) -> dict:
 
 def _reject(r: dict, reason: str, detail: str) -> dict:
     return {"id": r["id"], "recording": r["recording"], "start": r["start"], "end": r["end"],
-            "reason": reason, "detail": detail}
+            "duration": r["duration"], "similarity": _clean(r.get("similarity")), "text_raw": r.get("text_raw"),
+            "hypothesis": _clean(r.get("hypothesis")), "reason": reason, "detail": detail}
 
 
 def _clean(v):
