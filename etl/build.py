@@ -23,7 +23,7 @@ from .config import ConfigError
 from .recordings import list_audio, resolve
 from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA
 from .shards import ShardTask, pack, resplit_reserve, run_shard
-from .splits import RESERVE, assign_splits, promote_reserve
+from .splits import RESERVE, SplitPolicy, assign, promote_reserve, read_id_list
 from .vocab import build_vocab, missing_characters
 
 
@@ -71,8 +71,9 @@ def _unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
     return ConfigError(f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}")
 
 
-def plan_rows(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
-    """Whole-table checks and split assignment; adds ``url`` and ``split`` (None when rejected)."""
+def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> pd.DataFrame:
+    """Whole-table checks and split assignment; adds ``url``, ``split`` (None when rejected),
+    ``unit`` and ``order`` (see ``splits.assign``)."""
     inp = cfg["input"]
     rowchecks.mark_duplicates(df)
     wav_scp = None
@@ -90,12 +91,56 @@ def plan_rows(cfg: dict, df: pd.DataFrame) -> pd.DataFrame:
     else:
         where = inp["audio"]
     rowchecks.mark_missing_audio(df, url, where)  # invalid ids keep their own, earlier reason
-    kept = df["reason"].isna()
-    df["split"] = None
-    df["rank"] = -1
-    split, rank = assign_splits(df.loc[kept, "id"], cfg["splits"]["seed"], cfg["splits"]["dev_size"])
-    df.loc[kept, "split"], df.loc[kept, "rank"] = split, rank
+    place_rows(cfg, df, previous_dev)
     return df
+
+
+def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
+    """Exclusions, test ids, dev, reserve, train, budgets: fills ``split``, ``unit``, ``order``."""
+    s = cfg["splits"]
+    for path in s["exclude_ids"]:
+        listed = read_id_list(_read_text(path))
+        rowchecks.reject(df, df["id"].isin(listed) | df["recording"].isin(listed), "excluded", f"listed in {path}")
+    test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
+    low_split = s["low_similarity"] == "split"
+    eligible = df["reason"].isna() | (low_split & df["reason"].eq("low_similarity").fillna(False))
+    placed = assign(df.loc[eligible, ["id", "recording", "duration", "reason"]], SplitPolicy.from_config(cfg),
+                    test_keys, previous_dev, low_split)
+    df["split"] = pd.Series(None, index=df.index, dtype=object)
+    df["unit"] = pd.Series(None, index=df.index, dtype=object)
+    df["order"] = np.int64(-1)
+    df.loc[eligible, ["split", "unit", "order"]] = placed[["split", "unit", "order"]]
+    kept_low = df["split"].eq("low_similarity").fillna(False)
+    df.loc[kept_low, ["reason", "detail"]] = None  # a split of its own, not a reject
+    over = placed["over_budget"].reindex(df.index)
+    rowchecks.reject(df, over.notna(), "over_budget", over)
+
+
+def _read_text(path: str) -> str:
+    import fsspec
+
+    with fsspec.open(path, "rt", encoding="utf-8-sig") as f:
+        return f.read()
+
+
+def previous_dev_ids(cfg: dict) -> set:
+    """Ids in dev of the dataset now in output.path, if it was split the same way (else empty)."""
+    if not cfg["splits"]["keep_previous_dev"]:
+        return set()
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    try:
+        with fs.open(storage.join(root, "report.json"), "rb") as f:
+            old = json.load(f)["config"]["splits"]
+        if old.get("seed") != cfg["splits"]["seed"] or old.get("by", "segment") != cfg["splits"]["by"]:
+            return set()
+        files = fs.glob(storage.join(root, storage.DATA_DIR, "dev-*.parquet"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    ids: set = set()
+    for name in files:
+        with fs.open(name, "rb") as f:
+            ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+    return ids
 
 
 MIN_SHARDS = 16
@@ -113,7 +158,7 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
     target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
     shards = pack(recs, target)
     shard_of = {r: i for i, shard in enumerate(shards) for r in shard}
-    columns = [c for c in kept.columns if c not in ("reason", "detail", "url", "row", "rank")]
+    columns = [c for c in kept.columns if c not in ("reason", "detail", "url", "row", "unit", "order")]
     rows_of = dict(tuple(kept[columns].groupby(kept["recording"].map(shard_of), sort=True)))
     a = cfg["audio"]
     tasks = []
@@ -164,10 +209,15 @@ def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict]) ->
     reserve_files = [r["parts"][RESERVE]["file"] for r in results if RESERVE in r["parts"]]
     if not reserve_files:
         return results, set()
-    dev_rows = sum(r["parts"]["dev"]["rows"] for r in results if "dev" in r["parts"])
+    by_hours = cfg["splits"]["dev_hours"] is not None
+    unit = "seconds" if by_hours else "rows"
+    dev_has = sum(r["parts"]["dev"][unit] for r in results if "dev" in r["parts"])
+    target = cfg["splits"]["dev_hours"] * 3600 if by_hours else cfg["splits"]["dev_size"]
     written = [i for r in results if RESERVE in r["parts"] for i in r["parts"][RESERVE]["ids"]]
-    rank = df[df["split"].notna()].set_index("id").loc[written, "rank"]  # kept ids are unique
-    promoted = promote_reserve(rank, cfg["splits"]["dev_size"] - dev_rows)
+    rows = df[df["split"].notna()].set_index("id").loc[written]  # kept ids are unique
+    rows = pd.DataFrame({"id": written, "unit": rows["unit"].to_numpy(), "order": rows["order"].to_numpy(),
+                         "measure": rows["duration"].to_numpy() if by_hours else 1.0})
+    promoted = promote_reserve(rows, target - dev_has)
     # on a worker too: audio never passes through the client
     extra = client.submit(resplit_reserve, cfg["output"]["path"], reserve_files, promoted, len(results),
                           key=f"etl-reserve-{uuid.uuid4().hex[:8]}", pure=False).result()
@@ -202,6 +252,9 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
             fs.mv(src, dst)
     if fs.exists(parts_dir):
         fs.rm(parts_dir, recursive=True)
+    if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
+        from .arrow_export import export
+        export(client, cfg["output"]["path"], {s: len(splits[s]["files"]) for s in order})
 
     # Rejects: those known before decoding plus those found while decoding, in input order.
     pre = df[df["reason"].notna()][["row"] + REJECT_COLUMNS]
@@ -271,7 +324,7 @@ def build(cfg: dict, client=None) -> dict:
         client_future = pool.submit(_open_and_announce, cfg["cluster"])
     try:
         df, with_source_id = read_checked_table(cfg)
-        df = plan_rows(cfg, df)
+        df = plan_rows(cfg, df, previous_dev_ids(cfg))
         t_table = time.perf_counter() - t0
         tasks = make_tasks(cfg, df, with_source_id)
         fs, root = storage.fs_and_path(cfg["output"]["path"])

@@ -21,13 +21,15 @@ DEFAULTS: dict[str, Any] = {
                     "hypothesis": None},
         "id_template": "{recording}_{start:.1f}-{end:.1f}",
     },
-    "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0},
+    "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
     "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
     "text": {"lowercase": True, "strip_punctuation": True},
     "filters": {"min_similarity": 0.8, "min_duration": 0.0, "max_duration": 20.0},
-    "splits": {"seed": 0, "dev_size": 500},
-    "cluster": {"address": None, "n_workers": None, "threads_per_worker": 1,
-                "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto"},
+    "splits": {"seed": 0, "by": "segment", "dev_size": 500, "dev_hours": None, "test_ids": None,
+               "exclude_ids": [], "low_similarity": "drop", "keep_previous_dev": True},
+    "budget": {"train_hours": None, "total_gb": None},
+    "cluster": {"kind": "local", "address": None, "scheduler_file": None, "n_workers": None, "threads_per_worker": 1,
+                "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto", "jobs": 1, "slurm": None},
 }
 
 # Allowed types per leaf; a leaf listed with None also accepts null.
@@ -36,21 +38,30 @@ _TYPES: dict[str, tuple] = {
     "input.columns.id": (str, None), "input.columns.recording": (str,), "input.columns.start": (str,),
     "input.columns.end": (str,), "input.columns.text": (str,), "input.columns.hypothesis": (str, None),
     "input.id_template": (str,),
-    "output.path": (str,), "output.audio_format": (str,), "output.shard_hours": _NUM,
+    "output.path": (str,), "output.audio_format": (str,), "output.shard_hours": _NUM, "output.arrow": (bool,),
     "audio.sampling_rate": (int,), "audio.channels": (int,), "audio.decoder": (str,), "audio.ffmpeg": (str, None),
     "text.lowercase": (bool,), "text.strip_punctuation": (bool,),
     "filters.min_similarity": _NUM + (None,), "filters.min_duration": _NUM + (None,),
     "filters.max_duration": _NUM + (None,),
-    "splits.seed": (int,), "splits.dev_size": (int,),
+    "splits.seed": (int,), "splits.by": (str,), "splits.dev_size": (int,), "splits.dev_hours": _NUM + (None,),
+    "splits.test_ids": (str, None), "splits.exclude_ids": (list, str), "splits.low_similarity": (str,),
+    "splits.keep_previous_dev": (bool,),
+    "budget.train_hours": _NUM + (None,), "budget.total_gb": _NUM + (None,),
     "cluster.address": (str, None), "cluster.n_workers": (int, None), "cluster.threads_per_worker": (int,),
     "cluster.dashboard_address": (str, None), "cluster.memory_limit": (str, int, None),
+    "cluster.kind": (str,), "cluster.scheduler_file": (str, None), "cluster.jobs": (int,),
+    "cluster.slurm": (dict, None),  # free-form: passed through to dask_jobqueue.SLURMCluster
 }
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),
     "audio.decoder": ("ffmpeg", "pydub"),
     "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi"),
+    "cluster.kind": ("local", "slurm"),
+    "splits.by": ("segment", "recording"),
+    "splits.low_similarity": ("drop", "split"),
 }
-_PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg")
+_PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg", "cluster.scheduler_file",
+              "splits.test_ids")
 
 
 class ConfigError(Exception):
@@ -62,7 +73,8 @@ def is_url(path: str) -> bool:
 
 
 def _type_name(types: tuple) -> str:
-    names = {int: "integer", float: "number", str: "string", bool: "true/false", None: "null"}
+    names = {int: "integer", float: "number", str: "string", bool: "true/false", dict: "a mapping", list: "a list",
+             None: "null"}
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
@@ -147,14 +159,22 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = (), check
         _apply_set(user, item)
     _check(user, DEFAULTS)
     cfg = _merge(DEFAULTS, user)
+    if isinstance(cfg["splits"]["exclude_ids"], str):  # one file needs no list
+        cfg["splits"]["exclude_ids"] = [cfg["splits"]["exclude_ids"]]
     for key in _PATH_KEYS:
         value = _get(cfg, key)
         if value and not is_url(value):
-            _put(cfg, key, os.path.normpath(os.path.join(base_dir, os.path.expanduser(value))))
+            _put(cfg, key, _resolve(base_dir, value))
+    cfg["splits"]["exclude_ids"] = [_resolve(base_dir, p) if not is_url(p) else p
+                                    for p in cfg["splits"]["exclude_ids"]]
     _check_values(cfg)
     if check_inputs:
         check_inputs_exist(cfg)
     return cfg
+
+
+def _resolve(base_dir: str, value: str) -> str:
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
 def _check_values(cfg: dict) -> None:
@@ -166,10 +186,18 @@ def _check_values(cfg: dict) -> None:
         raise ConfigError("config key 'output.shard_hours' must be positive")
     if cfg["splits"]["dev_size"] < 0:
         raise ConfigError("config key 'splits.dev_size' must be >= 0")
+    for key in ("splits.dev_hours", "budget.train_hours", "budget.total_gb"):
+        if _get(cfg, key) is not None and _get(cfg, key) < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0")
+    bad = [p for p in cfg["splits"]["exclude_ids"] if not isinstance(p, str) or not p]
+    if bad:
+        raise ConfigError(f"config key 'splits.exclude_ids' must list files, got {bad[0]!r}")
     if cfg["cluster"]["n_workers"] is not None and cfg["cluster"]["n_workers"] < 1:
         raise ConfigError("config key 'cluster.n_workers' must be >= 1")
     if cfg["cluster"]["threads_per_worker"] < 1:
         raise ConfigError("config key 'cluster.threads_per_worker' must be >= 1")
+    if cfg["cluster"]["jobs"] < 1:
+        raise ConfigError("config key 'cluster.jobs' must be >= 1")
     try:
         cfg["input"]["id_template"].format(recording="r", start=0.0, end=1.0)
     except (KeyError, IndexError, ValueError) as e:
@@ -190,6 +218,10 @@ def check_inputs_exist(cfg: dict) -> None:
     audio = cfg["input"]["audio"]
     if audio is not None and not exists(audio):
         raise ConfigError(f"input.audio not found: {audio}")
+    for key, files in (("splits.test_ids", [cfg["splits"]["test_ids"]]), ("splits.exclude_ids", cfg["splits"]["exclude_ids"])):
+        for f in files:
+            if f is not None and not exists(f):
+                raise ConfigError(f"{key}: file not found: {f}")
     ff = cfg["audio"]["ffmpeg"]
     if ff is not None and not os.path.isfile(ff):
         raise ConfigError(f"audio.ffmpeg not found: {ff}")

@@ -6,23 +6,22 @@ import json
 
 import pandas as pd
 
-from .build import plan_rows, read_checked_table
+from .audio import FLAC_RATIO
+from .build import plan_rows, previous_dev_ids, read_checked_table
 from .schema import REJECT_REASONS
-from .splits import RESERVE
+from .splits import RESERVE, SPLITS
 
-# FLAC of 16-bit speech is about 65% of PCM (measured: "saves ~35%"); WAV is PCM plus a 44-byte header.
-FLAC_RATIO = 0.65
 WAV_HEADER = 44
 DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end")
 
 
 def plan(cfg: dict) -> dict:
     df, _ = read_checked_table(cfg)
-    df = plan_rows(cfg, df)
+    df = plan_rows(cfg, df, previous_dev_ids(cfg))
     split = df["split"].where(df["split"] != RESERVE, "train")  # before decoding, reserve rows count as train
     pcm_per_s = cfg["audio"]["sampling_rate"] * 2 * cfg["audio"]["channels"]
     splits = {}
-    for name in [s for s in ("train", "dev") if (split == s).any()]:
+    for name in [s for s in SPLITS if (split == s).any()]:
         dur = df.loc[split == name, "duration"]
         wav = float(dur.sum() * pcm_per_s + WAV_HEADER * len(dur))
         splits[name] = {"rows": int(len(dur)), "hours": float(dur.sum() / 3600),

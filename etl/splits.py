@@ -1,15 +1,25 @@
-"""Seeded, order-free split assignment (pure).
+"""Seeded, order-free split assignment and budgets (pure: pandas in, pandas out).
 
-Every row's place depends only on its id and the seed: a stable 64-bit hash of ``"{seed}:{id}"``.
-``dev`` takes the ``dev_size`` kept rows with the smallest hash, so the result is the same whatever
-the partitioning, the worker count or the table's row order.
+Every row's place depends only on a stable 64-bit hash of ``"{seed}:{key}"``, where the key is the
+segment id (``by: segment``) or the recording id (``by: recording``: whole recordings go to one split,
+so no speaker leaks across splits). Units (rows, or whole recordings) are taken in that hash order:
+dev first, up to ``dev_size`` rows or ``dev_hours``; the budgets cut train as a prefix of the same
+order. So the result is the same whatever the partitioning, the worker count or the table's order,
+and ``previous_dev`` (the dev ids of the build being replaced) keeps dev stable when rows are added.
 """
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+# Units ranked just after dev are written to reserve files: when dev rows are lost while decoding
+# (unreadable_audio, beyond_end, which only decoding can tell), the best-ranked surviving reserve
+# units take their places, so dev still holds its size; the other reserve rows join train.
+RESERVE = "_reserve"
+SPLITS = ("train", "dev", "test", "low_similarity")  # the order splits are listed in
 
 
 def seeded_hash(keys: pd.Series, seed: int) -> np.ndarray:
@@ -21,12 +31,6 @@ def seeded_hash(keys: pd.Series, seed: int) -> np.ndarray:
         dtype=np.uint64, count=len(keys))
 
 
-# Rows ranked just after dev are written to reserve files: when dev rows are lost while decoding
-# (unreadable_audio, beyond_end, which only decoding can tell), the best-ranked surviving reserve
-# rows take their places, so dev still holds dev_size rows; the other reserve rows join train.
-RESERVE = "_reserve"
-
-
 def hash_rank(ids: pd.Series, seed: int) -> pd.Series:
     """0-based rank of each id by its seeded hash (ties, practically impossible, broken by id)."""
     h = pd.Series(seeded_hash(ids, seed), index=ids.index)
@@ -36,16 +40,123 @@ def hash_rank(ids: pd.Series, seed: int) -> pd.Series:
     return rank
 
 
-def assign_splits(ids: pd.Series, seed: int, dev_size: int) -> tuple[pd.Series, pd.Series]:
-    """(split, rank): 'dev' for the ``dev_size`` ids with the smallest seeded hash, ``RESERVE`` for
-    the next ``dev_size``, 'train' for the rest."""
-    rank = hash_rank(ids, seed)
-    split = pd.Series("train", index=ids.index, dtype=object)
-    split[rank < 2 * dev_size] = RESERVE
-    split[rank < dev_size] = "dev"
-    return split, rank
+@dataclass(frozen=True)
+class SplitPolicy:
+    seed: int = 0
+    by: str = "segment"  # segment | recording
+    dev_size: int = 0  # rows (ignored when dev_hours is set)
+    dev_hours: float | None = None
+    train_hours: float | None = None
+    total_bytes: float | None = None  # size budget of all splits, in estimated encoded bytes
+    bytes_per_second: float = 16000 * 2 * 0.65  # encoded size estimate per second of audio
+    bytes_per_row: float = 100.0  # per-clip overhead (headers, Parquet row) in the size estimate
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "SplitPolicy":
+        from .audio import encoded_bytes_per_second
+
+        s, b = cfg["splits"], cfg["budget"]
+        return cls(seed=s["seed"], by=s["by"], dev_size=s["dev_size"], dev_hours=s["dev_hours"],
+                   train_hours=b["train_hours"],
+                   total_bytes=None if b["total_gb"] is None else b["total_gb"] * 1e9,
+                   bytes_per_second=encoded_bytes_per_second(cfg["audio"]["sampling_rate"], cfg["audio"]["channels"],
+                                                             cfg["output"]["audio_format"]))
+
+    def estimated_bytes(self, duration: pd.Series) -> pd.Series:
+        return duration * self.bytes_per_second + self.bytes_per_row
 
 
-def promote_reserve(written_reserve: pd.Series, missing: int) -> set:
-    """Ids (index: id, values: rank) of the reserve rows that move to dev: the ``missing`` best ranked."""
-    return set(written_reserve.sort_values(kind="stable").index[:max(0, missing)])
+def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previous_dev=frozenset(),
+           low_similarity_split: bool = False) -> pd.DataFrame:
+    """Place the rows that passed the checks (and, with ``low_similarity_split``, those whose only
+    fault is ``low_similarity``: column ``reason``). ``rows`` has id, recording, duration, reason.
+
+    Returns a frame on ``rows.index``: ``split`` (train/dev/test/low_similarity/RESERVE, or None when
+    over budget), ``unit`` (the hashed key), ``order`` (position in hash order; dev, reserve and train
+    are consecutive runs of it) and ``over_budget`` (the budget that excluded the row, else None).
+    """
+    out = pd.DataFrame(index=rows.index)
+    unit = rows["id"] if policy.by == "segment" else rows["recording"]
+    out["unit"] = unit.astype(object)
+    out["split"] = pd.Series(None, index=rows.index, dtype=object)
+    out["over_budget"] = pd.Series(None, index=rows.index, dtype=object)
+    out["order"] = np.int64(-1)
+    if rows.empty:
+        return out
+
+    ok = rows["reason"].isna()  # filters apply to test rows too
+    test = ok & (rows["id"].isin(test_keys) | rows["recording"].isin(test_keys))
+    if policy.by == "recording":  # a test segment takes its whole recording along
+        test = ok & rows["recording"].isin(set(rows.loc[test, "recording"]))
+    out.loc[test, "split"] = "test"
+    low = rows["reason"].eq("low_similarity").fillna(False).astype(bool) & ~test
+    if low_similarity_split:
+        out.loc[low, "split"] = "low_similarity"
+    pool = out["split"].isna() & ok
+
+    # Units in order: the previous build's dev units first (dev stays dev when rows are added),
+    # then by seeded hash. One entry per unit with its rows and seconds.
+    keys = unit[pool]
+    was_dev = rows.loc[pool, "id"].isin(previous_dev)
+    units = pd.DataFrame({"unit": keys, "rows": 1, "seconds": rows.loc[pool, "duration"], "prev": was_dev})
+    units = units.groupby("unit", sort=False).agg(rows=("rows", "sum"), seconds=("seconds", "sum"),
+                                                  prev=("prev", "any")).reset_index()
+    units["hash"] = seeded_hash(units["unit"], policy.seed)
+    units = units.sort_values(["prev", "hash", "unit"], ascending=[False, True, True], kind="stable")
+    units = units.reset_index(drop=True)
+
+    measure = units["seconds"] if policy.dev_hours is not None else units["rows"]
+    target = policy.dev_hours * 3600 if policy.dev_hours is not None else policy.dev_size
+    before = measure.cumsum() - measure  # a unit is taken while what came before is short of the target
+    role = np.where(before < target, "dev", np.where(before < 2 * target, RESERVE, "train"))
+    units["split"] = role
+    if target <= 0:
+        units["split"] = "train"
+
+    # Budgets cut the train candidates (reserve first, then train) as a prefix of the same order.
+    cand = units["split"] != "dev"
+    units["over_budget"] = None
+    if policy.train_hours is not None:
+        cum = units.loc[cand, "seconds"].cumsum()
+        over = cum > policy.train_hours * 3600
+        over = over.cummax()
+        units.loc[over[over].index, "over_budget"] = f"budget.train_hours {policy.train_hours:g} h reached"
+    if policy.total_bytes is not None:
+        dev_units = set(units.loc[units["split"] == "dev", "unit"])
+        fixed_rows = out["split"].notna() | (pool & unit.isin(dev_units))  # test, low_similarity, dev
+        fixed = float(policy.estimated_bytes(rows.loc[fixed_rows, "duration"]).sum())
+        unit_bytes = units["seconds"] * policy.bytes_per_second + units["rows"] * policy.bytes_per_row
+        cum = unit_bytes[cand].cumsum() + fixed
+        over = (cum > policy.total_bytes).cummax()
+        fresh = over[over].index.difference(units.index[units["over_budget"].notna()])
+        units.loc[fresh, "over_budget"] = f"budget.total_gb {policy.total_bytes / 1e9:g} GB reached"
+    units.loc[units["over_budget"].notna(), "split"] = None
+
+    by_unit = units.set_index("unit")
+    pos = pd.Series(np.arange(len(units), dtype=np.int64), index=units["unit"])
+    out.loc[pool, "split"] = keys.map(by_unit["split"])
+    out.loc[pool, "over_budget"] = keys.map(by_unit["over_budget"])
+    out.loc[pool, "order"] = keys.map(pos).astype(np.int64)
+    return out
+
+
+def promote_reserve(written: pd.DataFrame, missing: float) -> set:
+    """Ids of the reserve rows that move to dev. ``written``: the reserve rows that survived decoding
+    (id, unit, order, measure); whole units are promoted in order while dev is short of ``missing``."""
+    if missing <= 0 or written.empty:
+        return set()
+    units = written.groupby("unit", sort=False).agg(order=("order", "min"), measure=("measure", "sum"))
+    units = units.sort_values("order", kind="stable")
+    before = units["measure"].cumsum() - units["measure"]
+    take = set(units.index[before < missing])
+    return set(written.loc[written["unit"].isin(take), "id"])
+
+
+def read_id_list(text: str) -> set[str]:
+    """Ids (or recording ids) of a list file: one per line; blank lines and ``#`` comments ignored."""
+    out = set()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.add(line)
+    return out
