@@ -9,7 +9,8 @@ import fsspec
 
 DATA_DIR = "data"
 PARTS_DIR = ".parts"  # per-task shard files before their final {split}-i-of-n names
-OUR_FILES = ("README.md", "report.json", "rejects.parquet", "vocab.json")
+ARROW_DIR = "arrow"  # output.arrow: the splits in the datasets.save_to_disk layout (etl/arrow_export.py)
+OUR_FILES = ("README.md", "report.json", "report.html", "rejects.parquet", "vocab.json")
 
 
 def fs_and_path(url: str):
@@ -60,7 +61,7 @@ def write_bytes(fs, path: str, data: bytes) -> None:
 def clear_previous_output(fs, root: str, keep_parts: bool = False) -> None:
     """Remove what an earlier build left (only our own files), so shards never mix across runs.
     ``keep_parts``: keep this build's finished parts (used when the new dataset replaces the old)."""
-    for sub in (DATA_DIR,) if keep_parts else (DATA_DIR, PARTS_DIR):
+    for sub in (DATA_DIR, ARROW_DIR) if keep_parts else (DATA_DIR, ARROW_DIR, PARTS_DIR):
         p = join(root, sub)
         if fs.exists(p):
             fs.rm(p, recursive=True)
