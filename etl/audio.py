@@ -86,17 +86,32 @@ def _drain(stream, keep: list):
     keep.append(data.decode("utf-8", "replace").strip())
 
 
-def _feed(url: str, stdin):
+def _feed(url: str, proc, failed: list):
+    """Copy a remote file into ffmpeg's stdin. A read error (network, storage) kills ffmpeg before it
+    sees end-of-input: what it already wrote is exact, and a truncated recording never passes for a
+    short one; the error is re-raised by ``stream_ffmpeg`` so the caller can retry."""
     import fsspec
 
     try:
         with fsspec.open(url, "rb") as f:
-            shutil.copyfileobj(f, stdin, 1 << 20)
-    except (BrokenPipeError, OSError):
+            while True:
+                try:
+                    block = f.read(1 << 20)
+                except OSError as e:
+                    failed.append(e)
+                    proc.kill()
+                    return
+                if not block:
+                    break
+                proc.stdin.write(block)
+    except BrokenPipeError:
         pass  # ffmpeg stopped reading: its own error message says why
+    except OSError as e:  # opening the file
+        failed.append(e)
+        proc.kill()
     finally:
         try:
-            stdin.close()
+            proc.stdin.close()
         except OSError:
             pass
 
@@ -115,9 +130,10 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
         src.close()
         raise DecoderUnavailable(f"cannot run ffmpeg {cmd[0]!r}: {e.strerror or e}") from None
     err: list = []
+    failed: list = []  # a read error of the remote file (OSError): raised instead of ffmpeg's complaint
     threads = [threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
     if src.feed:
-        threads.append(threading.Thread(target=_feed, args=(src.feed, proc.stdin), daemon=True))
+        threads.append(threading.Thread(target=_feed, args=(src.feed, proc, failed), daemon=True))
     for t in threads:
         t.start()
     frame_bytes = 2 * channels
@@ -136,6 +152,8 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
         rc = proc.wait()
         for t in threads:
             t.join(timeout=10)
+        if failed:
+            raise failed[0]
         if rc != 0:
             msg = (err[0] if err else "") or f"ffmpeg exited with code {rc}"
             raise DecodeError(msg.splitlines()[-1][:500])
@@ -175,6 +193,8 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
             path = data
         # No ffprobe here: give pydub the codec so it does not try to probe the file.
         seg = AudioSegment.from_file(path, format=_PYDUB_FORMATS.get(ext, ext.lstrip(".")), codec=_PYDUB_CODECS.get(ext))
+    except OSError:
+        raise  # reading the file failed (storage, network): the caller may retry
     except Exception as e:  # pydub raises bare Exceptions / CouldntDecodeError with ffmpeg's text
         raise DecodeError(str(e).strip().splitlines()[-1][:500] if str(e).strip() else type(e).__name__) from None
     finally:

@@ -6,6 +6,7 @@ found (``unreadable_audio``, ``beyond_end``), so no audio passes through the sch
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,11 @@ from .splits import RESERVE
 
 ROW_GROUP_BYTES = 8 << 20  # row groups of ~25-50 clips: well under 100 MB, and a worker buffers little (flat memory)
 ROW_GROUP_ROWS = 2000
+# A read error of a recording (network, object store) is retried after these pauses, restarting its
+# decode; errors that cannot get better are not. Corrupt data (DecodeError) is never retried.
+READ_RETRY_DELAYS = (0.5, 2.0, 5.0)
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+log = logging.getLogger("etl.shards")
 
 
 @dataclass
@@ -141,7 +147,6 @@ def run_shard(task: ShardTask) -> dict:
     ext = "flac" if task.audio_format == "flac" else "wav"
     rejects: list[dict] = []
     decoded = 0.0
-    decode = audio.DECODERS[task.decoder]
     tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
         by_recording = dict(tuple(task.rows.groupby("recording", sort=False)))
@@ -150,33 +155,14 @@ def run_shard(task: ShardTask) -> dict:
             spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
                      for s, e in zip(rows["start"], rows["end"])]
             records = rows.to_dict("records")
-            seen = set()
-            chunks = decode(url, task.sampling_rate, task.channels, task.ffmpeg)
-            cuts = audio.cut(chunks, spans, tolerance)
+            seen: set = set()
             total = 0
-            while True:
-                try:
-                    i, samples, total = next(cuts)
-                except StopIteration:
-                    break
-                except audio.DecoderUnavailable:
-                    raise  # a setup problem: stop the build, do not blame the recordings
-                except Exception as e:  # DecodeError, or a storage error reading the file
-                    detail = str(e) if isinstance(e, audio.DecodeError) else f"{type(e).__name__}: {e}"
-                    for j, r in enumerate(records):
-                        if j not in seen:
-                            rejects.append(_reject(r, "unreadable_audio", detail))
-                    break
-                seen.add(i)
-                r = records[i]
-                if samples is None:
-                    rejects.append(_reject(r, "beyond_end", f"ends at {r['end']:.3f} s; recording decodes "
-                                                            f"to {total / task.sampling_rate:.3f} s"))
-                    continue
-                row = {c: _clean(r.get(c)) for c in columns if c != "audio"}
-                row["audio"] = {"bytes": audio.encode(samples, task.sampling_rate, task.audio_format),
-                                "path": f"{r['id']}.{ext}"}
-                writers.add(r["split"], row)
+            try:
+                for i, samples, total in _segments(task, url, spans, tolerance):
+                    seen.add(i)
+                    _emit(task, records[i], samples, total, columns, ext, writers, rejects)
+            except _Unreadable as e:
+                _reject_unseen(records, seen, str(e), rejects)
             decoded += total / task.sampling_rate
     return {
         "shard": task.index,
@@ -185,6 +171,53 @@ def run_shard(task: ShardTask) -> dict:
         "decoded_seconds": decoded,
         "wall_seconds": time.perf_counter() - t0,
     }
+
+
+class _Unreadable(Exception):
+    """A recording that cannot be read or decoded: its remaining rows become ``unreadable_audio``."""
+
+
+def _segments(task: ShardTask, url: str, spans: list, tolerance: int):
+    """``audio.cut`` of one recording, each span yielded once. A transient read error restarts the
+    decode from the beginning (after a pause), skipping the spans already yielded, so no clip is lost
+    or written twice. Errors in the caller (writing the output) are not caught here."""
+    decode = audio.DECODERS[task.decoder]
+    done: set = set()
+    for attempt in range(len(READ_RETRY_DELAYS) + 1):
+        try:
+            for i, samples, total in audio.cut(decode(url, task.sampling_rate, task.channels, task.ffmpeg),
+                                               spans, tolerance):
+                if i not in done:
+                    done.add(i)
+                    yield i, samples, total
+            return
+        except audio.DecoderUnavailable:
+            raise  # a setup problem: stop the build, do not blame the recordings
+        except audio.DecodeError as e:  # corrupt data: rejected at once, never retried
+            raise _Unreadable(str(e)) from None
+        except OSError as e:  # storage or network: retried unless it cannot get better
+            if isinstance(e, _PERMANENT) or attempt == len(READ_RETRY_DELAYS):
+                raise _Unreadable(f"{type(e).__name__}: {e}") from None
+            log.warning("reading %s failed (%s: %s); retry %d in %.1f s", url, type(e).__name__, e,
+                        attempt + 1, READ_RETRY_DELAYS[attempt])
+            time.sleep(READ_RETRY_DELAYS[attempt])
+        except Exception as e:
+            raise _Unreadable(f"{type(e).__name__}: {e}") from None
+
+
+def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writers, rejects: list) -> None:
+    """One cut segment: a row of its split's file, or a ``beyond_end`` reject."""
+    if samples is None:
+        rejects.append(_reject(r, "beyond_end", f"ends at {r['end']:.3f} s; recording decodes "
+                                                f"to {total / task.sampling_rate:.3f} s"))
+        return
+    row = {c: _clean(r.get(c)) for c in columns if c != "audio"}
+    row["audio"] = {"bytes": audio.encode(samples, task.sampling_rate, task.audio_format), "path": f"{r['id']}.{ext}"}
+    writers.add(r["split"], row)
+
+
+def _reject_unseen(records: list, seen: set, detail: str, rejects: list) -> None:
+    rejects.extend(_reject(r, "unreadable_audio", detail) for j, r in enumerate(records) if j not in seen)
 
 
 def _reject(r: dict, reason: str, detail: str) -> dict:
