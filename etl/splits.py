@@ -155,7 +155,7 @@ def promote_reserve(written: pd.DataFrame, missing: float) -> set:
 def read_id_list(text: str) -> set[str]:
     """Ids (or recording ids) of a list file: one per line; blank lines and ``#`` comments ignored."""
     out = set()
-    for line in text.splitlines():
+    for line in text.lstrip("\ufeff").splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             out.add(line)
