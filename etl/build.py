@@ -305,6 +305,9 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
     storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
     storage.write_bytes(fs, storage.join(root, "README.md"),
                         card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id).encode())
+    from .report_html import write_report_html  # plots: matplotlib only when a build finishes
+
+    write_report_html(cfg["output"]["path"], report)
     return report
 
 

@@ -21,6 +21,35 @@ def _summary(report: dict, out: str) -> str:
     return "\n".join(lines)
 
 
+def _add_review_commands(sub) -> None:
+    sa = sub.add_parser("sample", help="cut a seeded sample of rows into clips/ + review.xlsx for human review")
+    sa.add_argument("config")
+    sa.add_argument("--n", type=int, default=1000, help="rows to sample (default 1000)")
+    sa.add_argument("--seed", type=int, default=0, help="the same seed gives the same sample (default 0)")
+    sa.add_argument("--out", required=True, help="folder for clips/, sampled_ids.txt and review.xlsx")
+    sa.add_argument("--where", help="pandas query choosing among all cuttable rows, kept or filtered, e.g. "
+                    "'similarity < 0.8' (columns: id recording start end duration similarity text text_raw "
+                    "hypothesis split reason); default: the rows the build keeps")
+    sa.add_argument("--force", action="store_true", help="replace an earlier sample (and its verdicts) in --out")
+    sa.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    rv = sub.add_parser("review", help="read a reviewed spreadsheet back").add_subparsers(dest="review", required=True)
+    ri = rv.add_parser("import", help="ids with verdict 'bad' -> an id list for splits.exclude_ids")
+    ri.add_argument("xlsx")
+    ri.add_argument("--out", help="the id list (default: bad_ids.txt beside the workbook)")
+    rp = sub.add_parser("report", help="write OUT/report.html again from a built dataset")
+    rp.add_argument("out", help="the dataset folder (output.path)")
+
+
+def _run_without_config(args) -> str:
+    if args.command == "review":
+        from .review import format_import, import_verdicts
+
+        return format_import(import_verdicts(args.xlsx, args.out))
+    from .report_html import write_report_html
+
+    return f"report: {write_report_html(args.out)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="etl", description="Long recordings + alignment table -> ASR dataset.")
     from . import __version__
@@ -35,10 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("config")
     pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     pl.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_review_commands(sub)
     args = parser.parse_args(argv)
 
     try:
+        if args.command in ("review", "report"):  # they read what etl wrote, not a config
+            print(_run_without_config(args))
+            return 0
         cfg = load_config(args.config, args.overrides)
+        if args.command == "sample":
+            from .sample import format_sample, sample
+
+            print(format_sample(sample(cfg, args.n, args.seed, args.out, args.where, args.force)))
+            return 0
         if args.command == "plan":
             from .plan import format_plan, plan, plan_json
 

@@ -1,0 +1,155 @@
+"""`etl sample`: a seeded sample of rows cut into playable clips, with a spreadsheet for human review.
+
+The rows come from the same table checks and split assignment as `etl build` (``plan_rows``), the
+clips from the same decoder and cutter, so a reviewer hears exactly what the dataset would hold.
+Output folder: ``clips/{id}.wav``, ``sampled_ids.txt`` (one id per line, for ``splits.exclude_ids``)
+and ``review.xlsx``, written last so its presence means the sample is complete.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import sys
+from urllib.parse import quote
+
+import pandas as pd
+
+from . import audio, storage
+from .config import ConfigError
+from .splits import RESERVE, hash_rank
+
+# Rows whose clip cannot be cut (no usable file or span) or that were already set aside.
+UNCUTTABLE = ("invalid_recording_id", "bad_timestamps", "duplicate_id", "excluded", "missing_audio")
+# What a --where expression sees.
+QUERY_COLUMNS = ["id", "recording", "start", "end", "duration", "similarity", "text", "text_raw", "hypothesis",
+                 "split", "reason"]
+CLIPS_DIR = "clips"
+REVIEW_FILE = "review.xlsx"
+IDS_FILE = "sampled_ids.txt"
+
+
+def select(df: pd.DataFrame, n: int, seed: int, where: str | None = None) -> pd.DataFrame:
+    """The ``n`` candidate rows with the smallest seeded hash of their id, in hash order (pure).
+
+    Candidates: rows whose clip can be cut; without ``where`` only the rows the build keeps, with it
+    the rows (kept or filtered out) the pandas query selects. The hash is salted with ``sample:`` so
+    that the sample never coincides with dev (dev is the smallest unsalted hash with the split seed),
+    and a smaller n with the same seed gives a prefix of the larger sample.
+    """
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    view = df.assign(split=df["split"].where(df["split"] != RESERVE, "train"))  # before decoding: as `etl plan`
+    cand = view[~view["reason"].isin(UNCUTTABLE) & view["url"].notna()]
+    if where is None:
+        cand = cand[cand["reason"].isna()]
+    elif cand.empty:
+        return cand.assign(sample_rank=pd.Series(dtype="int64"))
+    else:
+        try:
+            keep = cand[QUERY_COLUMNS].eval(where, engine="python")
+            if not (isinstance(keep, pd.Series) and pd.api.types.is_bool_dtype(keep)):
+                raise TypeError("the expression must give true/false per row, e.g. 'similarity < 0.8'")
+        except Exception as e:  # any mistake in the user's expression is one line
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"--where {where!r}: {msg} (columns: {', '.join(QUERY_COLUMNS)})") from None
+        cand = cand[keep.fillna(False).astype(bool)]
+    rank = hash_rank(cand["id"], f"sample:{seed}")
+    return cand.assign(sample_rank=rank)[rank < n].sort_values("sample_rank")
+
+
+def clip_name(row_id: str) -> str:
+    """A file name for an id that stays inside ``clips/`` and is a valid relative link:
+    letters, digits, '-', '_', '.' kept (any script), everything else %-escaped, no leading dot."""
+    name = "".join(c if (c.isalnum() or c in "-_.") else quote(c, safe="") for c in str(row_id))
+    return ("%2E" + name[1:] if name.startswith(".") else name) + ".wav"
+
+
+def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict) -> dict[str, str | None]:
+    """Decode one recording once, write each row's clip (WAV PCM16, atomically) as the stream passes it.
+    Returns {id: None when written, else why not}. The decode stops after the last needed clip."""
+    fs, _ = storage.fs_and_path(clips_dir)
+    sr = a["sampling_rate"]
+    spans = [(audio.sample_index(r["start"], sr), audio.sample_index(r["end"], sr)) for r in rows]
+    problems: dict[str, str | None] = {}
+    chunks = audio.DECODERS[a["decoder"]](url, sr, a["channels"], a["ffmpeg"])
+    cuts = audio.cut(chunks, spans, int(round(audio.END_TOLERANCE_S * sr)))
+    try:
+        while len(problems) < len(rows):
+            try:
+                i, samples, total = next(cuts)
+            except audio.DecoderUnavailable:
+                raise
+            except Exception as e:  # the recording cannot be decoded: every clip not yet cut says why
+                detail = f"unreadable_audio: {e}" if isinstance(e, audio.DecodeError) else f"{type(e).__name__}: {e}"
+                problems.update({r["id"]: detail for r in rows if r["id"] not in problems})
+                break
+            r = rows[i]
+            if samples is None:
+                problems[r["id"]] = f"beyond_end: recording decodes to {total / sr:.3f} s"
+                continue
+            storage.write_bytes(fs, storage.join(clips_dir, clip_name(r["id"])), audio.encode(samples, sr, "wav"))
+            problems[r["id"]] = None
+    finally:
+        cuts.close()
+        chunks.close()  # stops ffmpeg when the last clip came before the end of the recording
+    return problems
+
+
+def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, force: bool = False) -> dict:
+    """Select, cut and write a review sample into ``out``. Returns a summary for the CLI."""
+    from .build import plan_rows, read_checked_table
+    from .review import write_review_xlsx
+
+    fs, root = storage.fs_and_path(out)
+    xlsx = storage.join(root, REVIEW_FILE)
+    if fs.exists(xlsx) and not force:
+        raise ConfigError(f"{xlsx} exists and may hold verdicts; import it first, then use another --out "
+                          f"or --force to replace that sample")
+    df, _ = read_checked_table(cfg)
+    picked = select(plan_rows(cfg, df), n, seed, where)
+    if picked.empty:
+        raise ConfigError("no rows to sample" + (f" match --where {where!r}" if where else ""))
+    clips_dir = storage.join(root, CLIPS_DIR)
+    fs.makedirs(clips_dir, exist_ok=True)
+    problems = _cut_all(cfg, picked, clips_dir)
+    _remove_stale_clips(fs, clips_dir, {clip_name(i) for i in picked["id"]})
+    storage.write_bytes(fs, storage.join(root, IDS_FILE), "".join(f"{i}\n" for i in picked["id"]).encode())
+    about = {"alignment": cfg["input"]["alignment"], "seed": seed, "n": n, "where": where or "", "rows": len(picked),
+             "candidates": "rows kept by the build" if where is None else "cuttable rows matching where"}
+    with storage.atomic_open(fs, xlsx) as f:
+        write_review_xlsx(f, picked, {i: clip_name(i) for i in picked["id"]}, problems, about)
+    return {"out": out, "rows": len(picked), "clips": sum(p is None for p in problems.values()),
+            "not_cut": {i: p for i, p in problems.items() if p is not None}}
+
+
+def _cut_all(cfg: dict, picked: pd.DataFrame, clips_dir: str) -> dict[str, str | None]:
+    """One task per recording on a thread pool: the decoding runs in ffmpeg child processes, so threads
+    run as many ffmpegs at once as processes would, without start-up or pickling costs."""
+    groups = [(url, g.sort_values(["start", "end"]).to_dict("records")) for url, g in picked.groupby("url")]
+    workers = max(1, min(cfg["cluster"]["n_workers"] or os.cpu_count() or 1, len(groups)))
+    problems: dict[str, str | None] = {}
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(cut_recording, url, rows, clips_dir, cfg["audio"]) for url, rows in groups]
+        for done, f in enumerate(concurrent.futures.as_completed(futures), 1):
+            problems.update(f.result())
+            print(f"\rcut clips from {done}/{len(futures)} recordings", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return problems
+
+
+def _remove_stale_clips(fs, clips_dir: str, keep: set) -> None:
+    """Clips of an earlier sample in the same folder (``--force``) would mislead a reviewer."""
+    for path in fs.ls(clips_dir, detail=False):
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name.endswith(".wav") and name not in keep:
+            fs.rm(path)
+
+
+def format_sample(s: dict) -> str:
+    lines = [f"sampled {s['rows']} rows, {s['clips']} clips cut into {storage.join(s['out'], CLIPS_DIR)}/"]
+    for i, why in list(s["not_cut"].items())[:10]:
+        lines.append(f"  not cut: {i}: {why}")
+    if len(s["not_cut"]) > 10:
+        lines.append(f"  ... {len(s['not_cut']) - 10} more rows not cut (see the clip column)")
+    lines.append(f"review: {storage.join(s['out'], REVIEW_FILE)}   ids: {storage.join(s['out'], IDS_FILE)}")
+    return "\n".join(lines)
