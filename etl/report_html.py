@@ -79,7 +79,7 @@ def _histogram(rows: pd.DataFrame, column: str, lo: float, hi: float, marks: dic
             ax.axvline(x, color="black", linestyle="--", linewidth=1)
             ax.annotate(f"{label} {x:g}", (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
                         textcoords="offset points", fontsize=8)
-    ax.set_xlabel(xlabel + (f"   ({outside} rows outside the range counted in the end bins)" if outside else ""))
+    ax.set_xlabel(xlabel + (f"   ({outside} row(s) outside the range counted in the end bins)" if outside else ""))
     ax.set_ylabel("rows")
     if groups:
         ax.legend(fontsize=8)
@@ -96,6 +96,10 @@ def _bars(labels: list[str], values: list[float], xlabel: str, fmt: str, colors=
         ax.annotate(format(v, fmt), (v, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.margins(x=0.15)
+    if fmt == "d":
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _png(fig)
 
 
@@ -121,11 +125,15 @@ def render(report: dict, rows: pd.DataFrame) -> str:
              float(filters["max_duration"]) * 1.2 if filters.get("max_duration") is not None else 0.0)
     parts.append(_histogram(rows, "duration", 0.0, hi, {"min": filters.get("min_duration") or None,
                                                           "max": filters.get("max_duration")}, "duration (s)"))
+    parts.append(f"<p>Rows per split, and rejected rows in grey. Dashed lines: filters.min_duration = "
+                 f"{filters.get('min_duration')}, filters.max_duration = {filters.get('max_duration')}.</p>")
 
     parts.append("<h2>Similarity of text and hypothesis</h2>")
     if rows["similarity"].notna().any():
         parts.append(_histogram(rows, "similarity", 0.0, 1.0, {"threshold": filters.get("min_similarity")},
                                 "similarity"))
+        parts.append(f"<p>Dashed line: the threshold filters.min_similarity = {filters.get('min_similarity')}; "
+                     "rows below it are rejected as low_similarity (or kept apart as their own split).</p>")
     else:
         parts.append("<p>No similarity: the table has no hypothesis column.</p>")
 

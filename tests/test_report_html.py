@@ -1,0 +1,64 @@
+"""report.html: written by every build beside report.json, self-contained, and rewritten by `etl report OUT`."""
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+
+import pandas as pd
+
+from etl.cli import main
+from etl.report_html import render
+from etl.schema import REJECT_REASONS
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(b) for b in re.findall(r'<img alt="" src="data:image/png;base64,([^"]+)">', page)]
+
+
+def test_build_writes_a_self_contained_report_with_the_four_plots(built):
+    page = (built["out"] / "report.html").read_text(encoding="utf-8")
+    images = _images(page)
+    assert len(images) == 4  # duration, similarity, hours per split, rows per reject reason
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000 for png in images)
+    assert not re.search(r"(src|href)=\"(?!data:)", page) and "<script" not in page  # nothing to fetch
+    assert "filters.min_similarity = 0.8" in page and "filters.max_duration = 15.0" in page
+
+
+def test_report_tables_agree_with_report_json(built):
+    page = (built["out"] / "report.html").read_text(encoding="utf-8")
+    report = built["report"]
+    for reason in REJECT_REASONS:
+        assert f"<tr><td>{reason}</td><td>{report['rejects'][reason]}</td>" in page
+    for split, v in report["splits"].items():
+        assert f"<tr><td>{split}</td><td>{v['rows']}</td><td>{v['hours']:.3f}</td>" in page
+    assert f"{report['rows_in']} rows in: {report['rows_out']} kept" in page
+
+
+def test_etl_report_regenerates_the_same_page(built, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(built["out"], out)
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+    assert (out / "report.html").read_bytes() == (built["out"] / "report.html").read_bytes()
+
+
+def test_etl_report_on_a_folder_that_is_no_dataset_is_one_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("etl: error:") and "report.json" in err and "\n" not in err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_characters_outside_the_vocabulary_are_listed_per_split():
+    report = {"rows_in": 3, "rows_out": 2, "rows_rejected": 1, "hours_out": 0.001,
+              "splits": {"train": {"rows": 1, "hours": 0.0005, "files": 1}, "dev": {"rows": 1, "hours": 0.0005, "files": 1}},
+              "rejects": {"too_long": 1}, "vocab": {"size": 30, "missing_characters": {"dev": {"ć": 3, "q": 1}}},
+              "config": {"filters": {"min_similarity": None, "min_duration": 0.0, "max_duration": 20.0}}}
+    rows = pd.DataFrame({"duration": [2.0, 3.0, 25.0], "similarity": [None, None, None],
+                         "group": ["train", "dev", "rejected"], "reason": [None, None, "too_long"]})
+    page = render(report, rows)
+    assert "<tr><td>dev</td><td>ć</td><td>U+0107</td><td>3</td></tr>" in page
+    assert "<tr><td>dev</td><td>q</td><td>U+0071</td><td>1</td></tr>" in page
+    assert "no hypothesis column" in page and len(_images(page)) == 3  # no similarity to plot
