@@ -1,8 +1,12 @@
-"""Opening a Dask client: a LocalCluster sized to the machine, or an existing scheduler."""
+"""Opening a Dask client: an existing scheduler (address or scheduler file), SLURM jobs through
+dask-jobqueue, or a LocalCluster sized to the machine. The only module that knows cluster kinds."""
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+
+from .config import ConfigError
 
 
 def local_worker_count(cfg_cluster: dict, n_tasks: int | None = None) -> int:
@@ -13,28 +17,64 @@ def local_worker_count(cfg_cluster: dict, n_tasks: int | None = None) -> int:
 
 
 def open_client(cfg_cluster: dict, n_tasks: int | None = None):
-    """A connected ``distributed.Client``. ``client.close()`` also closes a cluster we started."""
+    """A connected ``distributed.Client``. ``close_client`` also closes a cluster we started."""
     from distributed import Client, LocalCluster
 
     if cfg_cluster.get("address"):
-        try:
-            return Client(cfg_cluster["address"], timeout="30s")
-        except OSError as e:
-            from .config import ConfigError
-
-            raise ConfigError(f"cluster.address: cannot reach the Dask scheduler at "
-                              f"{cfg_cluster['address']}: {e}") from None
-    cluster = LocalCluster(
-        n_workers=local_worker_count(cfg_cluster, n_tasks),
-        threads_per_worker=cfg_cluster.get("threads_per_worker", 1),
-        processes=True,
-        dashboard_address=cfg_cluster.get("dashboard_address") or None,
-        memory_limit=cfg_cluster.get("memory_limit") or "auto",
-        silence_logs=logging.ERROR,
-    )
+        return _connect("cluster.address", cfg_cluster["address"], address=cfg_cluster["address"])
+    if cfg_cluster.get("scheduler_file"):
+        path = cfg_cluster["scheduler_file"]
+        if not os.path.isfile(path):  # Client would wait for it to appear until its timeout
+            raise ConfigError(f"cluster.scheduler_file not found: {path}")
+        return _connect("cluster.scheduler_file", path, scheduler_file=path)
+    if cfg_cluster.get("kind") == "slurm":
+        cluster = slurm_cluster(cfg_cluster)
+        if shutil.which(cluster.job_cls.submit_command) is None:
+            cluster.close()
+            raise ConfigError(f"cluster.kind: slurm needs '{cluster.job_cls.submit_command}' on PATH: "
+                              "run etl on a SLURM login node")
+        cluster.scale(jobs=cfg_cluster.get("jobs") or 1)
+    else:
+        cluster = LocalCluster(
+            n_workers=local_worker_count(cfg_cluster, n_tasks),
+            threads_per_worker=cfg_cluster.get("threads_per_worker", 1),
+            processes=True,
+            host="127.0.0.1",  # scheduler and workers on loopback: nothing listens on the network
+            dashboard_address=cfg_cluster.get("dashboard_address") or None,
+            memory_limit=cfg_cluster.get("memory_limit") or "auto",
+            silence_logs=logging.ERROR,
+        )
     client = Client(cluster)
     client._etl_owns_cluster = cluster
     return client
+
+
+def _connect(key: str, where: str, **how):
+    from distributed import Client
+
+    try:
+        return Client(timeout="30s", **how)
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot reach the Dask scheduler at {where}: {e}") from None
+
+
+def slurm_cluster(cfg_cluster: dict):
+    """A ``dask_jobqueue.SLURMCluster`` from ``cluster.slurm`` (passed through), no jobs submitted yet:
+    ``cluster.job_script()`` shows what ``sbatch`` would get."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise ConfigError("cluster.kind: slurm needs dask-jobqueue: pip install 'etl[slurm]'") from None
+    opts = dict(cfg_cluster.get("slurm") or {})
+    # The dashboard stays on loopback unless configured (reach it with an ssh tunnel); the scheduler
+    # itself must listen where the compute nodes can reach it (dask-jobqueue's default, or `interface`).
+    opts.setdefault("scheduler_options", {}).setdefault(
+        "dashboard_address", cfg_cluster.get("dashboard_address") or "127.0.0.1:0")
+    try:
+        return SLURMCluster(**opts)
+    except (TypeError, ValueError) as e:  # an unknown keyword, a missing cores/memory
+        first = str(e).splitlines()[0].split(". Very likely")[0].split(", for example")[0]
+        raise ConfigError(f"cluster.slurm: {first}") from None
 
 
 def close_client(client) -> None:

@@ -1,0 +1,176 @@
+"""Clusters: a real scheduler and workers in their own processes (address and scheduler file), the
+SLURM job script, one clear error when SLURM pieces are missing, and nothing listening beyond loopback."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from etl.cli import main
+from etl.cluster import close_client, open_client, slurm_cluster
+from etl.config import DEFAULTS, ConfigError, load_config
+
+from .conftest import write_config
+
+
+def dataset_content(out: str) -> list[tuple]:
+    """(id, split, audio bytes) of every row of OUT/data, sorted by id: what two builds must share."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(str(out))
+    rows = []
+    for path in fs.glob(f"{root.rstrip('/')}/data/*.parquet"):
+        split = path.rsplit("/", 1)[-1].split("-", 1)[0]
+        with fs.open(path, "rb") as f:
+            t = pq.read_table(f, columns=["id", "audio"]).to_pylist()
+        rows += [(r["id"], split, r["audio"]["bytes"]) for r in t]
+    return sorted(rows)
+
+
+@contextlib.contextmanager
+def dask_processes(tmp_path, n_workers: int = 2, *worker_args: str):
+    """``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1 (free ports, found
+    through a scheduler file). Yields (scheduler file, worker Popen list)."""
+    from distributed import Client
+
+    sched_file = str(tmp_path / "scheduler.json")
+    dask = [sys.executable, "-m", "dask"]
+    common = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    procs = [subprocess.Popen(dask + ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                      "--scheduler-file", sched_file], **common)]
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(sched_file):
+            assert time.time() < deadline and procs[0].poll() is None, "dask scheduler did not start"
+            time.sleep(0.2)
+        workers = [subprocess.Popen(dask + ["worker", "--scheduler-file", sched_file, "--host", "127.0.0.1",
+                                            "--nthreads", "1", "--no-dashboard", "--name", f"w{k}", *worker_args],
+                                    **common) for k in range(n_workers)]
+        procs += workers
+        with Client(scheduler_file=sched_file, timeout="30s") as c:
+            c.wait_for_workers(n_workers, timeout=60)
+        yield sched_file, workers
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def test_a_build_on_a_separate_scheduler_and_worker_processes_equals_a_local_build(built, corpus, tmp_path):
+    with dask_processes(tmp_path) as (sched_file, _):
+        address = json.loads(open(sched_file).read())["address"]
+        out = tmp_path / "by_address"
+        assert main(["build", write_config(corpus, out, cluster={"address": address})]) == 0
+        out2 = tmp_path / "by_file"
+        assert main(["build", write_config(corpus, out2, cluster={"scheduler_file": sched_file})]) == 0
+    expected = dataset_content(built["out"])
+    assert len(expected) == built["report"]["rows_out"] > 0
+    for o in (out, out2):
+        assert dataset_content(o) == expected
+        report = json.loads((o / "report.json").read_text())
+        assert report["rejects"] == built["report"]["rejects"]
+
+
+def test_an_unreachable_scheduler_or_missing_scheduler_file_is_one_clear_error(tmp_path, capsys, corpus):
+    with socket.socket() as s:  # a port nothing listens on: a refused connection, at once
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    for cluster, needle in (({"address": f"tcp://127.0.0.1:{free}"}, "cluster.address"),
+                            ({"scheduler_file": str(tmp_path / "nope.json")}, "cluster.scheduler_file not found")):
+        assert main(["build", write_config(corpus, tmp_path / "out", cluster=cluster)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err
+
+
+def test_the_scheduler_file_resolves_against_the_config_folder(tmp_path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"cluster": {"scheduler_file": "sched.json"}}))
+    cfg = load_config(str(tmp_path / "c.yaml"), check_inputs=False)
+    assert cfg["cluster"]["scheduler_file"] == str(tmp_path / "sched.json")
+
+
+SLURM = {"cores": 8, "memory": "32GB", "processes": 2, "walltime": "04:00:00", "queue": "cpu",
+         "account": "asr-lab", "job_extra_directives": ["--exclusive", "--constraint=avx2"]}
+
+
+def test_slurm_keys_are_passed_through_to_the_job_script():
+    cluster = slurm_cluster({"kind": "slurm", "slurm": SLURM, "dashboard_address": None})
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p cpu", "#SBATCH -A asr-lab", "#SBATCH --cpus-per-task=8", "#SBATCH -t 04:00:00",
+                 "#SBATCH --exclusive", "#SBATCH --constraint=avx2"):
+        assert line in script.splitlines(), line
+    assert "--nworkers 2" in script and "--nthreads 4" in script
+
+
+def test_the_commented_slurm_example_config_is_valid_and_builds_a_job_script():
+    path = os.path.join(os.path.dirname(__file__), "..", "conf", "slurm.yaml")
+    cfg = load_config(path, check_inputs=False)
+    assert cfg["cluster"]["kind"] == "slurm" and cfg["cluster"]["jobs"] >= 1
+    cluster = slurm_cluster({**cfg["cluster"], "dashboard_address": "127.0.0.1:0"})  # a free port in tests
+    try:
+        assert "#SBATCH" in cluster.job_script()
+    finally:
+        cluster.close()
+
+
+@pytest.mark.parametrize("slurm, needle", [
+    ({"cores": 8}, "cores and memory"),
+    ({"cores": 8, "memory": "4GB", "memroy": "4GB"}, "memroy"),
+])
+def test_bad_slurm_keys_are_one_clear_error(slurm, needle):
+    with pytest.raises(ConfigError, match=needle) as e:
+        slurm_cluster({"kind": "slurm", "slurm": slurm})
+    assert str(e.value).startswith("cluster.slurm: ") and "\n" not in str(e.value)
+
+
+def test_slurm_without_sbatch_is_one_clear_error(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here (ffmpeg comes from imageio-ffmpeg)
+    cfg = write_config(corpus, tmp_path / "out", cluster={"kind": "slurm", "slurm": SLURM})
+    assert main(["build", cfg]) == 2
+    err = capsys.readouterr().err
+    assert "sbatch" in err and "cluster.kind: slurm" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "data").exists()
+
+
+def test_slurm_without_dask_jobqueue_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # what an environment without it sees
+    with pytest.raises(ConfigError, match=r"pip install 'etl\[slurm\]'"):
+        open_client({"kind": "slurm", "slurm": SLURM})
+
+
+def _listening(procs) -> set:
+    out = set()
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            out |= {c.laddr for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+    return out
+
+
+def test_the_local_cluster_and_its_dashboard_listen_on_loopback_only():
+    assert DEFAULTS["cluster"]["dashboard_address"].startswith("127.0.0.1:")
+    me = psutil.Process()
+    before = _listening([me])
+    client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": "127.0.0.1:0"})
+    try:
+        new = _listening([me, *me.children(recursive=True)]) - before
+        assert new, "the scheduler and the dashboard listen somewhere"
+        assert {a.ip for a in new} == {"127.0.0.1"}, new
+    finally:
+        close_client(client)
