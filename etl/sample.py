@@ -66,32 +66,33 @@ def clip_name(row_id: str) -> str:
 
 def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict) -> dict[str, str | None]:
     """Decode one recording once, write each row's clip (WAV PCM16, atomically) as the stream passes it.
-    Returns {id: None when written, else why not}. The decode stops after the last needed clip."""
+    Returns {id: None when written, else why not}. The decode stops after the last needed clip.
+    Decoding goes through the build's own loop (``shards._segments``): the same retries of transient
+    read errors, the same ``unreadable_audio`` for corrupt data."""
+    from .shards import ShardTask, _segments, _Unreadable
+
     fs, _ = storage.fs_and_path(clips_dir)
     sr = a["sampling_rate"]
+    task = ShardTask(index=0, recordings=[], rows=pd.DataFrame(), seconds=0.0, out=clips_dir, sampling_rate=sr,
+                     channels=a["channels"], decoder=a["decoder"], ffmpeg=a["ffmpeg"])
     spans = [(audio.sample_index(r["start"], sr), audio.sample_index(r["end"], sr)) for r in rows]
     problems: dict[str, str | None] = {}
-    chunks = audio.DECODERS[a["decoder"]](url, sr, a["channels"], a["ffmpeg"])
-    cuts = audio.cut(chunks, spans, int(round(audio.END_TOLERANCE_S * sr)))
+    segments = _segments(task, url, spans, int(round(audio.END_TOLERANCE_S * sr)))
     try:
-        while len(problems) < len(rows):
-            try:
-                i, samples, total = next(cuts)
-            except audio.DecoderUnavailable:
-                raise
-            except Exception as e:  # the recording cannot be decoded: every clip not yet cut says why
-                detail = f"unreadable_audio: {e}" if isinstance(e, audio.DecodeError) else f"{type(e).__name__}: {e}"
-                problems.update({r["id"]: detail for r in rows if r["id"] not in problems})
-                break
+        for i, samples, total in segments:
             r = rows[i]
             if samples is None:
                 problems[r["id"]] = f"beyond_end: recording decodes to {total / sr:.3f} s"
-                continue
-            storage.write_bytes(fs, storage.join(clips_dir, clip_name(r["id"])), audio.encode(samples, sr, "wav"))
-            problems[r["id"]] = None
+            else:
+                clip = audio.encode(samples, sr, "wav")
+                storage.write_bytes(fs, storage.join(clips_dir, clip_name(r["id"])), clip)
+                problems[r["id"]] = None
+            if len(problems) == len(rows):
+                break
+    except _Unreadable as e:  # every clip not yet cut says why
+        problems.update({r["id"]: f"unreadable_audio: {e}" for r in rows if r["id"] not in problems})
     finally:
-        cuts.close()
-        chunks.close()  # stops ffmpeg when the last clip came before the end of the recording
+        segments.close()  # stops ffmpeg when the last clip came before the end of the recording
     return problems
 
 
