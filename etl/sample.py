@@ -13,6 +13,7 @@ import sys
 from urllib.parse import quote
 
 import pandas as pd
+from tqdm import tqdm
 
 from . import audio, storage
 from .config import ConfigError
@@ -131,10 +132,9 @@ def _cut_all(cfg: dict, picked: pd.DataFrame, clips_dir: str) -> dict[str, str |
     problems: dict[str, str | None] = {}
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(cut_recording, url, rows, clips_dir, cfg["audio"]) for url, rows in groups]
-        for done, f in enumerate(concurrent.futures.as_completed(futures), 1):
+        for f in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="cut clips",
+                      unit="recording", file=sys.stderr, mininterval=1.0):
             problems.update(f.result())
-            print(f"\rcut clips from {done}/{len(futures)} recordings", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
     return problems
 
 
