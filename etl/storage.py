@@ -22,9 +22,12 @@ def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts if p)
 
 
+def _protocol(fs) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
 def is_local(fs) -> bool:
-    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return proto in ("file", "local")
+    return _protocol(fs) in ("file", "local")
 
 
 def part_name(split: str, shard: int) -> str:
@@ -38,7 +41,22 @@ def final_name(split: str, i: int, n: int) -> str:
 @contextlib.contextmanager
 def atomic_open(fs, path: str):
     """Write to a temporary name beside ``path``, then rename: the file appears whole or not at all.
-    On failure the temporary file is removed."""
+    On failure the temporary file is removed. On S3 the write itself is atomic: an upload (multipart,
+    ``autocommit=False``) becomes visible only when ``commit()`` completes it, and ``discard()`` aborts
+    it; a killed process leaves only an incomplete upload, never an object (a bucket lifecycle rule
+    for incomplete multipart uploads reclaims the space). A rename there would copy the whole file."""
+    if _protocol(fs) in ("s3", "s3a"):
+        f = fs.open(path, "wb", autocommit=False)
+        try:
+            yield f
+            f.close()
+            f.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                f.close()
+                f.discard()
+            raise
+        return
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         with fs.open(tmp, "wb") as f:
