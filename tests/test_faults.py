@@ -4,14 +4,20 @@ decoded size still processes it (streaming keeps memory flat)."""
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import io
+import json
+import math
 import os
+import signal
+import time
 
 import fsspec
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import yaml
 from fsspec.spec import AbstractFileSystem
 
 from etl import shards
@@ -134,3 +140,104 @@ def test_a_corrupt_recording_is_rejected_at_once_without_retries(corpus, tmp_pat
     assert flaky.OPENS[str(path)] == 1
     assert [(r["id"], r["reason"]) for r in res["rejects"]] == [("c-0", "unreadable_audio")]
     assert "ConnectionResetError" not in res["rejects"][0]["detail"]
+
+
+# ---------------------------------------------------------------- workers that die or run short of memory
+
+def test_a_worker_killed_mid_build_costs_nothing(built, corpus, tmp_path):
+    """SIGKILL one of two ``dask worker`` processes (no nanny: it stays dead) while shards run."""
+    from distributed import Client
+
+    from etl.build import build
+    from etl.config import load_config
+
+    from .conftest import write_config
+    from .test_cluster import dask_processes, dataset_content
+
+    out = tmp_path / "out"
+    cfg = load_config(write_config(corpus, out))
+    with dask_processes(tmp_path, 2, "--no-nanny") as (sched_file, workers), \
+            Client(scheduler_file=sched_file) as client:
+        pids = client.run(os.getpid)  # worker address -> pid
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(build, cfg, client)
+            victim = None
+            deadline = time.time() + 120
+            while victim is None and time.time() < deadline and not running.done():
+                busy = {w: ks for w, ks in client.processing().items() if any("etl-shard" in str(k) for k in ks)}
+                if len(busy) == 2:  # both workers hold a shard: kill one in the middle of its task
+                    victim = sorted(busy)[0]
+                    os.kill(pids[victim], signal.SIGKILL)
+                time.sleep(0.02)
+            assert victim is not None and not running.done(), "the kill came too late to test anything"
+            report = running.result(timeout=300)
+        assert len(client.scheduler_info()["workers"]) == 1  # it really died
+    assert dataset_content(out) == dataset_content(built["out"])
+    assert report["rejects"] == built["report"]["rejects"]
+    if "content_hash" in built["report"]:
+        assert report["content_hash"] == built["report"]["content_hash"]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]  # the killed task's half file is gone
+
+
+def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
+    from etl.build import build
+    from etl.cluster import close_client, open_client
+    from etl.config import load_config
+    from etl.synth import tone_segments, write_tone_recording
+
+    def worker_rss():
+        import psutil
+
+        import etl.shards  # noqa: F401  (an idle worker as it is when a shard starts)
+        return psutil.Process().memory_info().rss
+
+    probe = open_client({"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None, "memory_limit": "4GB"})
+    try:
+        idle = max(probe.run(worker_rss).values())
+    finally:
+        close_client(probe)
+    limit = idle + (120 << 20)  # dask pauses a worker at 80% of it and kills it at 95%
+    decoded_per_hour = 16000 * 2 * 3600  # 16 kHz int16 mono: 115 MB an hour
+    hours = math.ceil(2 * limit / decoded_per_hour * 2) / 2  # decoded size at least twice the limit
+    seconds = hours * 3600
+    segs = tone_segments(12, first_start=0, length=3.0, gap=0, base_freq=300.0, step=60.0)
+    for k, s in enumerate(segs):  # spread over the whole recording, the last at its very end
+        s.start = round((seconds - 4.0) * k / (len(segs) - 1), 3)
+        s.end = round(s.start + 3.0, 3)
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    long_wav = audio_dir / "long.wav"
+    write_tone_recording(str(long_wav), seconds, segs, 16000, 1)
+    try:
+        rows = [{"id": f"long-{k}", "recording": "long", "start": s.start, "end": s.end, "text": f"t {k}"}
+                for k, s in enumerate(segs)]
+        (tmp_path / "alignment.json").write_text(json.dumps(rows))
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+            "input": {"alignment": "alignment.json", "audio": "audio"}, "output": {"path": "out"},
+            "splits": {"dev_size": 2},
+            "cluster": {"n_workers": 1, "memory_limit": int(limit), "dashboard_address": None}}))
+        cfg = load_config(str(tmp_path / "c.yaml"))
+        client = open_client(cfg["cluster"])
+        try:
+            before = client.run(os.getpid)
+            report = build(cfg, client)
+            after = client.run(os.getpid)
+            peak = max(client.run(lambda dask_worker: max(dask_worker.monitor.quantities["memory"])).values())
+        finally:
+            close_client(client)
+    finally:
+        long_wav.unlink()
+    assert before == after, "the worker was restarted (killed for memory)"
+    assert report["rows_out"] == len(segs) and report["rows_rejected"] == 0
+    assert report["hours_decoded"] == pytest.approx(hours, abs=0.01)
+    assert peak < limit < decoded_per_hour * hours / 2
+    clips = {}
+    for part in (tmp_path / "out" / "data").glob("*.parquet"):
+        for row in pq.read_table(part, columns=["id", "audio"]).to_pylist():
+            x, sr = sf.read(io.BytesIO(row["audio"]["bytes"]), dtype="int16", always_2d=True)
+            clips[row["id"]] = dominant_frequency(x[:, 0], sr)
+    assert sorted(clips) == sorted(r["id"] for r in rows)
+    for k, s in enumerate(segs):
+        assert abs(clips[f"long-{k}"] - s.freq) < 3.0
+    print(f"idle worker {idle / 2**20:.0f} MB, limit {limit / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB, "
+          f"recording {hours} h = {decoded_per_hour * hours / 2**20:.0f} MB decoded")
