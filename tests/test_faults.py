@@ -241,3 +241,34 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
         assert abs(clips[f"long-{k}"] - s.freq) < 3.0
     print(f"idle worker {idle / 2**20:.0f} MB, limit {limit / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB, "
           f"recording {hours} h = {decoded_per_hour * hours / 2**20:.0f} MB decoded")
+
+
+# ---------------------------------------------------------------- safety
+
+HOSTILE = ["$(touch PWNED)", "`touch PWNED`", "; touch PWNED;", "| touch PWNED", "-y", "-i", "file:x", "concat:a|b"]
+
+
+def test_recording_ids_never_reach_a_shell_or_become_ffmpeg_options(corpus, tmp_path, monkeypatch):
+    import shutil
+
+    from etl.recordings import list_audio
+
+    monkeypatch.chdir(tmp_path)  # where a shell would have run `touch PWNED`
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    src = corpus["root"] / "audio" / "wav_16k_mono.wav"
+    seg = next(r for r in corpus["rows"] if r["id"] == "wav_16k_mono-0")
+    for name in HOSTILE:
+        shutil.copy(src, audio_dir / f"{name}.wav")
+    listing = list_audio(str(audio_dir))
+    (tmp_path / "out" / ".parts").mkdir(parents=True)
+    rows = pd.DataFrame([{"id": f"h{k}", "recording": name, "start": seg["start"], "end": seg["end"],
+                          "duration": seg["end"] - seg["start"], "text": "a", "text_raw": "a", "hypothesis": "a",
+                          "similarity": 1.0, "split": "train"} for k, name in enumerate(HOSTILE)])
+    res = run_shard(ShardTask(index=0, recordings=[(n, listing[n]) for n in HOSTILE], rows=rows, seconds=60.0,
+                              out=str(tmp_path / "out")))
+    assert res["rejects"] == []
+    clips = _clips(tmp_path / "out")
+    assert sorted(clips) == sorted(f"h{k}" for k in range(len(HOSTILE)))
+    assert all(abs(freq - corpus["freqs"]["wav_16k_mono-0"]) < 3.0 for _, freq in clips.values())
+    assert not list(tmp_path.rglob("PWNED")) and not os.path.exists("PWNED")
