@@ -2,16 +2,19 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Optional extras to install, e.g. `make test EXTRAS=test,train` (torch CPU, transformers: the training test).
+EXTRAS ?= test
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench train clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,6 +25,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m etl.bench
+
+# From the demo to a running training loop: a tiny wav2vec2, 20 CTC steps on CPU (README, "Training").
+train:
+	$(MAKE) setup EXTRAS=test,train
+	$(BIN)/python -m etl.demo demo/ --set output.arrow=true
+	$(BIN)/python examples/train_wav2vec2.py demo/out --output-dir demo/wav2vec2-ctc --max-steps 20
 
 clean:
 	rm -rf $(VENV) demo/ .pytest_cache

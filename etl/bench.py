@@ -21,8 +21,12 @@ Steps (every figure lands in ``OUT/results.json``; a table and PASS/MISS per tar
    also the Dask worker of a real 1-worker build) on a 10-minute and a 3-hour recording
    (``--quick``: 1 and 10 minutes), cached in ``OUT/corpus-long``. Peaks are VmHWM, not
    ``ru_maxrss``, which Linux inflates with the parent's size in a freshly exec'd child.
-7. loading: ``datasets.Dataset.from_parquet`` on the train files (fresh HF cache in a temp dir),
-   then iterating the split decoding every clip with soundfile.
+7. loading the train split, each way in a fresh process with a fresh HF cache: (a)
+   ``datasets.Dataset.from_parquet`` (copies into the cache), then iterating it decoding every clip with
+   soundfile; (b) the zero-copy ``arrow/`` folder (``output.arrow``; exported here first when the
+   build did not write it): ``etl.load`` and ``datasets.load_from_disk``, then iterating ``etl.load``'s
+   numpy decoding. Wall, peak RSS and extra disk for each. ``--loading-only OUT`` measures just this
+   on an existing output folder.
 
 CPU time of a subprocess tree is measured two ways: ``getrusage(RUSAGE_CHILDREN)`` deltas (exact,
 counts every descendant that was waited for by its parent all the way up) and psutil sampling of
@@ -411,7 +415,7 @@ def write_etl_config(path: str, corpus: Corpus, out: str, workers: int, audio_fo
 def measure_etl(name: str, out_root: str, corpus: Corpus, workers: int, audio_format: str, dev_size: int) -> dict:
     out = os.path.join(out_root, name)
     cfg = write_etl_config(os.path.join(out_root, f"{name}.yaml"), corpus, out, workers, audio_format, dev_size)
-    cmd = [sys.executable, "-m", "etl", "build", cfg]
+    cmd = [sys.executable, "-m", "etl", "build", cfg, "--force"]  # a rerun must not be a no-op
     _say(f"{name}: {' '.join(cmd[1:])}")
     r = run_measured(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if r["rc"] != 0:
@@ -627,8 +631,8 @@ def _child_naive(jobs_json: str) -> None:
     print(json.dumps({"samples": samples}))
 
 
-def _child_load(data_dir: str, cache_dir: str) -> None:
-    """Dataset.from_parquet on the train files with a fresh cache, then decode every clip."""
+def _child_load(data_dir: str) -> None:
+    """Dataset.from_parquet on the train files (into $HF_DATASETS_CACHE), then decode every clip."""
     import io
 
     t0 = time.perf_counter()
@@ -638,7 +642,7 @@ def _child_load(data_dir: str, cache_dir: str) -> None:
     t_import = time.perf_counter() - t0
     files = sorted(glob.glob(os.path.join(data_dir, "train-*.parquet")))
     t1 = time.perf_counter()
-    ds = datasets.Dataset.from_parquet(files, cache_dir=cache_dir)
+    ds = datasets.Dataset.from_parquet(files)
     t_load = time.perf_counter() - t1
     rss_load = _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     raw = ds.cast_column("audio", datasets.Audio(decode=False))
@@ -654,6 +658,39 @@ def _child_load(data_dir: str, cache_dir: str) -> None:
         "import_datasets_s": t_import, "from_parquet_s": t_load, "peak_rss_after_load_mb": rss_load / MB,
         "iterate_s": t_iter, "clips": n, "clip_hours": seconds / 3600, "clips_per_s": n / t_iter if t_iter else None,
         "audio_hours_per_s": seconds / 3600 / t_iter if t_iter else None,
+        "peak_rss_mb": (_vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / MB}))
+
+
+def _child_load_arrow(out_dir: str) -> None:
+    """etl.load and datasets.load_from_disk on arrow/ (memory-mapped in place), then iterate with
+    etl.load's numpy decoding."""
+    t0 = time.perf_counter()
+    import datasets
+
+    import etl
+
+    t_import = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    ds = etl.load(out_dir, split="train")
+    t_load = time.perf_counter() - t1
+    rss_load = _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t2 = time.perf_counter()
+    plain = datasets.load_from_disk(os.path.join(out_dir, "arrow", "train"))
+    t_plain = time.perf_counter() - t2
+    n, seconds = 0, 0.0
+    t3 = time.perf_counter()
+    for row in ds:
+        a = row["audio"]
+        n += 1
+        seconds += len(a["array"]) / a["sampling_rate"]
+    t_iter = time.perf_counter() - t3
+    files = [c["filename"] for c in ds.cache_files]
+    print(json.dumps({
+        "files": len(files), "arrow_bytes": sum(os.path.getsize(f) for f in files), "rows": len(ds),
+        "rows_load_from_disk": len(plain), "memory_mapped_in_place": all(f.startswith(out_dir) for f in files),
+        "import_s": t_import, "etl_load_s": t_load, "load_from_disk_s": t_plain,
+        "peak_rss_after_load_mb": rss_load / MB, "iterate_s": t_iter, "clips": n, "clip_hours": seconds / 3600,
+        "clips_per_s": n / t_iter if t_iter else None,
         "peak_rss_mb": (_vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / MB}))
 
 
@@ -695,17 +732,34 @@ def measure_worker_rss(name: str, out_root: str, corpus: Corpus) -> dict:
     return res
 
 
-def measure_loading(data_dir: str) -> dict:
+def _with_fresh_hf_cache(call: str, *args: str) -> dict:
+    """Run ``call`` in a child process with an empty HF cache; adds how much the cache grew."""
     with tempfile.TemporaryDirectory(prefix="etl-bench-hf-") as cache:
-        hf_home = os.path.join(cache, "home")
         ds_cache = os.path.join(cache, "datasets")
         os.makedirs(ds_cache)
-        env = {**os.environ, "HF_HOME": hf_home, "HF_DATASETS_CACHE": ds_cache, "HF_HUB_OFFLINE": "1",
-               "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-        before = _du(cache)
-        res = _run_child("_child_load", data_dir, ds_cache, env=env)
-        res["hf_cache_growth_bytes"] = _du(cache) - before
+        env = {**os.environ, "HF_HOME": os.path.join(cache, "home"), "HF_DATASETS_CACHE": ds_cache,
+               "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+        res = _run_child(call, *args, env=env)
+        res["hf_cache_growth_bytes"] = _du(cache)
     res["hf_cache_growth_mb"] = res["hf_cache_growth_bytes"] / MB
+    return res
+
+
+def measure_loading(out_dir: str) -> dict:
+    """from_parquet vs the zero-copy arrow/ folder on the train split of an etl output."""
+    from .arrow_export import export
+    from .loading import data_files
+
+    res = _with_fresh_hf_cache("_child_load", os.path.join(out_dir, "data"))
+    arrow = {}
+    if not os.path.exists(os.path.join(out_dir, "arrow", "dataset_dict.json")):
+        _say("loading: exporting arrow/ (output.arrow was off for this build) ...")
+        t0 = time.perf_counter()
+        export(None, out_dir, {s: len(f) for s, f in data_files(out_dir).items()})
+        arrow["export_s_in_process"] = time.perf_counter() - t0
+    arrow.update(_with_fresh_hf_cache("_child_load_arrow", out_dir))
+    arrow["extra_disk_mb"] = arrow["arrow_bytes"] / MB  # written once, at build time
+    res["zero_copy"] = arrow
     return res
 
 
@@ -834,6 +888,18 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 HEADER = ["method", "wall s", "CPU s", "h audio / core-h", "wall / floor"]
 
 
+def render_loading(ld: dict) -> list[str]:
+    z = ld["zero_copy"]
+    return [f"loading train ({ld['rows']} clips, parquet {ld['parquet_bytes'] / MB:.1f} MB): from_parquet "
+            f"{ld['from_parquet_s']:.2f} s (+{ld['import_datasets_s']:.2f} s import), peak RSS after load "
+            f"{ld['peak_rss_after_load_mb']:.0f} MB, HF cache +{ld['hf_cache_growth_mb']:.1f} MB; iterate+decode "
+            f"{ld['clips_per_s']:.0f} clips/s",
+            f"loading train zero-copy arrow/: etl.load {z['etl_load_s']:.3f} s, load_from_disk "
+            f"{z['load_from_disk_s']:.3f} s (+{z['import_s']:.2f} s import), peak RSS after load "
+            f"{z['peak_rss_after_load_mb']:.0f} MB, HF cache +{z['hf_cache_growth_mb']:.1f} MB, arrow/ on disk "
+            f"{z['extra_disk_mb']:.1f} MB; iterate+decode (etl.load numpy) {z['clips_per_s']:.0f} clips/s"]
+
+
 def render(results: dict) -> str:
     m, p = results["methods"], results["parameters"]
     c = results["corpus"]
@@ -860,12 +926,8 @@ def render(results: dict) -> str:
             out.append(f"peak worker RSS, {rss[k]['recording_minutes']:.0f}-min recording: "
                        f"{rss[k]['peak_rss_mb']:.1f} MB (run_shard + ffmpeg); Dask worker + ffmpeg in a "
                        f"1-worker build: {rss[k]['build_worker_peak_mb']:.1f} MB")
-    ld = results.get("loading")
-    if ld:
-        out.append(f"loading: from_parquet {ld['from_parquet_s']:.2f} s (+{ld['import_datasets_s']:.2f} s import), "
-                   f"peak RSS {ld['peak_rss_mb']:.0f} MB, HF cache +{ld['hf_cache_growth_mb']:.1f} MB "
-                   f"(parquet {ld['parquet_bytes'] / MB:.1f} MB); iterate+decode {ld['clips']} clips in "
-                   f"{ld['iterate_s']:.2f} s = {ld['clips_per_s']:.0f} clips/s")
+    if results.get("loading"):
+        out += render_loading(results["loading"])
     out.append("")
     for t in results["targets"]:
         flag = "n/a " if t["met"] is None else "PASS" if t["met"] else "MISS"
@@ -886,7 +948,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=None,
                     help="run the floor and the etl builds N times each, keep the fastest (default 2; --quick 1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--loading-only", metavar="DATASET", help="only the loading comparison, on this etl output "
+                    "folder (e.g. bench/etl_flac); figures to OUT/loading.json")
     args = ap.parse_args(argv)
+    if args.loading_only:
+        return loading_only(args.loading_only, args.out)
 
     quick = args.quick
     args.repeat = max(1, args.repeat if args.repeat is not None else (1 if quick else 2))
@@ -970,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     if "short" in rss and "long" in rss:
         rss["delta_mb"] = rss["long"]["peak_rss_mb"] - rss["short"]["peak_rss_mb"]
     _say("loading: datasets.Dataset.from_parquet + iterate ...")
-    loading = measure_loading(os.path.join(methods["etl_flac"]["output"], "data"))
+    loading = measure_loading(methods["etl_flac"]["output"])
     _say("etl plan on a large table ...")
     plan = measure_plan(out_root, corpus, 20_000 if quick else 1_000_000)
     _say(f"plan: {plan['rows']} rows in {plan['wall_s']:.1f} s")
@@ -1007,6 +1073,16 @@ def main(argv: list[str] | None = None) -> int:
         f.write(text + "\n")
     print(text)
     print(f"\nresults: {os.path.join(out_root, 'results.json')}  (bench took {results['bench_wall_s']:.0f} s)")
+    return 0
+
+
+def loading_only(dataset: str, out: str) -> int:
+    os.makedirs(out, exist_ok=True)
+    res = {"machine": machine_info(), "dataset": os.path.abspath(dataset),
+           "loading": measure_loading(os.path.abspath(dataset))}
+    with open(os.path.join(out, "loading.json"), "w", encoding="utf-8") as f:
+        json.dump(res, f, indent=2, default=str)
+    print("\n".join(render_loading(res["loading"])))
     return 0
 
 

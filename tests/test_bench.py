@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +15,28 @@ METHODS = ("floor", "etl_flac", "etl_wav", "naive", "seek")
 
 def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_zero_copy(loading):
+    z = loading["zero_copy"]
+    for key in ("etl_load_s", "load_from_disk_s", "peak_rss_after_load_mb", "extra_disk_mb", "clips_per_s"):
+        assert _number(z[key]), (key, z.get(key))
+    assert z["memory_mapped_in_place"] is True and z["hf_cache_growth_bytes"] == 0
+    assert z["rows"] == z["rows_load_from_disk"] == z["clips"] == loading["rows"]
+    assert loading["hf_cache_growth_bytes"] > 0  # from_parquet copies
+
+
+def test_loading_only_compares_from_parquet_and_zero_copy_on_an_existing_output(built, tmp_path):
+    data = tmp_path / "ds"
+    shutil.copytree(built["out"], data)  # arrow/ gets exported into it: not into the shared fixture
+    proc = subprocess.run([sys.executable, "-m", "etl.bench", "--loading-only", str(data), "--out", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "b" / "loading.json").read_text())
+    assert res["loading"]["rows"] == built["report"]["splits"]["train"]["rows"]
+    _check_zero_copy(res["loading"])
+    assert _number(res["loading"]["zero_copy"]["export_s_in_process"])
+    assert "zero-copy" in proc.stdout and res["machine"]["nproc"] >= 1
 
 
 @pytest.mark.timeout(180)
@@ -42,6 +65,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
     for key in ("from_parquet_s", "peak_rss_mb", "hf_cache_growth_mb", "clips_per_s", "iterate_s"):
         assert _number(loading[key]), (key, loading.get(key))
     assert loading["clips"] == loading["rows"] > 0
+    _check_zero_copy(loading)
 
     rss = res["worker_rss"]
     assert _number(rss["short"]["peak_rss_mb"]) and _number(rss["long"]["peak_rss_mb"])
