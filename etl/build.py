@@ -17,13 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import card, rows as rowchecks, storage, table
+from . import card, resume, rows as rowchecks, storage, table
 from .cluster import close_client, open_client
 from .config import ConfigError
 from .recordings import list_audio, resolve
 from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA
 from .shards import ShardTask, pack, resplit_reserve, run_shard
-from .splits import RESERVE, SplitPolicy, assign, promote_reserve, read_id_list
+from .splits import RESERVE, SPLITS, SplitPolicy, assign, promote_reserve, read_id_list
 from .vocab import build_vocab, missing_characters
 
 
@@ -204,8 +204,10 @@ def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
     return sorted(results, key=lambda r: r["shard"])
 
 
-def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict]) -> tuple[list[dict], set]:
-    """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train."""
+def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict],
+                    recorded: dict | None = None) -> tuple[list[dict], set]:
+    """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train.
+    ``recorded``: the re-split's completion record from an earlier run (then it is not redone)."""
     reserve_files = [r["parts"][RESERVE]["file"] for r in results if RESERVE in r["parts"]]
     if not reserve_files:
         return results, set()
@@ -219,39 +221,44 @@ def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict]) ->
                          "measure": rows["duration"].to_numpy() if by_hours else 1.0})
     promoted = promote_reserve(rows, target - dev_has)
     # on a worker too: audio never passes through the client
-    extra = client.submit(resplit_reserve, cfg["output"]["path"], reserve_files, promoted, len(results),
-                          key=f"etl-reserve-{uuid.uuid4().hex[:8]}", pure=False).result()
+    extra = recorded or client.submit(resplit_reserve, cfg["output"]["path"], reserve_files, promoted, len(results),
+                                      key=f"etl-reserve-{uuid.uuid4().hex[:8]}", pure=False).result()
     for r in results:
         r["parts"].pop(RESERVE, None)
     return results + [extra], promoted
 
 
-def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_source_id: bool, timings: dict,
-             t0: float) -> dict:
-    """Name the shard files, write rejects.parquet, report.json and the dataset card."""
+def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted: set, with_source_id: bool,
+             timings: dict, t0: float, fp: str) -> dict:
+    """Name the shard files, write rejects.parquet, report.json and the dataset card.
+    Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     parts_dir = storage.join(root, storage.PARTS_DIR)
     data_dir = storage.join(root, storage.DATA_DIR)
-    storage.clear_previous_output(fs, root, keep_parts=True)  # every shard is done: replace the old dataset
+    journal = resume.read_journal(fs, root)
+    if journal is None:
+        splits: dict[str, dict] = {}
+        for res in results:  # in shard order: deterministic names
+            for split, p in sorted(res["parts"].items()):
+                sp = splits.setdefault(split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0, "digests": []})
+                sp["files"].append(p["file"])
+                sp["rows"] += p["rows"]
+                sp["seconds"] += p["seconds"]
+                sp["bytes"] += p["bytes"]
+                sp["digests"].append(p["digest"])
+        order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
+        moves = [(storage.join(parts_dir, name), storage.join(data_dir, storage.final_name(split, i, len(f))))
+                 for split in order for f in [splits[split]["files"]] for i, name in enumerate(f)]
+        journal = {"splits": {s: splits[s] for s in order}, "moves": moves, "results": results,
+                   "promoted": sorted(promoted)}
+        resume.write_journal(fs, root, journal)
+        storage.clear_previous_output(fs, root, keep_parts=True)  # every shard is done: replace the old dataset
+    splits, results, promoted = journal["splits"], journal["results"], set(journal["promoted"])
+    order = list(splits)
     fs.makedirs(data_dir, exist_ok=True)
-
-    results, promoted = _settle_reserve(client, cfg, df, results)
-    splits: dict[str, dict] = {}
-    for res in results:  # in shard order: deterministic names
-        for split, p in sorted(res["parts"].items()):
-            s = splits.setdefault(split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0})
-            s["files"].append(p["file"])
-            s["rows"] += p["rows"]
-            s["seconds"] += p["seconds"]
-            s["bytes"] += p["bytes"]
-    order = [s for s in ("train", "dev", "test") if s in splits] + sorted(set(splits) - {"train", "dev", "test"})
-    for split in order:
-        files = splits[split]["files"]
-        for i, name in enumerate(files):
-            src, dst = storage.join(parts_dir, name), storage.join(data_dir, storage.final_name(split, i, len(files)))
+    for src, dst in journal["moves"]:
+        if fs.exists(src):  # else moved by the run that was killed
             fs.mv(src, dst)
-    if fs.exists(parts_dir):
-        fs.rm(parts_dir, recursive=True)
     if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
         from .arrow_export import export
         export(client, cfg["output"]["path"], {s: len(splits[s]["files"]) for s in order})
@@ -293,6 +300,8 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
         "shards": len(results),
+        "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
+        "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {"size": len(vocab), "missing_characters": oov},
         "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
                   "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"]},
@@ -308,6 +317,8 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], with_sour
     from .report_html import write_report_html  # plots: matplotlib only when a build finishes
 
     write_report_html(cfg["output"]["path"], report)
+    if fs.exists(parts_dir):  # last: until here a rerun completes this build instead of starting over
+        fs.rm(parts_dir, recursive=True)
     return report
 
 
@@ -318,32 +329,76 @@ def _open_and_announce(cfg_cluster: dict):
     return client
 
 
-def build(cfg: dict, client=None) -> dict:
-    """Run a whole build. With ``client`` given, use it; else open one from ``cfg['cluster']``."""
+def _up_to_date(fs, root: str, fp: str) -> dict | None:
+    """The report of a complete dataset built from the same fingerprint, if that is what is there."""
+    if resume.read_manifest(fs, root) is not None:
+        return None  # an unfinished build is in the way
+    report = resume.read_json(fs, storage.join(root, "report.json"))
+    return report if report and report.get("fingerprint") == fp else None
+
+
+def _unfinished(fs, root: str, cfg: dict, fp: str, force: bool) -> dict | None:
+    """The manifest of an unfinished build to resume; refuses one of another fingerprint."""
+    manifest = resume.read_manifest(fs, root)
+    if manifest is not None and manifest.get("fingerprint") != fp and not force:
+        raise ConfigError(f"output.path {cfg['output']['path']} holds an unfinished build of another config or "
+                          f"table; rerun with that config to resume it, or add --force to discard it")
+    return None if force or manifest is None or manifest.get("fingerprint") != fp else manifest
+
+
+def _start_or_resume(fs, root: str, cfg: dict, fp: str, manifest: dict | None) -> dict:
+    """The manifest of this build: the unfinished one with the same fingerprint, or a new one."""
+    if manifest is None:
+        storage.clear_parts(fs, root)  # the previous dataset stays until this build has succeeded
+        manifest = {"fingerprint": fp, "previous_dev": sorted(previous_dev_ids(cfg))}
+        resume.write_manifest(fs, root, manifest)
+    else:
+        resume.remove_temporaries(fs, root)
+    return manifest
+
+
+def build(cfg: dict, client=None, force: bool = False) -> dict:
+    """Run a whole build, or resume an unfinished one with the same config and table. With ``client``
+    given, use it; else open one from ``cfg['cluster']``. ``force``: discard unfinished work."""
     t0 = time.perf_counter()
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fp = resume.fingerprint(cfg)
+    if not force:
+        done = _up_to_date(fs, root, fp)
+        if done is not None:
+            _say(f"{cfg['output']['path']} is already built from this config and table "
+                 f"(fingerprint {fp[:12]}): nothing to do (--force rebuilds it)")
+            return {**done, "up_to_date": True}
+    unfinished = _unfinished(fs, root, cfg, fp, force)  # before starting anything
     pool = concurrent.futures.ThreadPoolExecutor(1)
     client_future = None
     if client is None:  # start the cluster while the table is read and checked
         client_future = pool.submit(_open_and_announce, cfg["cluster"])
     try:
         df, with_source_id = read_checked_table(cfg)
-        df = plan_rows(cfg, df, previous_dev_ids(cfg))
+        fs.makedirs(root, exist_ok=True)
+        manifest = _start_or_resume(fs, root, cfg, fp, unfinished)
+        df = plan_rows(cfg, df, set(manifest["previous_dev"]))
         t_table = time.perf_counter() - t0
         tasks = make_tasks(cfg, df, with_source_id)
-        fs, root = storage.fs_and_path(cfg["output"]["path"])
-        fs.makedirs(root, exist_ok=True)
-        storage.clear_parts(fs, root)  # the previous dataset stays until this build has succeeded
-        fs.makedirs(storage.join(root, storage.PARTS_DIR), exist_ok=True)
         if client_future is not None:
             client = client_future.result()
-        _say(f"{len(df)} rows, {int(df['split'].notna().sum())} to cut from "
-             f"{sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards")
         t1 = time.perf_counter()
-        results = run_tasks(client, tasks) if tasks else []
+        if resume.read_journal(fs, root) is not None:  # killed while finalizing: only that is left
+            _say("resuming: every shard is done; finishing the dataset")
+            results, promoted = [], set()
+        else:
+            done = resume.finished(fs, root, len(tasks))
+            todo = [t for t in tasks if t.index not in done]
+            _say(f"{len(df)} rows, {int(df['split'].notna().sum())} to cut from "
+                 f"{sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards"
+                 + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else ""))
+            new = run_tasks(client, todo) if todo else []
+            results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
+            results, promoted = _settle_reserve(client, cfg, df, results, done.get(len(tasks)))
         t_cut = time.perf_counter() - t1
-        report = finalize(client, cfg, df, results, with_source_id,
-                          {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0)
-        return report
+        return finalize(client, cfg, df, results, promoted, with_source_id,
+                        {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
     finally:
         if client_future is not None:
             try:

@@ -16,7 +16,9 @@ def _summary(report: dict, out: str) -> str:
         if n:
             lines.append(f"  rejected {r:<20} {n:>8}")
     t = report["timings"]
-    lines.append(f"decoded {report['hours_decoded']:.3f} h of recordings in {t['total_s']:.1f} s")
+    if not report.get("up_to_date"):
+        lines.append(f"decoded {report['hours_decoded']:.3f} h of recordings in {t['total_s']:.1f} s")
+    lines.append(f"content hash: {report.get('content_hash', '-')}   (rows, splits and audio bytes)")
     lines.append(f"dataset: {out}")
     return "\n".join(lines)
 
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("config", help="YAML config (see conf/default.yaml)")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set splits.dev_size=100 (repeatable)")
+    b.add_argument("--force", action="store_true",
+                   help="start clean: discard an unfinished build of another config, rebuild a complete one")
     pl = sub.add_parser("plan", help="dry run: rows, hours and estimated size per split, decoding nothing")
     pl.add_argument("config")
     pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from .build import build
 
-        report = build(cfg)
+        report = build(cfg, force=args.force)
     except ConfigError as e:
         print(f"etl: error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import audio, storage
+from . import audio, resume, storage
 from .schema import output_columns, output_schema
 from .splits import RESERVE
 
@@ -63,8 +63,9 @@ def pack(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
 class _SplitWriter:
     """One split's Parquet file of a shard, opened on its first row (no empty file is ever written)."""
 
-    def __init__(self, fs, path: str, schema: pa.Schema):
-        self.fs, self.path, self.schema = fs, path, schema
+    def __init__(self, fs, path: str, schema: pa.Schema, split: str):
+        self.fs, self.path, self.schema, self.split = fs, path, schema, split
+        self.digest = 0  # sum of row digests (see resume.content_hash)
         self.rows: list[dict] = []
         self.pending_bytes = 0
         self.count, self.seconds, self.audio_bytes = 0, 0.0, 0
@@ -79,6 +80,7 @@ class _SplitWriter:
         self.seconds += row["duration"]
         self.audio_bytes += size
         self.ids.append(row["id"])
+        self.digest = (self.digest + resume.row_digest(self.split, row)) % resume.ROW_HASH_MOD
         if self.pending_bytes >= ROW_GROUP_BYTES or len(self.rows) >= ROW_GROUP_ROWS:
             self.flush()
 
@@ -120,7 +122,7 @@ class _ShardWriters:
     def add(self, split: str, row: dict) -> None:
         if split not in self.by_split:
             path = storage.join(self.parts_dir, storage.part_name(split, self.index))
-            self.by_split[split] = _SplitWriter(self.fs, path, self.schema)
+            self.by_split[split] = _SplitWriter(self.fs, path, self.schema, split)
         self.by_split[split].add(row)
 
     def __enter__(self):
@@ -134,7 +136,7 @@ class _ShardWriters:
     def stats(self) -> dict:
         """Per split: file name, rows, seconds, audio bytes (and the ids, for the small reserve split)."""
         return {s: {"file": w.path.rsplit("/", 1)[-1], "rows": w.count, "seconds": w.seconds,
-                    "bytes": w.audio_bytes, **({"ids": w.ids} if s == RESERVE else {})}
+                    "bytes": w.audio_bytes, "digest": f"{w.digest:064x}", **({"ids": w.ids} if s == RESERVE else {})}
                 for s, w in self.by_split.items() if w.count}
 
 
@@ -164,13 +166,15 @@ def run_shard(task: ShardTask) -> dict:
             except _Unreadable as e:
                 _reject_unseen(records, seen, str(e), rejects)
             decoded += total / task.sampling_rate
-    return {
+    result = {
         "shard": task.index,
         "parts": writers.stats(),
         "rejects": rejects,
         "decoded_seconds": decoded,
         "wall_seconds": time.perf_counter() - t0,
     }
+    resume.write_record(fs, root, task.index, result)  # after the files: a record means the shard is whole
+    return result
 
 
 class _Unreadable(Exception):
@@ -247,7 +251,8 @@ def resplit_reserve(out: str, files: list[str], promoted: set, index: int) -> di
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
                     for row in batch.to_pylist():
                         writers.add("dev" if row["id"] in promoted else "train", row)
-    for name in files:
+    result = {"shard": index, "parts": writers.stats(), "rejects": [], "decoded_seconds": 0.0, "wall_seconds": 0.0}
+    resume.write_record(fs, root, index, result)
+    for name in files:  # only after the record: a rerun either redoes all of this or none of it
         fs.rm(storage.join(parts, name))
-    return {"shard": index, "parts": writers.stats(), "rejects": [], "decoded_seconds": 0.0,
-            "wall_seconds": 0.0}
+    return result

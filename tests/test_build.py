@@ -119,6 +119,8 @@ def test_same_rows_splits_and_audio_with_one_worker(built, corpus, tmp_path):
     for split in a:
         pd.testing.assert_frame_equal(a[split], b[split])
     assert sorted(os.listdir(out1 / "data")) == sorted(os.listdir(built["out"] / "data"))
+    one = json.loads((out1 / "report.json").read_text())
+    assert one["content_hash"] == built["report"]["content_hash"] and len(one["content_hash"]) == 32
 
 
 def test_dev_holds_dev_size_rows_chosen_by_seed(built, corpus, tmp_path):
