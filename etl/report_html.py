@@ -71,6 +71,8 @@ def _histogram(rows: pd.DataFrame, column: str, lo: float, hi: float, marks: dic
     fig, ax = _figure()
     groups = [g for g in (*_COLORS, *sorted(set(rows["group"]) - set(_COLORS))) if (rows["group"] == g).any()]
     values = [rows.loc[rows["group"] == g, column].dropna().to_numpy() for g in groups]
+    if not any(len(v) for v in values):
+        return "<p>No rows to plot.</p>"
     outside = sum(int(((v < lo) | (v > hi)).sum()) for v in values)
     ax.hist([np.clip(v, lo, hi) for v in values], bins=50, range=(lo, hi), stacked=True,
             color=[_COLORS.get(g, None) for g in groups], label=[f"{g} ({len(v)})" for g, v in zip(groups, values)])
@@ -81,8 +83,7 @@ def _histogram(rows: pd.DataFrame, column: str, lo: float, hi: float, marks: dic
                         textcoords="offset points", fontsize=8)
     ax.set_xlabel(xlabel + (f"   ({outside} row(s) outside the range counted in the end bins)" if outside else ""))
     ax.set_ylabel("rows")
-    if groups:
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=8)
     return _png(fig)
 
 
@@ -135,7 +136,7 @@ def render(report: dict, rows: pd.DataFrame) -> str:
         parts.append(f"<p>Dashed line: the threshold filters.min_similarity = {filters.get('min_similarity')}; "
                      "rows below it are rejected as low_similarity (or kept apart as their own split).</p>")
     else:
-        parts.append("<p>No similarity: the table has no hypothesis column.</p>")
+        parts.append("<p>No similarity to plot: the table has no hypothesis column (or no rows).</p>")
 
     parts.append("<h2>Hours per split</h2>")
     if splits:

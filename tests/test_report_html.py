@@ -62,3 +62,10 @@ def test_characters_outside_the_vocabulary_are_listed_per_split():
     assert "<tr><td>dev</td><td>ć</td><td>U+0107</td><td>3</td></tr>" in page
     assert "<tr><td>dev</td><td>q</td><td>U+0071</td><td>1</td></tr>" in page
     assert "no hypothesis column" in page and len(_images(page)) == 3  # no similarity to plot
+
+
+def test_an_empty_build_still_gets_a_page():
+    report = {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "hours_out": 0.0, "splits": {}, "rejects": {},
+              "vocab": {"size": 0, "missing_characters": {}}, "config": {"filters": {"min_similarity": 0.8}}}
+    page = render(report, pd.DataFrame({"duration": [], "similarity": [], "group": [], "reason": []}))
+    assert "0 rows in: 0 kept" in page and "No rows to plot." in page and not _images(page)
