@@ -1,7 +1,9 @@
 """Load a built dataset for training: ``etl.load(OUT, split=None, decode="numpy", streaming=False)``.
 
-- With ``arrow/`` in OUT (``output.arrow: true``): ``datasets.load_from_disk`` memory-maps the Arrow
-  files where they are: instant whatever the size, nothing copied (remote URLs are downloaded first).
+- With ``arrow/`` in OUT (``output.arrow: true``): the Arrow files are memory-mapped where they are,
+  nothing copied. ``decode="numpy"`` builds the splits the way ``datasets.load_from_disk`` does, minus
+  its per-file deep copies and the cast (~0.3 s for 400 files / 5.5 GB instead of ~1.7 s);
+  ``decode="datasets"`` is ``load_from_disk`` itself. Remote URLs are downloaded first (``datasets``).
 - Otherwise the Parquet files go through ``datasets``' parquet builder: converted once into the HF
   cache, memory-mapped from there.
 - ``streaming=True``: an ``IterableDataset`` reading the Parquet files row group by row group from
@@ -13,7 +15,10 @@ torchcodec. ``decode="datasets"``: the ``Audio`` feature as ``datasets`` decodes
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 import re
 
 from . import storage
@@ -67,10 +72,16 @@ def _url(fs, path: str) -> str:
     return path if storage.is_local(fs) else fs.unstrip_protocol(path)
 
 
+def _undecoded(features):
+    """The features with ``audio`` left as bytes (decoded by ``decode_batch`` instead)."""
+    import datasets
+
+    features["audio"] = datasets.Audio(sampling_rate=features["audio"].sampling_rate, decode=False)
+    return features
+
+
 def _features(url: str, storage_options: dict | None):
     """The ``datasets.Features`` stored in a shard's ``huggingface`` schema metadata."""
-    import json
-
     import datasets
     import fsspec
     import pyarrow.parquet as pq
@@ -91,21 +102,53 @@ def load(path: str, split: str | None = None, decode: str = "numpy", streaming: 
     path = str(path)
     fs, root = _fs(path, storage_options)
     arrow = storage.join(root, storage.ARROW_DIR)
+    numpy = decode == "numpy"
     if not streaming and fs.exists(storage.join(arrow, "dataset_dict.json")):
+        if numpy and storage.is_local(fs):
+            return _memory_mapped(arrow, split, path)
         ds = datasets.load_from_disk(_url(fs, arrow), storage_options=storage_options)
         _check_split(split, ds, path)
         ds = ds if split is None else ds[split]
+        if numpy:  # remote: a downloaded copy anyway
+            feats = ds.features if split else next(iter(ds.values())).features
+            ds = ds.cast_column("audio", _undecoded(feats.copy())["audio"])
     else:
         files = data_files(path, storage_options)
         _check_split(split, files, path)
+        features = _features(next(iter(files.values()))[0], storage_options)
         ds = datasets.load_dataset("parquet", data_files=files if split is None else {split: files[split]},
-                                   features=_features(next(iter(files.values()))[0], storage_options),
+                                   features=_undecoded(features) if numpy else features,
                                    split=split, streaming=streaming, storage_options=storage_options)
-    if decode == "numpy":
-        feats = ds.features if hasattr(ds, "features") else next(iter(ds.values())).features
-        ds = ds.cast_column("audio", datasets.Audio(sampling_rate=feats["audio"].sampling_rate, decode=False))
-        ds = ds.map(decode_batch, batched=True) if streaming else ds.with_transform(decode_batch)
+    if numpy:
+        if streaming:
+            return ds.map(decode_batch, batched=True)
+        ds.set_transform(decode_batch)  # in place: with_transform would deep-copy the table
     return ds
+
+
+def _memory_mapped(arrow: str, split: str | None, path: str):
+    """What ``datasets.load_from_disk`` does for a local folder -- each split's files memory-mapped in
+    place -- with the audio feature declared undecoded up front and no deep copies."""
+    import datasets
+    from datasets.table import MemoryMappedTable, concat_tables
+
+    def read(*parts):
+        with open(os.path.join(arrow, *parts), encoding="utf-8") as f:
+            return json.load(f)
+
+    splits = read("dataset_dict.json")["splits"]
+    _check_split(split, splits, path)
+    out = {}
+    for s in [split] if split else splits:
+        state, info = read(s, "state.json"), read(s, "dataset_info.json")
+        table = concat_tables([MemoryMappedTable.from_file(os.path.join(arrow, s, f["filename"]))
+                               for f in state["_data_files"]])
+        features = _undecoded(datasets.Features.from_dict(info["features"]))
+        fingerprint = hashlib.blake2b(f"{state['_fingerprint']}-numpy".encode(), digest_size=8).hexdigest()
+        out[s] = datasets.Dataset(table, info=datasets.DatasetInfo(features=features), split=s,
+                                  fingerprint=fingerprint)
+        out[s].set_transform(decode_batch)
+    return out[split] if split else datasets.DatasetDict(out)
 
 
 def _check_split(split: str | None, available, path: str) -> None:

@@ -132,6 +132,7 @@ def test_memory_url_output_builds_arrow_and_loads_in_memory_and_streaming(corpus
 
         dd = etl.load(f"{root}/out")
         assert {s: ds.num_rows for s, ds in dd.items()} == {s: v["rows"] for s, v in report["splits"].items()}
+        _check_rows(dd["dev"], corpus)  # arrow/ downloaded by load_from_disk, decoded by soundfile
 
         stream = etl.load(f"{root}/out", streaming=True)
         assert isinstance(stream, datasets.IterableDatasetDict)
