@@ -34,8 +34,8 @@ def select(df: pd.DataFrame, n: int, seed: int, where: str | None = None) -> pd.
 
     Candidates: rows whose clip can be cut; without ``where`` only the rows the build keeps, with it
     the rows (kept or filtered out) the pandas query selects. The hash is salted with ``sample:`` so
-    that the sample never coincides with dev (dev is the smallest unsalted hash with the split seed),
-    and a smaller n with the same seed gives a prefix of the larger sample.
+    the sample is independent of dev (the smallest unsalted hash with the split seed: the same seed
+    would otherwise sample exactly the dev rows), and a smaller n gives a prefix of the larger sample.
     """
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
