@@ -97,10 +97,15 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
     # Units in order: the previous build's dev units first (dev stays dev when rows are added),
     # then by seeded hash. One entry per unit with its rows and seconds.
     keys = unit[pool]
-    was_dev = rows.loc[pool, "id"].isin(previous_dev)
-    units = pd.DataFrame({"unit": keys, "rows": 1, "seconds": rows.loc[pool, "duration"], "prev": was_dev})
-    units = units.groupby("unit", sort=False).agg(rows=("rows", "sum"), seconds=("seconds", "sum"),
-                                                  prev=("prev", "any")).reset_index()
+    codes, uniques = pd.factorize(keys, sort=False)  # arrays, not index lookups: 1M rows in < 1 s
+    n = len(uniques)
+    units = pd.DataFrame({
+        "unit": np.asarray(uniques, dtype=object),
+        "rows": np.bincount(codes, minlength=n),
+        "seconds": np.bincount(codes, weights=rows.loc[pool, "duration"].to_numpy(float), minlength=n),
+        "prev": np.bincount(codes, weights=rows.loc[pool, "id"].isin(previous_dev).to_numpy(float), minlength=n) > 0,
+        "code": np.arange(n),
+    })
     units["hash"] = seeded_hash(units["unit"], policy.seed)
     units = units.sort_values(["prev", "hash", "unit"], ascending=[False, True, True], kind="stable")
     units = units.reset_index(drop=True)
@@ -132,11 +137,12 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
         units.loc[fresh, "over_budget"] = f"budget.total_gb {policy.total_bytes / 1e9:g} GB reached"
     units.loc[units["over_budget"].notna(), "split"] = None
 
-    by_unit = units.set_index("unit")
-    pos = pd.Series(np.arange(len(units), dtype=np.int64), index=units["unit"])
-    out.loc[pool, "split"] = keys.map(by_unit["split"])
-    out.loc[pool, "over_budget"] = keys.map(by_unit["over_budget"])
-    out.loc[pool, "order"] = keys.map(pos).astype(np.int64)
+    pos = np.empty(n, dtype=np.int64)  # code -> position in order
+    pos[units["code"].to_numpy()] = np.arange(n, dtype=np.int64)
+    row_pos = pos[codes]
+    out.loc[pool, "split"] = units["split"].to_numpy(object)[row_pos]
+    out.loc[pool, "over_budget"] = units["over_budget"].to_numpy(object)[row_pos]
+    out.loc[pool, "order"] = row_pos
     return out
 
 
