@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 
+import moto.server as moto_server  # the [test] extra installs moto[server] and s3fs: a missing one fails, never skips
 import pytest
+import s3fs
 
 from etl import storage
 from etl.cli import main
 
 from .conftest import write_config
 from .test_cluster import dataset_content
-
-s3fs = pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
 
 SECRET = "etl-test-SECRET-7f3a9c"  # must never appear in anything etl writes or prints
 KEY_ID = "AKIAETLTESTKEY0001"
