@@ -98,9 +98,12 @@ def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> pd.DataF
 def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
     """Exclusions, test ids, dev, reserve, train, budgets: fills ``split``, ``unit``, ``order``."""
     s = cfg["splits"]
+    selection: dict = {"exclude_ids": {}}  # what each list matched, for report.json and the plan
     for path in s["exclude_ids"]:
         listed = read_id_list(_read_text(path))
-        rowchecks.reject(df, df["id"].isin(listed) | df["recording"].isin(listed), "excluded", f"listed in {path}")
+        hit = df["id"].isin(listed) | df["recording"].isin(listed)
+        rowchecks.reject(df, hit, "excluded", f"listed in {path}")
+        selection["exclude_ids"][path] = {"listed": len(listed), "rows_matched": int(hit.sum())}
     test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
     low_split = s["low_similarity"] == "split"
     eligible = df["reason"].isna() | (low_split & df["reason"].eq("low_similarity").fillna(False))
@@ -114,6 +117,14 @@ def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
     df.loc[kept_low, ["reason", "detail"]] = None  # a split of its own, not a reject
     over = placed["over_budget"].reindex(df.index)
     rowchecks.reject(df, over.notna(), "over_budget", over)
+    if s["test_ids"]:
+        hit = df["id"].isin(test_keys) | df["recording"].isin(test_keys)
+        selection["test_ids"] = {"listed": len(test_keys), "rows_matched": int(hit.sum()),
+                                 "rows_in_test": int(df["split"].eq("test").sum())}
+    if previous_dev:
+        selection["previous_dev"] = {"ids": len(previous_dev),
+                                     "still_in_dev": int((df["id"].isin(previous_dev) & df["split"].eq("dev")).sum())}
+    df.attrs["selection"] = selection
 
 
 def _read_text(path: str) -> str:
@@ -300,6 +311,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
         "shards": len(results),
+        "selection": df.attrs.get("selection", {}),  # what test_ids / exclude_ids / the previous dev matched
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {"size": len(vocab), "missing_characters": oov},

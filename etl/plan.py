@@ -36,6 +36,7 @@ def plan(cfg: dict) -> dict:
         "recordings": int(df.loc[kept, "recording"].nunique()),
         "hours_to_decode": float(df[kept].groupby("recording")["end"].max().sum() / 3600),
         "not_knowable_before_decoding": list(DECODE_TIME_REASONS),
+        "selection": df.attrs.get("selection", {}),
     }
 
 
@@ -54,6 +55,15 @@ def format_plan(p: dict) -> str:
                   f"({p['hours_to_decode']:.2f} h)", "rejected before decoding:"]
     lines += [f"  {r:<22}{n:>10,}" for r, n in p["rejects"].items()]
     lines.append(f"  (found only while decoding: {', '.join(p['not_knowable_before_decoding'])})")
+    sel = p.get("selection", {})
+    for path, v in sel.get("exclude_ids", {}).items():
+        lines.append(f"exclude_ids {path}: {v['listed']:,} listed, {v['rows_matched']:,} rows matched")
+    if "test_ids" in sel:
+        t = sel["test_ids"]
+        lines.append(f"test_ids: {t['listed']:,} listed, {t['rows_matched']:,} rows matched, {t['rows_in_test']:,} in test")
+    if "previous_dev" in sel:
+        lines.append(f"previous dev: {sel['previous_dev']['still_in_dev']:,} of {sel['previous_dev']['ids']:,} "
+                     "ids stay in dev")
     return "\n".join(lines)
 
 

@@ -49,6 +49,9 @@ def test_test_ids_exclusions_low_similarity_split_and_budget(corpus, tmp_path):
     assert "low_similarity" not in set(rej["reason"])
     assert report["rejects"]["over_budget"] > 0 and report["splits"]["train"]["hours"] <= 20 / 3600
     assert len(_ids(out, "dev")) == 3
+    sel = report["selection"]
+    assert sel["test_ids"] == {"listed": 1, "rows_matched": 3, "rows_in_test": 3}
+    assert sel["exclude_ids"] == {str(tmp_path / "reviewed.txt"): {"listed": 2, "rows_matched": 2}}
     # the clips in the new splits are the right audio
     t = pq.read_table(glob.glob(str(out / "data" / "test-*.parquet"))[0]).to_pandas()
     for _, row in t.iterrows():
