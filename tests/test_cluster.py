@@ -84,6 +84,7 @@ def test_a_build_on_a_separate_scheduler_and_worker_processes_equals_a_local_bui
         assert dataset_content(o) == expected
         report = json.loads((o / "report.json").read_text())
         assert report["rejects"] == built["report"]["rejects"]
+        assert report["content_hash"] == built["report"]["content_hash"]
 
 
 def test_an_unreachable_scheduler_or_missing_scheduler_file_is_one_clear_error(tmp_path, capsys, corpus):

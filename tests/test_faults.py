@@ -174,8 +174,7 @@ def test_a_worker_killed_mid_build_costs_nothing(built, corpus, tmp_path):
         assert len(client.scheduler_info()["workers"]) == 1  # it really died
     assert dataset_content(out) == dataset_content(built["out"])
     assert report["rejects"] == built["report"]["rejects"]
-    if "content_hash" in built["report"]:
-        assert report["content_hash"] == built["report"]["content_hash"]
+    assert report["content_hash"] == built["report"]["content_hash"]
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]  # the killed task's half file is gone
 
 

@@ -49,6 +49,7 @@ def test_a_build_from_s3_to_s3_equals_the_local_build_and_never_shows_the_secret
     assert dataset_content("s3://etl-test/out") == dataset_content(built["out"])
     report = json.loads(s3.cat("etl-test/out/report.json"))
     assert report["rejects"] == built["report"]["rejects"]
+    assert report["content_hash"] == built["report"]["content_hash"]
     s3.invalidate_cache()
     files = s3.find("etl-test/out/")
     assert not [p for p in files if ".tmp-" in p or "/.parts/" in p]
