@@ -51,7 +51,8 @@ def test_test_ids_exclusions_low_similarity_split_and_budget(corpus, tmp_path):
     assert len(_ids(out, "dev")) == 3
     sel = report["selection"]
     assert sel["test_ids"] == {"listed": 1, "rows_matched": 3, "rows_in_test": 3}
-    assert sel["exclude_ids"] == {str(tmp_path / "reviewed.txt"): {"listed": 2, "rows_matched": 2}}
+    # 3 rows: the table also repeats mp3_48k_stereo-0 (rejected as duplicate_id, first reason wins)
+    assert sel["exclude_ids"] == {str(tmp_path / "reviewed.txt"): {"listed": 2, "rows_matched": 3}}
     # the clips in the new splits are the right audio
     t = pq.read_table(glob.glob(str(out / "data" / "test-*.parquet"))[0]).to_pandas()
     for _, row in t.iterrows():
