@@ -97,3 +97,28 @@ def test_sigkill_of_the_whole_build_then_rerun_completes_it_equal_to_a_clean_bui
     assert report["rows_in"] == built["report"]["rows_in"] and report["splits"] == built["report"]["splits"]
     assert not (out / ".parts").exists()
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_build_killed_while_renaming_its_shards_is_finished_by_a_rerun(built, corpus, tmp_path, monkeypatch,
+                                                                         capsys):
+    from fsspec.implementations.local import LocalFileSystem
+
+    out = tmp_path / "out"
+    cfg = write_config(corpus, out)
+    real_mv, calls = LocalFileSystem.mv, []
+
+    def dies_on_the_third_rename(self, *a, **k):
+        calls.append(a)
+        if len(calls) == 3:
+            raise OSError("node lost")
+        return real_mv(self, *a, **k)
+
+    monkeypatch.setattr(LocalFileSystem, "mv", dies_on_the_third_rename)
+    assert main(["build", cfg]) == 1
+    monkeypatch.setattr(LocalFileSystem, "mv", real_mv)
+    assert (out / ".parts" / "finalize.json").exists() and len(list((out / "data").iterdir())) == 2
+    assert main(["build", cfg]) == 0
+    assert "finishing the dataset" in capsys.readouterr().err
+    report = _report(out)
+    assert report["content_hash"] == built["report"]["content_hash"] and report["splits"] == built["report"]["splits"]
+    assert not (out / ".parts").exists()
