@@ -57,7 +57,7 @@ class DurationGroupedTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
-        durations = ds.data.column("duration").to_pylist()
+        durations = ds.select_columns(["duration"]).with_format("arrow")[:]["duration"].to_pylist()
         return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
                                     lengths=durations)
 
