@@ -1,8 +1,8 @@
-"""The one place Dask orchestrates: table -> rows -> splits -> shards -> output.
+"""The one place the Dask cluster is driven: planned rows -> shards -> output.
 
-Data flows one way. The table is read and checked with dask.dataframe (threads, while the cluster
-starts in the background), the checks that need the whole table run on the client, and each shard
-of recordings becomes one task on the cluster that writes its own files.
+Data flows one way. The table is read, checked and placed by ``planning`` (dask.dataframe threads,
+while the cluster starts in the background), each shard of recordings becomes one task on the
+cluster that writes its own files, and ``finalize`` names them and writes the report.
 """
 from __future__ import annotations
 
@@ -17,141 +17,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import card, resume, rows as rowchecks, storage, table
+from . import card, resume, storage
 from .cluster import close_client, open_client
 from .config import ConfigError
-from .recordings import list_audio, resolve
+from .planning import plan_rows, previous_dev_ids, read_checked_table
 from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA
 from .shards import ShardTask, pack, resplit_reserve, run_shard
-from .splits import RESERVE, SPLITS, SplitPolicy, assign, promote_reserve, read_id_list
+from .splits import RESERVE, SPLITS, promote_reserve
 from .vocab import build_vocab, missing_characters
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
-    """The alignment table, canonical and row-checked, as one pandas frame in input order.
-    Returns (frame, whether the table had its own id column)."""
-    import dask
-    import dask.dataframe  # noqa: F401  (registers the dataframe config)
-
-    inp = cfg["input"]
-    fmt = table.detect_format(inp["alignment"], inp["format"])
-    columns = dict(inp["columns"])
-    if fmt == "kaldi":
-        columns = {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                   "hypothesis": None}
-    with dask.config.set({"dataframe.convert-string": False}):
-        try:
-            ddf = table.read_raw(inp["alignment"], fmt)
-            present = [str(c) for c in ddf.columns]
-        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:  # a malformed table: the user's input
-            raise _unreadable_table(inp["alignment"], fmt, e) from None
-        table.check_columns(present, columns, fmt)
-        has_id = bool(columns.get("id")) and (columns["id"] in present or "__key__" in present)
-
-        def per_partition(pdf: pd.DataFrame) -> pd.DataFrame:
-            canon = table.canonical(pdf, columns, inp["id_template"])
-            return rowchecks.check_rows(canon, cfg["text"], cfg["filters"], inp["id_template"])
-
-        try:
-            (df,) = dask.compute(ddf.map_partitions(per_partition), scheduler="threads")
-        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
-            raise _unreadable_table(inp["alignment"], fmt, e) from None
-    df = df.reset_index(drop=True)
-    df.insert(0, "row", np.arange(len(df), dtype=np.int64))
-    return df, has_id
-
-
-def _unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
-    text = str(e).replace("Original Message:", "").strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "error occurred while calling" not in ln]
-    return ConfigError(f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}")
-
-
-def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> pd.DataFrame:
-    """Whole-table checks and split assignment; adds ``url``, ``split`` (None when rejected),
-    ``unit`` and ``order`` (see ``splits.assign``)."""
-    inp = cfg["input"]
-    rowchecks.mark_duplicates(df)
-    wav_scp = None
-    if table.detect_format(inp["alignment"], inp["format"]) == "kaldi" and inp["audio"] is None:
-        wav_scp = table.read_wav_scp(inp["alignment"])
-    listing = {} if inp["audio"] is None else list_audio(inp["audio"])
-    url = resolve(df["recording"], listing, wav_scp)
-    url[df["reason"] == "invalid_recording_id"] = None  # never opened, not even looked up
-    df["url"] = url
-    if wav_scp is not None:
-        pipes = {r for r, p in wav_scp.items() if p is None}
-        where = "wav.scp (or its file does not exist)"
-        rowchecks.reject(df, df["recording"].isin(pipes), "missing_audio",
-                         "wav.scp entry is a command pipe; etl never runs commands")
-    else:
-        where = inp["audio"]
-    rowchecks.mark_missing_audio(df, url, where)  # invalid ids keep their own, earlier reason
-    place_rows(cfg, df, previous_dev)
-    return df
-
-
-def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
-    """Exclusions, test ids, dev, reserve, train, budgets: fills ``split``, ``unit``, ``order``."""
-    s = cfg["splits"]
-    selection: dict = {"exclude_ids": {}}  # what each list matched, for report.json and the plan
-    for path in s["exclude_ids"]:
-        listed = read_id_list(_read_text(path))
-        hit = df["id"].isin(listed) | df["recording"].isin(listed)
-        rowchecks.reject(df, hit, "excluded", f"listed in {path}")
-        selection["exclude_ids"][path] = {"listed": len(listed), "rows_matched": int(hit.sum())}
-    test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
-    low_split = s["low_similarity"] == "split"
-    eligible = df["reason"].isna() | (low_split & df["reason"].eq("low_similarity").fillna(False))
-    placed = assign(df.loc[eligible, ["id", "recording", "duration", "reason"]], SplitPolicy.from_config(cfg),
-                    test_keys, previous_dev, low_split)
-    df["split"] = pd.Series(None, index=df.index, dtype=object)
-    df["unit"] = pd.Series(None, index=df.index, dtype=object)
-    df["order"] = np.int64(-1)
-    df.loc[eligible, ["split", "unit", "order"]] = placed[["split", "unit", "order"]]
-    kept_low = df["split"].eq("low_similarity").fillna(False)
-    df.loc[kept_low, ["reason", "detail"]] = None  # a split of its own, not a reject
-    over = placed["over_budget"].reindex(df.index)
-    rowchecks.reject(df, over.notna(), "over_budget", over)
-    if s["test_ids"]:
-        hit = df["id"].isin(test_keys) | df["recording"].isin(test_keys)
-        selection["test_ids"] = {"listed": len(test_keys), "rows_matched": int(hit.sum()),
-                                 "rows_in_test": int(df["split"].eq("test").sum())}
-    if previous_dev:
-        selection["previous_dev"] = {"ids": len(previous_dev),
-                                     "still_in_dev": int((df["id"].isin(previous_dev) & df["split"].eq("dev")).sum())}
-    df.attrs["selection"] = selection
-
-
-def _read_text(path: str) -> str:
-    import fsspec
-
-    with fsspec.open(path, "rt", encoding="utf-8-sig") as f:
-        return f.read()
-
-
-def previous_dev_ids(cfg: dict) -> set:
-    """Ids in dev of the dataset now in output.path, if it was split the same way (else empty)."""
-    if not cfg["splits"]["keep_previous_dev"]:
-        return set()
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
-    try:
-        with fs.open(storage.join(root, "report.json"), "rb") as f:
-            old = json.load(f)["config"]["splits"]
-        if old.get("seed") != cfg["splits"]["seed"] or old.get("by", "segment") != cfg["splits"]["by"]:
-            return set()
-        files = fs.glob(storage.join(root, storage.DATA_DIR, "dev-*.parquet"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
-    ids: set = set()
-    for name in files:
-        with fs.open(name, "rb") as f:
-            ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
-    return ids
 
 
 MIN_SHARDS = 16

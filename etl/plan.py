@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from .audio import FLAC_RATIO
-from .build import plan_rows, previous_dev_ids, read_checked_table
+from .planning import plan_rows, previous_dev_ids, read_checked_table
 from .schema import REJECT_REASONS
 from .splits import RESERVE, SPLITS
 

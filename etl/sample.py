@@ -99,7 +99,7 @@ def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict) -> dict[s
 
 def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, force: bool = False) -> dict:
     """Select, cut and write a review sample into ``out``. Returns a summary for the CLI."""
-    from .build import plan_rows, read_checked_table
+    from .planning import plan_rows, read_checked_table
     from .review import write_review_xlsx
 
     fs, root = storage.fs_and_path(out)

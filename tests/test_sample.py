@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from openpyxl import load_workbook
 
-from etl.build import plan_rows, read_checked_table
+from etl.planning import plan_rows, read_checked_table
 from etl.cli import main
 from etl.config import DEFAULTS, load_config
 from etl.sample import clip_name, select

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from etl import table
-from etl.build import read_checked_table
+from etl.planning import read_checked_table
 from etl.config import ConfigError, load_config
 from etl.recordings import list_audio, resolve
 from etl.rows import check_rows, mark_duplicates
