@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     rc = cli_main(["build", cfg, *argv[1:]])
     if rc == 0:
         out = os.path.join(folder, "out")
-        print(f"\nload it:  python -c \"import datasets; print(datasets.load_dataset('{out}'))\"")
-        print(f"rejects:  {out}/rejects.parquet   report: {out}/report.json")
+        print(f"\nload it:  python -c \"import etl; d = etl.load('{out}'); print(d, d['train'][0]['audio'])\"")
+        print(f"          (numpy decoding, no torchcodec; datasets.load_dataset('{out}') works too)")
+        print(f"rejects:  {out}/rejects.parquet   report: {out}/report.json ({out}/report.html)")
     return rc
 
 
