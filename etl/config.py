@@ -161,6 +161,9 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = (), check
     cfg = _merge(DEFAULTS, user)
     if isinstance(cfg["splits"]["exclude_ids"], str):  # one file needs no list
         cfg["splits"]["exclude_ids"] = [cfg["splits"]["exclude_ids"]]
+    bad = [p for p in cfg["splits"]["exclude_ids"] if not isinstance(p, str) or not p]
+    if bad:
+        raise ConfigError(f"config key 'splits.exclude_ids' must list files, got {bad[0]!r}")
     for key in _PATH_KEYS:
         value = _get(cfg, key)
         if value and not is_url(value):
@@ -189,9 +192,6 @@ def _check_values(cfg: dict) -> None:
     for key in ("splits.dev_hours", "budget.train_hours", "budget.total_gb"):
         if _get(cfg, key) is not None and _get(cfg, key) < 0:
             raise ConfigError(f"config key '{key}' must be >= 0")
-    bad = [p for p in cfg["splits"]["exclude_ids"] if not isinstance(p, str) or not p]
-    if bad:
-        raise ConfigError(f"config key 'splits.exclude_ids' must list files, got {bad[0]!r}")
     if cfg["cluster"]["n_workers"] is not None and cfg["cluster"]["n_workers"] < 1:
         raise ConfigError("config key 'cluster.n_workers' must be >= 1")
     if cfg["cluster"]["threads_per_worker"] < 1:

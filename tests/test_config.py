@@ -156,6 +156,12 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, doc, key):
     ({"cluster": {"threads_per_worker": 0}}, "cluster.threads_per_worker"),
     ({"input": {"id_template": "{recording}_{speaker}"}}, "input.id_template"),
     ({"input": {"id_template": "{start:.1q}"}}, "input.id_template"),
+    ({"splits": {"by": "speaker"}}, "splits.by"),
+    ({"splits": {"low_similarity": "keep"}}, "splits.low_similarity"),
+    ({"splits": {"dev_hours": -1}}, "splits.dev_hours"),
+    ({"budget": {"total_gb": -5}}, "budget.total_gb"),
+    ({"splits": {"exclude_ids": [3]}}, "splits.exclude_ids"),
+    ({"splits": {"exclude_ids": {"a": 1}}}, "splits.exclude_ids"),
 ])
 def test_bad_value_is_an_error_naming_the_key(tmp_path, doc, key):
     assert f"'{key}'" in _error(tmp_path, doc)
@@ -294,6 +300,21 @@ def test_missing_input_is_an_error_naming_the_key_and_path(tmp_path, key, missin
     with pytest.raises(ConfigError, match=rf"input\.{key}") as e:
         load_config(str(path))
     assert str(tmp_path / missing) in str(e.value)
+
+
+def test_id_list_paths_resolve_from_the_config_folder_and_must_exist(tmp_path):
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "align.csv").write_text("id,recording,start,end,text\n", encoding="utf-8")
+    (tmp_path / "review").mkdir()
+    (tmp_path / "review" / "bad_ids.txt").write_text("a\n", encoding="utf-8")
+    doc = {"input": {"alignment": "align.csv", "audio": "audio"},
+           "splits": {"exclude_ids": "review/bad_ids.txt", "test_ids": "review/bad_ids.txt"}}
+    cfg = load_config(str(_write(tmp_path, doc)))
+    assert cfg["splits"]["exclude_ids"] == [str(tmp_path / "review" / "bad_ids.txt")]  # one file: no list needed
+    assert cfg["splits"]["test_ids"] == str(tmp_path / "review" / "bad_ids.txt")
+    doc["splits"]["exclude_ids"] = ["review/bad_ids.txt", "review/gone.txt"]
+    with pytest.raises(ConfigError, match=r"splits\.exclude_ids: file not found: .*gone\.txt"):
+        load_config(str(_write(tmp_path, doc)))
 
 
 def test_missing_ffmpeg_binary_is_an_error(tmp_path):
