@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import sys
+import threading
 import time
 import uuid
 
@@ -211,6 +212,16 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
     return report
 
 
+def _warm_report_imports() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
+        from . import report_html  # noqa: F401
+    except Exception:  # the real import in finalize reports any problem
+        pass
+
+
 def _open_and_announce(cfg_cluster: dict):
     client = open_client(cfg_cluster)
     _say(f"Dask dashboard: {client.dashboard_link}" if cfg_cluster.get("dashboard_address") or
@@ -272,6 +283,8 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
         tasks = make_tasks(cfg, df, with_source_id)
         if client_future is not None:
             client = client_future.result()
+        # matplotlib for report.html, imported while the workers decode instead of after them
+        threading.Thread(target=_warm_report_imports, daemon=True).start()
         t1 = time.perf_counter()
         if resume.read_journal(fs, root) is not None:  # killed while finalizing: only that is left
             _say("resuming: every shard is done; finishing the dataset")
