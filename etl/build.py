@@ -204,12 +204,18 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
     storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
     storage.write_bytes(fs, storage.join(root, "README.md"),
                         card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id).encode())
+    return report
+
+
+def _finish(cfg: dict, report: dict) -> None:
+    """report.html, then the end of the build's own state (runs while the cluster closes)."""
     from .report_html import write_report_html  # plots: matplotlib only when a build finishes
 
     write_report_html(cfg["output"]["path"], report)
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    parts_dir = storage.join(root, storage.PARTS_DIR)
     if fs.exists(parts_dir):  # last: until here a rerun completes this build instead of starting over
         fs.rm(parts_dir, recursive=True)
-    return report
 
 
 def _warm_report_imports() -> None:
@@ -271,6 +277,7 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
             return {**done, "up_to_date": True}
     unfinished = _unfinished(fs, root, cfg, fp, force)  # before starting anything
     pool = concurrent.futures.ThreadPoolExecutor(1)
+    finisher = concurrent.futures.ThreadPoolExecutor(1)
     client_future = None
     if client is None:  # start the cluster while the table is read and checked
         client_future = pool.submit(_open_and_announce, cfg["cluster"])
@@ -299,8 +306,9 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
             results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
             results, promoted = _settle_reserve(client, cfg, df, results, done.get(len(tasks)))
         t_cut = time.perf_counter() - t1
-        return finalize(client, cfg, df, results, promoted, with_source_id,
-                        {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
+        report = finalize(client, cfg, df, results, promoted, with_source_id,
+                          {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
+        finishing = finisher.submit(_finish, cfg, report)
     finally:
         if client_future is not None:
             try:
@@ -308,3 +316,6 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
             except Exception:
                 pass
         pool.shutdown(wait=False)
+    finishing.result()  # its errors are the build's
+    finisher.shutdown()
+    return report
