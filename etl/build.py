@@ -65,8 +65,9 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
     return tasks
 
 
-def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
-    """Submit shards longest first; progress bar with ETA in hours of audio."""
+def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[dict]:
+    """Submit shards longest first; progress bar with ETA in hours of audio. ``on_tail`` is called
+    once when fewer shards are left than workers, i.e. when a core falls idle."""
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -90,6 +91,9 @@ def run_tasks(client, tasks: list[ShardTask]) -> list[dict]:
             finally:
                 f.release()
             bar.update(t.seconds / 3600)
+            if on_tail is not None and len(tasks) - len(results) < len(client.scheduler_info()["workers"]):
+                on_tail()
+                on_tail = None
     return sorted(results, key=lambda r: r["shard"])
 
 
@@ -219,6 +223,10 @@ def _finish(cfg: dict, report: dict) -> None:
 
 
 def _warm_report_imports() -> None:
+    threading.Thread(target=_import_report_modules, daemon=True).start()
+
+
+def _import_report_modules() -> None:
     try:
         import matplotlib.backends.backend_agg  # noqa: F401
         import matplotlib.figure  # noqa: F401
@@ -290,8 +298,6 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
         tasks = make_tasks(cfg, df, with_source_id)
         if client_future is not None:
             client = client_future.result()
-        # matplotlib for report.html, imported while the workers decode instead of after them
-        threading.Thread(target=_warm_report_imports, daemon=True).start()
         t1 = time.perf_counter()
         if resume.read_journal(fs, root) is not None:  # killed while finalizing: only that is left
             _say("resuming: every shard is done; finishing the dataset")
@@ -302,7 +308,8 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
             _say(f"{len(df)} rows, {int(df['split'].notna().sum())} to cut from "
                  f"{sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards"
                  + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else ""))
-            new = run_tasks(client, todo) if todo else []
+            # matplotlib for report.html: imported on the core the last shards leave idle
+            new = run_tasks(client, todo, on_tail=_warm_report_imports) if todo else []
             results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
             results, promoted = _settle_reserve(client, cfg, df, results, done.get(len(tasks)))
         t_cut = time.perf_counter() - t1
