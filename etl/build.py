@@ -248,7 +248,11 @@ def _up_to_date(fs, root: str, fp: str) -> dict | None:
     if resume.read_manifest(fs, root) is not None:
         return None  # an unfinished build is in the way
     report = resume.read_json(fs, storage.join(root, "report.json"))
-    return report if report and report.get("fingerprint") == fp else None
+    if not report or report.get("fingerprint") != fp:
+        return None
+    present = {p.rsplit("/", 1)[-1] for p in fs.glob(storage.join(root, storage.DATA_DIR, "*.parquet"))}
+    expected = {storage.final_name(s, i, v["files"]) for s, v in report["splits"].items() for i in range(v["files"])}
+    return report if expected <= present else None  # a file removed by hand: build again
 
 
 def _unfinished(fs, root: str, cfg: dict, fp: str, force: bool) -> dict | None:

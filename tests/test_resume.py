@@ -29,6 +29,19 @@ def test_rerun_of_a_complete_build_is_a_no_op_that_says_so(built, capsys):
     assert _report(built["out"])["content_hash"] == built["report"]["content_hash"]
 
 
+def test_a_complete_output_missing_a_file_is_built_again(corpus, tmp_path, capsys):
+    out = tmp_path / "out"
+    cfg = write_config(corpus, out, cluster={"n_workers": 1})
+    assert main(["build", cfg]) == 0
+    first = _report(out)
+    victim = sorted((out / "data").iterdir())[0]
+    victim.unlink()
+    capsys.readouterr()
+    assert main(["build", cfg]) == 0
+    assert "nothing to do" not in capsys.readouterr().err
+    assert victim.exists() and _report(out)["content_hash"] == first["content_hash"]
+
+
 def test_an_unfinished_build_of_another_config_is_not_mixed_in(corpus, tmp_path, capsys):
     out = tmp_path / "out"
     cfg = write_config(corpus, out)
