@@ -58,6 +58,17 @@ def test_a_build_from_s3_to_s3_equals_the_local_build_and_never_shows_the_secret
         assert secret not in logs
         assert secret.encode() not in written
 
+    # training straight from the bucket: streamed row group by row group, decoded with numpy
+    import etl
+    from etl.synth import dominant_frequency
+
+    rows = list(etl.load("s3://etl-test/out", split="dev", streaming=True))
+    assert len(rows) == built["report"]["splits"]["dev"]["rows"]
+    for r in rows:
+        a = r["audio"]
+        assert a["sampling_rate"] == 16000 and a["array"].dtype.name == "float32"
+        assert abs(dominant_frequency(a["array"], 16000) - corpus["freqs"][r["id"]]) < 5
+
 
 def test_an_s3_write_is_invisible_until_complete_and_a_failed_one_leaves_nothing(s3):
     path = "etl-test/atomic/train-shard00000.parquet"
