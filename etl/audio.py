@@ -286,7 +286,15 @@ def sample_index(t: float, sampling_rate: int) -> int:
 FLAC_RATIO = 0.65
 
 
+CLIP_OVERHEAD_BYTES = 100  # per clip: its WAV/FLAC header and the Parquet row around it
+
+
 def encoded_bytes_per_second(sampling_rate: int, channels: int, audio_format: str) -> float:
     """Estimated encoded clip bytes per second of audio, for plans and size budgets."""
     pcm = sampling_rate * 2 * channels
     return pcm * (FLAC_RATIO if audio_format == "flac" else 1.0)
+
+
+def estimated_clip_bytes(seconds, clips, sampling_rate: int, channels: int, audio_format: str):
+    """The one size estimate (`etl plan` and budget.total_gb): ``seconds`` of audio in ``clips`` clips."""
+    return seconds * encoded_bytes_per_second(sampling_rate, channels, audio_format) + clips * CLIP_OVERHEAD_BYTES

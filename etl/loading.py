@@ -19,12 +19,10 @@ import hashlib
 import io
 import json
 import os
-import re
 
 from . import storage
 
 DECODERS = ("numpy", "datasets")
-_PARQUET = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
 
 
 def decode_audio(value: dict | None) -> dict | None:
@@ -52,9 +50,9 @@ def data_files(path: str, storage_options: dict | None = None) -> dict[str, list
     names = sorted(n.rsplit("/", 1)[-1] for n in (fs.ls(data, detail=False) if fs.isdir(data) else []))
     out: dict[str, list[str]] = {}
     for name in names:
-        m = _PARQUET.match(name)
-        if m:
-            out.setdefault(m["split"], []).append(_url(fs, storage.join(data, name)))
+        split = storage.split_of(name)
+        if split:
+            out.setdefault(split, []).append(_url(fs, storage.join(data, name)))
     if not out:
         raise FileNotFoundError(f"no etl dataset at {path}: no {storage.DATA_DIR}/{{split}}-*-of-*.parquet files")
     first = [s for s in ("train", "dev", "test") if s in out]

@@ -6,12 +6,11 @@ import json
 
 import pandas as pd
 
-from .audio import FLAC_RATIO
+from .audio import estimated_clip_bytes
 from .planning import plan_rows, previous_dev_ids, read_checked_table
 from .schema import REJECT_REASONS
 from .splits import RESERVE, SPLITS
 
-WAV_HEADER = 44
 DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end")
 
 
@@ -19,13 +18,13 @@ def plan(cfg: dict) -> dict:
     df, _ = read_checked_table(cfg)
     df = plan_rows(cfg, df, previous_dev_ids(cfg))
     split = df["split"].where(df["split"] != RESERVE, "train")  # before decoding, reserve rows count as train
-    pcm_per_s = cfg["audio"]["sampling_rate"] * 2 * cfg["audio"]["channels"]
+    sr, ch = cfg["audio"]["sampling_rate"], cfg["audio"]["channels"]
     splits = {}
     for name in [s for s in SPLITS if (split == s).any()]:
         dur = df.loc[split == name, "duration"]
-        wav = float(dur.sum() * pcm_per_s + WAV_HEADER * len(dur))
+        gb = {f: float(estimated_clip_bytes(dur.sum(), len(dur), sr, ch, f)) / 1e9 for f in ("flac", "wav")}
         splits[name] = {"rows": int(len(dur)), "hours": float(dur.sum() / 3600),
-                        "gb_flac": wav * FLAC_RATIO / 1e9, "gb_wav": wav / 1e9}
+                        "gb_flac": gb["flac"], "gb_wav": gb["wav"]}
     counts = df["reason"].value_counts()
     rejects = {r: int(counts.get(r, 0)) for r in REJECT_REASONS if r not in DECODE_TIME_REASONS}
     kept = df["split"].notna()

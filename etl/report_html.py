@@ -9,7 +9,6 @@ import base64
 import html
 import io
 import json
-import re
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,6 @@ from .config import ConfigError
 from .schema import REJECT_REASONS
 
 REPORT_FILE = "report.html"
-_SHARD = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
 _REJECTED = "rejected"
 _COLORS = {"train": "#4c72b0", "dev": "#dd8452", "test": "#55a868", "low_similarity": "#c44e52", _REJECTED: "#9a9a9a"}
 
@@ -31,9 +29,9 @@ def load_rows(fs, root: str) -> pd.DataFrame:
     data_dir = storage.join(root, storage.DATA_DIR)
     files = sorted(fs.glob(storage.join(data_dir, "*.parquet"))) if fs.exists(data_dir) else []
     for path in files:
-        m = _SHARD.match(path.rsplit("/", 1)[-1])
-        if m:
-            frames.append(_read(fs, path, ["duration", "similarity"]).assign(group=m["split"], reason=None))
+        split = storage.split_of(path)
+        if split:
+            frames.append(_read(fs, path, ["duration", "similarity"]).assign(group=split, reason=None))
     rej = storage.join(root, "rejects.parquet")
     if fs.exists(rej):
         frames.append(_read(fs, rej, ["duration", "similarity", "reason"]).assign(group=_REJECTED))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .audio import CLIP_OVERHEAD_BYTES
+
 # Units ranked just after dev are written to reserve files: when dev rows are lost while decoding
 # (unreadable_audio, beyond_end, which only decoding can tell), the best-ranked surviving reserve
 # units take their places, so dev still holds its size; the other reserve rows join train.
@@ -49,7 +51,7 @@ class SplitPolicy:
     train_hours: float | None = None
     total_bytes: float | None = None  # size budget of all splits, in estimated encoded bytes
     bytes_per_second: float = 16000 * 2 * 0.65  # encoded size estimate per second of audio
-    bytes_per_row: float = 100.0  # per-clip overhead (headers, Parquet row) in the size estimate
+    bytes_per_row: float = CLIP_OVERHEAD_BYTES  # per-clip overhead (headers, Parquet row) in the size estimate
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SplitPolicy":
@@ -62,8 +64,9 @@ class SplitPolicy:
                    bytes_per_second=encoded_bytes_per_second(cfg["audio"]["sampling_rate"], cfg["audio"]["channels"],
                                                              cfg["output"]["audio_format"]))
 
-    def estimated_bytes(self, duration: pd.Series) -> pd.Series:
-        return duration * self.bytes_per_second + self.bytes_per_row
+    def estimated_bytes(self, seconds, clips=1):
+        """As ``audio.estimated_clip_bytes``, with this policy's rate."""
+        return seconds * self.bytes_per_second + clips * self.bytes_per_row
 
 
 def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previous_dev=frozenset(),
@@ -130,7 +133,7 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
         dev_units = set(units.loc[units["split"] == "dev", "unit"])
         fixed_rows = out["split"].notna() | (pool & unit.isin(dev_units))  # test, low_similarity, dev
         fixed = float(policy.estimated_bytes(rows.loc[fixed_rows, "duration"]).sum())
-        unit_bytes = units["seconds"] * policy.bytes_per_second + units["rows"] * policy.bytes_per_row
+        unit_bytes = policy.estimated_bytes(units["seconds"], units["rows"])
         cum = unit_bytes[cand].cumsum() + fixed
         over = (cum > policy.total_bytes).cummax()
         fresh = over[over].index.difference(units.index[units["over_budget"].notna()])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 
 import fsspec
@@ -36,6 +37,15 @@ def part_name(split: str, shard: int) -> str:
 
 def final_name(split: str, i: int, n: int) -> str:
     return f"{split}-{i:05d}-of-{n:05d}.parquet"
+
+
+_FINAL = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
+
+
+def split_of(name: str) -> str | None:
+    """The split of a ``final_name`` file (a path works too); None for any other file."""
+    m = _FINAL.match(name.rsplit("/", 1)[-1])
+    return m["split"] if m else None
 
 
 @contextlib.contextmanager
