@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from . import rows as rowchecks, storage, table
+from . import resume, rows as rowchecks, storage, table
 from .config import ConfigError
 from .recordings import list_audio, resolve
 from .splits import SplitPolicy, assign, read_id_list
@@ -122,10 +122,14 @@ def _read_text(path: str) -> str:
 
 
 def previous_dev_ids(cfg: dict) -> set:
-    """Ids in dev of the dataset now in output.path, if it was split the same way (else empty)."""
+    """Ids in dev of the dataset now in output.path, if it was split the same way (else empty).
+    While a build there is unfinished, the ones it started from (what its resume will use)."""
     if not cfg["splits"]["keep_previous_dev"]:
         return set()
     fs, root = storage.fs_and_path(cfg["output"]["path"])
+    unfinished = resume.read_manifest(fs, root)
+    if unfinished is not None:
+        return set(unfinished.get("previous_dev", []))
     try:
         with fs.open(storage.join(root, "report.json"), "rb") as f:
             old = json.load(f)["config"]["splits"]

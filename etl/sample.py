@@ -99,7 +99,7 @@ def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict) -> dict[s
 
 def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, force: bool = False) -> dict:
     """Select, cut and write a review sample into ``out``. Returns a summary for the CLI."""
-    from .planning import plan_rows, read_checked_table
+    from .planning import plan_rows, previous_dev_ids, read_checked_table
     from .review import write_review_xlsx
 
     fs, root = storage.fs_and_path(out)
@@ -108,7 +108,7 @@ def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, for
         raise ConfigError(f"{xlsx} exists and may hold verdicts; import it first, then use another --out "
                           f"or --force to replace that sample")
     df, _ = read_checked_table(cfg)
-    picked = select(plan_rows(cfg, df), n, seed, where)
+    picked = select(plan_rows(cfg, df, previous_dev_ids(cfg)), n, seed, where)  # the build's own placement
     if picked.empty:
         raise ConfigError("no rows to sample" + (f" match --where {where!r}" if where else ""))
     clips_dir = storage.join(root, CLIPS_DIR)
