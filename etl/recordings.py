@@ -66,7 +66,7 @@ class AudioListing:
     files: dict = field(default_factory=dict)  # relative file path -> URL (or local path) to open
     recordings: dict = field(default_factory=dict)  # relative path without extension -> its preferred file
     names: dict = field(default_factory=dict)  # stem / file name / pattern id -> tuple of files it names
-    ignored: tuple = ()  # audio files whose name recording_pattern did not match
+    ignored: tuple = ()  # audio files whose name recording_pattern did not match (they have no id)
 
     def locate(self, ref: str) -> tuple[str | None, tuple]:
         """(relative file path, ()) when ``ref`` names one file; (None, candidates) when it names
@@ -82,7 +82,8 @@ class AudioListing:
 def list_audio(folder: str, pattern: str | None = None) -> AudioListing:
     """One recursive listing of ``folder`` (fsspec ``find``: local, s3://, memory://...). Hidden files
     and folders (names starting with '.') are skipped. With ``pattern`` (a regular expression with a
-    group ``id``, searched in the file name without extension), only matching files are kept."""
+    group ``id``, searched in the file name without extension), a matching file is also found by that
+    id; the files it does not match are listed in ``ignored`` (they keep their path, stem and name)."""
     fs, root = fsspec.core.url_to_fs(folder)
     root = root.rstrip("/")
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
@@ -98,10 +99,10 @@ def list_audio(folder: str, pattern: str | None = None) -> AudioListing:
         rel = _nfc(rel)
         if regex is not None:
             m = regex.search(_nfc(stem))
-            if m is None or not m.group("id"):
+            if m is not None and m.group("id"):
+                ids[rel] = m.group("id").strip()
+            else:  # no id; still found by its path, stem or name
                 ignored.append(rel)
-                continue
-            ids[rel] = m.group("id").strip()
         files[rel] = name if local else fs.unstrip_protocol(name)
         rank[rel] = _PREFERENCE[ext.lower()]
     return _index(folder, files, rank, ids, tuple(ignored))
@@ -188,7 +189,7 @@ def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.
         used = set(resolved["url"].dropna())
         unused = [rel for rel, url in listing.files.items() if url not in used]
         out = {"audio_files": len(listing.files), "unused_audio_files": _some(unused), **out,
-               "ignored_by_recording_pattern": _some(list(listing.ignored))}
+               "unmatched_by_recording_pattern": _some(list(listing.ignored))}
     return out
 
 
@@ -203,9 +204,9 @@ def format_listing_summary(s: dict) -> list[str]:
     amb = s["ambiguous_recordings"]
     lines.append(f"ambiguous recordings (give their path): {amb['count']:,}"
                  + _eg([f"{k} -> {' | '.join(v)}" for k, v in amb["examples"].items()]))
-    ign = s.get("ignored_by_recording_pattern", {"count": 0})
+    ign = s.get("unmatched_by_recording_pattern", {"count": 0})
     if ign["count"]:
-        lines.append(f"audio files ignored by input.recording_pattern: {ign['count']:,}" + _eg(ign["examples"]))
+        lines.append(f"audio files input.recording_pattern gives no id (found by path or stem only): {ign['count']:,}" + _eg(ign["examples"]))
     return lines
 
 

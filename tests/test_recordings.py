@@ -56,15 +56,16 @@ def test_a_stem_in_two_folders_is_ambiguous_and_names_its_candidates(tmp_path):
     assert got["candidates"].iloc[1:].isna().all()
 
 
-def test_recording_pattern_maps_yt_dlp_names_to_their_ids_and_ignores_other_files(tmp_path):
+def test_recording_pattern_maps_yt_dlp_names_to_their_ids_and_reports_the_files_it_does_not_match(tmp_path):
     _tree(tmp_path)
     listing = list_audio(str(tmp_path), YT)
     yt = str(tmp_path / "2022/s1/Sabor sjednica 1 [dQw4w9WgXcQ].webm")
-    assert _urls(["dQw4w9WgXcQ", "2022/s1/Sabor sjednica 1 [dQw4w9WgXcQ]", "abc"], listing) == [yt, yt, None]
-    assert "2023/abc.mp3" in listing.ignored and len(listing.files) == 1
-    summary = listing_summary(listing, pd.Series(["dQw4w9WgXcQ", "abc"]), resolve(pd.Series(["dQw4w9WgXcQ", "abc"]), listing))
-    assert summary["ignored_by_recording_pattern"]["count"] == 5
-    assert summary["unmatched_recordings"] == {"count": 1, "examples": ["abc"]}
+    refs = pd.Series(["dQw4w9WgXcQ", "2022/s1/Sabor sjednica 1 [dQw4w9WgXcQ]", "2023/abc", "abc", "QQQQQQQQQQQ"])
+    assert _urls(refs, listing) == [yt, yt, str(tmp_path / "2023/abc.mp3"), str(tmp_path / "2023/abc.mp3"), None]
+    summary = listing_summary(listing, refs, resolve(refs, listing))
+    assert summary["unmatched_by_recording_pattern"]["count"] == 5  # no id, but still found by path or stem
+    assert "2023/abc.mp3" in summary["unmatched_by_recording_pattern"]["examples"]
+    assert summary["unmatched_recordings"] == {"count": 1, "examples": ["QQQQQQQQQQQ"]}
 
 
 def test_listing_summary_shows_unused_files_unmatched_ids_and_ambiguous_stems(tmp_path):
@@ -115,7 +116,7 @@ def test_nested_listing_on_an_fsspec_memory_folder():
     try:
         listing = list_audio(root, YT)
         urls = _urls(["dQw4w9WgXcQ", "2023/b"], listing)
-        assert urls[0].startswith("memory://") and urls[1] is None  # b.mp3 does not match the pattern
+        assert urls[0].startswith("memory://") and urls[1].endswith("/2023/b.mp3")
         with fsspec.open(urls[0], "rb") as f:
             assert f.read() == b"x"
     finally:
