@@ -153,8 +153,8 @@ def resolve(recordings: pd.Series, listing: AudioListing | None,
     ``recordings`` holds stripped references already checked by ``reference_problem`` (pass None for
     the others: they are never looked up). Without a listing, the wav.scp entries whose file exists,
     else the references themselves, taken as absolute paths or URLs that must exist."""
-    refs = pd.Series(recordings.map(lambda r: _nfc(r) if isinstance(r, str) else None).unique())
-    refs = refs[refs.notna()]
+    keys = [_nfc(r) if isinstance(r, str) else None for r in recordings.tolist()]
+    refs = {k for k in keys if k is not None}
     if listing is not None:
         table = {}
         for ref in refs:
@@ -167,12 +167,10 @@ def resolve(recordings: pd.Series, listing: AudioListing | None,
             targets = {r: r for r in refs if _URL.match(r) or r.startswith("/")}
         present = existing_files(list(targets.values()))
         table = {r: (targets[r], r, None) if targets.get(r) in present else (None, None, None) for r in refs}
-    keys = recordings.map(lambda r: _nfc(r) if isinstance(r, str) else None)
-    out = pd.DataFrame(index=recordings.index)
-    for i, col in enumerate(RESOLVED_COLUMNS):
-        out[col] = pd.Series([table[k][i] if k in table else None for k in keys], index=recordings.index,
-                             dtype=object)
-    return out
+    none = (None, None, None)
+    found = [table.get(k, none) if k is not None else none for k in keys]
+    return pd.DataFrame({col: pd.Series([f[i] for f in found], index=recordings.index, dtype=object)
+                         for i, col in enumerate(RESOLVED_COLUMNS)})
 
 
 def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.DataFrame) -> dict:
