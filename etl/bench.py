@@ -1040,6 +1040,9 @@ def main(argv: list[str] | None = None) -> int:
     _say("etl plan on a large table ...")
     plan = measure_plan(out_root, corpus, 20_000 if quick else 1_000_000)
     _say(f"plan: {plan['rows']} rows in {plan['wall_s']:.1f} s")
+    from .bench_listing import measure_listing  # a nested tree of empty files: listing + join
+    listing = measure_listing(2_000 if quick else 100_000)
+    _say(f"listing: {listing['files']:,} nested files listed and joined in {listing['list_and_resolve_s']:.1f} s")
 
     if _code_version() != machine["etl_code"]:
         machine["etl_code_at_end"] = _code_version()
@@ -1057,6 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
                     if "etl_flac_1worker" in methods else {}),
         "loading": loading,
         "plan": plan,
+        "listing": listing,
         "targets": targets(methods, rss, workers) + [
             _target(f"etl plan on {plan['rows']:,} rows (s)", plan["wall_s"], "<", 30,
                     f"{plan['rows']:,} rows read, checked, joined and split in {plan['wall_s']:.1f} s")],

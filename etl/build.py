@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from . import card, resume, storage
 from .cluster import close_client, open_client
 from .config import ConfigError
-from .planning import plan_rows, previous_dev_ids, read_checked_table
-from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA
+from .planning import has_speaker, plan_rows, previous_dev_ids, read_checked_table
+from .schema import REJECT_REASONS, SPEAKER, rejects_schema
 from .shards import ShardTask, pack, resplit_reserve, run_shard
 from .splits import RESERVE, SPLITS, promote_reserve
 from .vocab import build_vocab, missing_characters
@@ -61,6 +61,7 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
             audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
+            with_speaker=has_speaker(cfg),
         ))
     return tasks
 
@@ -157,15 +158,18 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         export(client, cfg["output"]["path"], {s: len(splits[s]["files"]) for s in order})
 
     # Rejects: those known before decoding plus those found while decoding, in input order.
-    pre = df[df["reason"].notna()][["row"] + REJECT_COLUMNS]
-    late = pd.DataFrame([r for res in results for r in res["rejects"]], columns=REJECT_COLUMNS)
+    schema = rejects_schema(has_speaker(cfg))
+    columns = schema.names
+    pre = df[df["reason"].notna()][["row"] + columns]
+    known = [c for c in columns if c != SPEAKER]  # a decode-time reject takes its speaker from the table
+    late = pd.DataFrame([r for res in results for r in res["rejects"]], columns=known)
     if len(late):
-        late = late.merge(df[["id", "row"]].drop_duplicates("id"), on="id", how="left")
+        late = late.merge(df[["id", "row"] + ([SPEAKER] if SPEAKER in columns else [])].drop_duplicates("id"),
+                          on="id", how="left")
     rejects = pd.concat([pre, late], ignore_index=True).sort_values("row", kind="stable")
     if len(rejects):  # no empty Parquet file, ever
-        t = pa.Table.from_pandas(rejects[REJECT_COLUMNS].astype({"id": object, "recording": object, "text_raw": object,
-                                                                   "hypothesis": object}),
-                                 schema=REJECTS_SCHEMA, preserve_index=False)
+        strings = {c: object for c in ("id", "recording", "text_raw", "hypothesis", SPEAKER) if c in columns}
+        t = pa.Table.from_pandas(rejects[columns].astype(strings), schema=schema, preserve_index=False)
         with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
             pq.write_table(t, f, compression="zstd")
 
@@ -183,6 +187,9 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         counts[r] = int(n)
     split_report = {s: {"rows": splits[s]["rows"], "hours": splits[s]["seconds"] / 3600,
                         "files": len(splits[s]["files"]), "bytes": splits[s]["bytes"]} for s in order}
+    if has_speaker(cfg):  # distinct speakers per split
+        for s in order:
+            split_report[s]["speakers"] = int(df.loc[final == s, SPEAKER].nunique())
     rows_out = sum(v["rows"] for v in split_report.values())
     report = {
         "rows_in": int(len(df)),
@@ -194,6 +201,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
         "shards": len(results),
         "selection": df.attrs.get("selection", {}),  # what test_ids / exclude_ids / the previous dev matched
+        "listing": df.attrs.get("listing", {}),  # how table and audio folder fit: unused files, unmatched, ambiguous
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {"size": len(vocab), "missing_characters": oov},
@@ -207,7 +215,8 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
                            f"{report['rows_rejected']} rejected")
     storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
     storage.write_bytes(fs, storage.join(root, "README.md"),
-                        card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id).encode())
+                        card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
+                                          has_speaker(cfg)).encode())
     return report
 
 

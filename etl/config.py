@@ -18,8 +18,9 @@ DEFAULTS: dict[str, Any] = {
         "audio": "audio/",
         "format": None,
         "columns": {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                    "hypothesis": None},
+                    "hypothesis": None, "speaker": None},
         "id_template": "{recording}_{start:.1f}-{end:.1f}",
+        "recording_pattern": None,
     },
     "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
     "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
@@ -37,7 +38,7 @@ _TYPES: dict[str, tuple] = {
     "input.alignment": (str,), "input.audio": (str, None), "input.format": (str, None),
     "input.columns.id": (str, None), "input.columns.recording": (str,), "input.columns.start": (str,),
     "input.columns.end": (str,), "input.columns.text": (str,), "input.columns.hypothesis": (str, None),
-    "input.id_template": (str,),
+    "input.columns.speaker": (str, None), "input.id_template": (str,), "input.recording_pattern": (str, None),
     "output.path": (str,), "output.audio_format": (str,), "output.shard_hours": _NUM, "output.arrow": (bool,),
     "audio.sampling_rate": (int,), "audio.channels": (int,), "audio.decoder": (str,), "audio.ffmpeg": (str, None),
     "text.lowercase": (bool,), "text.strip_punctuation": (bool,),
@@ -57,7 +58,7 @@ _CHOICES = {
     "audio.decoder": ("ffmpeg", "pydub"),
     "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi"),
     "cluster.kind": ("local", "slurm"),
-    "splits.by": ("segment", "recording"),
+    "splits.by": ("segment", "recording", "speaker"),
     "splits.low_similarity": ("drop", "split"),
 }
 _PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg", "cluster.scheduler_file",
@@ -203,6 +204,23 @@ def _check_values(cfg: dict) -> None:
     except (KeyError, IndexError, ValueError) as e:
         raise ConfigError(f"config key 'input.id_template' is not a valid template "
                           f"(fields: recording, start, end): {e}") from None
+    _check_recording_pattern(cfg["input"]["recording_pattern"])
+    if cfg["splits"]["by"] == "speaker" and not cfg["input"]["columns"]["speaker"]:
+        raise ConfigError("config key 'splits.by' is speaker but input.columns.speaker names no column")
+
+
+def _check_recording_pattern(pattern: str | None) -> None:
+    import re
+
+    if pattern is None:
+        return
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"config key 'input.recording_pattern' is not a valid regular expression: {e}") from None
+    if "id" not in regex.groupindex:
+        raise ConfigError("config key 'input.recording_pattern' needs a named group 'id', "
+                          "e.g. '\\[(?P<id>[A-Za-z0-9_-]{11})\\]' for yt-dlp's names")
 
 
 def check_inputs_exist(cfg: dict) -> None:

@@ -7,7 +7,8 @@ import json
 import pandas as pd
 
 from .audio import estimated_clip_bytes
-from .planning import plan_rows, previous_dev_ids, read_checked_table
+from .planning import has_speaker, plan_rows, previous_dev_ids, read_checked_table
+from .recordings import format_listing_summary
 from .schema import REJECT_REASONS
 from .splits import RESERVE, SPLITS
 
@@ -25,6 +26,8 @@ def plan(cfg: dict) -> dict:
         gb = {f: float(estimated_clip_bytes(dur.sum(), len(dur), sr, ch, f)) / 1e9 for f in ("flac", "wav")}
         splits[name] = {"rows": int(len(dur)), "hours": float(dur.sum() / 3600),
                         "gb_flac": gb["flac"], "gb_wav": gb["wav"]}
+        if has_speaker(cfg):
+            splits[name]["speakers"] = int(df.loc[split == name, "speaker"].nunique())
     counts = df["reason"].value_counts()
     rejects = {r: int(counts.get(r, 0)) for r in REJECT_REASONS if r not in DECODE_TIME_REASONS}
     kept = df["split"].notna()
@@ -36,6 +39,7 @@ def plan(cfg: dict) -> dict:
         "hours_to_decode": float(df[kept].groupby("recording")["end"].max().sum() / 3600),
         "not_knowable_before_decoding": list(DECODE_TIME_REASONS),
         "selection": df.attrs.get("selection", {}),
+        "listing": df.attrs.get("listing", {}),
     }
 
 
@@ -63,6 +67,12 @@ def format_plan(p: dict) -> str:
     if "previous_dev" in sel:
         lines.append(f"previous dev: {sel['previous_dev']['still_in_dev']:,} of {sel['previous_dev']['ids']:,} "
                      "ids stay in dev")
+    if any("speakers" in v for v in p["splits"].values()):
+        lines.append("speakers: " + ", ".join(f"{s} {v['speakers']:,}" for s, v in p["splits"].items()))
+    if "by_speaker" in sel:
+        lines.append(f"rows without a speaker, placed by recording: {sel['by_speaker']['rows_without_speaker']:,}")
+    if p.get("listing"):
+        lines += format_listing_summary(p["listing"])
     return "\n".join(lines)
 
 

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 
 from . import resume, rows as rowchecks, storage, table
 from .config import ConfigError
-from .recordings import list_audio, resolve
-from .splits import SplitPolicy, assign, read_id_list
+from .recordings import list_audio, listing_summary, resolve
+from .splits import SplitPolicy, assign, listed, read_id_list
 
 
 def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
@@ -29,7 +29,7 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
     columns = dict(inp["columns"])
     if fmt == "kaldi":
         columns = {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                   "hypothesis": None}
+                   "hypothesis": None, "speaker": None}
     with dask.config.set({"dataframe.convert-string": False}):
         try:
             ddf = table.read_raw(inp["alignment"], fmt)
@@ -41,7 +41,8 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
 
         def per_partition(pdf: pd.DataFrame) -> pd.DataFrame:
             canon = table.canonical(pdf, columns, inp["id_template"])
-            return rowchecks.check_rows(canon, cfg["text"], cfg["filters"], inp["id_template"])
+            return rowchecks.check_rows(canon, cfg["text"], cfg["filters"], inp["id_template"],
+                                        absolute_recordings=inp["audio"] is None)
 
         try:
             (df,) = dask.compute(ddf.map_partitions(per_partition), scheduler="threads")
@@ -50,6 +51,12 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
     df = df.reset_index(drop=True)
     df.insert(0, "row", np.arange(len(df), dtype=np.int64))
     return df, has_id
+
+
+def has_speaker(cfg: dict) -> bool:
+    """Whether the table maps a speaker column (then the dataset and the rejects carry ``speaker``)."""
+    inp = cfg["input"]
+    return bool(inp["columns"].get("speaker")) and table.detect_format(inp["alignment"], inp["format"]) != "kaldi"
 
 
 def _unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
@@ -66,18 +73,22 @@ def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> pd.DataF
     wav_scp = None
     if table.detect_format(inp["alignment"], inp["format"]) == "kaldi" and inp["audio"] is None:
         wav_scp = table.read_wav_scp(inp["alignment"])
-    listing = {} if inp["audio"] is None else list_audio(inp["audio"])
-    url = resolve(df["recording"], listing, wav_scp)
-    url[df["reason"] == "invalid_recording_id"] = None  # never opened, not even looked up
-    df["url"] = url
+    listing = None if inp["audio"] is None else list_audio(inp["audio"], inp["recording_pattern"])
+    refs = df["recording"].where(df["reason"].ne("invalid_recording_id"), None)  # invalid: never looked up
+    found = resolve(refs, listing, wav_scp)
+    df["url"] = found["url"]
+    df["recording_key"] = found["key"]  # one key per file, however the table spells it (split units)
     if wav_scp is not None:
         pipes = {r for r, p in wav_scp.items() if p is None}
         where = "wav.scp (or its file does not exist)"
         rowchecks.reject(df, df["recording"].isin(pipes), "missing_audio",
                          "wav.scp entry is a command pipe; etl never runs commands")
     else:
-        where = inp["audio"]
-    rowchecks.mark_missing_audio(df, url, where)  # invalid ids keep their own, earlier reason
+        where = inp["audio"] or "input.audio: null (absolute paths and URLs only)"
+    ambiguous = found["candidates"].notna()
+    rowchecks.mark_missing_audio(df, found["url"].mask(ambiguous, ""), where)  # earlier reasons stay
+    rowchecks.mark_ambiguous(df, found["candidates"])
+    df.attrs["listing"] = listing_summary(listing, refs, found)
     place_rows(cfg, df, previous_dev)
     return df
 
@@ -87,14 +98,15 @@ def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
     s = cfg["splits"]
     selection: dict = {"exclude_ids": {}}  # what each list matched, for report.json and the plan
     for path in s["exclude_ids"]:
-        listed = read_id_list(_read_text(path))
-        hit = df["id"].isin(listed) | df["recording"].isin(listed)
+        ids = read_id_list(_read_text(path))
+        hit = listed(df, ids, s["by"])
         rowchecks.reject(df, hit, "excluded", f"listed in {path}")
-        selection["exclude_ids"][path] = {"listed": len(listed), "rows_matched": int(hit.sum())}
+        selection["exclude_ids"][path] = {"listed": len(ids), "rows_matched": int(hit.sum())}
     test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
     low_split = s["low_similarity"] == "split"
     eligible = df["reason"].isna() | (low_split & df["reason"].eq("low_similarity").fillna(False))
-    placed = assign(df.loc[eligible, ["id", "recording", "duration", "reason"]], SplitPolicy.from_config(cfg),
+    cols = ["id", "recording", "duration", "reason"] + [c for c in ("recording_key", "speaker") if c in df]
+    placed = assign(df.loc[eligible, cols], SplitPolicy.from_config(cfg),
                     test_keys, previous_dev, low_split)
     df["split"] = pd.Series(None, index=df.index, dtype=object)
     df["unit"] = pd.Series(None, index=df.index, dtype=object)
@@ -105,12 +117,14 @@ def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
     over = placed["over_budget"].reindex(df.index)
     rowchecks.reject(df, over.notna(), "over_budget", over)
     if s["test_ids"]:
-        hit = df["id"].isin(test_keys) | df["recording"].isin(test_keys)
+        hit = listed(df, test_keys, s["by"])
         selection["test_ids"] = {"listed": len(test_keys), "rows_matched": int(hit.sum()),
                                  "rows_in_test": int(df["split"].eq("test").sum())}
     if previous_dev:
         selection["previous_dev"] = {"ids": len(previous_dev),
                                      "still_in_dev": int((df["id"].isin(previous_dev) & df["split"].eq("dev")).sum())}
+    if s["by"] == "speaker":  # rows without a speaker were placed by their recording
+        selection["by_speaker"] = {"rows_without_speaker": int((df["split"].notna() & df["speaker"].isna()).sum())}
     df.attrs["selection"] = selection
 
 

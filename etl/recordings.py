@@ -1,8 +1,19 @@
-"""Recording id -> audio file: one listing of the audio folder plus a join (never a stat per row)."""
+"""Recording reference -> audio file: one recursive listing of the audio folder plus a join (never a
+stat per row).
+
+A table names a recording by its path relative to the audio folder (``2023/abc`` or ``2023/abc.mp3``),
+by its file stem (``abc``), by its file name (``abc.mp3``) or, with ``input.recording_pattern``, by an id
+found in its file name (yt-dlp's ``Title [dQw4w9WgXcQ].webm`` -> ``dQw4w9WgXcQ``). A reference is only
+ever looked up in the listing, so nothing outside the audio folder can be named, let alone opened. A
+short name (no folder) that names files in two places is ambiguous: etl never guesses.
+"""
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 import unicodedata
+from dataclasses import dataclass, field
 
 import fsspec
 import pandas as pd
@@ -14,39 +25,104 @@ AUDIO_EXTENSIONS = (
 )
 # When one recording has several files (rec.wav and rec.mp3), the lossless or earliest-listed wins.
 _PREFERENCE = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+EXAMPLES = 5  # names shown per list of the listing summary
 
 
-def is_safe_recording_id(rid: str) -> bool:
-    """An id names a file *inside* the audio folder: no separators, no '..', no control characters."""
-    if not rid or rid in (".", ".."):
-        return False
-    if "/" in rid or "\\" in rid or rid.startswith("~"):
-        return False  # separators (and so absolute paths) or a home-dir expansion
-    return not any(ord(c) < 32 for c in rid)
+def reference_problem(ref, allow_absolute: bool = False) -> str | None:
+    """Why ``ref`` cannot name a file inside the audio folder (None: it can). With ``allow_absolute``
+    (``input.audio: null``), absolute paths and URLs are the user's explicit choice."""
+    if not isinstance(ref, str) or not ref.strip():
+        return "is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in ref):
+        return "holds a control character"
+    if allow_absolute and (_URL.match(ref) or ref.startswith("/")):
+        return None
+    if _URL.match(ref) or "::" in ref:
+        return "is a URL (set input.audio: null to take URLs as given)"
+    if "\\" in ref or _DRIVE.match(ref):
+        return "holds a backslash or drive letter (use '/' relative to the audio folder)"
+    if ref.startswith("/"):
+        return "is an absolute path (set input.audio: null to take paths as given)"
+    if ref.startswith("~"):
+        return "starts with '~' (home folders are never expanded)"
+    norm = posixpath.normpath(ref)
+    if norm in (".", "..") or norm.startswith("../"):
+        return "leaves the audio folder ('..')"
+    return None
 
 
-def list_audio(folder: str) -> dict[str, str]:
-    """One listing: {recording id: file URL/path}. Ids are file stems with surrounding whitespace
-    stripped; the full file name maps too, so a table that names "rec.mp3" resolves."""
+def is_safe_recording_id(rid, allow_absolute: bool = False) -> bool:
+    """A reference names a file *inside* the audio folder (a relative path that stays inside once
+    normalized), or, with ``allow_absolute``, any absolute path or URL."""
+    return reference_problem(rid, allow_absolute) is None
+
+
+@dataclass(frozen=True)
+class AudioListing:
+    """One recursive listing of an audio folder. Paths are relative to the folder, '/'-separated, NFC."""
+    folder: str
+    files: dict = field(default_factory=dict)  # relative file path -> URL (or local path) to open
+    recordings: dict = field(default_factory=dict)  # relative path without extension -> its preferred file
+    names: dict = field(default_factory=dict)  # stem / file name / pattern id -> tuple of files it names
+    ignored: tuple = ()  # audio files whose name recording_pattern did not match (they have no id)
+
+    def locate(self, ref: str) -> tuple[str | None, tuple]:
+        """(relative file path, ()) when ``ref`` names one file; (None, candidates) when it names
+        several; (None, ()) when none. ``ref`` is trusted to be safe (``reference_problem``)."""
+        rel = _nfc(posixpath.normpath(ref.strip()))
+        if "/" in rel:  # a path: exactly that file, or that recording in its preferred format
+            hit = rel if rel in self.files else self.recordings.get(rel)
+            return hit, ()
+        found = self.names.get(rel, ())
+        return (found[0], ()) if len(found) == 1 else (None, found)
+
+
+def list_audio(folder: str, pattern: str | None = None) -> AudioListing:
+    """One recursive listing of ``folder`` (fsspec ``find``: local, s3://, memory://...). Hidden files
+    and folders (names starting with '.') are skipped. With ``pattern`` (a regular expression with a
+    group ``id``, searched in the file name without extension), a matching file is also found by that
+    id; the files it does not match are listed in ``ignored`` (they keep their path, stem and name)."""
     fs, root = fsspec.core.url_to_fs(folder)
-    entries = fs.ls(root, detail=True)
-    files = sorted(e["name"] for e in entries if e.get("type") == "file")
+    root = root.rstrip("/")
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     local = protocol in ("file", "local")
-    by_id: dict[str, str] = {}
-    rank: dict[str, int] = {}
-    for name in files:
-        base = name.rstrip("/").rsplit("/", 1)[-1]
-        stem, ext = os.path.splitext(base)
-        ext = ext.lower()
-        if ext not in _PREFERENCE:
+    regex = re.compile(pattern) if pattern else None
+    files, rank, ids, ignored = {}, {}, {}, []
+    for name in sorted(fs.find(root)):
+        rel = name[len(root) + 1:] if name.startswith(root + "/") else name.rsplit("/", 1)[-1]
+        parts = rel.split("/")
+        stem, ext = os.path.splitext(parts[-1])
+        if ext.lower() not in _PREFERENCE or any(p.startswith(".") for p in parts):
             continue
-        url = name if local else fs.unstrip_protocol(name)
-        # NFC: a name typed on Linux matches the same name stored decomposed by macOS
-        for key in (_nfc(stem.strip()), _nfc(base.strip())):
-            if key not in by_id or _PREFERENCE[ext] < rank[key]:
-                by_id[key], rank[key] = url, _PREFERENCE[ext]
-    return by_id
+        rel = _nfc(rel)
+        if regex is not None:
+            m = regex.search(_nfc(stem))
+            if m is not None and m.group("id"):
+                ids[rel] = m.group("id").strip()
+            else:  # no id; still found by its path, stem or name
+                ignored.append(rel)
+        files[rel] = name if local else fs.unstrip_protocol(name)
+        rank[rel] = _PREFERENCE[ext.lower()]
+    return _index(folder, files, rank, ids, tuple(ignored))
+
+
+def _index(folder: str, files: dict, rank: dict, ids: dict, ignored: tuple) -> AudioListing:
+    recordings: dict[str, str] = {}
+    for rel in files:  # sorted: the earliest-listed of equally preferred formats wins
+        key = os.path.splitext(rel)[0]
+        if key not in recordings or rank[rel] < rank[recordings[key]]:
+            recordings[key] = rel
+    names: dict[str, set] = {}
+    for rel in files:
+        base = rel.rsplit("/", 1)[-1]
+        preferred = recordings[os.path.splitext(rel)[0]]
+        names.setdefault(base.strip(), set()).add(rel)  # the file name: exactly that file
+        names.setdefault(os.path.splitext(base)[0].strip(), set()).add(preferred)  # the stem: its recording
+        if rel in ids:
+            names.setdefault(ids[rel], set()).add(preferred)
+    return AudioListing(folder, files, recordings, {k: tuple(sorted(v)) for k, v in names.items()}, ignored)
 
 
 def existing_files(paths: list[str]) -> set[str]:
@@ -65,18 +141,79 @@ def existing_files(paths: list[str]) -> set[str]:
     return found
 
 
-def resolve(recordings: pd.Series, listing: dict[str, str], wav_scp: dict[str, str | None] | None = None) -> pd.Series:
-    """The file of each (already stripped) recording id, or None. A join on the listing (or on
-    wav.scp, keeping only the entries whose file exists)."""
-    if wav_scp is not None:
-        present = existing_files([p for p in wav_scp.values() if p])
-        table = pd.Series({r: p for r, p in wav_scp.items() if p in present}, dtype=object)
+RESOLVED_COLUMNS = ["url", "key", "candidates"]  # what ``resolve`` returns per row
+
+
+def resolve(recordings: pd.Series, listing: AudioListing | None,
+            wav_scp: dict[str, str | None] | None = None) -> pd.DataFrame:
+    """Per row (on ``recordings.index``): ``url`` of its file or None; ``key``, the recording it names
+    whatever the spelling (relative path without extension; the wav.scp id; the path as given with
+    ``input.audio: null``) or None; ``candidates``, the files an ambiguous name names, else None.
+
+    ``recordings`` holds stripped references already checked by ``reference_problem`` (pass None for
+    the others: they are never looked up). Without a listing, the wav.scp entries whose file exists,
+    else the references themselves, taken as absolute paths or URLs that must exist."""
+    keys = [_nfc(r) if isinstance(r, str) else None for r in recordings.tolist()]
+    refs = {k for k in keys if k is not None}
+    if listing is not None:
+        table = {}
+        for ref in refs:
+            rel, cands = listing.locate(ref)
+            table[ref] = (listing.files[rel], os.path.splitext(rel)[0], None) if rel else (None, None, cands or None)
     else:
-        table = pd.Series(listing, dtype=object)
-    if table.empty:
-        return pd.Series([None] * len(recordings), index=recordings.index, dtype=object)
-    keys = recordings.map(lambda r: _nfc(r) if isinstance(r, str) else r)
-    return keys.map(table).astype(object).where(lambda s: s.notna(), None)
+        if wav_scp is not None:
+            targets = {r: p for r, p in wav_scp.items() if p}
+        else:  # input.audio: null: absolute paths and URLs only, never relative to the working folder
+            targets = {r: r for r in refs if _URL.match(r) or r.startswith("/")}
+        present = existing_files(list(targets.values()))
+        table = {r: (targets[r], r, None) if targets.get(r) in present else (None, None, None) for r in refs}
+    none = (None, None, None)
+    found = [table.get(k, none) if k is not None else none for k in keys]
+    return pd.DataFrame({col: pd.Series([f[i] for f in found], index=recordings.index, dtype=object)
+                         for i, col in enumerate(RESOLVED_COLUMNS)})
+
+
+def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.DataFrame) -> dict:
+    """How well table and folder fit: audio files no row uses, references that matched no file,
+    ambiguous names (with their candidates) and files recording_pattern ignored. ``refs``: the rows'
+    references that were looked up (others None); ``resolved``: ``resolve``'s frame for them."""
+    looked_up = refs.notna()
+    unmatched = sorted(set(refs[looked_up & resolved["url"].isna() & resolved["candidates"].isna()]))
+    ambiguous = resolved.loc[looked_up & resolved["candidates"].notna(), "candidates"]
+    amb = dict(sorted(zip(refs[ambiguous.index], ambiguous)))
+    out = {"unmatched_recordings": _some(unmatched),
+           "ambiguous_recordings": {"count": len(amb), "examples": {k: list(v) for k, v in list(amb.items())[:EXAMPLES]}}}
+    if listing is not None:
+        used = set(resolved["url"].dropna())
+        unused = [rel for rel, url in listing.files.items() if url not in used]
+        out = {"audio_files": len(listing.files), "unused_audio_files": _some(unused), **out,
+               "unmatched_by_recording_pattern": _some(list(listing.ignored))}
+    return out
+
+
+def format_listing_summary(s: dict) -> list[str]:
+    """The listing summary as lines for `etl plan` and the build's log."""
+    lines = []
+    if "audio_files" in s:
+        lines.append(f"audio files: {s['audio_files']:,} listed, {s['unused_audio_files']['count']:,} used by no row"
+                     + _eg(s["unused_audio_files"]["examples"]))
+    lines.append(f"recordings matching no file: {s['unmatched_recordings']['count']:,}"
+                 + _eg(s["unmatched_recordings"]["examples"]))
+    amb = s["ambiguous_recordings"]
+    lines.append(f"ambiguous recordings (give their path): {amb['count']:,}"
+                 + _eg([f"{k} -> {' | '.join(v)}" for k, v in amb["examples"].items()]))
+    ign = s.get("unmatched_by_recording_pattern", {"count": 0})
+    if ign["count"]:
+        lines.append(f"audio files input.recording_pattern gives no id (found by path or stem only): {ign['count']:,}" + _eg(ign["examples"]))
+    return lines
+
+
+def _some(names: list) -> dict:
+    return {"count": len(names), "examples": list(names[:EXAMPLES])}
+
+
+def _eg(examples: list) -> str:
+    return f" (e.g. {', '.join(examples)})" if examples else ""
 
 
 def _nfc(s: str) -> str:

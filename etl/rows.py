@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .recordings import is_safe_recording_id
+from .recordings import reference_problem
 from .schema import REJECT_REASONS
 from .text import normalize_many, similarities
 
@@ -32,16 +32,22 @@ def reject(df: pd.DataFrame, mask, reason: str, detail) -> None:
         df.loc[take, "detail"] = detail[take] if isinstance(detail, pd.Series) and len(detail) == len(df) else detail
 
 
-def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str) -> pd.DataFrame:
-    """Parse, normalize and filter one partition of the canonical table."""
+def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str,
+               absolute_recordings: bool = False) -> pd.DataFrame:
+    """Parse, normalize and filter one partition of the canonical table. ``absolute_recordings``
+    (``input.audio: null``): recordings may be absolute paths or URLs."""
     df = df.copy()
     df["reason"] = pd.Series([None] * len(df), index=df.index, dtype=object)
     df["detail"] = pd.Series([None] * len(df), index=df.index, dtype=object)
 
     rec = df["recording"].map(lambda r: r.strip() if isinstance(r, str) else r)
     df["recording"] = rec
-    safe_of = {r: isinstance(r, str) and is_safe_recording_id(r) for r in rec.unique()}  # per recording
-    reject(df, ~rec.map(safe_of).astype(bool), "invalid_recording_id", lambda d: "recording id " + d["recording"].map(repr))
+    cache = {r: reference_problem(r, absolute_recordings) for r in rec.unique() if isinstance(r, str)}
+    problem = rec.map(lambda r: cache[r] if isinstance(r, str) else "is empty")  # checked once per recording
+    reject(df, problem.notna(), "invalid_recording_id",
+           lambda d: "recording id " + d["recording"].map(repr) + " " + problem[d.index])
+    if "speaker" in df.columns:  # stripped; empty -> no speaker
+        df["speaker"] = df["speaker"].map(lambda s: s.strip() or None if isinstance(s, str) else None)
 
     raw_start, raw_end = df["start"], df["end"]
     start, end = to_seconds(raw_start), to_seconds(raw_end)
@@ -117,6 +123,13 @@ def mark_duplicates(df: pd.DataFrame) -> None:
     if dup.any():
         first_row = df.drop_duplicates("id", keep="first").set_index("id")["row"]
         reject(df, dup, "duplicate_id", lambda d: "first at row " + d["id"].map(first_row).astype(str))
+
+
+def mark_ambiguous(df: pd.DataFrame, candidates: pd.Series) -> None:
+    """``ambiguous_recording`` for rows whose recording names several files (``candidates``, else None)."""
+    reject(df, candidates.notna(), "ambiguous_recording",
+           lambda d: "'" + d["recording"].astype(str) + "' names " + candidates[d.index].map(
+               lambda c: f"{len(c)} files: {', '.join(c)}") + "; give its path relative to the audio folder")
 
 
 def mark_missing_audio(df: pd.DataFrame, audio_url: pd.Series, where: str) -> None:

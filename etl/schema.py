@@ -11,15 +11,16 @@ import pyarrow as pa
 
 # Columns every reader produces (``table.py``), in this order. ``row`` is the 0-based position in
 # the input table: it decides which duplicate is "first" and orders everything deterministically.
-TABLE_COLUMNS = ["row", "id", "source_id", "recording", "start", "end", "text_raw", "hypothesis"]
+TABLE_COLUMNS = ["row", "id", "source_id", "recording", "start", "end", "text_raw", "hypothesis", "speaker"]
 
 # Reject reasons, in the order rows are checked: a row gets the first reason that applies.
 REJECT_REASONS = {
-    "invalid_recording_id": "recording id is empty or would leave the audio folder ('..', '/', absolute)",
+    "invalid_recording_id": "recording is empty or would leave the audio folder ('..' escaping it, absolute path, URL)",
     "bad_timestamps": "start/end missing, not a number, negative, or end <= start",
     "duplicate_id": "the same id appears earlier in the table (the first is kept)",
     "excluded": "id or recording listed in a splits.exclude_ids file (e.g. sent for human review)",
     "missing_audio": "no audio file for this recording id in the audio folder",
+    "ambiguous_recording": "the recording's name (stem, file name or pattern id) names files in several folders; give its path",
     "empty_text": "transcript is empty after normalization",
     "too_short": "duration below filters.min_duration",
     "too_long": "duration above filters.max_duration",
@@ -44,6 +45,14 @@ REJECTS_SCHEMA = pa.schema(
     ]
 )
 REJECT_COLUMNS = REJECTS_SCHEMA.names
+# ``input.columns.speaker`` mapped: the speaker column follows ``recording`` in the outputs and rejects.
+SPEAKER = "speaker"
+
+
+def rejects_schema(with_speaker: bool = False) -> pa.Schema:
+    if not with_speaker:
+        return REJECTS_SCHEMA
+    return REJECTS_SCHEMA.insert(REJECT_COLUMNS.index("recording") + 1, pa.field(SPEAKER, pa.string()))
 
 AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
@@ -52,6 +61,7 @@ AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 _OUTPUT = [
     ("id", pa.string(), {"dtype": "string", "_type": "Value"}),
     ("recording", pa.string(), {"dtype": "string", "_type": "Value"}),
+    (SPEAKER, pa.string(), {"dtype": "string", "_type": "Value"}),
     ("start", pa.float64(), {"dtype": "float64", "_type": "Value"}),
     ("end", pa.float64(), {"dtype": "float64", "_type": "Value"}),
     ("duration", pa.float64(), {"dtype": "float64", "_type": "Value"}),
@@ -64,31 +74,35 @@ _OUTPUT = [
 ]
 
 
-def output_columns(with_source_id: bool) -> list[str]:
-    return [name for name, _, _ in _OUTPUT if with_source_id or name != "source_id"]
+def _included(name: str, with_source_id: bool, with_speaker: bool) -> bool:
+    return (with_source_id or name != "source_id") and (with_speaker or name != SPEAKER)
 
 
-def hf_features(sampling_rate: int, with_source_id: bool) -> dict:
+def output_columns(with_source_id: bool, with_speaker: bool = False) -> list[str]:
+    return [name for name, _, _ in _OUTPUT if _included(name, with_source_id, with_speaker)]
+
+
+def hf_features(sampling_rate: int, with_source_id: bool, with_speaker: bool = False) -> dict:
     """The `datasets.Features.to_dict()` form of the output columns."""
     feats = {}
     for name, _, feat in _OUTPUT:
-        if name == "source_id" and not with_source_id:
+        if not _included(name, with_source_id, with_speaker):
             continue
         feats[name] = feat if feat is not None else {"sampling_rate": int(sampling_rate), "_type": "Audio"}
     return feats
 
 
-def output_schema(sampling_rate: int, with_source_id: bool) -> pa.Schema:
+def output_schema(sampling_rate: int, with_source_id: bool, with_speaker: bool = False) -> pa.Schema:
     """Arrow schema of a split shard, with the `huggingface` metadata `datasets` reads back."""
-    fields = [pa.field(name, typ) for name, typ, _ in _OUTPUT if with_source_id or name != "source_id"]
-    meta = {"info": {"features": hf_features(sampling_rate, with_source_id)}}
+    fields = [pa.field(name, typ) for name, typ, _ in _OUTPUT if _included(name, with_source_id, with_speaker)]
+    meta = {"info": {"features": hf_features(sampling_rate, with_source_id, with_speaker)}}
     return pa.schema(fields).with_metadata({"huggingface": json.dumps(meta)})
 
 
-def card_features_yaml(sampling_rate: int, with_source_id: bool) -> list[dict]:
+def card_features_yaml(sampling_rate: int, with_source_id: bool, with_speaker: bool = False) -> list[dict]:
     """The `dataset_info.features` list of a dataset card (as `Features._to_yaml_list()` writes it)."""
     out = []
-    for name, feat in hf_features(sampling_rate, with_source_id).items():
+    for name, feat in hf_features(sampling_rate, with_source_id, with_speaker).items():
         if feat["_type"] == "Audio":
             out.append({"name": name, "dtype": {"audio": {"sampling_rate": feat["sampling_rate"]}}})
         else:

@@ -1,8 +1,8 @@
 """Seeded, order-free split assignment and budgets (pure: pandas in, pandas out).
 
 Every row's place depends only on a stable 64-bit hash of ``"{seed}:{key}"``, where the key is the
-segment id (``by: segment``) or the recording id (``by: recording``: whole recordings go to one split,
-so no speaker leaks across splits). Units (rows, or whole recordings) are taken in that hash order:
+segment id (``by: segment``), the recording (``by: recording``: whole recordings go to one split) or
+the speaker (``by: speaker``: whole speakers go to one split; rows without a speaker by recording). Units (rows, or whole recordings) are taken in that hash order:
 dev first, up to ``dev_size`` rows or ``dev_hours``; the budgets cut train as a prefix of the same
 order. So the result is the same whatever the partitioning, the worker count or the table's order,
 and ``previous_dev`` (the dev ids of the build being replaced) keeps dev stable when rows are added.
@@ -45,7 +45,7 @@ def hash_rank(ids: pd.Series, seed: int) -> pd.Series:
 @dataclass(frozen=True)
 class SplitPolicy:
     seed: int = 0
-    by: str = "segment"  # segment | recording
+    by: str = "segment"  # segment | recording | speaker
     dev_size: int = 0  # rows (ignored when dev_hours is set)
     dev_hours: float | None = None
     train_hours: float | None = None
@@ -72,14 +72,16 @@ class SplitPolicy:
 def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previous_dev=frozenset(),
            low_similarity_split: bool = False) -> pd.DataFrame:
     """Place the rows that passed the checks (and, with ``low_similarity_split``, those whose only
-    fault is ``low_similarity``: column ``reason``). ``rows`` has id, recording, duration, reason.
+    fault is ``low_similarity``: column ``reason``). ``rows`` has id, recording, duration, reason, and
+    optionally ``recording_key`` (one key per file however the table spells it; default ``recording``)
+    and ``speaker`` (None: no speaker). ``test_keys`` match ids, recordings and (by speaker) speakers.
 
     Returns a frame on ``rows.index``: ``split`` (train/dev/test/low_similarity/RESERVE, or None when
     over budget), ``unit`` (the hashed key), ``order`` (position in hash order; dev, reserve and train
     are consecutive runs of it) and ``over_budget`` (the budget that excluded the row, else None).
     """
     out = pd.DataFrame(index=rows.index)
-    unit = rows["id"] if policy.by == "segment" else rows["recording"]
+    unit = split_units(rows, policy.by)
     out["unit"] = unit.astype(object)
     out["split"] = pd.Series(None, index=rows.index, dtype=object)
     out["over_budget"] = pd.Series(None, index=rows.index, dtype=object)
@@ -88,9 +90,9 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
         return out
 
     ok = rows["reason"].isna()  # filters apply to test rows too
-    test = ok & (rows["id"].isin(test_keys) | rows["recording"].isin(test_keys))
-    if policy.by == "recording":  # a test segment takes its whole recording along
-        test = ok & rows["recording"].isin(set(rows.loc[test, "recording"]))
+    test = ok & listed(rows, test_keys, policy.by)
+    if policy.by != "segment":  # a test segment takes its whole recording (speaker) along
+        test = ok & unit.isin(set(unit[test]))
     out.loc[test, "split"] = "test"
     low = rows["reason"].eq("low_similarity").fillna(False).astype(bool) & ~test
     if low_similarity_split:
@@ -147,6 +149,27 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
     out.loc[pool, "over_budget"] = units["over_budget"].to_numpy(object)[row_pos]
     out.loc[pool, "order"] = row_pos
     return out
+
+
+def split_units(rows: pd.DataFrame, by: str) -> pd.Series:
+    """The key each row is placed by: its id, its recording, or its speaker (by recording without one)."""
+    if by == "segment":
+        return rows["id"]
+    recording = rows["recording_key"].fillna(rows["recording"]) if "recording_key" in rows else rows["recording"]
+    if by == "recording":
+        return recording
+    speaker = rows["speaker"] if "speaker" in rows else pd.Series(None, index=rows.index, dtype=object)
+    return speaker.where(speaker.notna(), "recording:" + recording.astype(str))
+
+
+def listed(rows: pd.DataFrame, keys, by: str) -> pd.Series:
+    """Rows an id list names: by segment id, recording (as in the table, or its path), or speaker (by speaker)."""
+    hit = rows["id"].isin(keys) | rows["recording"].isin(keys)
+    if "recording_key" in rows:
+        hit |= rows["recording_key"].isin(keys)
+    if by == "speaker" and "speaker" in rows:
+        hit |= rows["speaker"].isin(keys)
+    return hit
 
 
 def promote_reserve(written: pd.DataFrame, missing: float) -> set:

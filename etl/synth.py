@@ -16,6 +16,7 @@ from .audio import ffmpeg_binary
 
 _CODECS = {".mp3": ["-c:a", "libmp3lame", "-b:a", "64k"], ".m4a": ["-c:a", "aac", "-b:a", "96k"],
            ".wav": ["-c:a", "pcm_s16le"], ".flac": ["-c:a", "flac"], ".opus": ["-c:a", "libopus", "-b:a", "48k"],
+           ".webm": ["-c:a", "libopus", "-b:a", "48k"],
            ".ogg": ["-c:a", "libvorbis"]}
 
 

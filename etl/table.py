@@ -155,14 +155,16 @@ def canonical(df: pd.DataFrame, columns: dict, id_template: str) -> pd.DataFrame
     out["text_raw"] = df[columns["text"]].map(_as_str)
     hyp = columns.get("hypothesis")
     out["hypothesis"] = df[hyp].map(_as_str) if hyp else None
-    return out.astype({"source_id": object, "id": object, "hypothesis": object})
+    spk = columns.get("speaker")
+    out["speaker"] = df[spk].map(_as_str) if spk else None
+    return out.astype({"source_id": object, "id": object, "hypothesis": object, "speaker": object})
 
 
 def check_columns(present: list[str], columns: dict, fmt: str) -> None:
     if fmt == "kaldi":
         return
     present_set = set(present) | ({"__key__"} if "__key__" in present else set())
-    for key in ("recording", "start", "end", "text", "hypothesis"):
+    for key in ("recording", "start", "end", "text", "hypothesis", "speaker"):
         name = columns.get(key)
         if name and name not in present_set:
             raise ConfigError(f"input.columns.{key}: column {name!r} is not in the table "

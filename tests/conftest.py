@@ -22,7 +22,7 @@ RECORDINGS = [
 
 # id -> reason for the flawed rows added to the table
 EXPECTED_REJECTS = {
-    "escape": "invalid_recording_id", "abs": "invalid_recording_id", "slash": "invalid_recording_id",
+    "escape": "invalid_recording_id", "abs": "invalid_recording_id", "slash": "missing_audio",
     "nan-ts": "bad_timestamps", "neg-ts": "bad_timestamps", "rev-ts": "bad_timestamps",
     "missing": "missing_audio", "empty": "empty_text", "short": "too_short", "long": "too_long",
     "lowsim": "low_similarity", "broken": "unreadable_audio", "late": "beyond_end",

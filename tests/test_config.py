@@ -108,7 +108,7 @@ def test_an_empty_config_file_is_all_defaults(tmp_path):
 @pytest.mark.parametrize("doc, key", [
     ({"inputs": {}}, "inputs"),
     ({"filters": {"max_durration": 20}}, "filters.max_durration"),
-    ({"input": {"columns": {"speaker": "spk"}}}, "input.columns.speaker"),
+    ({"input": {"columns": {"language": "lang"}}}, "input.columns.language"),
     ({"cluster": {"workers": 4}}, "cluster.workers"),
 ])
 def test_unknown_key_is_an_error_naming_the_dotted_key(tmp_path, doc, key):
@@ -156,7 +156,10 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, doc, key):
     ({"cluster": {"threads_per_worker": 0}}, "cluster.threads_per_worker"),
     ({"input": {"id_template": "{recording}_{speaker}"}}, "input.id_template"),
     ({"input": {"id_template": "{start:.1q}"}}, "input.id_template"),
-    ({"splits": {"by": "speaker"}}, "splits.by"),
+    ({"splits": {"by": "speaker"}}, "splits.by"),  # no input.columns.speaker
+    ({"splits": {"by": "language"}}, "splits.by"),
+    ({"input": {"recording_pattern": "\\[(?P<id>[a-z]+"}}, "input.recording_pattern"),  # unbalanced
+    ({"input": {"recording_pattern": "\\[([A-Za-z0-9_-]{11})\\]"}}, "input.recording_pattern"),  # no group id
     ({"splits": {"low_similarity": "keep"}}, "splits.low_similarity"),
     ({"splits": {"dev_hours": -1}}, "splits.dev_hours"),
     ({"budget": {"total_gb": -5}}, "budget.total_gb"),

@@ -264,7 +264,7 @@ def test_recording_ids_never_reach_a_shell_or_become_ffmpeg_options(corpus, tmp_
     rows = pd.DataFrame([{"id": f"h{k}", "recording": name, "start": seg["start"], "end": seg["end"],
                           "duration": seg["end"] - seg["start"], "text": "a", "text_raw": "a", "hypothesis": "a",
                           "similarity": 1.0, "split": "train"} for k, name in enumerate(HOSTILE)])
-    res = run_shard(ShardTask(index=0, recordings=[(n, listing[n]) for n in HOSTILE], rows=rows, seconds=60.0,
+    res = run_shard(ShardTask(index=0, recordings=[(n, listing.files[f"{n}.wav"]) for n in HOSTILE], rows=rows, seconds=60.0,
                               out=str(tmp_path / "out")))
     assert res["rejects"] == []
     clips = _clips(tmp_path / "out")

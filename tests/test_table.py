@@ -340,7 +340,8 @@ def test_wav_scp_separated_by_a_tab_is_read(tmp_path):
 
 # ---------------------------------------------------------------- per-row checks
 
-@pytest.mark.parametrize("rec", ["../x", "/abs/path", "a/b", "", "   ", "..", "a\\b", "~user", "a\x00b", None])
+@pytest.mark.parametrize("rec", ["../x", "/abs/path", "a/../../x", "./../x", "", "   ", "..", ".", "a\\b", "C:x",
+                                 "~user", "a\x00b", "s3://bucket/x", "file:///etc/x", "memory::x", None])
 def test_recording_ids_that_escape_the_audio_folder_are_rejected(rec):
     out = _check(_canon(recording=[rec, "ok"]))
     assert out["reason"].tolist() == ["invalid_recording_id", None]
@@ -472,11 +473,11 @@ AUDIO_NAMES = ["rec1.mp3", "rec2.wav", "notes.txt", " spaced .m4a"]
 LOOKUPS = pd.Series(["rec1", "rec2", "spaced", "rec1.mp3", "notes", "notes.txt", "missing"])
 
 
-def _check_listing(listing: dict, url_of) -> None:
-    got = resolve(LOOKUPS, listing).tolist()
+def _check_listing(listing, url_of) -> None:
+    got = resolve(LOOKUPS, listing)["url"].tolist()
     assert got == [url_of("rec1.mp3"), url_of("rec2.wav"), url_of(" spaced .m4a"), url_of("rec1.mp3"),
                    None, None, None]
-    assert not any("notes" in str(v) for v in listing.values())
+    assert not any("notes" in str(v) for v in listing.files.values())
 
 
 def test_audio_folder_listing_resolves_stems_and_full_names(tmp_path):
@@ -485,7 +486,7 @@ def test_audio_folder_listing_resolves_stems_and_full_names(tmp_path):
     (tmp_path / "sub.wav").mkdir()  # a folder is not a recording
     listing = list_audio(str(tmp_path))
     _check_listing(listing, lambda n: str(tmp_path / n))
-    assert "sub" not in listing
+    assert "sub" not in listing.names and "sub.wav" not in listing.files
 
 
 @pytest.fixture
@@ -504,7 +505,7 @@ def test_audio_listing_on_an_fsspec_memory_folder(memory_folder):
             f.write(b"")
     listing = list_audio(memory_folder)
     _check_listing(listing, lambda n: f"memory:///{memory_folder.split('://', 1)[1]}/{n}")
-    for url in listing.values():  # every URL opens through fsspec
+    for url in listing.files.values():  # every URL opens through fsspec
         with fsspec.open(url, "rb") as f:
             assert f.read() == b""
 
@@ -512,25 +513,27 @@ def test_audio_listing_on_an_fsspec_memory_folder(memory_folder):
 def test_a_lossless_file_wins_over_a_lossy_one_for_the_same_recording(tmp_path):
     for name in ("rec.mp3", "rec.flac", "rec.wav"):
         (tmp_path / name).write_bytes(b"")
-    listing = list_audio(str(tmp_path))
-    assert listing["rec"] == str(tmp_path / "rec.wav")
-    assert listing["rec.mp3"] == str(tmp_path / "rec.mp3")
+    got = resolve(pd.Series(["rec", "rec.mp3", "./rec.flac"]), list_audio(str(tmp_path)))["url"].tolist()
+    assert got == [str(tmp_path / "rec.wav"), str(tmp_path / "rec.mp3"), str(tmp_path / "rec.flac")]
 
 
 def test_uppercase_extensions_are_audio(tmp_path):
     (tmp_path / "REC.MP3").write_bytes(b"")
-    assert list_audio(str(tmp_path)) == {"REC": str(tmp_path / "REC.MP3"), "REC.MP3": str(tmp_path / "REC.MP3")}
+    listing = list_audio(str(tmp_path))
+    assert listing.files == {"REC.MP3": str(tmp_path / "REC.MP3")}
+    assert listing.names == {"REC": ("REC.MP3",), "REC.MP3": ("REC.MP3",)}
 
 
 def test_resolve_uses_wav_scp_when_given_and_only_files_that_exist(tmp_path):
     (tmp_path / "r1.wav").write_bytes(b"")
     scp = {"r1": str(tmp_path / "r1.wav"), "r2": None, "r4": str(tmp_path / "gone.wav")}
-    got = resolve(pd.Series(["r1", "r2", "r3", "r4"]), {"r1": "/ignored.wav"}, scp)
-    assert got.tolist() == [str(tmp_path / "r1.wav"), None, None, None]
+    got = resolve(pd.Series(["r1", "r2", "r3", "r4"]), None, scp)
+    assert got["url"].tolist() == [str(tmp_path / "r1.wav"), None, None, None]
+    assert got["key"].tolist() == ["r1", None, None, None]
 
 
-def test_resolve_with_an_empty_listing_finds_nothing():
-    assert resolve(pd.Series(["r1", "r2"]), {}).tolist() == [None, None]
+def test_resolve_with_an_empty_listing_finds_nothing(tmp_path):
+    assert resolve(pd.Series(["r1", "r2"]), list_audio(str(tmp_path)))["url"].tolist() == [None, None]
 
 
 def test_clock_timestamps_from_subtitle_tools_are_read_as_seconds():
@@ -546,4 +549,4 @@ def test_recording_names_match_across_unicode_normalization_forms(tmp_path):
 
     (tmp_path / unicodedata.normalize("NFD", "sjednica_č.mp3")).write_bytes(b"")
     got = resolve(pd.Series([unicodedata.normalize("NFC", "sjednica_č")]), list_audio(str(tmp_path)))
-    assert got.iloc[0] is not None
+    assert got["url"].iloc[0] is not None
