@@ -61,6 +61,7 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
             audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
+            with_words="words" in kept.columns,
         ))
     return tasks
 
@@ -207,7 +208,8 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
                            f"{report['rows_rejected']} rejected")
     storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
     storage.write_bytes(fs, storage.join(root, "README.md"),
-                        card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id).encode())
+                        card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
+                                          "words" in df.columns).encode())
     return report
 
 

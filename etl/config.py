@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
         "columns": {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
                     "hypothesis": None},
         "id_template": "{recording}_{start:.1f}-{end:.1f}",
+        "segmentation": {"max_pause": 0.5, "max_duration": 20.0},
+        "textgrid": {"tier": "words", "hypothesis_tier": None},
+        "ctm": {"hypothesis": None},
+        "subtitles": {"language": None, "hypothesis_language": None},
     },
     "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
     "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
@@ -38,6 +42,9 @@ _TYPES: dict[str, tuple] = {
     "input.columns.id": (str, None), "input.columns.recording": (str,), "input.columns.start": (str,),
     "input.columns.end": (str,), "input.columns.text": (str,), "input.columns.hypothesis": (str, None),
     "input.id_template": (str,),
+    "input.segmentation.max_pause": _NUM, "input.segmentation.max_duration": _NUM,
+    "input.textgrid.tier": (str,), "input.textgrid.hypothesis_tier": (str, None), "input.ctm.hypothesis": (str, None),
+    "input.subtitles.language": (str, None), "input.subtitles.hypothesis_language": (str, None),
     "output.path": (str,), "output.audio_format": (str,), "output.shard_hours": _NUM, "output.arrow": (bool,),
     "audio.sampling_rate": (int,), "audio.channels": (int,), "audio.decoder": (str,), "audio.ffmpeg": (str, None),
     "text.lowercase": (bool,), "text.strip_punctuation": (bool,),
@@ -55,13 +62,14 @@ _TYPES: dict[str, tuple] = {
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),
     "audio.decoder": ("ffmpeg", "pydub"),
-    "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi"),
+    "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi", "textgrid", "ctm", "nemo", "lhotse",
+                     "subtitles"),
     "cluster.kind": ("local", "slurm"),
     "splits.by": ("segment", "recording"),
     "splits.low_similarity": ("drop", "split"),
 }
 _PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg", "cluster.scheduler_file",
-              "splits.test_ids")
+              "splits.test_ids", "input.ctm.hypothesis")
 
 
 class ConfigError(Exception):
@@ -185,6 +193,10 @@ def _check_values(cfg: dict) -> None:
         raise ConfigError("config key 'audio.sampling_rate' must be positive")
     if cfg["audio"]["channels"] not in (1, 2):
         raise ConfigError("config key 'audio.channels' must be 1 or 2")
+    if cfg["input"]["segmentation"]["max_pause"] < 0:
+        raise ConfigError("config key 'input.segmentation.max_pause' must be >= 0")
+    if cfg["input"]["segmentation"]["max_duration"] <= 0:
+        raise ConfigError("config key 'input.segmentation.max_duration' must be positive")
     if cfg["output"]["shard_hours"] <= 0:
         raise ConfigError("config key 'output.shard_hours' must be positive")
     if cfg["splits"]["dev_size"] < 0:

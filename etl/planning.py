@@ -26,18 +26,15 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
 
     inp = cfg["input"]
     fmt = table.detect_format(inp["alignment"], inp["format"])
-    columns = dict(inp["columns"])
-    if fmt == "kaldi":
-        columns = {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                   "hypothesis": None}
+    columns = table.reader_columns(fmt, inp["columns"])
     with dask.config.set({"dataframe.convert-string": False}):
         try:
-            ddf = table.read_raw(inp["alignment"], fmt)
+            ddf = table.read_raw(inp["alignment"], fmt, inp)
             present = [str(c) for c in ddf.columns]
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:  # a malformed table: the user's input
             raise _unreadable_table(inp["alignment"], fmt, e) from None
         table.check_columns(present, columns, fmt)
-        has_id = bool(columns.get("id")) and (columns["id"] in present or "__key__" in present)
+        has_id = table.has_own_ids(fmt, present, columns)
 
         def per_partition(pdf: pd.DataFrame) -> pd.DataFrame:
             canon = table.canonical(pdf, columns, inp["id_template"])

@@ -40,6 +40,7 @@ class ShardTask:
     ffmpeg: str | None = None
     audio_format: str = "flac"
     with_source_id: bool = False
+    with_words: bool = False  # a `words` column (word-level inputs)
     meta: dict = field(default_factory=dict)
 
 
@@ -144,8 +145,8 @@ def run_shard(task: ShardTask) -> dict:
     """Decode, cut, encode and write one shard. Returns stats and decode-time rejects."""
     t0 = time.perf_counter()
     fs, root = storage.fs_and_path(task.out)
-    schema = output_schema(task.sampling_rate, task.with_source_id)
-    columns = output_columns(task.with_source_id)
+    schema = output_schema(task.sampling_rate, task.with_source_id, task.with_words)
+    columns = output_columns(task.with_source_id, task.with_words)
     ext = "flac" if task.audio_format == "flac" else "wav"
     rejects: list[dict] = []
     decoded = 0.0
