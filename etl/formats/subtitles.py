@@ -23,6 +23,7 @@ from .common import Malformed, error_row, list_files, read_text, segment_rows
 EXTENSIONS = (".vtt", ".srt")
 _TIME = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
 _TIMING = re.compile(rf"^\s*({_TIME})\s*-->\s*({_TIME})(?:\s+.*)?$")
+_ARROW = re.compile(r"-->|^\s*\d[\d:.,]*\s*-+>")  # a timing line, well-formed or not
 _INLINE = re.compile(r"<((?:\d+:)?\d{2}:\d{2}\.\d{3})>")
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -60,7 +61,7 @@ def parse_cues(text: str, vtt: bool) -> list[Cue]:
                 raise Malformed(n, f"cue ends ({m.group(2)}) before it starts ({m.group(1)})")
             cur = Cue(start, end, n)
             cues.append(cur)
-        elif "-->" in line:
+        elif _ARROW.search(line):
             raise Malformed(n, f"not a cue timing: {line.strip()!r}")
         elif line == "" or (not vtt and not line.strip()):
             cur = None  # (a WebVTT line of spaces is cue text: YouTube's empty first line)

@@ -41,6 +41,8 @@ def _parse_failure(text: str, e: Exception) -> Malformed:
                 float(m.group(2))
             except ValueError:
                 return Malformed(n, f"{m.group(1)} {m.group(2)!r} is not a number")
+    if "ooTextFile" in text[:200] and isinstance(e, IndexError):
+        return Malformed(len(text.splitlines()), "the TextGrid ends early")
     return Malformed(1 if "ooTextFile" not in text[:200] else None,
                      f"not a Praat TextGrid ({type(e).__name__}: {e})".replace(" ()", ""))
 
