@@ -243,3 +243,36 @@ def test_a_textgrid_corpus_builds_with_words_read_back_by_datasets(formats, corp
     card = (out / "README.md").read_text()
     assert "name: words" in card
     assert np.isclose(sum(report["splits"][s]["rows"] for s in report["splits"]), len(corpus["freqs"]))
+
+
+def test_ctm_words_overlapping_or_negative_reject_their_recording_naming_the_line(tmp_path):
+    from etl.formats import ctm
+
+    (tmp_path / "x.ctm").write_text("a 1 0.00 0.50 dobar\na 1 0.40 0.30 dan\nb 1 0.0 0.5 ok\nc 1 0.0 -0.1 no\n"
+                                    "d 1 zero 0.5 nan\n", encoding="utf-8")
+    inp = {"ctm": {"hypothesis": None}, "segmentation": {"max_pause": 0.5, "max_duration": 20.0}}
+    rows = ctm.read(str(tmp_path / "x.ctm"), inp)
+    errors = {r["recording"]: r["alignment_error"] for r in rows if r["alignment_error"]}
+    assert errors == {"a": "x.ctm line 2: 'dan' at 0.4 s overlaps 'dobar' (0-0.5 s)",
+                      "c": "x.ctm line 4: 'no' has start 0 s and end -0.1 s",
+                      "d": "x.ctm line 5: 'zero' is not a number"}
+    assert [(r["recording"], r["text"]) for r in rows if not r["alignment_error"]] == [("b", "ok")]
+
+
+def test_short_form_textgrid_and_lhotse_word_alignments_are_read(tmp_path):
+    from etl.formats import manifests, textgrid
+
+    short = ('File type = "ooTextFile"\nObject class = "TextGrid"\n\n0\n2.5\n<exists>\n1\n"IntervalTier"\n"words"\n'
+             '0\n2.5\n3\n0\n0.5\n""\n0.5\n1.2\n"dobar"\n1.2\n2.5\n"dan"\n')
+    (tier,) = textgrid.parse(short)
+    assert [(u.text, u.start, u.end) for u, _ in tier["entries"]] == [("", 0.0, 0.5), ("dobar", 0.5, 1.2),
+                                                                     ("dan", 1.2, 2.5)]
+    import gzip
+    with gzip.open(tmp_path / "s.jsonl.gz", "wt") as f:
+        f.write(json.dumps({"id": "u1", "recording_id": "r", "start": 1.0, "duration": 1.5, "text": "dobar dan",
+                            "speaker": "ana", "alignment": {"word": [["dobar", 1.0, 0.6, 1.0], ["dan", 1.7, 0.8, 1.0]]}})
+                + "\n" + json.dumps({"id": "u2", "recording_id": "r", "start": 3.0, "duration": -1.0}) + "\n")
+    rows = manifests.read_lhotse(str(tmp_path / "s.jsonl.gz"), {})
+    assert rows[0]["words"] == [{"word": "dobar", "start": 0.0, "end": 0.6}, {"word": "dan", "start": 0.7, "end": 1.5}]
+    assert rows[0]["speaker"] == "ana" and rows[0]["id"] == "u1"
+    assert (rows[1]["start"], rows[1]["end"]) == (3.0, 2.0)  # end before start: bad_timestamps in the row checks
