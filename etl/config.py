@@ -230,7 +230,8 @@ def check_inputs_exist(cfg: dict) -> None:
     audio = cfg["input"]["audio"]
     if audio is not None and not exists(audio):
         raise ConfigError(f"input.audio not found: {audio}")
-    for key, files in (("splits.test_ids", [cfg["splits"]["test_ids"]]), ("splits.exclude_ids", cfg["splits"]["exclude_ids"])):
+    for key, files in (("splits.test_ids", [cfg["splits"]["test_ids"]]), ("splits.exclude_ids", cfg["splits"]["exclude_ids"]),
+                       ("input.ctm.hypothesis", [cfg["input"]["ctm"]["hypothesis"]])):
         for f in files:
             if f is not None and not exists(f):
                 raise ConfigError(f"{key}: file not found: {f}")

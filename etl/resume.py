@@ -40,7 +40,8 @@ def fingerprint(cfg: dict) -> str:
     content = {k: cfg[k] for k in _CONTENT_KEYS}
     content["output"] = {k: v for k, v in cfg["output"].items() if k != "path"}
     h.update(json.dumps(content, sort_keys=True, default=str).encode())
-    for url in [cfg["input"]["alignment"], cfg["splits"]["test_ids"], *cfg["splits"]["exclude_ids"]]:
+    for url in [cfg["input"]["alignment"], cfg["input"]["ctm"]["hypothesis"], cfg["splits"]["test_ids"],
+                *cfg["splits"]["exclude_ids"]]:
         if url:
             _file_bytes_hash(h, url)
     return h.hexdigest()
