@@ -62,6 +62,7 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
             ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
             audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
             with_speaker=has_speaker(cfg),
+            with_words="words" in kept.columns,
         ))
     return tasks
 
@@ -216,7 +217,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
     storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
     storage.write_bytes(fs, storage.join(root, "README.md"),
                         card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
-                                          has_speaker(cfg)).encode())
+                                          has_speaker(cfg), "words" in df.columns).encode())
     return report
 
 

@@ -8,7 +8,8 @@ import yaml
 from .schema import REJECT_REASONS, card_features_yaml
 
 
-def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_speaker: bool = False) -> str:
+def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_speaker: bool = False,
+                 with_words: bool = False) -> str:
     splits = report["splits"]
     front = {
         "configs": [{
@@ -16,7 +17,7 @@ def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_sp
             "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
         }],
         "dataset_info": {
-            "features": card_features_yaml(sampling_rate, with_source_id, with_speaker),
+            "features": card_features_yaml(sampling_rate, with_source_id, with_speaker, with_words),
             "splits": [{"name": s, "num_bytes": v["bytes"], "num_examples": v["rows"]} for s, v in splits.items()],
             "download_size": sum(v["bytes"] for v in splits.values()),
             "dataset_size": sum(v["bytes"] for v in splits.values()),

@@ -21,6 +21,10 @@ DEFAULTS: dict[str, Any] = {
                     "hypothesis": None, "speaker": None},
         "id_template": "{recording}_{start:.1f}-{end:.1f}",
         "recording_pattern": None,
+        "segmentation": {"max_pause": 0.5, "max_duration": 20.0},
+        "textgrid": {"tier": "words", "hypothesis_tier": None},
+        "ctm": {"hypothesis": None},
+        "subtitles": {"language": None, "hypothesis_language": None},
     },
     "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
     "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
@@ -39,6 +43,9 @@ _TYPES: dict[str, tuple] = {
     "input.columns.id": (str, None), "input.columns.recording": (str,), "input.columns.start": (str,),
     "input.columns.end": (str,), "input.columns.text": (str,), "input.columns.hypothesis": (str, None),
     "input.columns.speaker": (str, None), "input.id_template": (str,), "input.recording_pattern": (str, None),
+    "input.segmentation.max_pause": _NUM, "input.segmentation.max_duration": _NUM,
+    "input.textgrid.tier": (str,), "input.textgrid.hypothesis_tier": (str, None), "input.ctm.hypothesis": (str, None),
+    "input.subtitles.language": (str, None), "input.subtitles.hypothesis_language": (str, None),
     "output.path": (str,), "output.audio_format": (str,), "output.shard_hours": _NUM, "output.arrow": (bool,),
     "audio.sampling_rate": (int,), "audio.channels": (int,), "audio.decoder": (str,), "audio.ffmpeg": (str, None),
     "text.lowercase": (bool,), "text.strip_punctuation": (bool,),
@@ -56,13 +63,14 @@ _TYPES: dict[str, tuple] = {
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),
     "audio.decoder": ("ffmpeg", "pydub"),
-    "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi"),
+    "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi", "textgrid", "ctm", "nemo", "lhotse",
+                     "subtitles"),
     "cluster.kind": ("local", "slurm"),
     "splits.by": ("segment", "recording", "speaker"),
     "splits.low_similarity": ("drop", "split"),
 }
 _PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg", "cluster.scheduler_file",
-              "splits.test_ids")
+              "splits.test_ids", "input.ctm.hypothesis")
 
 
 class ConfigError(Exception):
@@ -186,6 +194,10 @@ def _check_values(cfg: dict) -> None:
         raise ConfigError("config key 'audio.sampling_rate' must be positive")
     if cfg["audio"]["channels"] not in (1, 2):
         raise ConfigError("config key 'audio.channels' must be 1 or 2")
+    if cfg["input"]["segmentation"]["max_pause"] < 0:
+        raise ConfigError("config key 'input.segmentation.max_pause' must be >= 0")
+    if cfg["input"]["segmentation"]["max_duration"] <= 0:
+        raise ConfigError("config key 'input.segmentation.max_duration' must be positive")
     if cfg["output"]["shard_hours"] <= 0:
         raise ConfigError("config key 'output.shard_hours' must be positive")
     if cfg["splits"]["dev_size"] < 0:
@@ -205,8 +217,19 @@ def _check_values(cfg: dict) -> None:
         raise ConfigError(f"config key 'input.id_template' is not a valid template "
                           f"(fields: recording, start, end): {e}") from None
     _check_recording_pattern(cfg["input"]["recording_pattern"])
-    if cfg["splits"]["by"] == "speaker" and not cfg["input"]["columns"]["speaker"]:
+    if cfg["splits"]["by"] == "speaker" and not cfg["input"]["columns"]["speaker"] and not _names_speakers(cfg["input"]):
         raise ConfigError("config key 'splits.by' is speaker but input.columns.speaker names no column")
+
+
+def _names_speakers(inp: dict) -> bool:
+    """Whether the alignment is in a format that names its speakers (lhotse, TextGrid)."""
+    from .formats import SPEAKER_FORMATS
+    from .table import detect_format
+
+    try:
+        return detect_format(inp["alignment"], inp["format"]) in SPEAKER_FORMATS
+    except (ConfigError, OSError, ValueError):
+        return False
 
 
 def _check_recording_pattern(pattern: str | None) -> None:
@@ -236,7 +259,8 @@ def check_inputs_exist(cfg: dict) -> None:
     audio = cfg["input"]["audio"]
     if audio is not None and not exists(audio):
         raise ConfigError(f"input.audio not found: {audio}")
-    for key, files in (("splits.test_ids", [cfg["splits"]["test_ids"]]), ("splits.exclude_ids", cfg["splits"]["exclude_ids"])):
+    for key, files in (("splits.test_ids", [cfg["splits"]["test_ids"]]), ("splits.exclude_ids", cfg["splits"]["exclude_ids"]),
+                       ("input.ctm.hypothesis", [cfg["input"]["ctm"]["hypothesis"]])):
         for f in files:
             if f is not None and not exists(f):
                 raise ConfigError(f"{key}: file not found: {f}")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from . import resume, rows as rowchecks, storage, table
+from . import formats, resume, rows as rowchecks, storage, table
 from .config import ConfigError
 from .recordings import list_audio, listing_summary, resolve
 from .splits import SplitPolicy, assign, listed, read_id_list
@@ -26,21 +26,21 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
 
     inp = cfg["input"]
     fmt = table.detect_format(inp["alignment"], inp["format"])
-    columns = dict(inp["columns"])
-    if fmt == "kaldi":
-        columns = {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                   "hypothesis": None, "speaker": None}
+    columns = table.reader_columns(fmt, inp["columns"])
+    if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
+        raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
+                          "(input.columns.speaker names no column)")
     with dask.config.set({"dataframe.convert-string": False}):
         try:
-            ddf = table.read_raw(inp["alignment"], fmt)
+            ddf = table.read_raw(inp["alignment"], fmt, inp)
             present = [str(c) for c in ddf.columns]
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:  # a malformed table: the user's input
             raise _unreadable_table(inp["alignment"], fmt, e) from None
         table.check_columns(present, columns, fmt)
-        has_id = bool(columns.get("id")) and (columns["id"] in present or "__key__" in present)
+        has_id = table.has_own_ids(fmt, present, columns)
 
         def per_partition(pdf: pd.DataFrame) -> pd.DataFrame:
-            canon = table.canonical(pdf, columns, inp["id_template"])
+            canon = table.canonical(pdf, columns, inp["id_template"], reader_extras=fmt in formats.FORMATS)
             return rowchecks.check_rows(canon, cfg["text"], cfg["filters"], inp["id_template"],
                                         absolute_recordings=inp["audio"] is None)
 
@@ -54,9 +54,13 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
 
 
 def has_speaker(cfg: dict) -> bool:
-    """Whether the table maps a speaker column (then the dataset and the rejects carry ``speaker``)."""
+    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid):
+    then the dataset and the rejects carry ``speaker``."""
     inp = cfg["input"]
-    return bool(inp["columns"].get("speaker")) and table.detect_format(inp["alignment"], inp["format"]) != "kaldi"
+    fmt = table.detect_format(inp["alignment"], inp["format"])
+    if fmt in formats.SPEAKER_FORMATS:
+        return True
+    return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
 
 
 def _unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:

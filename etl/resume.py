@@ -13,6 +13,7 @@ import json
 import fsspec
 
 from . import storage
+from .recordings import AUDIO_EXTENSIONS
 
 MANIFEST = "manifest.json"
 JOURNAL = "finalize.json"
@@ -23,6 +24,8 @@ _CONTENT_KEYS = ("input", "output", "audio", "text", "filters", "splits", "budge
 def _file_bytes_hash(h, url: str) -> None:
     fs, path = fsspec.core.url_to_fs(url)
     paths = sorted(fs.find(path)) if fs.isdir(path) else [path]  # a Kaldi data dir: every file in it
+    # (subtitles kept next to the audio: the alignment folder is the audio folder; its audio is not hashed)
+    paths = [p for p in paths if not p.lower().endswith(AUDIO_EXTENSIONS)]
     for p in paths:
         h.update(p.rsplit("/", 1)[-1].encode() + b"\0")
         with fs.open(p, "rb") as f:
@@ -37,7 +40,8 @@ def fingerprint(cfg: dict) -> str:
     content = {k: cfg[k] for k in _CONTENT_KEYS}
     content["output"] = {k: v for k, v in cfg["output"].items() if k != "path"}
     h.update(json.dumps(content, sort_keys=True, default=str).encode())
-    for url in [cfg["input"]["alignment"], cfg["splits"]["test_ids"], *cfg["splits"]["exclude_ids"]]:
+    for url in [cfg["input"]["alignment"], cfg["input"]["ctm"]["hypothesis"], cfg["splits"]["test_ids"],
+                *cfg["splits"]["exclude_ids"]]:
         if url:
             _file_bytes_hash(h, url)
     return h.hexdigest()

@@ -39,6 +39,9 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     df = df.copy()
     df["reason"] = pd.Series([None] * len(df), index=df.index, dtype=object)
     df["detail"] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    if "alignment_error" in df.columns:  # a malformed alignment file (etl.formats): file and line
+        reject(df, df["alignment_error"].notna(), "unreadable_alignment", df["alignment_error"])
+        df = df.drop(columns="alignment_error")
 
     rec = df["recording"].map(lambda r: r.strip() if isinstance(r, str) else r)
     df["recording"] = rec

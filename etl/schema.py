@@ -12,9 +12,15 @@ import pyarrow as pa
 # Columns every reader produces (``table.py``), in this order. ``row`` is the 0-based position in
 # the input table: it decides which duplicate is "first" and orders everything deterministically.
 TABLE_COLUMNS = ["row", "id", "source_id", "recording", "start", "end", "text_raw", "hypothesis", "speaker"]
+# Columns the alignment readers (``etl/formats/``) add when their input has them: ``words`` (a list of
+# {word, start, end}, seconds from the segment's start), ``alignment_error`` (the detail of an
+# ``unreadable_alignment`` row: file and line). ``speaker`` comes from lhotse or MFA per-speaker tiers.
+EXTRA_TABLE_COLUMNS = ["words", "alignment_error"]
 
 # Reject reasons, in the order rows are checked: a row gets the first reason that applies.
 REJECT_REASONS = {
+    "unreadable_alignment": "a malformed alignment file (TextGrid, CTM, subtitles) or manifest line: one row per "
+                            "file or recording, file and line in the detail",
     "invalid_recording_id": "recording is empty or would leave the audio folder ('..' escaping it, absolute path, URL)",
     "bad_timestamps": "start/end missing, not a number, negative, or end <= start",
     "duplicate_id": "the same id appears earlier in the table (the first is kept)",
@@ -55,6 +61,11 @@ def rejects_schema(with_speaker: bool = False) -> pa.Schema:
     return REJECTS_SCHEMA.insert(REJECT_COLUMNS.index("recording") + 1, pa.field(SPEAKER, pa.string()))
 
 AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+# Word timings of word-level inputs (CTM, TextGrid tiers, timed subtitles, lhotse alignments): seconds
+# from the clip's start. HF writes a list of dicts as `[{...}]` (datasets 4.x "List" of a dict).
+WORDS_TYPE = pa.list_(pa.struct([("word", pa.string()), ("start", pa.float64()), ("end", pa.float64())]))
+WORDS_FEATURE = [{"word": {"dtype": "string", "_type": "Value"}, "start": {"dtype": "float64", "_type": "Value"},
+                  "end": {"dtype": "float64", "_type": "Value"}}]
 
 # Output columns: (name, arrow type, HF feature dict). Types must match the HF feature's own
 # arrow type exactly, or `datasets` silently ignores the metadata and the Audio feature is lost.
@@ -74,36 +85,37 @@ _OUTPUT = [
 ]
 
 
-def _included(name: str, with_source_id: bool, with_speaker: bool) -> bool:
-    return (with_source_id or name != "source_id") and (with_speaker or name != SPEAKER)
+def _fields(with_source_id: bool, with_speaker: bool = False, with_words: bool = False):
+    out = [f for f in _OUTPUT if (with_source_id or f[0] != "source_id") and (with_speaker or f[0] != SPEAKER)]
+    return out + ([("words", WORDS_TYPE, WORDS_FEATURE)] if with_words else [])
 
 
-def output_columns(with_source_id: bool, with_speaker: bool = False) -> list[str]:
-    return [name for name, _, _ in _OUTPUT if _included(name, with_source_id, with_speaker)]
+def output_columns(with_source_id: bool, with_speaker: bool = False, with_words: bool = False) -> list[str]:
+    return [name for name, _, _ in _fields(with_source_id, with_speaker, with_words)]
 
 
-def hf_features(sampling_rate: int, with_source_id: bool, with_speaker: bool = False) -> dict:
+def hf_features(sampling_rate: int, with_source_id: bool, with_speaker: bool = False, with_words: bool = False) -> dict:
     """The `datasets.Features.to_dict()` form of the output columns."""
-    feats = {}
-    for name, _, feat in _OUTPUT:
-        if not _included(name, with_source_id, with_speaker):
-            continue
-        feats[name] = feat if feat is not None else {"sampling_rate": int(sampling_rate), "_type": "Audio"}
-    return feats
+    return {name: feat if feat is not None else {"sampling_rate": int(sampling_rate), "_type": "Audio"}
+            for name, _, feat in _fields(with_source_id, with_speaker, with_words)}
 
 
-def output_schema(sampling_rate: int, with_source_id: bool, with_speaker: bool = False) -> pa.Schema:
+def output_schema(sampling_rate: int, with_source_id: bool, with_speaker: bool = False,
+                  with_words: bool = False) -> pa.Schema:
     """Arrow schema of a split shard, with the `huggingface` metadata `datasets` reads back."""
-    fields = [pa.field(name, typ) for name, typ, _ in _OUTPUT if _included(name, with_source_id, with_speaker)]
-    meta = {"info": {"features": hf_features(sampling_rate, with_source_id, with_speaker)}}
+    fields = [pa.field(name, typ) for name, typ, _ in _fields(with_source_id, with_speaker, with_words)]
+    meta = {"info": {"features": hf_features(sampling_rate, with_source_id, with_speaker, with_words)}}
     return pa.schema(fields).with_metadata({"huggingface": json.dumps(meta)})
 
 
-def card_features_yaml(sampling_rate: int, with_source_id: bool, with_speaker: bool = False) -> list[dict]:
+def card_features_yaml(sampling_rate: int, with_source_id: bool, with_speaker: bool = False,
+                       with_words: bool = False) -> list[dict]:
     """The `dataset_info.features` list of a dataset card (as `Features._to_yaml_list()` writes it)."""
     out = []
-    for name, feat in hf_features(sampling_rate, with_source_id, with_speaker).items():
-        if feat["_type"] == "Audio":
+    for name, feat in hf_features(sampling_rate, with_source_id, with_speaker, with_words).items():
+        if isinstance(feat, list):  # a list of structs
+            out.append({"name": name, "list": [{"name": k, "dtype": v["dtype"]} for k, v in feat[0].items()]})
+        elif feat["_type"] == "Audio":
             out.append({"name": name, "dtype": {"audio": {"sampling_rate": feat["sampling_rate"]}}})
         else:
             out.append({"name": name, "dtype": feat["dtype"]})

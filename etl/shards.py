@@ -41,6 +41,7 @@ class ShardTask:
     audio_format: str = "flac"
     with_source_id: bool = False
     with_speaker: bool = False
+    with_words: bool = False  # a `words` column (word-level inputs)
     meta: dict = field(default_factory=dict)
 
 
@@ -145,8 +146,8 @@ def run_shard(task: ShardTask) -> dict:
     """Decode, cut, encode and write one shard. Returns stats and decode-time rejects."""
     t0 = time.perf_counter()
     fs, root = storage.fs_and_path(task.out)
-    schema = output_schema(task.sampling_rate, task.with_source_id, task.with_speaker)
-    columns = output_columns(task.with_source_id, task.with_speaker)
+    schema = output_schema(task.sampling_rate, task.with_source_id, task.with_speaker, task.with_words)
+    columns = output_columns(task.with_source_id, task.with_speaker, task.with_words)
     ext = "flac" if task.audio_format == "flac" else "wav"
     rejects: list[dict] = []
     decoded = 0.0

@@ -15,9 +15,11 @@ import os
 import fsspec
 import pandas as pd
 
+from . import formats
 from .config import ConfigError, is_url
+from .schema import EXTRA_TABLE_COLUMNS
 
-FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi")
+FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi") + formats.FORMATS
 _EXT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
         ".parquet": "parquet", ".pq": "parquet"}
 
@@ -27,19 +29,53 @@ def detect_format(path: str, forced: str | None = None) -> str:
         return forced
     fs, p = fsspec.core.url_to_fs(path)
     if fs.isdir(p):
-        return "kaldi"
+        return _folder_format(fs, p, path)
     base = p[:-3] if p.endswith(".gz") else p
     ext = os.path.splitext(base)[1].lower()
+    if ext in formats.EXTENSIONS:
+        return formats.EXTENSIONS[ext]
+    if ext in (".json", ".jsonl", ".ndjson"):  # a NeMo manifest or lhotse supervisions, by their first line
+        return formats.sniff_json_lines(path) or _EXT[ext]
     if ext not in _EXT:
         raise ConfigError(f"input.alignment: cannot tell the format of {path} from its extension; "
                           f"set input.format to one of {', '.join(FORMATS)}")
     return _EXT[ext]
 
 
-def read_raw(path: str, fmt: str):
-    """The table as a dask dataframe of the user's own columns."""
+def _folder_format(fs, p: str, path: str) -> str:
+    """A Kaldi data dir, or a folder of TextGrids, CTMs or subtitles (one kind only)."""
+    if fs.exists(p.rstrip("/") + "/segments"):
+        return "kaldi"
+    found = formats.folder_formats(fs, p)
+    if len(found) > 1:
+        raise ConfigError(f"input.alignment: {path} holds files of several formats ({', '.join(found)}); "
+                          f"set input.format to the one to read")
+    return found[0] if found else "kaldi"
+
+
+def reader_columns(fmt: str, columns: dict) -> dict:
+    """The column mapping for ``canonical``: the user's, or fixed for formats whose readers name them."""
+    if fmt == "kaldi" or fmt in formats.FORMATS:
+        return {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
+                "hypothesis": "hypothesis" if fmt in formats.FORMATS else None}
+    return dict(columns)
+
+
+def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
+    """Whether the table holds its own segment ids (kept as ``source_id``); TextGrids, CTMs,
+    subtitles and NeMo manifests have none: their ids follow ``input.id_template``."""
+    if fmt in formats.FORMATS and fmt != "lhotse":
+        return False
+    return bool(columns.get("id")) and (columns["id"] in present or "__key__" in present)
+
+
+def read_raw(path: str, fmt: str, inp: dict | None = None):
+    """The table as a dask dataframe of the user's own columns (for the alignment formats of
+    ``etl.formats``, of canonical ones; ``inp`` is the ``input`` config they read their options from)."""
     import dask.dataframe as dd
 
+    if fmt in formats.FORMATS:
+        return dd.from_pandas(formats.read(path, fmt, inp), npartitions=1, sort=False)
     if fmt in ("csv", "tsv"):
         kw = dict(dtype=str, keep_default_na=False, na_filter=False, blocksize="64MB")
         if fmt == "tsv":
@@ -134,8 +170,12 @@ def read_wav_scp(path: str) -> dict[str, str | None] | None:
     return out
 
 
-def canonical(df: pd.DataFrame, columns: dict, id_template: str) -> pd.DataFrame:
+def canonical(df: pd.DataFrame, columns: dict, id_template: str, reader_extras: bool = False) -> pd.DataFrame:
     """User columns -> canonical ones (``schema.TABLE_COLUMNS`` minus ``row``). Pure.
+
+    ``reader_extras``: ``df`` comes from an alignment reader (``etl/formats``), whose ``speaker`` and
+    ``schema.EXTRA_TABLE_COLUMNS`` are kept; a user's table column that happens to be called ``words``
+    or ``speaker`` is never taken for them.
 
     ``id`` is the table's id if it has one (kept as ``source_id`` too), else ``id_template``;
     template ids are filled in later by ``rows.check_rows`` once start/end are parsed.
@@ -156,12 +196,20 @@ def canonical(df: pd.DataFrame, columns: dict, id_template: str) -> pd.DataFrame
     hyp = columns.get("hypothesis")
     out["hypothesis"] = df[hyp].map(_as_str) if hyp else None
     spk = columns.get("speaker")
-    out["speaker"] = df[spk].map(_as_str) if spk else None
+    if spk:
+        out["speaker"] = df[spk].map(_as_str)
+    elif reader_extras and "speaker" in df.columns:  # lhotse, MFA per-speaker tiers: as the alignment readers gave them
+        out["speaker"] = df["speaker"]
+    else:
+        out["speaker"] = None
+    for extra in EXTRA_TABLE_COLUMNS:  # words, alignment_error: as the alignment readers gave them
+        if reader_extras and extra in df.columns:
+            out[extra] = df[extra]
     return out.astype({"source_id": object, "id": object, "hypothesis": object, "speaker": object})
 
 
 def check_columns(present: list[str], columns: dict, fmt: str) -> None:
-    if fmt == "kaldi":
+    if fmt == "kaldi" or fmt in formats.FORMATS:
         return
     present_set = set(present) | ({"__key__"} if "__key__" in present else set())
     for key in ("recording", "start", "end", "text", "hypothesis", "speaker"):

@@ -1,0 +1,105 @@
+"""JSON-lines manifests with one segment per line: NeMo (``audio_filepath``, ``offset``, ``duration``,
+``text``, ``pred_text``) and lhotse SupervisionSets (``id``, ``recording_id``, ``start``, ``duration``,
+``text``, ``speaker``, ``alignment``), plain or gzipped.
+
+lhotse supervisions are read directly (they are plain JSON lines), without lhotse itself. A line that
+is not JSON, or lacks a field the format requires, is one ``unreadable_alignment`` row naming the
+file and line; every other line is still read. Negative durations pass through as segments whose end
+precedes their start, and so become ``bad_timestamps``.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from .common import Malformed, error_row, iter_lines, list_files, row
+
+EXTENSIONS = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+
+
+def _records(url: str, name: str, required: tuple):
+    """(line, record) of each JSON object line, or (line, Malformed)."""
+    n = 0
+    try:
+        for n, line in iter_lines(url):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield n, Malformed(n, f"not JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(rec, dict):
+                yield n, Malformed(n, "not a JSON object")
+                continue
+            missing = [k for k in required if rec.get(k) is None]
+            yield n, (Malformed(n, f"no {missing[0]!r} field") if missing else rec)
+    except UnicodeDecodeError:
+        yield n + 1, Malformed(n + 1, "not UTF-8 text")
+
+
+def _seconds(value):
+    """A JSON number as float; anything else is passed on for the row checks to reject."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _end(start, duration):
+    if isinstance(start, float) and isinstance(duration, float):
+        return round(start + duration, 6)
+    return None
+
+
+def relative_recording(audio_filepath: str, audio_root: str | None) -> str:
+    """A manifest's ``audio_filepath`` as the table would hold it: relative to ``input.audio`` when
+    it lies inside it, else as given."""
+    if audio_root and "://" not in audio_root and os.path.isabs(audio_filepath):
+        root = os.path.normpath(audio_root)
+        path = os.path.normpath(audio_filepath)
+        if path.startswith(root + os.sep):
+            return path[len(root) + 1:]
+    return audio_filepath
+
+
+def read_nemo(path: str, inp: dict) -> list[dict]:
+    rows = []
+    for url, name in list_files(path, EXTENSIONS):
+        for n, rec in _records(url, name, ("audio_filepath", "duration")):
+            if isinstance(rec, Malformed):
+                rows.append(error_row(name, rec))
+                continue
+            start, dur = _seconds(rec.get("offset") or 0.0), _seconds(rec["duration"])
+            hyp = rec.get("pred_text")
+            rows.append(row(relative_recording(str(rec["audio_filepath"]), inp.get("audio")), start,
+                            _end(start, dur), rec.get("text") or "",
+                            hypothesis=None if hyp is None else str(hyp)))
+    return rows
+
+
+def read_lhotse(path: str, inp: dict) -> list[dict]:
+    rows = []
+    for url, name in list_files(path, EXTENSIONS):
+        for n, rec in _records(url, name, ("recording_id", "start", "duration")):
+            if isinstance(rec, Malformed):
+                rows.append(error_row(name, rec))
+                continue
+            start, dur = _seconds(rec["start"]), _seconds(rec["duration"])
+            rows.append(row(str(rec["recording_id"]), start, _end(start, dur), rec.get("text") or "",
+                            id=None if rec.get("id") is None else str(rec["id"]),
+                            speaker=None if rec.get("speaker") is None else str(rec["speaker"]),
+                            words=_lhotse_words(rec, start)))
+    return rows
+
+
+def _lhotse_words(rec: dict, seg_start) -> list[dict] | None:
+    """lhotse ``alignment["word"]``, seconds from the segment's start. lhotse writes each AlignmentItem
+    as a list ``[symbol, start, duration, score]``; a dict with those keys is read too."""
+    alignment = rec.get("alignment")
+    items = alignment.get("word") if isinstance(alignment, dict) else None
+    if not items or not isinstance(seg_start, float):
+        return None
+    try:
+        triples = [(a["symbol"], a["start"], a["duration"]) if isinstance(a, dict) else tuple(a[:3]) for a in items]
+        return [{"word": str(w), "start": round(float(s) - seg_start, 3), "end": round(float(s) + float(d) - seg_start, 3)}
+                for w, s, d in triples]
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None

@@ -1,0 +1,114 @@
+"""Praat TextGrids, one per recording (Montreal Forced Aligner's output): ``<recording>.TextGrid``.
+
+Parsed by praatio (long and short text forms). The intervals of the tier ``input.textgrid.tier``
+(``words``) become segments (``etl.segmentation``); MFA's multi-speaker files name their tiers
+``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
+names a second tier whose text, laid over each segment, is the hypothesis. A malformed file (or one
+without the tier) is one ``unreadable_alignment`` row naming the file and line; if no file has the
+tier, the config names a tier that does not exist: one line, exit 2.
+"""
+from __future__ import annotations
+
+import re
+
+from ..config import ConfigError
+from ..segmentation import Unit
+from .common import Malformed, check_order, error_row, list_files, read_text, segment_rows
+
+EXTENSIONS = (".textgrid",)
+_ENTRY = re.compile(r"^\s*(?:intervals|points)\s*\[\d+\]\s*:?\s*$")
+_ITEM = re.compile(r"^\s*item\s*\[\d+\]\s*:?\s*$")
+_FIELD = re.compile(r"^\s*(xmin|xmax|number|time)\s*=\s*(\S*)\s*$")
+
+
+def _entry_lines(text: str) -> list[list[int]]:
+    """Per tier, the line of each entry (long text form; the short form has no markers: empty)."""
+    tiers: list[list[int]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if _ITEM.match(line):
+            tiers.append([])
+        elif _ENTRY.match(line) and tiers:
+            tiers[-1].append(n)
+    return tiers
+
+
+def _parse_failure(text: str, e: Exception) -> Malformed:
+    """praatio names no line: the first line whose time is not a number, else the first line."""
+    for n, line in enumerate(text.splitlines(), 1):
+        m = _FIELD.match(line)
+        if m:
+            try:
+                float(m.group(2))
+            except ValueError:
+                return Malformed(n, f"{m.group(1)} {m.group(2)!r} is not a number")
+    if "ooTextFile" in text[:200] and isinstance(e, IndexError):
+        return Malformed(len(text.splitlines()), "the TextGrid ends early")
+    return Malformed(1 if "ooTextFile" not in text[:200] else None,
+                     f"not a Praat TextGrid ({type(e).__name__}: {e})".replace(" ()", ""))
+
+
+def parse(text: str) -> list[dict]:
+    """[{name, class, entries: [(Unit, line)]}] of a TextGrid document."""
+    from praatio.utilities.textgrid_io import parseTextgridStr
+
+    try:
+        doc = parseTextgridStr(text, includeEmptyIntervals=True)
+        tiers = [dict(t, entries=list(t["entries"])) for t in doc["tiers"]]
+    except Exception as e:  # praatio raises IndexError, ValueError, its ParsingError...
+        raise _parse_failure(text, e) from None
+    lines = _entry_lines(text)
+    out = []
+    for k, t in enumerate(tiers):
+        at = lines[k] if k < len(lines) and len(lines[k]) == len(t["entries"]) else [None] * len(t["entries"])
+        entries = [(Unit(str(e[-1]).strip(), float(e[0]), float(e[1] if len(e) > 2 else e[0])), n)
+                   for e, n in zip(t["entries"], at)]
+        out.append({"name": t["name"], "class": t["class"], "entries": entries})
+    return out
+
+
+def speaker_tiers(tiers: list[dict], name: str) -> dict:
+    """{speaker (None for a plain ``words`` tier): [(Unit, line)]} of the tiers called ``name`` or
+    ``<speaker> - name`` (MFA)."""
+    out = {}
+    for t in tiers:
+        if t["name"] == name:
+            out[None] = t
+        elif t["name"].endswith(" - " + name):
+            out[t["name"][: -len(" - " + name)]] = t
+    for spk, t in out.items():
+        if t["class"] != "IntervalTier":
+            raise Malformed(None, f"tier {t['name']!r} is a point tier, not an interval tier")
+    return {spk: sorted(t["entries"], key=lambda p: (p[0].start, p[0].end)) for spk, t in out.items()}
+
+
+def _rows_of_file(text: str, rec: str, inp: dict) -> list[dict]:
+    opts = inp["textgrid"]
+    tiers = parse(text)
+    main = speaker_tiers(tiers, opts["tier"])
+    if not main:
+        raise Malformed(None, f"no tier {opts['tier']!r} (tiers: {', '.join(t['name'] for t in tiers) or 'none'})")
+    hyp = speaker_tiers(tiers, opts["hypothesis_tier"]) if opts["hypothesis_tier"] else {}
+    hyp_units = [u for entries in hyp.values() for u, _ in entries]
+    rows = []
+    for spk, entries in main.items():
+        check_order(entries)
+        rows += segment_rows(rec, [u for u, _ in entries], inp["segmentation"],
+                             hyp_units=hyp_units if opts["hypothesis_tier"] else None, speaker=spk)
+    return rows
+
+
+def read(path: str, inp: dict) -> list[dict]:
+    rows: list[dict] = []
+    no_tier = []
+    files = list_files(path, EXTENSIONS)
+    for url, name in files:
+        rec = name.rsplit(".", 1)[0]
+        try:
+            rows += _rows_of_file(read_text(url), rec, inp)
+        except Malformed as e:
+            if e.message.startswith("no tier "):
+                no_tier.append((name, e.message))
+            rows.append(error_row(name, e, recording=rec))
+    if files and len(no_tier) == len(files):
+        raise ConfigError(f"input.textgrid.tier: {no_tier[0][0]}: {no_tier[0][1]}")
+    return rows
