@@ -1041,7 +1041,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = measure_plan(out_root, corpus, 20_000 if quick else 1_000_000)
     _say(f"plan: {plan['rows']} rows in {plan['wall_s']:.1f} s")
     from .bench_listing import measure_listing  # a nested tree of empty files: listing + join
-    listing = measure_listing(2_000 if quick else 100_000)
+    listing = measure_listing(500 if quick else 100_000)
     _say(f"listing: {listing['files']:,} nested files listed and joined in {listing['list_and_resolve_s']:.1f} s")
 
     if _code_version() != machine["etl_code"]:

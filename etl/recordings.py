@@ -182,7 +182,8 @@ def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.
     ambiguous = resolved.loc[looked_up & resolved["candidates"].notna(), "candidates"]
     amb = dict(sorted(zip(refs[ambiguous.index], ambiguous)))
     out = {"unmatched_recordings": _some(unmatched),
-           "ambiguous_recordings": {"count": len(amb), "examples": {k: list(v) for k, v in list(amb.items())[:EXAMPLES]}}}
+           "ambiguous_recordings": {"count": len(amb),
+                                    "examples": {k: list(v) for k, v in list(amb.items())[:EXAMPLES]}}}
     if listing is not None:
         used = set(resolved["url"].dropna())
         unused = [rel for rel, url in listing.files.items() if url not in used]
@@ -204,7 +205,8 @@ def format_listing_summary(s: dict) -> list[str]:
                  + _eg([f"{k} -> {' | '.join(v)}" for k, v in amb["examples"].items()]))
     ign = s.get("unmatched_by_recording_pattern", {"count": 0})
     if ign["count"]:
-        lines.append(f"audio files input.recording_pattern gives no id (found by path or stem only): {ign['count']:,}" + _eg(ign["examples"]))
+        lines.append(f"audio files input.recording_pattern gives no id (found by path or stem only): "
+                     f"{ign['count']:,}" + _eg(ign["examples"]))
     return lines
 
 

@@ -2,7 +2,8 @@
 
 Every row's place depends only on a stable 64-bit hash of ``"{seed}:{key}"``, where the key is the
 segment id (``by: segment``), the recording (``by: recording``: whole recordings go to one split) or
-the speaker (``by: speaker``: whole speakers go to one split; rows without a speaker by recording). Units (rows, or whole recordings) are taken in that hash order:
+the speaker (``by: speaker``: whole speakers go to one split; rows without a speaker by recording).
+Units (rows, whole recordings or speakers) are taken in that hash order:
 dev first, up to ``dev_size`` rows or ``dev_hours``; the budgets cut train as a prefix of the same
 order. So the result is the same whatever the partitioning, the worker count or the table's order,
 and ``previous_dev`` (the dev ids of the build being replaced) keeps dev stable when rows are added.

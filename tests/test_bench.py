@@ -74,6 +74,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
     targets = {t["name"]: t for t in res["targets"]}
     assert len(targets) == 6  # floor, naive, seek, RSS, scaling, plan
     assert res["plan"]["rows_in"] == res["plan"]["rows"] > 0
+    assert res["listing"]["files"] == 500 and _number(res["listing"]["list_and_resolve_s"])
     for t in targets.values():
         assert _number(t["value"]) and _number(t["threshold"]) and isinstance(t["met"], bool), t
     assert "PASS" in proc.stdout or "MISS" in proc.stdout

@@ -115,3 +115,26 @@ def test_reserve_promotes_whole_units_in_order():
 ])
 def test_id_lists(text, ids):
     assert read_id_list(text) == ids
+
+
+def test_by_speaker_no_speaker_is_in_two_splits_and_rows_without_one_go_by_recording():
+    rows = _rows(2000, recordings=200, seed=3)
+    rng = np.random.default_rng(3)
+    speakers = pd.Series([f"spk{int(k)}" for k in rng.integers(0, 60, len(rows))], dtype=object)
+    speakers[rng.random(len(rows)) < 0.1] = None  # some turns unlabelled
+    rows["speaker"] = speakers
+    placed = assign(rows, SplitPolicy(seed=2, by="speaker", dev_size=150), {"spk7"})
+    both = rows.assign(split=placed["split"])
+    assert (both.dropna(subset=["speaker"]).groupby("speaker")["split"].nunique() == 1).all()
+    assert set(both.loc[both["split"] == "test", "speaker"]) == {"spk7"}
+    unlabelled = both[both["speaker"].isna()]
+    assert (unlabelled.groupby("recording")["split"].nunique() == 1).all()  # placed by their recording
+    assert {"dev", "train"} <= set(both["split"])
+
+
+def test_by_recording_one_file_spelled_two_ways_is_one_unit():
+    rows = _rows(400, recordings=30, seed=5)
+    rows["recording_key"] = rows["recording"]
+    rows.loc[rows.index % 2 == 0, "recording"] = rows["recording"] + ".mp3"  # the same file, named by its file name
+    placed = assign(rows, SplitPolicy(seed=1, by="recording", dev_size=40))
+    assert (rows.assign(split=placed["split"]).groupby("recording_key")["split"].nunique() == 1).all()
