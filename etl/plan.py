@@ -36,6 +36,7 @@ def plan(cfg: dict) -> dict:
         "hours_to_decode": float(df[kept].groupby("recording")["end"].max().sum() / 3600),
         "not_knowable_before_decoding": list(DECODE_TIME_REASONS),
         "selection": df.attrs.get("selection", {}),
+        "ids_from_template": df.attrs.get("ids_from_template", 0),
     }
 
 
@@ -54,6 +55,8 @@ def format_plan(p: dict) -> str:
                   f"({p['hours_to_decode']:.2f} h)", "rejected before decoding:"]
     lines += [f"  {r:<22}{n:>10,}" for r, n in p["rejects"].items()]
     lines.append(f"  (found only while decoding: {', '.join(p['not_knowable_before_decoding'])})")
+    if p.get("ids_from_template"):
+        lines.append(f"rows without an id (null or empty): {p['ids_from_template']:,}, given ids from input.id_template")
     sel = p.get("selection", {})
     for path, v in sel.get("exclude_ids", {}).items():
         lines.append(f"exclude_ids {path}: {v['listed']:,} listed, {v['rows_matched']:,} rows matched")
