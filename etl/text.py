@@ -6,6 +6,7 @@ category), so a million transcripts take about a second; ``normalize`` is the sa
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import unicodedata
 from typing import Iterable
@@ -22,6 +23,7 @@ KEPT_FORMAT_CHARACTERS = frozenset("\u200c\u200d")
 # Control characters that are whitespace (tab, newlines, file/group/record/unit separators, NEL):
 # they separate words, so they become a space; every other control character (Cc) is deleted.
 _SPACE_CONTROLS = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _re2_class(chars: Iterable[str]) -> str:
@@ -87,7 +89,7 @@ def without_surrogates(s):
         s.encode("utf-8")
         return s
     except UnicodeEncodeError:
-        return s.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", s)
 
 
 def invisible_characters(texts: Iterable[str]) -> dict[str, int]:
