@@ -75,7 +75,16 @@ def test_the_heartbeat_refreshes_the_lease_and_notices_a_takeover(tmp_path, monk
     assert json.loads((out / LEASE).read_text())["token"] == "someone-else"  # never removes another's lease
 
 
-def test_the_lease_works_on_s3(s3):  # noqa: F811
+@pytest.fixture
+def s3_alone(s3):  # noqa: F811
+    """The moto server is one per process: leave no bucket behind for test_s3's own fixture."""
+    yield s3
+    s3.rm("etl-test", recursive=True)
+    s3.invalidate_cache()
+
+
+def test_the_lease_works_on_s3(s3_alone):
+    s3 = s3_alone
     url = "s3://etl-test/lease-out"
     with Lease(url) as lease:
         s3.invalidate_cache()
