@@ -7,7 +7,7 @@ EXTRAS ?= test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test bench train clean
+.PHONY: setup demo test fuzz bench train clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The fuzzer's long random profile (`make test` runs its short seeded one): random tables through reading,
+# checking and planning. FUZZ_PROFILE=long by default.
+fuzz: $(STAMP)
+	ETL_FUZZ_PROFILE=$${FUZZ_PROFILE:-long} $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python -m etl.bench

@@ -21,10 +21,12 @@ import pyarrow.parquet as pq
 from . import card, resume, storage
 from .cluster import close_client, open_client
 from .config import ConfigError
+from .lease import Lease
 from .planning import has_speaker, plan_rows, previous_dev_ids, read_checked_table
 from .schema import REJECT_REASONS, SPEAKER, rejects_schema
 from .shards import ShardTask, pack, resplit_reserve, run_shard
 from .splits import RESERVE, SPLITS, promote_reserve
+from .text import invisible_characters
 from .vocab import build_vocab, missing_characters
 
 
@@ -92,11 +94,19 @@ def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[dict]:
                                    f"failed: {type(e).__name__}: {e}") from e
             finally:
                 f.release()
-            bar.update(t.seconds / 3600)
+            advance(bar, t.seconds / 3600)
             if on_tail is not None and len(tasks) - len(results) < len(client.scheduler_info()["workers"]):
                 on_tail()
                 on_tail = None
     return sorted(results, key=lambda r: r["shard"])
+
+
+def advance(bar, step: float) -> None:
+    """``bar.update(step)``, growing the total first when the work passes the estimate (no
+    overshoot, no tqdm "clamping frac" warning)."""
+    if bar.total is not None and bar.n + step > bar.total:
+        bar.total = bar.n + step
+    bar.update(step)
 
 
 def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict],
@@ -201,6 +211,8 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
         "shards": len(results),
+        "ids_from_template": df.attrs.get("ids_from_template", 0),  # a table id missing: the id template's
+        "invisible_characters": {s: invisible_characters(df.loc[final == s, "text"]) for s in order},  # expected {}
         "selection": df.attrs.get("selection", {}),  # what test_ids / exclude_ids / the previous dev matched
         "listing": df.attrs.get("listing", {}),  # how table and audio folder fit: unused files, unmatched, ambiguous
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
@@ -287,7 +299,13 @@ def _start_or_resume(fs, root: str, cfg: dict, fp: str, manifest: dict | None) -
 
 def build(cfg: dict, client=None, force: bool = False) -> dict:
     """Run a whole build, or resume an unfinished one with the same config and table. With ``client``
-    given, use it; else open one from ``cfg['cluster']``. ``force``: discard unfinished work."""
+    given, use it; else open one from ``cfg['cluster']``. ``force``: discard unfinished work.
+    One build per output folder: another one running there stops this one at once (``lease``)."""
+    with Lease(cfg["output"]["path"], _say) as lease:
+        return _build(cfg, client, force, lease)
+
+
+def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
     t0 = time.perf_counter()
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     fp = resume.fingerprint(cfg)
@@ -327,6 +345,7 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
             results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
             results, promoted = _settle_reserve(client, cfg, df, results, done.get(len(tasks)))
         t_cut = time.perf_counter() - t1
+        lease.ensure_held()  # never replace the dataset under a build that took the folder over
         report = finalize(client, cfg, df, results, promoted, with_source_id,
                           {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
         finishing = finisher.submit(_finish, cfg, report)

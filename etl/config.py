@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
     "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
-    "text": {"lowercase": True, "strip_punctuation": True},
+    "text": {"lowercase": True, "strip_punctuation": True, "unicode_form": "NFC"},
     "filters": {"min_similarity": 0.8, "min_duration": 0.0, "max_duration": 20.0},
     "splits": {"seed": 0, "by": "segment", "dev_size": 500, "dev_hours": None, "test_ids": None,
                "exclude_ids": [], "low_similarity": "drop", "keep_previous_dev": True},
@@ -48,7 +48,7 @@ _TYPES: dict[str, tuple] = {
     "input.subtitles.language": (str, None), "input.subtitles.hypothesis_language": (str, None),
     "output.path": (str,), "output.audio_format": (str,), "output.shard_hours": _NUM, "output.arrow": (bool,),
     "audio.sampling_rate": (int,), "audio.channels": (int,), "audio.decoder": (str,), "audio.ffmpeg": (str, None),
-    "text.lowercase": (bool,), "text.strip_punctuation": (bool,),
+    "text.lowercase": (bool,), "text.strip_punctuation": (bool,), "text.unicode_form": (str,),
     "filters.min_similarity": _NUM + (None,), "filters.min_duration": _NUM + (None,),
     "filters.max_duration": _NUM + (None,),
     "splits.seed": (int,), "splits.by": (str,), "splits.dev_size": (int,), "splits.dev_hours": _NUM + (None,),
@@ -68,6 +68,7 @@ _CHOICES = {
     "cluster.kind": ("local", "slurm"),
     "splits.by": ("segment", "recording", "speaker"),
     "splits.low_similarity": ("drop", "split"),
+    "text.unicode_form": ("NFC", "NFKC"),
 }
 _PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg", "cluster.scheduler_file",
               "splits.test_ids", "input.ctm.hypothesis")

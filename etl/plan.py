@@ -40,6 +40,7 @@ def plan(cfg: dict) -> dict:
         "not_knowable_before_decoding": list(DECODE_TIME_REASONS),
         "selection": df.attrs.get("selection", {}),
         "listing": df.attrs.get("listing", {}),
+        "ids_from_template": df.attrs.get("ids_from_template", 0),
     }
 
 
@@ -58,6 +59,8 @@ def format_plan(p: dict) -> str:
                   f"({p['hours_to_decode']:.2f} h)", "rejected before decoding:"]
     lines += [f"  {r:<22}{n:>10,}" for r, n in p["rejects"].items()]
     lines.append(f"  (found only while decoding: {', '.join(p['not_knowable_before_decoding'])})")
+    if p.get("ids_from_template"):
+        lines.append(f"rows without an id (null or empty): {p['ids_from_template']:,}, given ids from input.id_template")
     sel = p.get("selection", {})
     for path, v in sel.get("exclude_ids", {}).items():
         lines.append(f"exclude_ids {path}: {v['listed']:,} listed, {v['rows_matched']:,} rows matched")
