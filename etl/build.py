@@ -25,6 +25,7 @@ from .planning import plan_rows, previous_dev_ids, read_checked_table
 from .schema import REJECT_COLUMNS, REJECT_REASONS, REJECTS_SCHEMA
 from .shards import ShardTask, pack, resplit_reserve, run_shard
 from .splits import RESERVE, SPLITS, promote_reserve
+from .suspects import SUSPECTS_FILE, find_suspects, recording_stats, report_section, suspects_text
 from .vocab import build_vocab, missing_characters
 
 
@@ -60,7 +61,7 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
             out=cfg["output"]["path"],
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
-            audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
+            audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id, filters=cfg["filters"],
         ))
     return tasks
 
@@ -157,7 +158,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         export(client, cfg["output"]["path"], {s: len(splits[s]["files"]) for s in order})
 
     # Rejects: those known before decoding plus those found while decoding, in input order.
-    pre = df[df["reason"].notna()][["row"] + REJECT_COLUMNS]
+    pre = df[df["reason"].notna()].reindex(columns=["row"] + REJECT_COLUMNS)  # measures: never cut
     late = pd.DataFrame([r for res in results for r in res["rejects"]], columns=REJECT_COLUMNS)
     if len(late):
         late = late.merge(df[["id", "row"]].drop_duplicates("id"), on="id", how="left")
@@ -197,6 +198,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {"size": len(vocab), "missing_characters": oov},
+        **_suspect_recordings(fs, root, df, late, results),
         "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
                   "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"]},
         "config": cfg,  # the resolved config, for reproducing the build
@@ -209,6 +211,16 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
     storage.write_bytes(fs, storage.join(root, "README.md"),
                         card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id).encode())
     return report
+
+
+def _suspect_recordings(fs, root: str, df: pd.DataFrame, late: pd.DataFrame, results: list[dict]) -> dict:
+    """Per-recording statistics and suspects (etl/suspects.py) for report.json; writes suspect_recordings.txt."""
+    late_reason = df["id"].map(dict(zip(late["id"], late["reason"]))).where(df["split"].notna())
+    rows = df[["recording", "similarity", "chars_per_second"]].assign(reason=df["reason"].fillna(late_reason))
+    measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
+    stats = find_suspects(recording_stats(rows, measured))
+    storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
+    return {"recordings": report_section(stats), "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict()}
 
 
 def _finish(cfg: dict, report: dict) -> None:
