@@ -7,7 +7,7 @@ EXTRAS ?= test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test bench train clean
+.PHONY: setup demo test bench bench-measures train clean
 
 setup: $(STAMP)
 
@@ -34,3 +34,7 @@ train:
 
 clean:
 	rm -rf $(VENV) demo/ .pytest_cache
+
+# The per-clip quality measures' share of a worker's CPU (decode + cut + FLAC encode + measures).
+bench-measures: $(STAMP)
+	$(BIN)/python -m etl.bench_measures
