@@ -90,7 +90,8 @@ def chars_per_second(text, duration):
     """Normalized text without whitespace ÷ duration (vectorised on pandas Series; NaN where unknown)."""
     import pandas as pd
 
-    chars = pd.Series(text, copy=False).fillna("").str.replace(r"\s+", "", regex=True).str.len()
+    t = pd.Series(text, dtype=object).fillna("").astype(str)  # an empty partition is no string column
+    chars = t.str.len() - t.str.count(r"\s")
     dur = pd.Series(duration, copy=False).astype("float64")
     return (chars / dur.where(dur > 0)).astype("float64")
 
