@@ -48,6 +48,7 @@ def recording_stats(rows: pd.DataFrame, measured: dict) -> pd.DataFrame:
     m = pd.DataFrame.from_dict(measured, orient="index") if measured else pd.DataFrame()
     for col in ("median_rms_db", "median_silence_fraction", "median_peak_db", "clipped_clips"):
         stats[col] = m[col].reindex(stats.index) if col in m else np.nan
+    stats["clipped_clips"] = stats["clipped_clips"].astype("Int64")  # a count, null where nothing was cut
     return stats
 
 
@@ -78,7 +79,7 @@ def report_section(stats: pd.DataFrame) -> dict:
     """The per-recording part of report.json: {recording: stats}, most suspect first."""
     out = {}
     for rec, r in stats.iterrows():
-        out[rec] = {k: (None if isinstance(v, float) and v != v else
+        out[rec] = {k: (None if v is pd.NA or (isinstance(v, float) and v != v) else
                         round(float(v), 4) if isinstance(v, (float, np.floating)) else
                         int(v) if isinstance(v, (np.integer,)) else v) for k, v in r.items()}
     return out

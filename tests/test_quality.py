@@ -176,3 +176,23 @@ def test_bad_quality_filters_are_one_line_errors(planted, item, capsys):
     assert main(["plan", planted["config"], "--set", item]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("etl: error: config key 'filters.") and "\n" not in err
+
+
+def test_the_suspect_rule_flags_outliers_only():
+    from etl.suspects import find_suspects, recording_stats
+
+    rows, measured = [], {}
+    for k in range(8):  # eight alike recordings, one with a single bad row of ten: not suspect
+        rec = f"r{k}"
+        rows += [{"recording": rec, "reason": "too_short" if (k == 0 and j == 0) else None, "similarity": 0.95,
+                  "chars_per_second": 12.0 + 0.3 * k} for j in range(10)]
+        measured[rec] = {"cut": 10, "median_rms_db": -20.0 - k * 0.5, "median_silence_fraction": 0.1,
+                         "median_peak_db": -3.0, "clipped_clips": 0}
+    rows += [{"recording": "music", "reason": None, "similarity": 0.95, "chars_per_second": 12.0}] * 10
+    measured["music"] = {"cut": 10, "median_rms_db": -21.0, "median_silence_fraction": 0.7, "median_peak_db": -3.0,
+                         "clipped_clips": 0}
+    rows += [{"recording": "tiny", "reason": "silent", "similarity": 0.2, "chars_per_second": 60.0}] * 2
+    stats = find_suspects(recording_stats(pd.DataFrame(rows), measured))
+    assert list(stats.index[stats["suspect"] != ""]) == ["music"] and stats.index[0] == "music"
+    assert "median silence fraction 0.70" in stats.loc["music", "suspect"]
+    assert stats.loc["tiny", "suspect"] == "" and stats.loc["r0", "fault_share"] == 0.1  # too few rows to judge
