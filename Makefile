@@ -7,7 +7,7 @@ EXTRAS ?= test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test fuzz bench train clean
+.PHONY: setup demo test fuzz bench bench-measures train clean
 
 setup: $(STAMP)
 
@@ -39,3 +39,7 @@ train:
 
 clean:
 	rm -rf $(VENV) demo/ .pytest_cache
+
+# The per-clip quality measures' share of a worker's CPU (decode + cut + FLAC encode + measures).
+bench-measures: $(STAMP)
+	$(BIN)/python -m etl.bench_measures

@@ -26,6 +26,7 @@ from .planning import has_speaker, plan_rows, previous_dev_ids, read_checked_tab
 from .schema import REJECT_REASONS, SPEAKER, rejects_schema
 from .shards import ShardTask, pack, resplit_reserve, run_shard
 from .splits import RESERVE, SPLITS, promote_reserve
+from .suspects import SUSPECTS_FILE, find_suspects, recording_stats, report_section, suspects_text
 from .text import invisible_characters
 from .vocab import build_vocab, missing_characters
 
@@ -62,7 +63,7 @@ def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardT
             out=cfg["output"]["path"],
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
-            audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
+            audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id, filters=cfg["filters"],
             with_speaker=has_speaker(cfg),
             with_words="words" in kept.columns,
         ))
@@ -171,7 +172,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
     # Rejects: those known before decoding plus those found while decoding, in input order.
     schema = rejects_schema(has_speaker(cfg))
     columns = schema.names
-    pre = df[df["reason"].notna()][["row"] + columns]
+    pre = df[df["reason"].notna()].reindex(columns=["row"] + columns)  # measures: never cut
     known = [c for c in columns if c != SPEAKER]  # a decode-time reject takes its speaker from the table
     late = pd.DataFrame([r for res in results for r in res["rejects"]], columns=known)
     if len(late):
@@ -218,6 +219,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {"size": len(vocab), "missing_characters": oov},
+        **_suspect_recordings(fs, root, df, late, results),
         "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
                   "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"]},
         "config": cfg,  # the resolved config, for reproducing the build
@@ -231,6 +233,16 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
                         card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
                                           has_speaker(cfg), "words" in df.columns).encode())
     return report
+
+
+def _suspect_recordings(fs, root: str, df: pd.DataFrame, late: pd.DataFrame, results: list[dict]) -> dict:
+    """Per-recording statistics and suspects (etl/suspects.py) for report.json; writes suspect_recordings.txt."""
+    late_reason = df["id"].map(dict(zip(late["id"], late["reason"]))).where(df["split"].notna())
+    rows = df[["recording", "similarity", "chars_per_second"]].assign(reason=df["reason"].fillna(late_reason))
+    measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
+    stats = find_suspects(recording_stats(rows, measured))
+    storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
+    return {"recordings": report_section(stats), "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict()}
 
 
 def _finish(cfg: dict, report: dict) -> None:

@@ -7,12 +7,13 @@ import json
 import pandas as pd
 
 from .audio import estimated_clip_bytes
+from .measures import REASONS
 from .planning import has_speaker, plan_rows, previous_dev_ids, read_checked_table
 from .recordings import format_listing_summary
 from .schema import REJECT_REASONS
 from .splits import RESERVE, SPLITS
 
-DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end")
+DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
 
 
 def plan(cfg: dict) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .measures import chars_per_second
 from .recordings import reference_problem
 from .schema import REJECT_REASONS
 from .text import normalize_many, similarities
@@ -80,6 +81,13 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     if filters.get("max_duration") is not None:
         hi = float(filters["max_duration"])
         reject(df, dur > hi, "too_long", lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s > {hi}"))
+    df["chars_per_second"] = chars_per_second(df["text"], dur)
+    if filters.get("chars_per_second") is not None:
+        lo, hi = (bound if v is None else float(v)
+                  for v, bound in zip(filters["chars_per_second"], (float("-inf"), float("inf"))))
+        cps = df["chars_per_second"]
+        reject(df, (cps < lo) | (cps > hi), "bad_char_rate",
+               lambda d: d["chars_per_second"].map(lambda x: f"{x:.1f} chars/s outside [{lo:g}, {hi:g}]"))
 
     has_hyp = df["hypothesis"].notna()
     hyp_norm = [h if ok else None for h, ok in zip(normalize_many(df["hypothesis"], **text_cfg), has_hyp)]
