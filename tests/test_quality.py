@@ -196,3 +196,20 @@ def test_the_suspect_rule_flags_outliers_only():
     assert list(stats.index[stats["suspect"] != ""]) == ["music"] and stats.index[0] == "music"
     assert "median silence fraction 0.70" in stats.loc["music", "suspect"]
     assert stats.loc["tiny", "suspect"] == "" and stats.loc["r0", "fault_share"] == 0.1  # too few rows to judge
+
+
+def test_char_rate_filter_with_one_open_bound_rejects_only_beyond_the_other():
+    import copy
+
+    import pandas as pd
+
+    from etl.config import DEFAULTS
+    from etl.rows import check_rows
+
+    table = pd.DataFrame({"id": ["fast", "slow"], "source_id": [None, None], "recording": ["r", "r"],
+                          "start": [0.0, 0.0], "end": [1.0, 1.0], "text_raw": ["abcdefgh", "ab"],
+                          "hypothesis": [None, None], "speaker": [None, None]})
+    for bounds, rejected in (([5, None], {"slow"}), ([None, 5], {"fast"})):
+        filters = copy.deepcopy(DEFAULTS["filters"]) | {"chars_per_second": bounds}
+        out = check_rows(table, DEFAULTS["text"], filters, "{recording}")
+        assert set(out.loc[out["reason"] == "bad_char_rate", "id"]) == rejected
