@@ -1,10 +1,11 @@
 """Decoding, cutting and encoding.
 
-The default decoder is one ffmpeg subprocess per recording that resamples and downmixes in the same
-pass and streams s16le PCM through a pipe; ``cut`` slices segments out of that stream as it passes,
-so memory holds at most the longest pending segment plus one chunk, whatever the recording's length.
-ffmpeg gets an argument list, never a shell, and reads local files through the ``file:`` protocol so
-no file name is ever taken for an option or a protocol.
+The CLI decoders live here (``etl.decoders`` puts them and PyAV behind one interface): one ffmpeg
+subprocess per recording that resamples and downmixes in the same pass and streams s16le PCM through a
+pipe, or pydub. ``cut`` slices segments out of a decoder's stream as it passes, so memory holds at most
+the longest pending segment plus one chunk, whatever the recording's length. ffmpeg gets an argument
+list, never a shell, reads local files through the ``file:`` protocol so no file name is ever taken
+for an option or a protocol, and opens only the audio demuxers of ``AUDIO_DEMUXERS``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ CHUNK_SECONDS = 2.0
 END_TOLERANCE_S = 0.05
 # Containers that need a seekable input (MP4's index may sit at the end): copied locally when remote.
 _NEEDS_SEEK = {".m4a", ".mp4", ".mov", ".3gp", ".caf", ".mkv", ".webm", ".mka"}
+# The only demuxers any decoder may open (libav's names; "mov" is mov/mp4/m4a/3gp, "matroska" is
+# matroska/webm, "mp3" also reads MP2). Playlists (hls, concat), images, devices, lavfi and anything
+# else that could open a second file are refused, whatever the file's name.
+AUDIO_DEMUXERS = ("mp3", "mov", "wav", "w64", "flac", "ogg", "matroska", "aac", "aiff", "caf", "asf", "amr",
+                  "ac3", "eac3", "au", "wv", "ape")
+# The first bytes of files that name other files (the reason a refusal gives).
+_PLAYLISTS = ((b"#EXTM3U", "an HLS playlist (#EXTM3U)"), (b"ffconcat", "an ffconcat playlist"),
+              (b"[playlist]", "a PLS playlist"), (b"<?xml", "an XML file"))
 
 
 class DecodeError(Exception):
@@ -35,12 +44,10 @@ class DecoderUnavailable(RuntimeError):
 
 
 def ffmpeg_binary(configured: str | None = None) -> str:
-    """``audio.ffmpeg`` if set, else ``ffmpeg`` on PATH, else the binary bundled with imageio-ffmpeg."""
+    """``audio.ffmpeg`` if set, else the binary bundled with imageio-ffmpeg. ``PATH`` is never searched:
+    every worker then runs the same ffmpeg, whatever its node has installed."""
     if configured:
         return configured
-    on_path = shutil.which("ffmpeg")
-    if on_path:
-        return on_path
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
@@ -50,9 +57,32 @@ def ffmpeg_command(ffmpeg: str, source: str, sampling_rate: int, channels: int) 
     # asetnsamples hands the muxer 1-second frames instead of one per MP3 frame (~1152 samples): the
     # same samples, bit for bit, with far fewer hand-offs between ffmpeg's threads (~25% less CPU).
     return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
-            "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-format_whitelist", ",".join(AUDIO_DEMUXERS), "-protocol_whitelist", "file,pipe", "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
             "-af", f"aresample={sampling_rate},asetnsamples=n={sampling_rate}:p=0",
             "-ac", str(channels), "-ar", str(sampling_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+
+
+def _head(url: str, n: int = 16) -> bytes:
+    """The first bytes of a recording (only read to explain a failure, or before pydub)."""
+    import fsspec
+
+    try:
+        with fsspec.open(url, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def refusal_detail(url: str, reason: str | None = None) -> str | None:
+    """``refused: ...`` for a file that is a playlist (by its first bytes) or that a decoder refused
+    for ``reason``; None when neither (the decoder's own message then says what is wrong)."""
+    head = _head(url).lstrip(b"\xef\xbb\xbf \t\r\n")
+    what = next((name for sig, name in _PLAYLISTS if head.startswith(sig)), None)
+    if what is None and reason is None:
+        return None
+    why = "; ".join(x for x in (what and f"the file is {what}", reason) if x)
+    return (f"refused: {why}; etl opens only audio demuxers ({','.join(AUDIO_DEMUXERS)}), "
+            "never a file another file names")
 
 
 class _Source:
@@ -156,7 +186,8 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
             raise failed[0]
         if rc != 0:
             msg = (err[0] if err else "") or f"ffmpeg exited with code {rc}"
-            raise DecodeError(msg.splitlines()[-1][:500])
+            refused = "its format is not on ffmpeg's -format_whitelist" if "on whitelist" in msg else None
+            raise DecodeError(refusal_detail(url, refused) or msg.splitlines()[-1][:500])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -167,7 +198,9 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
 
 _PYDUB_CODECS = {".mp3": "mp3", ".m4a": "aac", ".mp4": "aac", ".aac": "aac", ".flac": "flac",
                  ".ogg": "vorbis", ".oga": "vorbis", ".opus": "opus", ".webm": "opus"}
-_PYDUB_FORMATS = {".opus": "ogg", ".oga": "ogg", ".m4a": "mp4"}  # ffmpeg demuxer names
+_PYDUB_FORMATS = {".opus": "ogg", ".oga": "ogg", ".m4a": "mp4", ".mp4": "mp4", ".webm": "matroska", ".mka": "matroska",
+                  ".mkv": "matroska", ".wma": "asf", ".aif": "aiff", ".mp2": "mp3", ".3gp": "mp4", ".mov": "mov"}  # demuxers
+_PYDUB_ALLOWED = set(AUDIO_DEMUXERS) | {"mp4"}  # "mp4" forces the mov demuxer
 
 
 def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg: str | None = None,
@@ -182,6 +215,13 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
 
     AudioSegment.converter = ffmpeg or ffmpeg_binary()
     ext = os.path.splitext(url)[1].lower()
+    # pydub takes no input options (no -format_whitelist): the demuxer is forced from the extension
+    # (-f, below) and a playlist is refused by its first bytes before ffmpeg sees it.
+    refused = refusal_detail(url)
+    if refused:
+        raise DecodeError(refused)
+    if _PYDUB_FORMATS.get(ext, ext.lstrip(".")) not in _PYDUB_ALLOWED:
+        raise DecodeError(refusal_detail(url, f"pydub reads no {ext} files"))
     src = _Source(url)
     try:
         path = src.arg.removeprefix("file:") if src.arg.startswith("file:") else None
@@ -204,9 +244,6 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
     step = max(1, int(chunk_seconds * sampling_rate))
     for i in range(0, len(pcm), step):
         yield pcm[i:i + step]
-
-
-DECODERS = {"ffmpeg": stream_ffmpeg, "pydub": stream_pydub}
 
 
 def cut(chunks: Iterable[np.ndarray], spans: list[tuple[int, int]],

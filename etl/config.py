@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
         "id_template": "{recording}_{start:.1f}-{end:.1f}",
     },
     "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
-    "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
+    "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "av", "ffmpeg": None},
     "text": {"lowercase": True, "strip_punctuation": True},
     "filters": {"min_similarity": 0.8, "min_duration": 0.0, "max_duration": 20.0},
     "splits": {"seed": 0, "by": "segment", "dev_size": 500, "dev_hours": None, "test_ids": None,
@@ -54,7 +54,7 @@ _TYPES: dict[str, tuple] = {
 }
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),
-    "audio.decoder": ("ffmpeg", "pydub"),
+    "audio.decoder": ("av", "ffmpeg", "pydub"),
     "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi"),
     "cluster.kind": ("local", "slurm"),
     "splits.by": ("segment", "recording"),

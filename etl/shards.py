@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import audio, resume, storage
+from . import audio, decoders, resume, storage
 from .schema import output_columns, output_schema
 from .splits import RESERVE
 
@@ -36,10 +36,11 @@ class ShardTask:
     out: str
     sampling_rate: int = 16000
     channels: int = 1
-    decoder: str = "ffmpeg"
+    decoder: str = "av"
     ffmpeg: str | None = None
     audio_format: str = "flac"
     with_source_id: bool = False
+    decoder_identity: str | None = None  # the build's (build.check_decoders); a worker with another refuses
     meta: dict = field(default_factory=dict)
 
 
@@ -143,6 +144,7 @@ class _ShardWriters:
 def run_shard(task: ShardTask) -> dict:
     """Decode, cut, encode and write one shard. Returns stats and decode-time rejects."""
     t0 = time.perf_counter()
+    _check_decoder(task)
     fs, root = storage.fs_and_path(task.out)
     schema = output_schema(task.sampling_rate, task.with_source_id)
     columns = output_columns(task.with_source_id)
@@ -177,6 +179,13 @@ def run_shard(task: ShardTask) -> dict:
     return result
 
 
+def _check_decoder(task: ShardTask) -> None:
+    """A worker that joined after the build checked the cluster, with another decoder, decodes nothing."""
+    mine = decoders.decoder_identity(task.decoder, task.ffmpeg)
+    if task.decoder_identity is not None and mine != task.decoder_identity:
+        raise audio.DecoderUnavailable(f"this worker decodes with {mine}, the build with {task.decoder_identity}")
+
+
 class _Unreadable(Exception):
     """A recording that cannot be read or decoded: its remaining rows become ``unreadable_audio``."""
 
@@ -185,11 +194,11 @@ def _segments(task: ShardTask, url: str, spans: list, tolerance: int):
     """``audio.cut`` of one recording, each span yielded once. A transient read error restarts the
     decode from the beginning (after a pause), skipping the spans already yielded, so no clip is lost
     or written twice. Errors in the caller (writing the output) are not caught here."""
-    decode = audio.DECODERS[task.decoder]
+    decoder = decoders.get_decoder(task.decoder, task.ffmpeg)
     done: set = set()
     for attempt in range(len(READ_RETRY_DELAYS) + 1):
         try:
-            for i, samples, total in audio.cut(decode(url, task.sampling_rate, task.channels, task.ffmpeg),
+            for i, samples, total in audio.cut(decoder.stream(url, task.sampling_rate, task.channels),
                                                spans, tolerance):
                 if i not in done:
                     done.add(i)
