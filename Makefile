@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/python -m etl.bench
+	$(BIN)/python -m benchmarks.bench
 
 # From the demo to a running training loop: a tiny wav2vec2, 20 CTC steps on CPU (README, "Training").
 train:

@@ -281,7 +281,7 @@ def _unfinished(fs, root: str, cfg: dict, fp: str, force: bool) -> dict | None:
     return None if force or manifest is None or manifest.get("fingerprint") != fp else manifest
 
 
-def _start_or_resume(fs, root: str, cfg: dict, fp: str, manifest: dict | None) -> dict:
+def _start_or_resume(cfg: dict, fp: str, manifest: dict | None) -> dict:
     """The manifest of this build: the unfinished one with the same fingerprint, or a new one (not yet
     written: ``_write_start`` does that once the cluster has been checked)."""
     return manifest if manifest is not None else {"fingerprint": fp, "previous_dev": sorted(previous_dev_ids(cfg))}
@@ -294,6 +294,22 @@ def _write_start(fs, root: str, manifest: dict, new: bool) -> None:
         resume.write_manifest(fs, root, manifest)
     else:
         resume.remove_temporaries(fs, root)
+
+
+def plan_build(cfg: dict, fp: str, unfinished: dict | None):
+    """Table read, checked and placed, the shards made: (rows, with_source_id, manifest, tasks)."""
+    df, with_source_id = read_checked_table(cfg)
+    manifest = _start_or_resume(cfg, fp, unfinished)
+    df = plan_rows(cfg, df, set(manifest["previous_dev"]))
+    return df, with_source_id, manifest, make_tasks(cfg, df, with_source_id)
+
+
+def prepare(cfg: dict) -> list[ShardTask]:
+    """A new build set up without a cluster (benchmarks, profiling): its tasks, for ``run_shard``."""
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    _, _, manifest, tasks = plan_build(cfg, resume.fingerprint(cfg), None)
+    _write_start(fs, root, manifest, new=True)
+    return tasks
 
 
 def build(cfg: dict, client=None, force: bool = False) -> dict:
@@ -315,11 +331,8 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
     if client is None:  # start the cluster while the table is read and checked
         client_future = pool.submit(_open_and_announce, cfg["cluster"])
     try:
-        df, with_source_id = read_checked_table(cfg)
-        manifest = _start_or_resume(fs, root, cfg, fp, unfinished)
-        df = plan_rows(cfg, df, set(manifest["previous_dev"]))
+        df, with_source_id, manifest, tasks = plan_build(cfg, fp, unfinished)
         t_table = time.perf_counter() - t0
-        tasks = make_tasks(cfg, df, with_source_id)
         if client_future is not None:
             client = client_future.result()
         check_decoders(client, cfg)  # before anything is written

@@ -130,31 +130,37 @@ def _open_av(url: str):
         raise
 
 
-def _trimmed(frames, start: int | None, edit_lists: bool) -> Iterator:
+def _trimmed(frames, tb: Fraction, start: int | None, edit_lists: bool) -> Iterator:
     """Decoded frames cut to the samples their timestamps cover, as the ffmpeg command cuts them:
     nothing before the stream's start (priming), and in MP4/MOV (``edit_lists``) nothing past a
     frame's duration (the edit list trims the encoder's padding off the last frame). Elsewhere frame
-    durations are too coarse (Matroska: milliseconds) or guessed (Ogg Vorbis) to trim by."""
-    import av
-
+    durations are too coarse (Matroska: milliseconds) or guessed (Ogg Vorbis) to trim by. ``tb``: the
+    stream's time base (pts and durations count in it)."""
     for frame in frames:
-        n, rate, tb = frame.samples, frame.sample_rate, frame.time_base
-        skip = 0
-        if start is not None and frame.pts is not None and frame.pts < start:
-            skip = min(n, int(round((start - frame.pts) * tb * rate)))
-        keep = n
-        if edit_lists and frame.duration and tb is not None:
-            keep = min(n, int(round(frame.duration * tb * rate)))
+        pts, n = frame.pts, frame.samples
+        skip, keep = 0, n
+        if start is not None and pts is not None and pts < start:
+            skip = min(n, int(round((start - pts) * tb * frame.sample_rate)))
+        if edit_lists and frame.duration:
+            keep = min(n, int(round(frame.duration * tb * frame.sample_rate)))
         if skip == 0 and keep == n:
             yield frame
         elif keep > skip:
-            x = frame.to_ndarray()
-            planar = frame.format.is_planar
-            x = x[:, skip:keep] if planar else x[:, skip * len(frame.layout.channels):keep * len(frame.layout.channels)]
-            out = av.AudioFrame.from_ndarray(np.ascontiguousarray(x), format=frame.format.name, layout=frame.layout.name)
-            out.sample_rate, out.time_base = rate, tb
-            out.pts = frame.pts + int(round(Fraction(skip, rate) / tb)) if frame.pts is not None else None
-            yield out
+            yield _slice_frame(frame, skip, keep, tb)
+
+
+def _slice_frame(frame, skip: int, keep: int, tb: Fraction):
+    """Samples [skip, keep) of an audio frame, as a new frame with its timestamp moved accordingly."""
+    import av
+
+    x = frame.to_ndarray()
+    ch = 1 if frame.format.is_planar else len(frame.layout.channels)  # packed: channels interleaved
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, skip * ch:keep * ch]), format=frame.format.name,
+                                     layout=frame.layout.name)
+    out.sample_rate, out.time_base = frame.sample_rate, tb
+    if frame.pts is not None:
+        out.pts = frame.pts + int(round(Fraction(skip, frame.sample_rate) / tb))
+    return out
 
 
 def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1,
@@ -178,7 +184,7 @@ def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1,
             resampler = av.AudioResampler(format="s16", layout="mono" if channels == 1 else "stereo",
                                           rate=sampling_rate, frame_size=max(1, int(chunk_seconds * sampling_rate)))
             edit_lists = container.format.name.startswith("mov")
-            for frame in _trimmed(container.decode(stream), stream.start_time, edit_lists):
+            for frame in _trimmed(container.decode(stream), stream.time_base, stream.start_time, edit_lists):
                 for out in resampler.resample(frame):
                     yield out.to_ndarray().reshape(-1, channels)
             for out in resampler.resample(None):
