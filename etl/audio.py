@@ -62,21 +62,22 @@ def ffmpeg_command(ffmpeg: str, source: str, sampling_rate: int, channels: int) 
             "-ac", str(channels), "-ar", str(sampling_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
 
 
-def _head(url: str, n: int = 16) -> bytes:
-    """The first bytes of a recording (only read to explain a failure, or before pydub)."""
-    import fsspec
+HEAD_BYTES = 16
 
+
+def local_head(path: str) -> bytes:
+    """The first bytes of a local file (read only to explain a failure); b"" if it cannot be read."""
     try:
-        with fsspec.open(url, "rb") as f:
-            return f.read(n)
+        with open(path, "rb") as f:
+            return f.read(HEAD_BYTES)
     except OSError:
         return b""
 
 
-def refusal_detail(url: str, reason: str | None = None) -> str | None:
-    """``refused: ...`` for a file that is a playlist (by its first bytes) or that a decoder refused
-    for ``reason``; None when neither (the decoder's own message then says what is wrong)."""
-    head = _head(url).lstrip(b"\xef\xbb\xbf \t\r\n")
+def refusal_detail(head: bytes, reason: str | None = None) -> str | None:
+    """``refused: ...`` for a file that is a playlist (by its first bytes, ``head``) or that a decoder
+    refused for ``reason``; None when neither (the decoder's own message then says what is wrong)."""
+    head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     what = next((name for sig, name in _PLAYLISTS if head.startswith(sig)), None)
     if what is None and reason is None:
         return None
@@ -91,6 +92,7 @@ class _Source:
 
     def __init__(self, url: str):
         self.url, self.tmp, self.feed = url, None, None
+        self.fed: list[bytes] = []  # the first block fed to ffmpeg's stdin
         if "://" not in url or url.startswith("file://"):
             self.arg = "file:" + os.path.abspath(url.removeprefix("file://"))
         elif os.path.splitext(url)[1].lower() in _NEEDS_SEEK:
@@ -102,6 +104,10 @@ class _Source:
             self.arg = "file:" + self.tmp
         else:
             self.arg, self.feed = "pipe:0", url
+
+    def head(self) -> bytes:
+        """The first bytes of the recording as ffmpeg saw them, without reading the remote file again."""
+        return self.fed[0][:HEAD_BYTES] if self.feed else local_head(self.arg.removeprefix("file:"))
 
     def close(self):
         if self.tmp:
@@ -116,7 +122,7 @@ def _drain(stream, keep: list):
     keep.append(data.decode("utf-8", "replace").strip())
 
 
-def _feed(url: str, proc, failed: list):
+def _feed(url: str, proc, failed: list, fed: list):
     """Copy a remote file into ffmpeg's stdin. A read error (network, storage) kills ffmpeg before it
     sees end-of-input: what it already wrote is exact, and a truncated recording never passes for a
     short one; the error is re-raised by ``stream_ffmpeg`` so the caller can retry."""
@@ -133,6 +139,8 @@ def _feed(url: str, proc, failed: list):
                     return
                 if not block:
                     break
+                if not fed:
+                    fed.append(block[:HEAD_BYTES])
                 proc.stdin.write(block)
     except BrokenPipeError:
         pass  # ffmpeg stopped reading: its own error message says why
@@ -163,7 +171,7 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
     failed: list = []  # a read error of the remote file (OSError): raised instead of ffmpeg's complaint
     threads = [threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
     if src.feed:
-        threads.append(threading.Thread(target=_feed, args=(src.feed, proc, failed), daemon=True))
+        threads.append(threading.Thread(target=_feed, args=(src.feed, proc, failed, src.fed), daemon=True))
     for t in threads:
         t.start()
     frame_bytes = 2 * channels
@@ -187,7 +195,7 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
         if rc != 0:
             msg = (err[0] if err else "") or f"ffmpeg exited with code {rc}"
             refused = "its format is not on ffmpeg's -format_whitelist" if "on whitelist" in msg else None
-            raise DecodeError(refusal_detail(url, refused) or msg.splitlines()[-1][:500])
+            raise DecodeError(refusal_detail(src.head(), refused) or msg.splitlines()[-1][:500])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -215,13 +223,6 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
 
     AudioSegment.converter = ffmpeg or ffmpeg_binary()
     ext = os.path.splitext(url)[1].lower()
-    # pydub takes no input options (no -format_whitelist): the demuxer is forced from the extension
-    # (-f, below) and a playlist is refused by its first bytes before ffmpeg sees it.
-    refused = refusal_detail(url)
-    if refused:
-        raise DecodeError(refused)
-    if _PYDUB_FORMATS.get(ext, ext.lstrip(".")) not in _PYDUB_ALLOWED:
-        raise DecodeError(refusal_detail(url, f"pydub reads no {ext} files"))
     src = _Source(url)
     try:
         path = src.arg.removeprefix("file:") if src.arg.startswith("file:") else None
@@ -231,9 +232,16 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
             with fsspec.open(url, "rb") as f:
                 data = io.BytesIO(f.read())
             path = data
+        # pydub takes no input options (no -format_whitelist): the demuxer is forced from the extension
+        # (-f, below) and a playlist is refused by its first bytes before ffmpeg sees it.
+        head = local_head(path) if isinstance(path, str) else data.getvalue()[:HEAD_BYTES]
+        fmt = _PYDUB_FORMATS.get(ext, ext.lstrip("."))
+        refused = refusal_detail(head, None if fmt in _PYDUB_ALLOWED else f"pydub reads no {ext} files")
+        if refused:
+            raise DecodeError(refused)
         # No ffprobe here: give pydub the codec so it does not try to probe the file.
-        seg = AudioSegment.from_file(path, format=_PYDUB_FORMATS.get(ext, ext.lstrip(".")), codec=_PYDUB_CODECS.get(ext))
-    except OSError:
+        seg = AudioSegment.from_file(path, format=fmt, codec=_PYDUB_CODECS.get(ext))
+    except (OSError, DecodeError):
         raise  # reading the file failed (storage, network): the caller may retry
     except Exception as e:  # pydub raises bare Exceptions / CouldntDecodeError with ffmpeg's text
         raise DecodeError(str(e).strip().splitlines()[-1][:500] if str(e).strip() else type(e).__name__) from None

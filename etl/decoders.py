@@ -112,22 +112,30 @@ def ffmpeg_identity(binary: str) -> str:
 # PyAV
 
 
-def _open_av(url: str):
-    """(container, file object or None): a local path opened by libav through ``file:`` only, a remote
-    one through an fsspec file object (libav never sees a URL). Only audio demuxers are allowed."""
+def _is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _open_av(url: str, f):
+    """A container: a local path opened by libav through ``file:`` only, a remote one through its
+    fsspec file object ``f`` (libav never sees a URL). Only audio demuxers are allowed."""
     import av
 
     options = {"format_whitelist": ",".join(audio.AUDIO_DEMUXERS), "protocol_whitelist": "file"}
-    if "://" not in url or url.startswith("file://"):
-        return av.open("file:" + os.path.abspath(url.removeprefix("file://")), options=options), None
-    import fsspec
+    if f is None:
+        return av.open("file:" + os.path.abspath(url.removeprefix("file://")), options=options)
+    return av.open(f, options=options)
 
-    f = fsspec.open(url, "rb").open()
+
+def _head(url: str, f) -> bytes:
+    """The first bytes of the recording, from the file object already open for a remote one."""
+    if f is None:
+        return audio.local_head(url.removeprefix("file://"))
     try:
-        return av.open(f, options=options), f
-    except BaseException:
-        f.close()
-        raise
+        f.seek(0)
+        return f.read(audio.HEAD_BYTES)
+    except (OSError, ValueError):
+        return b""
 
 
 def _trimmed(frames, tb: Fraction, start: int | None, edit_lists: bool) -> Iterator:
@@ -172,10 +180,15 @@ def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1,
         raise DecoderUnavailable(f"audio.decoder av needs PyAV (pip install av): {e}") from None
     f = None
     try:
+        if not _is_local(url):
+            import fsspec
+
+            f = fsspec.open(url, "rb").open()
         try:
-            container, f = _open_av(url)
+            container = _open_av(url, f)
         except av.error.ArgumentError as e:  # the demuxer is not on the whitelist
-            raise DecodeError(audio.refusal_detail(url, f"its format is not on the demuxer whitelist ({e.strerror})")) from None
+            raise DecodeError(audio.refusal_detail(_head(url, f), f"its format is not on the demuxer whitelist "
+                                                                  f"({e.strerror})")) from None
         with container:
             if not container.streams.audio:
                 raise DecodeError("no audio stream")
@@ -194,7 +207,7 @@ def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1,
     except av.error.FFmpegError as e:
         if isinstance(e, OSError):  # av's FileNotFoundError, PermissionError ...: the caller decides
             raise
-        raise DecodeError(audio.refusal_detail(url) or f"{type(e).__name__}: {e.strerror or e}"[:500]) from None
+        raise DecodeError(audio.refusal_detail(_head(url, f)) or f"{type(e).__name__}: {e.strerror or e}"[:500]) from None
     finally:
         if f is not None:
             f.close()
