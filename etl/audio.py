@@ -32,7 +32,7 @@ AUDIO_DEMUXERS = ("mp3", "mov", "wav", "w64", "flac", "ogg", "matroska", "aac", 
                   "ac3", "eac3", "au", "wv", "ape")
 # The first bytes of files that name other files (the reason a refusal gives).
 _PLAYLISTS = ((b"#EXTM3U", "an HLS playlist (#EXTM3U)"), (b"ffconcat", "an ffconcat playlist"),
-              (b"[playlist]", "a PLS playlist"), (b"<?xml", "an XML file"))
+              (b"[playlist]", "a PLS playlist"), (b"<?xml", "an XML file (a DASH manifest?)"))
 
 
 class DecodeError(Exception):
@@ -57,7 +57,8 @@ def ffmpeg_command(ffmpeg: str, source: str, sampling_rate: int, channels: int) 
     # asetnsamples hands the muxer 1-second frames instead of one per MP3 frame (~1152 samples): the
     # same samples, bit for bit, with far fewer hand-offs between ffmpeg's threads (~25% less CPU).
     return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
-            "-format_whitelist", ",".join(AUDIO_DEMUXERS), "-protocol_whitelist", "file,pipe", "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-format_whitelist", ",".join(AUDIO_DEMUXERS), "-protocol_whitelist", "file,pipe",
+            "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
             "-af", f"aresample={sampling_rate},asetnsamples=n={sampling_rate}:p=0",
             "-ac", str(channels), "-ar", str(sampling_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
 
@@ -107,7 +108,9 @@ class _Source:
 
     def head(self) -> bytes:
         """The first bytes of the recording as ffmpeg saw them, without reading the remote file again."""
-        return self.fed[0][:HEAD_BYTES] if self.feed else local_head(self.arg.removeprefix("file:"))
+        if self.feed:
+            return self.fed[0] if self.fed else b""
+        return local_head(self.arg.removeprefix("file:"))
 
     def close(self):
         if self.tmp:
