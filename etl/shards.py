@@ -91,7 +91,7 @@ class _SplitWriter:
         if self._writer is None:
             self._ctx = storage.atomic_open(self.fs, self.path)
             self._file = self._ctx.__enter__()
-            self._writer = pq.ParquetWriter(self._file, self.schema, compression="zstd",
+            self._writer = pq.ParquetWriter(self._file, self.schema, compression=_compression(self.schema, self.rows[0]),
                                             use_dictionary=[c for c in self.schema.names if c != "audio"])
         table = pa.Table.from_pylist(self.rows, schema=self.schema)
         self._writer.write_table(table, row_group_size=len(self.rows))
@@ -110,6 +110,17 @@ class _SplitWriter:
             except Exception:
                 pass
             self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def _compression(schema: pa.Schema, first_row: dict):
+    """zstd for every column except FLAC bytes: zstd buys nothing on FLAC speech (+0.01% on 28 MB of
+    speech-like clips) and costs CPU (0.09 s per 200 clips). WAV (PCM) keeps zstd."""
+    if not first_row["audio"]["path"].endswith(".flac"):
+        return "zstd"
+    leaves = []
+    for f in schema:
+        leaves += [f"{f.name}.{c.name}" for c in f.type] if pa.types.is_struct(f.type) else [f.name]
+    return {leaf: ("none" if leaf == "audio.bytes" else "zstd") for leaf in leaves}
 
 
 class _ShardWriters:

@@ -171,3 +171,12 @@ def test_a_worker_with_another_decoder_stops_the_build_before_anything_is_writte
     assert "\n" not in msg and "PyAV 0.0 (FFmpeg 0.0)" in msg and decoders.decoder_identity("av") in msg
     assert list(client.scheduler_info()["workers"])[0] in msg
     assert not out.exists()
+
+
+def test_flac_bytes_are_stored_without_zstd_and_the_other_columns_with_it(built):
+    """zstd buys nothing on FLAC: the audio bytes are written uncompressed, text and ids stay zstd."""
+    meta = pq.ParquetFile(sorted(glob.glob(str(built["out"] / "data" / "train-*.parquet")))[0]).metadata
+    codecs = {meta.row_group(0).column(j).path_in_schema: meta.row_group(0).column(j).compression
+              for j in range(meta.num_columns)}
+    assert codecs["audio.bytes"] == "UNCOMPRESSED"
+    assert codecs["text"] == codecs["id"] == "ZSTD"
