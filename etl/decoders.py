@@ -102,8 +102,8 @@ def ffmpeg_identity(binary: str) -> str:
     """The first line of ``ffmpeg -version`` without its copyright, e.g. ``ffmpeg version n9.0.2``."""
     try:
         out = subprocess.run([binary, "-version"], capture_output=True, text=True, timeout=60).stdout
-    except OSError as e:
-        raise DecoderUnavailable(f"cannot run ffmpeg {binary!r}: {e.strerror or e}") from None
+    except (OSError, subprocess.SubprocessError) as e:
+        raise DecoderUnavailable(f"cannot run ffmpeg {binary!r}: {getattr(e, 'strerror', None) or e}") from None
     first = (out.splitlines() or [f"{binary}: no version"])[0]
     return first.split(" Copyright")[0].strip()
 
