@@ -992,6 +992,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=None,
                     help="run the floor and the etl builds N times each, keep the fastest (default 2; --quick 1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recording-minutes", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
+                    help="corpus recording lengths (default 5 60; --quick 1 2)")
+    ap.add_argument("--rss-minutes", type=int, nargs=2, metavar=("SHORT", "LONG"), default=None,
+                    help="the two recordings of the worker RSS comparison (default 10 180; --quick 1 10)")
     ap.add_argument("--loading-only", metavar="DATASET", help="only the loading comparison, on this etl output "
                     "folder (e.g. bench/etl_flac); figures to OUT/loading.json")
     args = ap.parse_args(argv)
@@ -1007,10 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     machine = machine_info()  # includes the etl commit: checked again at the end
     params = {"hours": hours, "workers": workers, "quick": quick, "seed": args.seed, "repeat": args.repeat,
-              "recording_minutes": [1, 2] if quick else [5, 60], "segment_seconds": [2, 15],
+              "recording_minutes": args.recording_minutes or ([1, 2] if quick else [5, 60]), "segment_seconds": [2, 15],
               "gap_seconds": [0.1, 0.6], "source": "MP3 44.1 kHz stereo 64 kb/s (libmp3lame)",
               "naive_samples": [2, 0] if quick else [6, 2], "seek_samples": 2 if quick else 200,
-              "rss_minutes": [1, 10] if quick else [10, 180], "max_duration": 20}
+              "rss_minutes": args.rss_minutes or ([1, 10] if quick else [10, 180]), "max_duration": 20}
 
     rng = np.random.default_rng(args.seed)
     durations = plan_durations(hours, *params["recording_minutes"], rng)
