@@ -140,3 +140,25 @@ if __name__ == "__main__":  # regenerate (only from the reference planning)
             got = placement(config(root, name, root / "out"), PREVIOUS_DEV.get(name, []))
             (GOLDEN / f"{name}.json").write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
             print(name, len(got["rows"]), "placed", len(got["rejects"]), "rejected", file=sys.stderr)
+
+
+def built_placement(out: pathlib.Path) -> dict:
+    """id -> final split, or '!reason', of a build's output."""
+    import pyarrow.parquet as pq
+
+    got = {}
+    for f in sorted((out / "data").glob("*.parquet")):
+        split = f.name.split("-")[0]
+        got.update({i: split for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()})
+    rej = pq.read_table(out / "rejects.parquet", columns=["id", "reason"]).to_pylist()
+    for r in rej:
+        got.setdefault(r["id"], "")
+        got[r["id"]] += f"!{r['reason']}"  # a duplicate id: kept and rejected
+    return got
+
+
+def test_the_built_corpus_keeps_every_rows_final_split_and_reason(built):
+    path = GOLDEN / "build_conftest_corpus.json"
+    if os.environ.get("ETL_WRITE_GOLDEN"):
+        path.write_text(json.dumps(built_placement(built["out"]), indent=0, sort_keys=True) + "\n")
+    assert built_placement(built["out"]) == json.loads(path.read_text())
