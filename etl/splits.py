@@ -116,13 +116,7 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
     units = units.sort_values(["prev", "hash", "unit"], ascending=[False, True, True], kind="stable")
     units = units.reset_index(drop=True)
 
-    measure = units["seconds"] if policy.dev_hours is not None else units["rows"]
-    target = policy.dev_hours * 3600 if policy.dev_hours is not None else policy.dev_size
-    before = measure.cumsum() - measure  # a unit is taken while what came before is short of the target
-    role = np.where(before < target, "dev", np.where(before < 2 * target, RESERVE, "train"))
-    units["split"] = role
-    if target <= 0:
-        units["split"] = "train"
+    units["split"] = unit_roles(units, policy)
 
     # Budgets cut the train candidates (reserve first, then train) as a prefix of the same order.
     cand = units["split"] != "dev"
@@ -150,6 +144,24 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
     out.loc[pool, "over_budget"] = units["over_budget"].to_numpy(object)[row_pos]
     out.loc[pool, "order"] = row_pos
     return out
+
+
+def dev_target(policy: SplitPolicy) -> tuple[str, float]:
+    """What dev is measured in (``rows`` or ``seconds``) and how much of it dev holds."""
+    if policy.dev_hours is not None:
+        return "seconds", policy.dev_hours * 3600
+    return "rows", policy.dev_size
+
+
+def unit_roles(units: pd.DataFrame, policy: SplitPolicy) -> np.ndarray:
+    """dev / RESERVE / train of units in hash order (columns rows, seconds): a unit is taken while
+    what came before it is short of the target; the reserve is the next target's worth."""
+    column, target = dev_target(policy)
+    measure = units[column]
+    before = measure.cumsum() - measure
+    if target <= 0:
+        return np.full(len(units), "train", dtype=object)
+    return np.where(before < target, "dev", np.where(before < 2 * target, RESERVE, "train")).astype(object)
 
 
 def split_units(rows: pd.DataFrame, by: str) -> pd.Series:

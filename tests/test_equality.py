@@ -15,6 +15,7 @@ import pathlib
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -98,11 +99,11 @@ def config(root: pathlib.Path, name: str, out: pathlib.Path) -> dict:
 
 def placement(cfg: dict, previous_dev) -> dict:
     """Per input row (in input order): its split code or '!reason', and a digest of the details."""
-    from etl.planning import plan_rows, read_checked_table
+    from etl.cluster_plan import plan_table
 
-    df, _ = read_checked_table(cfg)
-    df = plan_rows(cfg, df, set(previous_dev))
-    df = df.sort_values("row")
+    planned = plan_table(CLIENT, cfg, set(previous_dev))
+    df = pd.concat(CLIENT.gather(planned.parts)).sort_values("row")
+    assert df["row"].tolist() == list(range(planned.rows_in))
     codes = [CODES[s] if isinstance(s, str) else f"!{r}" for s, r in zip(df["split"], df["reason"])]
     root = os.path.dirname(cfg["input"]["alignment"])  # details name files: compared without the folder
     details = "\n".join(f"{i}\t{d}".replace(root, "ROOT") for i, d in zip(df["id"], df["detail"]) if isinstance(d, str))
@@ -110,6 +111,20 @@ def placement(cfg: dict, previous_dev) -> dict:
             "rows": "".join(c if len(c) == 1 else "" for c in codes),
             "rejects": {i: c[1:] for i, c in zip(df["row"].astype(int), codes) if len(c) > 1},
             "details": hashlib.md5(details.encode()).hexdigest()}
+
+
+CLIENT = None
+
+
+@pytest.fixture(scope="module")
+def client():
+    global CLIENT
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True) as cluster, \
+            Client(cluster) as c:
+        CLIENT = c
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +135,7 @@ def table_root(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_every_row_keeps_its_split_and_reject_reason(table_root, tmp_path, name):
+def test_every_row_keeps_its_split_and_reject_reason(client, table_root, tmp_path, name):
     want = json.loads((GOLDEN / f"{name}.json").read_text())
     got = placement(config(table_root, name, tmp_path / "out"), PREVIOUS_DEV.get(name, []))
     assert got["ids"] == want["ids"]
