@@ -18,14 +18,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import card, resume, storage
+from . import card, plan_store, resume, storage
 from .cluster import close_client, open_client
 from .config import ConfigError
-from .planning import has_speaker, plan_rows, previous_dev_ids, read_checked_table
+from .cluster_plan import has_speaker, plan_table
+from .planning import previous_dev_ids
 from .schema import REJECT_REASONS, SPEAKER, rejects_schema
 from .shards import ShardTask, pack, resplit_reserve, run_shard
 from .splits import RESERVE, SPLITS, promote_reserve
-from .vocab import build_vocab, missing_characters
+from .vocab import build_vocab, missing_from_counts
 
 
 def _say(msg: str) -> None:
@@ -35,34 +36,36 @@ def _say(msg: str) -> None:
 MIN_SHARDS = 16
 
 
-def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardTask]:
-    kept = df[df["split"].notna()]
-    if kept.empty:
-        return []
-    recs = kept.groupby("recording", sort=True).agg(seconds=("end", "max"), url=("url", "first")).reset_index()
+def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTask]:
+    """Shards from the per-recording aggregates; the workers write their placed rows by shard
+    (``plan_store``), so a task carries no rows."""
+    recs = planned.counts.recordings
+    shards = []
+    if not recs.empty:
+        # At most shard_hours per shard, and at least MIN_SHARDS shards when recordings allow, so every
+        # worker stays busy to the end. Depends on the data only, never on the worker count.
+        target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
+        shards = pack(recs, target)
+    [shard_of] = client.scatter([{r: i for i, shard in enumerate(shards) for r in shard}], broadcast=True)
+    out = cfg["output"]["path"]
+    client.gather(client.map(plan_store.write_partition, planned.parts, [out] * len(planned.parts),
+                             range(len(planned.parts)), shard_of=shard_of, with_speaker=has_speaker(cfg)))
     url_of = dict(zip(recs["recording"], recs["url"]))
     sec_of = dict(zip(recs["recording"], recs["seconds"]))
-    # At most shard_hours per shard, and at least MIN_SHARDS shards when recordings allow, so every
-    # worker stays busy to the end. Depends on the data only, never on the worker count.
-    target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
-    shards = pack(recs, target)
-    shard_of = {r: i for i, shard in enumerate(shards) for r in shard}
-    columns = [c for c in kept.columns if c not in ("reason", "detail", "url", "row", "unit", "order")]
-    rows_of = dict(tuple(kept[columns].groupby(kept["recording"].map(shard_of), sort=True)))
     a = cfg["audio"]
     tasks = []
     for i, shard in enumerate(shards):
         tasks.append(ShardTask(
             index=i,
             recordings=[(r, url_of[r]) for r in shard],
-            rows=rows_of[i],
+            rows=None,  # read by the task from OUT/.parts/plan/shard-i/
             seconds=float(sum(sec_of[r] for r in shard)),
-            out=cfg["output"]["path"],
+            out=out,
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
             audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
             with_speaker=has_speaker(cfg),
-            with_words="words" in kept.columns,
+            with_words=planned.counts.has_words,
         ))
     return tasks
 
@@ -99,7 +102,7 @@ def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[dict]:
     return sorted(results, key=lambda r: r["shard"])
 
 
-def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict],
+def _settle_reserve(client, cfg: dict, results: list[dict],
                     recorded: dict | None = None) -> tuple[list[dict], set]:
     """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train.
     ``recorded``: the re-split's completion record from an earlier run (then it is not redone)."""
@@ -111,7 +114,8 @@ def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict],
     dev_has = sum(r["parts"]["dev"][unit] for r in results if "dev" in r["parts"])
     target = cfg["splits"]["dev_hours"] * 3600 if by_hours else cfg["splits"]["dev_size"]
     written = [i for r in results if RESERVE in r["parts"] for i in r["parts"][RESERVE]["ids"]]
-    rows = df[df["split"].notna()].set_index("id").loc[written]  # kept ids are unique
+    planned = client.submit(plan_store.reserve_rows, cfg["output"]["path"], RESERVE, pure=False).result()
+    rows = planned.set_index("id").loc[written]  # kept ids are unique
     rows = pd.DataFrame({"id": written, "unit": rows["unit"].to_numpy(), "order": rows["order"].to_numpy(),
                          "measure": rows["duration"].to_numpy() if by_hours else 1.0})
     promoted = promote_reserve(rows, target - dev_has)
@@ -123,7 +127,7 @@ def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict],
     return results + [extra], promoted
 
 
-def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted: set, with_source_id: bool,
+def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, with_source_id: bool,
              timings: dict, t0: float, fp: str) -> dict:
     """Name the shard files, write rejects.parquet, report.json and the dataset card.
     Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
@@ -158,51 +162,38 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
         from .arrow_export import export
         export(client, cfg["output"]["path"], {s: len(splits[s]["files"]) for s in order})
 
-    # Rejects: those known before decoding plus those found while decoding, in input order.
-    schema = rejects_schema(has_speaker(cfg))
-    columns = schema.names
-    pre = df[df["reason"].notna()][["row"] + columns]
-    known = [c for c in columns if c != SPEAKER]  # a decode-time reject takes its speaker from the table
-    late = pd.DataFrame([r for res in results for r in res["rejects"]], columns=known)
-    if len(late):
-        late = late.merge(df[["id", "row"] + ([SPEAKER] if SPEAKER in columns else [])].drop_duplicates("id"),
-                          on="id", how="left")
-    rejects = pd.concat([pre, late], ignore_index=True).sort_values("row", kind="stable")
-    if len(rejects):  # no empty Parquet file, ever
-        strings = {c: object for c in ("id", "recording", "text_raw", "hypothesis", SPEAKER) if c in columns}
-        t = pa.Table.from_pandas(rejects[columns].astype(strings), schema=schema, preserve_index=False)
-        with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
-            pq.write_table(t, f, compression="zstd")
-
-    # The final split of every row (None: rejected), for the vocabulary and the report.
-    final = df["split"].where(~df["id"].isin(set(late["id"])), None)
-    final = final.where(final != RESERVE, np.where(df["id"].isin(promoted), "dev", "train"))
-    vocab = build_vocab(df.loc[final == "train", "text"])
-    if final.eq("train").any():
+    # Rejects, vocabulary, speakers: reductions streamed on a worker from the placed rows.
+    out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
+    late = [r for res in results for r in res["rejects"]]
+    reasons = client.submit(plan_store.merge_rejects_if_any, out, late, with_speaker, pure=False).result()
+    stats = client.submit(plan_store.text_stats, out, {r["id"] for r in late}, promoted, RESERVE, with_speaker,
+                          pure=False).result()
+    vocab = build_vocab(stats["chars"].get("train", {}))
+    if "train" in stats["chars"]:
         storage.write_bytes(fs, storage.join(root, "vocab.json"),
                             json.dumps(vocab, ensure_ascii=False, indent=1).encode())
-    oov = {s: missing_characters(df.loc[final == s, "text"], vocab) for s in order if s != "train"}
+    oov = {s: missing_from_counts(stats["chars"].get(s, {}), vocab) for s in order if s != "train"}
 
     counts = {r: 0 for r in REJECT_REASONS}
-    for r, n in rejects["reason"].value_counts().items():
+    for r, n in reasons.items():
         counts[r] = int(n)
     split_report = {s: {"rows": splits[s]["rows"], "hours": splits[s]["seconds"] / 3600,
                         "files": len(splits[s]["files"]), "bytes": splits[s]["bytes"]} for s in order}
-    if has_speaker(cfg):  # distinct speakers per split
+    if with_speaker:  # distinct speakers per split
         for s in order:
-            split_report[s]["speakers"] = int(df.loc[final == s, SPEAKER].nunique())
+            split_report[s]["speakers"] = len(stats["speakers"].get(s, ()))
     rows_out = sum(v["rows"] for v in split_report.values())
     report = {
-        "rows_in": int(len(df)),
+        "rows_in": int(planned.rows_in),
         "rows_out": rows_out,
-        "rows_rejected": int(len(rejects)),
+        "rows_rejected": int(sum(reasons.values())),
         "splits": split_report,
         "rejects": counts,
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
         "shards": len(results),
-        "selection": df.attrs.get("selection", {}),  # what test_ids / exclude_ids / the previous dev matched
-        "listing": df.attrs.get("listing", {}),  # how table and audio folder fit: unused files, unmatched, ambiguous
+        "selection": planned.selection,  # what test_ids / exclude_ids / the previous dev matched
+        "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {"size": len(vocab), "missing_characters": oov},
@@ -217,7 +208,7 @@ def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted:
     storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
     storage.write_bytes(fs, storage.join(root, "README.md"),
                         card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
-                                          has_speaker(cfg), "words" in df.columns).encode())
+                                          has_speaker(cfg), planned.counts.has_words).encode())
     return report
 
 
@@ -274,11 +265,11 @@ def _unfinished(fs, root: str, cfg: dict, fp: str, force: bool) -> dict | None:
     return None if force or manifest is None or manifest.get("fingerprint") != fp else manifest
 
 
-def _start_or_resume(fs, root: str, cfg: dict, fp: str, manifest: dict | None) -> dict:
+def _start_or_resume(fs, root: str, cfg: dict, fp: str, manifest: dict | None, previous_dev: set) -> dict:
     """The manifest of this build: the unfinished one with the same fingerprint, or a new one."""
     if manifest is None:
         storage.clear_parts(fs, root)  # the previous dataset stays until this build has succeeded
-        manifest = {"fingerprint": fp, "previous_dev": sorted(previous_dev_ids(cfg))}
+        manifest = {"fingerprint": fp, "previous_dev": sorted(previous_dev)}
         resume.write_manifest(fs, root, manifest)
     else:
         resume.remove_temporaries(fs, root)
@@ -304,14 +295,17 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
     if client is None:  # start the cluster while the table is read and checked
         client_future = pool.submit(_open_and_announce, cfg["cluster"])
     try:
-        df, with_source_id = read_checked_table(cfg)
-        fs.makedirs(root, exist_ok=True)
-        manifest = _start_or_resume(fs, root, cfg, fp, unfinished)
-        df = plan_rows(cfg, df, set(manifest["previous_dev"]))
-        t_table = time.perf_counter() - t0
-        tasks = make_tasks(cfg, df, with_source_id)
+        previous_dev = set(unfinished["previous_dev"]) if unfinished else previous_dev_ids(cfg)
         if client_future is not None:
             client = client_future.result()
+        planned = plan_table(client, cfg, previous_dev)
+        with_source_id = planned.has_id
+        fs.makedirs(root, exist_ok=True)
+        _start_or_resume(fs, root, cfg, fp, unfinished, previous_dev)
+        tasks = make_tasks(client, cfg, planned, with_source_id)
+        n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
+        planned.parts = []  # the placed rows are on storage now: free the workers' memory
+        t_table = time.perf_counter() - t0
         t1 = time.perf_counter()
         if resume.read_journal(fs, root) is not None:  # killed while finalizing: only that is left
             _say("resuming: every shard is done; finishing the dataset")
@@ -319,15 +313,15 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
         else:
             done = resume.finished(fs, root, len(tasks))
             todo = [t for t in tasks if t.index not in done]
-            _say(f"{len(df)} rows, {int(df['split'].notna().sum())} to cut from "
+            _say(f"{n_rows} rows, {n_cut} to cut from "
                  f"{sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards"
                  + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else ""))
             # matplotlib for report.html: imported on the core the last shards leave idle
             new = run_tasks(client, todo, on_tail=_warm_report_imports) if todo else []
             results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
-            results, promoted = _settle_reserve(client, cfg, df, results, done.get(len(tasks)))
+            results, promoted = _settle_reserve(client, cfg, results, done.get(len(tasks)))
         t_cut = time.perf_counter() - t1
-        report = finalize(client, cfg, df, results, promoted, with_source_id,
+        report = finalize(client, cfg, planned, results, promoted, with_source_id,
                           {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
         finishing = finisher.submit(_finish, cfg, report)
     finally:

@@ -1,6 +1,6 @@
 """`etl sample`: a seeded sample of rows cut into playable clips, with a spreadsheet for human review.
 
-The rows come from the same table checks and split assignment as `etl build` (``plan_rows``), the
+The rows come from the same table checks and split assignment as `etl build` (``cluster_plan``), the
 clips from the same decoder and cutter, so a reviewer hears exactly what the dataset would hold.
 Output folder: ``clips/{id}.wav``, ``sampled_ids.txt`` (one id per line, for ``splits.exclude_ids``)
 and ``review.xlsx``, written last so its presence means the sample is complete.
@@ -99,7 +99,6 @@ def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict) -> dict[s
 
 def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, force: bool = False) -> dict:
     """Select, cut and write a review sample into ``out``. Returns a summary for the CLI."""
-    from .planning import plan_rows, previous_dev_ids, read_checked_table
     from .review import write_review_xlsx
 
     fs, root = storage.fs_and_path(out)
@@ -107,8 +106,7 @@ def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, for
     if fs.exists(xlsx) and not force:
         raise ConfigError(f"{xlsx} exists and may hold verdicts; import it first, then use another --out "
                           f"or --force to replace that sample")
-    df, _ = read_checked_table(cfg)
-    picked = select(plan_rows(cfg, df, previous_dev_ids(cfg)), n, seed, where)  # the build's own placement
+    picked = _select_on_cluster(cfg, n, seed, where)  # the build's own placement
     if picked.empty:
         raise ConfigError("no rows to sample" + (f" match --where {where!r}" if where else ""))
     clips_dir = storage.join(root, CLIPS_DIR)
@@ -122,6 +120,26 @@ def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, for
         write_review_xlsx(f, picked, {i: clip_name(i) for i in picked["id"]}, problems, about)
     return {"out": out, "rows": len(picked), "clips": sum(p is None for p in problems.values()),
             "not_cut": {i: p for i, p in problems.items() if p is not None}}
+
+
+def _select_on_cluster(cfg: dict, n: int, seed: int, where: str | None) -> pd.DataFrame:
+    """``select`` per placed partition on the workers (each partition's n smallest hold the table's),
+    then once more on the client over those few rows."""
+    from .cluster import close_client, open_client
+    from .cluster_plan import plan_table
+    from .planning import previous_dev_ids
+
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    client = open_client(cfg["cluster"])
+    try:
+        planned = plan_table(client, cfg, previous_dev_ids(cfg))
+        parts = client.gather(client.map(select, planned.parts, n=n, seed=seed, where=where))
+    finally:
+        close_client(client)
+    best = pd.concat(parts).drop(columns="sample_rank")
+    rank = hash_rank(best["id"], f"sample:{seed}")
+    return best.assign(sample_rank=rank)[rank < n].sort_values("sample_rank")
 
 
 def _cut_all(cfg: dict, picked: pd.DataFrame, clips_dir: str) -> dict[str, str | None]:

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import audio, resume, storage
+from . import audio, plan_store, resume, storage
 from .schema import output_columns, output_schema
 from .splits import RESERVE
 
@@ -31,7 +31,7 @@ log = logging.getLogger("etl.shards")
 class ShardTask:
     index: int
     recordings: list  # [(recording id, file url)] in decode order
-    rows: pd.DataFrame  # the kept rows of those recordings, with "split"
+    rows: pd.DataFrame | None  # the kept rows of those recordings, with "split"; None: read from plan_store
     seconds: float  # estimated audio to decode (max segment end per recording)
     out: str
     sampling_rate: int = 16000
@@ -153,7 +153,8 @@ def run_shard(task: ShardTask) -> dict:
     decoded = 0.0
     tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
-        by_recording = dict(tuple(task.rows.groupby("recording", sort=False)))
+        rows_of = task.rows if isinstance(task.rows, pd.DataFrame) else plan_store.read_shard(task.out, task.index)
+        by_recording = dict(tuple(rows_of.groupby("recording", sort=False)))
         for recording, url in task.recordings:
             rows = by_recording[recording].sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
             spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
@@ -227,9 +228,13 @@ def _reject_unseen(records: list, seen: set, detail: str, rejects: list) -> None
 
 
 def _reject(r: dict, reason: str, detail: str) -> dict:
-    return {"id": r["id"], "recording": r["recording"], "start": r["start"], "end": r["end"],
-            "duration": r["duration"], "similarity": _clean(r.get("similarity")), "text_raw": r.get("text_raw"),
-            "hypothesis": _clean(r.get("hypothesis")), "reason": reason, "detail": detail}
+    out = {"id": r["id"], "recording": r["recording"], "start": r["start"], "end": r["end"],
+           "duration": r["duration"], "similarity": _clean(r.get("similarity")), "text_raw": r.get("text_raw"),
+           "hypothesis": _clean(r.get("hypothesis")), "reason": reason, "detail": detail}
+    for extra in ("row", "speaker"):  # the input row (rejects are in input order) and the speaker
+        if extra in r:
+            out[extra] = _clean(r[extra]) if extra == "speaker" else int(r[extra])
+    return out
 
 
 def _clean(v):

@@ -134,8 +134,13 @@ def table_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.parametrize("partitions", [1, 7])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_every_row_keeps_its_split_and_reject_reason(client, table_root, tmp_path, name):
+def test_every_row_keeps_its_split_and_reject_reason(client, table_root, tmp_path, name, partitions, monkeypatch):
+    from etl import table
+
+    read_raw = table.read_raw
+    monkeypatch.setattr(table, "read_raw", lambda *a, **k: read_raw(*a, **k).repartition(npartitions=partitions))
     want = json.loads((GOLDEN / f"{name}.json").read_text())
     got = placement(config(table_root, name, tmp_path / "out"), PREVIOUS_DEV.get(name, []))
     assert got["ids"] == want["ids"]

@@ -1,0 +1,153 @@
+"""The placed table on storage, under ``OUT/.parts/plan/``: written by the workers, read by the workers.
+
+``shard-{i:05d}/part-{p:05d}.parquet`` holds the kept rows of input partition ``p`` that shard ``i``
+cuts (the columns of ``schema.PLANNED_COLUMNS`` only), ``rejects/part-{p:05d}.parquet`` the rows
+rejected before decoding. A shard task reads only its own folder, so no row passes through the
+scheduler or the client; ``merge_rejects`` and ``text_stats`` stream these files into
+``rejects.parquet`` and the vocabulary's character counts.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import storage
+from .schema import PLANNED_COLUMNS, SPEAKER, rejects_schema
+
+PLAN_DIR = "plan"
+
+
+def plan_dir(out: str) -> str:
+    fs, root = storage.fs_and_path(out)
+    return storage.join(root, storage.PARTS_DIR, PLAN_DIR)
+
+
+def shard_dir(out: str, shard: int) -> str:
+    return storage.join(plan_dir(out), f"shard-{shard:05d}")
+
+
+def write_partition(pdf: pd.DataFrame, out: str, p: int, shard_of: dict, with_speaker: bool) -> int:
+    """One placed partition: its kept rows by shard, its rejects; returns the rows written."""
+    fs, _ = storage.fs_and_path(out)
+    kept = pdf[pdf["split"].notna()]
+    cols = [c for c in PLANNED_COLUMNS if c in kept.columns]
+    for shard, rows in kept[cols].groupby(kept["recording"].map(shard_of), sort=True):
+        d = shard_dir(out, int(shard))
+        fs.makedirs(d, exist_ok=True)
+        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+            pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), f)
+    rej = pdf[pdf["reason"].notna()]
+    if len(rej):
+        schema = rejects_schema(with_speaker)
+        d = storage.join(plan_dir(out), "rejects")
+        fs.makedirs(d, exist_ok=True)
+        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+            pq.write_table(_rejects_table(rej, schema), f)
+    return len(pdf)
+
+
+def _rejects_table(rej: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    strings = {c: object for c in ("id", "recording", "text_raw", "hypothesis", SPEAKER) if c in schema.names}
+    t = pa.Table.from_pandas(rej[schema.names].astype(strings), schema=schema, preserve_index=False)
+    return t.append_column("row", pa.array(rej["row"].to_numpy(), pa.int64()))
+
+
+def read_shard(out: str, shard: int) -> pd.DataFrame:
+    """The kept rows shard ``shard`` cuts (on the worker that cuts them)."""
+    fs, _ = storage.fs_and_path(out)
+    files = sorted(fs.glob(storage.join(shard_dir(out, shard), "part-*.parquet")))
+    frames = []
+    for name in files:
+        with fs.open(name, "rb") as f:
+            frames.append(pq.read_table(f).to_pandas())
+    return pd.concat(frames, ignore_index=True)
+
+
+def _shard_files(out: str) -> list[str]:
+    fs, _ = storage.fs_and_path(out)
+    return sorted(fs.glob(storage.join(plan_dir(out), "shard-*", "part-*.parquet")))
+
+
+def reserve_rows(out: str, reserve: str) -> pd.DataFrame:
+    """id, unit, order, duration of the reserve rows (a dev's worth: small)."""
+    fs, _ = storage.fs_and_path(out)
+    frames = []
+    for name in _shard_files(out):
+        with fs.open(name, "rb") as f:
+            t = pq.read_table(f, columns=["id", "unit", "order", "duration", "split"]).to_pandas()
+        frames.append(t[t["split"] == reserve])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "unit", "order", "duration"])
+
+
+def merge_rejects(out: str, late: list[dict], with_speaker: bool) -> dict:
+    """``rejects.parquet``: the partitions' rejects and those found while decoding (``late``, with
+    ``row``), in input order, streamed one partition at a time. Returns rows per reason."""
+    fs, root = storage.fs_and_path(out)
+    schema = rejects_schema(with_speaker)
+    files = sorted(fs.glob(storage.join(plan_dir(out), "rejects", "part-*.parquet")))
+    late_df = pd.DataFrame(late, columns=schema.names + ["row"]).sort_values("row", kind="stable")
+    late_t = _rejects_table(late_df, schema) if len(late_df) else None
+    counts: Counter = Counter()
+    writer = None
+    with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
+        done = -1
+        for i, name in enumerate(files + [None]):
+            if name is not None:
+                with fs.open(name, "rb") as fh:
+                    t = pq.read_table(fh)
+                hi = int(t.column("row")[-1].as_py())
+            else:
+                t, hi = None, None
+            if late_t is not None:  # the late rejects up to this partition's last row
+                rows = late_df["row"].to_numpy()
+                sel = (rows > done) & ((rows <= hi) if hi is not None else True)
+                if sel.any():
+                    extra = late_t.filter(pa.array(sel))
+                    t = extra if t is None else pa.concat_tables([t.replace_schema_metadata(None),
+                                                                   extra.replace_schema_metadata(None)]).sort_by("row")
+            if hi is not None:
+                done = hi
+            if t is None or t.num_rows == 0:
+                continue
+            counts.update(t.column("reason").to_pylist())
+            if writer is None:
+                writer = pq.ParquetWriter(f, schema, compression="zstd")
+            writer.write_table(t.select(schema.names))
+        if writer is None:
+            raise _NoRejects()
+        writer.close()
+    return dict(counts)
+
+
+class _NoRejects(Exception):
+    """No rejects: the temporary file is removed (no empty Parquet file, ever)."""
+
+
+def merge_rejects_if_any(out: str, late: list[dict], with_speaker: bool) -> dict:
+    try:
+        return merge_rejects(out, late, with_speaker)
+    except _NoRejects:
+        return {}
+
+
+def text_stats(out: str, late_ids: set, promoted: set, reserve: str, with_speaker: bool) -> dict:
+    """Per final split: character counts of ``text`` (vocab.json, characters dev lacks) and speakers."""
+    fs, _ = storage.fs_and_path(out)
+    chars: dict = {}
+    speakers: dict = {}
+    cols = ["id", "split", "text"] + ([SPEAKER] if with_speaker else [])
+    for name in _shard_files(out):
+        with fs.open(name, "rb") as f:
+            t = pq.read_table(f, columns=cols).to_pandas()
+        t = t[~t["id"].isin(late_ids)]
+        split = t["split"].where(t["split"] != reserve, t["id"].isin(promoted).map({True: "dev", False: "train"}))
+        for s, g in t.groupby(split):
+            c = chars.setdefault(s, Counter())
+            for text in g["text"]:
+                c.update(text)
+            if with_speaker:
+                speakers.setdefault(s, set()).update(g[SPEAKER].dropna())
+    return {"chars": {s: dict(c) for s, c in chars.items()}, "speakers": speakers}
