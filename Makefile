@@ -7,7 +7,7 @@ EXTRAS ?= test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test bench train clean
+.PHONY: setup demo test fuzz bench bench-measures train clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# The fuzzer's long random profile (`make test` runs its short seeded one): random tables through reading,
+# checking and planning. FUZZ_PROFILE=long by default.
+fuzz: $(STAMP)
+	ETL_FUZZ_PROFILE=$${FUZZ_PROFILE:-long} $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+
 bench: $(STAMP)
 	$(BIN)/python -m etl.bench
 
@@ -34,3 +39,7 @@ train:
 
 clean:
 	rm -rf $(VENV) demo/ .pytest_cache
+
+# The per-clip quality measures' share of a worker's CPU (decode + cut + FLAC encode + measures).
+bench-measures: $(STAMP)
+	$(BIN)/python -m etl.bench_measures

@@ -22,10 +22,13 @@ from . import card, plan_store, resume, storage
 from .cluster import close_client, open_client
 from .config import ConfigError
 from .cluster_plan import has_speaker, plan_table
+from .lease import Lease
 from .planning import previous_dev_ids
-from .schema import REJECT_REASONS, SPEAKER, rejects_schema
+from .schema import REJECT_REASONS
 from .shards import ShardTask, pack, resplit_reserve, run_shard
 from .splits import RESERVE, SPLITS, promote_reserve
+from .suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
+from .text import invisible_characters
 from .vocab import build_vocab, missing_from_counts
 
 
@@ -49,7 +52,8 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
     [shard_of] = client.scatter([{r: i for i, shard in enumerate(shards) for r in shard}], broadcast=True)
     out = cfg["output"]["path"]
     client.gather(client.map(plan_store.write_partition, planned.parts, [out] * len(planned.parts),
-                             range(len(planned.parts)), shard_of=shard_of, with_speaker=has_speaker(cfg)))
+                             range(len(planned.parts)), shard_of=shard_of, with_speaker=has_speaker(cfg),
+                             buckets=max(1, len(planned.parts))))
     url_of = dict(zip(recs["recording"], recs["url"]))
     sec_of = dict(zip(recs["recording"], recs["seconds"]))
     a = cfg["audio"]
@@ -63,7 +67,7 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
             out=out,
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
-            audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id,
+            audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id, filters=cfg["filters"],
             with_speaker=has_speaker(cfg),
             with_words=planned.counts.has_words,
         ))
@@ -95,11 +99,19 @@ def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[dict]:
                                    f"failed: {type(e).__name__}: {e}") from e
             finally:
                 f.release()
-            bar.update(t.seconds / 3600)
+            advance(bar, t.seconds / 3600)
             if on_tail is not None and len(tasks) - len(results) < len(client.scheduler_info()["workers"]):
                 on_tail()
                 on_tail = None
     return sorted(results, key=lambda r: r["shard"])
+
+
+def advance(bar, step: float) -> None:
+    """``bar.update(step)``, growing the total first when the work passes the estimate (no
+    overshoot, no tqdm "clamping frac" warning)."""
+    if bar.total is not None and bar.n + step > bar.total:
+        bar.total = bar.n + step
+    bar.update(step)
 
 
 def _settle_reserve(client, cfg: dict, results: list[dict],
@@ -192,11 +204,14 @@ def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, wit
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
         "shards": len(results),
+        "ids_from_template": planned.ids_from_template,  # a table id missing: the id template's
+        "invisible_characters": {s: _invisible(stats["chars"].get(s, {})) for s in order},  # expected {}
         "selection": planned.selection,  # what test_ids / exclude_ids / the previous dev matched
         "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {"size": len(vocab), "missing_characters": oov},
+        **_suspect_recordings(client, cfg, late, results),
         "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
                   "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"]},
         "config": cfg,  # the resolved config, for reproducing the build
@@ -210,6 +225,27 @@ def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, wit
                         card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
                                           has_speaker(cfg), planned.counts.has_words).encode())
     return report
+
+
+def _suspect_recordings(client, cfg: dict, late: list[dict], results: list[dict]) -> dict:
+    """Per-recording statistics and suspects (etl/suspects.py) for report.json; writes suspect_recordings.txt.
+    The statistics are computed by the workers, one bucket of recordings each; the client ranks them."""
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
+    late_reason = {r["id"]: r["reason"] for r in late}
+    buckets = plan_store.recording_buckets(cfg["output"]["path"])
+    parts = client.gather(client.map(plan_store.recording_stats_of_bucket, [cfg["output"]["path"]] * len(buckets),
+                                     buckets, late_reason=late_reason, measured=measured, pure=False))
+    stats = find_suspects(pd.concat(parts).sort_index() if parts else plan_store.empty_recording_stats())
+    storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
+    return {"recordings": report_section(stats), "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict()}
+
+
+def _invisible(counts: dict) -> dict:
+    """``text.invisible_characters`` from a split's character counts."""
+    from .text import is_invisible
+
+    return invisible_characters([c * n for c, n in counts.items() if is_invisible(c)])
 
 
 def _finish(cfg: dict, report: dict) -> None:
@@ -278,7 +314,13 @@ def _start_or_resume(fs, root: str, cfg: dict, fp: str, manifest: dict | None, p
 
 def build(cfg: dict, client=None, force: bool = False) -> dict:
     """Run a whole build, or resume an unfinished one with the same config and table. With ``client``
-    given, use it; else open one from ``cfg['cluster']``. ``force``: discard unfinished work."""
+    given, use it; else open one from ``cfg['cluster']``. ``force``: discard unfinished work.
+    One build per output folder: another one running there stops this one at once (``lease``)."""
+    with Lease(cfg["output"]["path"], _say) as lease:
+        return _build(cfg, client, force, lease)
+
+
+def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
     t0 = time.perf_counter()
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     fp = resume.fingerprint(cfg)
@@ -321,6 +363,7 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
             results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
             results, promoted = _settle_reserve(client, cfg, results, done.get(len(tasks)))
         t_cut = time.perf_counter() - t1
+        lease.ensure_held()  # never replace the dataset under a build that took the folder over
         report = finalize(client, cfg, planned, results, promoted, with_source_id,
                           {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
         finishing = finisher.submit(_finish, cfg, report)

@@ -39,6 +39,13 @@ def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_sp
     lines += ["", f"Input rows: {report['rows_in']}. Rejected rows are in `rejects.parquet`:", "",
               "| reason | rows | meaning |", "|---|---:|---|"]
     lines += [f"| {r} | {report['rejects'][r]} | {REJECT_REASONS[r]} |" for r in REJECT_REASONS]
+    lines += ["", "Quality measures of every clip (columns, also in `rejects.parquet`): `chars_per_second` (normalized "
+              "text without spaces / duration), `rms_db` and `peak_db` (dBFS; digital silence is -120), "
+              "`clipped_fraction` (share of samples at full scale), `silence_fraction` (share of 10 ms frames more "
+              "than 40 dB below the clip's loudest 10 ms frame)."]
+    if report.get("suspects") is not None:
+        lines += ["", f"Suspect recordings (outliers against the corpus, see `report.json` and "
+                  f"`suspect_recordings.txt`): {len(report['suspects'])}."]
     if "vocab" in report:
         lines += ["", f"`vocab.json` holds the {report['vocab']['size']} tokens of the train text for "
                   "`transformers.Wav2Vec2CTCTokenizer` (`|` is the word delimiter)."]

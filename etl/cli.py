@@ -30,8 +30,9 @@ def _add_review_commands(sub) -> None:
     sa.add_argument("--seed", type=int, default=0, help="the same seed gives the same sample (default 0)")
     sa.add_argument("--out", required=True, help="folder for clips/, sampled_ids.txt and review.xlsx")
     sa.add_argument("--where", help="pandas query choosing among all cuttable rows, kept or filtered, e.g. "
-                    "'similarity < 0.8' (columns: id recording start end duration similarity text text_raw "
-                    "hypothesis split reason); default: the rows the build keeps")
+                    "'similarity < 0.8' (columns: id recording start end duration similarity chars_per_second text "
+                    "text_raw hypothesis split reason; 'recording in @suspects': the build's suspect recordings); "
+                    "default: the rows the build keeps")
     sa.add_argument("--force", action="store_true", help="replace an earlier sample (and its verdicts) in --out")
     sa.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     rv = sub.add_parser("review", help="read a reviewed spreadsheet back").add_subparsers(dest="review", required=True)

@@ -42,6 +42,7 @@ class PlannedTable:
     listing: dict = field(default_factory=dict)
     head: pd.DataFrame | None = None  # dev and reserve units in order: unit, role, order
     counts: "PlanCounts | None" = None
+    ids_from_template: int = 0  # rows of a table with ids whose own id was missing (null, NaN, empty)
 
 
 # ---- worker side: one partition each (pure pandas) ----
@@ -149,7 +150,7 @@ def _unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.Da
     p = pool[take]
     agg = pd.DataFrame({"unit": p["unit"], "hash": p["_hash"], "rows": 1, "seconds": p["duration"],
                         "bytes": policy.estimated_bytes(p["duration"]), "prev": prev[take]})
-    return agg.groupby("unit", sort=False).agg(hash=("hash", "first"), rows=("rows", "sum"),
+    return agg.groupby("unit", sort=False, dropna=False).agg(hash=("hash", "first"), rows=("rows", "sum"),
                                                seconds=("seconds", "sum"), bytes=("bytes", "sum"),
                                                prev=("prev", "first")).reset_index()
 
@@ -178,9 +179,9 @@ def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
 def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list) -> pd.DataFrame:
     """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned."""
     pool = pdf["_pool"]
-    role = pdf["unit"].map(lambda u: head.get(u, (None, -1))[0] if u is not None else None)
+    role = pdf["unit"].map(lambda u: head.get(u, (None, -1))[0])
     pdf.loc[pool, "split"] = role[pool].fillna("train")
-    pdf["order"] = pdf["unit"].map(lambda u: head.get(u, (None, -1))[1] if u is not None else -1).astype(np.int64)
+    pdf["order"] = pdf["unit"].map(lambda u: head.get(u, (None, -1))[1]).astype(np.int64)
     over = pd.Series(None, index=pdf.index, dtype=object)
     for cut, message in reversed(cuts):  # the first budget's message wins where both apply
         over = over.mask(_after(pdf, prev_units, cut), message)
@@ -281,7 +282,7 @@ def join_audio(client, cfg: dict, parts: list) -> tuple[list, dict, dict]:
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
     """The units of the given buckets (and the prev units), whole, in order."""
     got = client.gather(client.map(_unit_partials, parts, prev_units=prev_units, buckets=buckets, policy=policy))
-    units = pd.concat(got).groupby("unit", sort=False).agg(
+    units = pd.concat(got).groupby("unit", sort=False, dropna=False).agg(
         hash=("hash", "first"), rows=("rows", "sum"), seconds=("seconds", "sum"), bytes=("bytes", "sum"),
         prev=("prev", "first")).reset_index()
     units["unit"] = units["unit"].astype(object)
@@ -390,7 +391,9 @@ def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_spea
            "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
            "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum()) if previous_dev else 0,
            "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
-           "has_words": "words" in pdf}
+           "has_words": "words" in pdf,
+           "ids_from_template": int(pdf["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()).sum())
+           if "source_id" in pdf else 0}
     if with_speaker:
         out["speakers"] = {s: set(g.dropna()) for s, g in pdf.loc[kept, "speaker"].groupby(split[kept])}
     return out
@@ -412,6 +415,7 @@ def _select(client, cfg, planned: PlannedTable, selection: dict, test_keys, prev
     sums = client.gather(client.map(_summary_part, planned.parts, test_keys=test_keys, by=s["by"],
                                     previous_dev=set(previous_dev), with_speaker=has_speaker(cfg)))
     planned.counts = _combine(sums)
+    planned.ids_from_template = sum(x["ids_from_template"] for x in sums) if planned.has_id else 0
     if s["test_ids"]:
         selection["test_ids"] = {"listed": len(test_keys), "rows_matched": sum(x["test_matched"] for x in sums),
                                  "rows_in_test": planned.counts.splits.get("test", (0, 0.0))[0]}

@@ -28,8 +28,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
     "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
-    "text": {"lowercase": True, "strip_punctuation": True},
-    "filters": {"min_similarity": 0.8, "min_duration": 0.0, "max_duration": 20.0},
+    "text": {"lowercase": True, "strip_punctuation": True, "unicode_form": "NFC"},
+    "filters": {"min_similarity": 0.8, "min_duration": 0.0, "max_duration": 20.0, "chars_per_second": None,
+                "min_rms_db": -70.0, "max_clipped_fraction": None, "max_silence_fraction": None},
     "splits": {"seed": 0, "by": "segment", "dev_size": 500, "dev_hours": None, "test_ids": None,
                "exclude_ids": [], "low_similarity": "drop", "keep_previous_dev": True},
     "budget": {"train_hours": None, "total_gb": None},
@@ -48,9 +49,11 @@ _TYPES: dict[str, tuple] = {
     "input.subtitles.language": (str, None), "input.subtitles.hypothesis_language": (str, None),
     "output.path": (str,), "output.audio_format": (str,), "output.shard_hours": _NUM, "output.arrow": (bool,),
     "audio.sampling_rate": (int,), "audio.channels": (int,), "audio.decoder": (str,), "audio.ffmpeg": (str, None),
-    "text.lowercase": (bool,), "text.strip_punctuation": (bool,),
+    "text.lowercase": (bool,), "text.strip_punctuation": (bool,), "text.unicode_form": (str,),
     "filters.min_similarity": _NUM + (None,), "filters.min_duration": _NUM + (None,),
-    "filters.max_duration": _NUM + (None,),
+    "filters.max_duration": _NUM + (None,), "filters.chars_per_second": (list, None),
+    "filters.min_rms_db": _NUM + (None,), "filters.max_clipped_fraction": _NUM + (None,),
+    "filters.max_silence_fraction": _NUM + (None,),
     "splits.seed": (int,), "splits.by": (str,), "splits.dev_size": (int,), "splits.dev_hours": _NUM + (None,),
     "splits.test_ids": (str, None), "splits.exclude_ids": (list, str), "splits.low_similarity": (str,),
     "splits.keep_previous_dev": (bool,),
@@ -68,6 +71,7 @@ _CHOICES = {
     "cluster.kind": ("local", "slurm"),
     "splits.by": ("segment", "recording", "speaker"),
     "splits.low_similarity": ("drop", "split"),
+    "text.unicode_form": ("NFC", "NFKC"),
 }
 _PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg", "cluster.scheduler_file",
               "splits.test_ids", "input.ctm.hypothesis")
@@ -205,6 +209,7 @@ def _check_values(cfg: dict) -> None:
     for key in ("splits.dev_hours", "budget.train_hours", "budget.total_gb"):
         if _get(cfg, key) is not None and _get(cfg, key) < 0:
             raise ConfigError(f"config key '{key}' must be >= 0")
+    _check_quality_filters(cfg["filters"])
     if cfg["cluster"]["n_workers"] is not None and cfg["cluster"]["n_workers"] < 1:
         raise ConfigError("config key 'cluster.n_workers' must be >= 1")
     if cfg["cluster"]["threads_per_worker"] < 1:
@@ -244,6 +249,18 @@ def _check_recording_pattern(pattern: str | None) -> None:
     if "id" not in regex.groupindex:
         raise ConfigError("config key 'input.recording_pattern' needs a named group 'id', "
                           "e.g. '\\[(?P<id>[A-Za-z0-9_-]{11})\\]' for yt-dlp's names")
+
+
+def _check_quality_filters(f: dict) -> None:
+    cps = f["chars_per_second"]
+    if cps is not None:
+        ok = len(cps) == 2 and all(v is None or (isinstance(v, _NUM) and not isinstance(v, bool)) for v in cps)
+        if not ok or (None not in cps and cps[0] > cps[1]):
+            raise ConfigError(f"config key 'filters.chars_per_second' must be [min, max] (numbers or null, "
+                              f"min <= max), got {cps!r}")
+    for key in ("max_clipped_fraction", "max_silence_fraction"):
+        if f[key] is not None and not 0 <= f[key] <= 1:
+            raise ConfigError(f"config key 'filters.{key}' must be a fraction in [0, 1], got {f[key]!r}")
 
 
 def check_inputs_exist(cfg: dict) -> None:

@@ -8,12 +8,13 @@ import pandas as pd
 
 from .audio import estimated_clip_bytes
 from .cluster_plan import has_speaker, plan_table
+from .measures import REASONS
 from .planning import previous_dev_ids
 from .recordings import format_listing_summary
 from .schema import REJECT_REASONS
 from .splits import RESERVE, SPLITS
 
-DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end")
+DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
 
 
 def plan(cfg: dict, client=None) -> dict:
@@ -56,6 +57,7 @@ def plan_summary(cfg: dict, planned) -> dict:
         "not_knowable_before_decoding": list(DECODE_TIME_REASONS),
         "selection": planned.selection,
         "listing": planned.listing,
+        "ids_from_template": planned.ids_from_template,
     }
 
 
@@ -74,6 +76,8 @@ def format_plan(p: dict) -> str:
                   f"({p['hours_to_decode']:.2f} h)", "rejected before decoding:"]
     lines += [f"  {r:<22}{n:>10,}" for r, n in p["rejects"].items()]
     lines.append(f"  (found only while decoding: {', '.join(p['not_knowable_before_decoding'])})")
+    if p.get("ids_from_template"):
+        lines.append(f"rows without an id (null or empty): {p['ids_from_template']:,}, given ids from input.id_template")
     sel = p.get("selection", {})
     for path, v in sel.get("exclude_ids", {}).items():
         lines.append(f"exclude_ids {path}: {v['listed']:,} listed, {v['rows_matched']:,} rows matched")

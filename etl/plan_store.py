@@ -29,9 +29,11 @@ def shard_dir(out: str, shard: int) -> str:
     return storage.join(plan_dir(out), f"shard-{shard:05d}")
 
 
-def write_partition(pdf: pd.DataFrame, out: str, p: int, shard_of: dict, with_speaker: bool) -> int:
-    """One placed partition: its kept rows by shard, its rejects; returns the rows written."""
+def write_partition(pdf: pd.DataFrame, out: str, p: int, shard_of: dict, with_speaker: bool, buckets: int) -> int:
+    """One placed partition: its kept rows by shard, its rejects, and every row's recording
+    statistics inputs by recording bucket (``recording_stats_of_bucket``); returns the rows written."""
     fs, _ = storage.fs_and_path(out)
+    _write_recording_rows(fs, pdf, out, p, buckets)
     kept = pdf[pdf["split"].notna()]
     cols = [c for c in PLANNED_COLUMNS if c in kept.columns]
     for shard, rows in kept[cols].groupby(kept["recording"].map(shard_of), sort=True):
@@ -49,9 +51,50 @@ def write_partition(pdf: pd.DataFrame, out: str, p: int, shard_of: dict, with_sp
     return len(pdf)
 
 
+RECORDING_ROW_COLUMNS = ["recording", "id", "similarity", "chars_per_second", "reason", "kept"]
+
+
+def _write_recording_rows(fs, pdf: pd.DataFrame, out: str, p: int, buckets: int) -> None:
+    rows = pdf.assign(kept=pdf["split"].notna()).reindex(columns=RECORDING_ROW_COLUMNS)
+    rows = rows[rows["recording"].notna()].astype({"recording": str, "id": str})
+    b = pd.util.hash_pandas_object(rows["recording"], index=False).to_numpy() % buckets
+    for bucket, g in rows.groupby(b):
+        d = storage.join(plan_dir(out), "recordings", f"bucket-{int(bucket):05d}")
+        fs.makedirs(d, exist_ok=True)
+        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+            pq.write_table(pa.Table.from_pandas(g, preserve_index=False), f)
+
+
+def recording_buckets(out: str) -> list[str]:
+    fs, _ = storage.fs_and_path(out)
+    return sorted(fs.glob(storage.join(plan_dir(out), "recordings", "bucket-*")))
+
+
+def recording_stats_of_bucket(out: str, bucket: str, late_reason: dict, measured: dict) -> pd.DataFrame:
+    """``suspects.recording_stats`` of the recordings of one bucket (every row of a recording is in
+    its bucket), with the reasons found while decoding."""
+    from .suspects import recording_stats
+
+    fs, _ = storage.fs_and_path(out)
+    frames = []
+    for name in sorted(fs.glob(storage.join(bucket, "part-*.parquet"))):
+        with fs.open(name, "rb") as f:
+            frames.append(pq.read_table(f).to_pandas())
+    rows = pd.concat(frames, ignore_index=True)
+    late = rows["id"].map(late_reason).where(rows["kept"])
+    rows = rows.assign(reason=rows["reason"].where(rows["reason"].notna(), late))
+    return recording_stats(rows, {k: measured[k] for k in rows["recording"].unique() if k in measured})
+
+
+def empty_recording_stats() -> pd.DataFrame:
+    from .suspects import recording_stats
+
+    return recording_stats(pd.DataFrame({c: pd.Series(dtype=object) for c in RECORDING_ROW_COLUMNS}), {})
+
+
 def _rejects_table(rej: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     strings = {c: object for c in ("id", "recording", "text_raw", "hypothesis", SPEAKER) if c in schema.names}
-    t = pa.Table.from_pandas(rej[schema.names].astype(strings), schema=schema, preserve_index=False)
+    t = pa.Table.from_pandas(rej.reindex(columns=schema.names).astype(strings), schema=schema, preserve_index=False)
     return t.append_column("row", pa.array(rej["row"].to_numpy(), pa.int64()))
 
 

@@ -23,20 +23,23 @@ _REJECTED = "rejected"
 _COLORS = {"train": "#4c72b0", "dev": "#dd8452", "test": "#55a868", "low_similarity": "#c44e52", _REJECTED: "#9a9a9a"}
 
 
+_PLOTTED = ["duration", "similarity", "chars_per_second", "rms_db", "silence_fraction"]
+
+
 def load_rows(fs, root: str) -> pd.DataFrame:
-    """duration, similarity and group (split name, or 'rejected' with its reason) of every row."""
+    """duration, similarity, the quality measures and group (split name, or 'rejected' with its reason) of every row."""
     frames = []
     data_dir = storage.join(root, storage.DATA_DIR)
     files = sorted(fs.glob(storage.join(data_dir, "*.parquet"))) if fs.exists(data_dir) else []
     for path in files:
         split = storage.split_of(path)
         if split:
-            frames.append(_read(fs, path, ["duration", "similarity"]).assign(group=split, reason=None))
+            frames.append(_read(fs, path, _PLOTTED).assign(group=split, reason=None))
     rej = storage.join(root, "rejects.parquet")
     if fs.exists(rej):
-        frames.append(_read(fs, rej, ["duration", "similarity", "reason"]).assign(group=_REJECTED))
+        frames.append(_read(fs, rej, _PLOTTED + ["reason"]).assign(group=_REJECTED))
     if not frames:
-        return pd.DataFrame({"duration": [], "similarity": [], "group": [], "reason": []})
+        return pd.DataFrame({c: [] for c in _PLOTTED + ["group", "reason"]})
     return pd.concat(frames, ignore_index=True)
 
 
@@ -136,6 +139,8 @@ def render(report: dict, rows: pd.DataFrame) -> str:
     else:
         parts.append("<p>No similarity to plot: the table has no hypothesis column (or no rows).</p>")
 
+    parts += _quality_sections(report, rows, filters)
+
     parts.append("<h2>Hours per split</h2>")
     if splits:
         parts.append(_bars(list(splits), [v["hours"] for v in splits.values()], "hours", ".3f",
@@ -157,6 +162,41 @@ def render(report: dict, rows: pd.DataFrame) -> str:
     table = [[s, c, f"U+{ord(c):04X}", n] for s, chars in missing.items() for c, n in chars.items()]
     parts.append(_table(["split", "character", "code point", "occurrences"], table) if table else "<p>none</p>")
     return _PAGE.format(body="\n".join(parts))
+
+
+def _quality_sections(report: dict, rows: pd.DataFrame, filters: dict) -> list[str]:
+    """Histograms of the per-clip measures with their thresholds, and the recordings, most suspect first."""
+    cps = filters.get("chars_per_second") or [None, None]
+    plots = [("chars_per_second", "Characters per second", 0.0, 40.0, {"min": cps[0], "max": cps[1]}, "chars/s"),
+             ("rms_db", "Clip level (RMS)", -100.0, 0.0, {"min_rms_db": filters.get("min_rms_db")}, "rms (dBFS)"),
+             ("silence_fraction", "Silence in the clip", 0.0, 1.0,
+              {"max": filters.get("max_silence_fraction")}, "share of 10 ms frames 40 dB below the clip's loudest")]
+    parts = []
+    for col, title, lo, hi, marks, xlabel in plots:
+        parts.append(f"<h2>{title}</h2>")
+        if col in rows and rows[col].notna().any():
+            parts.append(_histogram(rows, col, lo, hi, marks, xlabel))
+            parts.append("<p>Dashed lines: " + ", ".join(f"{k} = {v}" for k, v in marks.items()) + "</p>")
+        else:
+            parts.append("<p>Nothing to plot.</p>")
+    recs = report.get("recordings", {})
+    parts.append(f"<h2>Recordings, most suspect first</h2><p>{len(report.get('suspects', {}))} suspect "
+                 f"recording(s) of {len(recs)}, listed in suspect_recordings.txt (usable in splits.exclude_ids; "
+                 "<code>etl sample --where 'recording in @suspects'</code> samples them). Suspicion: the largest "
+                 "robust z-score (median/MAD) against the corpus; suspect beyond 3.5.</p>")
+    cols = ["rows_in", "rows_kept", "fault_share", "median_similarity", "median_chars_per_second", "median_rms_db",
+            "median_silence_fraction", "suspicion", "suspect"]
+    shown = list(recs.items())[:200]
+    parts.append(_table(["recording", *cols], [[rec, *(_fmt(v.get(c)) for c in cols)] for rec, v in shown]))
+    if len(recs) > len(shown):
+        parts.append(f"<p>... {len(recs) - len(shown)} more in report.json.</p>")
+    return parts
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 _PAGE = """<!doctype html>

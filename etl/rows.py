@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .measures import chars_per_second
 from .recordings import reference_problem
 from .schema import REJECT_REASONS
 from .text import normalize_many, similarities
@@ -61,8 +62,10 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     df["duration"] = (end - start).where(~bad_ts)
 
     # Ids: the table's own (stripped), else the seed's nomenclature from the template.
-    missing_id = df["id"].map(lambda v: v is None or (isinstance(v, str) and not v.strip()))
-    df["id"] = df["id"].map(lambda v: v.strip() if isinstance(v, str) else v)
+    # A missing id (null, NaN, empty or blank cell) is repaired from the template, as for a table
+    # without an id column; ``source_id`` stays null for that row.
+    df["id"] = df["id"].map(lambda v: v.strip() if isinstance(v, str) else None)
+    missing_id = df["id"].isna() | df["id"].eq("")
     if missing_id.any():
         df.loc[missing_id, "id"] = [
             _make_id(id_template, r, s, e) for r, s, e in zip(rec[missing_id], start[missing_id], end[missing_id])
@@ -78,6 +81,13 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     if filters.get("max_duration") is not None:
         hi = float(filters["max_duration"])
         reject(df, dur > hi, "too_long", lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s > {hi}"))
+    df["chars_per_second"] = chars_per_second(df["text"], dur)
+    if filters.get("chars_per_second") is not None:
+        lo, hi = (bound if v is None else float(v)
+                  for v, bound in zip(filters["chars_per_second"], (float("-inf"), float("inf"))))
+        cps = df["chars_per_second"]
+        reject(df, (cps < lo) | (cps > hi), "bad_char_rate",
+               lambda d: d["chars_per_second"].map(lambda x: f"{x:.1f} chars/s outside [{lo:g}, {hi:g}]"))
 
     has_hyp = df["hypothesis"].notna()
     hyp_norm = [h if ok else None for h, ok in zip(normalize_many(df["hypothesis"], **text_cfg), has_hyp)]
@@ -92,11 +102,26 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
 def to_seconds(values: pd.Series) -> pd.Series:
     """Seconds as float: numbers, numeric strings, or clock times "HH:MM:SS.mmm" / "MM:SS,mmm"
     (subtitle style); anything else is NaN (and so ``bad_timestamps``)."""
+    if values.dtype == object:  # JSON/Parquet cells of any type: only numbers and text can be times
+        values = values.map(_number_or_text)
+    elif values.dtype == bool:
+        values = pd.Series(np.nan, index=values.index)
     out = pd.to_numeric(values, errors="coerce").astype("float64")
     clock = out.isna() & values.map(lambda v: isinstance(v, str) and ":" in v).astype(bool)
     if clock.any():
         out[clock] = values[clock].map(_clock_seconds)
     return out
+
+
+def _number_or_text(v):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)):
+        try:
+            return float(v)
+        except OverflowError:  # an integer beyond float: not a time
+            return np.nan
+    return np.nan  # None, booleans, lists, objects
 
 
 def _clock_seconds(v: str) -> float:

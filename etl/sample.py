@@ -17,27 +17,32 @@ from tqdm import tqdm
 
 from . import audio, storage
 from .config import ConfigError
-from .splits import RESERVE, hash_rank
+from .measures import judge, measure
+from .splits import RESERVE, hash_rank, read_id_list
+from .suspects import SUSPECTS_FILE
 
 # Rows whose clip cannot be cut (no usable file or span) or that were already set aside.
 UNCUTTABLE = ("invalid_recording_id", "bad_timestamps", "duplicate_id", "excluded", "missing_audio")
 # What a --where expression sees.
-QUERY_COLUMNS = ["id", "recording", "start", "end", "duration", "similarity", "text", "text_raw", "hypothesis",
-                 "split", "reason"]
+QUERY_COLUMNS = ["id", "recording", "start", "end", "duration", "similarity", "chars_per_second", "text", "text_raw",
+                 "hypothesis", "split", "reason"]
 CLIPS_DIR = "clips"
 REVIEW_FILE = "review.xlsx"
 IDS_FILE = "sampled_ids.txt"
+SPARE = 4  # candidates brought to the client per sampled row: replacements for clips that fail
 
 
-def select(df: pd.DataFrame, n: int, seed: int, where: str | None = None) -> pd.DataFrame:
+def select(df: pd.DataFrame, n: int, seed: int, where: str | None = None, names: dict | None = None) -> pd.DataFrame:
     """The ``n`` candidate rows with the smallest seeded hash of their id, in hash order (pure).
+    ``n=None``: every candidate, in that order (the rows after the first n replace those that fail).
+    ``names``: what ``@name`` in ``where`` refers to (``@suspects``: the build's suspect recordings).
 
     Candidates: rows whose clip can be cut; without ``where`` only the rows the build keeps, with it
     the rows (kept or filtered out) the pandas query selects. The hash is salted with ``sample:`` so
     the sample is independent of dev (the smallest unsalted hash with the split seed: the same seed
     would otherwise sample exactly the dev rows), and a smaller n gives a prefix of the larger sample.
     """
-    if n < 1:
+    if n is not None and n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     view = df.assign(split=df["split"].where(df["split"] != RESERVE, "train"))  # before decoding: as `etl plan`
     cand = view[~view["reason"].isin(UNCUTTABLE) & view["url"].notna()]
@@ -47,7 +52,7 @@ def select(df: pd.DataFrame, n: int, seed: int, where: str | None = None) -> pd.
         return cand.assign(sample_rank=pd.Series(dtype="int64"))
     else:
         try:
-            keep = cand[QUERY_COLUMNS].eval(where, engine="python")
+            keep = cand[QUERY_COLUMNS].eval(where, engine="python", local_dict=dict(names or {}))
             if not (isinstance(keep, pd.Series) and pd.api.types.is_bool_dtype(keep)):
                 raise TypeError("the expression must give true/false per row, e.g. 'similarity < 0.8'")
         except Exception as e:  # any mistake in the user's expression is one line
@@ -55,7 +60,7 @@ def select(df: pd.DataFrame, n: int, seed: int, where: str | None = None) -> pd.
             raise ConfigError(f"--where {where!r}: {msg} (columns: {', '.join(QUERY_COLUMNS)})") from None
         cand = cand[keep.fillna(False).astype(bool)]
     rank = hash_rank(cand["id"], f"sample:{seed}")
-    return cand.assign(sample_rank=rank)[rank < n].sort_values("sample_rank")
+    return cand.assign(sample_rank=rank)[rank < (len(rank) if n is None else n)].sort_values("sample_rank")
 
 
 def clip_name(row_id: str) -> str:
@@ -65,11 +70,12 @@ def clip_name(row_id: str) -> str:
     return ("%2E" + name[1:] if name.startswith(".") else name) + ".wav"
 
 
-def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict) -> dict[str, str | None]:
+def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict, filters: dict | None = None) -> dict[str, str | None]:
     """Decode one recording once, write each row's clip (WAV PCM16, atomically) as the stream passes it.
     Returns {id: None when written, else why not}. The decode stops after the last needed clip.
     Decoding goes through the build's own loop (``shards._segments``): the same retries of transient
-    read errors, the same ``unreadable_audio`` for corrupt data."""
+    read errors, the same ``unreadable_audio`` for corrupt data. With ``filters``, a clip the build would
+    reject on its measures (``silent``, ``clipped``, ``mostly_silence``) is not written either."""
     from .shards import ShardTask, _segments, _Unreadable
 
     fs, _ = storage.fs_and_path(clips_dir)
@@ -82,8 +88,11 @@ def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict) -> dict[s
     try:
         for i, samples, total in segments:
             r = rows[i]
+            verdict = None if samples is None or filters is None else judge(measure(samples, sr), filters)
             if samples is None:
                 problems[r["id"]] = f"beyond_end: recording decodes to {total / sr:.3f} s"
+            elif verdict is not None:
+                problems[r["id"]] = f"{verdict[0]}: {verdict[1]}"
             else:
                 clip = audio.encode(samples, sr, "wav")
                 storage.write_bytes(fs, storage.join(clips_dir, clip_name(r["id"])), clip)
@@ -106,50 +115,82 @@ def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, for
     if fs.exists(xlsx) and not force:
         raise ConfigError(f"{xlsx} exists and may hold verdicts; import it first, then use another --out "
                           f"or --force to replace that sample")
-    picked = _select_on_cluster(cfg, n, seed, where)  # the build's own placement
-    if picked.empty:
+    names = {"suspects": _suspects(cfg)} if where and "@suspects" in where else None
+    ranked = _rank_on_cluster(cfg, n, seed, where, names)  # the build's own placement
+    if ranked.empty:
         raise ConfigError("no rows to sample" + (f" match --where {where!r}" if where else ""))
     clips_dir = storage.join(root, CLIPS_DIR)
     fs.makedirs(clips_dir, exist_ok=True)
-    problems = _cut_all(cfg, picked, clips_dir)
+    picked, problems, replaced = _cut_replacing(cfg, ranked, n, clips_dir, cfg["filters"] if where is None else None)
     _remove_stale_clips(fs, clips_dir, {clip_name(i) for i in picked["id"]})
     storage.write_bytes(fs, storage.join(root, IDS_FILE), "".join(f"{i}\n" for i in picked["id"]).encode())
     about = {"alignment": cfg["input"]["alignment"], "seed": seed, "n": n, "where": where or "", "rows": len(picked),
              "candidates": "rows kept by the build" if where is None else "cuttable rows matching where"}
     with storage.atomic_open(fs, xlsx) as f:
         write_review_xlsx(f, picked, {i: clip_name(i) for i in picked["id"]}, problems, about)
-    return {"out": out, "rows": len(picked), "clips": sum(p is None for p in problems.values()),
-            "not_cut": {i: p for i, p in problems.items() if p is not None}}
+    return {"out": out, "rows": len(picked), "clips": sum(problems[i] is None for i in picked["id"]),
+            "not_cut": {i: problems[i] for i in picked["id"] if problems[i] is not None}, "replaced": replaced}
 
 
-def _select_on_cluster(cfg: dict, n: int, seed: int, where: str | None) -> pd.DataFrame:
-    """``select`` per placed partition on the workers (each partition's n smallest hold the table's),
-    then once more on the client over those few rows."""
+def _rank_on_cluster(cfg: dict, n: int, seed: int, where: str | None, names: dict | None) -> pd.DataFrame:
+    """The candidates in sample order, as ``select(..., None, ...)`` on the whole table gives them, up to
+    ``SPARE``·n + 100 (the replacements of clips that fail): each placed partition's smallest on the
+    workers, then ranked once more on the client over those few rows."""
     from .cluster import close_client, open_client
     from .cluster_plan import plan_table
     from .planning import previous_dev_ids
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
+    keep = SPARE * n + 100
     client = open_client(cfg["cluster"])
     try:
         planned = plan_table(client, cfg, previous_dev_ids(cfg))
-        parts = client.gather(client.map(select, planned.parts, n=n, seed=seed, where=where))
+        parts = client.gather(client.map(select, planned.parts, n=keep, seed=seed, where=where, names=names))
     finally:
         close_client(client)
     best = pd.concat(parts).drop(columns="sample_rank")
     rank = hash_rank(best["id"], f"sample:{seed}")
-    return best.assign(sample_rank=rank)[rank < n].sort_values("sample_rank")
+    return best.assign(sample_rank=rank)[rank < keep].sort_values("sample_rank")
 
 
-def _cut_all(cfg: dict, picked: pd.DataFrame, clips_dir: str) -> dict[str, str | None]:
+def _suspects(cfg: dict) -> list:
+    """The recording ids in output.path/suspect_recordings.txt (written by `etl build`)."""
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    path = storage.join(root, SUSPECTS_FILE)
+    if not fs.exists(path):
+        raise ConfigError(f"--where uses @suspects but {path} does not exist: run etl build first")
+    with fs.open(path, "rb") as f:
+        return sorted(read_id_list(f.read().decode("utf-8")))
+
+
+def _cut_replacing(cfg: dict, ranked: pd.DataFrame, n: int, clips_dir: str, filters: dict | None):
+    """Cut the first ``n`` ranked rows; each that fails (or, with ``filters``, would be rejected on its
+    measures) is replaced by the next in hash order, until n clips exist or no candidate is left.
+    The result is the n smallest-ranked rows that cut (deterministic), topped up with failures only
+    when too few cut. Returns (rows in rank order, {id: problem or None}, {replaced id: why})."""
+    problems: dict[str, str | None] = {}
+    pos, need = 0, n
+    while need > 0 and pos < len(ranked):
+        batch = ranked.iloc[pos:pos + need]
+        pos += len(batch)
+        problems.update(_cut_all(cfg, batch, clips_dir, filters))
+        need = n - sum(p is None for p in problems.values())
+    tried = ranked.iloc[:pos]
+    ok = tried["id"].map(lambda i: problems[i] is None)
+    picked = pd.concat([tried[ok], tried[~ok].iloc[:max(0, n - int(ok.sum()))]]).sort_values("sample_rank")
+    replaced = {i: problems[i] for i in tried.loc[~ok, "id"] if i not in set(picked["id"])}
+    return picked, problems, replaced
+
+
+def _cut_all(cfg: dict, picked: pd.DataFrame, clips_dir: str, filters: dict | None = None) -> dict[str, str | None]:
     """One task per recording on a thread pool: the decoding runs in ffmpeg child processes, so threads
     run as many ffmpegs at once as processes would, without start-up or pickling costs."""
     groups = [(url, g.sort_values(["start", "end"]).to_dict("records")) for url, g in picked.groupby("url")]
     workers = max(1, min(cfg["cluster"]["n_workers"] or os.cpu_count() or 1, len(groups)))
     problems: dict[str, str | None] = {}
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(cut_recording, url, rows, clips_dir, cfg["audio"]) for url, rows in groups]
+        futures = [pool.submit(cut_recording, url, rows, clips_dir, cfg["audio"], filters) for url, rows in groups]
         for f in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="cut clips",
                       unit="recording", file=sys.stderr, mininterval=1.0):
             problems.update(f.result())
@@ -166,6 +207,11 @@ def _remove_stale_clips(fs, clips_dir: str, keep: set) -> None:
 
 def format_sample(s: dict) -> str:
     lines = [f"sampled {s['rows']} rows, {s['clips']} clips cut into {storage.join(s['out'], CLIPS_DIR)}/"]
+    if s.get("replaced"):
+        why = pd.Series([p.split(":", 1)[0] for p in s["replaced"].values()]).value_counts()
+        lines.append(f"  replaced {len(s['replaced'])} row(s) that could not be cut by the next in hash order: "
+                     + ", ".join(f"{r} {k}" for r, k in why.items()))
+        lines += [f"  replaced: {i}: {p}" for i, p in list(s["replaced"].items())[:10]]
     for i, why in list(s["not_cut"].items())[:10]:
         lines.append(f"  not cut: {i}: {why}")
     if len(s["not_cut"]) > 10:

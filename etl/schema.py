@@ -37,11 +37,20 @@ REJECT_REASONS = {
     "empty_text": "transcript is empty after normalization",
     "too_short": "duration below filters.min_duration",
     "too_long": "duration above filters.max_duration",
+    "bad_char_rate": "chars_per_second (normalized text without spaces / duration) outside filters.chars_per_second",
     "low_similarity": "similarity of text and hypothesis below filters.min_similarity",
     "over_budget": "beyond budget.train_hours / budget.total_gb in seeded hash order",
     "unreadable_audio": "ffmpeg (or pydub) could not decode the recording",
     "beyond_end": "segment ends past the end of the decoded recording",
+    "silent": "clip RMS level (rms_db, dBFS) below filters.min_rms_db",
+    "clipped": "share of samples at full scale (clipped_fraction) above filters.max_clipped_fraction",
+    "mostly_silence": "share of 10 ms frames 40 dB below the clip's loudest (silence_fraction) above "
+                      "filters.max_silence_fraction",
 }
+
+# Per-clip quality measures (etl/measures.py): chars_per_second is known before decoding, the others are
+# taken on the cut samples (null in rejects for rows never cut).
+QUALITY_COLUMNS = ("chars_per_second", "rms_db", "peak_db", "clipped_fraction", "silence_fraction")
 
 REJECTS_SCHEMA = pa.schema(
     [
@@ -55,6 +64,7 @@ REJECTS_SCHEMA = pa.schema(
         ("hypothesis", pa.string()),
         ("reason", pa.string()),
         ("detail", pa.string()),
+        *[(name, pa.float64()) for name in QUALITY_COLUMNS],
     ]
 )
 REJECT_COLUMNS = REJECTS_SCHEMA.names
@@ -88,6 +98,7 @@ _OUTPUT = [
     ("text_raw", pa.string(), {"dtype": "string", "_type": "Value"}),
     ("hypothesis", pa.string(), {"dtype": "string", "_type": "Value"}),
     ("similarity", pa.float64(), {"dtype": "float64", "_type": "Value"}),
+    *[(name, pa.float64(), {"dtype": "float64", "_type": "Value"}) for name in QUALITY_COLUMNS],
     ("source_id", pa.string(), {"dtype": "string", "_type": "Value"}),
 ]
 

@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import audio, plan_store, resume, storage
-from .schema import output_columns, output_schema
+from . import audio, measures, plan_store, resume, storage
+from .schema import QUALITY_COLUMNS, output_columns, output_schema
 from .splits import RESERVE
 
 ROW_GROUP_BYTES = 8 << 20  # row groups of ~25-50 clips: well under 100 MB, and a worker buffers little (flat memory)
@@ -43,6 +43,7 @@ class ShardTask:
     with_speaker: bool = False
     with_words: bool = False  # a `words` column (word-level inputs)
     meta: dict = field(default_factory=dict)
+    filters: dict = field(default_factory=dict)  # the config's filters: those on the cut samples apply here
 
 
 def pack(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
@@ -151,6 +152,7 @@ def run_shard(task: ShardTask) -> dict:
     ext = "flac" if task.audio_format == "flac" else "wav"
     rejects: list[dict] = []
     decoded = 0.0
+    per_recording: dict = {}  # measures.summarize of each recording's clips (a recording is in one shard)
     tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
         rows_of = task.rows if isinstance(task.rows, pd.DataFrame) else plan_store.read_shard(task.out, task.index)
@@ -162,19 +164,22 @@ def run_shard(task: ShardTask) -> dict:
             records = rows.to_dict("records")
             seen: set = set()
             total = 0
+            clips: list = []
             try:
                 for i, samples, total in _segments(task, url, spans, tolerance):
                     seen.add(i)
-                    _emit(task, records[i], samples, total, columns, ext, writers, rejects)
+                    clips.append(_emit(task, records[i], samples, total, columns, ext, writers, rejects))
             except _Unreadable as e:
                 _reject_unseen(records, seen, str(e), rejects)
             decoded += total / task.sampling_rate
+            per_recording[recording] = measures.summarize([m for m in clips if m is not None])
     result = {
         "shard": task.index,
         "parts": writers.stats(),
         "rejects": rejects,
         "decoded_seconds": decoded,
         "wall_seconds": time.perf_counter() - t0,
+        "recordings": per_recording,
     }
     resume.write_record(fs, root, task.index, result)  # after the files: a record means the shard is whole
     return result
@@ -212,15 +217,22 @@ def _segments(task: ShardTask, url: str, spans: list, tolerance: int):
             raise _Unreadable(f"{type(e).__name__}: {e}") from None
 
 
-def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writers, rejects: list) -> None:
-    """One cut segment: a row of its split's file, or a ``beyond_end`` reject."""
+def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writers, rejects: list):
+    """One cut segment: a row of its split's file, or a ``beyond_end`` reject, or a reject of the
+    filters on its measures (``measures.REASONS``). Returns the clip's measures (None: not cut)."""
     if samples is None:
         rejects.append(_reject(r, "beyond_end", f"ends at {r['end']:.3f} s; recording decodes "
                                                 f"to {total / task.sampling_rate:.3f} s"))
-        return
-    row = {c: _clean(r.get(c)) for c in columns if c != "audio"}
+        return None
+    m = measures.measure(samples, task.sampling_rate)
+    verdict = measures.judge(m, task.filters)
+    if verdict is not None:
+        rejects.append(_reject({**r, **m}, *verdict))
+        return m
+    row = {c: _clean({**r, **m}.get(c)) for c in columns if c != "audio"}
     row["audio"] = {"bytes": audio.encode(samples, task.sampling_rate, task.audio_format), "path": f"{r['id']}.{ext}"}
     writers.add(r["split"], row)
+    return m
 
 
 def _reject_unseen(records: list, seen: set, detail: str, rejects: list) -> None:
@@ -230,7 +242,8 @@ def _reject_unseen(records: list, seen: set, detail: str, rejects: list) -> None
 def _reject(r: dict, reason: str, detail: str) -> dict:
     out = {"id": r["id"], "recording": r["recording"], "start": r["start"], "end": r["end"],
            "duration": r["duration"], "similarity": _clean(r.get("similarity")), "text_raw": r.get("text_raw"),
-           "hypothesis": _clean(r.get("hypothesis")), "reason": reason, "detail": detail}
+           "hypothesis": _clean(r.get("hypothesis")), "reason": reason, "detail": detail,
+           **{c: _clean(r.get(c)) for c in QUALITY_COLUMNS}}
     for extra in ("row", "speaker"):  # the input row (rejects are in input order) and the speaker
         if extra in r:
             out[extra] = _clean(r[extra]) if extra == "speaker" else int(r[extra])

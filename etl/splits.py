@@ -103,7 +103,7 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
     # Units in order: the previous build's dev units first (dev stays dev when rows are added),
     # then by seeded hash. One entry per unit with its rows and seconds.
     keys = unit[pool]
-    codes, uniques = pd.factorize(keys, sort=False)  # arrays, not index lookups: 1M rows in < 1 s
+    codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=False)  # arrays: 1M rows in < 1 s; a null key is a unit too
     n = len(uniques)
     units = pd.DataFrame({
         "unit": np.asarray(uniques, dtype=object),

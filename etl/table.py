@@ -18,6 +18,7 @@ import pandas as pd
 from . import formats
 from .config import ConfigError, is_url
 from .schema import EXTRA_TABLE_COLUMNS
+from .text import without_surrogates
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi") + formats.FORMATS
 _EXT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -93,7 +94,7 @@ def read_raw(path: str, fmt: str, inp: dict | None = None):
 
 
 def _read_json_document(path: str) -> pd.DataFrame:
-    with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as f:
+    with fsspec.open(path, "rt", encoding="utf-8-sig", compression="infer") as f:  # -sig: a leading BOM
         try:
             doc = json.load(f)
         except json.JSONDecodeError as e:
@@ -117,8 +118,8 @@ def _kaldi_file(fs, folder: str, name: str) -> list[str] | None:
     p = folder.rstrip("/") + "/" + name
     if not fs.exists(p):
         return None
-    with fs.open(p, "rb") as f:
-        return io.TextIOWrapper(f, encoding="utf-8").read().splitlines()
+    with fs.open(p, "rb") as f:  # lines end at "\n" only (not at U+2028, \x1c... as splitlines has it)
+        return io.TextIOWrapper(f, encoding="utf-8-sig", newline="").read().replace("\r\n", "\n").split("\n")
 
 
 def _read_kaldi(path: str) -> pd.DataFrame:
@@ -138,7 +139,7 @@ def _read_kaldi(path: str) -> pd.DataFrame:
         if line.strip():
             parts = line.strip().split(maxsplit=1)  # Kaldi: key, then a space or a tab
             text[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
-    df["text"] = df["id"].map(text).fillna("").astype(object)
+    df["text"] = df["id"].map(lambda i: text.get(i, "")).astype(object)
     return df
 
 
@@ -224,8 +225,10 @@ def check_columns(present: list[str], columns: dict, fmt: str) -> None:
 
 
 def _as_str(v):
-    if v is None or (isinstance(v, float) and v != v):
+    """A cell as text: None for every kind of missing value (None, NaN, pd.NA, NaT); a float that is
+    an integer without ".0"; lone surrogates (JSON "\\ud800", not UTF-8) as U+FFFD."""
+    if v is None or (isinstance(v, float) and v != v) or type(v).__name__ in ("NAType", "NaTType"):
         return None
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
-    return str(v)
+    return without_surrogates(v if isinstance(v, str) else str(v))

@@ -16,10 +16,10 @@ def _images(page: str) -> list[bytes]:
     return [base64.b64decode(b) for b in re.findall(r'<img alt="" src="data:image/png;base64,([^"]+)">', page)]
 
 
-def test_build_writes_a_self_contained_report_with_the_four_plots(built):
+def test_build_writes_a_self_contained_report_with_the_seven_plots(built):
     page = (built["out"] / "report.html").read_text(encoding="utf-8")
     images = _images(page)
-    assert len(images) == 4  # duration, similarity, hours per split, rows per reject reason
+    assert len(images) == 7  # duration, similarity, chars/s, rms, silence, hours per split, rows per reject reason
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000 for png in images)
     assert not re.search(r"(src|href)=\"(?!data:)", page) and "<script" not in page  # nothing to fetch
     assert "filters.min_similarity = 0.8" in page and "filters.max_duration = 15.0" in page

@@ -129,3 +129,36 @@ def test_similarity_counts_characters_not_bytes():
 
 def test_similarity_is_symmetric():
     assert similarity("dobar dan svima", "dobro dan") == similarity("dobro dan", "dobar dan svima")
+
+
+# ---------------------------------------------------------------- invisible characters (issue 16)
+
+@pytest.mark.parametrize("ch", ["\x00", "\x07", "\x7f", "\x9f", "\ufeff", "\u200b", "\u00ad", "\u2060", "\u200e",
+                                "\u200f", "\u061c", "\u202a", "\u202e", "\u2066", "\u2069", "\ufff9"])
+def test_control_and_invisible_format_characters_are_deleted(ch):
+    assert normalize(f"nul{ch}byte") == "nulbyte"
+    assert normalize(f"{ch}riječ {ch}") == "riječ"
+
+
+def test_whitespace_controls_separate_words():
+    assert normalize("a\tb\nc\rd\x0be\x0cf\x1cg\x85h\u2028i") == "a b c d e f g h i"
+
+
+def test_zwj_and_zwnj_are_kept_where_scripts_need_them():
+    persian = "می\u200cخواهم"  # "I want": the prefix joined with a ZWNJ
+    assert normalize(persian) == persian
+    assert normalize("क्\u200dष") == "क्\u200dष"  # Devanagari half-form
+
+
+def test_nfkc_folds_fullwidth_forms_and_ligatures_only_when_asked():
+    assert normalize("１２３ ﬁne") == "１２３ ﬁne"
+    assert normalize("１２３ ﬁne", unicode_form="NFKC") == "123 fine"
+
+
+def test_normalization_is_idempotent_where_a_deletion_joins_a_letter_and_its_accent():
+    once = normalize("e!\u0301")
+    assert once == "é" and normalize(once) == once
+
+
+def test_lone_surrogates_cannot_break_normalization():
+    assert normalize("a\ud800b") == "a\ufffdb"
