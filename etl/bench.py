@@ -587,15 +587,19 @@ def _child_rss(cfg_path: str) -> None:
     def self_peak() -> int:
         return _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+    from distributed import Client, LocalCluster
+
+    from .cluster_plan import plan_table
+
     cfg = load_config(cfg_path)
-    df, with_id = B.read_checked_table(cfg)
-    df = B.plan_rows(cfg, df)
-    tasks = B.make_tasks(cfg, df, with_id)
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     fs.makedirs(root, exist_ok=True)
     storage.clear_previous_output(fs, root)
     fs.makedirs(storage.join(root, storage.PARTS_DIR), exist_ok=True)
-    del df
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as lc, Client(lc) as client:
+        planned = plan_table(client, cfg)  # the placed rows, written by the worker (plan_store)
+        tasks = B.make_tasks(client, cfg, planned, planned.has_id)
+        del planned
     before, hwm_before = me.memory_info().rss, self_peak()
     th = threading.Thread(target=sampler, daemon=True)
     th.start()

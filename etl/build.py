@@ -25,7 +25,7 @@ from .cluster_plan import has_speaker, plan_table
 from .lease import Lease
 from .planning import previous_dev_ids
 from .schema import REJECT_REASONS
-from .shards import ShardTask, pack, resplit_reserve, run_shard
+from .shards import ShardTask, pack, resplit_reserve, run_shard_filed
 from .splits import RESERVE, SPLITS, promote_reserve
 from .suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
 from .text import invisible_characters
@@ -83,7 +83,7 @@ def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[dict]:
     run = uuid.uuid4().hex[:8]
     futures = {}
     for t in tasks:
-        f = client.submit(run_shard, t, key=f"etl-shard-{t.index:05d}-{run}", priority=len(tasks) - t.index,
+        f = client.submit(run_shard_filed, t, key=f"etl-shard-{t.index:05d}-{run}", priority=len(tasks) - t.index,
                           retries=1)
         futures[f] = t
     results = []
@@ -176,10 +176,9 @@ def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, wit
 
     # Rejects, vocabulary, speakers: reductions streamed on a worker from the placed rows.
     out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
-    late = [r for res in results for r in res["rejects"]]
+    late = _late_files(cfg, results)
     reasons = client.submit(plan_store.merge_rejects_if_any, out, late, with_speaker, pure=False).result()
-    stats = client.submit(plan_store.text_stats, out, {r["id"] for r in late}, promoted, RESERVE, with_speaker,
-                          pure=False).result()
+    stats = client.submit(plan_store.text_stats, out, late, promoted, RESERVE, with_speaker, pure=False).result()
     vocab = build_vocab(stats["chars"].get("train", {}))
     if "train" in stats["chars"]:
         storage.write_bytes(fs, storage.join(root, "vocab.json"),
@@ -227,18 +226,30 @@ def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, wit
     return report
 
 
-def _suspect_recordings(client, cfg: dict, late: list[dict], results: list[dict]) -> dict:
+def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict]) -> dict:
     """Per-recording statistics and suspects (etl/suspects.py) for report.json; writes suspect_recordings.txt.
     The statistics are computed by the workers, one bucket of recordings each; the client ranks them."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
-    late_reason = {r["id"]: r["reason"] for r in late}
     buckets = plan_store.recording_buckets(cfg["output"]["path"])
     parts = client.gather(client.map(plan_store.recording_stats_of_bucket, [cfg["output"]["path"]] * len(buckets),
-                                     buckets, late_reason=late_reason, measured=measured, pure=False))
+                                     buckets, late_files=late, measured=measured, pure=False))
     stats = find_suspects(pd.concat(parts).sort_index() if parts else plan_store.empty_recording_stats())
     storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
     return {"recordings": report_section(stats), "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict()}
+
+
+def _late_files(cfg: dict, results: list[dict]) -> list[str]:
+    """The files of the rejects found while decoding; a record of a run killed before its rejects
+    were filed (a list) is filed now."""
+    files = []
+    for res in results:
+        late = res.get("rejects") or []
+        if isinstance(late, list):
+            late = {"file": plan_store.write_late_rejects(cfg["output"]["path"], res["shard"], late, has_speaker(cfg))}
+        if late.get("file"):
+            files.append(late["file"])
+    return files
 
 
 def _invisible(counts: dict) -> dict:

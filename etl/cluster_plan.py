@@ -18,6 +18,7 @@ The client holds counts, per-recording aggregates and a few thousand units, neve
 from __future__ import annotations
 
 import operator
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -240,7 +241,8 @@ def _tree(client, fn, futures: list):
 
 def mark_duplicates(client, parts: list) -> list:
     """``duplicate_id`` for every repeat of an id; the first by input order is kept."""
-    _, dup = _tree(client, _merge_hashes, client.map(_id_hashes, parts)).result()
+    root = _tree(client, _merge_hashes, client.map(_id_hashes, parts))
+    dup = client.submit(operator.itemgetter(1), root).result()  # only the repeated hashes come here
     first: dict = {}
     if len(dup):
         rows = pd.concat(client.gather(client.map(_rows_with_hashes, parts, hashes=dup)))
@@ -360,13 +362,33 @@ def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
     if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
         raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
                           "(input.columns.speaker names no column)")
-    parts, rows_in, has_id = read_checked(client, cfg)
-    parts = mark_duplicates(client, parts)
-    parts, listing, selection = join_audio(client, cfg, parts)
-    parts, head, extra = place(client, cfg, parts, previous_dev)
-    planned = PlannedTable(parts=parts, rows_in=rows_in, has_id=has_id, listing=listing, head=head)
-    _select(client, cfg, planned, selection, extra["test_keys"], previous_dev)
+    from tqdm import tqdm
+
+    with tqdm(total=len(STEPS), desc="plan", file=sys.stderr, mininterval=0.5,
+              bar_format="{l_bar}{bar}| {n}/{total} steps [{elapsed}] {postfix}") as bar:
+        bar.set_postfix_str(STEPS[0])
+        parts, rows_in, has_id = read_checked(client, cfg)
+        _step(bar, f"{rows_in:,} rows")
+        parts = mark_duplicates(client, parts)
+        _step(bar)
+        parts, listing, selection = join_audio(client, cfg, parts)
+        _step(bar)
+        parts, head, extra = place(client, cfg, parts, previous_dev)
+        _step(bar)
+        planned = PlannedTable(parts=parts, rows_in=rows_in, has_id=has_id, listing=listing, head=head)
+        _select(client, cfg, planned, selection, extra["test_keys"], previous_dev)
+        _step(bar)
     return planned
+
+
+# What planning does, in order (the progress bar's steps).
+STEPS = ("read and check the table", "duplicates", "join with the audio files", "splits and budgets", "counts")
+
+
+def _step(bar, note: str = "") -> None:
+    bar.update(1)
+    if bar.n < len(STEPS):
+        bar.set_postfix_str(STEPS[bar.n] + (f" ({note})" if note else ""))
 
 
 def has_speaker(cfg: dict) -> bool:

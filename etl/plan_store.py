@@ -70,7 +70,7 @@ def recording_buckets(out: str) -> list[str]:
     return sorted(fs.glob(storage.join(plan_dir(out), "recordings", "bucket-*")))
 
 
-def recording_stats_of_bucket(out: str, bucket: str, late_reason: dict, measured: dict) -> pd.DataFrame:
+def recording_stats_of_bucket(out: str, bucket: str, late_files: list[str], measured: dict) -> pd.DataFrame:
     """``suspects.recording_stats`` of the recordings of one bucket (every row of a recording is in
     its bucket), with the reasons found while decoding."""
     from .suspects import recording_stats
@@ -81,7 +81,8 @@ def recording_stats_of_bucket(out: str, bucket: str, late_reason: dict, measured
         with fs.open(name, "rb") as f:
             frames.append(pq.read_table(f).to_pandas())
     rows = pd.concat(frames, ignore_index=True)
-    late = rows["id"].map(late_reason).where(rows["kept"])
+    late_df = read_late(out, late_files, ["id", "reason"])
+    late = rows["id"].map(dict(zip(late_df["id"], late_df["reason"]))).where(rows["kept"])
     rows = rows.assign(reason=rows["reason"].where(rows["reason"].notna(), late))
     return recording_stats(rows, {k: measured[k] for k in rows["recording"].unique() if k in measured})
 
@@ -125,13 +126,39 @@ def reserve_rows(out: str, reserve: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "unit", "order", "duration"])
 
 
-def merge_rejects(out: str, late: list[dict], with_speaker: bool) -> dict:
-    """``rejects.parquet``: the partitions' rejects and those found while decoding (``late``, with
-    ``row``), in input order, streamed one partition at a time. Returns rows per reason."""
+LATE_DIR = "late"  # OUT/.parts/plan/late/shard-{i:05d}.parquet: the rejects found while decoding
+
+
+def write_late_rejects(out: str, shard: int, rejects: list[dict], with_speaker: bool) -> str | None:
+    """A shard's decode-time rejects (with ``row``) as one file; returns its path (None: none)."""
+    if not rejects:
+        return None
+    fs, _ = storage.fs_and_path(out)
+    d = storage.join(plan_dir(out), LATE_DIR)
+    fs.makedirs(d, exist_ok=True)
+    path = storage.join(d, f"shard-{shard:05d}.parquet")
+    df = pd.DataFrame(rejects).reindex(columns=rejects_schema(with_speaker).names + ["row"])
+    with storage.atomic_open(fs, path) as f:
+        pq.write_table(_rejects_table(df, rejects_schema(with_speaker)), f)
+    return path
+
+
+def read_late(out: str, files: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+    fs, _ = storage.fs_and_path(out)
+    frames = []
+    for name in files:
+        with fs.open(name, "rb") as f:
+            frames.append(pq.read_table(f, columns=columns).to_pandas())
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or ["id", "reason", "row"])
+
+
+def merge_rejects(out: str, late_files: list[str], with_speaker: bool) -> dict:
+    """``rejects.parquet``: the partitions' rejects and those found while decoding (``late_files``,
+    with ``row``), in input order, streamed one partition at a time. Returns rows per reason."""
     fs, root = storage.fs_and_path(out)
     schema = rejects_schema(with_speaker)
     files = sorted(fs.glob(storage.join(plan_dir(out), "rejects", "part-*.parquet")))
-    late_df = pd.DataFrame(late, columns=schema.names + ["row"]).sort_values("row", kind="stable")
+    late_df = read_late(out, late_files).reindex(columns=schema.names + ["row"]).sort_values("row", kind="stable")
     late_t = _rejects_table(late_df, schema) if len(late_df) else None
     counts: Counter = Counter()
     writer = None
@@ -169,16 +196,17 @@ class _NoRejects(Exception):
     """No rejects: the temporary file is removed (no empty Parquet file, ever)."""
 
 
-def merge_rejects_if_any(out: str, late: list[dict], with_speaker: bool) -> dict:
+def merge_rejects_if_any(out: str, late_files: list[str], with_speaker: bool) -> dict:
     try:
-        return merge_rejects(out, late, with_speaker)
+        return merge_rejects(out, late_files, with_speaker)
     except _NoRejects:
         return {}
 
 
-def text_stats(out: str, late_ids: set, promoted: set, reserve: str, with_speaker: bool) -> dict:
+def text_stats(out: str, late_files: list[str], promoted: set, reserve: str, with_speaker: bool) -> dict:
     """Per final split: character counts of ``text`` (vocab.json, characters dev lacks) and speakers."""
     fs, _ = storage.fs_and_path(out)
+    late_ids = set(read_late(out, late_files, ["id"])["id"])
     chars: dict = {}
     speakers: dict = {}
     cols = ["id", "split", "text"] + ([SPEAKER] if with_speaker else [])

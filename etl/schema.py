@@ -22,7 +22,7 @@ EXTRA_TABLE_COLUMNS = ["words", "alignment_error"]
 # or the reserve; ``unit`` and ``order`` (the split key and its place in hash order) let decoding
 # losses in dev be refilled from the reserve; ``row`` orders the rejects found while decoding.
 PLANNED_COLUMNS = ["row", "id", "source_id", "recording", "speaker", "start", "end", "duration", "text", "text_raw",
-                   "hypothesis", "similarity", "words", "split", "unit", "order"]
+                   "hypothesis", "similarity", "chars_per_second", "words", "split", "unit", "order"]
 
 # Reject reasons, in the order rows are checked: a row gets the first reason that applies.
 REJECT_REASONS = {

@@ -185,6 +185,17 @@ def run_shard(task: ShardTask) -> dict:
     return result
 
 
+def run_shard_filed(task: ShardTask) -> dict:
+    """``run_shard``, its decode-time rejects then filed under OUT/.parts/plan/late/ (the result and
+    its record keep the file, not the rows: a table of rejects never crosses the scheduler)."""
+    result = run_shard(task)
+    path = plan_store.write_late_rejects(task.out, task.index, result["rejects"], task.with_speaker)
+    result["rejects"] = {"file": path, "count": len(result["rejects"])}
+    fs, root = storage.fs_and_path(task.out)
+    resume.write_record(fs, root, task.index, result)
+    return result
+
+
 class _Unreadable(Exception):
     """A recording that cannot be read or decoded: its remaining rows become ``unreadable_audio``."""
 
