@@ -364,7 +364,7 @@ def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
                           "(input.columns.speaker names no column)")
     from tqdm import tqdm
 
-    with tqdm(total=len(STEPS), desc="plan", file=sys.stderr, mininterval=0.5,
+    with tqdm(total=len(STEPS), desc="plan", file=sys.stderr, mininterval=0.5, disable=None,  # a terminal only
               bar_format="{l_bar}{bar}| {n}/{total} steps [{elapsed}] {postfix}") as bar:
         bar.set_postfix_str(STEPS[0])
         parts, rows_in, has_id = read_checked(client, cfg)

@@ -29,6 +29,9 @@ QUERY_COLUMNS = ["id", "recording", "start", "end", "duration", "similarity", "c
 CLIPS_DIR = "clips"
 REVIEW_FILE = "review.xlsx"
 IDS_FILE = "sampled_ids.txt"
+EXAMPLE_ROW = {"id": "x", "recording": "x", "start": 0.0, "end": 1.0, "duration": 1.0, "similarity": 1.0,
+               "chars_per_second": 10.0, "text": "x", "text_raw": "x", "hypothesis": "x", "split": "train",
+               "reason": None, "url": "x"}
 SPARE = 4  # candidates brought to the client per sampled row: replacements for clips that fail
 
 
@@ -143,6 +146,8 @@ def _rank_on_cluster(cfg: dict, n: int, seed: int, where: str | None, names: dic
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     keep = SPARE * n + 100
+    if where is not None:  # a mistake in the expression: one line at once, before the table is read
+        select(pd.DataFrame([EXAMPLE_ROW]), 1, seed, where, names)
     client = open_client(cfg["cluster"])
     try:
         planned = plan_table(client, cfg, previous_dev_ids(cfg))
