@@ -7,7 +7,7 @@ EXTRAS ?= test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test fuzz bench bench-measures train clean
+.PHONY: setup demo test fuzz bench bench-measures bench-plan train clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,7 @@ fuzz: $(STAMP)
 	ETL_FUZZ_PROFILE=$${FUZZ_PROFILE:-long} $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 bench: $(STAMP)
-	$(BIN)/python -m etl.bench
+	$(BIN)/python -m benchmarks.bench
 
 # From the demo to a running training loop: a tiny wav2vec2, 20 CTC steps on CPU (README, "Training").
 train:
@@ -42,4 +42,7 @@ clean:
 
 # The per-clip quality measures' share of a worker's CPU (decode + cut + FLAC encode + measures).
 bench-measures: $(STAMP)
-	$(BIN)/python -m etl.bench_measures
+	$(BIN)/python -m benchmarks.measures
+
+bench-plan: $(STAMP)  # client memory of etl plan / etl build on 250k-4M-row tables (minutes; ~10 GB on the workers)
+	$(BIN)/python -m benchmarks.plan

@@ -1,10 +1,11 @@
 """Decoding, cutting and encoding.
 
-The default decoder is one ffmpeg subprocess per recording that resamples and downmixes in the same
-pass and streams s16le PCM through a pipe; ``cut`` slices segments out of that stream as it passes,
-so memory holds at most the longest pending segment plus one chunk, whatever the recording's length.
-ffmpeg gets an argument list, never a shell, and reads local files through the ``file:`` protocol so
-no file name is ever taken for an option or a protocol.
+The CLI decoders live here (``etl.decoders`` puts them and PyAV behind one interface): one ffmpeg
+subprocess per recording that resamples and downmixes in the same pass and streams s16le PCM through a
+pipe, or pydub. ``cut`` slices segments out of a decoder's stream as it passes, so memory holds at most
+the longest pending segment plus one chunk, whatever the recording's length. ffmpeg gets an argument
+list, never a shell, reads local files through the ``file:`` protocol so no file name is ever taken
+for an option or a protocol, and opens only the audio demuxers of ``AUDIO_DEMUXERS``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ CHUNK_SECONDS = 2.0
 END_TOLERANCE_S = 0.05
 # Containers that need a seekable input (MP4's index may sit at the end): copied locally when remote.
 _NEEDS_SEEK = {".m4a", ".mp4", ".mov", ".3gp", ".caf", ".mkv", ".webm", ".mka"}
+# The only demuxers any decoder may open (libav's names; "mov" is mov/mp4/m4a/3gp, "matroska" is
+# matroska/webm, "mp3" also reads MP2). Playlists (hls, concat), images, devices, lavfi and anything
+# else that could open a second file are refused, whatever the file's name.
+AUDIO_DEMUXERS = ("mp3", "mov", "wav", "w64", "flac", "ogg", "matroska", "aac", "aiff", "caf", "asf", "amr",
+                  "ac3", "eac3", "au", "wv", "ape")
+# The first bytes of files that name other files (the reason a refusal gives).
+_PLAYLISTS = ((b"#EXTM3U", "an HLS playlist (#EXTM3U)"), (b"ffconcat", "an ffconcat playlist"),
+              (b"[playlist]", "a PLS playlist"), (b"<?xml", "an XML file (a DASH manifest?)"))
 
 
 class DecodeError(Exception):
@@ -35,12 +44,10 @@ class DecoderUnavailable(RuntimeError):
 
 
 def ffmpeg_binary(configured: str | None = None) -> str:
-    """``audio.ffmpeg`` if set, else ``ffmpeg`` on PATH, else the binary bundled with imageio-ffmpeg."""
+    """``audio.ffmpeg`` if set, else the binary bundled with imageio-ffmpeg. ``PATH`` is never searched:
+    every worker then runs the same ffmpeg, whatever its node has installed."""
     if configured:
         return configured
-    on_path = shutil.which("ffmpeg")
-    if on_path:
-        return on_path
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
@@ -50,9 +57,34 @@ def ffmpeg_command(ffmpeg: str, source: str, sampling_rate: int, channels: int) 
     # asetnsamples hands the muxer 1-second frames instead of one per MP3 frame (~1152 samples): the
     # same samples, bit for bit, with far fewer hand-offs between ffmpeg's threads (~25% less CPU).
     return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
+            "-format_whitelist", ",".join(AUDIO_DEMUXERS), "-protocol_whitelist", "file,pipe",
             "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
             "-af", f"aresample={sampling_rate},asetnsamples=n={sampling_rate}:p=0",
             "-ac", str(channels), "-ar", str(sampling_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+
+
+HEAD_BYTES = 16
+
+
+def local_head(path: str) -> bytes:
+    """The first bytes of a local file (read only to explain a failure); b"" if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(HEAD_BYTES)
+    except OSError:
+        return b""
+
+
+def refusal_detail(head: bytes, reason: str | None = None) -> str | None:
+    """``refused: ...`` for a file that is a playlist (by its first bytes, ``head``) or that a decoder
+    refused for ``reason``; None when neither (the decoder's own message then says what is wrong)."""
+    head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    what = next((name for sig, name in _PLAYLISTS if head.startswith(sig)), None)
+    if what is None and reason is None:
+        return None
+    why = "; ".join(x for x in (what and f"the file is {what}", reason) if x)
+    return (f"refused: {why}; etl opens only audio demuxers ({','.join(AUDIO_DEMUXERS)}), "
+            "never a file another file names")
 
 
 class _Source:
@@ -61,6 +93,7 @@ class _Source:
 
     def __init__(self, url: str):
         self.url, self.tmp, self.feed = url, None, None
+        self.fed: list[bytes] = []  # the first block fed to ffmpeg's stdin
         if "://" not in url or url.startswith("file://"):
             self.arg = "file:" + os.path.abspath(url.removeprefix("file://"))
         elif os.path.splitext(url)[1].lower() in _NEEDS_SEEK:
@@ -72,6 +105,12 @@ class _Source:
             self.arg = "file:" + self.tmp
         else:
             self.arg, self.feed = "pipe:0", url
+
+    def head(self) -> bytes:
+        """The first bytes of the recording as ffmpeg saw them, without reading the remote file again."""
+        if self.feed:
+            return self.fed[0] if self.fed else b""
+        return local_head(self.arg.removeprefix("file:"))
 
     def close(self):
         if self.tmp:
@@ -86,7 +125,7 @@ def _drain(stream, keep: list):
     keep.append(data.decode("utf-8", "replace").strip())
 
 
-def _feed(url: str, proc, failed: list):
+def _feed(url: str, proc, failed: list, fed: list):
     """Copy a remote file into ffmpeg's stdin. A read error (network, storage) kills ffmpeg before it
     sees end-of-input: what it already wrote is exact, and a truncated recording never passes for a
     short one; the error is re-raised by ``stream_ffmpeg`` so the caller can retry."""
@@ -103,6 +142,8 @@ def _feed(url: str, proc, failed: list):
                     return
                 if not block:
                     break
+                if not fed:
+                    fed.append(block[:HEAD_BYTES])
                 proc.stdin.write(block)
     except BrokenPipeError:
         pass  # ffmpeg stopped reading: its own error message says why
@@ -133,7 +174,7 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
     failed: list = []  # a read error of the remote file (OSError): raised instead of ffmpeg's complaint
     threads = [threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
     if src.feed:
-        threads.append(threading.Thread(target=_feed, args=(src.feed, proc, failed), daemon=True))
+        threads.append(threading.Thread(target=_feed, args=(src.feed, proc, failed, src.fed), daemon=True))
     for t in threads:
         t.start()
     frame_bytes = 2 * channels
@@ -156,7 +197,8 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
             raise failed[0]
         if rc != 0:
             msg = (err[0] if err else "") or f"ffmpeg exited with code {rc}"
-            raise DecodeError(msg.splitlines()[-1][:500])
+            refused = "its format is not on ffmpeg's -format_whitelist" if "on whitelist" in msg else None
+            raise DecodeError(refusal_detail(src.head(), refused) or msg.splitlines()[-1][:500])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -167,7 +209,9 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
 
 _PYDUB_CODECS = {".mp3": "mp3", ".m4a": "aac", ".mp4": "aac", ".aac": "aac", ".flac": "flac",
                  ".ogg": "vorbis", ".oga": "vorbis", ".opus": "opus", ".webm": "opus"}
-_PYDUB_FORMATS = {".opus": "ogg", ".oga": "ogg", ".m4a": "mp4"}  # ffmpeg demuxer names
+_PYDUB_FORMATS = {".opus": "ogg", ".oga": "ogg", ".m4a": "mp4", ".mp4": "mp4", ".webm": "matroska", ".mka": "matroska",
+                  ".mkv": "matroska", ".wma": "asf", ".aif": "aiff", ".mp2": "mp3", ".3gp": "mp4", ".mov": "mov"}  # demuxers
+_PYDUB_ALLOWED = set(AUDIO_DEMUXERS) | {"mp4"}  # "mp4" forces the mov demuxer
 
 
 def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg: str | None = None,
@@ -191,9 +235,16 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
             with fsspec.open(url, "rb") as f:
                 data = io.BytesIO(f.read())
             path = data
+        # pydub takes no input options (no -format_whitelist): the demuxer is forced from the extension
+        # (-f, below) and a playlist is refused by its first bytes before ffmpeg sees it.
+        head = local_head(path) if isinstance(path, str) else data.getvalue()[:HEAD_BYTES]
+        fmt = _PYDUB_FORMATS.get(ext, ext.lstrip("."))
+        refused = refusal_detail(head, None if fmt in _PYDUB_ALLOWED else f"pydub reads no {ext} files")
+        if refused:
+            raise DecodeError(refused)
         # No ffprobe here: give pydub the codec so it does not try to probe the file.
-        seg = AudioSegment.from_file(path, format=_PYDUB_FORMATS.get(ext, ext.lstrip(".")), codec=_PYDUB_CODECS.get(ext))
-    except OSError:
+        seg = AudioSegment.from_file(path, format=fmt, codec=_PYDUB_CODECS.get(ext))
+    except (OSError, DecodeError):
         raise  # reading the file failed (storage, network): the caller may retry
     except Exception as e:  # pydub raises bare Exceptions / CouldntDecodeError with ffmpeg's text
         raise DecodeError(str(e).strip().splitlines()[-1][:500] if str(e).strip() else type(e).__name__) from None
@@ -204,9 +255,6 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
     step = max(1, int(chunk_seconds * sampling_rate))
     for i in range(0, len(pcm), step):
         yield pcm[i:i + step]
-
-
-DECODERS = {"ffmpeg": stream_ffmpeg, "pydub": stream_pydub}
 
 
 def cut(chunks: Iterable[np.ndarray], spans: list[tuple[int, int]],

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import card, plan_store, resume, storage
+from .decoders import decoder_identity
 from .cluster import close_client, open_client
 from .config import ConfigError
 from .cluster_plan import has_speaker, plan_table
@@ -66,7 +67,8 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
             seconds=float(sum(sec_of[r] for r in shard)),
             out=out,
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
-            ffmpeg=a["ffmpeg"],  # None: each worker finds its own (PATH, else imageio-ffmpeg's)
+            ffmpeg=a["ffmpeg"],  # None: imageio-ffmpeg's bundled binary on every worker
+            decoder_identity=decoder_identity(a["decoder"], a["ffmpeg"]),  # a task on another one stops
             audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id, filters=cfg["filters"],
             with_speaker=has_speaker(cfg),
             with_words=planned.counts.has_words,
@@ -112,6 +114,20 @@ def advance(bar, step: float) -> None:
     if bar.total is not None and bar.n + step > bar.total:
         bar.total = bar.n + step
     bar.update(step)
+
+
+def check_decoders(client, cfg: dict) -> str:
+    """The decoder identity of this build (the client's), after asking every worker for its own:
+    one that differs (another PyAV, FFmpeg or ffmpeg binary) stops the build before it writes anything."""
+    a = cfg["audio"]
+    mine = decoder_identity(a["decoder"], a["ffmpeg"])
+    theirs = client.run(decoder_identity, a["decoder"], a["ffmpeg"], on_error="return")
+    differ = {w: v if isinstance(v, str) else f"{type(v).__name__}: {v}" for w, v in sorted(theirs.items()) if v != mine}
+    if differ:
+        raise ConfigError(f"audio.decoder {a['decoder']} is not the same on every node: client {mine}; "
+                          + "; ".join(f"{w} {v}" for w, v in differ.items())
+                          + " (install the same versions everywhere, or set audio.ffmpeg to one binary)")
+    return mine
 
 
 def _settle_reserve(client, cfg: dict, results: list[dict],
@@ -212,7 +228,8 @@ def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, wit
         "vocab": {"size": len(vocab), "missing_characters": oov},
         **_suspect_recordings(client, cfg, late, results),
         "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
-                  "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"]},
+                  "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"],
+                  "decoder_identity": decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"])},
         "config": cfg,  # the resolved config, for reproducing the build
         "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
     }
@@ -312,15 +329,33 @@ def _unfinished(fs, root: str, cfg: dict, fp: str, force: bool) -> dict | None:
     return None if force or manifest is None or manifest.get("fingerprint") != fp else manifest
 
 
-def _start_or_resume(fs, root: str, cfg: dict, fp: str, manifest: dict | None, previous_dev: set) -> dict:
-    """The manifest of this build: the unfinished one with the same fingerprint, or a new one."""
-    if manifest is None:
+def _start_or_resume(cfg: dict, fp: str, manifest: dict | None) -> dict:
+    """The manifest of this build: the unfinished one with the same fingerprint, or a new one (not yet
+    written: ``_write_start`` does that once the cluster has been checked)."""
+    return manifest if manifest is not None else {"fingerprint": fp, "previous_dev": sorted(previous_dev_ids(cfg))}
+
+
+def _write_start(fs, root: str, manifest: dict, new: bool) -> None:
+    fs.makedirs(root, exist_ok=True)
+    if new:
         storage.clear_parts(fs, root)  # the previous dataset stays until this build has succeeded
-        manifest = {"fingerprint": fp, "previous_dev": sorted(previous_dev)}
         resume.write_manifest(fs, root, manifest)
     else:
         resume.remove_temporaries(fs, root)
-    return manifest
+
+
+def plan_build(client, cfg: dict, fp: str, unfinished: dict | None):
+    """The table read, checked and placed on the cluster: (planned table, manifest)."""
+    manifest = _start_or_resume(cfg, fp, unfinished)
+    return plan_table(client, cfg, set(manifest["previous_dev"])), manifest
+
+
+def prepare(cfg: dict, client) -> list[ShardTask]:
+    """A new build set up on ``client`` (benchmarks, profiling): its tasks, for ``run_shard``."""
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    planned, manifest = plan_build(client, cfg, resume.fingerprint(cfg), None)
+    _write_start(fs, root, manifest, new=True)
+    return make_tasks(client, cfg, planned, planned.has_id)
 
 
 def build(cfg: dict, client=None, force: bool = False) -> dict:
@@ -348,13 +383,12 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
     if client is None:  # start the cluster while the table is read and checked
         client_future = pool.submit(_open_and_announce, cfg["cluster"])
     try:
-        previous_dev = set(unfinished["previous_dev"]) if unfinished else previous_dev_ids(cfg)
         if client_future is not None:
             client = client_future.result()
-        planned = plan_table(client, cfg, previous_dev)
+        planned, manifest = plan_build(client, cfg, fp, unfinished)
         with_source_id = planned.has_id
-        fs.makedirs(root, exist_ok=True)
-        _start_or_resume(fs, root, cfg, fp, unfinished, previous_dev)
+        check_decoders(client, cfg)  # before anything is written
+        _write_start(fs, root, manifest, new=unfinished is None)
         tasks = make_tasks(client, cfg, planned, with_source_id)
         n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
         planned.parts = []  # the placed rows are on storage now: free the workers' memory

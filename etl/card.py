@@ -36,6 +36,9 @@ def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_sp
         "|---|---:|---:|",
     ]
     lines += [f"| {s} | {v['rows']} | {v['hours']:.3f} |" for s, v in splits.items()]
+    if report.get("audio", {}).get("decoder_identity"):
+        a = report["audio"]
+        lines += ["", f"Decoded with `audio.decoder: {a['decoder']}`: {a['decoder_identity']}."]
     lines += ["", f"Input rows: {report['rows_in']}. Rejected rows are in `rejects.parquet`:", "",
               "| reason | rows | meaning |", "|---|---:|---|"]
     lines += [f"| {r} | {report['rejects'][r]} | {REJECT_REASONS[r]} |" for r in REJECT_REASONS]

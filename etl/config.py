@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
         "subtitles": {"language": None, "hypothesis_language": None},
     },
     "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
-    "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "ffmpeg", "ffmpeg": None},
+    "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "av", "ffmpeg": None},
     "text": {"lowercase": True, "strip_punctuation": True, "unicode_form": "NFC"},
     "filters": {"min_similarity": 0.8, "min_duration": 0.0, "max_duration": 20.0, "chars_per_second": None,
                 "min_rms_db": -70.0, "max_clipped_fraction": None, "max_silence_fraction": None},
@@ -65,7 +65,7 @@ _TYPES: dict[str, tuple] = {
 }
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),
-    "audio.decoder": ("ffmpeg", "pydub"),
+    "audio.decoder": ("av", "ffmpeg", "pydub"),
     "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi", "textgrid", "ctm", "nemo", "lhotse",
                      "subtitles"),
     "cluster.kind": ("local", "slurm"),

@@ -3,7 +3,7 @@
 ``measure`` turns one clip's samples (int16 as the decoders give them, or float in [-1, 1]; shape
 (frames,) or (frames, channels), at the output rate) into four floats; ``judge`` adds the verdict of
 the filters on them. Everything is vectorised and a few passes over the samples: measured at well
-under 3 % of a worker's CPU (``python -m etl.bench_measures``).
+under 3 % of a worker's CPU (``python -m benchmarks.measures``).
 
 Definitions (also in the dataset card and ``conf/default.yaml``):
 

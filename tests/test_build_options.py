@@ -194,7 +194,7 @@ def test_a_failed_rebuild_keeps_the_previous_dataset_and_says_why(built, corpus,
     before = sorted(p.name for p in (out / "data").iterdir())
     not_ffmpeg = tmp_path / "not-ffmpeg"
     not_ffmpeg.write_text("no exec bit")
-    assert main(["build", cfg, "--set", f"audio.ffmpeg={not_ffmpeg}"]) == 1
+    assert main(["build", cfg, "--set", "audio.decoder=ffmpeg", "--set", f"audio.ffmpeg={not_ffmpeg}"]) == 1
     err = capsys.readouterr().err
     assert "cannot run ffmpeg" in err and "Traceback" not in err
     assert sorted(p.name for p in (out / "data").iterdir()) == before

@@ -1,6 +1,6 @@
 """Client memory and wall of `etl plan` and `etl build` on large generated tables (issue 15).
 
-    python -m etl.bench_plan [--rows 250000 1000000 4000000] [--build 250000 4000000] [--out DIR]
+    python -m benchmarks.plan [--rows 250000 1000000 4000000] [--build 250000 4000000] [--out DIR]
 
 2,000 recordings of 5 s (tiny WAVs, so a build decodes little: almost every row ends past the end
 of its recording and is rejected ``beyond_end``, which stresses the rejects path), and a CSV table of
@@ -26,7 +26,7 @@ def make_corpus(root: str, n_rows: int) -> str:
     """The audio folder (once) and the table of ``n_rows`` rows; returns the table's path."""
     import pandas as pd
 
-    from .synth import Segment, write_tone_recording
+    from etl.synth import Segment, write_tone_recording
 
     audio = os.path.join(root, "audio")
     if not os.path.exists(os.path.join(audio, f"rec{RECORDINGS - 1:05d}.wav")):
@@ -66,7 +66,7 @@ def measured(args: list[str]) -> dict:
     """``etl ARGS`` in a subprocess; wall, the client's own peak RSS and the workers' peaks."""
     from .bench import run_measured
 
-    r = run_measured([sys.executable, "-m", "etl.bench_plan", "run", *args])
+    r = run_measured([sys.executable, "-m", "benchmarks.plan", "run", *args])
     if r["rc"] != 0:
         raise RuntimeError(f"etl {' '.join(args)} failed:\n{r['stderr'][-3000:]}")
     client = json.loads(r["stderr"].strip().splitlines()[-1])
@@ -76,7 +76,7 @@ def measured(args: list[str]) -> dict:
 
 def run(argv: list[str]) -> int:
     """Run the CLI in this process, then print this process's peak RSS as the last stderr line."""
-    from .cli import main
+    from etl.cli import main
 
     rc = main(argv)
     with open("/proc/self/status") as f:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "run":
         return run(argv[1:])
-    ap = argparse.ArgumentParser(prog="python -m etl.bench_plan")
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.plan")
     ap.add_argument("--rows", type=int, nargs="*", default=[250_000, 1_000_000, 4_000_000])
     ap.add_argument("--build", type=int, nargs="*", default=[250_000, 4_000_000])
     ap.add_argument("--workers", type=int, default=2)

@@ -4,7 +4,7 @@ A generated tree of empty files (the listing never opens them), three levels dee
 (year/month/session), with yt-dlp names and a few stems repeated in other folders. The table names every
 file once: a third by yt-dlp id (``input.recording_pattern``), a third by relative path, a third by stem.
 
-    python -m etl.bench_listing [--files 100000]
+    python -m benchmarks.listing [--files 100000]
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 
 import pandas as pd
 
-from .recordings import list_audio, listing_summary, resolve
+from etl.recordings import list_audio, listing_summary, resolve
 
 YT_PATTERN = r"\[(?P<id>[A-Za-z0-9_-]{11})\]"
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -75,7 +75,7 @@ def measure_listing(n_files: int = 100_000) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m etl.bench_listing", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.listing", description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=100_000)
     print(json.dumps(measure_listing(ap.parse_args(argv).files), indent=2))
     return 0

@@ -1,15 +1,19 @@
-"""Benchmark harness: ``etl build`` against the ffmpeg floor, the naive pydub notebook and
-ffmpeg-per-segment, all in one run on one machine with the same number of processes.
+"""Benchmark harness: ``etl build`` against the best plain decodes (the ffmpeg command, etl's own
+tuned ffmpeg command, PyAV decode-only), the naive pydub notebook and ffmpeg-per-segment, all in one
+run on one machine with the same number of processes.
 
-    python -m etl.bench [--hours 4] [--out bench/] [--workers 2] [--quick] [--repeat 2]
+    python -m benchmarks.bench [--hours 4] [--out bench/] [--workers 2] [--quick] [--repeat 2]
 
 Steps (every figure lands in ``OUT/results.json``; a table and PASS/MISS per target are printed):
 
 1. corpus: 44.1 kHz stereo MP3 recordings of 5-60 min totalling ``--hours``, 2-15 s tone segments
    back to back, ``alignment.csv`` (id, recording, start, end, text, hypothesis). Generated in
    parallel by ``--workers`` processes into ``OUT/corpus``; reused when its parameters match.
-2. floor: ffmpeg alone decoding every recording to 16 kHz mono s16le, output discarded,
-   ``--workers`` processes, longest recording first (and with 1 process, for the scaling context).
+2. floors, each decoding every recording to 16 kHz mono s16le with output discarded, ``--workers``
+   processes, longest recording first: ``floor`` = the plain command ``ffmpeg -i REC -ac 1 -ar 16000``
+   (also with 1 process, for the scaling context); ``floor_tuned`` = etl's own ffmpeg arguments
+   (``etl.audio.ffmpeg_command``: 1-second frames); ``floor_av`` = PyAV decode + resample only
+   (``etl.decoders.stream_av``, no cutting or writing), one process per core.
 3. etl: ``python -m etl build`` as a subprocess (imports, cluster start and close included),
    flac and wav with ``--workers`` workers, flac again with 1 worker. The floor and the builds run
    ``--repeat`` times (default 2, ``--quick`` 1); the fastest run is kept, every wall is recorded.
@@ -55,9 +59,10 @@ import time
 
 import numpy as np
 
-from .audio import ffmpeg_binary
+from etl.audio import ffmpeg_binary
 
 MB = 1024 * 1024
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: children import benchmarks/ from here
 SAMPLE_INTERVAL_S = 0.25
 CORPUS_VERSION = 1  # bump when the corpus layout changes: cached corpora are then regenerated
 
@@ -137,7 +142,7 @@ def _digest(obj) -> str:
 
 def _write_recording(tmp_path: str, final_path: str, seconds: float, segs: list) -> float:
     """Pool job: write one MP3 (44.1 kHz stereo, 64 kb/s) through ffmpeg, then move it into place."""
-    from .synth import Segment, write_tone_recording
+    from etl.synth import Segment, write_tone_recording
 
     t0 = time.perf_counter()
     write_tone_recording(tmp_path, seconds, [Segment(s, e, f) for s, e, f in segs], 44100, 2)
@@ -381,17 +386,51 @@ def _tail(text: str, n: int = 15) -> str:
 # Methods
 
 
-def measure_floor(ffmpeg: str, paths_seconds: list[tuple[str, float]], workers: int) -> dict:
+def plain_command(ffmpeg: str, path: str) -> list[str]:
+    return [ffmpeg, "-nostdin", "-loglevel", "error", "-i", path, "-ac", "1", "-ar", "16000", "-f", "s16le", "-"]
+
+
+def tuned_command(ffmpeg: str, path: str) -> list[str]:
+    """etl's own ffmpeg arguments (audio.decoder: ffmpeg), output discarded."""
+    from etl.audio import ffmpeg_command
+
+    return ffmpeg_command(ffmpeg, "file:" + os.path.abspath(path), 16000, 1)
+
+
+def measure_floor(ffmpeg: str, paths_seconds: list[tuple[str, float]], workers: int, command=plain_command) -> dict:
     """ffmpeg alone: decode every recording to 16 kHz mono s16le, output discarded."""
     order = [p for p, _ in sorted(paths_seconds, key=lambda ps: -ps[1])]
 
     def one(path):
-        subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", path, "-ac", "1", "-ar", "16000",
-                        "-f", "s16le", "-"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+        subprocess.run(command(ffmpeg, path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
 
     c0, t0 = _children_cpu(), time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, order))
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": _children_cpu() - c0, "processes": workers,
+            "extrapolated": False}
+
+
+def _child_av_decode(*paths: str) -> None:
+    """PyAV decode + resample of each recording in turn, samples counted and dropped (the av floor)."""
+    from etl.decoders import stream_av
+
+    n = sum(len(x) for p in paths for x in stream_av(p, 16000, 1))
+    print(json.dumps({"samples": n}))
+
+
+def measure_av_floor(paths_seconds: list[tuple[str, float]], workers: int) -> dict:
+    """PyAV decode-only: ``workers`` processes, recordings dealt longest first to the least loaded one."""
+    loads = [[0.0, []] for _ in range(max(1, workers))]
+    for p, sec in sorted(paths_seconds, key=lambda ps: -ps[1]):
+        least = min(loads, key=lambda lp: lp[0])
+        least[0] += sec
+        least[1].append(p)
+    c0, t0 = _children_cpu(), time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda lp: subprocess.run(
+            [sys.executable, "-c", "import sys, benchmarks.bench as b; b._child_av_decode(*sys.argv[1:])", *lp[1]],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True), [lp for lp in loads if lp[1]]))
     return {"wall_s": time.perf_counter() - t0, "cpu_s": _children_cpu() - c0, "processes": workers,
             "extrapolated": False}
 
@@ -553,7 +592,7 @@ def measure_seek(corpus: Corpus, n: int, workers: int, tmp: str, seed: int) -> d
 
 
 # --------------------------------------------------------------------------------------------------
-# Children (run in a fresh interpreter: python -c "import etl.bench as b; b._child_...(...)")
+# Children (run in a fresh interpreter: python -c "import benchmarks.bench as b; b._child_...(...)")
 
 
 def _child_rss(cfg_path: str) -> None:
@@ -561,9 +600,9 @@ def _child_rss(cfg_path: str) -> None:
     peak RSS (VmHWM) of this process, of its largest ffmpeg child, and the sampled peak sum of both."""
     import psutil
 
-    from . import build as B, storage
-    from .config import load_config
-    from .shards import run_shard
+    from etl import build as B
+    from etl.config import load_config
+    from etl.shards import run_shard
 
     me = psutil.Process()
     peak = {"tree": 0, "child_hwm": 0}
@@ -589,17 +628,9 @@ def _child_rss(cfg_path: str) -> None:
 
     from distributed import Client, LocalCluster
 
-    from .cluster_plan import plan_table
-
     cfg = load_config(cfg_path)
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
-    fs.makedirs(root, exist_ok=True)
-    storage.clear_previous_output(fs, root)
-    fs.makedirs(storage.join(root, storage.PARTS_DIR), exist_ok=True)
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as lc, Client(lc) as client:
-        planned = plan_table(client, cfg)  # the placed rows, written by the worker (plan_store)
-        tasks = B.make_tasks(client, cfg, planned, planned.has_id)
-        del planned
+        tasks = B.prepare(cfg, client)  # the build's own set-up: table, plan, tasks, a started output
     before, hwm_before = me.memory_info().rss, self_peak()
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
@@ -699,8 +730,8 @@ def _child_load_arrow(out_dir: str) -> None:
 
 
 def _run_child(call: str, *args: str, env: dict | None = None) -> dict:
-    cmd = [sys.executable, "-c", f"import sys, etl.bench as b; b.{call}(*sys.argv[1:])", *args]
-    r = run_measured(cmd, env=env)
+    cmd = [sys.executable, "-c", f"import sys, benchmarks.bench as b; b.{call}(*sys.argv[1:])", *args]
+    r = run_measured(cmd, env=env, cwd=ROOT)
     if r["rc"] != 0:
         raise RuntimeError(f"{call} exited with {r['rc']}:\n{_tail(r['stderr'])}")
     out = json.loads(r["stdout"].strip().splitlines()[-1])
@@ -751,8 +782,8 @@ def _with_fresh_hf_cache(call: str, *args: str) -> dict:
 
 def measure_loading(out_dir: str) -> dict:
     """from_parquet vs the zero-copy arrow/ folder on the train split of an etl output."""
-    from .arrow_export import export
-    from .loading import data_files
+    from etl.arrow_export import export
+    from etl.loading import data_files
 
     res = _with_fresh_hf_cache("_child_load", os.path.join(out_dir, "data"))
     arrow = {}
@@ -784,14 +815,14 @@ def _du(path: str) -> int:
 
 def _code_version() -> dict:
     """The commit measured, and whether etl/ had uncommitted changes (the figures then belong to those)."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = ROOT
     try:
         head = subprocess.run(["git", "-C", here, "log", "-1", "--format=%h %s"], capture_output=True, text=True,
                               timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--", "etl", "conf"], capture_output=True,
                                text=True, timeout=10).stdout.split("\n")
         return {"commit": head or None,
-                "uncommitted": [ln[3:] for ln in dirty if ln.strip() and ln[3:] != "etl/bench.py"]}
+                "uncommitted": [ln[3:] for ln in dirty if ln.strip()]}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "uncommitted": []}
 
@@ -830,11 +861,19 @@ def _target(name: str, value: float | None, op: str, threshold: float, detail: s
             "met": met, "detail": detail}
 
 
+FLOORS = ("floor", "floor_tuned", "floor_av")
+
+
 def targets(m: dict, rss: dict, workers: int) -> list[dict]:
     floor, etl = m["floor"]["wall_s"], m["etl_flac"]["wall_s"]
+    tuned, av_cpu, etl_cpu = m["floor_tuned"]["wall_s"], m["floor_av"]["cpu_s"], m["etl_flac"]["cpu_s"]
     out = [
-        _target("etl wall / floor wall", etl / floor, "<=", 1.25,
-                f"etl build flac {etl:.1f} s vs ffmpeg floor {floor:.1f} s"),
+        _target("etl wall / plain ffmpeg floor wall", etl / floor, "<=", 1.25,
+                f"etl build flac {etl:.1f} s vs `ffmpeg -i REC -ac 1 -ar 16000` {floor:.1f} s"),
+        _target("etl wall / tuned ffmpeg floor wall", etl / tuned, "<=", 1.0,
+                f"etl build flac {etl:.1f} s vs etl's own ffmpeg arguments, decode only, {tuned:.1f} s"),
+        _target("etl CPU / PyAV decode-only CPU", etl_cpu / av_cpu, "<=", 1.15,
+                f"etl build flac {etl_cpu:.1f} CPU s vs PyAV decode + resample only {av_cpu:.1f} CPU s"),
         _target("naive wall / etl wall", m["naive"]["wall_s"] / etl, ">=", 50,
                 f"naive {m['naive']['wall_s']:.0f} s (extrapolated) vs etl {etl:.1f} s"),
         _target("seek wall / etl wall", m["seek"]["wall_s"] / etl, ">=", 2.5,
@@ -859,6 +898,8 @@ def targets(m: dict, rss: dict, workers: int) -> list[dict]:
 
 LABELS = {
     "floor": "floor: ffmpeg decode only",
+    "floor_tuned": "floor: etl's tuned ffmpeg command, decode only",
+    "floor_av": "floor: PyAV decode + resample only",
     "floor_1proc": "floor: ffmpeg decode only, 1 process",
     "etl_flac": "etl build, flac",
     "etl_wav": "etl build, wav",
@@ -870,8 +911,10 @@ LABELS = {
 
 def table_rows(m: dict, audio_hours: float) -> list[list[str]]:
     floor = m["floor"]["wall_s"]
+    best = min(m[f]["wall_s"] for f in FLOORS if f in m)
     rows = []
-    for key in ("floor", "etl_flac", "etl_wav", "naive", "seek", "floor_1proc", "etl_flac_1worker"):
+    for key in ("floor", "floor_tuned", "floor_av", "etl_flac", "etl_wav", "naive", "seek", "floor_1proc",
+                "etl_flac_1worker"):
         if key not in m:
             continue
         r = m[key]
@@ -879,7 +922,7 @@ def table_rows(m: dict, audio_hours: float) -> list[list[str]]:
         label = f"{LABELS[key]} ({procs} proc)" if key not in ("etl_flac_1worker", "floor_1proc") else LABELS[key]
         per_core_h = audio_hours / (r["cpu_s"] / 3600) if r["cpu_s"] else float("nan")
         rows.append([label, f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{per_core_h:.0f}",
-                     f"{r['wall_s'] / floor:.2f}"])
+                     f"{r['wall_s'] / floor:.2f}", f"{r['wall_s'] / best:.2f}"])
     return rows
 
 
@@ -889,7 +932,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-HEADER = ["method", "wall s", "CPU s", "h audio / core-h", "wall / floor"]
+HEADER = ["method", "wall s", "CPU s", "h audio / core-h", "wall / plain ffmpeg", "wall / best plain decode"]
 
 
 def render_loading(ld: dict) -> list[str]:
@@ -944,7 +987,7 @@ def render(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m etl.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--hours", type=float, default=None, help="hours of recordings in the corpus (default 4; --quick 0.05)")
     ap.add_argument("--out", default="bench/", help="output folder (corpus, builds, results.json)")
     ap.add_argument("--workers", type=int, default=2, help="processes for every method (default 2)")
@@ -952,6 +995,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=None,
                     help="run the floor and the etl builds N times each, keep the fastest (default 2; --quick 1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recording-minutes", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
+                    help="corpus recording lengths (default 5 60; --quick 1 2)")
+    ap.add_argument("--rss-minutes", type=int, nargs=2, metavar=("SHORT", "LONG"), default=None,
+                    help="the two recordings of the worker RSS comparison (default 10 180; --quick 1 10)")
     ap.add_argument("--loading-only", metavar="DATASET", help="only the loading comparison, on this etl output "
                     "folder (e.g. bench/etl_flac); figures to OUT/loading.json")
     args = ap.parse_args(argv)
@@ -967,10 +1014,10 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     machine = machine_info()  # includes the etl commit: checked again at the end
     params = {"hours": hours, "workers": workers, "quick": quick, "seed": args.seed, "repeat": args.repeat,
-              "recording_minutes": [1, 2] if quick else [5, 60], "segment_seconds": [2, 15],
+              "recording_minutes": args.recording_minutes or ([1, 2] if quick else [5, 60]), "segment_seconds": [2, 15],
               "gap_seconds": [0.1, 0.6], "source": "MP3 44.1 kHz stereo 64 kb/s (libmp3lame)",
               "naive_samples": [2, 0] if quick else [6, 2], "seek_samples": 2 if quick else 200,
-              "rss_minutes": [1, 10] if quick else [10, 180], "max_duration": 20}
+              "rss_minutes": args.rss_minutes or ([1, 10] if quick else [10, 180]), "max_duration": 20}
 
     rng = np.random.default_rng(args.seed)
     durations = plan_durations(hours, *params["recording_minutes"], rng)
@@ -998,7 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
 
     # warm the page cache for the interpreter's imports too, so the first etl run is not the only cold one
-    subprocess.run([sys.executable, "-c", "import etl.build, etl.cli, distributed, dask.dataframe, pydub, datasets"],
+    subprocess.run([sys.executable, "-c", "import etl.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ffmpeg = ffmpeg_binary()
     methods: dict[str, dict] = {}
@@ -1014,6 +1061,11 @@ def main(argv: list[str] | None = None) -> int:
     methods["floor"] = best_of(measure_floor, ffmpeg, [(corpus.path(r), r["seconds"]) for r in corpus.recordings],
                                workers)
     _say(f"floor: {methods['floor']['wall_s']:.1f} s")
+    paths = [(corpus.path(r), r["seconds"]) for r in corpus.recordings]
+    methods["floor_tuned"] = best_of(measure_floor, ffmpeg, paths, workers, tuned_command)
+    _say(f"floor_tuned: {methods['floor_tuned']['wall_s']:.1f} s")
+    methods["floor_av"] = best_of(measure_av_floor, paths, workers)
+    _say(f"floor_av: {methods['floor_av']['wall_s']:.1f} s")
     methods["etl_flac"] = best_of(measure_etl, "etl_flac", out_root, corpus, workers, "flac", dev_size)
     _say(f"etl_flac: {methods['etl_flac']['wall_s']:.1f} s")
     methods["etl_wav"] = best_of(measure_etl, "etl_wav", out_root, corpus, workers, "wav", dev_size)
@@ -1034,6 +1086,7 @@ def main(argv: list[str] | None = None) -> int:
         r["audio_hours"] = audio_hours
         r["hours_per_core_hour"] = audio_hours / (r["cpu_s"] / 3600) if r["cpu_s"] else None
         r["ratio_to_floor"] = r["wall_s"] / methods["floor"]["wall_s"]
+        r["ratio_to_best_floor"] = r["wall_s"] / min(methods[f]["wall_s"] for f in FLOORS)
         r["label"] = LABELS[k]
 
     rss = {label: measure_worker_rss(label, out_root, c) for label, c in rss_corpora.items()}
@@ -1044,7 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
     _say("etl plan on a large table ...")
     plan = measure_plan(out_root, corpus, 20_000 if quick else 1_000_000)
     _say(f"plan: {plan['rows']} rows in {plan['wall_s']:.1f} s")
-    from .bench_listing import measure_listing  # a nested tree of empty files: listing + join
+    from .listing import measure_listing  # a nested tree of empty files: listing + join
     listing = measure_listing(500 if quick else 100_000)
     _say(f"listing: {listing['files']:,} nested files listed and joined in {listing['list_and_resolve_s']:.1f} s")
 

@@ -1,4 +1,4 @@
-"""What the per-clip quality measures cost against the rest of a worker's CPU (``python -m etl.bench_measures``).
+"""What the per-clip quality measures cost against the rest of a worker's CPU (``python -m benchmarks.measures``).
 
 One synthetic recording (44.1 kHz stereo MP3, one tone per segment, 2-15 s segments as in ``make bench``)
 is decoded to 16 kHz mono by the build's own decoder and cut by ``audio.cut``; the clips are then
@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from . import audio, measures
-from .synth import Segment, write_tone_recording
+from etl import audio, measures
+from etl.synth import Segment, write_tone_recording
 
 
 def _cpu() -> float:

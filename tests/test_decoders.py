@@ -1,0 +1,182 @@
+"""The decoders: PyAV in-process against the ffmpeg command, hostile files under every decoder, and
+one decoder identity per build (report, card, fingerprint, the same on every worker)."""
+from __future__ import annotations
+
+import glob
+import io
+import json
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from distributed import Client, LocalCluster
+
+from etl import audio, decoders
+from etl.build import build
+from etl.config import ConfigError, load_config
+from etl.synth import Segment, dominant_frequency, write_tone_recording
+
+from .conftest import ffmpeg_reference, write_config
+
+SEGS = [Segment(0.31, 1.77, 440.0), Segment(2.03, 3.5, 660.0), Segment(4.11, 5.9, 880.0)]
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory):
+    """The containers the issue names, each from a stereo source unless mono by nature."""
+    d = tmp_path_factory.mktemp("formats")
+    paths = {}
+    for name, rate, ch in [("mp3_44k.mp3", 44100, 2), ("aac_44k.m4a", 44100, 2), ("opus.opus", 48000, 2),
+                           ("flac_44k.flac", 44100, 2), ("wav_48k.wav", 48000, 1)]:
+        write_tone_recording(str(d / name), 6.5, SEGS, rate, ch)
+        paths[name] = str(d / name)
+    webm = d / "opus.webm"  # the same Opus stream in Matroska/WebM (millisecond timestamps)
+    subprocess.run([audio.ffmpeg_binary(), "-nostdin", "-loglevel", "error", "-i", paths["opus.opus"],
+                    "-c", "copy", str(webm)], check=True)
+    paths["opus.webm"] = str(webm)
+    return paths
+
+
+@pytest.mark.parametrize("name", ["mp3_44k.mp3", "aac_44k.m4a", "opus.opus", "opus.webm", "flac_44k.flac",
+                                  "wav_48k.wav"])
+def test_av_clips_match_the_ffmpeg_command_cut_at_the_same_indices(formats, name):
+    """Priming, edit lists and timestamps: every clip from PyAV is the clip of
+    `ffmpeg -i REC -ac 1 -ar 16000` cut at the same sample indices (±1 sample, r >= 0.99)."""
+    ref = ffmpeg_reference(formats[name])
+    spans = [(audio.sample_index(s.start, 16000), audio.sample_index(s.end, 16000)) for s in SEGS]
+    got = {i: x[:, 0] for i, x, _ in audio.cut(decoders.get_decoder("av").stream(formats[name]), spans)}
+    for i, (a, b) in enumerate(spans):
+        want = ref[a:b]
+        assert abs(len(got[i]) - len(want)) <= 1
+        n = min(len(got[i]), len(want))
+        lag = max(range(-1, 2), key=lambda k: np.corrcoef(got[i][max(k, 0):n + min(k, 0)],
+                                                          want[max(-k, 0):n - max(k, 0)])[0, 1])
+        assert lag == 0, (name, i, lag)
+        assert np.corrcoef(got[i][:n], want[:n])[0, 1] >= 0.99
+        assert abs(dominant_frequency(got[i], 16000) - SEGS[i].freq) < 3
+
+
+def test_a_remote_recording_is_read_through_an_fsspec_file_object(formats):
+    import fsspec
+
+    with open(formats["aac_44k.m4a"], "rb") as f:
+        fsspec.filesystem("memory").pipe("/dec/rec.m4a", f.read())
+    x = np.concatenate(list(decoders.get_decoder("av").stream("memory://dec/rec.m4a")))[:, 0]
+    np.testing.assert_array_equal(x, np.concatenate(list(decoders.get_decoder("av").stream(formats["aac_44k.m4a"])))[:, 0])
+
+
+@pytest.mark.parametrize("name", list(decoders.DECODERS))
+def test_every_decoder_names_its_libraries(name):
+    ident = decoders.decoder_identity(name)
+    assert ("PyAV" in ident and "FFmpeg" in ident) if name == "av" else ident.startswith(("ffmpeg version", "pydub"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Hostile files: playlists named .mp3
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """audio/ holds a real recording, an ffconcat playlist named .mp3 that lists it by relative path,
+    and an HLS playlist named .mp3 that names a recording outside audio/ by absolute path."""
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "audio").mkdir()
+    write_tone_recording(str(root / "audio" / "sibling.wav"), 4.0, [Segment(0.5, 3.5, 700.0)], 16000, 1)
+    write_tone_recording(str(root / "secret.mp3"), 4.0, [Segment(0.5, 3.5, 999.0)], 44100, 2)
+    (root / "audio" / "concat.mp3").write_text("ffconcat version 1.0\nfile 'sibling.wav'\n")
+    (root / "audio" / "hls.mp3").write_text("#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\n"
+                                            f"{root / 'secret.mp3'}\n#EXT-X-ENDLIST\n")
+    rows = [{"id": f"{rec}-{k}", "recording": rec, "start": 0.5 + k, "end": 1.5 + k, "text": "a", "asr": "a"}
+            for rec in ("sibling", "concat", "hls") for k in range(2)]
+    (root / "alignment.json").write_text(json.dumps(rows))
+    return {"root": root, "rows": rows, "freqs": {}}
+
+
+@pytest.fixture(scope="module")
+def client():
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+@pytest.mark.parametrize("decoder", list(decoders.DECODERS))
+def test_playlists_named_mp3_never_bring_audio_into_the_dataset(hostile, client, tmp_path, decoder):
+    out = tmp_path / "out"
+    cfg = load_config(write_config(hostile, out, audio={"decoder": decoder}, splits={"dev_size": 0}))
+    report = build(cfg, client=client)
+    rows = pd.concat([pq.read_table(f).to_pandas() for f in glob.glob(str(out / "data" / "*.parquet"))])
+    assert sorted(rows["id"]) == ["sibling-0", "sibling-1"]  # only the real recording's own rows
+    for a in rows["audio"]:
+        x, sr = sf.read(io.BytesIO(a["bytes"]), dtype="int16")
+        assert abs(dominant_frequency(x, sr) - 700) < 3
+    rejects = pq.read_table(out / "rejects.parquet").to_pandas().set_index("id")
+    for rid in ("concat-0", "concat-1", "hls-0", "hls-1"):
+        assert rejects.loc[rid, "reason"] == "unreadable_audio"
+        detail = rejects.loc[rid, "detail"]
+        assert detail.startswith("refused: ") and ("ffconcat playlist" in detail or "HLS playlist" in detail), detail
+    assert report["rows_in"] == 6 and report["rows_out"] == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# One decoder identity per build
+
+
+def test_the_decoder_identity_is_in_the_report_the_card_and_the_fingerprint(built, corpus, tmp_path):
+    ident = decoders.decoder_identity("av")
+    assert built["report"]["audio"]["decoder"] == "av"
+    assert built["report"]["audio"]["decoder_identity"] == ident
+    assert ident in (built["out"] / "README.md").read_text()
+    from etl import resume
+
+    cfg = load_config(built["config"])
+    fp = resume.fingerprint(cfg)
+    decoders.decoder_identity.cache_clear()
+    real = decoders._av_identity
+    try:
+        decoders._av_identity = lambda: "PyAV 0.0 (FFmpeg 0.0)"
+        assert resume.fingerprint(cfg) != fp  # another PyAV/FFmpeg: not "already built", not resumed
+    finally:
+        decoders._av_identity = real
+        decoders.decoder_identity.cache_clear()
+
+
+def _pretend_another_pyav():
+    from etl import decoders as d
+
+    d.decoder_identity.cache_clear()
+    d._real_av_identity = getattr(d, "_real_av_identity", d._av_identity)
+    d._av_identity = lambda: "PyAV 0.0 (FFmpeg 0.0)"
+
+
+def _back_to_the_real_pyav():
+    from etl import decoders as d
+
+    d._av_identity = d._real_av_identity
+    d.decoder_identity.cache_clear()
+
+
+def test_a_worker_with_another_decoder_stops_the_build_before_anything_is_written(hostile, client, tmp_path):
+    out = tmp_path / "out"
+    cfg = load_config(write_config(hostile, out, splits={"dev_size": 0}))
+    client.run(_pretend_another_pyav)
+    try:
+        with pytest.raises(ConfigError) as e:
+            build(cfg, client=client)
+    finally:
+        client.run(_back_to_the_real_pyav)
+    msg = str(e.value)
+    assert "\n" not in msg and "PyAV 0.0 (FFmpeg 0.0)" in msg and decoders.decoder_identity("av") in msg
+    assert list(client.scheduler_info()["workers"])[0] in msg
+    assert not out.exists()
+
+
+def test_flac_bytes_are_stored_without_zstd_and_the_other_columns_with_it(built):
+    """zstd buys nothing on FLAC: the audio bytes are written uncompressed, text and ids stay zstd."""
+    meta = pq.ParquetFile(sorted(glob.glob(str(built["out"] / "data" / "train-*.parquet")))[0]).metadata
+    codecs = {meta.row_group(0).column(j).path_in_schema: meta.row_group(0).column(j).compression
+              for j in range(meta.num_columns)}
+    assert codecs["audio.bytes"] == "UNCOMPRESSED"
+    assert codecs["text"] == codecs["id"] == "ZSTD"
