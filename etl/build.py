@@ -250,7 +250,8 @@ def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict])
     measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
     buckets = plan_store.recording_buckets(cfg["output"]["path"])
     parts = client.gather(client.map(plan_store.recording_stats_of_bucket, [cfg["output"]["path"]] * len(buckets),
-                                     buckets, late_files=late, measured=measured, pure=False))
+                                     buckets, late_files=client.scatter([late], broadcast=True)[0],
+                                     measured=client.scatter([measured], broadcast=True)[0], pure=False))
     stats = find_suspects(pd.concat(parts).sort_index() if parts else plan_store.empty_recording_stats())
     storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
     return {"recordings": report_section(stats), "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict()}

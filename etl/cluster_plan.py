@@ -228,6 +228,12 @@ def unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
     return ConfigError(f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}")
 
 
+def _shared(client, obj):
+    """``obj`` on every worker once, as a future: a task argument that never travels inline in the
+    graph (where a large dict or set could be taken apart into tasks of its own)."""
+    return client.scatter([obj], broadcast=True)[0]
+
+
 def _pairs(client, futures: list) -> tuple[list, list]:
     return client.map(operator.itemgetter(0), futures), client.map(operator.itemgetter(1), futures)
 
@@ -245,10 +251,10 @@ def mark_duplicates(client, parts: list) -> list:
     dup = client.submit(operator.itemgetter(1), root).result()  # only the repeated hashes come here
     first: dict = {}
     if len(dup):
-        rows = pd.concat(client.gather(client.map(_rows_with_hashes, parts, hashes=dup)))
+        rows = pd.concat(client.gather(client.map(_rows_with_hashes, parts, hashes=_shared(client, dup))))
         rows = rows[rows["id"].duplicated(keep=False)].sort_values("row")
         first = rows.drop_duplicates("id").set_index("id")["row"].astype(int).to_dict()
-    return client.map(_mark_duplicates, parts, first_row=first)
+    return client.map(_mark_duplicates, parts, first_row=_shared(client, first))
 
 
 def _read_text(path: str) -> str:
@@ -271,8 +277,8 @@ def join_audio(client, cfg: dict, parts: list) -> tuple[list, dict, dict]:
         where = inp["audio"] or "input.audio: null (absolute paths and URLs only)"
     excludes = [(path, read_id_list(_read_text(path)), s["by"]) for path in s["exclude_ids"]]
     shared = client.scatter(listing, broadcast=True) if listing is not None else None
-    parts, summaries = _pairs(client, client.map(_resolve_part, parts, listing=shared, wav_scp=wav_scp,
-                                                 where=where, excludes=excludes))
+    parts, summaries = _pairs(client, client.map(_resolve_part, parts, listing=shared, wav_scp=_shared(client, wav_scp),
+                                                 where=where, excludes=_shared(client, excludes)))
     sums = client.gather(summaries)
     refs = pd.concat([x["refs"] for x in sums]).drop_duplicates("ref").reset_index(drop=True)
     summary = listing_summary(listing, refs["ref"], refs)
@@ -283,7 +289,8 @@ def join_audio(client, cfg: dict, parts: list) -> tuple[list, dict, dict]:
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
     """The units of the given buckets (and the prev units), whole, in order."""
-    got = client.gather(client.map(_unit_partials, parts, prev_units=prev_units, buckets=buckets, policy=policy))
+    got = client.gather(client.map(_unit_partials, parts, prev_units=_shared(client, prev_units), buckets=list(buckets),
+                                    policy=policy))
     units = pd.concat(got).groupby("unit", sort=False, dropna=False).agg(
         hash=("hash", "first"), rows=("rows", "sum"), seconds=("seconds", "sum"), bytes=("bytes", "sum"),
         prev=("prev", "first")).reset_index()
@@ -322,15 +329,15 @@ def place(client, cfg: dict, parts: list, previous_dev=frozenset()) -> tuple[lis
     policy = SplitPolicy.from_config(cfg)
     low_split = s["low_similarity"] == "split"
     test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
-    parts, tests = _pairs(client, client.map(_units_part, parts, by=s["by"], seed=s["seed"], test_keys=test_keys,
+    parts, tests = _pairs(client, client.map(_units_part, parts, by=s["by"], seed=s["seed"], test_keys=_shared(client, test_keys),
                                              low_split=low_split))
     test_units = set().union(*client.gather(tests))
-    triples = client.map(_pool_part, parts, by=s["by"], test_units=test_units, low_split=low_split,
-                         previous_dev=set(previous_dev), policy=policy)
+    triples = client.map(_pool_part, parts, by=s["by"], test_units=_shared(client, test_units), low_split=low_split,
+                         previous_dev=_shared(client, set(previous_dev)), policy=policy)
     parts = client.map(operator.itemgetter(0), triples)
     prev = set().union(*client.gather(client.map(operator.itemgetter(1), triples)))
     fixed = sum(client.gather(client.map(operator.itemgetter(2), triples)))
-    hist = _tree(client, operator.add, client.map(_histogram, parts, prev_units=prev)).result()
+    hist = _tree(client, operator.add, client.map(_histogram, parts, prev_units=_shared(client, prev))).result()
     column, target = dev_target(policy)
     b_head = -1
     if target > 0:
@@ -353,7 +360,8 @@ def place(client, cfg: dict, parts: list, previous_dev=frozenset()) -> tuple[lis
                         lambda u: policy.estimated_bytes(u["seconds"], u["rows"]), offset)
         cuts.append((cut, f"budget.total_gb {policy.total_bytes / 1e9:g} GB reached"))
     roles = {u: (r, o) for u, r, o in zip(head["unit"], head["role"], head["order"]) if r != "train"}
-    parts = client.map(_label_part, parts, head=roles, prev_units=prev, cuts=cuts)
+    parts = client.map(_label_part, parts, head=_shared(client, roles), prev_units=_shared(client, prev),
+                       cuts=_shared(client, cuts))
     return parts, head[head["role"] != "train"], {"test_keys": test_keys}
 
 
@@ -434,8 +442,8 @@ class PlanCounts:
 
 def _select(client, cfg, planned: PlannedTable, selection: dict, test_keys, previous_dev) -> None:
     s = cfg["splits"]
-    sums = client.gather(client.map(_summary_part, planned.parts, test_keys=test_keys, by=s["by"],
-                                    previous_dev=set(previous_dev), with_speaker=has_speaker(cfg)))
+    sums = client.gather(client.map(_summary_part, planned.parts, test_keys=_shared(client, test_keys), by=s["by"],
+                                    previous_dev=_shared(client, set(previous_dev)), with_speaker=has_speaker(cfg)))
     planned.counts = _combine(sums)
     planned.ids_from_template = sum(x["ids_from_template"] for x in sums) if planned.has_id else 0
     if s["test_ids"]:
