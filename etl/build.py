@@ -50,7 +50,7 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
         # worker stays busy to the end. Depends on the data only, never on the worker count.
         target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
         shards = pack(recs, target)
-    [shard_of] = client.scatter([{r: i for i, shard in enumerate(shards) for r in shard}], broadcast=True)
+    [shard_of] = client.scatter([{r: i for i, shard in enumerate(shards) for r in shard}], broadcast=True, hash=False)
     out = cfg["output"]["path"]
     client.gather(client.map(plan_store.write_partition, planned.parts, [out] * len(planned.parts),
                              range(len(planned.parts)), shard_of=shard_of, with_speaker=has_speaker(cfg),
@@ -160,62 +160,87 @@ def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, wit
     """Name the shard files, write rejects.parquet, report.json and the dataset card.
     Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
-    parts_dir = storage.join(root, storage.PARTS_DIR)
-    data_dir = storage.join(root, storage.DATA_DIR)
-    journal = resume.read_journal(fs, root)
-    if journal is None:
-        splits: dict[str, dict] = {}
-        for res in results:  # in shard order: deterministic names
-            for split, p in sorted(res["parts"].items()):
-                sp = splits.setdefault(split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0, "digests": []})
-                sp["files"].append(p["file"])
-                sp["rows"] += p["rows"]
-                sp["seconds"] += p["seconds"]
-                sp["bytes"] += p["bytes"]
-                sp["digests"].append(p["digest"])
-        order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
-        moves = [(storage.join(parts_dir, name), storage.join(data_dir, storage.final_name(split, i, len(f))))
-                 for split in order for f in [splits[split]["files"]] for i, name in enumerate(f)]
-        journal = {"splits": {s: splits[s] for s in order}, "moves": moves, "results": results,
-                   "promoted": sorted(promoted)}
-        resume.write_journal(fs, root, journal)
-        storage.clear_previous_output(fs, root, keep_parts=True)  # every shard is done: replace the old dataset
+    journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
     splits, results, promoted = journal["splits"], journal["results"], set(journal["promoted"])
-    order = list(splits)
-    fs.makedirs(data_dir, exist_ok=True)
-    for src, dst in journal["moves"]:
-        if fs.exists(src):  # else moved by the run that was killed
-            fs.mv(src, dst)
+    _move_into_place(fs, root, journal["moves"])
     if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
         from .arrow_export import export
-        export(client, cfg["output"]["path"], {s: len(splits[s]["files"]) for s in order})
-
-    # Rejects, vocabulary, speakers: reductions streamed on a worker from the placed rows.
-    out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
+        export(client, cfg["output"]["path"], {s: len(v["files"]) for s, v in splits.items()})
     late = _late_files(cfg, results)
-    reasons = client.submit(plan_store.merge_rejects_if_any, out, late, with_speaker, pure=False).result()
-    stats = client.submit(plan_store.text_stats, out, late, promoted, RESERVE, with_speaker, pure=False).result()
+    reasons, stats = _reduce_rows(client, cfg, late, promoted)
     vocab = build_vocab(stats["chars"].get("train", {}))
     if "train" in stats["chars"]:
         storage.write_bytes(fs, storage.join(root, "vocab.json"),
                             json.dumps(vocab, ensure_ascii=False, indent=1).encode())
-    oov = {s: missing_from_counts(stats["chars"].get(s, {}), vocab) for s in order if s != "train"}
+    report = _report(cfg, planned, splits, results, reasons, stats, vocab, fp)
+    report.update(_suspect_recordings(client, cfg, late, results))
+    report["timings"] = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
+    if report["rows_in"] != report["rows_out"] + report["rows_rejected"]:  # the contract; never expected to fire
+        raise RuntimeError(f"row accounting broken: {report['rows_in']} in, {report['rows_out']} kept, "
+                           f"{report['rows_rejected']} rejected")
+    storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
+    storage.write_bytes(fs, storage.join(root, "README.md"),
+                        card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
+                                          has_speaker(cfg), planned.counts.has_words).encode())
+    return report
 
-    counts = {r: 0 for r in REJECT_REASONS}
-    for r, n in reasons.items():
-        counts[r] = int(n)
+
+def _start_journal(fs, root: str, results: list[dict], promoted: set) -> dict:
+    """The splits' files in shard order (deterministic names) and their final names, journaled before
+    anything moves; then the previous dataset is removed (every shard of this one is done)."""
+    parts_dir = storage.join(root, storage.PARTS_DIR)
+    data_dir = storage.join(root, storage.DATA_DIR)
+    splits: dict[str, dict] = {}
+    for res in results:
+        for split, p in sorted(res["parts"].items()):
+            sp = splits.setdefault(split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0, "digests": []})
+            sp["files"].append(p["file"])
+            sp["rows"] += p["rows"]
+            sp["seconds"] += p["seconds"]
+            sp["bytes"] += p["bytes"]
+            sp["digests"].append(p["digest"])
+    order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
+    moves = [(storage.join(parts_dir, name), storage.join(data_dir, storage.final_name(split, i, len(f))))
+             for split in order for f in [splits[split]["files"]] for i, name in enumerate(f)]
+    journal = {"splits": {s: splits[s] for s in order}, "moves": moves, "results": results,
+               "promoted": sorted(promoted)}
+    resume.write_journal(fs, root, journal)
+    storage.clear_previous_output(fs, root, keep_parts=True)
+    return journal
+
+
+def _move_into_place(fs, root: str, moves: list) -> None:
+    fs.makedirs(storage.join(root, storage.DATA_DIR), exist_ok=True)
+    for src, dst in moves:
+        if fs.exists(src):  # else moved by the run that was killed
+            fs.mv(src, dst)
+
+
+def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dict, dict]:
+    """rejects.parquet (rows per reason) and the final splits' character counts and speakers:
+    streamed on a worker from the placed rows, so no row reaches the client."""
+    out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
+    late_f, promoted_f = client.scatter([late, promoted], broadcast=True, hash=False)
+    reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, with_speaker, pure=False)
+    stats = client.submit(plan_store.text_stats, out, late_f, promoted_f, RESERVE, with_speaker, pure=False)
+    return reasons.result(), stats.result()
+
+
+def _report(cfg: dict, planned, splits: dict, results: list[dict], reasons: dict, stats: dict, vocab: dict,
+            fp: str) -> dict:
+    """report.json's content (see ``records.Report``) from the counts the stages returned."""
+    order = list(splits)
     split_report = {s: {"rows": splits[s]["rows"], "hours": splits[s]["seconds"] / 3600,
                         "files": len(splits[s]["files"]), "bytes": splits[s]["bytes"]} for s in order}
-    if with_speaker:  # distinct speakers per split
+    if has_speaker(cfg):  # distinct speakers per split
         for s in order:
             split_report[s]["speakers"] = len(stats["speakers"].get(s, ()))
-    rows_out = sum(v["rows"] for v in split_report.values())
-    report = {
+    return {
         "rows_in": int(planned.rows_in),
-        "rows_out": rows_out,
+        "rows_out": sum(v["rows"] for v in split_report.values()),
         "rows_rejected": int(sum(reasons.values())),
         "splits": split_report,
-        "rejects": counts,
+        "rejects": {r: int(reasons.get(r, 0)) for r in REJECT_REASONS},
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
         "shards": len(results),
@@ -225,22 +250,13 @@ def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, wit
         "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
-        "vocab": {"size": len(vocab), "missing_characters": oov},
-        **_suspect_recordings(client, cfg, late, results),
+        "vocab": {"size": len(vocab), "missing_characters": {s: missing_from_counts(stats["chars"].get(s, {}), vocab)
+                                                             for s in order if s != "train"}},
         "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
                   "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"],
                   "decoder_identity": decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"])},
         "config": cfg,  # the resolved config, for reproducing the build
-        "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
     }
-    if report["rows_in"] != rows_out + report["rows_rejected"]:  # the contract; never expected to fire
-        raise RuntimeError(f"row accounting broken: {report['rows_in']} in, {rows_out} kept, "
-                           f"{report['rows_rejected']} rejected")
-    storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
-    storage.write_bytes(fs, storage.join(root, "README.md"),
-                        card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
-                                          has_speaker(cfg), planned.counts.has_words).encode())
-    return report
 
 
 def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict]) -> dict:
@@ -250,8 +266,8 @@ def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict])
     measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
     buckets = plan_store.recording_buckets(cfg["output"]["path"])
     parts = client.gather(client.map(plan_store.recording_stats_of_bucket, [cfg["output"]["path"]] * len(buckets),
-                                     buckets, late_files=client.scatter([late], broadcast=True)[0],
-                                     measured=client.scatter([measured], broadcast=True)[0], pure=False))
+                                     buckets, late_files=client.scatter([late], broadcast=True, hash=False)[0],
+                                     measured=client.scatter([measured], broadcast=True, hash=False)[0], pure=False))
     stats = find_suspects(pd.concat(parts).sort_index() if parts else plan_store.empty_recording_stats())
     storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
     return {"recordings": report_section(stats), "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict()}

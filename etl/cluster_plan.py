@@ -231,7 +231,7 @@ def unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
 def _shared(client, obj):
     """``obj`` on every worker once, as a future: a task argument that never travels inline in the
     graph (where a large dict or set could be taken apart into tasks of its own)."""
-    return client.scatter([obj], broadcast=True)[0]
+    return client.scatter([obj], broadcast=True, hash=False)[0]
 
 
 def _pairs(client, futures: list) -> tuple[list, list]:
@@ -276,7 +276,7 @@ def join_audio(client, cfg: dict, parts: list) -> tuple[list, dict, dict]:
     else:
         where = inp["audio"] or "input.audio: null (absolute paths and URLs only)"
     excludes = [(path, read_id_list(_read_text(path)), s["by"]) for path in s["exclude_ids"]]
-    shared = client.scatter(listing, broadcast=True) if listing is not None else None
+    shared = _shared(client, listing) if listing is not None else None
     parts, summaries = _pairs(client, client.map(_resolve_part, parts, listing=shared, wav_scp=_shared(client, wav_scp),
                                                  where=where, excludes=_shared(client, excludes)))
     sums = client.gather(summaries)
