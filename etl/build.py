@@ -222,8 +222,12 @@ def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dic
     out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
     late_f, promoted_f = client.scatter([late, promoted], broadcast=True, hash=False)
     reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, with_speaker, pure=False)
-    stats = client.submit(plan_store.text_stats, out, late_f, promoted_f, RESERVE, with_speaker, pure=False)
-    return reasons.result(), stats.result()
+    shards = plan_store.shard_dirs(out)
+    n = max(1, len(client.scheduler_info()["workers"]) * 4)
+    chunks = [shards[i::n] for i in range(n) if shards[i::n]]
+    stats = client.map(plan_store.text_stats, [out] * len(chunks), chunks, late_files=late_f, promoted=promoted_f,
+                       reserve=RESERVE, with_speaker=with_speaker, pure=False)
+    return reasons.result(), plan_store.combine_text_stats(client.gather(stats))
 
 
 def _report(cfg: dict, planned, splits: dict, results: list[dict], reasons: dict, stats: dict, vocab: dict,

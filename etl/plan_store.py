@@ -203,22 +203,44 @@ def merge_rejects_if_any(out: str, late_files: list[str], with_speaker: bool) ->
         return {}
 
 
-def text_stats(out: str, late_files: list[str], promoted: set, reserve: str, with_speaker: bool) -> dict:
-    """Per final split: character counts of ``text`` (vocab.json, characters dev lacks) and speakers."""
+def shard_dirs(out: str) -> list[str]:
     fs, _ = storage.fs_and_path(out)
-    late_ids = set(read_late(out, late_files, ["id"])["id"])
+    return sorted(fs.glob(storage.join(plan_dir(out), "shard-*")))
+
+
+def combine_text_stats(parts: list[dict]) -> dict:
+    chars: dict = {}
+    speakers: dict = {}
+    for p in parts:
+        for s, c in p["chars"].items():
+            chars.setdefault(s, Counter()).update(c)
+        for s, v in p["speakers"].items():
+            speakers.setdefault(s, set()).update(v)
+    return {"chars": {s: dict(c) for s, c in chars.items()}, "speakers": speakers}
+
+
+def text_stats(out: str, shards: list[str], late_files: list[str], promoted: set, reserve: str,
+               with_speaker: bool) -> dict:
+    """Per final split: character counts of ``text`` (vocab.json, characters dev lacks) and speakers.
+    Streams shard by shard: a shard's rows lost while decoding are in that shard's own late file."""
+    fs, _ = storage.fs_and_path(out)
     chars: dict = {}
     speakers: dict = {}
     cols = ["id", "split", "text"] + ([SPEAKER] if with_speaker else [])
-    for name in _shard_files(out):
-        with fs.open(name, "rb") as f:
-            t = pq.read_table(f, columns=cols).to_pandas()
-        t = t[~t["id"].isin(late_ids)]
-        split = t["split"].where(t["split"] != reserve, t["id"].isin(promoted).map({True: "dev", False: "train"}))
-        for s, g in t.groupby(split):
-            c = chars.setdefault(s, Counter())
-            for text in g["text"]:
-                c.update(text)
-            if with_speaker:
-                speakers.setdefault(s, set()).update(g[SPEAKER].dropna())
+    late_of = {name.rsplit("/", 1)[-1].split(".")[0]: name for name in late_files}  # "shard-00003" -> file
+    for shard in shards:
+        name = shard.rsplit("/", 1)[-1]
+        lost = set(read_late(out, [late_of[name]], ["id"])["id"]) if name in late_of else set()
+        for part in sorted(fs.glob(storage.join(shard, "part-*.parquet"))):
+            with fs.open(part, "rb") as f:
+                t = pq.read_table(f, columns=cols).to_pandas()
+            if lost:
+                t = t[~t["id"].isin(lost)]
+            split = t["split"].where(t["split"] != reserve, t["id"].isin(promoted).map({True: "dev", False: "train"}))
+            for s, g in t.groupby(split):
+                c = chars.setdefault(s, Counter())
+                for text in g["text"]:
+                    c.update(text)
+                if with_speaker:
+                    speakers.setdefault(s, set()).update(g[SPEAKER].dropna())
     return {"chars": {s: dict(c) for s, c in chars.items()}, "speakers": speakers}
