@@ -97,13 +97,19 @@ def config(root: pathlib.Path, name: str, out: pathlib.Path) -> dict:
     return load_config(str(path))
 
 
-def placement(cfg: dict, previous_dev) -> dict:
-    """Per input row (in input order): its split code or '!reason', and a digest of the details."""
-    from etl.cluster_plan import plan_table
+def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
+    """Per input row (in input order): its split code or '!reason', and a digest of the details.
+    ``in_memory``: the one-frame planning of ``etl.planning`` (tests and small tables), else the cluster's."""
+    if in_memory:
+        from etl.planning import plan_rows, read_checked_table
 
-    planned = plan_table(CLIENT, cfg, set(previous_dev))
-    df = pd.concat(CLIENT.gather(planned.parts)).sort_values("row")
-    assert df["row"].tolist() == list(range(planned.rows_in))
+        df = plan_rows(cfg, read_checked_table(cfg)[0], set(previous_dev)).sort_values("row")
+    else:
+        from etl.cluster_plan import plan_table
+
+        planned = plan_table(CLIENT, cfg, set(previous_dev))
+        df = pd.concat(CLIENT.gather(planned.parts)).sort_values("row")
+        assert df["row"].tolist() == list(range(planned.rows_in))
     codes = [CODES[s] if isinstance(s, str) else f"!{r}" for s, r in zip(df["split"], df["reason"])]
     root = os.path.dirname(cfg["input"]["alignment"])  # details name files: compared without the folder
     details = "\n".join(f"{i}\t{d}".replace(root, "ROOT") for i, d in zip(df["id"], df["detail"]) if isinstance(d, str))
@@ -175,6 +181,13 @@ def built_placement(out: pathlib.Path) -> dict:
         got.setdefault(r["id"], "")
         got[r["id"]] += f"!{r['reason']}"  # a duplicate id: kept and rejected
     return got
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_the_in_memory_planning_places_every_row_as_the_cluster_does(table_root, tmp_path, name):
+    want = json.loads((GOLDEN / f"{name}.json").read_text())
+    got = placement(config(table_root, name, tmp_path / "out"), PREVIOUS_DEV.get(name, []), in_memory=True)
+    assert got == {**want, "rejects": {int(k): v for k, v in want["rejects"].items()}} or got == want
 
 
 def test_the_built_corpus_keeps_every_rows_final_split_and_reason(built):
