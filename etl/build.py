@@ -25,6 +25,7 @@ from .config import ConfigError
 from .cluster_plan import has_speaker, plan_table
 from .lease import Lease
 from .planning import previous_dev_ids
+from .records import Report
 from .schema import REJECT_REASONS
 from .shards import ShardTask, pack, resplit_reserve, run_shard_filed
 from .splits import RESERVE, SPLITS, promote_reserve
@@ -156,7 +157,7 @@ def _settle_reserve(client, cfg: dict, results: list[dict],
 
 
 def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, with_source_id: bool,
-             timings: dict, t0: float, fp: str) -> dict:
+             timings: dict, t0: float, fp: str) -> Report:
     """Name the shard files, write rejects.parquet, report.json and the dataset card.
     Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
@@ -231,7 +232,7 @@ def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dic
 
 
 def _report(cfg: dict, planned, splits: dict, results: list[dict], reasons: dict, stats: dict, vocab: dict,
-            fp: str) -> dict:
+            fp: str) -> Report:
     """report.json's content (see ``records.Report``) from the counts the stages returned."""
     order = list(splits)
     split_report = {s: {"rows": splits[s]["rows"], "hours": splits[s]["seconds"] / 3600,

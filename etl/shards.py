@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import audio, decoders, measures, plan_store, resume, storage
+from .records import ShardResult
 from .schema import QUALITY_COLUMNS, output_columns, output_schema
 from .splits import RESERVE
 
@@ -155,7 +156,7 @@ class _ShardWriters:
                 for s, w in self.by_split.items() if w.count}
 
 
-def run_shard(task: ShardTask) -> dict:
+def run_shard(task: ShardTask) -> ShardResult:
     """Decode, cut, encode and write one shard. Returns stats and decode-time rejects."""
     t0 = time.perf_counter()
     _check_decoder(task)
@@ -198,7 +199,7 @@ def run_shard(task: ShardTask) -> dict:
     return result
 
 
-def run_shard_filed(task: ShardTask) -> dict:
+def run_shard_filed(task: ShardTask) -> ShardResult:
     """``run_shard``, its decode-time rejects then filed under OUT/.parts/plan/late/ (the result and
     its record keep the file, not the rows: a table of rejects never crosses the scheduler)."""
     result = run_shard(task)
