@@ -171,18 +171,21 @@ def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
         return pd.Series(False, index=pdf.index)
     flag = (~pdf["unit"].isin(prev_units)).astype(int).to_numpy()
     h = pdf["_hash"].to_numpy()
-    u = np.array([str(x) for x in pdf["unit"].where(pdf["_pool"], "")], dtype=object)
     cf, ch, cu = cut
-    after = (flag > cf) | ((flag == cf) & ((h > np.uint64(ch)) | ((h == np.uint64(ch)) & (u >= cu))))
+    same = (flag == cf) & (h == np.uint64(ch))  # the cut's own hash: rare, so units compared as text only here
+    tie = np.zeros(len(pdf), dtype=bool)
+    if same.any():
+        tie[same] = [str(x) >= cu for x in pdf["unit"].to_numpy()[same]]
+    after = (flag > cf) | ((flag == cf) & (h > np.uint64(ch))) | tie
     return pd.Series(after, index=pdf.index) & pdf["_pool"]
 
 
 def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list) -> pd.DataFrame:
     """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned."""
     pool = pdf["_pool"]
-    role = pdf["unit"].map(lambda u: head.get(u, (None, -1))[0])
+    role = pdf["unit"].map({u: r for u, (r, _) in head.items()})
     pdf.loc[pool, "split"] = role[pool].fillna("train")
-    pdf["order"] = pdf["unit"].map(lambda u: head.get(u, (None, -1))[1]).astype(np.int64)
+    pdf["order"] = pdf["unit"].map({u: o for u, (_, o) in head.items()}).fillna(-1).astype(np.int64)
     over = pd.Series(None, index=pdf.index, dtype=object)
     for cut, message in reversed(cuts):  # the first budget's message wins where both apply
         over = over.mask(_after(pdf, prev_units, cut), message)
