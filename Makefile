@@ -7,7 +7,7 @@ EXTRAS ?= test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test fuzz bench bench-measures train clean
+.PHONY: setup demo test fuzz bench bench-measures bench-plan train clean
 
 setup: $(STAMP)
 
@@ -43,3 +43,6 @@ clean:
 # The per-clip quality measures' share of a worker's CPU (decode + cut + FLAC encode + measures).
 bench-measures: $(STAMP)
 	$(BIN)/python -m benchmarks.measures
+
+bench-plan: $(STAMP)  # client memory of etl plan / etl build on 250k-4M-row tables (minutes; ~10 GB on the workers)
+	$(BIN)/python -m benchmarks.plan

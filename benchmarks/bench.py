@@ -626,8 +626,11 @@ def _child_rss(cfg_path: str) -> None:
     def self_peak() -> int:
         return _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+    from distributed import Client, LocalCluster
+
     cfg = load_config(cfg_path)
-    tasks = B.prepare(cfg)  # the build's own set-up: table, plan, tasks, a started output
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as lc, Client(lc) as client:
+        tasks = B.prepare(cfg, client)  # the build's own set-up: table, plan, tasks, a started output
     before, hwm_before = me.memory_info().rss, self_peak()
     th = threading.Thread(target=sampler, daemon=True)
     th.start()

@@ -18,18 +18,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import card, resume, storage
+from . import card, plan_store, resume, storage
 from .decoders import decoder_identity
 from .cluster import close_client, open_client
 from .config import ConfigError
+from .cluster_plan import has_speaker, plan_table
 from .lease import Lease
-from .planning import has_speaker, plan_rows, previous_dev_ids, read_checked_table
-from .schema import REJECT_REASONS, SPEAKER, rejects_schema
-from .shards import ShardTask, pack, resplit_reserve, run_shard
+from .planning import previous_dev_ids
+from .records import Report
+from .schema import REJECT_REASONS
+from .shards import ShardTask, pack, resplit_reserve, run_shard_filed
 from .splits import RESERVE, SPLITS, promote_reserve
-from .suspects import SUSPECTS_FILE, find_suspects, recording_stats, report_section, suspects_text
+from .suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
 from .text import invisible_characters
-from .vocab import build_vocab, missing_characters
+from .vocab import build_vocab, missing_from_counts
 
 
 def _say(msg: str) -> None:
@@ -39,35 +41,38 @@ def _say(msg: str) -> None:
 MIN_SHARDS = 16
 
 
-def make_tasks(cfg: dict, df: pd.DataFrame, with_source_id: bool) -> list[ShardTask]:
-    kept = df[df["split"].notna()]
-    if kept.empty:
-        return []
-    recs = kept.groupby("recording", sort=True).agg(seconds=("end", "max"), url=("url", "first")).reset_index()
+def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTask]:
+    """Shards from the per-recording aggregates; the workers write their placed rows by shard
+    (``plan_store``), so a task carries no rows."""
+    recs = planned.counts.recordings
+    shards = []
+    if not recs.empty:
+        # At most shard_hours per shard, and at least MIN_SHARDS shards when recordings allow, so every
+        # worker stays busy to the end. Depends on the data only, never on the worker count.
+        target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
+        shards = pack(recs, target)
+    [shard_of] = client.scatter([{r: i for i, shard in enumerate(shards) for r in shard}], broadcast=True, hash=False)
+    out = cfg["output"]["path"]
+    client.gather(client.map(plan_store.write_partition, planned.parts, [out] * len(planned.parts),
+                             range(len(planned.parts)), shard_of=shard_of, with_speaker=has_speaker(cfg),
+                             buckets=max(1, len(planned.parts))))
     url_of = dict(zip(recs["recording"], recs["url"]))
     sec_of = dict(zip(recs["recording"], recs["seconds"]))
-    # At most shard_hours per shard, and at least MIN_SHARDS shards when recordings allow, so every
-    # worker stays busy to the end. Depends on the data only, never on the worker count.
-    target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
-    shards = pack(recs, target)
-    shard_of = {r: i for i, shard in enumerate(shards) for r in shard}
-    columns = [c for c in kept.columns if c not in ("reason", "detail", "url", "row", "unit", "order")]
-    rows_of = dict(tuple(kept[columns].groupby(kept["recording"].map(shard_of), sort=True)))
     a = cfg["audio"]
     tasks = []
     for i, shard in enumerate(shards):
         tasks.append(ShardTask(
             index=i,
             recordings=[(r, url_of[r]) for r in shard],
-            rows=rows_of[i],
+            rows=None,  # read by the task from OUT/.parts/plan/shard-i/
             seconds=float(sum(sec_of[r] for r in shard)),
-            out=cfg["output"]["path"],
+            out=out,
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: imageio-ffmpeg's bundled binary on every worker
             decoder_identity=decoder_identity(a["decoder"], a["ffmpeg"]),  # a task on another one stops
             audio_format=cfg["output"]["audio_format"], with_source_id=with_source_id, filters=cfg["filters"],
             with_speaker=has_speaker(cfg),
-            with_words="words" in kept.columns,
+            with_words=planned.counts.has_words,
         ))
     return tasks
 
@@ -81,7 +86,7 @@ def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[dict]:
     run = uuid.uuid4().hex[:8]
     futures = {}
     for t in tasks:
-        f = client.submit(run_shard, t, key=f"etl-shard-{t.index:05d}-{run}", priority=len(tasks) - t.index,
+        f = client.submit(run_shard_filed, t, key=f"etl-shard-{t.index:05d}-{run}", priority=len(tasks) - t.index,
                           retries=1)
         futures[f] = t
     results = []
@@ -126,7 +131,7 @@ def check_decoders(client, cfg: dict) -> str:
     return mine
 
 
-def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict],
+def _settle_reserve(client, cfg: dict, results: list[dict],
                     recorded: dict | None = None) -> tuple[list[dict], set]:
     """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train.
     ``recorded``: the re-split's completion record from an earlier run (then it is not redone)."""
@@ -138,7 +143,8 @@ def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict],
     dev_has = sum(r["parts"]["dev"][unit] for r in results if "dev" in r["parts"])
     target = cfg["splits"]["dev_hours"] * 3600 if by_hours else cfg["splits"]["dev_size"]
     written = [i for r in results if RESERVE in r["parts"] for i in r["parts"][RESERVE]["ids"]]
-    rows = df[df["split"].notna()].set_index("id").loc[written]  # kept ids are unique
+    planned = client.submit(plan_store.reserve_rows, cfg["output"]["path"], RESERVE, pure=False).result()
+    rows = planned.set_index("id").loc[written]  # kept ids are unique
     rows = pd.DataFrame({"id": written, "unit": rows["unit"].to_numpy(), "order": rows["order"].to_numpy(),
                          "measure": rows["duration"].to_numpy() if by_hours else 1.0})
     promoted = promote_reserve(rows, target - dev_has)
@@ -150,116 +156,146 @@ def _settle_reserve(client, cfg: dict, df: pd.DataFrame, results: list[dict],
     return results + [extra], promoted
 
 
-def finalize(client, cfg: dict, df: pd.DataFrame, results: list[dict], promoted: set, with_source_id: bool,
-             timings: dict, t0: float, fp: str) -> dict:
+def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, with_source_id: bool,
+             timings: dict, t0: float, fp: str) -> Report:
     """Name the shard files, write rejects.parquet, report.json and the dataset card.
     Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
-    parts_dir = storage.join(root, storage.PARTS_DIR)
-    data_dir = storage.join(root, storage.DATA_DIR)
-    journal = resume.read_journal(fs, root)
-    if journal is None:
-        splits: dict[str, dict] = {}
-        for res in results:  # in shard order: deterministic names
-            for split, p in sorted(res["parts"].items()):
-                sp = splits.setdefault(split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0, "digests": []})
-                sp["files"].append(p["file"])
-                sp["rows"] += p["rows"]
-                sp["seconds"] += p["seconds"]
-                sp["bytes"] += p["bytes"]
-                sp["digests"].append(p["digest"])
-        order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
-        moves = [(storage.join(parts_dir, name), storage.join(data_dir, storage.final_name(split, i, len(f))))
-                 for split in order for f in [splits[split]["files"]] for i, name in enumerate(f)]
-        journal = {"splits": {s: splits[s] for s in order}, "moves": moves, "results": results,
-                   "promoted": sorted(promoted)}
-        resume.write_journal(fs, root, journal)
-        storage.clear_previous_output(fs, root, keep_parts=True)  # every shard is done: replace the old dataset
+    journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
     splits, results, promoted = journal["splits"], journal["results"], set(journal["promoted"])
-    order = list(splits)
-    fs.makedirs(data_dir, exist_ok=True)
-    for src, dst in journal["moves"]:
-        if fs.exists(src):  # else moved by the run that was killed
-            fs.mv(src, dst)
+    _move_into_place(fs, root, journal["moves"])
     if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
         from .arrow_export import export
-        export(client, cfg["output"]["path"], {s: len(splits[s]["files"]) for s in order})
-
-    # Rejects: those known before decoding plus those found while decoding, in input order.
-    schema = rejects_schema(has_speaker(cfg))
-    columns = schema.names
-    pre = df[df["reason"].notna()].reindex(columns=["row"] + columns)  # measures: never cut
-    known = [c for c in columns if c != SPEAKER]  # a decode-time reject takes its speaker from the table
-    late = pd.DataFrame([r for res in results for r in res["rejects"]], columns=known)
-    if len(late):
-        late = late.merge(df[["id", "row"] + ([SPEAKER] if SPEAKER in columns else [])].drop_duplicates("id"),
-                          on="id", how="left")
-    rejects = pd.concat([pre, late], ignore_index=True).sort_values("row", kind="stable")
-    if len(rejects):  # no empty Parquet file, ever
-        strings = {c: object for c in ("id", "recording", "text_raw", "hypothesis", SPEAKER) if c in columns}
-        t = pa.Table.from_pandas(rejects[columns].astype(strings), schema=schema, preserve_index=False)
-        with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
-            pq.write_table(t, f, compression="zstd")
-
-    # The final split of every row (None: rejected), for the vocabulary and the report.
-    final = df["split"].where(~df["id"].isin(set(late["id"])), None)
-    final = final.where(final != RESERVE, np.where(df["id"].isin(promoted), "dev", "train"))
-    vocab = build_vocab(df.loc[final == "train", "text"])
-    if final.eq("train").any():
+        export(client, cfg["output"]["path"], {s: len(v["files"]) for s, v in splits.items()})
+    late = _late_files(cfg, results)
+    reasons, stats = _reduce_rows(client, cfg, late, promoted)
+    vocab = build_vocab(stats["chars"].get("train", {}))
+    if "train" in stats["chars"]:
         storage.write_bytes(fs, storage.join(root, "vocab.json"),
                             json.dumps(vocab, ensure_ascii=False, indent=1).encode())
-    oov = {s: missing_characters(df.loc[final == s, "text"], vocab) for s in order if s != "train"}
-
-    counts = {r: 0 for r in REJECT_REASONS}
-    for r, n in rejects["reason"].value_counts().items():
-        counts[r] = int(n)
-    split_report = {s: {"rows": splits[s]["rows"], "hours": splits[s]["seconds"] / 3600,
-                        "files": len(splits[s]["files"]), "bytes": splits[s]["bytes"]} for s in order}
-    if has_speaker(cfg):  # distinct speakers per split
-        for s in order:
-            split_report[s]["speakers"] = int(df.loc[final == s, SPEAKER].nunique())
-    rows_out = sum(v["rows"] for v in split_report.values())
-    report = {
-        "rows_in": int(len(df)),
-        "rows_out": rows_out,
-        "rows_rejected": int(len(rejects)),
-        "splits": split_report,
-        "rejects": counts,
-        "hours_out": sum(v["hours"] for v in split_report.values()),
-        "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
-        "shards": len(results),
-        "ids_from_template": df.attrs.get("ids_from_template", 0),  # a table id missing: the id template's
-        "invisible_characters": {s: invisible_characters(df.loc[final == s, "text"]) for s in order},  # expected {}
-        "selection": df.attrs.get("selection", {}),  # what test_ids / exclude_ids / the previous dev matched
-        "listing": df.attrs.get("listing", {}),  # how table and audio folder fit: unused files, unmatched, ambiguous
-        "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
-        "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
-        "vocab": {"size": len(vocab), "missing_characters": oov},
-        **_suspect_recordings(fs, root, df, late, results),
-        "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
-                  "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"],
-                  "decoder_identity": decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"])},
-        "config": cfg,  # the resolved config, for reproducing the build
-        "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
-    }
-    if report["rows_in"] != rows_out + report["rows_rejected"]:  # the contract; never expected to fire
-        raise RuntimeError(f"row accounting broken: {report['rows_in']} in, {rows_out} kept, "
+    report = _report(cfg, planned, splits, results, reasons, stats, vocab, fp)
+    report.update(_suspect_recordings(client, cfg, late, results))
+    report["timings"] = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
+    if report["rows_in"] != report["rows_out"] + report["rows_rejected"]:  # the contract; never expected to fire
+        raise RuntimeError(f"row accounting broken: {report['rows_in']} in, {report['rows_out']} kept, "
                            f"{report['rows_rejected']} rejected")
     storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
     storage.write_bytes(fs, storage.join(root, "README.md"),
                         card.dataset_card(report, cfg["audio"]["sampling_rate"], with_source_id,
-                                          has_speaker(cfg), "words" in df.columns).encode())
+                                          has_speaker(cfg), planned.counts.has_words).encode())
     return report
 
 
-def _suspect_recordings(fs, root: str, df: pd.DataFrame, late: pd.DataFrame, results: list[dict]) -> dict:
-    """Per-recording statistics and suspects (etl/suspects.py) for report.json; writes suspect_recordings.txt."""
-    late_reason = df["id"].map(dict(zip(late["id"], late["reason"]))).where(df["split"].notna())
-    rows = df[["recording", "similarity", "chars_per_second"]].assign(reason=df["reason"].fillna(late_reason))
+def _start_journal(fs, root: str, results: list[dict], promoted: set) -> dict:
+    """The splits' files in shard order (deterministic names) and their final names, journaled before
+    anything moves; then the previous dataset is removed (every shard of this one is done)."""
+    parts_dir = storage.join(root, storage.PARTS_DIR)
+    data_dir = storage.join(root, storage.DATA_DIR)
+    splits: dict[str, dict] = {}
+    for res in results:
+        for split, p in sorted(res["parts"].items()):
+            sp = splits.setdefault(split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0, "digests": []})
+            sp["files"].append(p["file"])
+            sp["rows"] += p["rows"]
+            sp["seconds"] += p["seconds"]
+            sp["bytes"] += p["bytes"]
+            sp["digests"].append(p["digest"])
+    order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
+    moves = [(storage.join(parts_dir, name), storage.join(data_dir, storage.final_name(split, i, len(f))))
+             for split in order for f in [splits[split]["files"]] for i, name in enumerate(f)]
+    journal = {"splits": {s: splits[s] for s in order}, "moves": moves, "results": results,
+               "promoted": sorted(promoted)}
+    resume.write_journal(fs, root, journal)
+    storage.clear_previous_output(fs, root, keep_parts=True)
+    return journal
+
+
+def _move_into_place(fs, root: str, moves: list) -> None:
+    fs.makedirs(storage.join(root, storage.DATA_DIR), exist_ok=True)
+    for src, dst in moves:
+        if fs.exists(src):  # else moved by the run that was killed
+            fs.mv(src, dst)
+
+
+def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dict, dict]:
+    """rejects.parquet (rows per reason) and the final splits' character counts and speakers:
+    streamed on a worker from the placed rows, so no row reaches the client."""
+    out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
+    late_f, promoted_f = client.scatter([late, promoted], broadcast=True, hash=False)
+    reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, with_speaker, pure=False)
+    shards = plan_store.shard_dirs(out)
+    n = max(1, len(client.scheduler_info()["workers"]) * 4)
+    chunks = [shards[i::n] for i in range(n) if shards[i::n]]
+    stats = client.map(plan_store.text_stats, [out] * len(chunks), chunks, late_files=late_f, promoted=promoted_f,
+                       reserve=RESERVE, with_speaker=with_speaker, pure=False)
+    return reasons.result(), plan_store.combine_text_stats(client.gather(stats))
+
+
+def _report(cfg: dict, planned, splits: dict, results: list[dict], reasons: dict, stats: dict, vocab: dict,
+            fp: str) -> Report:
+    """report.json's content (see ``records.Report``) from the counts the stages returned."""
+    order = list(splits)
+    split_report = {s: {"rows": splits[s]["rows"], "hours": splits[s]["seconds"] / 3600,
+                        "files": len(splits[s]["files"]), "bytes": splits[s]["bytes"]} for s in order}
+    if has_speaker(cfg):  # distinct speakers per split
+        for s in order:
+            split_report[s]["speakers"] = len(stats["speakers"].get(s, ()))
+    return {
+        "rows_in": int(planned.rows_in),
+        "rows_out": sum(v["rows"] for v in split_report.values()),
+        "rows_rejected": int(sum(reasons.values())),
+        "splits": split_report,
+        "rejects": {r: int(reasons.get(r, 0)) for r in REJECT_REASONS},
+        "hours_out": sum(v["hours"] for v in split_report.values()),
+        "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
+        "shards": len(results),
+        "ids_from_template": planned.ids_from_template,  # a table id missing: the id template's
+        "invisible_characters": {s: _invisible(stats["chars"].get(s, {})) for s in order},  # expected {}
+        "selection": planned.selection,  # what test_ids / exclude_ids / the previous dev matched
+        "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
+        "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
+        "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
+        "vocab": {"size": len(vocab), "missing_characters": {s: missing_from_counts(stats["chars"].get(s, {}), vocab)
+                                                             for s in order if s != "train"}},
+        "audio": {"sampling_rate": cfg["audio"]["sampling_rate"], "channels": cfg["audio"]["channels"],
+                  "format": cfg["output"]["audio_format"], "decoder": cfg["audio"]["decoder"],
+                  "decoder_identity": decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"])},
+        "config": cfg,  # the resolved config, for reproducing the build
+    }
+
+
+def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict]) -> dict:
+    """Per-recording statistics and suspects (etl/suspects.py) for report.json; writes suspect_recordings.txt.
+    The statistics are computed by the workers, one bucket of recordings each; the client ranks them."""
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
     measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
-    stats = find_suspects(recording_stats(rows, measured))
+    buckets = plan_store.recording_buckets(cfg["output"]["path"])
+    parts = client.gather(client.map(plan_store.recording_stats_of_bucket, [cfg["output"]["path"]] * len(buckets),
+                                     buckets, late_files=client.scatter([late], broadcast=True, hash=False)[0],
+                                     measured=client.scatter([measured], broadcast=True, hash=False)[0], pure=False))
+    stats = find_suspects(pd.concat(parts).sort_index() if parts else plan_store.empty_recording_stats())
     storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
     return {"recordings": report_section(stats), "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict()}
+
+
+def _late_files(cfg: dict, results: list[dict]) -> list[str]:
+    """The files of the rejects found while decoding; a record of a run killed before its rejects
+    were filed (a list) is filed now."""
+    files = []
+    for res in results:
+        late = res.get("rejects") or []
+        if isinstance(late, list):
+            late = {"file": plan_store.write_late_rejects(cfg["output"]["path"], res["shard"], late, has_speaker(cfg))}
+        if late.get("file"):
+            files.append(late["file"])
+    return files
+
+
+def _invisible(counts: dict) -> dict:
+    """``text.invisible_characters`` from a split's character counts."""
+    from .text import is_invisible
+
+    return invisible_characters([c * n for c, n in counts.items() if is_invisible(c)])
 
 
 def _finish(cfg: dict, report: dict) -> None:
@@ -330,20 +366,18 @@ def _write_start(fs, root: str, manifest: dict, new: bool) -> None:
         resume.remove_temporaries(fs, root)
 
 
-def plan_build(cfg: dict, fp: str, unfinished: dict | None):
-    """Table read, checked and placed, the shards made: (rows, with_source_id, manifest, tasks)."""
-    df, with_source_id = read_checked_table(cfg)
+def plan_build(client, cfg: dict, fp: str, unfinished: dict | None):
+    """The table read, checked and placed on the cluster: (planned table, manifest)."""
     manifest = _start_or_resume(cfg, fp, unfinished)
-    df = plan_rows(cfg, df, set(manifest["previous_dev"]))
-    return df, with_source_id, manifest, make_tasks(cfg, df, with_source_id)
+    return plan_table(client, cfg, set(manifest["previous_dev"])), manifest
 
 
-def prepare(cfg: dict) -> list[ShardTask]:
-    """A new build set up without a cluster (benchmarks, profiling): its tasks, for ``run_shard``."""
+def prepare(cfg: dict, client) -> list[ShardTask]:
+    """A new build set up on ``client`` (benchmarks, profiling): its tasks, for ``run_shard``."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
-    _, _, manifest, tasks = plan_build(cfg, resume.fingerprint(cfg), None)
+    planned, manifest = plan_build(client, cfg, resume.fingerprint(cfg), None)
     _write_start(fs, root, manifest, new=True)
-    return tasks
+    return make_tasks(client, cfg, planned, planned.has_id)
 
 
 def build(cfg: dict, client=None, force: bool = False) -> dict:
@@ -371,12 +405,16 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
     if client is None:  # start the cluster while the table is read and checked
         client_future = pool.submit(_open_and_announce, cfg["cluster"])
     try:
-        df, with_source_id, manifest, tasks = plan_build(cfg, fp, unfinished)
-        t_table = time.perf_counter() - t0
         if client_future is not None:
             client = client_future.result()
+        planned, manifest = plan_build(client, cfg, fp, unfinished)
+        with_source_id = planned.has_id
         check_decoders(client, cfg)  # before anything is written
         _write_start(fs, root, manifest, new=unfinished is None)
+        tasks = make_tasks(client, cfg, planned, with_source_id)
+        n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
+        planned.parts = []  # the placed rows are on storage now: free the workers' memory
+        t_table = time.perf_counter() - t0
         t1 = time.perf_counter()
         if resume.read_journal(fs, root) is not None:  # killed while finalizing: only that is left
             _say("resuming: every shard is done; finishing the dataset")
@@ -384,16 +422,16 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
         else:
             done = resume.finished(fs, root, len(tasks))
             todo = [t for t in tasks if t.index not in done]
-            _say(f"{len(df)} rows, {int(df['split'].notna().sum())} to cut from "
+            _say(f"{n_rows} rows, {n_cut} to cut from "
                  f"{sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards"
                  + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else ""))
             # matplotlib for report.html: imported on the core the last shards leave idle
             new = run_tasks(client, todo, on_tail=_warm_report_imports) if todo else []
             results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
-            results, promoted = _settle_reserve(client, cfg, df, results, done.get(len(tasks)))
+            results, promoted = _settle_reserve(client, cfg, results, done.get(len(tasks)))
         t_cut = time.perf_counter() - t1
         lease.ensure_held()  # never replace the dataset under a build that took the folder over
-        report = finalize(client, cfg, df, results, promoted, with_source_id,
+        report = finalize(client, cfg, planned, results, promoted, with_source_id,
                           {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
         finishing = finisher.submit(_finish, cfg, report)
     finally:

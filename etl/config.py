@@ -77,8 +77,12 @@ _PATH_KEYS = ("input.alignment", "input.audio", "output.path", "audio.ffmpeg", "
               "splits.test_ids", "input.ctm.hypothesis")
 
 
-class ConfigError(Exception):
-    """The user's mistake in the config or command line: printed as one line, exit code 2."""
+class UserError(Exception):
+    """The user's mistake (config, command line, an unreadable input, a folder in use): printed as
+    one line, exit code 2. Raised from every stage, not only the config."""
+
+
+ConfigError = UserError  # the earlier name, kept so nothing breaks
 
 
 def is_url(path: str) -> bool:

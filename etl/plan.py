@@ -7,8 +7,9 @@ import json
 import pandas as pd
 
 from .audio import estimated_clip_bytes
+from .cluster_plan import has_speaker, plan_table
 from .measures import REASONS
-from .planning import has_speaker, plan_rows, previous_dev_ids, read_checked_table
+from .planning import previous_dev_ids
 from .recordings import format_listing_summary
 from .schema import REJECT_REASONS
 from .splits import RESERVE, SPLITS
@@ -16,32 +17,47 @@ from .splits import RESERVE, SPLITS
 DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
 
 
-def plan(cfg: dict) -> dict:
-    df, _ = read_checked_table(cfg)
-    df = plan_rows(cfg, df, previous_dev_ids(cfg))
-    split = df["split"].where(df["split"] != RESERVE, "train")  # before decoding, reserve rows count as train
+def plan(cfg: dict, client=None) -> dict:
+    """The dry run, on the cluster (``client``, else one opened from ``cfg['cluster']``): the client
+    receives counts and per-recording aggregates only."""
+    from .cluster import close_client, open_client
+
+    own = client is None
+    client = open_client(cfg["cluster"]) if own else client
+    try:
+        planned = plan_table(client, cfg, previous_dev_ids(cfg))
+    finally:
+        if own:
+            close_client(client)
+    return plan_summary(cfg, planned)
+
+
+def plan_summary(cfg: dict, planned) -> dict:
+    c = planned.counts
     sr, ch = cfg["audio"]["sampling_rate"], cfg["audio"]["channels"]
+    merged: dict = {}
+    for name, (n, sec) in c.splits.items():  # before decoding, reserve rows count as train
+        key = "train" if name == RESERVE else name
+        a = merged.get(key, (0, 0.0, set()))
+        merged[key] = (a[0] + n, a[1] + sec, a[2] | c.speakers.get(name, set()))
     splits = {}
-    for name in [s for s in SPLITS if (split == s).any()]:
-        dur = df.loc[split == name, "duration"]
-        gb = {f: float(estimated_clip_bytes(dur.sum(), len(dur), sr, ch, f)) / 1e9 for f in ("flac", "wav")}
-        splits[name] = {"rows": int(len(dur)), "hours": float(dur.sum() / 3600),
-                        "gb_flac": gb["flac"], "gb_wav": gb["wav"]}
+    for name in [s for s in SPLITS if s in merged]:
+        n, sec, speakers = merged[name]
+        gb = {f: float(estimated_clip_bytes(sec, n, sr, ch, f)) / 1e9 for f in ("flac", "wav")}
+        splits[name] = {"rows": int(n), "hours": float(sec / 3600), "gb_flac": gb["flac"], "gb_wav": gb["wav"]}
         if has_speaker(cfg):
-            splits[name]["speakers"] = int(df.loc[split == name, "speaker"].nunique())
-    counts = df["reason"].value_counts()
-    rejects = {r: int(counts.get(r, 0)) for r in REJECT_REASONS if r not in DECODE_TIME_REASONS}
-    kept = df["split"].notna()
+            splits[name]["speakers"] = len(speakers)
+    rejects = {r: int(c.reasons.get(r, 0)) for r in REJECT_REASONS if r not in DECODE_TIME_REASONS}
     return {
-        "rows_in": int(len(df)),
+        "rows_in": int(planned.rows_in),
         "splits": splits,
         "rejects": rejects,
-        "recordings": int(df.loc[kept, "recording"].nunique()),
-        "hours_to_decode": float(df[kept].groupby("recording")["end"].max().sum() / 3600),
+        "recordings": int(len(c.recordings)),
+        "hours_to_decode": float(c.recordings["seconds"].sum() / 3600),
         "not_knowable_before_decoding": list(DECODE_TIME_REASONS),
-        "selection": df.attrs.get("selection", {}),
-        "listing": df.attrs.get("listing", {}),
-        "ids_from_template": df.attrs.get("ids_from_template", 0),
+        "selection": planned.selection,
+        "listing": planned.listing,
+        "ids_from_template": planned.ids_from_template,
     }
 
 

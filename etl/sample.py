@@ -1,6 +1,6 @@
 """`etl sample`: a seeded sample of rows cut into playable clips, with a spreadsheet for human review.
 
-The rows come from the same table checks and split assignment as `etl build` (``plan_rows``), the
+The rows come from the same table checks and split assignment as `etl build` (``cluster_plan``), the
 clips from the same decoder and cutter, so a reviewer hears exactly what the dataset would hold.
 Output folder: ``clips/{id}.wav``, ``sampled_ids.txt`` (one id per line, for ``splits.exclude_ids``)
 and ``review.xlsx``, written last so its presence means the sample is complete.
@@ -29,6 +29,10 @@ QUERY_COLUMNS = ["id", "recording", "start", "end", "duration", "similarity", "c
 CLIPS_DIR = "clips"
 REVIEW_FILE = "review.xlsx"
 IDS_FILE = "sampled_ids.txt"
+EXAMPLE_ROW = {"id": "x", "recording": "x", "start": 0.0, "end": 1.0, "duration": 1.0, "similarity": 1.0,
+               "chars_per_second": 10.0, "text": "x", "text_raw": "x", "hypothesis": "x", "split": "train",
+               "reason": None, "url": "x"}
+SPARE = 4  # candidates brought to the client per sampled row: replacements for clips that fail
 
 
 def select(df: pd.DataFrame, n: int, seed: int, where: str | None = None, names: dict | None = None) -> pd.DataFrame:
@@ -107,7 +111,6 @@ def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict, filters: 
 
 def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, force: bool = False) -> dict:
     """Select, cut and write a review sample into ``out``. Returns a summary for the CLI."""
-    from .planning import plan_rows, previous_dev_ids, read_checked_table
     from .review import write_review_xlsx
 
     fs, root = storage.fs_and_path(out)
@@ -115,9 +118,8 @@ def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, for
     if fs.exists(xlsx) and not force:
         raise ConfigError(f"{xlsx} exists and may hold verdicts; import it first, then use another --out "
                           f"or --force to replace that sample")
-    df, _ = read_checked_table(cfg)
-    ranked = select(plan_rows(cfg, df, previous_dev_ids(cfg)), None, seed, where,  # the build's own placement
-                    {"suspects": _suspects(cfg)} if where and "@suspects" in where else None)
+    names = {"suspects": _suspects(cfg)} if where and "@suspects" in where else None
+    ranked = _rank_on_cluster(cfg, n, seed, where, names)  # the build's own placement
     if ranked.empty:
         raise ConfigError("no rows to sample" + (f" match --where {where!r}" if where else ""))
     clips_dir = storage.join(root, CLIPS_DIR)
@@ -131,6 +133,30 @@ def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, for
         write_review_xlsx(f, picked, {i: clip_name(i) for i in picked["id"]}, problems, about)
     return {"out": out, "rows": len(picked), "clips": sum(problems[i] is None for i in picked["id"]),
             "not_cut": {i: problems[i] for i in picked["id"] if problems[i] is not None}, "replaced": replaced}
+
+
+def _rank_on_cluster(cfg: dict, n: int, seed: int, where: str | None, names: dict | None) -> pd.DataFrame:
+    """The candidates in sample order, as ``select(..., None, ...)`` on the whole table gives them, up to
+    ``SPARE``·n + 100 (the replacements of clips that fail): each placed partition's smallest on the
+    workers, then ranked once more on the client over those few rows."""
+    from .cluster import close_client, open_client
+    from .cluster_plan import plan_table
+    from .planning import previous_dev_ids
+
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    keep = SPARE * n + 100
+    if where is not None:  # a mistake in the expression: one line at once, before the table is read
+        select(pd.DataFrame([EXAMPLE_ROW]), 1, seed, where, names)
+    client = open_client(cfg["cluster"])
+    try:
+        planned = plan_table(client, cfg, previous_dev_ids(cfg))
+        parts = client.gather(client.map(select, planned.parts, n=keep, seed=seed, where=where, names=names))
+    finally:
+        close_client(client)
+    best = pd.concat(parts).drop(columns="sample_rank")
+    rank = hash_rank(best["id"], f"sample:{seed}")
+    return best.assign(sample_rank=rank)[rank < keep].sort_values("sample_rank")
 
 
 def _suspects(cfg: dict) -> list:

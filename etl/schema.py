@@ -17,6 +17,13 @@ TABLE_COLUMNS = ["row", "id", "source_id", "recording", "start", "end", "text_ra
 # ``unreadable_alignment`` row: file and line). ``speaker`` comes from lhotse or MFA per-speaker tiers.
 EXTRA_TABLE_COLUMNS = ["words", "alignment_error"]
 
+# The placed table, as the workers write it under OUT/.parts/plan/ and each shard task reads its own
+# rows back (an allow-list: nothing else reaches a worker). ``split`` is train/dev/test/low_similarity
+# or the reserve; ``unit`` and ``order`` (the split key and its place in hash order) let decoding
+# losses in dev be refilled from the reserve; ``row`` orders the rejects found while decoding.
+PLANNED_COLUMNS = ["row", "id", "source_id", "recording", "speaker", "start", "end", "duration", "text", "text_raw",
+                   "hypothesis", "similarity", "chars_per_second", "words", "split", "unit", "order"]
+
 # Reject reasons, in the order rows are checked: a row gets the first reason that applies.
 REJECT_REASONS = {
     "unreadable_alignment": "a malformed alignment file (TextGrid, CTM, subtitles) or manifest line: one row per "

@@ -14,7 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import audio, decoders, measures, resume, storage
+from . import audio, decoders, measures, plan_store, resume, storage
+from .records import ShardResult
 from .schema import QUALITY_COLUMNS, output_columns, output_schema
 from .splits import RESERVE
 
@@ -31,7 +32,7 @@ log = logging.getLogger("etl.shards")
 class ShardTask:
     index: int
     recordings: list  # [(recording id, file url)] in decode order
-    rows: pd.DataFrame  # the kept rows of those recordings, with "split"
+    rows: pd.DataFrame | None  # the kept rows of those recordings, with "split"; None: read from plan_store
     seconds: float  # estimated audio to decode (max segment end per recording)
     out: str
     sampling_rate: int = 16000
@@ -155,7 +156,7 @@ class _ShardWriters:
                 for s, w in self.by_split.items() if w.count}
 
 
-def run_shard(task: ShardTask) -> dict:
+def run_shard(task: ShardTask) -> ShardResult:
     """Decode, cut, encode and write one shard. Returns stats and decode-time rejects."""
     t0 = time.perf_counter()
     _check_decoder(task)
@@ -168,7 +169,8 @@ def run_shard(task: ShardTask) -> dict:
     per_recording: dict = {}  # measures.summarize of each recording's clips (a recording is in one shard)
     tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
-        by_recording = dict(tuple(task.rows.groupby("recording", sort=False)))
+        rows_of = task.rows if isinstance(task.rows, pd.DataFrame) else plan_store.read_shard(task.out, task.index)
+        by_recording = dict(tuple(rows_of.groupby("recording", sort=False)))
         for recording, url in task.recordings:
             rows = by_recording[recording].sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
             spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
@@ -194,6 +196,17 @@ def run_shard(task: ShardTask) -> dict:
         "recordings": per_recording,
     }
     resume.write_record(fs, root, task.index, result)  # after the files: a record means the shard is whole
+    return result
+
+
+def run_shard_filed(task: ShardTask) -> ShardResult:
+    """``run_shard``, its decode-time rejects then filed under OUT/.parts/plan/late/ (the result and
+    its record keep the file, not the rows: a table of rejects never crosses the scheduler)."""
+    result = run_shard(task)
+    path = plan_store.write_late_rejects(task.out, task.index, result["rejects"], task.with_speaker)
+    result["rejects"] = {"file": path, "count": len(result["rejects"])}
+    fs, root = storage.fs_and_path(task.out)
+    resume.write_record(fs, root, task.index, result)
     return result
 
 
@@ -259,10 +272,14 @@ def _reject_unseen(records: list, seen: set, detail: str, rejects: list) -> None
 
 
 def _reject(r: dict, reason: str, detail: str) -> dict:
-    return {"id": r["id"], "recording": r["recording"], "start": r["start"], "end": r["end"],
-            "duration": r["duration"], "similarity": _clean(r.get("similarity")), "text_raw": r.get("text_raw"),
-            "hypothesis": _clean(r.get("hypothesis")), "reason": reason, "detail": detail,
-            **{c: _clean(r.get(c)) for c in QUALITY_COLUMNS}}
+    out = {"id": r["id"], "recording": r["recording"], "start": r["start"], "end": r["end"],
+           "duration": r["duration"], "similarity": _clean(r.get("similarity")), "text_raw": r.get("text_raw"),
+           "hypothesis": _clean(r.get("hypothesis")), "reason": reason, "detail": detail,
+           **{c: _clean(r.get(c)) for c in QUALITY_COLUMNS}}
+    for extra in ("row", "speaker"):  # the input row (rejects are in input order) and the speaker
+        if extra in r:
+            out[extra] = _clean(r[extra]) if extra == "speaker" else int(r[extra])
+    return out
 
 
 def _clean(v):

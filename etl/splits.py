@@ -116,31 +116,11 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
     units = units.sort_values(["prev", "hash", "unit"], ascending=[False, True, True], kind="stable")
     units = units.reset_index(drop=True)
 
-    measure = units["seconds"] if policy.dev_hours is not None else units["rows"]
-    target = policy.dev_hours * 3600 if policy.dev_hours is not None else policy.dev_size
-    before = measure.cumsum() - measure  # a unit is taken while what came before is short of the target
-    role = np.where(before < target, "dev", np.where(before < 2 * target, RESERVE, "train"))
-    units["split"] = role
-    if target <= 0:
-        units["split"] = "train"
+    units["split"] = unit_roles(units, policy)
 
-    # Budgets cut the train candidates (reserve first, then train) as a prefix of the same order.
-    cand = units["split"] != "dev"
-    units["over_budget"] = None
-    if policy.train_hours is not None:
-        cum = units.loc[cand, "seconds"].cumsum()
-        over = cum > policy.train_hours * 3600
-        over = over.cummax()
-        units.loc[over[over].index, "over_budget"] = f"budget.train_hours {policy.train_hours:g} h reached"
-    if policy.total_bytes is not None:
-        dev_units = set(units.loc[units["split"] == "dev", "unit"])
-        fixed_rows = out["split"].notna() | (pool & unit.isin(dev_units))  # test, low_similarity, dev
-        fixed = float(policy.estimated_bytes(rows.loc[fixed_rows, "duration"]).sum())
-        unit_bytes = policy.estimated_bytes(units["seconds"], units["rows"])
-        cum = unit_bytes[cand].cumsum() + fixed
-        over = (cum > policy.total_bytes).cummax()
-        fresh = over[over].index.difference(units.index[units["over_budget"].notna()])
-        units.loc[fresh, "over_budget"] = f"budget.total_gb {policy.total_bytes / 1e9:g} GB reached"
+    fixed_rows = out["split"].notna() | (pool & unit.isin(set(units.loc[units["split"] == "dev", "unit"])))
+    units["over_budget"] = budget_cuts(units, policy, lambda: float(policy.estimated_bytes(
+        rows.loc[fixed_rows, "duration"]).sum()))  # test, low_similarity and dev rows' bytes
     units.loc[units["over_budget"].notna(), "split"] = None
 
     pos = np.empty(n, dtype=np.int64)  # code -> position in order
@@ -150,6 +130,41 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
     out.loc[pool, "over_budget"] = units["over_budget"].to_numpy(object)[row_pos]
     out.loc[pool, "order"] = row_pos
     return out
+
+
+def budget_cuts(units: pd.DataFrame, policy: SplitPolicy, fixed_bytes) -> pd.Series:
+    """The budget that excludes each unit (None: within budget). ``units`` in hash order with split,
+    rows, seconds; the budgets cut the train candidates (reserve first, then train) as a prefix of
+    that order. ``fixed_bytes()``: the estimated bytes of the rows no budget cuts (test, dev...)."""
+    cand = units["split"] != "dev"
+    over_budget = pd.Series(None, index=units.index, dtype=object)
+    if policy.train_hours is not None:
+        over = (units.loc[cand, "seconds"].cumsum() > policy.train_hours * 3600).cummax()
+        over_budget[over[over].index] = f"budget.train_hours {policy.train_hours:g} h reached"
+    if policy.total_bytes is not None:
+        unit_bytes = policy.estimated_bytes(units["seconds"], units["rows"])
+        over = ((unit_bytes[cand].cumsum() + fixed_bytes()) > policy.total_bytes).cummax()
+        fresh = over[over].index.difference(over_budget.index[over_budget.notna()])
+        over_budget[fresh] = f"budget.total_gb {policy.total_bytes / 1e9:g} GB reached"
+    return over_budget
+
+
+def dev_target(policy: SplitPolicy) -> tuple[str, float]:
+    """What dev is measured in (``rows`` or ``seconds``) and how much of it dev holds."""
+    if policy.dev_hours is not None:
+        return "seconds", policy.dev_hours * 3600
+    return "rows", policy.dev_size
+
+
+def unit_roles(units: pd.DataFrame, policy: SplitPolicy) -> np.ndarray:
+    """dev / RESERVE / train of units in hash order (columns rows, seconds): a unit is taken while
+    what came before it is short of the target; the reserve is the next target's worth."""
+    column, target = dev_target(policy)
+    measure = units[column]
+    before = measure.cumsum() - measure
+    if target <= 0:
+        return np.full(len(units), "train", dtype=object)
+    return np.where(before < target, "dev", np.where(before < 2 * target, RESERVE, "train")).astype(object)
 
 
 def split_units(rows: pd.DataFrame, by: str) -> pd.Series:

@@ -92,6 +92,11 @@ def without_surrogates(s):
         return _SURROGATE.sub("\ufffd", s)
 
 
+def is_invisible(c: str) -> bool:
+    """What ``invisible_characters`` counts: Unicode category C or Z, other than the plain space."""
+    return c != " " and unicodedata.category(c)[0] in "CZ"
+
+
 def invisible_characters(texts: Iterable[str]) -> dict[str, int]:
     """Characters of Unicode category C (control, format, private use, unassigned) or Z (separators)
     other than the plain space in ``texts``, as ``"U+200D ZERO WIDTH JOINER": count``. After

@@ -27,3 +27,9 @@ def missing_characters(texts: Iterable[str], vocab: dict[str, int]) -> dict[str,
             if c != " " and c not in vocab:
                 counts[c] = counts.get(c, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def missing_from_counts(counts: dict[str, int], vocab: dict[str, int]) -> dict[str, int]:
+    """As ``missing_characters``, from character counts (a reduction of the split's texts)."""
+    missing = {c: n for c, n in counts.items() if c != " " and c not in vocab}
+    return dict(sorted(missing.items(), key=lambda kv: (-kv[1], kv[0])))

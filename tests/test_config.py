@@ -410,3 +410,9 @@ def test_cli_missing_config_file_exits_2_with_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "etl", "build", "nope.yaml"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     _assert_one_line_error(proc, "nope.yaml")
+
+
+def test_config_error_is_the_general_user_error():
+    from etl.config import ConfigError, UserError
+
+    assert ConfigError is UserError and issubclass(UserError, Exception)

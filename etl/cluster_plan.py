@@ -1,0 +1,477 @@
+"""Planning on the cluster: the alignment table -> placed rows, without the table ever on the client.
+
+The workers read the table (dask.dataframe over fsspec) and check each partition with the pure
+functions of ``rows``; the checked partitions stay on the workers (futures). The whole-table steps are
+small reductions the client combines:
+
+- duplicates: each partition's id hashes, merged pairwise on the workers; only the ids that repeat
+  come to the client, which keeps the first by input order;
+- the file join: the audio listing is broadcast and ``recordings.resolve`` runs per partition;
+- splits: units (rows, recordings or speakers) are ordered by their seeded hash. Per-partition
+  histograms of the hash's top bits tell the client which buckets hold dev and the reserve (the k
+  smallest) and where a budget's cumulative hours or bytes cross its limit; only the units of those
+  buckets come to the client, where the same rules as ``splits.assign`` place them exactly;
+- per-recording aggregates of the kept rows give the shards.
+
+The client holds counts, per-recording aggregates and a few thousand units, never rows.
+"""
+from __future__ import annotations
+
+import operator
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import formats, rows as rowchecks, table
+from .config import ConfigError
+from .recordings import list_audio, listing_summary, resolve
+from .splits import SplitPolicy, dev_target, listed, read_id_list, seeded_hash, split_units, unit_roles
+
+BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row table holds ~760 units
+
+
+@dataclass
+class PlannedTable:
+    """What the client holds after planning: futures of the placed partitions (on the workers) and
+    the small things the whole-table steps produced."""
+    parts: list  # futures of pandas frames, in input order, with split / reason / detail / url / unit
+    rows_in: int
+    has_id: bool
+    selection: dict = field(default_factory=dict)
+    listing: dict = field(default_factory=dict)
+    head: pd.DataFrame | None = None  # dev and reserve units in order: unit, role, order
+    counts: "PlanCounts | None" = None
+    ids_from_template: int = 0  # rows of a table with ids whose own id was missing (null, NaN, empty)
+
+
+# ---- worker side: one partition each (pure pandas) ----
+
+def _check_part(pdf: pd.DataFrame, columns: dict, inp: dict, text: dict, filters: dict, reader_extras: bool):
+    canon = table.canonical(pdf, columns, inp["id_template"], reader_extras=reader_extras)
+    return rowchecks.check_rows(canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None)
+
+
+def _number(pdf: pd.DataFrame, offset: int) -> pd.DataFrame:
+    pdf = pdf.reset_index(drop=True)
+    pdf.insert(0, "row", np.arange(offset, offset + len(pdf), dtype=np.int64))
+    return pdf
+
+
+def _id_hashes(pdf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(unique id hashes, hashes seen twice) of a partition."""
+    h = pd.util.hash_pandas_object(pdf["id"].astype(str), index=False).to_numpy()
+    u, n = np.unique(h, return_counts=True)
+    return u, u[n > 1]
+
+
+def _merge_hashes(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
+    both = np.concatenate([a[0], b[0]])
+    u, n = np.unique(both, return_counts=True)
+    return u, np.union1d(np.union1d(a[1], b[1]), u[n > 1])
+
+
+def _rows_with_hashes(pdf: pd.DataFrame, hashes: np.ndarray) -> pd.DataFrame:
+    h = pd.util.hash_pandas_object(pdf["id"].astype(str), index=False).to_numpy()
+    return pdf.loc[np.isin(h, hashes), ["id", "row"]]
+
+
+def _mark_duplicates(pdf: pd.DataFrame, first_row: dict) -> pd.DataFrame:
+    if first_row:
+        first = pdf["id"].map(first_row).fillna(-1).astype(np.int64)
+        dup = first.ge(0) & first.ne(pdf["row"])
+        rowchecks.reject(pdf, dup, "duplicate_id", lambda d: "first at row " + first[d.index].astype(str))
+    return pdf
+
+
+def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: list) -> tuple:
+    """The file join and the exclusion lists of one partition; returns (frame, small summary)."""
+    refs = pdf["recording"].where(pdf["reason"].ne("invalid_recording_id"), None)
+    found = resolve(refs, listing, wav_scp)
+    pdf["url"] = found["url"]
+    pdf["recording_key"] = found["key"]
+    if wav_scp is not None:
+        pipes = {r for r, p in wav_scp.items() if p is None}
+        rowchecks.reject(pdf, pdf["recording"].isin(pipes), "missing_audio",
+                         "wav.scp entry is a command pipe; etl never runs commands")
+    ambiguous = found["candidates"].notna()
+    rowchecks.mark_missing_audio(pdf, found["url"].mask(ambiguous, ""), where)
+    rowchecks.mark_ambiguous(pdf, found["candidates"])
+    hits = []
+    for path, ids, by in excludes:
+        hit = listed(pdf, ids, by)
+        rowchecks.reject(pdf, hit, "excluded", f"listed in {path}")
+        hits.append(int(hit.sum()))
+    looked = refs.notna()
+    refs_found = pd.concat([refs[looked].rename("ref"), found.loc[looked]], axis=1).drop_duplicates("ref")
+    return pdf, {"refs": refs_found, "excluded": hits}
+
+
+def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: bool) -> tuple:
+    """Eligible rows get their unit and its hash; returns (frame, units with a listed test row)."""
+    eligible = pdf["reason"].isna() | (low_split & pdf["reason"].eq("low_similarity").fillna(False))
+    cols = ["id", "recording", "duration", "reason"] + [c for c in ("recording_key", "speaker") if c in pdf]
+    unit = split_units(pdf.loc[eligible, cols], by)
+    pdf["unit"] = pd.Series(None, index=pdf.index, dtype=object)
+    pdf.loc[eligible, "unit"] = unit.astype(object)
+    pdf["_hash"] = np.zeros(len(pdf), dtype=np.uint64)
+    pdf.loc[eligible, "_hash"] = seeded_hash(unit, seed)
+    pdf["_eligible"] = eligible
+    test = eligible & pdf["reason"].isna() & listed(pdf, test_keys, by)
+    pdf["_test"] = test
+    return pdf, set(pdf.loc[test, "unit"]) if by != "segment" else set()
+
+
+def _pool_part(pdf: pd.DataFrame, by: str, test_units: set, low_split: bool, previous_dev, policy) -> tuple:
+    """Test and low_similarity rows; the pool of the others. Returns (frame, prev units, fixed bytes)."""
+    ok = pdf["_eligible"] & pdf["reason"].isna()
+    test = pdf["_test"] if by == "segment" else ok & pdf["unit"].isin(test_units)
+    pdf["split"] = pd.Series(None, index=pdf.index, dtype=object)
+    pdf.loc[test, "split"] = "test"
+    low = pdf["_eligible"] & pdf["reason"].eq("low_similarity").fillna(False).astype(bool) & ~test
+    if low_split:
+        pdf.loc[low, "split"] = "low_similarity"
+    pdf["_pool"] = ok & ~test
+    fixed = pdf["split"].notna()
+    fixed_bytes = float(policy.estimated_bytes(pdf.loc[fixed, "duration"]).sum())
+    prev = set(pdf.loc[pdf["_pool"] & pdf["id"].isin(previous_dev), "unit"])
+    return pdf, prev, fixed_bytes
+
+
+def _unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.DataFrame:
+    """Per-unit rows, seconds and estimated bytes of the pool rows of the given hash buckets (all
+    with ``buckets`` None), prev units always included: flag ``prev``."""
+    pool = pdf[pdf["_pool"]]
+    prev = pool["unit"].isin(prev_units)
+    take = prev if buckets is None else prev | np.isin(pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS),
+                                                       np.asarray(buckets, dtype=np.uint64))
+    if buckets is None:
+        take = pd.Series(True, index=pool.index)
+    p = pool[take]
+    agg = pd.DataFrame({"unit": p["unit"], "hash": p["_hash"], "rows": 1, "seconds": p["duration"],
+                        "bytes": policy.estimated_bytes(p["duration"]), "prev": prev[take]})
+    return agg.groupby("unit", sort=False, dropna=False).agg(hash=("hash", "first"), rows=("rows", "sum"),
+                                               seconds=("seconds", "sum"), bytes=("bytes", "sum"),
+                                               prev=("prev", "first")).reset_index()
+
+
+def _histogram(pdf: pd.DataFrame, prev_units: set) -> np.ndarray:
+    """Rows, seconds and distinct-unit count per hash bucket of the pool, prev units left out."""
+    pool = pdf[pdf["_pool"] & ~pdf["unit"].isin(prev_units)]
+    b = (pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
+    n = 1 << BUCKET_BITS
+    return np.stack([np.bincount(b, minlength=n).astype(float),
+                     np.bincount(b, weights=pool["duration"].to_numpy(float), minlength=n)])
+
+
+def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
+    """Pool rows whose unit comes at or after ``cut`` = (prev flag, hash, unit) in the order."""
+    if cut is None:
+        return pd.Series(False, index=pdf.index)
+    flag = (~pdf["unit"].isin(prev_units)).astype(int).to_numpy()
+    h = pdf["_hash"].to_numpy()
+    cf, ch, cu = cut
+    same = (flag == cf) & (h == np.uint64(ch))  # the cut's own hash: rare, so units compared as text only here
+    tie = np.zeros(len(pdf), dtype=bool)
+    if same.any():
+        tie[same] = [str(x) >= cu for x in pdf["unit"].to_numpy()[same]]
+    after = (flag > cf) | ((flag == cf) & (h > np.uint64(ch))) | tie
+    return pd.Series(after, index=pdf.index) & pdf["_pool"]
+
+
+def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list) -> pd.DataFrame:
+    """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned."""
+    pool = pdf["_pool"]
+    role = pdf["unit"].map({u: r for u, (r, _) in head.items()})
+    pdf.loc[pool, "split"] = role[pool].fillna("train")
+    pdf["order"] = pdf["unit"].map({u: o for u, (_, o) in head.items()}).fillna(-1).astype(np.int64)
+    over = pd.Series(None, index=pdf.index, dtype=object)
+    for cut, message in reversed(cuts):  # the first budget's message wins where both apply
+        over = over.mask(_after(pdf, prev_units, cut), message)
+    pdf.loc[over.notna(), "split"] = None
+    kept_low = pdf["split"].eq("low_similarity").fillna(False)
+    pdf.loc[kept_low, ["reason", "detail"]] = None
+    rowchecks.reject(pdf, over.notna(), "over_budget", over)
+    return pdf.drop(columns=["_hash", "_eligible", "_test", "_pool"])
+
+
+# ---- client side ----
+
+def read_checked(client, cfg: dict) -> tuple[list, int, bool]:
+    """Futures of the checked partitions, numbered in input order; (futures, rows, has_id)."""
+    import dask
+
+    inp = cfg["input"]
+    fmt = table.detect_format(inp["alignment"], inp["format"])
+    columns = table.reader_columns(fmt, inp["columns"])
+    with dask.config.set({"dataframe.convert-string": False}):
+        try:
+            ddf = table.read_raw(inp["alignment"], fmt, inp)
+            present = [str(c) for c in ddf.columns]
+        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+            raise unreadable_table(inp["alignment"], fmt, e) from None
+        table.check_columns(present, columns, fmt)
+        has_id = table.has_own_ids(fmt, present, columns)
+        parts = client.compute(ddf.to_delayed())
+        parts = client.map(_check_part, parts, columns=columns, inp=inp, text=cfg["text"], filters=cfg["filters"],
+                           reader_extras=fmt in formats.FORMATS)
+        try:
+            lengths = client.gather(client.map(len, parts))
+        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+            raise unreadable_table(inp["alignment"], fmt, e) from None
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+    parts = client.map(_number, parts, offsets)
+    return parts, int(sum(lengths)), has_id
+
+
+def unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
+    text = str(e).replace("Original Message:", "").strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "error occurred while calling" not in ln]
+    return ConfigError(f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}")
+
+
+def _shared(client, obj):
+    """``obj`` on every worker once, as a future: a task argument that never travels inline in the
+    graph (where a large dict or set could be taken apart into tasks of its own)."""
+    return client.scatter([obj], broadcast=True, hash=False)[0]
+
+
+def _pairs(client, futures: list) -> tuple[list, list]:
+    return client.map(operator.itemgetter(0), futures), client.map(operator.itemgetter(1), futures)
+
+
+def _tree(client, fn, futures: list):
+    while len(futures) > 1:
+        nxt = [client.submit(fn, a, b) for a, b in zip(futures[::2], futures[1::2])]
+        futures = nxt + ([futures[-1]] if len(futures) % 2 else [])
+    return futures[0]
+
+
+def mark_duplicates(client, parts: list) -> list:
+    """``duplicate_id`` for every repeat of an id; the first by input order is kept."""
+    root = _tree(client, _merge_hashes, client.map(_id_hashes, parts))
+    dup = client.submit(operator.itemgetter(1), root).result()  # only the repeated hashes come here
+    first: dict = {}
+    if len(dup):
+        rows = pd.concat(client.gather(client.map(_rows_with_hashes, parts, hashes=_shared(client, dup))))
+        rows = rows[rows["id"].duplicated(keep=False)].sort_values("row")
+        first = rows.drop_duplicates("id").set_index("id")["row"].astype(int).to_dict()
+    return client.map(_mark_duplicates, parts, first_row=_shared(client, first))
+
+
+def _read_text(path: str) -> str:
+    import fsspec
+
+    with fsspec.open(path, "rt", encoding="utf-8-sig") as f:
+        return f.read()
+
+
+def join_audio(client, cfg: dict, parts: list) -> tuple[list, dict, dict]:
+    """Broadcast join with the audio listing, and the exclusion lists: (parts, listing summary, selection)."""
+    inp, s = cfg["input"], cfg["splits"]
+    wav_scp = None
+    if table.detect_format(inp["alignment"], inp["format"]) == "kaldi" and inp["audio"] is None:
+        wav_scp = table.read_wav_scp(inp["alignment"])
+    listing = None if inp["audio"] is None else list_audio(inp["audio"], inp["recording_pattern"])
+    if wav_scp is not None:
+        where = "wav.scp (or its file does not exist)"
+    else:
+        where = inp["audio"] or "input.audio: null (absolute paths and URLs only)"
+    excludes = [(path, read_id_list(_read_text(path)), s["by"]) for path in s["exclude_ids"]]
+    shared = _shared(client, listing) if listing is not None else None
+    parts, summaries = _pairs(client, client.map(_resolve_part, parts, listing=shared, wav_scp=_shared(client, wav_scp),
+                                                 where=where, excludes=_shared(client, excludes)))
+    sums = client.gather(summaries)
+    refs = pd.concat([x["refs"] for x in sums]).drop_duplicates("ref").reset_index(drop=True)
+    summary = listing_summary(listing, refs["ref"], refs)
+    selection = {"exclude_ids": {path: {"listed": len(ids), "rows_matched": sum(x["excluded"][k] for x in sums)}
+                                 for k, (path, ids, _) in enumerate(excludes)}}
+    return parts, summary, selection
+
+
+def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
+    """The units of the given buckets (and the prev units), whole, in order."""
+    got = client.gather(client.map(_unit_partials, parts, prev_units=_shared(client, prev_units), buckets=list(buckets),
+                                    policy=policy))
+    units = pd.concat(got).groupby("unit", sort=False, dropna=False).agg(
+        hash=("hash", "first"), rows=("rows", "sum"), seconds=("seconds", "sum"), bytes=("bytes", "sum"),
+        prev=("prev", "first")).reset_index()
+    units["unit"] = units["unit"].astype(object)
+    return units.sort_values(["prev", "hash", "unit"], ascending=[False, True, True], kind="stable").reset_index(drop=True)
+
+
+def _key(unit: pd.Series) -> tuple:
+    return (0 if unit["prev"] else 1, int(unit["hash"]), str(unit["unit"]))
+
+
+def _find_cut(client, parts, prev_units, policy, head_cand: pd.DataFrame, hist_vals: np.ndarray, b_head: int,
+              limit: float, value, offset: float = 0.0):
+    """The first candidate unit where ``cumsum(value) + offset`` exceeds ``limit``: in the head
+    window exactly, else in the first bucket after it whose running total crosses, fetched whole."""
+    c_head = np.cumsum(value(head_cand).to_numpy(float))
+    hit = np.nonzero(c_head + offset > limit)[0]
+    if len(hit):
+        return _key(head_cand.iloc[hit[0]])
+    running = float(c_head[-1]) if len(c_head) else 0.0
+    rest = running + np.cumsum(hist_vals[b_head + 1:])
+    cross = np.nonzero(rest + offset > limit)[0]
+    if not len(cross):
+        return None
+    b = b_head + 1 + int(cross[0])
+    before = float(rest[cross[0] - 1]) if cross[0] else running
+    units = _fetch_units(client, parts, prev_units, [b], policy)
+    units = units[~units["prev"]]
+    c = before + np.cumsum(value(units).to_numpy(float))
+    return _key(units.iloc[int(np.nonzero(c + offset > limit)[0][0])])
+
+
+def place(client, cfg: dict, parts: list, previous_dev=frozenset()) -> tuple[list, pd.DataFrame, dict]:
+    """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them."""
+    s = cfg["splits"]
+    policy = SplitPolicy.from_config(cfg)
+    low_split = s["low_similarity"] == "split"
+    test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
+    parts, tests = _pairs(client, client.map(_units_part, parts, by=s["by"], seed=s["seed"], test_keys=_shared(client, test_keys),
+                                             low_split=low_split))
+    test_units = set().union(*client.gather(tests))
+    triples = client.map(_pool_part, parts, by=s["by"], test_units=_shared(client, test_units), low_split=low_split,
+                         previous_dev=_shared(client, set(previous_dev)), policy=policy)
+    parts = client.map(operator.itemgetter(0), triples)
+    prev = set().union(*client.gather(client.map(operator.itemgetter(1), triples)))
+    fixed = sum(client.gather(client.map(operator.itemgetter(2), triples)))
+    hist = _tree(client, operator.add, client.map(_histogram, parts, prev_units=_shared(client, prev))).result()
+    column, target = dev_target(policy)
+    b_head = -1
+    if target > 0:
+        prev_measure = _fetch_units(client, parts, prev, [], policy)[column].sum()
+        reach = np.nonzero(prev_measure + np.cumsum(hist[0 if column == "rows" else 1]) >= 2 * target)[0]
+        b_head = int(reach[0]) if len(reach) else len(hist[0]) - 1
+    head = _fetch_units(client, parts, prev, np.nonzero(hist[0][:b_head + 1])[0].tolist(), policy)
+    head["role"] = unit_roles(head, policy)
+    head["order"] = np.arange(len(head), dtype=np.int64)
+    cand = head[head["role"] != "dev"]
+    hist_bytes = policy.estimated_bytes(hist[1], hist[0])
+    cuts = []
+    if policy.train_hours is not None:
+        cut = _find_cut(client, parts, prev, policy, cand, hist[1], b_head, policy.train_hours * 3600,
+                        lambda u: u["seconds"])
+        cuts.append((cut, f"budget.train_hours {policy.train_hours:g} h reached"))
+    if policy.total_bytes is not None:
+        offset = fixed + float(head.loc[head["role"] == "dev", "bytes"].sum())
+        cut = _find_cut(client, parts, prev, policy, cand, hist_bytes, b_head, policy.total_bytes,
+                        lambda u: policy.estimated_bytes(u["seconds"], u["rows"]), offset)
+        cuts.append((cut, f"budget.total_gb {policy.total_bytes / 1e9:g} GB reached"))
+    roles = {u: (r, o) for u, r, o in zip(head["unit"], head["role"], head["order"]) if r != "train"}
+    parts = client.map(_label_part, parts, head=_shared(client, roles), prev_units=_shared(client, prev),
+                       cuts=_shared(client, cuts))
+    return parts, head[head["role"] != "train"], {"test_keys": test_keys}
+
+
+def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
+    """Read, check, de-duplicate, join and place the table on the cluster."""
+    if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
+        raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
+                          "(input.columns.speaker names no column)")
+    from tqdm import tqdm
+
+    with tqdm(total=len(STEPS), desc="plan", file=sys.stderr, mininterval=0.5, disable=None,  # a terminal only
+              bar_format="{l_bar}{bar}| {n}/{total} steps [{elapsed}] {postfix}") as bar:
+        bar.set_postfix_str(STEPS[0])
+        parts, rows_in, has_id = read_checked(client, cfg)
+        _step(bar, f"{rows_in:,} rows")
+        parts = mark_duplicates(client, parts)
+        _step(bar)
+        parts, listing, selection = join_audio(client, cfg, parts)
+        _step(bar)
+        parts, head, extra = place(client, cfg, parts, previous_dev)
+        _step(bar)
+        planned = PlannedTable(parts=parts, rows_in=rows_in, has_id=has_id, listing=listing, head=head)
+        _select(client, cfg, planned, selection, extra["test_keys"], previous_dev)
+        _step(bar)
+    return planned
+
+
+# What planning does, in order (the progress bar's steps).
+STEPS = ("read and check the table", "duplicates", "join with the audio files", "splits and budgets", "counts")
+
+
+def _step(bar, note: str = "") -> None:
+    bar.update(1)
+    if bar.n < len(STEPS):
+        bar.set_postfix_str(STEPS[bar.n] + (f" ({note})" if note else ""))
+
+
+def has_speaker(cfg: dict) -> bool:
+    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid):
+    then the dataset and the rejects carry ``speaker``."""
+    inp = cfg["input"]
+    fmt = table.detect_format(inp["alignment"], inp["format"])
+    if fmt in formats.SPEAKER_FORMATS:
+        return True
+    return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
+
+
+def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_speaker: bool) -> dict:
+    """Counts of one placed partition (reserve counted as itself) and its per-recording aggregates."""
+    split = pdf["split"]
+    kept = split.notna()
+    out = {"splits": {s: (int(n), float(d)) for s, (n, d) in
+                      pdf[kept].groupby("split")["duration"].agg(["count", "sum"]).iterrows()},
+           "reasons": {r: int(n) for r, n in pdf["reason"].value_counts().items()},
+           "recordings": pdf[kept].groupby("recording", sort=False).agg(seconds=("end", "max"), url=("url", "first"),
+                                                                        rows=("id", "size")).reset_index(),
+           "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
+           "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum()) if previous_dev else 0,
+           "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
+           "has_words": "words" in pdf,
+           "ids_from_template": int(pdf["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()).sum())
+           if "source_id" in pdf else 0}
+    if with_speaker:
+        out["speakers"] = {s: set(g.dropna()) for s, g in pdf.loc[kept, "speaker"].groupby(split[kept])}
+    return out
+
+
+@dataclass
+class PlanCounts:
+    """The whole table in numbers: rows and seconds per split (reserve apart), rows per reason,
+    the kept rows' recordings (recording, seconds = last end, url, rows), speakers per split."""
+    splits: dict
+    reasons: dict
+    recordings: pd.DataFrame
+    speakers: dict
+    has_words: bool
+
+
+def _select(client, cfg, planned: PlannedTable, selection: dict, test_keys, previous_dev) -> None:
+    s = cfg["splits"]
+    sums = client.gather(client.map(_summary_part, planned.parts, test_keys=_shared(client, test_keys), by=s["by"],
+                                    previous_dev=_shared(client, set(previous_dev)), with_speaker=has_speaker(cfg)))
+    planned.counts = _combine(sums)
+    planned.ids_from_template = sum(x["ids_from_template"] for x in sums) if planned.has_id else 0
+    if s["test_ids"]:
+        selection["test_ids"] = {"listed": len(test_keys), "rows_matched": sum(x["test_matched"] for x in sums),
+                                 "rows_in_test": planned.counts.splits.get("test", (0, 0.0))[0]}
+    if previous_dev:
+        selection["previous_dev"] = {"ids": len(previous_dev), "still_in_dev": sum(x["prev_in_dev"] for x in sums)}
+    if s["by"] == "speaker":
+        selection["by_speaker"] = {"rows_without_speaker": sum(x["without_speaker"] for x in sums)}
+    planned.selection = selection
+
+
+def _combine(sums: list) -> PlanCounts:
+    splits: dict = {}
+    reasons: dict = {}
+    speakers: dict = {}
+    for x in sums:
+        for k, (n, d) in x["splits"].items():
+            a = splits.get(k, (0, 0.0))
+            splits[k] = (a[0] + n, a[1] + d)
+        for r, n in x["reasons"].items():
+            reasons[r] = reasons.get(r, 0) + n
+        for k, v in x.get("speakers", {}).items():
+            speakers.setdefault(k, set()).update(v)
+    recs = pd.concat([x["recordings"] for x in sums]) if sums else pd.DataFrame(columns=["recording", "seconds", "url", "rows"])
+    recs = recs.groupby("recording", sort=True).agg(seconds=("seconds", "max"), url=("url", "first"),
+                                                    rows=("rows", "sum")).reset_index()
+    return PlanCounts(splits, reasons, recs, speakers, any(x["has_words"] for x in sums))

@@ -1,0 +1,246 @@
+"""The placed table on storage, under ``OUT/.parts/plan/``: written by the workers, read by the workers.
+
+``shard-{i:05d}/part-{p:05d}.parquet`` holds the kept rows of input partition ``p`` that shard ``i``
+cuts (the columns of ``schema.PLANNED_COLUMNS`` only), ``rejects/part-{p:05d}.parquet`` the rows
+rejected before decoding. A shard task reads only its own folder, so no row passes through the
+scheduler or the client; ``merge_rejects`` and ``text_stats`` stream these files into
+``rejects.parquet`` and the vocabulary's character counts.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import storage
+from .schema import PLANNED_COLUMNS, SPEAKER, rejects_schema
+
+PLAN_DIR = "plan"
+
+
+def plan_dir(out: str) -> str:
+    fs, root = storage.fs_and_path(out)
+    return storage.join(root, storage.PARTS_DIR, PLAN_DIR)
+
+
+def shard_dir(out: str, shard: int) -> str:
+    return storage.join(plan_dir(out), f"shard-{shard:05d}")
+
+
+def write_partition(pdf: pd.DataFrame, out: str, p: int, shard_of: dict, with_speaker: bool, buckets: int) -> int:
+    """One placed partition: its kept rows by shard, its rejects, and every row's recording
+    statistics inputs by recording bucket (``recording_stats_of_bucket``); returns the rows written."""
+    fs, _ = storage.fs_and_path(out)
+    _write_recording_rows(fs, pdf, out, p, buckets)
+    kept = pdf[pdf["split"].notna()]
+    cols = [c for c in PLANNED_COLUMNS if c in kept.columns]
+    for shard, rows in kept[cols].groupby(kept["recording"].map(shard_of), sort=True):
+        d = shard_dir(out, int(shard))
+        fs.makedirs(d, exist_ok=True)
+        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+            pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), f)
+    rej = pdf[pdf["reason"].notna()]
+    if len(rej):
+        schema = rejects_schema(with_speaker)
+        d = storage.join(plan_dir(out), "rejects")
+        fs.makedirs(d, exist_ok=True)
+        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+            pq.write_table(_rejects_table(rej, schema), f)
+    return len(pdf)
+
+
+RECORDING_ROW_COLUMNS = ["recording", "id", "similarity", "chars_per_second", "reason", "kept"]
+
+
+def _write_recording_rows(fs, pdf: pd.DataFrame, out: str, p: int, buckets: int) -> None:
+    rows = pdf.assign(kept=pdf["split"].notna()).reindex(columns=RECORDING_ROW_COLUMNS)
+    rows = rows[rows["recording"].notna()].astype({"recording": str, "id": str})
+    b = pd.util.hash_pandas_object(rows["recording"], index=False).to_numpy() % buckets
+    for bucket, g in rows.groupby(b):
+        d = storage.join(plan_dir(out), "recordings", f"bucket-{int(bucket):05d}")
+        fs.makedirs(d, exist_ok=True)
+        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+            pq.write_table(pa.Table.from_pandas(g, preserve_index=False), f)
+
+
+def recording_buckets(out: str) -> list[str]:
+    fs, _ = storage.fs_and_path(out)
+    return sorted(fs.glob(storage.join(plan_dir(out), "recordings", "bucket-*")))
+
+
+def recording_stats_of_bucket(out: str, bucket: str, late_files: list[str], measured: dict) -> pd.DataFrame:
+    """``suspects.recording_stats`` of the recordings of one bucket (every row of a recording is in
+    its bucket), with the reasons found while decoding."""
+    from .suspects import recording_stats
+
+    fs, _ = storage.fs_and_path(out)
+    frames = []
+    for name in sorted(fs.glob(storage.join(bucket, "part-*.parquet"))):
+        with fs.open(name, "rb") as f:
+            frames.append(pq.read_table(f).to_pandas())
+    rows = pd.concat(frames, ignore_index=True)
+    late_df = read_late(out, late_files, ["id", "reason"])
+    late = rows["id"].map(dict(zip(late_df["id"], late_df["reason"]))).where(rows["kept"])
+    rows = rows.assign(reason=rows["reason"].where(rows["reason"].notna(), late))
+    return recording_stats(rows, {k: measured[k] for k in rows["recording"].unique() if k in measured})
+
+
+def empty_recording_stats() -> pd.DataFrame:
+    from .suspects import recording_stats
+
+    return recording_stats(pd.DataFrame({c: pd.Series(dtype=object) for c in RECORDING_ROW_COLUMNS}), {})
+
+
+def _rejects_table(rej: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    strings = {c: object for c in ("id", "recording", "text_raw", "hypothesis", SPEAKER) if c in schema.names}
+    t = pa.Table.from_pandas(rej.reindex(columns=schema.names).astype(strings), schema=schema, preserve_index=False)
+    return t.append_column("row", pa.array(rej["row"].to_numpy(), pa.int64()))
+
+
+def read_shard(out: str, shard: int) -> pd.DataFrame:
+    """The kept rows shard ``shard`` cuts (on the worker that cuts them)."""
+    fs, _ = storage.fs_and_path(out)
+    files = sorted(fs.glob(storage.join(shard_dir(out, shard), "part-*.parquet")))
+    frames = []
+    for name in files:
+        with fs.open(name, "rb") as f:
+            frames.append(pq.read_table(f).to_pandas())
+    return pd.concat(frames, ignore_index=True)
+
+
+def _shard_files(out: str) -> list[str]:
+    fs, _ = storage.fs_and_path(out)
+    return sorted(fs.glob(storage.join(plan_dir(out), "shard-*", "part-*.parquet")))
+
+
+def reserve_rows(out: str, reserve: str) -> pd.DataFrame:
+    """id, unit, order, duration of the reserve rows (a dev's worth: small)."""
+    fs, _ = storage.fs_and_path(out)
+    frames = []
+    for name in _shard_files(out):
+        with fs.open(name, "rb") as f:
+            t = pq.read_table(f, columns=["id", "unit", "order", "duration", "split"]).to_pandas()
+        frames.append(t[t["split"] == reserve])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "unit", "order", "duration"])
+
+
+LATE_DIR = "late"  # OUT/.parts/plan/late/shard-{i:05d}.parquet: the rejects found while decoding
+
+
+def write_late_rejects(out: str, shard: int, rejects: list[dict], with_speaker: bool) -> str | None:
+    """A shard's decode-time rejects (with ``row``) as one file; returns its path (None: none)."""
+    if not rejects:
+        return None
+    fs, _ = storage.fs_and_path(out)
+    d = storage.join(plan_dir(out), LATE_DIR)
+    fs.makedirs(d, exist_ok=True)
+    path = storage.join(d, f"shard-{shard:05d}.parquet")
+    df = pd.DataFrame(rejects).reindex(columns=rejects_schema(with_speaker).names + ["row"])
+    with storage.atomic_open(fs, path) as f:
+        pq.write_table(_rejects_table(df, rejects_schema(with_speaker)), f)
+    return path
+
+
+def read_late(out: str, files: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+    fs, _ = storage.fs_and_path(out)
+    frames = []
+    for name in files:
+        with fs.open(name, "rb") as f:
+            frames.append(pq.read_table(f, columns=columns).to_pandas())
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or ["id", "reason", "row"])
+
+
+def merge_rejects(out: str, late_files: list[str], with_speaker: bool) -> dict:
+    """``rejects.parquet``: the partitions' rejects and those found while decoding (``late_files``,
+    with ``row``), in input order, streamed one partition at a time. Returns rows per reason."""
+    fs, root = storage.fs_and_path(out)
+    schema = rejects_schema(with_speaker)
+    files = sorted(fs.glob(storage.join(plan_dir(out), "rejects", "part-*.parquet")))
+    late_df = read_late(out, late_files).reindex(columns=schema.names + ["row"]).sort_values("row", kind="stable")
+    late_t = _rejects_table(late_df, schema) if len(late_df) else None
+    counts: Counter = Counter()
+    writer = None
+    with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
+        done = -1
+        for i, name in enumerate(files + [None]):
+            if name is not None:
+                with fs.open(name, "rb") as fh:
+                    t = pq.read_table(fh)
+                hi = int(t.column("row")[-1].as_py())
+            else:
+                t, hi = None, None
+            if late_t is not None:  # the late rejects up to this partition's last row
+                rows = late_df["row"].to_numpy()
+                sel = (rows > done) & ((rows <= hi) if hi is not None else True)
+                if sel.any():
+                    extra = late_t.filter(pa.array(sel))
+                    t = extra if t is None else pa.concat_tables([t.replace_schema_metadata(None),
+                                                                   extra.replace_schema_metadata(None)]).sort_by("row")
+            if hi is not None:
+                done = hi
+            if t is None or t.num_rows == 0:
+                continue
+            counts.update(t.column("reason").to_pylist())
+            if writer is None:
+                writer = pq.ParquetWriter(f, schema, compression="zstd")
+            writer.write_table(t.select(schema.names))
+        if writer is None:
+            raise _NoRejects()
+        writer.close()
+    return dict(counts)
+
+
+class _NoRejects(Exception):
+    """No rejects: the temporary file is removed (no empty Parquet file, ever)."""
+
+
+def merge_rejects_if_any(out: str, late_files: list[str], with_speaker: bool) -> dict:
+    try:
+        return merge_rejects(out, late_files, with_speaker)
+    except _NoRejects:
+        return {}
+
+
+def shard_dirs(out: str) -> list[str]:
+    fs, _ = storage.fs_and_path(out)
+    return sorted(fs.glob(storage.join(plan_dir(out), "shard-*")))
+
+
+def combine_text_stats(parts: list[dict]) -> dict:
+    chars: dict = {}
+    speakers: dict = {}
+    for p in parts:
+        for s, c in p["chars"].items():
+            chars.setdefault(s, Counter()).update(c)
+        for s, v in p["speakers"].items():
+            speakers.setdefault(s, set()).update(v)
+    return {"chars": {s: dict(c) for s, c in chars.items()}, "speakers": speakers}
+
+
+def text_stats(out: str, shards: list[str], late_files: list[str], promoted: set, reserve: str,
+               with_speaker: bool) -> dict:
+    """Per final split: character counts of ``text`` (vocab.json, characters dev lacks) and speakers.
+    Streams shard by shard: a shard's rows lost while decoding are in that shard's own late file."""
+    fs, _ = storage.fs_and_path(out)
+    chars: dict = {}
+    speakers: dict = {}
+    cols = ["id", "split", "text"] + ([SPEAKER] if with_speaker else [])
+    late_of = {name.rsplit("/", 1)[-1].split(".")[0]: name for name in late_files}  # "shard-00003" -> file
+    for shard in shards:
+        name = shard.rsplit("/", 1)[-1]
+        lost = set(read_late(out, [late_of[name]], ["id"])["id"]) if name in late_of else set()
+        for part in sorted(fs.glob(storage.join(shard, "part-*.parquet"))):
+            with fs.open(part, "rb") as f:
+                t = pq.read_table(f, columns=cols).to_pandas()
+            if lost:
+                t = t[~t["id"].isin(lost)]
+            split = t["split"].where(t["split"] != reserve, t["id"].isin(promoted).map({True: "dev", False: "train"}))
+            for s, g in t.groupby(split):
+                c = chars.setdefault(s, Counter())
+                for text in g["text"]:
+                    c.update(text)
+                if with_speaker:
+                    speakers.setdefault(s, set()).update(g[SPEAKER].dropna())
+    return {"chars": {s: dict(c) for s, c in chars.items()}, "speakers": speakers}
