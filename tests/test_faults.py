@@ -187,7 +187,10 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
     def worker_rss():
         import psutil
 
-        import etl.shards  # noqa: F401  (an idle worker as it is when a shard starts)
+        import dask.dataframe  # noqa: F401  (an idle worker as it is when a shard starts: it planned the
+        import etl.cluster_plan  # noqa: F401   table too, so the planning modules are loaded)
+        import etl.plan_store  # noqa: F401
+        import etl.shards  # noqa: F401
         return psutil.Process().memory_info().rss
 
     probe = open_client({"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None, "memory_limit": "4GB"})
