@@ -22,7 +22,8 @@ from . import card, plan_store, resume, storage
 from .decoders import decoder_identity
 from .cluster import close_client, open_client
 from .config import ConfigError
-from .cluster_plan import has_speaker, plan_table
+from .cluster_plan import plan_table
+from .table import has_speaker
 from .lease import Lease
 from .planning import previous_dev_ids
 from .records import Report

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import formats, rows as rowchecks, table
+from .table import has_speaker
 from .config import ConfigError
 from .recordings import list_audio, listing_summary, resolve
 from .splits import SplitPolicy, dev_target, listed, read_id_list, seeded_hash, split_units, unit_roles
@@ -400,16 +401,6 @@ def _step(bar, note: str = "") -> None:
     bar.update(1)
     if bar.n < len(STEPS):
         bar.set_postfix_str(STEPS[bar.n] + (f" ({note})" if note else ""))
-
-
-def has_speaker(cfg: dict) -> bool:
-    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid):
-    then the dataset and the rejects carry ``speaker``."""
-    inp = cfg["input"]
-    fmt = table.detect_format(inp["alignment"], inp["format"])
-    if fmt in formats.SPEAKER_FORMATS:
-        return True
-    return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
 
 
 def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_speaker: bool) -> dict:

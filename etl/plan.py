@@ -7,7 +7,8 @@ import json
 import pandas as pd
 
 from .audio import estimated_clip_bytes
-from .cluster_plan import has_speaker, plan_table
+from .cluster_plan import plan_table
+from .table import has_speaker
 from .measures import REASONS
 from .planning import previous_dev_ids
 from .recordings import format_listing_summary

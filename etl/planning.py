@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from . import formats, resume, rows as rowchecks, storage, table
+from .table import has_speaker
 from .config import ConfigError
 from .recordings import list_audio, listing_summary, resolve
 from .splits import SplitPolicy, assign, listed, read_id_list
@@ -53,16 +54,6 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
     # rows of a table with ids whose own id was missing (null, NaN, empty): ids from the template
     df.attrs["ids_from_template"] = int(df["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()).sum()) if has_id else 0
     return df, has_id
-
-
-def has_speaker(cfg: dict) -> bool:
-    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid):
-    then the dataset and the rejects carry ``speaker``."""
-    inp = cfg["input"]
-    fmt = table.detect_format(inp["alignment"], inp["format"])
-    if fmt in formats.SPEAKER_FORMATS:
-        return True
-    return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
 
 
 def _unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:

@@ -62,6 +62,16 @@ def reader_columns(fmt: str, columns: dict) -> dict:
     return dict(columns)
 
 
+def has_speaker(cfg: dict) -> bool:
+    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid):
+    then the dataset and the rejects carry ``speaker``."""
+    inp = cfg["input"]
+    fmt = detect_format(inp["alignment"], inp["format"])
+    if fmt in formats.SPEAKER_FORMATS:
+        return True
+    return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
+
+
 def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
     """Whether the table holds its own segment ids (kept as ``source_id``); TextGrids, CTMs,
     subtitles and NeMo manifests have none: their ids follow ``input.id_template``."""
