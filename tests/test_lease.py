@@ -68,10 +68,10 @@ def test_the_heartbeat_refreshes_the_lease_and_notices_a_takeover(tmp_path, monk
             time.sleep(0.05)
         assert json.loads((out / LEASE).read_text())["heartbeat"] > first
         lease.ensure_held()
-        # slow the beats down and let one in flight finish, so the takeover below is not overwritten
-        # by a beat that read the file just before it (a race only a 0.05 s heartbeat makes likely)
-        monkeypatch.setattr(leases, "HEARTBEAT_S", 3600)
-        time.sleep(0.5)
+        # stop the beats first, so the takeover below is not overwritten by a beat that read the file
+        # just before it (a race only a 0.05 s heartbeat makes likely); ensure_held must see it alone
+        lease._stop.set()
+        lease._thread.join()
         other = {**lease.record, "token": "someone-else", "pid": 4242}
         (out / LEASE).write_text(json.dumps(other))
         with pytest.raises(LeaseHeld, match="taken over by another build"):
