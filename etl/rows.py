@@ -74,6 +74,20 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     df["text"] = normalize_many(df["text_raw"], **text_cfg)
     reject(df, df["text"] == "", "empty_text", lambda d: "text_raw=" + d["text_raw"].map(repr))
 
+    _length_filters(df, filters)
+
+    has_hyp = df["hypothesis"].notna()
+    hyp_norm = [h if ok else None for h, ok in zip(normalize_many(df["hypothesis"], **text_cfg), has_hyp)]
+    df["similarity"] = pd.Series(similarities(df["text"], hyp_norm), index=df.index, dtype="float64")
+    if filters.get("min_similarity") is not None:
+        lo = float(filters["min_similarity"])
+        reject(df, has_hyp & (df["similarity"] < lo), "low_similarity",
+               lambda d: d["similarity"].map(lambda x: f"similarity {x:.3f} < {lo}"))
+    return df
+
+
+def _length_filters(df: pd.DataFrame, filters: dict) -> None:
+    """``too_short``, ``too_long`` and ``bad_char_rate``; adds ``chars_per_second``."""
     dur = df["duration"]
     if filters.get("min_duration") is not None:
         lo = float(filters["min_duration"])
@@ -88,15 +102,6 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
         cps = df["chars_per_second"]
         reject(df, (cps < lo) | (cps > hi), "bad_char_rate",
                lambda d: d["chars_per_second"].map(lambda x: f"{x:.1f} chars/s outside [{lo:g}, {hi:g}]"))
-
-    has_hyp = df["hypothesis"].notna()
-    hyp_norm = [h if ok else None for h, ok in zip(normalize_many(df["hypothesis"], **text_cfg), has_hyp)]
-    df["similarity"] = pd.Series(similarities(df["text"], hyp_norm), index=df.index, dtype="float64")
-    if filters.get("min_similarity") is not None:
-        lo = float(filters["min_similarity"])
-        reject(df, has_hyp & (df["similarity"] < lo), "low_similarity",
-               lambda d: d["similarity"].map(lambda x: f"similarity {x:.3f} < {lo}"))
-    return df
 
 
 def to_seconds(values: pd.Series) -> pd.Series:
