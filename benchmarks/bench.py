@@ -12,8 +12,8 @@ Steps (every figure lands in ``OUT/results.json``; a table and PASS/MISS per tar
 2. floors, each decoding every recording to 16 kHz mono s16le with output discarded, ``--workers``
    processes, longest recording first: ``floor`` = the plain command ``ffmpeg -i REC -ac 1 -ar 16000``
    (also with 1 process, for the scaling context); ``floor_tuned`` = etl's own ffmpeg arguments
-   (``etl.audio.ffmpeg_command``: 1-second frames); ``floor_av`` = PyAV decode + resample only
-   (``etl.decoders.stream_av``, no cutting or writing), one process per core.
+   (``etl.audio.media.ffmpeg_command``: 1-second frames); ``floor_av`` = PyAV decode + resample only
+   (``etl.audio.decoders.stream_av``, no cutting or writing), one process per core.
 3. etl: ``python -m etl build`` as a subprocess (imports, cluster start and close included),
    flac and wav with ``--workers`` workers, flac again with 1 worker. The floor and the builds run
    ``--repeat`` times (default 2, ``--quick`` 1); the fastest run is kept, every wall is recorded.
@@ -21,7 +21,7 @@ Steps (every figure lands in ``OUT/results.json``; a table and PASS/MISS per tar
    A sample is timed (in a child process) and the total EXTRAPOLATED.
 5. seek: one ``ffmpeg -ss START -to END -i REC -ac 1 -ar 16000 out.wav`` per segment on a sample,
    ``--workers`` processes; EXTRAPOLATED.
-6. peak RSS of one worker (``etl.shards.run_shard`` in a fresh process, ffmpeg child included;
+6. peak RSS of one worker (``etl.run.shards.run_shard`` in a fresh process, ffmpeg child included;
    also the Dask worker of a real 1-worker build) on a 10-minute and a 3-hour recording
    (``--quick``: 1 and 10 minutes), cached in ``OUT/corpus-long``. Peaks are VmHWM, not
    ``ru_maxrss``, which Linux inflates with the parent's size in a freshly exec'd child.
@@ -59,7 +59,7 @@ import time
 
 import numpy as np
 
-from etl.audio import ffmpeg_binary
+from etl.audio.media import ffmpeg_binary
 
 MB = 1024 * 1024
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: children import benchmarks/ from here
@@ -142,7 +142,7 @@ def _digest(obj) -> str:
 
 def _write_recording(tmp_path: str, final_path: str, seconds: float, segs: list) -> float:
     """Pool job: write one MP3 (44.1 kHz stereo, 64 kb/s) through ffmpeg, then move it into place."""
-    from etl.synth import Segment, write_tone_recording
+    from etl.testing.synth import Segment, write_tone_recording
 
     t0 = time.perf_counter()
     write_tone_recording(tmp_path, seconds, [Segment(s, e, f) for s, e, f in segs], 44100, 2)
@@ -392,7 +392,7 @@ def plain_command(ffmpeg: str, path: str) -> list[str]:
 
 def tuned_command(ffmpeg: str, path: str) -> list[str]:
     """etl's own ffmpeg arguments (audio.decoder: ffmpeg), output discarded."""
-    from etl.audio import ffmpeg_command
+    from etl.audio.media import ffmpeg_command
 
     return ffmpeg_command(ffmpeg, "file:" + os.path.abspath(path), 16000, 1)
 
@@ -413,7 +413,7 @@ def measure_floor(ffmpeg: str, paths_seconds: list[tuple[str, float]], workers: 
 
 def _child_av_decode(*paths: str) -> None:
     """PyAV decode + resample of each recording in turn, samples counted and dropped (the av floor)."""
-    from etl.decoders import stream_av
+    from etl.audio.decoders import stream_av
 
     n = sum(len(x) for p in paths for x in stream_av(p, 16000, 1))
     print(json.dumps({"samples": n}))
@@ -600,9 +600,9 @@ def _child_rss(cfg_path: str) -> None:
     peak RSS (VmHWM) of this process, of its largest ffmpeg child, and the sampled peak sum of both."""
     import psutil
 
-    from etl import build as B
+    from etl.run import build as B
     from etl.config import load_config
-    from etl.shards import run_shard
+    from etl.run.shards import run_shard
 
     me = psutil.Process()
     peak = {"tree": 0, "child_hwm": 0}
@@ -752,7 +752,7 @@ def measure_worker_rss(name: str, out_root: str, corpus: Corpus) -> dict:
     build_peak = max(b["peak_worker_hwm_mb"] or b["peak_worker_rss_mb"] or [0])
     try:
         res = _run_child("_child_rss", cfg)
-        res["method"] = "etl.shards.run_shard in a fresh process; peak = VmHWM(process) + VmHWM(ffmpeg child)"
+        res["method"] = "etl.run.shards.run_shard in a fresh process; peak = VmHWM(process) + VmHWM(ffmpeg child)"
     except Exception as e:
         _say(f"rss {name}: run_shard route failed ({str(e).splitlines()[0]}); using the 1-worker build")
         res = {"peak_rss_mb": build_peak, "method": "1-worker etl build: VmHWM of the Dask worker + its ffmpeg",
@@ -782,7 +782,7 @@ def _with_fresh_hf_cache(call: str, *args: str) -> dict:
 
 def measure_loading(out_dir: str) -> dict:
     """from_parquet vs the zero-copy arrow/ folder on the train split of an etl output."""
-    from etl.arrow_export import export
+    from etl.output.arrow_export import export
     from etl.loading import data_files
 
     res = _with_fresh_hf_cache("_child_load", os.path.join(out_dir, "data"))
@@ -1045,7 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
 
     # warm the page cache for the interpreter's imports too, so the first etl run is not the only cold one
-    subprocess.run([sys.executable, "-c", "import etl.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av"],
+    subprocess.run([sys.executable, "-c", "import etl.run.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ffmpeg = ffmpeg_binary()
     methods: dict[str, dict] = {}

@@ -16,7 +16,7 @@ import time
 
 import pandas as pd
 
-from etl.recordings import list_audio, listing_summary, resolve
+from etl.ingest.recordings import list_audio, listing_summary, resolve
 
 YT_PATTERN = r"\[(?P<id>[A-Za-z0-9_-]{11})\]"
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from etl import audio, measures
-from etl.synth import Segment, write_tone_recording
+from etl.audio import media as audio, measures
+from etl.testing.synth import Segment, write_tone_recording
 
 
 def _cpu() -> float:

@@ -26,7 +26,7 @@ def make_corpus(root: str, n_rows: int) -> str:
     """The audio folder (once) and the table of ``n_rows`` rows; returns the table's path."""
     import pandas as pd
 
-    from etl.synth import Segment, write_tone_recording
+    from etl.testing.synth import Segment, write_tone_recording
 
     audio = os.path.join(root, "audio")
     if not os.path.exists(os.path.join(audio, f"rec{RECORDINGS - 1:05d}.wav")):

@@ -45,10 +45,10 @@ def _add_review_commands(sub) -> None:
 
 def _run_without_config(args) -> str:
     if args.command == "review":
-        from .review import format_import, import_verdicts
+        from .review.spreadsheet import format_import, import_verdicts
 
         return format_import(import_verdicts(args.xlsx, args.out))
-    from .report_html import write_report_html
+    from .output.report_html import write_report_html
 
     return f"report: {write_report_html(args.out)}"
 
@@ -78,17 +78,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = load_config(args.config, args.overrides)
         if args.command == "sample":
-            from .sample import format_sample, sample
+            from .review.sample import format_sample, sample
 
             print(format_sample(sample(cfg, args.n, args.seed, args.out, args.where, args.force)))
             return 0
         if args.command == "plan":
-            from .plan import format_plan, plan, plan_json
+            from .run.plan import format_plan, plan, plan_json
 
             p = plan(cfg)
             print(plan_json(p) if args.json else format_plan(p))
             return 0
-        from .build import build
+        from .run.build import build
 
         report = build(cfg, force=args.force)
     except ConfigError as e:

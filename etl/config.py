@@ -226,19 +226,8 @@ def _check_values(cfg: dict) -> None:
         raise ConfigError(f"config key 'input.id_template' is not a valid template "
                           f"(fields: recording, start, end): {e}") from None
     _check_recording_pattern(cfg["input"]["recording_pattern"])
-    if cfg["splits"]["by"] == "speaker" and not cfg["input"]["columns"]["speaker"] and not _names_speakers(cfg["input"]):
-        raise ConfigError("config key 'splits.by' is speaker but input.columns.speaker names no column")
-
-
-def _names_speakers(inp: dict) -> bool:
-    """Whether the alignment is in a format that names its speakers (lhotse, TextGrid)."""
-    from .formats import SPEAKER_FORMATS
-    from .table import detect_format
-
-    try:
-        return detect_format(inp["alignment"], inp["format"]) in SPEAKER_FORMATS
-    except (ConfigError, OSError, ValueError):
-        return False
+    # splits.by: speaker without input.columns.speaker is checked against the alignment's format when
+    # the table is read (``ingest.table.check_speakers``): lhotse and TextGrid name their own speakers.
 
 
 def _check_recording_pattern(pattern: str | None) -> None:

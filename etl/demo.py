@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from .synth import Segment, tone_segments, write_tone_recording
+from .testing.synth import Segment, tone_segments, write_tone_recording
 
 SENTENCES = [
     "Dobar dan, poštovani zastupnici!", "Čestitam vam na izboru.", "Đaci su došli u Sabor.",

@@ -20,7 +20,7 @@ import io
 import json
 import os
 
-from . import storage
+from .output import storage
 
 DECODERS = ("numpy", "datasets")
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 # Columns every reader produces (``table.py``), in this order. ``row`` is the 0-based position in
 # the input table: it decides which duplicate is "first" and orders everything deterministically.
 TABLE_COLUMNS = ["row", "id", "source_id", "recording", "start", "end", "text_raw", "hypothesis", "speaker"]
-# Columns the alignment readers (``etl/formats/``) add when their input has them: ``words`` (a list of
+# Columns the alignment readers (``etl/ingest/formats/``) add when their input has them: ``words`` (a list of
 # {word, start, end}, seconds from the segment's start), ``alignment_error`` (the detail of an
 # ``unreadable_alignment`` row: file and line). ``speaker`` comes from lhotse or MFA per-speaker tiers.
 EXTRA_TABLE_COLUMNS = ["words", "alignment_error"]
@@ -48,7 +48,7 @@ REJECT_REASONS = {
                       "filters.max_silence_fraction",
 }
 
-# Per-clip quality measures (etl/measures.py): chars_per_second is known before decoding, the others are
+# Per-clip quality measures (etl/audio/measures.py): chars_per_second is known before decoding, the others are
 # taken on the cut samples (null in rejects for rows never cut).
 QUALITY_COLUMNS = ("chars_per_second", "rms_db", "peak_db", "clipped_fraction", "silence_fraction")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from etl.audio import ffmpeg_binary
-from etl.synth import Segment, tone_segments, write_tone_recording
+from etl.audio.media import ffmpeg_binary
+from etl.testing.synth import Segment, tone_segments, write_tone_recording
 
 # (file, seconds, rate, channels, segments): every container/rate the issue names.
 RECORDINGS = [

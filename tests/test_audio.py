@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from etl import audio, decoders
-from etl.synth import Segment, dominant_frequency, write_tone_recording
+from etl.audio import media as audio, decoders
+from etl.testing.synth import Segment, dominant_frequency, write_tone_recording
 
 
 def _chunks(total: int, size: int):

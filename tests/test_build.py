@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from etl.synth import dominant_frequency
+from etl.testing.synth import dominant_frequency
 
 from .conftest import EXPECTED_REJECTS, ffmpeg_reference, write_config
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from etl.cli import main
-from etl.cluster import close_client, open_client, slurm_cluster
+from etl.run.cluster import close_client, open_client, slurm_cluster
 from etl.config import DEFAULTS, ConfigError, load_config
 
 from .conftest import write_config

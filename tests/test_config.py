@@ -156,7 +156,6 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, doc, key):
     ({"cluster": {"threads_per_worker": 0}}, "cluster.threads_per_worker"),
     ({"input": {"id_template": "{recording}_{speaker}"}}, "input.id_template"),
     ({"input": {"id_template": "{start:.1q}"}}, "input.id_template"),
-    ({"splits": {"by": "speaker"}}, "splits.by"),  # no input.columns.speaker
     ({"splits": {"by": "language"}}, "splits.by"),
     ({"input": {"recording_pattern": "\\[(?P<id>[a-z]+"}}, "input.recording_pattern"),  # unbalanced
     ({"input": {"recording_pattern": "\\[([A-Za-z0-9_-]{11})\\]"}}, "input.recording_pattern"),  # no group id

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from etl.cli import main
-from etl.synth import dominant_frequency
+from etl.testing.synth import dominant_frequency
 
 from .conftest import write_config
 

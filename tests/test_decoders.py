@@ -14,10 +14,10 @@ import pytest
 import soundfile as sf
 from distributed import Client, LocalCluster
 
-from etl import audio, decoders
-from etl.build import build
+from etl.audio import media as audio, decoders
+from etl.run.build import build
 from etl.config import ConfigError, load_config
-from etl.synth import Segment, dominant_frequency, write_tone_recording
+from etl.testing.synth import Segment, dominant_frequency, write_tone_recording
 
 from .conftest import ffmpeg_reference, write_config
 
@@ -129,7 +129,7 @@ def test_the_decoder_identity_is_in_the_report_the_card_and_the_fingerprint(buil
     assert built["report"]["audio"]["decoder"] == "av"
     assert built["report"]["audio"]["decoder_identity"] == ident
     assert ident in (built["out"] / "README.md").read_text()
-    from etl import resume
+    from etl.output import resume
 
     cfg = load_config(built["config"])
     fp = resume.fingerprint(cfg)
@@ -144,7 +144,7 @@ def test_the_decoder_identity_is_in_the_report_the_card_and_the_fingerprint(buil
 
 
 def _pretend_another_pyav():
-    from etl import decoders as d
+    from etl.audio import decoders as d
 
     d.decoder_identity.cache_clear()
     d._real_av_identity = getattr(d, "_real_av_identity", d._av_identity)
@@ -152,7 +152,7 @@ def _pretend_another_pyav():
 
 
 def _back_to_the_real_pyav():
-    from etl import decoders as d
+    from etl.audio import decoders as d
 
     d._av_identity = d._real_av_identity
     d.decoder_identity.cache_clear()

@@ -99,13 +99,13 @@ def config(root: pathlib.Path, name: str, out: pathlib.Path) -> dict:
 
 def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
     """Per input row (in input order): its split code or '!reason', and a digest of the details.
-    ``in_memory``: the one-frame planning of ``etl.planning`` (tests and small tables), else the cluster's."""
+    ``in_memory``: the one-frame planning of ``etl.run.planning`` (tests and small tables), else the cluster's."""
     if in_memory:
-        from etl.planning import plan_rows, read_checked_table
+        from etl.run.planning import plan_rows, read_checked_table
 
         df = plan_rows(cfg, read_checked_table(cfg)[0], set(previous_dev)).sort_values("row")
     else:
-        from etl.cluster_plan import plan_table
+        from etl.run.cluster_plan import plan_table
 
         planned = plan_table(CLIENT, cfg, set(previous_dev))
         df = pd.concat(CLIENT.gather(planned.parts)).sort_values("row")
@@ -143,7 +143,7 @@ def table_root(tmp_path_factory):
 @pytest.mark.parametrize("partitions", [1, 7])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_every_row_keeps_its_split_and_reject_reason(client, table_root, tmp_path, name, partitions, monkeypatch):
-    from etl import table
+    from etl.ingest import table
 
     read_raw = table.read_raw
     monkeypatch.setattr(table, "read_raw", lambda *a, **k: read_raw(*a, **k).repartition(npartitions=partitions))

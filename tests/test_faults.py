@@ -20,9 +20,9 @@ import soundfile as sf
 import yaml
 from fsspec.spec import AbstractFileSystem
 
-from etl import shards
-from etl.shards import ShardTask, run_shard
-from etl.synth import dominant_frequency
+from etl.run import shards
+from etl.run.shards import ShardTask, run_shard
+from etl.testing.synth import dominant_frequency
 
 
 # ---------------------------------------------------------------- a flaky storage (real fsspec)
@@ -148,7 +148,7 @@ def test_a_worker_killed_mid_build_costs_nothing(built, corpus, tmp_path):
     """SIGKILL one of two ``dask worker`` processes (no nanny: it stays dead) while shards run."""
     from distributed import Client
 
-    from etl.build import build
+    from etl.run.build import build
     from etl.config import load_config
 
     from .conftest import write_config
@@ -179,18 +179,18 @@ def test_a_worker_killed_mid_build_costs_nothing(built, corpus, tmp_path):
 
 
 def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
-    from etl.build import build
-    from etl.cluster import close_client, open_client
+    from etl.run.build import build
+    from etl.run.cluster import close_client, open_client
     from etl.config import load_config
-    from etl.synth import tone_segments, write_tone_recording
+    from etl.testing.synth import tone_segments, write_tone_recording
 
     def worker_rss():
         import psutil
 
         import dask.dataframe  # noqa: F401  (an idle worker as it is when a shard starts: it planned the
-        import etl.cluster_plan  # noqa: F401   table too, so the planning modules are loaded)
-        import etl.plan_store  # noqa: F401
-        import etl.shards  # noqa: F401
+        import etl.run.cluster_plan  # noqa: F401   table too, so the planning modules are loaded)
+        import etl.run.plan_store  # noqa: F401
+        import etl.run.shards  # noqa: F401
         return psutil.Process().memory_info().rss
 
     probe = open_client({"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None, "memory_limit": "4GB"})
@@ -253,7 +253,7 @@ HOSTILE = ["$(touch PWNED)", "`touch PWNED`", "; touch PWNED;", "| touch PWNED",
 def test_recording_ids_never_reach_a_shell_or_become_ffmpeg_options(corpus, tmp_path, monkeypatch):
     import shutil
 
-    from etl.recordings import list_audio
+    from etl.ingest.recordings import list_audio
 
     monkeypatch.chdir(tmp_path)  # where a shell would have run `touch PWNED`
     audio_dir = tmp_path / "audio"

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from etl import table
+from etl.ingest import table
 from etl.config import ConfigError, load_config
-from etl.formats import subtitles
-from etl.planning import plan_rows, read_checked_table
-from etl.segmentation import Unit, segment
+from etl.ingest.formats import subtitles
+from etl.run.planning import plan_rows, read_checked_table
+from etl.ingest.segmentation import Unit, segment
 
 from . import alignment_writers as w
 from .conftest import RECORDINGS
@@ -219,7 +219,7 @@ def test_a_textgrid_corpus_builds_with_words_read_back_by_datasets(formats, corp
     import soundfile as sf
 
     from etl.cli import main
-    from etl.synth import dominant_frequency
+    from etl.testing.synth import dominant_frequency
 
     out = tmp_path / "out"
     cfg = {"input": {"alignment": str(formats["textgrid_speakers"][0]), "audio": str(corpus["root"] / "audio"),
@@ -246,7 +246,7 @@ def test_a_textgrid_corpus_builds_with_words_read_back_by_datasets(formats, corp
 
 
 def test_ctm_words_overlapping_or_negative_reject_their_recording_naming_the_line(tmp_path):
-    from etl.formats import ctm
+    from etl.ingest.formats import ctm
 
     (tmp_path / "x.ctm").write_text("a 1 0.00 0.50 dobar\na 1 0.40 0.30 dan\nb 1 0.0 0.5 ok\nc 1 0.0 -0.1 no\n"
                                     "d 1 zero 0.5 nan\n", encoding="utf-8")
@@ -260,7 +260,7 @@ def test_ctm_words_overlapping_or_negative_reject_their_recording_naming_the_lin
 
 
 def test_short_form_textgrid_and_lhotse_word_alignments_are_read(tmp_path):
-    from etl.formats import manifests, textgrid
+    from etl.ingest.formats import manifests, textgrid
 
     short = ('File type = "ooTextFile"\nObject class = "TextGrid"\n\n0\n2.5\n<exists>\n1\n"IntervalTier"\n"words"\n'
              '0\n2.5\n3\n0\n0.5\n""\n0.5\n1.2\n"dobar"\n1.2\n2.5\n"dan"\n')

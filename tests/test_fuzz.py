@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from etl.config import ConfigError, load_config
-from etl.planning import plan_rows, read_checked_table
-from etl.text import KEPT_FORMAT_CHARACTERS, normalize
+from etl.run.planning import plan_rows, read_checked_table
+from etl.ingest.text import KEPT_FORMAT_CHARACTERS, normalize
 
 settings.register_profile("short", max_examples=8, derandomize=True, deadline=None, database=None,
                           suppress_health_check=list(HealthCheck))

@@ -1,46 +1,61 @@
-"""Data flows one way: base -> ingest -> curate -> run -> output -> review. No module imports one of
-a later stage (a new module must be placed in STAGES first)."""
+"""Data flows one way, and the folders of etl/ show it. The stages, in import order:
+
+    base (schema, records, config) -> audio -> ingest -> curate -> output -> run -> review -> top
+
+``audio`` holds primitives with no knowledge of tables, so every stage may use it. ``run`` is the
+orchestrator: it drives ingest, curate, the audio tasks and output in order, and is the only place
+that uses Dask. No module imports one of a later stage."""
 from __future__ import annotations
 
 import ast
 import pathlib
 
-STAGES = {
-    "base": ["schema", "records", "storage", "text", "audio", "decoders", "measures", "segmentation", "suspects",
-             "vocab", "synth"],
-    "ingest": ["config", "formats", "table", "recordings", "rows"],
-    "curate": ["splits"],
-    "run": ["planning", "cluster_plan", "plan_store", "cluster", "shards", "resume", "lease", "arrow_export"],
-    "output": ["build", "card", "report_html", "plan"],
-    "review": ["sample", "review", "loading", "cli", "demo", "__init__", "__main__"],
-}
-RANK = {m: i for i, mods in enumerate(STAGES.values()) for m in mods}
+BASE = {"schema", "records", "config"}
+FOLDERS = ["audio", "ingest", "curate", "output", "run", "review"]
+TOP = {"cli", "loading", "demo", "__init__", "__main__", "testing"}
+ORDER = ["base", *FOLDERS, "top"]
 ETL = pathlib.Path(__file__).resolve().parent.parent / "etl"
 
 
-def _imports(path: pathlib.Path) -> set[str]:
-    in_formats = path.parent.name == "formats"
+def _stage(parts: tuple[str, ...]) -> str:
+    """The stage of the module etl/<parts...> (``parts`` without the .py suffix)."""
+    head = parts[0]
+    if head in FOLDERS:
+        return head
+    if head in BASE:
+        return "base"
+    assert head in TOP, f"etl/{'/'.join(parts)}: put it in a stage folder (or in BASE/TOP of tests/test_layers.py)"
+    return "top"
+
+
+def _imported(path: pathlib.Path) -> set[tuple[str, ...]]:
+    """The etl modules a file imports, as paths under etl/ (relative imports resolved)."""
+    pkg = list(path.relative_to(ETL).parent.parts)
     out = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            if in_formats and node.level == 1:
-                continue  # inside etl/formats
-            base = (node.module or "").split(".")[0]
-            out.update([base] if base else [a.name for a in node.names])
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("etl."):
-            out.add(node.module.split(".")[1])
-    return out - {"__version__"}
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg[:len(pkg) - node.level + 1]
+                mod = base + (node.module.split(".") if node.module else [])
+            elif (node.module or "").startswith("etl."):
+                mod = node.module.split(".")[1:]
+            else:
+                continue
+            out.update([tuple(mod)] if mod else [(a.name,) for a in node.names])
+        elif isinstance(node, ast.Import):
+            out.update(tuple(a.name.split(".")[1:]) for a in node.names if a.name.startswith("etl."))
+    return {m for m in out if m and m[0] != "__version__"}
 
 
 def test_no_module_imports_a_later_stage():
     wrong = []
     for path in sorted(ETL.rglob("*.py")):
-        mod = "formats" if path.parent.name == "formats" else path.stem
-        assert mod in RANK, f"etl/{path.relative_to(ETL)}: place it in a stage of tests/test_layers.py"
-        wrong += [f"{mod} ({_stage(mod)}) imports {dep} ({_stage(dep)})"
-                  for dep in sorted(_imports(path) - {mod}) if RANK[dep] > RANK[mod]]
+        me = _stage(path.relative_to(ETL).with_suffix("").parts)
+        for dep in sorted(_imported(path)):
+            if ORDER.index(_stage(dep)) > ORDER.index(me):
+                wrong.append(f"etl/{path.relative_to(ETL)} ({me}) imports etl.{'.'.join(dep)} ({_stage(dep)})")
     assert not wrong, wrong
 
 
-def _stage(mod: str) -> str:
-    return list(STAGES)[RANK[mod]]
+def test_the_folders_show_the_flow():
+    assert sorted(p.name for p in ETL.iterdir() if p.is_dir() and (p / "__init__.py").exists()) == sorted(FOLDERS + ["testing"])

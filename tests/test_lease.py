@@ -13,10 +13,10 @@ import warnings
 
 import pytest
 
-from etl import lease as leases
-from etl.build import advance
+from etl.run import lease as leases
+from etl.run.build import advance
 from etl.cli import main
-from etl.lease import LEASE, Lease, LeaseHeld
+from etl.run.lease import LEASE, Lease, LeaseHeld
 
 from .conftest import write_config
 from .test_s3 import s3  # noqa: F401  (the moto S3 server fixture)
@@ -101,7 +101,7 @@ def test_the_lease_works_on_s3(s3_alone):
 
 def test_a_build_is_refused_beside_a_running_build_and_plan_still_runs(corpus, tmp_path, capsys):
     from etl.config import load_config
-    from etl.plan import plan
+    from etl.run.plan import plan
 
     out = tmp_path / "out"
     cfg = write_config(corpus, out)

@@ -15,10 +15,10 @@ import pytest
 from distributed import Client, LocalCluster
 
 import etl
-from etl.build import build
+from etl.run.build import build
 from etl.cli import main
 from etl.config import load_config
-from etl.synth import dominant_frequency
+from etl.testing.synth import dominant_frequency
 
 from .conftest import write_config
 
@@ -157,7 +157,7 @@ def test_load_errors_are_one_clear_line(built, tmp_path):
 
 def test_arrow_files_are_removed_with_the_dataset_they_belong_to(arrow_built, tmp_path):
     """The storage layer knows arrow/ is ours: clearing an output removes it too."""
-    from etl import storage
+    from etl.output import storage
 
     copy = tmp_path / "copy"
     shutil.copytree(arrow_built["out"], copy)

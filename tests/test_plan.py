@@ -31,3 +31,14 @@ def test_plan_prints_a_table(corpus, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].split() == ["split", "rows", "hours", "GB", "flac", "GB", "wav"]
     assert "low_similarity" in r.stdout and "beyond_end" in r.stdout
+
+
+def test_split_by_speaker_without_speakers_is_one_line_naming_the_key(corpus, tmp_path):
+    """A CSV table without input.columns.speaker has no speakers: one line, exit 2, before any work.
+    (The config alone cannot tell: lhotse and TextGrid alignments name their own speakers.)"""
+    r = subprocess.run([sys.executable, "-m", "etl", "plan", write_config(corpus, tmp_path / "o"),
+                        "--set", "splits.by=speaker"], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert "'splits.by'" in lines[-1] and "no speakers" in lines[-1]
+    assert "Traceback" not in r.stderr

@@ -13,10 +13,10 @@ import soundfile as sf
 
 from etl.cli import main
 from etl.config import load_config
-from etl.measures import MEASURE_COLUMNS, judge, measure
-from etl.plan import plan
+from etl.audio.measures import MEASURE_COLUMNS, judge, measure
+from etl.run.plan import plan
 from etl.schema import QUALITY_COLUMNS
-from etl.synth import dominant_frequency
+from etl.testing.synth import dominant_frequency
 
 from .conftest import write_config
 
@@ -143,7 +143,7 @@ def test_shifted_and_clipped_recordings_are_suspect_and_clean_ones_are_not(plant
 
 
 def test_suspects_file_works_as_exclude_ids(planted, built):
-    from etl.planning import plan_rows, read_checked_table
+    from etl.run.planning import plan_rows, read_checked_table
 
     cfg = load_config(planted["config"], [f"splits.exclude_ids=[{planted['out'] / 'suspect_recordings.txt'}]"])
     df, _ = read_checked_table(cfg)
@@ -179,7 +179,7 @@ def test_bad_quality_filters_are_one_line_errors(planted, item, capsys):
 
 
 def test_the_suspect_rule_flags_outliers_only():
-    from etl.suspects import find_suspects, recording_stats
+    from etl.curate.suspects import find_suspects, recording_stats
 
     rows, measured = [], {}
     for k in range(8):  # eight alike recordings, one with a single bad row of ten: not suspect
@@ -204,7 +204,7 @@ def test_char_rate_filter_with_one_open_bound_rejects_only_beyond_the_other():
     import pandas as pd
 
     from etl.config import DEFAULTS
-    from etl.rows import check_rows
+    from etl.ingest.rows import check_rows
 
     table = pd.DataFrame({"id": ["fast", "slow"], "source_id": [None, None], "recording": ["r", "r"],
                           "start": [0.0, 0.0], "end": [1.0, 1.0], "text_raw": ["abcdefgh", "ab"],

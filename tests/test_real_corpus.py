@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from etl.synth import Segment, dominant_frequency, tone_segments, write_tone_recording
+from etl.testing.synth import Segment, dominant_frequency, tone_segments, write_tone_recording
 
 YT = r"\[(?P<id>[A-Za-z0-9_-]{11})\]"
 OUTSIDE_HZ = 1999.0  # the tone of the file outside the audio folder: it must never appear

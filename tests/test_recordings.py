@@ -10,7 +10,7 @@ import fsspec
 import pandas as pd
 import pytest
 
-from etl.recordings import list_audio, listing_summary, reference_problem, resolve
+from etl.ingest.recordings import list_audio, listing_summary, reference_problem, resolve
 
 YT = r"\[(?P<id>[A-Za-z0-9_-]{11})\]"  # yt-dlp's default "%(title)s [%(id)s].%(ext)s"
 TREE = [

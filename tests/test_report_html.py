@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 
 from etl.cli import main
-from etl.report_html import render
+from etl.output.report_html import render
 from etl.schema import REJECT_REASONS
 
 

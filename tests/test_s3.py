@@ -9,7 +9,7 @@ import moto.server as moto_server  # the [test] extra installs moto[server] and 
 import pytest
 import s3fs
 
-from etl import storage
+from etl.output import storage
 from etl.cli import main
 
 from .conftest import write_config
@@ -60,7 +60,7 @@ def test_a_build_from_s3_to_s3_equals_the_local_build_and_never_shows_the_secret
 
     # training straight from the bucket: streamed row group by row group, decoded with numpy
     import etl
-    from etl.synth import dominant_frequency
+    from etl.testing.synth import dominant_frequency
 
     rows = list(etl.load("s3://etl-test/out", split="dev", streaming=True))
     assert len(rows) == built["report"]["splits"]["dev"]["rows"]

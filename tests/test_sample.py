@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 from openpyxl import load_workbook
 
-from etl.planning import plan_rows, read_checked_table
+from etl.run.planning import plan_rows, read_checked_table
 from etl.cli import main
 from etl.config import DEFAULTS, load_config
-from etl.sample import clip_name, select
-from etl.synth import dominant_frequency
+from etl.review.sample import clip_name, select
+from etl.testing.synth import dominant_frequency
 
 from .conftest import EXPECTED_REJECTS, write_config
 

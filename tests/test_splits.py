@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etl.splits import RESERVE, SplitPolicy, assign, promote_reserve, read_id_list
+from etl.curate.splits import RESERVE, SplitPolicy, assign, promote_reserve, read_id_list
 
 
 def _rows(n: int = 1000, recordings: int = 40, seed: int = 0, prefix: str = "s") -> pd.DataFrame:

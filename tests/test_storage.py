@@ -4,7 +4,7 @@ from __future__ import annotations
 import fsspec
 import pytest
 
-from etl import storage
+from etl.output import storage
 
 
 @pytest.mark.parametrize("proto", ["file", "memory"])

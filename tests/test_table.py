@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from etl import table
-from etl.planning import read_checked_table
+from etl.ingest import table
+from etl.run.planning import read_checked_table
 from etl.config import ConfigError, load_config
-from etl.recordings import list_audio, resolve
-from etl.rows import check_rows, mark_duplicates
+from etl.ingest.recordings import list_audio, resolve
+from etl.ingest.rows import check_rows, mark_duplicates
 
 # The same 4-row table, written in every format. Row 0 has an id that looks like a number and row 1
 # a transcript that pandas would read as missing: both must survive as strings.
@@ -537,7 +537,7 @@ def test_resolve_with_an_empty_listing_finds_nothing(tmp_path):
 
 
 def test_clock_timestamps_from_subtitle_tools_are_read_as_seconds():
-    from etl.rows import to_seconds
+    from etl.ingest.rows import to_seconds
 
     got = to_seconds(pd.Series(["00:01:02.5", "01:02,250", "3.5", 4, "1:75:00", "abc", None], dtype=object))
     assert got.iloc[:4].tolist() == [62.5, 62.25, 3.5, 4.0]

@@ -7,7 +7,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from etl.text import normalize, similarity
+from etl.ingest.text import normalize, similarity
 
 # One or more characters of every Unicode punctuation category.
 PUNCTUATION = {

@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from . import storage
-from .config import ConfigError
-from .schema import REJECT_REASONS
+from ..config import ConfigError
+from ..schema import REJECT_REASONS
 
 REPORT_FILE = "report.html"
 _REJECTED = "rejected"

@@ -24,8 +24,8 @@ from typing import Iterator
 
 import numpy as np
 
-from . import audio
-from .audio import DecodeError, DecoderUnavailable
+from . import media as audio
+from .media import DecodeError, DecoderUnavailable
 
 
 class Decoder:

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from . import storage
-from .config import ConfigError
+from ..output import storage
+from ..config import ConfigError
 
 SHEET = "review"
 # (column, width, number format); "clip" holds the link, "verdict" and "comment" are for the reviewer.

@@ -15,11 +15,12 @@ from urllib.parse import quote
 import pandas as pd
 from tqdm import tqdm
 
-from . import audio, storage
-from .config import ConfigError
-from .measures import judge, measure
-from .splits import RESERVE, hash_rank, read_id_list
-from .suspects import SUSPECTS_FILE
+from ..audio import media as audio
+from ..output import storage
+from ..config import ConfigError
+from ..audio.measures import judge, measure
+from ..curate.splits import RESERVE, hash_rank, read_id_list
+from ..curate.suspects import SUSPECTS_FILE
 
 # Rows whose clip cannot be cut (no usable file or span) or that were already set aside.
 UNCUTTABLE = ("invalid_recording_id", "bad_timestamps", "duplicate_id", "excluded", "missing_audio")
@@ -79,7 +80,7 @@ def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict, filters: 
     Decoding goes through the build's own loop (``shards._segments``): the same retries of transient
     read errors, the same ``unreadable_audio`` for corrupt data. With ``filters``, a clip the build would
     reject on its measures (``silent``, ``clipped``, ``mostly_silence``) is not written either."""
-    from .shards import ShardTask, _segments, _Unreadable
+    from ..run.shards import ShardTask, _segments, _Unreadable
 
     fs, _ = storage.fs_and_path(clips_dir)
     sr = a["sampling_rate"]
@@ -111,7 +112,7 @@ def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict, filters: 
 
 def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, force: bool = False) -> dict:
     """Select, cut and write a review sample into ``out``. Returns a summary for the CLI."""
-    from .review import write_review_xlsx
+    from .spreadsheet import write_review_xlsx
 
     fs, root = storage.fs_and_path(out)
     xlsx = storage.join(root, REVIEW_FILE)
@@ -139,9 +140,9 @@ def _rank_on_cluster(cfg: dict, n: int, seed: int, where: str | None, names: dic
     """The candidates in sample order, as ``select(..., None, ...)`` on the whole table gives them, up to
     ``SPARE``·n + 100 (the replacements of clips that fail): each placed partition's smallest on the
     workers, then ranked once more on the client over those few rows."""
-    from .cluster import close_client, open_client
-    from .cluster_plan import plan_table
-    from .planning import previous_dev_ids
+    from ..run.cluster import close_client, open_client
+    from ..run.cluster_plan import plan_table
+    from ..run.planning import previous_dev_ids
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")

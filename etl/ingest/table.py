@@ -16,8 +16,8 @@ import fsspec
 import pandas as pd
 
 from . import formats
-from .config import ConfigError, is_url
-from .schema import EXTRA_TABLE_COLUMNS
+from ..config import ConfigError, is_url
+from ..schema import EXTRA_TABLE_COLUMNS
 from .text import without_surrogates
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi") + formats.FORMATS
@@ -72,6 +72,13 @@ def has_speaker(cfg: dict) -> bool:
     return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
 
 
+def check_speakers(cfg: dict) -> None:
+    """``splits.by: speaker`` needs speakers: a mapped column, or a format that names them."""
+    if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
+        raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
+                          "(input.columns.speaker names no column)")
+
+
 def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
     """Whether the table holds its own segment ids (kept as ``source_id``); TextGrids, CTMs,
     subtitles and NeMo manifests have none: their ids follow ``input.id_template``."""
@@ -82,7 +89,7 @@ def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
 
 def read_raw(path: str, fmt: str, inp: dict | None = None):
     """The table as a dask dataframe of the user's own columns (for the alignment formats of
-    ``etl.formats``, of canonical ones; ``inp`` is the ``input`` config they read their options from)."""
+    ``etl.ingest.formats``, of canonical ones; ``inp`` is the ``input`` config they read their options from)."""
     import dask.dataframe as dd
 
     if fmt in formats.FORMATS:

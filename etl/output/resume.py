@@ -13,8 +13,8 @@ import json
 import fsspec
 
 from . import storage
-from .decoders import decoder_identity
-from .recordings import AUDIO_EXTENSIONS
+from ..audio.decoders import decoder_identity
+from ..ingest.recordings import AUDIO_EXTENSIONS
 
 MANIFEST = "manifest.json"
 JOURNAL = "finalize.json"
@@ -83,7 +83,7 @@ def write_manifest(fs, root: str, manifest: dict) -> None:
 def finished(fs, root: str, n_shards: int) -> dict[int, dict]:
     """Results recorded by earlier runs, for shards whose files are all still there. Index
     ``n_shards`` is the reserve re-split, which consumes the shards' reserve files."""
-    from .splits import RESERVE
+    from ..curate.splits import RESERVE
 
     parts = storage.join(root, storage.PARTS_DIR)
     if not fs.exists(parts):

@@ -14,8 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import storage
-from .schema import PLANNED_COLUMNS, SPEAKER, rejects_schema
+from ..output import storage
+from ..schema import PLANNED_COLUMNS, SPEAKER, rejects_schema
 
 PLAN_DIR = "plan"
 
@@ -73,7 +73,7 @@ def recording_buckets(out: str) -> list[str]:
 def recording_stats_of_bucket(out: str, bucket: str, late_files: list[str], measured: dict) -> pd.DataFrame:
     """``suspects.recording_stats`` of the recordings of one bucket (every row of a recording is in
     its bucket), with the reasons found while decoding."""
-    from .suspects import recording_stats
+    from ..curate.suspects import recording_stats
 
     fs, _ = storage.fs_and_path(out)
     frames = []
@@ -88,7 +88,7 @@ def recording_stats_of_bucket(out: str, bucket: str, late_files: list[str], meas
 
 
 def empty_recording_stats() -> pd.DataFrame:
-    from .suspects import recording_stats
+    from ..curate.suspects import recording_stats
 
     return recording_stats(pd.DataFrame({c: pd.Series(dtype=object) for c in RECORDING_ROW_COLUMNS}), {})
 

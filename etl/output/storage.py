@@ -10,7 +10,7 @@ import fsspec
 
 DATA_DIR = "data"
 PARTS_DIR = ".parts"  # per-task shard files before their final {split}-i-of-n names
-ARROW_DIR = "arrow"  # output.arrow: the splits in the datasets.save_to_disk layout (etl/arrow_export.py)
+ARROW_DIR = "arrow"  # output.arrow: the splits in the datasets.save_to_disk layout (etl/output/arrow_export.py)
 OUR_FILES = ("README.md", "report.json", "report.html", "rejects.parquet", "vocab.json")
 
 

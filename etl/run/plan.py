@@ -6,14 +6,14 @@ import json
 
 import pandas as pd
 
-from .audio import estimated_clip_bytes
+from ..audio.media import estimated_clip_bytes
 from .cluster_plan import plan_table
-from .table import has_speaker
-from .measures import REASONS
+from ..ingest.table import has_speaker
+from ..audio.measures import REASONS
 from .planning import previous_dev_ids
-from .recordings import format_listing_summary
-from .schema import REJECT_REASONS
-from .splits import RESERVE, SPLITS
+from ..ingest.recordings import format_listing_summary
+from ..schema import REJECT_REASONS
+from ..curate.splits import RESERVE, SPLITS
 
 DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
 

@@ -1,6 +1,6 @@
 """CTM (Kaldi, NeMo Forced Aligner): one word per line, ``recording channel start duration word [confidence ...]``.
 
-Words become segments (``etl.segmentation``). A recording with a malformed line (too few fields, a
+Words become segments (``etl.ingest.segmentation``). A recording with a malformed line (too few fields, a
 time that is not a number, a negative duration, a word overlapping the previous one) is one
 ``unreadable_alignment`` row naming the file and line; every other recording is still read.
 ``input.ctm.hypothesis``: a second CTM of the same recordings (e.g. ASR output) gives the hypothesis.

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from . import formats, resume, rows as rowchecks, storage, table
-from .table import has_speaker
-from .config import ConfigError
-from .recordings import list_audio, listing_summary, resolve
-from .splits import SplitPolicy, assign, listed, read_id_list
+from ..ingest import formats, rows as rowchecks, table
+from ..output import resume, storage
+from ..ingest.table import has_speaker
+from ..config import ConfigError
+from ..ingest.recordings import list_audio, listing_summary, resolve
+from ..curate.splits import SplitPolicy, assign, listed, read_id_list
 
 
 def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
@@ -28,9 +29,7 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
     inp = cfg["input"]
     fmt = table.detect_format(inp["alignment"], inp["format"])
     columns = table.reader_columns(fmt, inp["columns"])
-    if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
-        raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
-                          "(input.columns.speaker names no column)")
+    table.check_speakers(cfg)
     with dask.config.set({"dataframe.convert-string": False}):
         try:
             ddf = table.read_raw(inp["alignment"], fmt, inp)

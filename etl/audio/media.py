@@ -1,6 +1,6 @@
 """Decoding, cutting and encoding.
 
-The CLI decoders live here (``etl.decoders`` puts them and PyAV behind one interface): one ffmpeg
+The CLI decoders live here (``etl.audio.decoders`` puts them and PyAV behind one interface): one ffmpeg
 subprocess per recording that resamples and downmixes in the same pass and streams s16le PCM through a
 pipe, or pydub. ``cut`` slices segments out of a decoder's stream as it passes, so memory holds at most
 the longest pending segment plus one chunk, whatever the recording's length. ffmpeg gets an argument

@@ -18,21 +18,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import card, plan_store, resume, storage
-from .decoders import decoder_identity
+from ..output import card, resume, storage
+from . import plan_store
+from ..audio.decoders import decoder_identity
 from .cluster import close_client, open_client
-from .config import ConfigError
+from ..config import ConfigError
 from .cluster_plan import plan_table
-from .table import has_speaker
+from ..ingest.table import has_speaker
 from .lease import Lease
 from .planning import previous_dev_ids
-from .records import Report
-from .schema import REJECT_REASONS
+from ..records import Report
+from ..schema import REJECT_REASONS
 from .shards import ShardTask, pack, resplit_reserve, run_shard_filed
-from .splits import RESERVE, SPLITS, promote_reserve
-from .suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
-from .text import invisible_characters
-from .vocab import build_vocab, missing_from_counts
+from ..curate.splits import RESERVE, SPLITS, promote_reserve
+from ..curate.suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
+from ..ingest.text import invisible_characters
+from ..curate.vocab import build_vocab, missing_from_counts
 
 
 def _say(msg: str) -> None:
@@ -166,7 +167,7 @@ def finalize(client, cfg: dict, planned, results: list[dict], promoted: set, wit
     splits, results, promoted = journal["splits"], journal["results"], set(journal["promoted"])
     _move_into_place(fs, root, journal["moves"])
     if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
-        from .arrow_export import export
+        from ..output.arrow_export import export
         export(client, cfg["output"]["path"], {s: len(v["files"]) for s, v in splits.items()})
     late = _late_files(cfg, results)
     reasons, stats = _reduce_rows(client, cfg, late, promoted)
@@ -266,7 +267,7 @@ def _report(cfg: dict, planned, splits: dict, results: list[dict], reasons: dict
 
 
 def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict]) -> dict:
-    """Per-recording statistics and suspects (etl/suspects.py) for report.json; writes suspect_recordings.txt.
+    """Per-recording statistics and suspects (etl/curate/suspects.py) for report.json; writes suspect_recordings.txt.
     The statistics are computed by the workers, one bucket of recordings each; the client ranks them."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
@@ -294,14 +295,14 @@ def _late_files(cfg: dict, results: list[dict]) -> list[str]:
 
 def _invisible(counts: dict) -> dict:
     """``text.invisible_characters`` from a split's character counts."""
-    from .text import is_invisible
+    from ..ingest.text import is_invisible
 
     return invisible_characters([c * n for c, n in counts.items() if is_invisible(c)])
 
 
 def _finish(cfg: dict, report: dict) -> None:
     """report.html, then the end of the build's own state (runs while the cluster closes)."""
-    from .report_html import write_report_html  # plots: matplotlib only when a build finishes
+    from ..output.report_html import write_report_html  # plots: matplotlib only when a build finishes
 
     write_report_html(cfg["output"]["path"], report)
     fs, root = storage.fs_and_path(cfg["output"]["path"])
@@ -319,7 +320,7 @@ def _import_report_modules() -> None:
         import matplotlib.backends.backend_agg  # noqa: F401
         import matplotlib.figure  # noqa: F401
 
-        from . import report_html  # noqa: F401
+        from ..output import report_html  # noqa: F401
     except Exception:  # the real import in finalize reports any problem
         pass
 

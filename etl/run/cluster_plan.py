@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import formats, rows as rowchecks, table
-from .table import has_speaker
-from .config import ConfigError
-from .recordings import list_audio, listing_summary, resolve
-from .splits import SplitPolicy, dev_target, listed, read_id_list, seeded_hash, split_units, unit_roles
+from ..ingest import formats, rows as rowchecks, table
+from ..ingest.table import has_speaker
+from ..config import ConfigError
+from ..ingest.recordings import list_audio, listing_summary, resolve
+from ..curate.splits import SplitPolicy, dev_target, listed, read_id_list, seeded_hash, split_units, unit_roles
 
 BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row table holds ~760 units
 
@@ -371,9 +371,7 @@ def place(client, cfg: dict, parts: list, previous_dev=frozenset()) -> tuple[lis
 
 def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
     """Read, check, de-duplicate, join and place the table on the cluster."""
-    if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
-        raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
-                          "(input.columns.speaker names no column)")
+    table.check_speakers(cfg)
     from tqdm import tqdm
 
     with tqdm(total=len(STEPS), desc="plan", file=sys.stderr, mininterval=0.5, disable=None,  # a terminal only

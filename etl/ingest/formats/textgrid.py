@@ -1,7 +1,7 @@
 """Praat TextGrids, one per recording (Montreal Forced Aligner's output): ``<recording>.TextGrid``.
 
 Parsed by praatio (long and short text forms). The intervals of the tier ``input.textgrid.tier``
-(``words``) become segments (``etl.segmentation``); MFA's multi-speaker files name their tiers
+(``words``) become segments (``etl.ingest.segmentation``); MFA's multi-speaker files name their tiers
 ``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
 names a second tier whose text, laid over each segment, is the hypothesis. A malformed file (or one
 without the tier) is one ``unreadable_alignment`` row naming the file and line; if no file has the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..config import ConfigError
+from ...config import ConfigError
 from ..segmentation import Unit
 from .common import Malformed, check_order, error_row, list_files, read_text, segment_rows
 

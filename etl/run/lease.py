@@ -25,8 +25,8 @@ import uuid
 
 import psutil
 
-from . import storage
-from .config import ConfigError
+from ..output import storage
+from ..config import ConfigError
 
 LEASE = ".lease.json"
 HEARTBEAT_S = 30.0

@@ -4,7 +4,7 @@ Cues lose their styling (``<i>``, ``<c.color>``, ``{\\an8}``) and cue settings (
 ``position:``). YouTube auto-captions repeat the previous line in every rolling cue: a line equal to
 the last one kept is a repeat and is dropped, so each spoken word appears once. Their inline word
 times (``word<00:00:01.234><c> next</c>``) make the file word-level input (the ``words`` column).
-Cues or words then merge into segments (``etl.segmentation``). A malformed file is one
+Cues or words then merge into segments (``etl.ingest.segmentation``). A malformed file is one
 ``unreadable_alignment`` row naming the file and line.
 
 The parser is our own (about 60 lines): webvtt-py and srt report no line numbers, and neither
@@ -16,7 +16,7 @@ import html
 import re
 from dataclasses import dataclass, field
 
-from ..config import ConfigError
+from ...config import ConfigError
 from ..segmentation import Unit
 from .common import Malformed, error_row, list_files, read_text, segment_rows
 

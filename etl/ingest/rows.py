@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .measures import chars_per_second
+from ..audio.measures import chars_per_second
 from .recordings import reference_problem
-from .schema import REJECT_REASONS
+from ..schema import REJECT_REASONS
 from .text import normalize_many, similarities
 
 _PRIORITY = {r: i for i, r in enumerate(REJECT_REASONS)}
@@ -40,7 +40,7 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     df = df.copy()
     df["reason"] = pd.Series([None] * len(df), index=df.index, dtype=object)
     df["detail"] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    if "alignment_error" in df.columns:  # a malformed alignment file (etl.formats): file and line
+    if "alignment_error" in df.columns:  # a malformed alignment file (etl.ingest.formats): file and line
         reject(df, df["alignment_error"].notna(), "unreadable_alignment", df["alignment_error"])
         df = df.drop(columns="alignment_error")
 

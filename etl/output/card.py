@@ -5,7 +5,7 @@ import json
 
 import yaml
 
-from .schema import REJECT_REASONS, card_features_yaml
+from ..schema import REJECT_REASONS, card_features_yaml
 
 
 def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_speaker: bool = False,

@@ -14,10 +14,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import audio, decoders, measures, plan_store, resume, storage
-from .records import ShardResult
-from .schema import QUALITY_COLUMNS, output_columns, output_schema
-from .splits import RESERVE
+from ..audio import media as audio, decoders, measures
+from . import plan_store
+from ..output import resume, storage
+from ..records import ShardResult
+from ..schema import QUALITY_COLUMNS, output_columns, output_schema
+from ..curate.splits import RESERVE
 
 ROW_GROUP_BYTES = 8 << 20  # row groups of ~25-50 clips: well under 100 MB, and a worker buffers little (flat memory)
 ROW_GROUP_ROWS = 2000
@@ -25,7 +27,7 @@ ROW_GROUP_ROWS = 2000
 # decode; errors that cannot get better are not. Corrupt data (DecodeError) is never retried.
 READ_RETRY_DELAYS = (0.5, 2.0, 5.0)
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-log = logging.getLogger("etl.shards")
+log = logging.getLogger("etl.run.shards")
 
 
 @dataclass

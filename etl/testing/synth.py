@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import ffmpeg_binary
+from ..audio.media import ffmpeg_binary
 
 _CODECS = {".mp3": ["-c:a", "libmp3lame", "-b:a", "64k"], ".m4a": ["-c:a", "aac", "-b:a", "96k"],
            ".wav": ["-c:a", "pcm_s16le"], ".flac": ["-c:a", "flac"], ".opus": ["-c:a", "libopus", "-b:a", "48k"],

@@ -6,7 +6,7 @@ import logging
 import os
 import shutil
 
-from .config import ConfigError
+from ..config import ConfigError
 
 
 def local_worker_count(cfg_cluster: dict, n_tasks: int | None = None) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .audio import CLIP_OVERHEAD_BYTES
+from ..audio.media import CLIP_OVERHEAD_BYTES
 
 # Units ranked just after dev are written to reserve files: when dev rows are lost while decoding
 # (unreadable_audio, beyond_end, which only decoding can tell), the best-ranked surviving reserve
@@ -56,7 +56,7 @@ class SplitPolicy:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SplitPolicy":
-        from .audio import encoded_bytes_per_second
+        from ..audio.media import encoded_bytes_per_second
 
         s, b = cfg["splits"], cfg["budget"]
         return cls(seed=s["seed"], by=s["by"], dev_size=s["dev_size"], dev_hours=s["dev_hours"],

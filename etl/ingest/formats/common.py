@@ -11,7 +11,7 @@ import fsspec
 import pandas as pd
 
 from .. import segmentation
-from ..schema import EXTRA_TABLE_COLUMNS
+from ...schema import EXTRA_TABLE_COLUMNS
 
 ROW_KEYS = ("id", "recording", "start", "end", "text", "hypothesis", "speaker", *EXTRA_TABLE_COLUMNS)
 _OPTIONAL = ("speaker", *EXTRA_TABLE_COLUMNS)
