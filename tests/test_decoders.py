@@ -180,3 +180,103 @@ def test_flac_bytes_are_stored_without_zstd_and_the_other_columns_with_it(built)
               for j in range(meta.num_columns)}
     assert codecs["audio.bytes"] == "UNCOMPRESSED"
     assert codecs["text"] == codecs["id"] == "ZSTD"
+
+
+# ---------------------------------------------------------------- decoding only what the rows need
+
+SPARSE = [Segment(1.1, 2.4, 330.0), Segment(9.3, 11.0, 550.0), Segment(11.2, 12.1, 770.0),
+          Segment(24.05, 26.5, 990.0), Segment(38.0, 39.99, 1210.0)]
+
+
+@pytest.fixture(scope="module")
+def sparse(tmp_path_factory):
+    """40 s recordings whose segments leave long stretches nobody needs (MP3 and Vorbis skip them;
+    AAC and Opus decode whole), the last segment up to the recording's end."""
+    d = tmp_path_factory.mktemp("sparse")
+    paths = {}
+    for name, rate in [("sparse.mp3", 44100), ("sparse48.mp3", 48000), ("sparse.ogg", 44100),
+                       ("sparse.m4a", 44100), ("sparse.opus", 48000)]:
+        src = d / (name + ".wav")
+        write_tone_recording(str(src), 40.0, SPARSE, rate, 2)
+        codec = ["-c:a", "libvorbis"] if name.endswith(".ogg") else []
+        subprocess.run([audio.ffmpeg_binary(), "-nostdin", "-loglevel", "error", "-i", str(src), *codec,
+                        str(d / name)], check=True)
+        paths[name] = str(d / name)
+    return paths
+
+
+@pytest.mark.parametrize("name", ["sparse.mp3", "sparse48.mp3", "sparse.ogg", "sparse.m4a", "sparse.opus"])
+def test_clips_are_bit_identical_when_only_the_needed_audio_is_decoded(sparse, name):
+    spans = [(audio.sample_index(s.start, 16000), audio.sample_index(s.end, 16000)) for s in SPARSE]
+    full = {i: x for i, x, _ in audio.cut(decoders.get_decoder("av").stream(sparse[name]), spans)}
+    stats = {}
+    stream = decoders.get_decoder("av").stream(sparse[name], need=sorted(spans), stats=stats)
+    some = {i: x for i, x, _ in audio.cut(stream, spans, tolerance=800)}
+    for i, seg in enumerate(SPARSE):
+        np.testing.assert_array_equal(some[i], full[i], err_msg=f"{name} segment {i}")
+        assert abs(dominant_frequency(some[i][:, 0], 16000) - seg.freq) < 3
+    skippable = name.endswith((".mp3", ".ogg"))
+    # 2.4..9.3 s (minus the pre-roll and tail) and 12.1..24.05 s and 26.5..38 s are not decoded
+    assert (stats["skipped_seconds"] > 25) == skippable and (stats["skipped_seconds"] == 0) == (not skippable)
+
+
+def test_a_span_past_the_end_is_still_beyond_end_when_decoding_only_what_is_needed(sparse):
+    spans = [(audio.sample_index(2.0, 16000), audio.sample_index(3.0, 16000)),
+             (audio.sample_index(30.0, 16000), audio.sample_index(45.0, 16000))]
+    got = list(audio.cut(decoders.get_decoder("av").stream(sparse["sparse.mp3"], need=spans, stats={}), spans))
+    assert [x is None for _, x, _ in sorted(got, key=lambda t: t[0])] == [False, True]
+    assert abs(got[-1][2] / 16000 - 40.0) < 0.1  # the recording's length, for the reject's detail
+
+
+def test_the_decode_regions_skip_only_long_stretches():
+    need = [(16000 * 10, 16000 * 12), (16000 * 13, 16000 * 14), (16000 * 30, 16000 * 31)]
+    regions = decoders.decode_regions(need, 16000)
+    assert regions == [(10 - decoders.PREROLL_S, 14 + decoders.TAIL_S), (30 - decoders.PREROLL_S, 31 + decoders.TAIL_S)]
+    assert decoders.worth_skipping(regions)
+    assert decoders.decode_regions([(16000, 32000)], 16000)[0][0] == 0.0  # near the start: from 0
+    assert not decoders.worth_skipping(decoders.decode_regions([(0, 16000 * 30), (16000 * 31, 16000 * 40)], 16000))
+
+
+def test_cut_stops_the_decoder_after_the_last_span():
+    pulled = []
+
+    def chunks():
+        for k in range(100):
+            pulled.append(k)
+            yield np.zeros((1600, 1), dtype=np.int16)
+
+    out = list(audio.cut(chunks(), [(0, 1600), (3200, 4800)]))
+    assert len(out) == 2 and len(pulled) == 3
+
+
+def test_a_build_decodes_only_the_audio_its_rows_need(sparse, client, tmp_path):
+    """The report's hours_decoded counts what was decoded; every clip is still its own tone, and the
+    same build with the ffmpeg decoder (which decodes everything) gives the same clips."""
+    import shutil
+
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    shutil.copy(sparse["sparse.mp3"], audio_dir / "talk.mp3")
+    rows = [{"id": f"talk-{i}", "recording": "talk", "start": s.start, "end": s.end, "text": "a b", "asr": "a b"}
+            for i, s in enumerate(SPARSE)]
+    (tmp_path / "alignment.json").write_text(json.dumps(rows))
+    corpus = {"root": tmp_path}
+    clips = {}
+    for decoder in ("av", "ffmpeg"):
+        out = tmp_path / f"out-{decoder}"
+        cfg = load_config(write_config(corpus, out, audio={"decoder": decoder}, splits={"dev_size": 0},
+                                       filters={"max_duration": 15.0}))
+        report = build(cfg, client=client)
+        assert report["rows_out"] == len(SPARSE)
+        got = pd.concat([pq.read_table(f).to_pandas() for f in glob.glob(str(out / "data" / "*.parquet"))])
+        clips[decoder] = {r["id"]: sf.read(io.BytesIO(r["audio"]["bytes"]), dtype="int16")[0] for _, r in got.iterrows()}
+        for i, seg in enumerate(SPARSE):
+            assert abs(dominant_frequency(clips[decoder][f"talk-{i}"], 16000) - seg.freq) < 3
+        hours = report["hours_decoded"] * 3600
+        if decoder == "av":
+            assert hours < 20, hours  # of 40 s: the stretches between segments were not decoded
+        else:
+            assert hours == pytest.approx(40.0, abs=0.1)
+    for k, x in clips["av"].items():
+        y = clips["ffmpeg"][k]
+        assert abs(len(x) - len(y)) <= 1 and np.corrcoef(x[:min(len(x), len(y))], y[:min(len(x), len(y))])[0, 1] > 0.99

@@ -17,6 +17,7 @@ refused, and the rows of such a file become ``unreadable_audio`` with a detail t
 from __future__ import annotations
 
 import functools
+import math
 import os
 import subprocess
 from fractions import Fraction
@@ -40,7 +41,12 @@ class Decoder:
         """The library versions that decide the samples (one line)."""
         raise NotImplementedError
 
-    def stream(self, url: str, sampling_rate: int = 16000, channels: int = 1) -> Iterator[np.ndarray]:
+    def stream(self, url: str, sampling_rate: int = 16000, channels: int = 1, need: list | None = None,
+               stats: dict | None = None) -> Iterator[np.ndarray]:
+        """``need``: sorted (first, stop) output sample spans the caller will cut (None: all). A
+        backend may skip decoding outside them; it then yields zeros there (so every sample keeps its
+        index) and adds the seconds it skipped to ``stats["skipped_seconds"]``. Inside the spans the
+        samples are those of a full decode, bit for bit."""
         raise NotImplementedError
 
 
@@ -50,8 +56,8 @@ class AvDecoder(Decoder):
     def identity(self) -> str:
         return _av_identity()
 
-    def stream(self, url, sampling_rate=16000, channels=1):
-        return stream_av(url, sampling_rate, channels)
+    def stream(self, url, sampling_rate=16000, channels=1, need=None, stats=None):
+        return stream_av(url, sampling_rate, channels, need=need, stats=stats)
 
 
 class FfmpegDecoder(Decoder):
@@ -60,7 +66,7 @@ class FfmpegDecoder(Decoder):
     def identity(self) -> str:
         return ffmpeg_identity(audio.ffmpeg_binary(self.ffmpeg))
 
-    def stream(self, url, sampling_rate=16000, channels=1):
+    def stream(self, url, sampling_rate=16000, channels=1, need=None, stats=None):
         return audio.stream_ffmpeg(url, sampling_rate, channels, self.ffmpeg)
 
 
@@ -72,7 +78,7 @@ class PydubDecoder(Decoder):
 
         return f"pydub {version('pydub')}; {ffmpeg_identity(audio.ffmpeg_binary(self.ffmpeg))}"
 
-    def stream(self, url, sampling_rate=16000, channels=1):
+    def stream(self, url, sampling_rate=16000, channels=1, need=None, stats=None):
         return audio.stream_pydub(url, sampling_rate, channels, self.ffmpeg)
 
 
@@ -171,9 +177,11 @@ def _slice_frame(frame, skip: int, keep: int, tb: Fraction):
     return out
 
 
-def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1,
-              chunk_seconds: float = audio.CHUNK_SECONDS) -> Iterator[np.ndarray]:
-    """Yield int16 arrays of shape (frames, channels): PyAV decode + libswresample, in this process."""
+def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1, chunk_seconds: float = audio.CHUNK_SECONDS,
+              need: list | None = None, stats: dict | None = None) -> Iterator[np.ndarray]:
+    """Yield int16 arrays of shape (frames, channels): PyAV decode + libswresample, in this process.
+    With ``need`` (see ``Decoder.stream``), codecs of ``SKIPPABLE_CODECS`` skip the packets no span
+    needs (``decode_regions``), and every codec stops after the last needed sample."""
     try:
         import av
     except ImportError as e:
@@ -194,14 +202,17 @@ def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1,
                 raise DecodeError("no audio stream")
             stream = container.streams.audio[0]
             stream.thread_type = "NONE"  # one core per worker: frame threads only add hand-offs
-            resampler = av.AudioResampler(format="s16", layout="mono" if channels == 1 else "stereo",
-                                          rate=sampling_rate, frame_size=max(1, int(chunk_seconds * sampling_rate)))
-            edit_lists = container.format.name.startswith("mov")
-            for frame in _trimmed(container.decode(stream), stream.time_base, stream.start_time, edit_lists):
-                for out in resampler.resample(frame):
-                    yield out.to_ndarray().reshape(-1, channels)
-            for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1, channels)
+            out = _Output(sampling_rate, channels, chunk_seconds)
+            skippable = stream.codec_context.name in SKIPPABLE_CODECS and not container.format.name.startswith("mov")
+            regions = decode_regions(need, sampling_rate) if need and skippable else None
+            if stats is not None:
+                stats.setdefault("skipped_seconds", 0.0)
+            if not worth_skipping(regions):
+                edit_lists = container.format.name.startswith("mov")
+                frames = _trimmed(container.decode(stream), stream.time_base, stream.start_time, edit_lists)
+                yield from out.convert(frames, flush=True)
+            else:
+                yield from _decode_regions(container, stream, regions, out, {} if stats is None else stats)
     except (DecodeError, DecoderUnavailable):
         raise
     except av.error.FFmpegError as e:
@@ -211,3 +222,135 @@ def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1,
     finally:
         if f is not None:
             f.close()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoding only what the rows need
+
+
+# Codecs whose decode, restarted PREROLL_S before a sample, gives that sample bit for bit as a full
+# decode does (tests/test_decoders.py checks it on real files). AAC (priming, edit lists) and Opus
+# (its state converges but is not exact) are decoded whole, up to the last needed sample.
+SKIPPABLE_CODECS = ("mp3", "mp3float", "mp2", "mp2float", "vorbis")
+PREROLL_S = 0.25  # decoded before a region and thrown away: the codec's and the resampler's warm-up
+TAIL_S = 0.25  # decoded after a region's last needed sample
+MIN_SKIP_S = 2.0  # a shorter stretch is decoded: a restart costs about this much
+MIN_SKIP_FRACTION = 0.1
+
+
+def decode_regions(need: list, sampling_rate: int) -> list[tuple[float, float]]:
+    """Needed output spans -> the stretches of the recording to decode, in seconds: each span widened
+    by PREROLL_S and TAIL_S, and stretches less than MIN_SKIP_S apart merged."""
+    regions: list[list[float]] = []
+    for first, stop in sorted(need):
+        a, b = max(0.0, first / sampling_rate - PREROLL_S), stop / sampling_rate + TAIL_S
+        if regions and a - regions[-1][1] < MIN_SKIP_S:
+            regions[-1][1] = max(regions[-1][1], b)
+        else:
+            regions.append([a, b])
+    if regions and regions[0][0] < MIN_SKIP_S:
+        regions[0][0] = 0.0  # decode from the start rather than restart within the first seconds
+    return [(a, b) for a, b in regions]
+
+
+def worth_skipping(regions: list) -> bool:
+    """Whether the regions leave out at least MIN_SKIP_FRACTION of the audio up to the last of them
+    (a decode by regions costs a little per packet; the plain decode stops after the last one too)."""
+    if not regions:
+        return False
+    covered = sum(b - a for a, b in regions)
+    return covered <= (1 - MIN_SKIP_FRACTION) * regions[-1][1]
+
+
+class _Output:
+    """Resampled int16 output with its position: a fresh resampler per decoded region, zeros for the
+    stretches between regions, so each sample keeps the index a full decode gives it."""
+
+    def __init__(self, sampling_rate: int, channels: int, chunk_seconds: float):
+        self.rate, self.channels, self.pos = sampling_rate, channels, 0
+        self.frame_size = max(1, int(chunk_seconds * sampling_rate))
+        self.resampler, self.skip = None, 0
+
+    def restart(self, at: int) -> Iterator[np.ndarray]:
+        """A new resampler whose first output sample is output index ``at`` (zeros up to it)."""
+        import av
+
+        self.resampler = av.AudioResampler(format="s16", layout="mono" if self.channels == 1 else "stereo",
+                                           rate=self.rate, frame_size=self.frame_size)
+        self.skip = max(0, self.pos - at)  # never move backwards: drop what is already out
+        while self.pos < at:
+            n = min(self.frame_size, at - self.pos)
+            self.pos += n
+            yield np.zeros((n, self.channels), dtype=np.int16)
+
+    def convert(self, frames, flush: bool) -> Iterator[np.ndarray]:
+        if self.resampler is None:
+            yield from self.restart(self.pos)
+        for frame in frames:
+            yield from self._emit(self.resampler.resample(frame))
+        if flush:
+            yield from self._emit(self.resampler.resample(None))
+
+    def _emit(self, outs) -> Iterator[np.ndarray]:
+        for o in outs:
+            x = o.to_ndarray().reshape(-1, self.channels)
+            if self.skip:
+                k = min(self.skip, len(x))
+                x, self.skip = x[k:], self.skip - k
+            if len(x):
+                self.pos += len(x)
+                yield x
+
+
+def _decode_regions(container, stream, regions: list, out: _Output, stats: dict) -> Iterator[np.ndarray]:
+    """Decode only the packets of ``regions`` (seconds from the stream's start). A region after a skip
+    restarts the codec, and the resampler PREROLL_S/2 into the region at an input sample whose
+    output index is whole (so its phase is a full decode's); what comes before is thrown away."""
+    from itertools import groupby
+
+    tb, start = stream.time_base, stream.start_time or 0
+    rate = stream.codec_context.sample_rate
+    grid = rate // math.gcd(rate, out.rate)  # input samples per whole number of output samples
+    stats.setdefault("skipped_seconds", 0.0)
+    previous_end = 0.0
+    for r, packets in groupby(_region_packets(container, stream, regions), key=lambda rp: rp[0]):
+        a, b = regions[r]
+        s0 = 0
+        if a > 0:  # after a skip: the codec forgets what it decoded before
+            stream.codec_context.flush_buffers()
+            s0 = math.ceil((a + PREROLL_S / 2) * rate / grid) * grid
+            stats["skipped_seconds"] += a - previous_end
+        previous_end = b
+        yield from out.restart(s0 * out.rate // rate)
+        frames = (f for _, p in packets for f in stream.decode(p))
+        # flushed at the region's end: its last samples, and at the recording's end a full decode's tail
+        yield from out.convert(_from_sample(frames, s0, tb, start, rate), flush=True)
+    if out.resampler is None:  # nothing was needed within the recording: its length, for beyond_end
+        yield from out.restart(int(round(float(stream.duration * tb) * out.rate)) if stream.duration else 0)
+
+
+def _region_packets(container, stream, regions: list):
+    """(region index, packet) for the packets that overlap a region (timestamps compared as integers)."""
+    tb, start = stream.time_base, stream.start_time or 0
+    bounds = [(start + int(a / tb), start + int(math.ceil(b / tb))) for a, b in regions]
+    r = 0
+    for packet in container.demux(stream):
+        pts = packet.pts
+        if pts is None or packet.size == 0:
+            continue
+        while pts > bounds[r][1]:
+            r += 1
+            if r == len(bounds):
+                return  # past the last needed sample: the rest is not decoded
+        if pts + (packet.duration or 0) >= bounds[r][0]:
+            yield r, packet
+
+
+def _from_sample(frames, s0: int, tb: Fraction, start: int, rate: int) -> Iterator:
+    """Decoded frames from input sample ``s0`` on (counted from the stream's start, by timestamp)."""
+    num, den = tb.numerator * rate, tb.denominator
+    for frame in frames:
+        i0 = ((frame.pts - start) * num * 2 + den) // (2 * den) if frame.pts is not None else s0
+        if i0 + frame.samples <= s0:
+            continue
+        yield frame if i0 >= s0 else _slice_frame(frame, s0 - i0, frame.samples, tb)

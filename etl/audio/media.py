@@ -264,7 +264,8 @@ def cut(chunks: Iterable[np.ndarray], spans: list[tuple[int, int]],
     ``spans`` are (first, stop) sample indices. Yields ``(index into spans, samples or None, total)``
     for every span: samples once the stream has passed ``stop``, or None (after the stream ends) for
     spans that end more than ``tolerance`` samples past the end (total = decoded frames so far).
-    Only the samples from the earliest pending span onwards are held in memory.
+    Only the samples from the earliest pending span onwards are held in memory, and the stream is
+    closed as soon as the last span is cut: nothing after it is decoded.
     """
     order = sorted(range(len(spans)), key=lambda i: (spans[i][0], spans[i][1], i))
     by_stop = sorted(order, key=lambda i: (spans[i][1], i))
@@ -282,6 +283,10 @@ def cut(chunks: Iterable[np.ndarray], spans: list[tuple[int, int]],
             k += 1
             yield i, _take(buf, buf_start, *spans[i]), pos
             done[i] = True
+        if k == len(by_stop):
+            if hasattr(chunks, "close"):
+                chunks.close()  # a decoder subprocess or container is released now
+            return
         # drop what no pending span needs
         while next_start < len(order) and done[order[next_start]]:
             next_start += 1

@@ -181,13 +181,14 @@ def run_shard(task: ShardTask) -> ShardResult:
             seen: set = set()
             total = 0
             clips: list = []
+            stats = {"skipped_seconds": 0.0}
             try:
-                for i, samples, total in _segments(task, url, spans, tolerance):
+                for i, samples, total in _segments(task, url, spans, tolerance, stats):
                     seen.add(i)
                     clips.append(_emit(task, records[i], samples, total, columns, ext, writers, rejects))
             except _Unreadable as e:
                 _reject_unseen(records, seen, str(e), rejects)
-            decoded += total / task.sampling_rate
+            decoded += max(0.0, total / task.sampling_rate - stats["skipped_seconds"])
             per_recording[recording] = measures.summarize([m for m in clips if m is not None])
     result = {
         "shard": task.index,
@@ -223,16 +224,18 @@ class _Unreadable(Exception):
     """A recording that cannot be read or decoded: its remaining rows become ``unreadable_audio``."""
 
 
-def _segments(task: ShardTask, url: str, spans: list, tolerance: int):
+def _segments(task: ShardTask, url: str, spans: list, tolerance: int, stats: dict):
     """``audio.cut`` of one recording, each span yielded once. A transient read error restarts the
     decode from the beginning (after a pause), skipping the spans already yielded, so no clip is lost
-    or written twice. Errors in the caller (writing the output) are not caught here."""
+    or written twice. Errors in the caller (writing the output) are not caught here. ``stats``: the
+    decoder's (``skipped_seconds``: audio no span needed, not decoded)."""
     decoder = decoders.get_decoder(task.decoder, task.ffmpeg)
     done: set = set()
     for attempt in range(len(READ_RETRY_DELAYS) + 1):
+        stats["skipped_seconds"] = 0.0
         try:
-            for i, samples, total in audio.cut(decoder.stream(url, task.sampling_rate, task.channels),
-                                               spans, tolerance):
+            chunks = decoder.stream(url, task.sampling_rate, task.channels, need=spans, stats=stats)
+            for i, samples, total in audio.cut(chunks, spans, tolerance):
                 if i not in done:
                     done.add(i)
                     yield i, samples, total
