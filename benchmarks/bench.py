@@ -874,6 +874,7 @@ def targets(m: dict, rss: dict, workers: int) -> list[dict]:
                 f"etl build flac {etl:.1f} s vs etl's own ffmpeg arguments, decode only, {tuned:.1f} s"),
         _target("etl CPU / PyAV decode-only CPU", etl_cpu / av_cpu, "<=", 1.15,
                 f"etl build flac {etl_cpu:.1f} CPU s vs PyAV decode + resample only {av_cpu:.1f} CPU s"),
+        *_beyond_fixed(m, etl, tuned, etl_cpu, av_cpu),
         _target("naive wall / etl wall", m["naive"]["wall_s"] / etl, ">=", 50,
                 f"naive {m['naive']['wall_s']:.0f} s (extrapolated) vs etl {etl:.1f} s"),
         _target("seek wall / etl wall", m["seek"]["wall_s"] / etl, ">=", 2.5,
@@ -896,6 +897,19 @@ def targets(m: dict, rss: dict, workers: int) -> list[dict]:
     return out
 
 
+def _beyond_fixed(m: dict, etl: float, tuned: float, etl_cpu: float, av_cpu: float) -> list[dict]:
+    """The same two ratios for the audio alone: etl's figures minus its per-build cost (``etl_fixed``:
+    the same build of a 30-s corpus: interpreter, imports, cluster start, plan, report), which a
+    larger corpus amortises."""
+    if "etl_fixed" not in m:
+        return []
+    fw, fc = m["etl_fixed"]["wall_s"], m["etl_fixed"]["cpu_s"]
+    return [_target("etl wall beyond the per-build cost / tuned ffmpeg floor wall", (etl - fw) / tuned, "<=", 1.0,
+                    f"({etl:.1f} - {fw:.1f}) s vs {tuned:.1f} s"),
+            _target("etl CPU per audio hour beyond the per-build cost / PyAV decode-only", (etl_cpu - fc) / av_cpu,
+                    "<=", 1.15, f"({etl_cpu:.1f} - {fc:.1f}) CPU s vs {av_cpu:.1f} CPU s")]
+
+
 LABELS = {
     "floor": "floor: ffmpeg decode only",
     "floor_tuned": "floor: etl's tuned ffmpeg command, decode only",
@@ -904,6 +918,7 @@ LABELS = {
     "etl_flac": "etl build, flac",
     "etl_wav": "etl build, wav",
     "etl_flac_1worker": "etl build, flac, 1 worker",
+    "etl_fixed": "etl build, flac, a 30-s corpus (the per-build cost)",
     "naive": "naive pydub per segment (EXTRAPOLATED)",
     "seek": "ffmpeg -ss/-to per segment (EXTRAPOLATED)",
 }
@@ -956,7 +971,7 @@ def render(results: dict) -> str:
            f"corpus: {c['recordings']} recordings, {c['recording_hours']:.2f} h of 44.1 kHz stereo MP3, "
            f"{c['segments']} segments ({c['segment_hours']:.2f} h); {p['workers']} processes per method", "",
            markdown_table(HEADER, table_rows(m, c["recording_hours"])), ""]
-    for key in ("etl_flac", "etl_wav", "etl_flac_1worker"):
+    for key in ("etl_flac", "etl_wav", "etl_flac_1worker", "etl_fixed"):
         r = m.get(key)
         if not r:
             continue
@@ -984,6 +999,49 @@ def render(results: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def measure_methods(corpus: "Corpus", fixed_corpus: "Corpus", workers: int, dev_size: int, out_root: str,
+                    params: dict, repeat: int, seed: int) -> dict:
+    """Every method of the comparison on the same corpus, the floors first."""
+    ffmpeg = ffmpeg_binary()
+    methods: dict[str, dict] = {}
+
+    def best_of(fn, *a):
+        runs = [fn(*a) for _ in range(repeat)]
+        best = min(runs, key=lambda r: r["wall_s"])
+        if len(runs) > 1:
+            best["all_walls_s"] = [round(r["wall_s"], 3) for r in runs]
+        return best
+
+    _say("floor: ffmpeg decode only ...")
+    methods["floor"] = best_of(measure_floor, ffmpeg, [(corpus.path(r), r["seconds"]) for r in corpus.recordings],
+                               workers)
+    _say(f"floor: {methods['floor']['wall_s']:.1f} s")
+    paths = [(corpus.path(r), r["seconds"]) for r in corpus.recordings]
+    methods["floor_tuned"] = best_of(measure_floor, ffmpeg, paths, workers, tuned_command)
+    _say(f"floor_tuned: {methods['floor_tuned']['wall_s']:.1f} s")
+    methods["floor_av"] = best_of(measure_av_floor, paths, workers)
+    _say(f"floor_av: {methods['floor_av']['wall_s']:.1f} s")
+    methods["etl_flac"] = best_of(measure_etl, "etl_flac", out_root, corpus, workers, "flac", dev_size)
+    _say(f"etl_flac: {methods['etl_flac']['wall_s']:.1f} s")
+    methods["etl_wav"] = best_of(measure_etl, "etl_wav", out_root, corpus, workers, "wav", dev_size)
+    _say(f"etl_wav: {methods['etl_wav']['wall_s']:.1f} s")
+    if workers > 1:
+        _say("floor, 1 process ...")
+        methods["floor_1proc"] = best_of(measure_floor, ffmpeg, [(corpus.path(r), r["seconds"])
+                                                                 for r in corpus.recordings], 1)
+        methods["etl_flac_1worker"] = best_of(measure_etl, "etl_flac_1worker", out_root, corpus, 1, "flac", dev_size)
+        _say(f"etl_flac_1worker: {methods['etl_flac_1worker']['wall_s']:.1f} s")
+    # the per-build cost: the same build of a 30-s corpus (interpreter, imports, cluster, plan, report)
+    methods["etl_fixed"] = best_of(measure_etl, "etl_fixed", out_root, fixed_corpus, workers, "flac", 2)
+    _say(f"etl_fixed: {methods['etl_fixed']['wall_s']:.1f} s, {methods['etl_fixed']['cpu_s']:.1f} CPU s")
+    with tempfile.TemporaryDirectory(prefix="etl-bench-") as tmp:
+        methods["naive"] = measure_naive(corpus, *params["naive_samples"], workers, tmp)
+        _say(f"naive: {methods['naive']['wall_s']:.0f} s extrapolated")
+        methods["seek"] = measure_seek(corpus, params["seek_samples"], workers, tmp, seed)
+        _say(f"seek: {methods['seek']['wall_s']:.1f} s extrapolated")
+    return methods
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1029,7 +1087,9 @@ def main(argv: list[str] | None = None) -> int:
         rss_corpora[label] = Corpus(os.path.join(out_root, "corpus-long", f"rec_{minutes}min"),
                                     {"minutes": minutes, "seed": args.seed},
                                     plan_corpus([minutes * 60.0], args.seed + 1000 + minutes, prefix=f"long{minutes}m_"))
-    gen = ensure_corpora([corpus, *rss_corpora.values()], workers)
+    fixed_corpus = Corpus(os.path.join(out_root, "corpus-fixed"), {"seconds": 30, "seed": args.seed},
+                          plan_corpus([30.0], args.seed + 7, prefix="fixed_"))
+    gen = ensure_corpora([corpus, fixed_corpus, *rss_corpora.values()], workers)
     info = corpus.summary()
     info["generated_s"] = gen[corpus.root]
     info["reused"] = gen[corpus.root] is None
@@ -1047,44 +1107,11 @@ def main(argv: list[str] | None = None) -> int:
     # warm the page cache for the interpreter's imports too, so the first etl run is not the only cold one
     subprocess.run([sys.executable, "-c", "import etl.run.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ffmpeg = ffmpeg_binary()
-    methods: dict[str, dict] = {}
-
-    def best_of(fn, *a):
-        runs = [fn(*a) for _ in range(args.repeat)]
-        best = min(runs, key=lambda r: r["wall_s"])
-        if len(runs) > 1:
-            best["all_walls_s"] = [round(r["wall_s"], 3) for r in runs]
-        return best
-
-    _say("floor: ffmpeg decode only ...")
-    methods["floor"] = best_of(measure_floor, ffmpeg, [(corpus.path(r), r["seconds"]) for r in corpus.recordings],
-                               workers)
-    _say(f"floor: {methods['floor']['wall_s']:.1f} s")
-    paths = [(corpus.path(r), r["seconds"]) for r in corpus.recordings]
-    methods["floor_tuned"] = best_of(measure_floor, ffmpeg, paths, workers, tuned_command)
-    _say(f"floor_tuned: {methods['floor_tuned']['wall_s']:.1f} s")
-    methods["floor_av"] = best_of(measure_av_floor, paths, workers)
-    _say(f"floor_av: {methods['floor_av']['wall_s']:.1f} s")
-    methods["etl_flac"] = best_of(measure_etl, "etl_flac", out_root, corpus, workers, "flac", dev_size)
-    _say(f"etl_flac: {methods['etl_flac']['wall_s']:.1f} s")
-    methods["etl_wav"] = best_of(measure_etl, "etl_wav", out_root, corpus, workers, "wav", dev_size)
-    _say(f"etl_wav: {methods['etl_wav']['wall_s']:.1f} s")
-    if workers > 1:
-        _say("floor, 1 process ...")
-        methods["floor_1proc"] = best_of(measure_floor, ffmpeg, [(corpus.path(r), r["seconds"])
-                                                                 for r in corpus.recordings], 1)
-        methods["etl_flac_1worker"] = best_of(measure_etl, "etl_flac_1worker", out_root, corpus, 1, "flac", dev_size)
-        _say(f"etl_flac_1worker: {methods['etl_flac_1worker']['wall_s']:.1f} s")
-    with tempfile.TemporaryDirectory(prefix="etl-bench-") as tmp:
-        methods["naive"] = measure_naive(corpus, *params["naive_samples"], workers, tmp)
-        _say(f"naive: {methods['naive']['wall_s']:.0f} s extrapolated")
-        methods["seek"] = measure_seek(corpus, params["seek_samples"], workers, tmp, args.seed)
-        _say(f"seek: {methods['seek']['wall_s']:.1f} s extrapolated")
+    methods = measure_methods(corpus, fixed_corpus, workers, dev_size, out_root, params, args.repeat, args.seed)
     audio_hours = info["recording_hours"]
     for k, r in methods.items():
-        r["audio_hours"] = audio_hours
-        r["hours_per_core_hour"] = audio_hours / (r["cpu_s"] / 3600) if r["cpu_s"] else None
+        r["audio_hours"] = fixed_corpus.summary()["recording_hours"] if k == "etl_fixed" else audio_hours
+        r["hours_per_core_hour"] = r["audio_hours"] / (r["cpu_s"] / 3600) if r["cpu_s"] else None
         r["ratio_to_floor"] = r["wall_s"] / methods["floor"]["wall_s"]
         r["ratio_to_best_floor"] = r["wall_s"] / min(methods[f]["wall_s"] for f in FLOORS)
         r["label"] = LABELS[k]

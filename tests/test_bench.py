@@ -72,8 +72,10 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert _number(res["scaling"]["speedup"])
 
     targets = {t["name"]: t for t in res["targets"]}
-    assert len(targets) == 8  # plain floor, tuned floor, PyAV CPU, naive, seek, RSS, scaling, plan
-    assert {"etl wall / tuned ffmpeg floor wall", "etl CPU / PyAV decode-only CPU"} <= set(targets)
+    assert len(targets) == 10  # plain floor, tuned floor, PyAV CPU, both beyond the per-build cost, naive, seek, RSS, scaling, plan
+    assert {"etl wall / tuned ffmpeg floor wall", "etl CPU / PyAV decode-only CPU",
+            "etl CPU per audio hour beyond the per-build cost / PyAV decode-only"} <= set(targets)
+    assert methods["etl_fixed"]["rows_out"] > 0 and methods["etl_fixed"]["audio_hours"] < 0.01
     assert res["plan"]["rows_in"] == res["plan"]["rows"] > 0
     assert res["listing"]["files"] == 500 and _number(res["listing"]["list_and_resolve_s"])
     for t in targets.values():
