@@ -406,6 +406,7 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
     client_future = None
     if client is None:  # start the cluster while the table is read and checked
         client_future = pool.submit(_open_and_announce, cfg["cluster"])
+        import dask.dataframe  # noqa: F401  (planning builds on it: imported here while the cluster starts)
     try:
         if client_future is not None:
             client = client_future.result()
