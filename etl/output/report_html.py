@@ -56,7 +56,7 @@ def count_rows(rows: pd.DataFrame, ranges: dict) -> PlotCounts:
 
 def _count_group(group: str, n: int, values: dict, ranges: dict) -> PlotCounts:
     """``PlotCounts`` of ``n`` rows of one group; ``values``: column -> float32 array (NaN: none)."""
-    columns = {}
+    columns: dict[str, ColumnHistogram] = {}
     for col, (lo, hi) in ranges.items():
         v = values.get(col, np.empty(0, np.float32))
         v = v[~np.isnan(v)]
