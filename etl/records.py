@@ -4,7 +4,7 @@
 planning (cluster_plan)  -> PlannedTable: futures of placed partitions + counts, per-recording aggregates
 make_tasks (build)       -> ShardTask (shards.py): recordings and where to read their rows, never rows
 run_shard (shards)       -> ShardResult: per split one SplitPart; the decode-time rejects as a file
-finalize (build)         -> Report: report.json
+finalize (build)         -> Report: report.json; PlotCounts: report.html's histograms, reduced on the workers
 """
 from __future__ import annotations
 
@@ -67,3 +67,19 @@ class Report(TypedDict, total=False):
     audio: dict
     config: dict
     timings: dict
+
+
+class ColumnHistogram(TypedDict):
+    """One plotted column of report.html, counted over fixed bin edges (``report_html.BINS`` equal bins
+    on [lo, hi]); partial counts of files or row groups add up (``report_html.combine_plot_counts``)."""
+    lo: float
+    hi: float
+    counts: dict  # group -> list of BINS ints, values clipped into [lo, hi] (outliers in the end bins)
+    values: dict  # group -> its rows with a value in this column
+    outside: int  # values outside [lo, hi], counted in the end bins
+
+
+class PlotCounts(TypedDict):
+    """What report.html plots, as counts: never rows. A group is a split name or 'rejected'."""
+    groups: dict  # group -> rows
+    columns: dict  # column (report_html.PLOTTED) -> ColumnHistogram

@@ -69,3 +69,41 @@ def test_an_empty_build_still_gets_a_page():
               "vocab": {"size": 0, "missing_characters": {}}, "config": {"filters": {"min_similarity": 0.8}}}
     page = render(report, pd.DataFrame({"duration": [], "similarity": [], "group": [], "reason": []}))
     assert "0 rows in: 0 kept" in page and "No rows to plot." in page and not _images(page)
+
+
+def test_counts_streamed_file_by_file_draw_the_page_all_rows_would(tmp_path):
+    """etl report counts each file (rejects.parquet per row group, in record batches) and adds the counts
+    up: the page is the one drawn from every row at once, outliers and missing measures included."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from etl.output.report_html import load_plot_counts
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    frames = []
+    for split, i, n in [("train", 0, 700), ("train", 1, 500), ("dev", 0, 90)]:
+        df = pd.DataFrame({"duration": rng.uniform(0.5, 19.0, n), "similarity": rng.uniform(0.5, 1.0, n),
+                           "chars_per_second": rng.normal(14, 8, n), "rms_db": rng.uniform(-120, -5, n),
+                           "silence_fraction": np.where(rng.random(n) < 0.1, np.nan, rng.random(n))})
+        pq.write_table(pa.Table.from_pandas(df), tmp_path / "data" / f"{split}-{i:05d}-of-00002.parquet")
+        frames.append(df.assign(group=split))
+    rej = pd.DataFrame({"duration": rng.uniform(0, 60, 3000), "similarity": rng.uniform(0, 1, 3000),
+                        "reason": "too_long"})  # no measures: rejected before decoding
+    pq.write_table(pa.Table.from_pandas(rej), tmp_path / "rejects.parquet", row_group_size=700)
+    frames.append(rej.drop(columns="reason").assign(group="rejected"))
+    report = {"rows_in": 4290, "rows_out": 1290, "rows_rejected": 3000, "hours_out": 1.0,
+              "splits": {"train": {"rows": 1200, "hours": 0.9, "files": 2}, "dev": {"rows": 90, "hours": 0.1, "files": 1}},
+              "rejects": {"too_long": 3000}, "vocab": {"size": 0, "missing_characters": {}},
+              "config": {"filters": {"min_similarity": 0.8, "min_duration": 1.0, "max_duration": None}}}
+    streamed = load_plot_counts(str(tmp_path), report["config"]["filters"])
+    assert streamed["groups"] == {"train": 1200, "dev": 90, "rejected": 3000}
+    kept = pd.concat(frames[:3])
+    assert sum(streamed["columns"]["silence_fraction"]["values"].values()) == kept["silence_fraction"].notna().sum()
+    cps = kept["chars_per_second"]
+    assert streamed["columns"]["chars_per_second"]["outside"] == ((cps < 0) | (cps > 40)).sum() > 0
+    assert streamed["columns"]["rms_db"]["outside"] == (kept["rms_db"] < -100).sum() > 0
+    page = render(report, streamed)
+    assert len(_images(page)) == 7
+    assert page == render(report, pd.concat(frames, ignore_index=True))

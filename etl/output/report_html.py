@@ -1,7 +1,10 @@
 """report.html: one self-contained page (plots as embedded PNG, no network) beside report.json.
 
-Rendered from report.json, the ``duration``/``similarity`` columns of ``data/*.parquet`` (never the
-audio column) and ``rejects.parquet``. `etl build` writes it at the end; `etl report OUT` rewrites it.
+Rendered from report.json and ``PlotCounts`` (records.py): per group and plotted column, counts over
+fixed bin edges, reduced file by file (row group by row group for ``rejects.parquet``) from the
+``duration``/``similarity``/measure columns of ``data/*.parquet`` and ``rejects.parquet`` (never the
+audio column, never all rows at once). `etl build` counts on the workers and writes it at the end;
+`etl report OUT` rewrites it, counting in-process with the same functions.
 """
 from __future__ import annotations
 
@@ -16,44 +19,131 @@ import pyarrow.parquet as pq
 
 from . import storage
 from ..config import ConfigError
+from ..records import ColumnHistogram, PlotCounts
 from ..schema import REJECT_REASONS
 
 REPORT_FILE = "report.html"
-_REJECTED = "rejected"
-_COLORS = {"train": "#4c72b0", "dev": "#dd8452", "test": "#55a868", "low_similarity": "#c44e52", _REJECTED: "#9a9a9a"}
+REJECTED = "rejected"
+_COLORS = {"train": "#4c72b0", "dev": "#dd8452", "test": "#55a868", "low_similarity": "#c44e52", REJECTED: "#9a9a9a"}
+
+PLOTTED = ["duration", "similarity", "chars_per_second", "rms_db", "silence_fraction"]
+BINS = 50
+_BATCH = 65_536  # rows per record batch read: memory flat in file size
 
 
-_PLOTTED = ["duration", "similarity", "chars_per_second", "rms_db", "silence_fraction"]
+def plot_ranges(filters: dict, kept_max_duration: float | None) -> dict:
+    """[lo, hi] of each plotted column: fixed, except that duration's reaches the longest kept row."""
+    hi = max(kept_max_duration or 0.0, 1.0,
+             float(filters["max_duration"]) * 1.2 if filters.get("max_duration") is not None else 0.0)
+    return {"duration": (0.0, hi), "similarity": (0.0, 1.0), "chars_per_second": (0.0, 40.0),
+            "rms_db": (-100.0, 0.0), "silence_fraction": (0.0, 1.0)}
 
 
-def load_rows(fs, root: str) -> pd.DataFrame:
-    """duration, similarity, the quality measures and group (split name, or 'rejected' with its reason) of every row."""
-    frames = []
+def _edges(lo: float, hi: float) -> np.ndarray:
+    return np.histogram_bin_edges(np.empty(0, np.float32), BINS, (lo, hi))
+
+
+def count_rows(rows: pd.DataFrame, ranges: dict) -> PlotCounts:
+    """``PlotCounts`` of rows in memory (a ``group`` column and some of ``PLOTTED``): pure."""
+    parts = []
+    for g, n in rows["group"].value_counts(sort=False).items():
+        if n > 0:
+            of_g = rows[rows["group"] == g]
+            parts.append(_count_group(str(g), int(n), {c: of_g[c].to_numpy(np.float32) for c in ranges if c in of_g},
+                                      ranges))
+    return combine_plot_counts(parts, ranges)
+
+
+def _count_group(group: str, n: int, values: dict, ranges: dict) -> PlotCounts:
+    """``PlotCounts`` of ``n`` rows of one group; ``values``: column -> float32 array (NaN: none)."""
+    columns: dict[str, ColumnHistogram] = {}
+    for col, (lo, hi) in ranges.items():
+        v = values.get(col, np.empty(0, np.float32))
+        v = v[~np.isnan(v)]
+        counts = np.histogram(np.clip(v, lo, hi), bins=_edges(lo, hi))[0]
+        columns[col] = {"lo": lo, "hi": hi, "counts": {group: counts.tolist()}, "values": {group: len(v)},
+                        "outside": int(((v < lo) | (v > hi)).sum())}
+    return {"groups": {group: n}, "columns": columns}
+
+
+def combine_plot_counts(parts: list[PlotCounts], ranges: dict) -> PlotCounts:
+    """The sum of partial counts (of files, row groups or batches) over the same ``ranges``."""
+    total: PlotCounts = {"groups": {}, "columns": {c: {"lo": lo, "hi": hi, "counts": {}, "values": {}, "outside": 0}
+                                                   for c, (lo, hi) in ranges.items()}}
+    for p in parts:
+        for g, n in p["groups"].items():
+            total["groups"][g] = total["groups"].get(g, 0) + n
+        for c, h in p["columns"].items():
+            t = total["columns"][c]
+            t["outside"] += h["outside"]
+            for g, n in h["values"].items():
+                t["values"][g] = t["values"].get(g, 0) + n
+            for g, counts in h["counts"].items():
+                t["counts"][g] = [a + b for a, b in zip(t["counts"].get(g, [0] * BINS), counts)]
+    return total
+
+
+def plot_pieces(fs, root: str) -> list[tuple]:
+    """(file, group, row group or None: the whole file) of every row to plot: the final split files,
+    and rejects.parquet one row group at a time (one large file, shared among tasks)."""
     data_dir = storage.join(root, storage.DATA_DIR)
     files = sorted(fs.glob(storage.join(data_dir, "*.parquet"))) if fs.exists(data_dir) else []
-    for path in files:
-        split = storage.split_of(path)
-        if split:
-            frames.append(_read(fs, path, _PLOTTED).assign(group=split, reason=None))
+    pieces = [(path, split, None) for path in files for split in [storage.split_of(path)] if split]
     rej = storage.join(root, "rejects.parquet")
     if fs.exists(rej):
-        frames.append(_read(fs, rej, _PLOTTED + ["reason"]).assign(group=_REJECTED))
-    if not frames:
-        return pd.DataFrame({c: [] for c in _PLOTTED + ["group", "reason"]})
-    rows = pd.concat(frames, ignore_index=True)
-    return rows.astype({"group": "category", "reason": "category"})
+        with fs.open(rej, "rb") as f:
+            pieces += [(rej, REJECTED, i) for i in range(pq.ParquetFile(f).num_row_groups)]
+    return pieces
 
 
-def _read(fs, path: str, columns: list[str]) -> pd.DataFrame:
+def _batches(fs, piece: tuple, columns: list[str]):
+    """The piece's rows, ``_BATCH`` at a time: (rows, {column: float32 array}); a column a file lacks
+    (older rejects files) is left out."""
+    path, _, row_group = piece
     with fs.open(path, "rb") as f:
         pf = pq.ParquetFile(f)
-        present = [c for c in columns if c in pf.schema_arrow.names]  # older rejects files lack some
-        df = pf.read(columns=present).to_pandas()
-    for c in columns:
-        if c not in df:
-            df[c] = np.nan
-    # compact: four float32 columns and a category per row, for the histograms of millions of rows
-    return df.astype({c: "float32" for c in columns if c in _PLOTTED} | ({"reason": "category"} if "reason" in df else {}))
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        for batch in pf.iter_batches(batch_size=_BATCH, columns=present,
+                                     row_groups=None if row_group is None else [row_group]):
+            yield batch.num_rows, {c: batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
+                                   for c in present}
+
+
+def kept_max_duration(out: str, pieces: list[tuple]) -> float | None:
+    """The longest kept row's duration among ``pieces`` (None: none), which sets duration's range."""
+    fs, _ = storage.fs_and_path(out)
+    best = None
+    for piece in pieces:
+        if piece[1] == REJECTED:
+            continue
+        for _, values in _batches(fs, piece, ["duration"]):
+            v = values.get("duration", np.empty(0, np.float32))
+            v = v[~np.isnan(v)]
+            if len(v) and (best is None or v.max() > best):
+                best = float(v.max())
+    return best
+
+
+def count_pieces(out: str, pieces: list[tuple], ranges: dict) -> PlotCounts:
+    """``PlotCounts`` of ``pieces`` (a task on a worker, or ``load_plot_counts`` in-process), streamed."""
+    fs, _ = storage.fs_and_path(out)
+    total = combine_plot_counts([], ranges)
+    for piece in pieces:
+        for n, values in _batches(fs, piece, PLOTTED):
+            total = combine_plot_counts([total, _count_group(piece[1], n, values, ranges)], ranges)
+    return total
+
+
+def load_plot_counts(out: str, filters: dict) -> PlotCounts:
+    """``PlotCounts`` of the dataset in ``out``, in this process, one batch at a time."""
+    fs, root = storage.fs_and_path(out)
+    pieces = plot_pieces(fs, root)
+    return count_pieces(out, pieces, plot_ranges(filters, kept_max_duration(out, pieces)))
+
+
+def _counts_of_rows(rows: pd.DataFrame, filters: dict) -> PlotCounts:
+    kept = rows.loc[rows["group"] != REJECTED, "duration"].dropna().astype("float32")
+    return count_rows(rows, plot_ranges(filters, float(kept.max()) if len(kept) else None))
 
 
 def _png(fig) -> str:
@@ -69,25 +159,31 @@ def _figure(width: float = 7.5, height: float = 3.2):
     return fig, fig.subplots()
 
 
-def _histogram(rows: pd.DataFrame, column: str, lo: float, hi: float, marks: dict, xlabel: str) -> str:
+def _histogram(plots: PlotCounts, column: str, marks: dict, xlabel: str) -> str:
     """Stacked histogram per group; values outside [lo, hi] are counted in the end bins (said on the plot)."""
-    fig, ax = _figure()
-    groups = [g for g in (*_COLORS, *sorted(set(rows["group"]) - set(_COLORS))) if (rows["group"] == g).any()]
-    values = [rows.loc[rows["group"] == g, column].dropna().to_numpy() for g in groups]
-    if not any(len(v) for v in values):
+    h = plots["columns"][column]
+    groups = [g for g in (*_COLORS, *sorted(set(plots["groups"]) - set(_COLORS))) if plots["groups"].get(g)]
+    if not any(h["values"].get(g) for g in groups):
         return "<p>No rows to plot.</p>"
-    outside = sum(int(((v < lo) | (v > hi)).sum()) for v in values)
-    ax.hist([np.clip(v, lo, hi) for v in values], bins=50, range=(lo, hi), stacked=True,
-            color=[_COLORS.get(g, None) for g in groups], label=[f"{g} ({len(v)})" for g, v in zip(groups, values)])
+    fig, ax = _figure()
+    edges = _edges(h["lo"], h["hi"])
+    ax.hist([edges[:-1]] * len(groups), bins=edges, weights=[h["counts"].get(g, [0] * BINS) for g in groups],
+            stacked=True, color=[_COLORS.get(g, None) for g in groups],
+            label=[f"{g} ({h['values'].get(g, 0)})" for g in groups])
     for label, x in marks.items():
         if x is not None:
             ax.axvline(x, color="black", linestyle="--", linewidth=1)
             ax.annotate(f"{label} {x:g}", (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
                         textcoords="offset points", fontsize=8)
+    outside = h["outside"]
     ax.set_xlabel(xlabel + (f"   ({outside} row(s) outside the range counted in the end bins)" if outside else ""))
     ax.set_ylabel("rows")
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def _plotted(plots: PlotCounts, column: str) -> bool:
+    return any(plots["columns"][column]["values"].values())
 
 
 def _bars(labels: list[str], values: list[float], xlabel: str, fmt: str, colors=None) -> str:
@@ -113,9 +209,12 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render(report: dict, rows: pd.DataFrame) -> str:
-    """The whole page as a string (pure, given the report and the rows)."""
+def render(report: dict, plots: PlotCounts | pd.DataFrame) -> str:
+    """The whole page as a string (pure, given the report and the plots' counts, or rows to count:
+    a frame with ``group`` and some of ``PLOTTED``)."""
     filters = report.get("config", {}).get("filters", {})
+    if isinstance(plots, pd.DataFrame):
+        plots = _counts_of_rows(plots, filters)
     splits = report["splits"]
     parts = [f"<h1>etl build report</h1><p>{report['rows_in']} rows in: {report['rows_out']} kept "
              f"({report['hours_out']:.3f} h), {report['rows_rejected']} rejected. Every row is in one split "
@@ -124,24 +223,20 @@ def render(report: dict, rows: pd.DataFrame) -> str:
                         [[s, v["rows"], f"{v['hours']:.3f}", v["files"]] for s, v in splits.items()]))
 
     parts.append("<h2>Duration</h2>")
-    kept = rows.loc[rows["group"] != _REJECTED, "duration"].dropna()
-    hi = max(float(kept.max()) if len(kept) else 0.0, 1.0,
-             float(filters["max_duration"]) * 1.2 if filters.get("max_duration") is not None else 0.0)
-    parts.append(_histogram(rows, "duration", 0.0, hi, {"min": filters.get("min_duration") or None,
-                                                          "max": filters.get("max_duration")}, "duration (s)"))
+    parts.append(_histogram(plots, "duration", {"min": filters.get("min_duration") or None,
+                                                "max": filters.get("max_duration")}, "duration (s)"))
     parts.append(f"<p>Rows per split, and rejected rows in grey. Dashed lines: filters.min_duration = "
                  f"{filters.get('min_duration')}, filters.max_duration = {filters.get('max_duration')}.</p>")
 
     parts.append("<h2>Similarity of text and hypothesis</h2>")
-    if rows["similarity"].notna().any():
-        parts.append(_histogram(rows, "similarity", 0.0, 1.0, {"threshold": filters.get("min_similarity")},
-                                "similarity"))
+    if _plotted(plots, "similarity"):
+        parts.append(_histogram(plots, "similarity", {"threshold": filters.get("min_similarity")}, "similarity"))
         parts.append(f"<p>Dashed line: the threshold filters.min_similarity = {filters.get('min_similarity')}; "
                      "rows below it are rejected as low_similarity (or kept apart as their own split).</p>")
     else:
         parts.append("<p>No similarity to plot: the table has no hypothesis column (or no rows).</p>")
 
-    parts += _quality_sections(report, rows, filters)
+    parts += _quality_sections(report, plots, filters)
 
     parts.append("<h2>Hours per split</h2>")
     if splits:
@@ -166,18 +261,18 @@ def render(report: dict, rows: pd.DataFrame) -> str:
     return _PAGE.format(body="\n".join(parts))
 
 
-def _quality_sections(report: dict, rows: pd.DataFrame, filters: dict) -> list[str]:
+def _quality_sections(report: dict, plots: PlotCounts, filters: dict) -> list[str]:
     """Histograms of the per-clip measures with their thresholds, and the recordings, most suspect first."""
     cps = filters.get("chars_per_second") or [None, None]
-    plots = [("chars_per_second", "Characters per second", 0.0, 40.0, {"min": cps[0], "max": cps[1]}, "chars/s"),
-             ("rms_db", "Clip level (RMS)", -100.0, 0.0, {"min_rms_db": filters.get("min_rms_db")}, "rms (dBFS)"),
-             ("silence_fraction", "Silence in the clip", 0.0, 1.0,
-              {"max": filters.get("max_silence_fraction")}, "share of 10 ms frames 40 dB below the clip's loudest")]
+    sections = [("chars_per_second", "Characters per second", {"min": cps[0], "max": cps[1]}, "chars/s"),
+                ("rms_db", "Clip level (RMS)", {"min_rms_db": filters.get("min_rms_db")}, "rms (dBFS)"),
+                ("silence_fraction", "Silence in the clip", {"max": filters.get("max_silence_fraction")},
+                 "share of 10 ms frames 40 dB below the clip's loudest")]
     parts = []
-    for col, title, lo, hi, marks, xlabel in plots:
+    for col, title, marks, xlabel in sections:
         parts.append(f"<h2>{title}</h2>")
-        if col in rows and rows[col].notna().any():
-            parts.append(_histogram(rows, col, lo, hi, marks, xlabel))
+        if _plotted(plots, col):
+            parts.append(_histogram(plots, col, marks, xlabel))
             parts.append("<p>Dashed lines: " + ", ".join(f"{k} = {v}" for k, v in marks.items()) + "</p>")
         else:
             parts.append("<p>Nothing to plot.</p>")
@@ -212,8 +307,9 @@ img{{max-width:100%}}</style></head>
 """
 
 
-def write_report_html(out: str, report: dict | None = None) -> str:
-    """Write ``out/report.html`` (atomically) from the dataset in ``out``; returns its path."""
+def write_report_html(out: str, report: dict | None = None, plots: PlotCounts | None = None) -> str:
+    """Write ``out/report.html`` (atomically) from the dataset in ``out``; returns its path. ``plots``:
+    counted by the build on the workers; else counted here, one record batch at a time."""
     fs, root = storage.fs_and_path(out)
     if report is None:
         path = storage.join(root, "report.json")
@@ -221,7 +317,9 @@ def write_report_html(out: str, report: dict | None = None) -> str:
             raise ConfigError(f"{path} not found: is {out} a dataset folder that etl build wrote?")
         with fs.open(path, "rb") as f:
             report = json.loads(f.read().decode("utf-8"))
-    page = render(report, load_rows(fs, root))
+    if plots is None:
+        plots = load_plot_counts(out, report.get("config", {}).get("filters", {}))
+    page = render(report, plots)
     dest = storage.join(root, REPORT_FILE)
     storage.write_bytes(fs, dest, page.encode("utf-8"))
     return dest

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..output import card, resume, storage
+from ..output import card, report_html, resume, storage
 from . import plan_store
 from ..audio.decoders import decoder_identity
 from .cluster import close_client, open_client
@@ -27,7 +27,7 @@ from .cluster_plan import plan_table
 from ..ingest.table import has_speaker
 from .lease import Lease
 from .planning import previous_dev_ids
-from ..records import Report
+from ..records import PlotCounts, Report
 from ..schema import REJECT_REASONS
 from .shards import ShardTask, pack, resplit_reserve, run_shard_filed
 from ..curate.splits import RESERVE, SPLITS, promote_reserve
@@ -225,12 +225,29 @@ def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dic
     out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
     late_f, promoted_f = client.scatter([late, promoted], broadcast=True, hash=False)
     reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, with_speaker, pure=False)
-    shards = plan_store.shard_dirs(out)
-    n = max(1, len(client.scheduler_info()["workers"]) * 4)
-    chunks = [shards[i::n] for i in range(n) if shards[i::n]]
+    chunks = _chunks(client, plan_store.shard_dirs(out))
     stats = client.map(plan_store.text_stats, [out] * len(chunks), chunks, late_files=late_f, promoted=promoted_f,
                        reserve=RESERVE, with_speaker=with_speaker, pure=False)
     return reasons.result(), plan_store.combine_text_stats(client.gather(stats))
+
+
+def _chunks(client, items: list) -> list[list]:
+    """``items`` dealt round-robin into 4 tasks per worker (none empty)."""
+    n = max(1, len(client.scheduler_info()["workers"]) * 4)
+    return [items[i::n] for i in range(n) if items[i::n]]
+
+
+def plot_counts(client, cfg: dict) -> PlotCounts:
+    """report.html's histograms, counted on the workers from the final files and rejects.parquet, one
+    record batch at a time: the client adds up counts, never rows."""
+    out = cfg["output"]["path"]
+    fs, root = storage.fs_and_path(out)
+    chunks = _chunks(client, report_html.plot_pieces(fs, root))
+    longest = [m for m in client.gather(client.map(report_html.kept_max_duration, [out] * len(chunks), chunks,
+                                                   pure=False)) if m is not None]
+    ranges = report_html.plot_ranges(cfg["filters"], max(longest) if longest else None)
+    parts = client.gather(client.map(report_html.count_pieces, [out] * len(chunks), chunks, ranges=ranges, pure=False))
+    return report_html.combine_plot_counts(parts, ranges)
 
 
 def _report(cfg: dict, planned, splits: dict, results: list[dict], reasons: dict, stats: dict, vocab: dict,
@@ -300,11 +317,9 @@ def _invisible(counts: dict) -> dict:
     return invisible_characters([c * n for c, n in counts.items() if is_invisible(c)])
 
 
-def _finish(cfg: dict, report: dict) -> None:
+def _finish(cfg: dict, report: dict, plots: PlotCounts) -> None:
     """report.html, then the end of the build's own state (runs while the cluster closes)."""
-    from ..output.report_html import write_report_html  # plots: matplotlib only when a build finishes
-
-    write_report_html(cfg["output"]["path"], report)
+    report_html.write_report_html(cfg["output"]["path"], report, plots)  # matplotlib: imported only here
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     parts_dir = storage.join(root, storage.PARTS_DIR)
     if fs.exists(parts_dir):  # last: until here a rerun completes this build instead of starting over
@@ -436,7 +451,7 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
         lease.ensure_held()  # never replace the dataset under a build that took the folder over
         report = finalize(client, cfg, planned, results, promoted, with_source_id,
                           {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
-        finishing = finisher.submit(_finish, cfg, report)
+        finishing = finisher.submit(_finish, cfg, report, plot_counts(client, cfg))
     finally:
         if client_future is not None:
             try:
