@@ -104,7 +104,13 @@ def slurm_cluster(cfg_cluster: dict):
 
 
 def close_client(client) -> None:
+    """Close the client, and the cluster if we started it. By then the work is done and written: a
+    close that times out (workers slow to exit on a loaded machine) does not fail the command; the
+    worker processes end with this process."""
     cluster = getattr(client, "_etl_owns_cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    try:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    except (TimeoutError, OSError) as e:
+        logging.getLogger("etl").warning("closing the Dask cluster: %s: %s", type(e).__name__, e)
