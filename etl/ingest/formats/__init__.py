@@ -68,9 +68,9 @@ def sniff_json_lines(path: str) -> str | None:
     """``nemo`` or ``lhotse`` when the first line of a JSON(-lines) file is a manifest entry of that
     kind, else None (an ordinary table)."""
     try:
-        with fsspec.open(path, "rt", encoding="utf-8-sig", compression="infer") as f:
-            first = f.readline(1 << 20)
-        rec = json.loads(first)
+        with fsspec.open(path, "rb", compression="infer") as f:
+            first = f.readline(1 << 20)  # the first line alone (a bad byte further on is that line's reject)
+        rec = json.loads(first.decode("utf-8-sig"))
     except (ValueError, OSError, UnicodeDecodeError):
         return None
     if not isinstance(rec, dict):
