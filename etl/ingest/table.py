@@ -123,8 +123,7 @@ def _json_document(path: str):
     from dask import delayed
 
     (columns,) = dask.compute(delayed(_json_columns)(path))
-    meta = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    return dd.from_delayed([delayed(_read_json_document)(path)], meta=meta, verify_meta=False)
+    return dd.from_delayed([delayed(_read_json_document)(path)], meta=_meta(columns), verify_meta=False)
 
 
 def _json_columns(path: str) -> list:
@@ -142,8 +141,12 @@ def _kaldi_dir(path: str):
     fs, folder = fsspec.core.url_to_fs(path)
     if not fs.exists(folder.rstrip("/") + "/segments"):
         raise ConfigError(f"input.alignment: Kaldi dir {path} has no 'segments' file")
-    meta = pd.DataFrame({c: pd.Series([], dtype=object) for c in KALDI_COLUMNS})
-    return dd.from_delayed([delayed(_read_kaldi)(path)], meta=meta, verify_meta=False)
+    return dd.from_delayed([delayed(_read_kaldi)(path)], meta=_meta(KALDI_COLUMNS), verify_meta=False)
+
+
+def _meta(columns: list) -> pd.DataFrame:
+    """The empty frame of ``columns`` (all object, as the readers give them): a lazy table's ``meta``."""
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
 
 
 def _read_json_document(path: str) -> pd.DataFrame:
