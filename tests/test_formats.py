@@ -386,3 +386,15 @@ def test_etl_plan_reads_alignment_files_on_the_workers_never_on_the_client(forma
     err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]  # no worker log of the failed task
     assert err == [f"etl: error: input.textgrid.tier: {sorted(p.name for p in path.iterdir())[0]}: no tier 'wrods' "
                    "(tiers: A - words, A - phones, B - words, B - phones)"], err
+
+
+def test_manifest_blocks_split_anywhere_give_every_line_once(tmp_path):
+    from etl.ingest.formats.common import block_lines
+
+    data = b'{"a": 1}\n\n{"b": 22}\r\n{"c": 333}\nlast without newline'
+    (tmp_path / "m.jsonl").write_bytes(data)
+    url = str(tmp_path / "m.jsonl")
+    for lo in range(len(data) + 1):
+        for hi in range(lo, len(data) + 1):
+            parts = list(block_lines(url, 0, lo)) + list(block_lines(url, lo, hi)) + list(block_lines(url, hi))
+            assert b"".join(parts) == data, (lo, hi)
