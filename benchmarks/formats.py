@@ -68,11 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default="bench-formats")
     ap.add_argument("--repo", default=None, help="run this checkout's etl instead (from its folder)")
+    ap.add_argument("--only", choices=["textgrid", "lhotse"], default=None, help="one input only")
     a = ap.parse_args(argv)
     root = os.path.abspath(a.out)
     os.makedirs(root, exist_ok=True)
     make_corpus(root, 10)  # the audio folder
-    inputs = {"textgrid": make_textgrids(root, a.files), "lhotse": make_lhotse(root, a.lines)}
+    inputs = {"textgrid": lambda: make_textgrids(root, a.files), "lhotse": lambda: make_lhotse(root, a.lines)}
+    inputs = {k: make() for k, make in inputs.items() if a.only in (None, k)}
     import yaml
 
     for fmt, path in inputs.items():
