@@ -69,7 +69,7 @@ def sniff_json_lines(path: str) -> str | None:
     kind, else None (an ordinary table)."""
     try:
         with fsspec.open(path, "rb", compression="infer") as f:
-            first = f.readline(1 << 20)  # the first line alone (a bad byte further on is that line's reject)
+            first = f.read(1 << 20).split(b"\n", 1)[0]  # the first line alone: a bad byte further on is its line's reject
         rec = json.loads(first.decode("utf-8-sig"))
     except (ValueError, OSError, UnicodeDecodeError):
         return None
