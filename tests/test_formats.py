@@ -276,3 +276,125 @@ def test_short_form_textgrid_and_lhotse_word_alignments_are_read(tmp_path):
     assert rows[0]["words"] == [{"word": "dobar", "start": 0.0, "end": 0.6}, {"word": "dan", "start": 0.7, "end": 1.5}]
     assert rows[0]["speaker"] == "ana" and rows[0]["id"] == "u1"
     assert (rows[1]["start"], rows[1]["end"]) == (3.0, 2.0)  # end before start: bad_timestamps in the row checks
+
+
+# ---- partitions: read on the workers, in input order ----
+
+def _ctm_folder(root, ctm_file) -> str:
+    """The CTM split into one file per recording (a folder: several partitions)."""
+    root.mkdir()
+    for line in ctm_file.read_text(encoding="utf-8").splitlines(keepends=True):
+        with open(root / f"{line.split()[0]}.ctm", "a", encoding="utf-8") as f:
+            f.write(line)
+    return str(root)
+
+
+def _nulls_as_none(df: pd.DataFrame) -> pd.DataFrame:
+    """Missing values as None: a column's missing values are None or NaN by how pandas typed the
+    partition (all None, or None among strings); both are missing to every step after."""
+    return df.astype(object).where(df.notna(), None)
+
+
+def _tiny_partitions(monkeypatch):
+    from etl.ingest.formats import common
+
+    monkeypatch.setattr(common, "FILES_PER_PART", 1)
+    monkeypatch.setattr(common, "BYTES_PER_PART", 300)  # a manifest: blocks of 300 bytes
+
+
+@pytest.mark.parametrize("name", ["textgrid", "textgrid_speakers", "ctm", "nemo", "subtitles", "bad_textgrid",
+                                  "bad_nemo", "bad_subtitles"])
+def test_many_partitions_give_the_rows_of_one_in_input_order(formats, corpus, tmp_path, monkeypatch, name):
+    """A file (or a block of a manifest) per partition: the same rows, reasons, ids and line numbers
+    as one partition, in the same order; every partition has the declared columns."""
+    if name.startswith("bad_"):
+        path, _, _ = _bad_inputs(tmp_path / "bad", corpus)[name[4:]]
+        cfg = _config(tmp_path, corpus, path, format=name[4:])
+    else:
+        path, extra = formats[name]
+        if name == "ctm":
+            path = _ctm_folder(tmp_path / "ctm", path)
+        cfg = _config(tmp_path, corpus, path, **extra)
+    one, _ = read_checked_table(cfg)
+    _tiny_partitions(monkeypatch)
+    fmt = table.detect_format(cfg["input"]["alignment"], cfg["input"]["format"])
+    ddf = table.read_raw(cfg["input"]["alignment"], fmt, cfg["input"])
+    assert ddf.npartitions > 2
+    many, _ = read_checked_table(cfg)
+    pd.testing.assert_frame_equal(_nulls_as_none(many), _nulls_as_none(one))
+    if name == "bad_nemo":  # its errors lie in later blocks: their lines counted across blocks
+        assert list(many.loc[many["reason"] == "unreadable_alignment", "id"]) == ["m.json:5", "m.json:6"]
+
+
+def test_a_line_of_a_manifest_that_is_not_utf8_is_one_reject_and_the_rest_is_read(formats, corpus, tmp_path):
+    lines = formats["nemo"][0].read_bytes().splitlines(keepends=True)
+    (tmp_path / "m.json").write_bytes(b"".join(lines[:2] + [b'{"text": "\xff"}\n'] + lines[2:]))
+    df, _ = read_checked_table(_config(tmp_path, corpus, tmp_path / "m.json"))
+    bad = df[df["reason"] == "unreadable_alignment"]
+    assert list(bad["detail"]) == ["m.json line 3: not UTF-8 text"] and len(df) == len(lines) + 1
+
+
+def test_a_tier_only_a_later_partition_has_is_found(formats, corpus, tmp_path, monkeypatch):
+    """The first files lack the tier, a later one has it: their rows are rejects, no config error."""
+    import shutil
+
+    src = formats["textgrid"][0]
+    shutil.copytree(src, tmp_path / "tg")
+    first = sorted((tmp_path / "tg").glob("*.TextGrid"))[0]
+    first.write_text(first.read_text(encoding="utf-8").replace('name = "words"', 'name = "other"'), encoding="utf-8")
+    _tiny_partitions(monkeypatch)
+    df, _ = read_checked_table(_config(tmp_path, corpus, tmp_path / "tg"))
+    bad = df[df["reason"] == "unreadable_alignment"]
+    assert list(bad["detail"]) == [f"{first.name}: no tier 'words' (tiers: other, phones)"]
+    with pytest.raises(ConfigError, match=rf"input.textgrid.tier: {first.name}: no tier 'wrods'"):
+        read_checked_table(_config(tmp_path, corpus, tmp_path / "tg", textgrid={"tier": "wrods"}))
+
+
+def test_etl_plan_reads_alignment_files_on_the_workers_never_on_the_client(formats, corpus, tmp_path, monkeypatch,
+                                                                        capfd):
+    """`etl plan` of a TextGrid folder in several partitions, with every TextGrid closed to the
+    client process: the workers (other processes) read them; a user error raised on a worker (a tier
+    no file has) reaches the user as one line."""
+    import builtins
+
+    from etl.cli import main
+
+    real_open = builtins.open
+
+    def guarded(file, *a, **k):
+        if str(file).lower().endswith(".textgrid"):
+            raise AssertionError(f"the client opened {file}")
+        return real_open(file, *a, **k)
+
+    _tiny_partitions(monkeypatch)
+    monkeypatch.setattr(builtins, "open", guarded)
+    path = formats["textgrid_speakers"][0]
+    inp = _config(tmp_path, corpus, path)["input"]
+    assert table.read_raw(str(path), "textgrid", inp).npartitions > 2  # listed, not opened
+
+    def run(**textgrid):
+        cfg = {"input": {"alignment": str(path), "audio": str(corpus["root"] / "audio"),
+                         "segmentation": {"max_pause": 0.3}, "textgrid": textgrid},
+               "output": {"path": str(tmp_path / "out")}, "splits": {"dev_size": 4},
+               "cluster": {"n_workers": 1, "dashboard_address": None}}
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        return main(["plan", "--json", str(tmp_path / "p.yaml")])
+
+    assert run() == 0
+    assert json.loads(capfd.readouterr().out)["rows_in"] == len(corpus["freqs"])
+    assert run(tier="wrods") == 2
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]  # no worker log of the failed task
+    assert err == [f"etl: error: input.textgrid.tier: {sorted(p.name for p in path.iterdir())[0]}: no tier 'wrods' "
+                   "(tiers: A - words, A - phones, B - words, B - phones)"], err
+
+
+def test_manifest_blocks_split_anywhere_give_every_line_once(tmp_path):
+    from etl.ingest.formats.common import block_lines
+
+    data = b'{"a": 1}\n\n{"b": 22}\r\n{"c": 333}\nlast without newline'
+    (tmp_path / "m.jsonl").write_bytes(data)
+    url = str(tmp_path / "m.jsonl")
+    for lo in range(len(data) + 1):
+        for hi in range(lo, len(data) + 1):
+            parts = list(block_lines(url, 0, lo)) + list(block_lines(url, lo, hi)) + list(block_lines(url, hi))
+            assert b"".join(parts) == data, (lo, hi)

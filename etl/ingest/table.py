@@ -89,11 +89,16 @@ def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
 
 def read_raw(path: str, fmt: str, inp: dict | None = None):
     """The table as a dask dataframe of the user's own columns (for the alignment formats of
-    ``etl.ingest.formats``, of canonical ones; ``inp`` is the ``input`` config they read their options from)."""
+    ``etl.ingest.formats``, of canonical ones; ``inp`` is the ``input`` config they read their options from).
+
+    Lazy, with ``meta`` given: its partitions are read where they are computed (on the workers), in
+    input order. The client lists files at most; only a JSON document has its columns read first, by
+    one task on the default scheduler (they are the user's, and decide the checks made on the client).
+    """
     import dask.dataframe as dd
 
     if fmt in formats.FORMATS:
-        return dd.from_pandas(formats.read(path, fmt, inp), npartitions=1, sort=False)
+        return dd.from_delayed(formats.partitions(path, fmt, inp), meta=formats.META, verify_meta=False)
     if fmt in ("csv", "tsv"):
         kw = dict(dtype=str, keep_default_na=False, na_filter=False, blocksize="64MB")
         if fmt == "tsv":
@@ -104,10 +109,44 @@ def read_raw(path: str, fmt: str, inp: dict | None = None):
     if fmt == "parquet":
         return dd.read_parquet(path)
     if fmt == "json":
-        return dd.from_pandas(_read_json_document(path), npartitions=1, sort=False)
+        return _json_document(path)
     if fmt == "kaldi":
-        return dd.from_pandas(_read_kaldi(path), npartitions=1, sort=False)
+        return _kaldi_dir(path)
     raise ConfigError(f"input.format: unknown format {fmt!r}")
+
+
+def _json_document(path: str):
+    """One partition, read on a worker; its columns (the user's) come from one task that reads the
+    document there too, so the client never holds it."""
+    import dask
+    import dask.dataframe as dd
+    from dask import delayed
+
+    (columns,) = dask.compute(delayed(_json_columns)(path))
+    return dd.from_delayed([delayed(_read_json_document)(path)], meta=_meta(columns), verify_meta=False)
+
+
+def _json_columns(path: str) -> list:
+    return list(_read_json_document(path).columns)
+
+
+KALDI_COLUMNS = ["id", "recording", "start", "end", "text"]
+
+
+def _kaldi_dir(path: str):
+    """One partition, read on a worker; the client only checks that ``segments`` exists."""
+    import dask.dataframe as dd
+    from dask import delayed
+
+    fs, folder = fsspec.core.url_to_fs(path)
+    if not fs.exists(folder.rstrip("/") + "/segments"):
+        raise ConfigError(f"input.alignment: Kaldi dir {path} has no 'segments' file")
+    return dd.from_delayed([delayed(_read_kaldi)(path)], meta=_meta(KALDI_COLUMNS), verify_meta=False)
+
+
+def _meta(columns: list) -> pd.DataFrame:
+    """The empty frame of ``columns`` (all object, as the readers give them): a lazy table's ``meta``."""
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
 
 
 def _read_json_document(path: str) -> pd.DataFrame:
@@ -150,7 +189,7 @@ def _read_kaldi(path: str) -> pd.DataFrame:
             parts = line.split()
             parts += [""] * (4 - len(parts))
             rows.append({"id": parts[0], "recording": parts[1], "start": parts[2], "end": parts[3]})
-    df = pd.DataFrame(rows, columns=["id", "recording", "start", "end"], dtype=object)
+    df = pd.DataFrame(rows, columns=KALDI_COLUMNS[:4], dtype=object)
     text = {}
     for line in _kaldi_file(fs, folder, "text") or []:
         if line.strip():

@@ -6,7 +6,7 @@ import logging
 import os
 import shutil
 
-from ..config import ConfigError
+from ..config import ConfigError, UserError
 
 
 def local_worker_count(cfg_cluster: dict, n_tasks: int | None = None) -> int:
@@ -47,7 +47,7 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
         )
     client = Client(cluster)
     client._etl_owns_cluster = cluster
-    return client
+    return quiet_user_errors(client)
 
 
 # What every worker of a build imports: forked from one server that imported them once, instead of
@@ -79,9 +79,36 @@ def _connect(key: str, where: str, **how):
     from distributed import Client
 
     try:
-        return Client(timeout="30s", **how)
+        return quiet_user_errors(Client(timeout="30s", **how))
     except OSError as e:
         raise ConfigError(f"{key}: cannot reach the Dask scheduler at {where}: {e}") from None
+
+
+def quiet_user_errors(client):
+    """A task that raises the user's error (``UserError``: e.g. a tier no TextGrid has, read on a
+    worker) reaches the user as one line through the client; its workers do not log it as a failed
+    task too. Other failures are logged as before."""
+    from distributed import WorkerPlugin
+
+    class QuietUserErrors(WorkerPlugin):
+        name = "etl-quiet-user-errors"
+
+        def setup(self, worker):
+            log = logging.getLogger("distributed.worker")
+            if not any(isinstance(f, UserErrorLogFilter) for f in log.filters):
+                log.addFilter(UserErrorLogFilter())
+
+    client.register_plugin(QuietUserErrors())
+    return client
+
+
+class UserErrorLogFilter(logging.Filter):
+    """Drops a worker's "Compute Failed" record whose exception is a ``UserError``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (str(record.msg).startswith("Compute Failed") and len(args) > 3
+                    and str(args[3]).startswith(UserError.__name__ + "("))
 
 
 def slurm_cluster(cfg_cluster: dict):

@@ -413,7 +413,7 @@ def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_spea
            "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
            "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum()) if previous_dev else 0,
            "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
-           "has_words": "words" in pdf,
+           "has_words": "words" in pdf and bool(pdf["words"].notna().any()),  # readers give the column to every partition
            "ids_from_template": int(pdf["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()).sum())
            if "source_id" in pdf else 0}
     if with_speaker:

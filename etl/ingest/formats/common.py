@@ -1,11 +1,14 @@
-"""What every alignment reader shares: the canonical row it emits, file listing, and malformed input.
+"""What every alignment reader shares: the canonical row it emits, file listing and grouping into
+partitions, and malformed input.
 
 A reader returns plain dicts with the keys of ``ROW_KEYS``; ``frame`` turns them into the canonical
-table (``schema.TABLE_COLUMNS`` plus the optional ``schema.EXTRA_TABLE_COLUMNS`` that hold a value).
+table (``schema.TABLE_COLUMNS`` plus ``schema.EXTRA_TABLE_COLUMNS``). The listing is all the client
+does: ``list_files`` names the files (and their sizes) without opening one, ``groups`` packs them
+into partitions, and the workers read each partition's files.
 """
 from __future__ import annotations
 
-import io
+from typing import NamedTuple
 
 import fsspec
 import pandas as pd
@@ -14,7 +17,16 @@ from .. import segmentation
 from ...schema import EXTRA_TABLE_COLUMNS
 
 ROW_KEYS = ("id", "recording", "start", "end", "text", "hypothesis", "speaker", *EXTRA_TABLE_COLUMNS)
-_OPTIONAL = ("speaker", *EXTRA_TABLE_COLUMNS)
+# A partition: at most this many files, or about this many bytes (a single larger file is one partition).
+FILES_PER_PART = 256
+BYTES_PER_PART = 64 << 20
+
+
+class File(NamedTuple):
+    """A listed file: its url, its name relative to the listed folder, and its size in bytes."""
+    url: str
+    name: str
+    size: int
 
 
 class Malformed(Exception):
@@ -59,22 +71,46 @@ def check_order(units_with_lines: list) -> None:
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
-    """The canonical frame; an optional column only when some row holds a value in it, so an input
-    without word timings gives exactly today's table (and output)."""
-    keep = [k for k in ROW_KEYS if k not in _OPTIONAL or any(r[k] is not None for r in rows)]
-    return pd.DataFrame([[r[k] for k in keep] for r in rows], columns=keep, dtype=object)
+    """The canonical frame: every column of ``ROW_KEYS`` in every partition (None where a row has no
+    value), so all partitions match the declared ``meta``. Whether the dataset gets a ``words``
+    column is decided downstream by whether any row holds words."""
+    return pd.DataFrame([[r[k] for k in ROW_KEYS] for r in rows], columns=list(ROW_KEYS), dtype=object)
 
 
-def list_files(path: str, extensions: tuple) -> list[tuple[str, str]]:
-    """(url, name) of the files under ``path`` (searched recursively) with one of ``extensions``
-    (lowercase, with the dot), sorted by name; ``name`` is the path relative to the folder (a single
-    file: its base name)."""
+def list_files(path: str, extensions: tuple) -> list[File]:
+    """The files under ``path`` (searched recursively) with one of ``extensions`` (lowercase, with
+    the dot), sorted by name; ``name`` is the path relative to the folder (a single file: its base
+    name). Lists only: no file is opened."""
     fs, root = fsspec.core.url_to_fs(path)
     if not fs.isdir(root):
-        return [(path, root.rstrip("/").rsplit("/", 1)[-1])]
+        return [File(path, root.rstrip("/").rsplit("/", 1)[-1], _size(fs, root))]
     root = root.rstrip("/")
-    found = sorted(p for p in fs.find(root) if p.lower().endswith(extensions))
-    return [(p if _local(fs) else fs.unstrip_protocol(p), p[len(root) + 1:]) for p in found]
+    found = sorted((p, info) for p, info in fs.find(root, detail=True).items() if p.lower().endswith(extensions))
+    return [File(p if _local(fs) else fs.unstrip_protocol(p), p[len(root) + 1:], int(info.get("size") or 0))
+            for p, info in found]
+
+
+def groups(items: list, size=lambda item: item.size) -> list[list]:
+    """``items`` in order, in consecutive groups of at most ``FILES_PER_PART`` items or about
+    ``BYTES_PER_PART`` bytes; one (empty) group when there are none, so a table has a partition."""
+    out: list[list] = []
+    cur: list = []
+    nbytes = 0
+    for item in items:
+        if cur and (len(cur) >= FILES_PER_PART or nbytes + size(item) > BYTES_PER_PART):
+            out.append(cur)
+            cur, nbytes = [], 0
+        cur.append(item)
+        nbytes += size(item)
+    return out + [cur] if cur or not out else out
+
+
+def _size(fs, p: str) -> int:
+    """A single file's size; 0 when it cannot be told (a missing file fails where it is read)."""
+    try:
+        return int(fs.size(p) or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _local(fs) -> bool:
@@ -93,8 +129,31 @@ def read_text(url: str) -> str:
         raise Malformed(line, "not UTF-8 text") from None
 
 
-def iter_lines(url: str):
-    """(line number, text) of a (possibly gzipped) text file, streamed."""
+def block_lines(url: str, lo: int = 0, hi: int | None = None):
+    """The raw lines (bytes, ending in "\\n" except perhaps the last) of a (possibly gzipped) file
+    that start at a byte in [lo, hi) (``hi`` None: to the end), streamed. Consecutive blocks of a
+    file give each line exactly once."""
     with fsspec.open(url, "rb", compression="infer") as f:
-        for n, raw in enumerate(io.TextIOWrapper(f, encoding="utf-8-sig", errors="strict"), 1):
-            yield n, raw.rstrip("\r\n")
+        pos = lo
+        if lo > 0:
+            f.seek(lo - 1)
+            pos = lo - 1 + len(f.readline())  # the rest of a line that started before lo
+        while hi is None or pos < hi:
+            raw = f.readline()
+            if not raw:
+                return
+            pos += len(raw)
+            yield raw
+
+
+def iter_lines(url: str, lo: int = 0, hi: int | None = None, first_line: int = 1):
+    """(line number, text or Malformed) of the lines of ``block_lines``, numbered from
+    ``first_line``: a line that is not UTF-8 is Malformed, and the lines after it are still read.
+    Lines end at "\\n" (a "\\r" before it is dropped); a BOM at the start of the file is ignored."""
+    for n, raw in enumerate(block_lines(url, lo, hi), first_line):
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield n, raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            yield n, Malformed(n, "not UTF-8 text")

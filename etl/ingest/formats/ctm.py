@@ -4,11 +4,14 @@ Words become segments (``etl.ingest.segmentation``). A recording with a malforme
 time that is not a number, a negative duration, a word overlapping the previous one) is one
 ``unreadable_alignment`` row naming the file and line; every other recording is still read.
 ``input.ctm.hypothesis``: a second CTM of the same recordings (e.g. ASR output) gives the hypothesis.
+
+Partitions are groups of whole files (``parts``): a recording's words may lie anywhere in its file.
+The hypothesis CTM is read once (``hypothesis``) and handed to every partition.
 """
 from __future__ import annotations
 
 from ..segmentation import Unit
-from .common import Malformed, check_order, error_row, iter_lines, list_files, segment_rows
+from .common import File, Malformed, check_order, error_row, groups, iter_lines, list_files, segment_rows
 
 EXTENSIONS = (".ctm",)
 
@@ -17,24 +20,23 @@ def parse(url: str) -> tuple[dict, dict]:
     """{(recording, channel): [(Unit, line)]} in time order, and {recording: Malformed}."""
     streams: dict[tuple, list] = {}
     errors: dict[str, Malformed] = {}
-    lines = iter_lines(url)
-    try:
-        for n, line in lines:
-            parts = line.split()
-            if not parts or parts[0].startswith(";;"):
-                continue  # blank, or a comment
-            rec = parts[0]
-            if rec in errors:
-                continue
-            try:
-                if len(parts) < 5:
-                    raise Malformed(n, f"expected 'recording channel start duration word', got {line.strip()!r}")
-                start, dur = _number(parts[2], n), _number(parts[3], n)
-                streams.setdefault((rec, parts[1]), []).append((Unit(parts[4], start, round(start + dur, 6)), n))
-            except Malformed as e:
-                errors[rec] = e
-    except UnicodeDecodeError:
-        errors[""] = Malformed(None, "not UTF-8 text")
+    for n, line in iter_lines(url):
+        if isinstance(line, Malformed):  # not UTF-8: its recording cannot be told
+            errors.setdefault("", line)
+            continue
+        parts = line.split()
+        if not parts or parts[0].startswith(";;"):
+            continue  # blank, or a comment
+        rec = parts[0]
+        if rec in errors:
+            continue
+        try:
+            if len(parts) < 5:
+                raise Malformed(n, f"expected 'recording channel start duration word', got {line.strip()!r}")
+            start, dur = _number(parts[2], n), _number(parts[3], n)
+            streams.setdefault((rec, parts[1]), []).append((Unit(parts[4], start, round(start + dur, 6)), n))
+        except Malformed as e:
+            errors[rec] = e
     for key, units in streams.items():
         units.sort(key=lambda p: (p[0].start, p[0].end))
         if key[0] not in errors:
@@ -55,23 +57,41 @@ def _number(text: str, line: int) -> float:
     return value
 
 
-def read(path: str, inp: dict) -> list[dict]:
+def parts(path: str) -> list[list[File]]:
+    """The CTM files, grouped into partitions (listed, not opened)."""
+    return groups(list_files(path, EXTENSIONS))
+
+
+def hypothesis(inp: dict) -> dict | None:
+    """{recording: [Unit]} of ``input.ctm.hypothesis``, or None when it is not set."""
+    if not inp["ctm"]["hypothesis"]:
+        return None
     hyp_units: dict[str, list] = {}
-    if inp["ctm"]["hypothesis"]:
-        for url, _ in list_files(inp["ctm"]["hypothesis"], EXTENSIONS):
-            for (rec, _), units in parse(url)[0].items():
-                hyp_units.setdefault(rec, []).extend(u for u, _ in units)
+    for f in list_files(inp["ctm"]["hypothesis"], EXTENSIONS):
+        for (rec, _), units in parse(f.url)[0].items():
+            hyp_units.setdefault(rec, []).extend(u for u, _ in units)
+    return hyp_units
+
+
+def read_part(files: list[File], inp: dict, hyp_units: dict | None) -> list[dict]:
+    """The rows of one partition's files, in file order."""
     rows: list[dict] = []
-    for url, name in list_files(path, EXTENSIONS):
-        streams, errors = parse(url)
+    for f in files:
+        streams, errors = parse(f.url)
         done: set = set()
         for (rec, _), units in streams.items():
             if rec in errors:
                 if rec not in done:
-                    rows.append(error_row(name, errors[rec], recording=rec))
+                    rows.append(error_row(f.name, errors[rec], recording=rec))
                     done.add(rec)
                 continue
             rows += segment_rows(rec, [u for u, _ in units], inp["segmentation"],
-                                 hyp_units=hyp_units.get(rec) if inp["ctm"]["hypothesis"] else None)
-        rows += [error_row(name, e, recording=rec or None) for rec, e in errors.items() if rec not in done]
+                                 hyp_units=hyp_units.get(rec) if hyp_units is not None else None)
+        rows += [error_row(f.name, e, recording=rec or None) for rec, e in errors.items() if rec not in done]
     return rows
+
+
+def read(path: str, inp: dict) -> list[dict]:
+    """All rows of ``path`` in one process (what the partitions give, concatenated)."""
+    hyp_units = hypothesis(inp)
+    return [r for files in parts(path) for r in read_part(files, inp, hyp_units)]

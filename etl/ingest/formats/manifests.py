@@ -4,38 +4,68 @@
 
 lhotse supervisions are read directly (they are plain JSON lines), without lhotse itself. A line that
 is not JSON, or lacks a field the format requires, is one ``unreadable_alignment`` row naming the
-file and line; every other line is still read. Negative durations pass through as segments whose end
-precedes their start, and so become ``bad_timestamps``.
+file and line; every other line is still read (a line that is not UTF-8 too). Negative durations pass
+through as segments whose end precedes their start, and so become ``bad_timestamps``.
+
+A plain file is read in byte blocks (``blocks``), each on a worker; a line's number counts the lines
+of the blocks before it (``count_lines``).
 """
 from __future__ import annotations
 
 import json
 import os
+from typing import NamedTuple
 
-from .common import Malformed, error_row, iter_lines, list_files, row
+from . import common
+from .common import Malformed, block_lines, error_row, iter_lines, list_files, row
 
 EXTENSIONS = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
 
-def _records(url: str, name: str, required: tuple):
+class Block(NamedTuple):
+    """The lines of a manifest file that start at a byte in [lo, hi) (``hi`` None: to its end)."""
+    url: str
+    name: str
+    lo: int
+    hi: int | None
+
+
+def blocks(path: str) -> list[Block]:
+    """The manifest's partitions, from the listing alone: a plain file in blocks of about
+    ``BYTES_PER_PART``; a gzipped one whole (it cannot be split)."""
+    out = []
+    for f in list_files(path, EXTENSIONS):
+        step = common.BYTES_PER_PART
+        if f.name.lower().endswith(".gz") or f.size <= step:
+            out.append(Block(f.url, f.name, 0, None))
+        else:
+            out += [Block(f.url, f.name, lo, lo + step if lo + step < f.size else None) for lo in range(0, f.size, step)]
+    return out
+
+
+def count_lines(block: Block) -> int:
+    """How many lines start in the block (the next block of the file numbers its lines from there)."""
+    return sum(1 for _ in block_lines(block.url, block.lo, block.hi))
+
+
+def _records(block: Block, first_line: int, required: tuple):
     """(line, record) of each JSON object line, or (line, Malformed)."""
-    n = 0
-    try:
-        for n, line in iter_lines(url):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield n, Malformed(n, f"not JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(rec, dict):
-                yield n, Malformed(n, "not a JSON object")
-                continue
-            missing = [k for k in required if rec.get(k) is None]
-            yield n, (Malformed(n, f"no {missing[0]!r} field") if missing else rec)
-    except UnicodeDecodeError:
-        yield n + 1, Malformed(n + 1, "not UTF-8 text")
+    for n, line in iter_lines(block.url, block.lo, block.hi, first_line):
+        if isinstance(line, Malformed):
+            yield n, line
+            continue
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            yield n, Malformed(n, f"not JSON ({e.msg} at column {e.colno})")
+            continue
+        if not isinstance(rec, dict):
+            yield n, Malformed(n, "not a JSON object")
+            continue
+        missing = [k for k in required if rec.get(k) is None]
+        yield n, (Malformed(n, f"no {missing[0]!r} field") if missing else rec)
 
 
 def _seconds(value):
@@ -60,33 +90,52 @@ def relative_recording(audio_filepath: str, audio_root: str | None) -> str:
     return audio_filepath
 
 
-def read_nemo(path: str, inp: dict) -> list[dict]:
+def read_nemo_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]:
+    """The rows of one block of a NeMo manifest whose first line is ``first_line`` of its file."""
     rows = []
-    for url, name in list_files(path, EXTENSIONS):
-        for n, rec in _records(url, name, ("audio_filepath", "duration")):
-            if isinstance(rec, Malformed):
-                rows.append(error_row(name, rec))
-                continue
-            start, dur = _seconds(rec.get("offset") or 0.0), _seconds(rec["duration"])
-            hyp = rec.get("pred_text")
-            rows.append(row(relative_recording(str(rec["audio_filepath"]), inp.get("audio")), start,
-                            _end(start, dur), rec.get("text") or "",
-                            hypothesis=None if hyp is None else str(hyp)))
+    for n, rec in _records(block, first_line, ("audio_filepath", "duration")):
+        if isinstance(rec, Malformed):
+            rows.append(error_row(block.name, rec))
+            continue
+        start, dur = _seconds(rec.get("offset") or 0.0), _seconds(rec["duration"])
+        hyp = rec.get("pred_text")
+        rows.append(row(relative_recording(str(rec["audio_filepath"]), inp.get("audio")), start,
+                        _end(start, dur), rec.get("text") or "",
+                        hypothesis=None if hyp is None else str(hyp)))
     return rows
 
 
-def read_lhotse(path: str, inp: dict) -> list[dict]:
+def read_lhotse_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]:
+    """The rows of one block of lhotse supervisions whose first line is ``first_line`` of its file."""
     rows = []
-    for url, name in list_files(path, EXTENSIONS):
-        for n, rec in _records(url, name, ("recording_id", "start", "duration")):
-            if isinstance(rec, Malformed):
-                rows.append(error_row(name, rec))
-                continue
-            start, dur = _seconds(rec["start"]), _seconds(rec["duration"])
-            rows.append(row(str(rec["recording_id"]), start, _end(start, dur), rec.get("text") or "",
-                            id=None if rec.get("id") is None else str(rec["id"]),
-                            speaker=None if rec.get("speaker") is None else str(rec["speaker"]),
-                            words=_lhotse_words(rec, start)))
+    for n, rec in _records(block, first_line, ("recording_id", "start", "duration")):
+        if isinstance(rec, Malformed):
+            rows.append(error_row(block.name, rec))
+            continue
+        start, dur = _seconds(rec["start"]), _seconds(rec["duration"])
+        rows.append(row(str(rec["recording_id"]), start, _end(start, dur), rec.get("text") or "",
+                        id=None if rec.get("id") is None else str(rec["id"]),
+                        speaker=None if rec.get("speaker") is None else str(rec["speaker"]),
+                        words=_lhotse_words(rec, start)))
+    return rows
+
+
+def read_nemo(path: str, inp: dict) -> list[dict]:
+    """All rows of ``path`` in one process (what the partitions give, concatenated)."""
+    return _read_all(read_nemo_part, path, inp)
+
+
+def read_lhotse(path: str, inp: dict) -> list[dict]:
+    """All rows of ``path`` in one process (what the partitions give, concatenated)."""
+    return _read_all(read_lhotse_part, path, inp)
+
+
+def _read_all(read_part, path: str, inp: dict) -> list[dict]:
+    rows, first = [], 1
+    for b in blocks(path):
+        first = 1 if b.lo == 0 else first
+        rows += read_part(b, inp, first)
+        first += count_lines(b)
     return rows
 
 

@@ -7,6 +7,9 @@ times (``word<00:00:01.234><c> next</c>``) make the file word-level input (the `
 Cues or words then merge into segments (``etl.ingest.segmentation``). A malformed file is one
 ``unreadable_alignment`` row naming the file and line.
 
+Partitions are groups of recordings, chosen from the file names on the client (``parts``) and read
+on the workers.
+
 The parser is our own (about 60 lines): webvtt-py and srt report no line numbers, and neither
 exposes the inline word times.
 """
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ...config import ConfigError
 from ..segmentation import Unit
-from .common import Malformed, error_row, list_files, read_text, segment_rows
+from .common import File, Malformed, error_row, groups, list_files, read_text, segment_rows
 
 EXTENSIONS = (".vtt", ".srt")
 _TIME = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
@@ -115,12 +118,12 @@ def split_name(name: str) -> tuple[str, str | None]:
     return stem, None
 
 
-def choose(files: list[tuple[str, str]], language: str | None, hyp_language: str | None) -> dict:
-    """{recording: (main (url, name) | None, hypothesis (url, name) | None)}."""
+def choose(files: list[File], language: str | None, hyp_language: str | None) -> dict:
+    """{recording: (main File | None, hypothesis File | None)}, by file names alone."""
     by_rec: dict[str, dict] = {}
-    for url, name in files:
-        rec, lang = split_name(name)
-        by_rec.setdefault(rec, {})[lang] = (url, name)
+    for f in files:
+        rec, lang = split_name(f.name)
+        by_rec.setdefault(rec, {})[lang] = f
     out = {}
     for rec, langs in by_rec.items():
         hyp = langs.pop(hyp_language, None) if hyp_language else None
@@ -136,25 +139,41 @@ def choose(files: list[tuple[str, str]], language: str | None, hyp_language: str
     return out
 
 
-def _read_units(url: str, name: str) -> tuple[list[Unit], bool]:
-    return units(parse_cues(read_text(url), name.lower().endswith(".vtt")))
+def parts(path: str, inp: dict) -> list[list[tuple]]:
+    """(recording, main File, hypothesis File | None) of each recording, grouped into partitions.
+    From the listing alone: a recording with several languages and no ``input.subtitles.language``
+    is a config error here, before any file is read."""
+    opts = inp["subtitles"]
+    chosen = choose(list_files(path, EXTENSIONS), opts["language"], opts["hypothesis_language"])
+    items = [(rec, main, hyp) for rec, (main, hyp) in chosen.items()]
+    return groups(items, size=lambda item: item[1].size + (item[2].size if item[2] else 0))
 
 
-def read(path: str, inp: dict) -> list[dict]:
+def _read_units(f: File) -> tuple[list[Unit], bool]:
+    return units(parse_cues(read_text(f.url), f.name.lower().endswith(".vtt")))
+
+
+def read_part(items: list[tuple], inp: dict) -> list[dict]:
+    """The rows of one partition's recordings, in order."""
     opts = inp["subtitles"]
     rows: list[dict] = []
-    for rec, (main, hyp) in choose(list_files(path, EXTENSIONS), opts["language"], opts["hypothesis_language"]).items():
+    for rec, main, hyp in items:
         try:
-            main_units, timed = _read_units(*main)
+            main_units, timed = _read_units(main)
         except Malformed as e:
-            rows.append(error_row(main[1], e, recording=rec))
+            rows.append(error_row(main.name, e, recording=rec))
             continue
         hyp_units = None
         if opts["hypothesis_language"]:
             try:
-                hyp_units = _read_units(*hyp)[0] if hyp else None
+                hyp_units = _read_units(hyp)[0] if hyp else None
             except Malformed as e:
-                rows.append(error_row(hyp[1], e, recording=rec))
+                rows.append(error_row(hyp.name, e, recording=rec))
                 continue
         rows += segment_rows(rec, main_units, inp["segmentation"], hyp_units=hyp_units, with_words=timed)
     return rows
+
+
+def read(path: str, inp: dict) -> list[dict]:
+    """All rows of ``path`` in one process (what the partitions give, concatenated)."""
+    return [r for items in parts(path, inp) for r in read_part(items, inp)]

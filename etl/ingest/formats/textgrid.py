@@ -5,7 +5,8 @@ Parsed by praatio (long and short text forms). The intervals of the tier ``input
 ``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
 names a second tier whose text, laid over each segment, is the hypothesis. A malformed file (or one
 without the tier) is one ``unreadable_alignment`` row naming the file and line; if no file has the
-tier, the config names a tier that does not exist: one line, exit 2.
+tier, the config names a tier that does not exist: one line, exit 2. Partitions are groups of files
+(``parts``), read on the workers.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import re
 
 from ...config import ConfigError
 from ..segmentation import Unit
-from .common import Malformed, check_order, error_row, list_files, read_text, segment_rows
+from .common import File, Malformed, check_order, error_row, groups, list_files, read_text, segment_rows
 
 EXTENSIONS = (".textgrid",)
 _ENTRY = re.compile(r"^\s*(?:intervals|points)\s*\[\d+\]\s*:?\s*$")
@@ -97,18 +98,44 @@ def _rows_of_file(text: str, rec: str, inp: dict) -> list[dict]:
     return rows
 
 
-def read(path: str, inp: dict) -> list[dict]:
+def parts(path: str) -> list[list[File]]:
+    """The TextGrids, grouped into partitions (listed, not opened)."""
+    return groups(list_files(path, EXTENSIONS))
+
+
+def read_part(files: list[File], inp: dict, first_of: str | None = None) -> list[dict]:
+    """The rows of one partition's files, in file order. ``first_of``: the first partition names the
+    alignment path; if none of its files has the tier and no later file has it either, the config
+    names a tier that does not exist (a later partition that lacks it says nothing)."""
     rows: list[dict] = []
     no_tier = []
-    files = list_files(path, EXTENSIONS)
-    for url, name in files:
-        rec = name.rsplit(".", 1)[0]
+    for f in files:
+        rec = f.name.rsplit(".", 1)[0]
         try:
-            rows += _rows_of_file(read_text(url), rec, inp)
+            rows += _rows_of_file(read_text(f.url), rec, inp)
         except Malformed as e:
             if e.message.startswith("no tier "):
-                no_tier.append((name, e.message))
-            rows.append(error_row(name, e, recording=rec))
-    if files and len(no_tier) == len(files):
+                no_tier.append((f.name, e.message))
+            rows.append(error_row(f.name, e, recording=rec))
+    if first_of is not None and files and len(no_tier) == len(files) and not _tier_after(first_of, files[-1], inp):
         raise ConfigError(f"input.textgrid.tier: {no_tier[0][0]}: {no_tier[0][1]}")
     return rows
+
+
+def _tier_after(path: str, last: File, inp: dict) -> bool:
+    """Whether some file listed after ``last`` is anything but a file without the tier."""
+    for f in list_files(path, EXTENSIONS):
+        if f.name <= last.name:
+            continue
+        try:
+            _rows_of_file(read_text(f.url), f.name.rsplit(".", 1)[0], inp)
+            return True
+        except Malformed as e:
+            if not e.message.startswith("no tier "):
+                return True
+    return False
+
+
+def read(path: str, inp: dict) -> list[dict]:
+    """All rows of ``path`` in one process (what the partitions give, concatenated)."""
+    return [r for k, files in enumerate(parts(path)) for r in read_part(files, inp, path if k == 0 else None)]
