@@ -391,7 +391,7 @@ def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy)
     return parts, prev, fixed, got[-1]
 
 
-def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: dict) -> tuple[list, pd.DataFrame, list]:
+def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: dict) -> tuple:
     """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them;
     returns (placed parts, dev and reserve units, ``_summary_part`` of each part with ``count``)."""
     policy = SplitPolicy.from_config(cfg)
