@@ -14,6 +14,10 @@ small reductions the client combines:
 - per-recording aggregates of the kept rows give the shards.
 
 The client holds counts, per-recording aggregates and a few thousand units, never rows.
+
+Each pass over the partitions is one task per partition and one round trip (``plan_table``):
+read + check + id hashes; number + duplicates + file join + units; pool + histogram; then the units
+of a few buckets (dev, budget cuts); label + counts.
 """
 from __future__ import annotations
 
