@@ -220,9 +220,10 @@ def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, coun
     """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned.
     Returns (frame, ``_summary_part`` of it with ``count``'s arguments)."""
     pool = pdf["_pool"]
-    role = pdf["unit"].map({u: r for u, (r, _) in head.items()})
+    at = pd.Index(list(head), dtype=object).get_indexer(pdf["unit"])  # -1 (not in head) picks the last entry
+    role = pd.Series(np.array([r for r, _ in head.values()] + [None], dtype=object)[at], index=pdf.index)
     pdf.loc[pool, "split"] = role[pool].fillna("train")
-    pdf["order"] = pdf["unit"].map({u: o for u, (_, o) in head.items()}).fillna(-1).astype(np.int64)
+    pdf["order"] = np.array([o for _, o in head.values()] + [-1], dtype=np.int64)[at]
     over = pd.Series(None, index=pdf.index, dtype=object)
     for cut, message in reversed(cuts):  # the first budget's message wins where both apply
         over = over.mask(_after(pdf, prev_units, cut), message)
@@ -470,11 +471,12 @@ def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_spea
     """Counts of one placed partition (reserve counted as itself) and its per-recording aggregates."""
     split = pdf["split"]
     kept = split.notna()
+    k = pdf.loc[kept, ["split", "duration", "recording", "end", "url", "id"]]  # not every column
     out = {"splits": {s: (int(n), float(d)) for s, (n, d) in
-                      pdf[kept].groupby("split")["duration"].agg(["count", "sum"]).iterrows()},
+                      k.groupby("split")["duration"].agg(["count", "sum"]).iterrows()},
            "reasons": {r: int(n) for r, n in pdf["reason"].value_counts().items()},
-           "recordings": pdf[kept].groupby("recording", sort=False).agg(seconds=("end", "max"), url=("url", "first"),
-                                                                        rows=("id", "size")).reset_index(),
+           "recordings": k.groupby("recording", sort=False).agg(seconds=("end", "max"), url=("url", "first"),
+                                                                rows=("id", "size")).reset_index(),
            "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
            "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum()) if previous_dev else 0,
            "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
