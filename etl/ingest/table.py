@@ -100,12 +100,12 @@ def read_raw(path: str, fmt: str, inp: dict | None = None):
     if fmt in formats.FORMATS:
         return dd.from_delayed(formats.partitions(path, fmt, inp), meta=formats.META, verify_meta=False)
     if fmt in ("csv", "tsv"):
-        kw = dict(dtype=str, keep_default_na=False, na_filter=False, blocksize="64MB")
+        kw = dict(dtype=str, keep_default_na=False, na_filter=False, blocksize=2**23)  # 8 MiB: several per worker
         if fmt == "tsv":
             kw.update(sep="\t", quoting=csv.QUOTE_NONE)
         return dd.read_csv(path, **kw)
     if fmt == "jsonl":
-        return dd.read_json(path, lines=True, orient="records", dtype=False, blocksize=2**26)
+        return dd.read_json(path, lines=True, orient="records", dtype=False, blocksize=2**23)
     if fmt == "parquet":
         return dd.read_parquet(path)
     if fmt == "json":

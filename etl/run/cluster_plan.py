@@ -14,6 +14,10 @@ small reductions the client combines:
 - per-recording aggregates of the kept rows give the shards.
 
 The client holds counts, per-recording aggregates and a few thousand units, never rows.
+
+Each pass over the partitions is one task per partition and one round trip (``plan_table``):
+read + check + id hashes; number + duplicates + file join + units; pool + histogram; then the units
+of a few buckets (dev, budget cuts); label + counts.
 """
 from __future__ import annotations
 
@@ -49,9 +53,14 @@ class PlannedTable:
 
 # ---- worker side: one partition each (pure pandas) ----
 
-def _check_part(pdf: pd.DataFrame, columns: dict, inp: dict, text: dict, filters: dict, reader_extras: bool):
+def _check_part(pdf: pd.DataFrame, columns: dict, inp: dict, text: dict, filters: dict, reader_extras: bool) -> tuple:
+    """One partition checked; returns (frame, rows, its id hashes for the duplicates)."""
+    texts = {columns.get(k) for k in ("id", "recording", "text", "hypothesis", "speaker")} | {"__key__"}
+    # the cells canonical() reads one by one: iterating Arrow-backed strings costs several times more
+    pdf = pdf.astype({c: object for c in pdf.columns if c in texts and isinstance(pdf[c].dtype, pd.StringDtype)})
     canon = table.canonical(pdf, columns, inp["id_template"], reader_extras=reader_extras)
-    return rowchecks.check_rows(canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None)
+    checked = rowchecks.check_rows(canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None)
+    return checked, len(checked), _id_hashes(checked)
 
 
 def _number(pdf: pd.DataFrame, offset: int) -> pd.DataFrame:
@@ -60,10 +69,13 @@ def _number(pdf: pd.DataFrame, offset: int) -> pd.DataFrame:
     return pdf
 
 
+def _id_hash_values(pdf: pd.DataFrame) -> np.ndarray:
+    return pd.util.hash_pandas_object(pdf["id"].astype(str), index=False).to_numpy()
+
+
 def _id_hashes(pdf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(unique id hashes, hashes seen twice) of a partition."""
-    h = pd.util.hash_pandas_object(pdf["id"].astype(str), index=False).to_numpy()
-    u, n = np.unique(h, return_counts=True)
+    u, n = np.unique(_id_hash_values(pdf), return_counts=True)
     return u, u[n > 1]
 
 
@@ -74,8 +86,9 @@ def _merge_hashes(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rows_with_hashes(pdf: pd.DataFrame, hashes: np.ndarray) -> pd.DataFrame:
-    h = pd.util.hash_pandas_object(pdf["id"].astype(str), index=False).to_numpy()
-    return pdf.loc[np.isin(h, hashes), ["id", "row"]]
+    """id and position in the partition of the rows whose id hash is one of ``hashes``."""
+    at = np.nonzero(np.isin(_id_hash_values(pdf), hashes))[0]
+    return pd.DataFrame({"id": pdf["id"].to_numpy(object)[at], "at": at})
 
 
 def _mark_duplicates(pdf: pd.DataFrame, first_row: dict) -> pd.DataFrame:
@@ -86,10 +99,19 @@ def _mark_duplicates(pdf: pd.DataFrame, first_row: dict) -> pd.DataFrame:
     return pdf
 
 
+def _prepare_part(pdf: pd.DataFrame, offset: int, first_row: dict, join: dict, units: dict) -> tuple:
+    """Numbered, duplicates marked, joined with the audio files, units hashed: one task per partition.
+    Returns (frame, join summary, units with a listed test row)."""
+    pdf = _mark_duplicates(_number(pdf, offset), first_row)
+    pdf, summary = _resolve_part(pdf, **join)
+    pdf, tests = _units_part(pdf, **units)
+    return pdf, summary, tests
+
+
 def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: list) -> tuple:
     """The file join and the exclusion lists of one partition; returns (frame, small summary)."""
     refs = pdf["recording"].where(pdf["reason"].ne("invalid_recording_id"), None)
-    found = resolve(refs, listing, wav_scp)
+    found, refs_found = _resolve_distinct(refs, listing, wav_scp)
     pdf["url"] = found["url"]
     pdf["recording_key"] = found["key"]
     if wav_scp is not None:
@@ -104,9 +126,21 @@ def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: lis
         hit = listed(pdf, ids, by)
         rowchecks.reject(pdf, hit, "excluded", f"listed in {path}")
         hits.append(int(hit.sum()))
-    looked = refs.notna()
-    refs_found = pd.concat([refs[looked].rename("ref"), found.loc[looked]], axis=1).drop_duplicates("ref")
     return pdf, {"refs": refs_found, "excluded": hits}
+
+
+def _resolve_distinct(refs: pd.Series, listing, wav_scp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``resolve`` once per distinct reference: (its frame for every row, and per reference with ``ref``,
+    in order of first appearance). A table names each recording many times."""
+    codes, distinct = pd.factorize(refs)  # a missing reference: -1, which picks the None appended below
+    distinct = pd.Series(np.asarray(distinct, dtype=object), dtype=object)
+    found = resolve(distinct, listing, wav_scp)
+    per_row = {}
+    for col in found.columns:
+        values = np.empty(len(found) + 1, dtype=object)
+        values[:-1] = found[col].to_numpy(object)
+        per_row[col] = pd.Series(values[codes], index=refs.index, dtype=object)
+    return pd.DataFrame(per_row), pd.concat([distinct.rename("ref"), found], axis=1)
 
 
 def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: bool) -> tuple:
@@ -125,7 +159,8 @@ def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: boo
 
 
 def _pool_part(pdf: pd.DataFrame, by: str, test_units: set, low_split: bool, previous_dev, policy) -> tuple:
-    """Test and low_similarity rows; the pool of the others. Returns (frame, prev units, fixed bytes)."""
+    """Test and low_similarity rows; the pool of the others. Returns (frame, prev units, fixed bytes,
+    ``_histogram`` of the pool: None with a previous dev, whose units it must leave out once known)."""
     ok = pdf["_eligible"] & pdf["reason"].isna()
     test = pdf["_test"] if by == "segment" else ok & pdf["unit"].isin(test_units)
     pdf["split"] = pd.Series(None, index=pdf.index, dtype=object)
@@ -137,7 +172,7 @@ def _pool_part(pdf: pd.DataFrame, by: str, test_units: set, low_split: bool, pre
     fixed = pdf["split"].notna()
     fixed_bytes = float(policy.estimated_bytes(pdf.loc[fixed, "duration"]).sum())
     prev = set(pdf.loc[pdf["_pool"] & pdf["id"].isin(previous_dev), "unit"])
-    return pdf, prev, fixed_bytes
+    return pdf, prev, fixed_bytes, None if previous_dev else _histogram(pdf, set())
 
 
 def _unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.DataFrame:
@@ -181,12 +216,14 @@ def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
     return pd.Series(after, index=pdf.index) & pdf["_pool"]
 
 
-def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list) -> pd.DataFrame:
-    """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned."""
+def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, count: dict) -> tuple:
+    """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned.
+    Returns (frame, ``_summary_part`` of it with ``count``'s arguments)."""
     pool = pdf["_pool"]
-    role = pdf["unit"].map({u: r for u, (r, _) in head.items()})
+    at = pd.Index(list(head), dtype=object).get_indexer(pdf["unit"])  # -1 (not in head) picks the last entry
+    role = pd.Series(np.array([r for r, _ in head.values()] + [None], dtype=object)[at], index=pdf.index)
     pdf.loc[pool, "split"] = role[pool].fillna("train")
-    pdf["order"] = pdf["unit"].map({u: o for u, (_, o) in head.items()}).fillna(-1).astype(np.int64)
+    pdf["order"] = np.array([o for _, o in head.values()] + [-1], dtype=np.int64)[at]
     over = pd.Series(None, index=pdf.index, dtype=object)
     for cut, message in reversed(cuts):  # the first budget's message wins where both apply
         over = over.mask(_after(pdf, prev_units, cut), message)
@@ -194,13 +231,15 @@ def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list) -> p
     kept_low = pdf["split"].eq("low_similarity").fillna(False)
     pdf.loc[kept_low, ["reason", "detail"]] = None
     rowchecks.reject(pdf, over.notna(), "over_budget", over)
-    return pdf.drop(columns=["_hash", "_eligible", "_test", "_pool"])
+    pdf = pdf.drop(columns=["_hash", "_eligible", "_test", "_pool"])
+    return pdf, _summary_part(pdf, **count)
 
 
 # ---- client side ----
 
-def read_checked(client, cfg: dict) -> tuple[list, int, bool]:
-    """Futures of the checked partitions, numbered in input order; (futures, rows, has_id)."""
+def read_checked(client, cfg: dict) -> tuple[list, list, bool, np.ndarray]:
+    """Futures of the checked partitions in input order (not yet numbered); (futures, rows of each,
+    has_id, the hashes of the ids that repeat). One round trip."""
     import dask
 
     inp = cfg["input"]
@@ -214,16 +253,19 @@ def read_checked(client, cfg: dict) -> tuple[list, int, bool]:
             raise unreadable_table(inp["alignment"], fmt, e) from None
         table.check_columns(present, columns, fmt)
         has_id = table.has_own_ids(fmt, present, columns)
-        parts = client.compute(ddf.to_delayed())
-        parts = client.map(_check_part, parts, columns=columns, inp=inp, text=cfg["text"], filters=cfg["filters"],
-                           reader_extras=fmt in formats.FORMATS)
+        checked = client.map(_check_part, client.compute(ddf.to_delayed()), columns=columns, inp=inp,
+                             text=cfg["text"], filters=cfg["filters"], reader_extras=fmt in formats.FORMATS)
+        parts, lengths = _pairs(client, checked)
+        root = _tree(client, _merge_hashes, client.map(operator.itemgetter(2), checked))
         try:
-            lengths = client.gather(client.map(len, parts))
+            *lengths, dup = client.gather(lengths + [client.submit(operator.itemgetter(1), root)])
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
             raise unreadable_table(inp["alignment"], fmt, e) from None
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
-    parts = client.map(_number, parts, offsets)
-    return parts, int(sum(lengths)), has_id
+    return parts, lengths, has_id, dup
+
+
+def _offsets(lengths: list) -> list:
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
 
 
 def unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
@@ -249,16 +291,15 @@ def _tree(client, fn, futures: list):
     return futures[0]
 
 
-def mark_duplicates(client, parts: list) -> list:
-    """``duplicate_id`` for every repeat of an id; the first by input order is kept."""
-    root = _tree(client, _merge_hashes, client.map(_id_hashes, parts))
-    dup = client.submit(operator.itemgetter(1), root).result()  # only the repeated hashes come here
-    first: dict = {}
-    if len(dup):
-        rows = pd.concat(client.gather(client.map(_rows_with_hashes, parts, hashes=_shared(client, dup))))
-        rows = rows[rows["id"].duplicated(keep=False)].sort_values("row")
-        first = rows.drop_duplicates("id").set_index("id")["row"].astype(int).to_dict()
-    return client.map(_mark_duplicates, parts, first_row=_shared(client, first))
+def first_rows(client, parts: list, offsets: list, dup: np.ndarray) -> dict:
+    """Each repeated id's first row by input order (its other rows become ``duplicate_id``): only the
+    rows whose id hash repeats come to the client."""
+    if not len(dup):
+        return {}
+    got = client.gather(client.map(_rows_with_hashes, parts, hashes=_shared(client, dup)))
+    rows = pd.concat([g.assign(row=g["at"] + off) for g, off in zip(got, offsets)])
+    rows = rows[rows["id"].duplicated(keep=False)].sort_values("row")
+    return rows.drop_duplicates("id").set_index("id")["row"].astype(int).to_dict()
 
 
 def _read_text(path: str) -> str:
@@ -268,8 +309,8 @@ def _read_text(path: str) -> str:
         return f.read()
 
 
-def join_audio(client, cfg: dict, parts: list) -> tuple[list, dict, dict]:
-    """Broadcast join with the audio listing, and the exclusion lists: (parts, listing summary, selection)."""
+def _join_inputs(cfg: dict) -> dict:
+    """What the file join needs on every worker: the listing (or wav.scp) and the exclusion lists."""
     inp, s = cfg["input"], cfg["splits"]
     wav_scp = None
     if table.detect_format(inp["alignment"], inp["format"]) == "kaldi" and inp["audio"] is None:
@@ -280,15 +321,26 @@ def join_audio(client, cfg: dict, parts: list) -> tuple[list, dict, dict]:
     else:
         where = inp["audio"] or "input.audio: null (absolute paths and URLs only)"
     excludes = [(path, read_id_list(_read_text(path)), s["by"]) for path in s["exclude_ids"]]
-    shared = _shared(client, listing) if listing is not None else None
-    parts, summaries = _pairs(client, client.map(_resolve_part, parts, listing=shared, wav_scp=_shared(client, wav_scp),
-                                                 where=where, excludes=_shared(client, excludes)))
-    sums = client.gather(summaries)
+    return {"listing": listing, "wav_scp": wav_scp, "where": where, "excludes": excludes}
+
+
+def join_audio(client, cfg: dict, parts: list, offsets: list, first_row: dict, test_keys: set) -> tuple:
+    """Number the rows, mark the duplicates, join with the audio listing (broadcast), apply the
+    exclusion lists and hash the units, in one pass: (parts, listing summary, selection, test units)."""
+    s = cfg["splits"]
+    join = _join_inputs(cfg)
+    units = {"by": s["by"], "seed": s["seed"], "test_keys": _shared(client, test_keys),
+             "low_split": s["low_similarity"] == "split"}
+    triples = client.map(_prepare_part, parts, offsets, first_row=_shared(client, first_row),
+                         join=_shared(client, join), units=units)
+    parts = client.map(operator.itemgetter(0), triples)
+    got = client.gather(client.map(operator.itemgetter(1), triples) + client.map(operator.itemgetter(2), triples))
+    sums, tests = got[:len(parts)], got[len(parts):]
     refs = pd.concat([x["refs"] for x in sums]).drop_duplicates("ref").reset_index(drop=True)
-    summary = listing_summary(listing, refs["ref"], refs)
+    summary = listing_summary(join["listing"], refs["ref"], refs)
     selection = {"exclude_ids": {path: {"listed": len(ids), "rows_matched": sum(x["excluded"][k] for x in sums)}
-                                 for k, (path, ids, _) in enumerate(excludes)}}
-    return parts, summary, selection
+                                 for k, (path, ids, _) in enumerate(join["excludes"])}}
+    return parts, summary, selection, set().union(*tests)
 
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
@@ -327,25 +379,32 @@ def _find_cut(client, parts, prev_units, policy, head_cand: pd.DataFrame, hist_v
     return _key(units.iloc[int(np.nonzero(c + offset > limit)[0][0])])
 
 
-def place(client, cfg: dict, parts: list, previous_dev=frozenset()) -> tuple[list, pd.DataFrame, dict]:
-    """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them."""
+def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy) -> tuple:
+    """Test, low_similarity and the pool: (parts, prev units, fixed bytes, the pool's hash histogram)."""
     s = cfg["splits"]
+    quads = client.map(_pool_part, parts, by=s["by"], test_units=_shared(client, test_units),
+                       low_split=s["low_similarity"] == "split", previous_dev=_shared(client, set(previous_dev)),
+                       policy=policy)
+    parts = client.map(operator.itemgetter(0), quads)
+    n = len(parts)
+    hist = [] if previous_dev else [_tree(client, operator.add, client.map(operator.itemgetter(3), quads))]
+    got = client.gather(client.map(operator.itemgetter(1), quads) + client.map(operator.itemgetter(2), quads) + hist)
+    prev, fixed = set().union(*got[:n]), sum(got[n:2 * n])
+    if previous_dev:  # the histogram leaves the previous dev's units out: known only now
+        hist = [_tree(client, operator.add, client.map(_histogram, parts, prev_units=_shared(client, prev)))]
+        got.append(hist[0].result())
+    return parts, prev, fixed, got[-1]
+
+
+def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: dict) -> tuple:
+    """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them;
+    returns (placed parts, dev and reserve units, ``_summary_part`` of each part with ``count``)."""
     policy = SplitPolicy.from_config(cfg)
-    low_split = s["low_similarity"] == "split"
-    test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
-    parts, tests = _pairs(client, client.map(_units_part, parts, by=s["by"], seed=s["seed"], test_keys=_shared(client, test_keys),
-                                             low_split=low_split))
-    test_units = set().union(*client.gather(tests))
-    triples = client.map(_pool_part, parts, by=s["by"], test_units=_shared(client, test_units), low_split=low_split,
-                         previous_dev=_shared(client, set(previous_dev)), policy=policy)
-    parts = client.map(operator.itemgetter(0), triples)
-    prev = set().union(*client.gather(client.map(operator.itemgetter(1), triples)))
-    fixed = sum(client.gather(client.map(operator.itemgetter(2), triples)))
-    hist = _tree(client, operator.add, client.map(_histogram, parts, prev_units=_shared(client, prev))).result()
+    parts, prev, fixed, hist = _pool(client, parts, cfg, test_units, previous_dev, policy)
     column, target = dev_target(policy)
     b_head = -1
     if target > 0:
-        prev_measure = _fetch_units(client, parts, prev, [], policy)[column].sum()
+        prev_measure = _fetch_units(client, parts, prev, [], policy)[column].sum() if prev else 0
         reach = np.nonzero(prev_measure + np.cumsum(hist[0 if column == "rows" else 1]) >= 2 * target)[0]
         b_head = int(reach[0]) if len(reach) else len(hist[0]) - 1
     head = _fetch_units(client, parts, prev, np.nonzero(hist[0][:b_head + 1])[0].tolist(), policy)
@@ -364,29 +423,36 @@ def place(client, cfg: dict, parts: list, previous_dev=frozenset()) -> tuple[lis
                         lambda u: policy.estimated_bytes(u["seconds"], u["rows"]), offset)
         cuts.append((cut, f"budget.total_gb {policy.total_bytes / 1e9:g} GB reached"))
     roles = {u: (r, o) for u, r, o in zip(head["unit"], head["role"], head["order"]) if r != "train"}
-    parts = client.map(_label_part, parts, head=_shared(client, roles), prev_units=_shared(client, prev),
-                       cuts=_shared(client, cuts))
-    return parts, head[head["role"] != "train"], {"test_keys": test_keys}
+    parts, sums = _pairs(client, client.map(_label_part, parts, head=_shared(client, roles),
+                                            prev_units=_shared(client, prev), cuts=_shared(client, cuts), count=count))
+    return parts, head[head["role"] != "train"], client.gather(sums)
 
 
 def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
-    """Read, check, de-duplicate, join and place the table on the cluster."""
+    """Read, check, de-duplicate, join and place the table on the cluster: five passes over the
+    partitions, each one task per partition and one round trip (plus one per repeated-id search,
+    dev head and budget cut)."""
     table.check_speakers(cfg)
     from tqdm import tqdm
 
+    s = cfg["splits"]
+    test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
     with tqdm(total=len(STEPS), desc="plan", file=sys.stderr, mininterval=0.5, disable=None,  # a terminal only
               bar_format="{l_bar}{bar}| {n}/{total} steps [{elapsed}] {postfix}") as bar:
         bar.set_postfix_str(STEPS[0])
-        parts, rows_in, has_id = read_checked(client, cfg)
-        _step(bar, f"{rows_in:,} rows")
-        parts = mark_duplicates(client, parts)
+        parts, lengths, has_id, dup = read_checked(client, cfg)
+        _step(bar, f"{sum(lengths):,} rows")
+        offsets = _offsets(lengths)
+        first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
-        parts, listing, selection = join_audio(client, cfg, parts)
+        parts, listing, selection, test_units = join_audio(client, cfg, parts, offsets, first_row, test_keys)
         _step(bar)
-        parts, head, extra = place(client, cfg, parts, previous_dev)
+        count = {"test_keys": _shared(client, test_keys), "by": s["by"],
+                 "previous_dev": _shared(client, set(previous_dev)), "with_speaker": has_speaker(cfg)}
+        parts, head, sums = place(client, cfg, parts, test_units, previous_dev, count)
         _step(bar)
-        planned = PlannedTable(parts=parts, rows_in=rows_in, has_id=has_id, listing=listing, head=head)
-        _select(client, cfg, planned, selection, extra["test_keys"], previous_dev)
+        planned = PlannedTable(parts=parts, rows_in=int(sum(lengths)), has_id=has_id, listing=listing, head=head)
+        _select(cfg, planned, selection, sums, test_keys, previous_dev)
         _step(bar)
     return planned
 
@@ -405,20 +471,26 @@ def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_spea
     """Counts of one placed partition (reserve counted as itself) and its per-recording aggregates."""
     split = pdf["split"]
     kept = split.notna()
+    k = pdf.loc[kept, ["split", "duration", "recording", "end", "url", "id"]]  # not every column
     out = {"splits": {s: (int(n), float(d)) for s, (n, d) in
-                      pdf[kept].groupby("split")["duration"].agg(["count", "sum"]).iterrows()},
+                      k.groupby("split")["duration"].agg(["count", "sum"]).iterrows()},
            "reasons": {r: int(n) for r, n in pdf["reason"].value_counts().items()},
-           "recordings": pdf[kept].groupby("recording", sort=False).agg(seconds=("end", "max"), url=("url", "first"),
-                                                                        rows=("id", "size")).reset_index(),
+           "recordings": k.groupby("recording", sort=False).agg(seconds=("end", "max"), url=("url", "first"),
+                                                                rows=("id", "size")).reset_index(),
            "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
            "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum()) if previous_dev else 0,
            "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
-           "has_words": "words" in pdf and bool(pdf["words"].notna().any()),  # readers give the column to every partition
-           "ids_from_template": int(pdf["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()).sum())
-           if "source_id" in pdf else 0}
+            "has_words": "words" in pdf and bool(pdf["words"].notna().any()),  # readers give the column to every partition
+            "ids_from_template": _blank_count(pdf["source_id"]) if "source_id" in pdf else 0}
     if with_speaker:
         out["speakers"] = {s: set(g.dropna()) for s, g in pdf.loc[kept, "speaker"].groupby(split[kept])}
     return out
+
+
+def _blank_count(source_id: pd.Series) -> int:
+    """Rows whose own id was missing: null or blank (``canonical`` gives text or None)."""
+    given = source_id[source_id.notna()]
+    return int(len(source_id) - len(given) + (given.astype(str).str.strip().eq("").sum() if len(given) else 0))
 
 
 @dataclass
@@ -432,10 +504,8 @@ class PlanCounts:
     has_words: bool
 
 
-def _select(client, cfg, planned: PlannedTable, selection: dict, test_keys, previous_dev) -> None:
+def _select(cfg, planned: PlannedTable, selection: dict, sums: list, test_keys, previous_dev) -> None:
     s = cfg["splits"]
-    sums = client.gather(client.map(_summary_part, planned.parts, test_keys=_shared(client, test_keys), by=s["by"],
-                                    previous_dev=_shared(client, set(previous_dev)), with_speaker=has_speaker(cfg)))
     planned.counts = _combine(sums)
     planned.ids_from_template = sum(x["ids_from_template"] for x in sums) if planned.has_id else 0
     if s["test_ids"]:
