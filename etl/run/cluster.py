@@ -35,7 +35,6 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
                               "run etl on a SLURM login node")
         cluster.scale(jobs=cfg_cluster.get("jobs") or 1)
     else:
-        _fork_workers_from_a_warm_server()
         cluster = LocalCluster(
             n_workers=local_worker_count(cfg_cluster, n_tasks),
             threads_per_worker=cfg_cluster.get("threads_per_worker", 1),
@@ -48,31 +47,6 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
     client = Client(cluster)
     client._etl_owns_cluster = cluster
     return quiet_user_errors(client)
-
-
-# What every worker of a build imports: forked from one server that imported them once, instead of
-# each spawned worker importing them again (~2 CPU s per worker; measured in BENCHMARKS.md).
-WORKER_PRELOAD = ("distributed", "numpy", "pandas", "pyarrow.parquet", "dask.dataframe", "av", "soundfile",
-                  "etl.run.shards", "etl.run.cluster_plan", "etl.run.plan_store")
-
-
-def _fork_workers_from_a_warm_server() -> None:
-    """Local workers start by ``forkserver`` with ``WORKER_PRELOAD`` imported, unless the user chose
-    another start method (``distributed.worker.multiprocessing-method`` other than the default
-    spawn) or the platform has no forkserver. The server imports only: it opens no file, starts no
-    thread, so forking from it is safe."""
-    import multiprocessing
-
-    import dask
-
-    if dask.config.get("distributed.worker.multiprocessing-method") != "spawn":
-        return
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return
-    dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
-    from distributed.utils import get_mp_context
-
-    get_mp_context().set_forkserver_preload(list(WORKER_PRELOAD))  # after distributed's own list: ours wins
 
 
 def _connect(key: str, where: str, **how):
