@@ -77,18 +77,17 @@ def clip_name(row_id: str) -> str:
 def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict, filters: dict | None = None) -> dict[str, str | None]:
     """Decode one recording once, write each row's clip (WAV PCM16, atomically) as the stream passes it.
     Returns {id: None when written, else why not}. The decode stops after the last needed clip.
-    Decoding goes through the build's own loop (``shards._segments``): the same retries of transient
+    Decoding goes through the build's own loop (``shards.decode_spans``): the same retries of transient
     read errors, the same ``unreadable_audio`` for corrupt data. With ``filters``, a clip the build would
     reject on its measures (``silent``, ``clipped``, ``mostly_silence``) is not written either."""
-    from ..run.shards import ShardTask, _segments, _Unreadable
+    from ..run.shards import Unreadable, decode_spans
 
     fs, _ = storage.fs_and_path(clips_dir)
     sr = a["sampling_rate"]
-    task = ShardTask(index=0, recordings=[], rows=pd.DataFrame(), seconds=0.0, out=clips_dir, sampling_rate=sr,
-                     channels=a["channels"], decoder=a["decoder"], ffmpeg=a["ffmpeg"])
     spans = [(audio.sample_index(r["start"], sr), audio.sample_index(r["end"], sr)) for r in rows]
     problems: dict[str, str | None] = {}
-    segments = _segments(task, url, spans, int(round(audio.END_TOLERANCE_S * sr)))
+    segments = decode_spans(url, spans, a["decoder"], a["ffmpeg"], sr, a["channels"],
+                            int(round(audio.END_TOLERANCE_S * sr)))
     try:
         for i, samples, total in segments:
             r = rows[i]
@@ -103,7 +102,7 @@ def cut_recording(url: str, rows: list[dict], clips_dir: str, a: dict, filters: 
                 problems[r["id"]] = None
             if len(problems) == len(rows):
                 break
-    except _Unreadable as e:  # every clip not yet cut says why
+    except Unreadable as e:  # every clip not yet cut says why
         problems.update({r["id"]: f"unreadable_audio: {e}" for r in rows if r["id"] not in problems})
     finally:
         segments.close()  # stops ffmpeg when the last clip came before the end of the recording

@@ -183,10 +183,11 @@ def run_shard(task: ShardTask) -> ShardResult:
             clips: list = []
             stats = {"skipped_seconds": 0.0}
             try:
-                for i, samples, total in _segments(task, url, spans, tolerance, stats):
+                for i, samples, total in decode_spans(url, spans, task.decoder, task.ffmpeg, task.sampling_rate,
+                                                      task.channels, tolerance, stats):
                     seen.add(i)
                     clips.append(_emit(task, records[i], samples, total, columns, ext, writers, rejects))
-            except _Unreadable as e:
+            except Unreadable as e:
                 _reject_unseen(records, seen, str(e), rejects)
             decoded += max(0.0, total / task.sampling_rate - stats["skipped_seconds"])
             per_recording[recording] = measures.summarize([m for m in clips if m is not None])
@@ -220,21 +221,24 @@ def _check_decoder(task: ShardTask) -> None:
         raise audio.DecoderUnavailable(f"this worker decodes with {mine}, the build with {task.decoder_identity}")
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """A recording that cannot be read or decoded: its remaining rows become ``unreadable_audio``."""
 
 
-def _segments(task: ShardTask, url: str, spans: list, tolerance: int, stats: dict):
-    """``audio.cut`` of one recording, each span yielded once. A transient read error restarts the
-    decode from the beginning (after a pause), skipping the spans already yielded, so no clip is lost
-    or written twice. Errors in the caller (writing the output) are not caught here. ``stats``: the
-    decoder's (``skipped_seconds``: audio no span needed, not decoded)."""
-    decoder = decoders.get_decoder(task.decoder, task.ffmpeg)
+def decode_spans(url: str, spans: list, decoder: str = "av", ffmpeg: str | None = None, sampling_rate: int = 16000,
+                 channels: int = 1, tolerance: int = 0, stats: dict | None = None):
+    """``audio.cut`` of one recording, each span yielded once as ``(index, samples or None, total)``.
+    A transient read error restarts the decode from the beginning (after a pause), skipping the spans
+    already yielded, so no clip is lost or written twice; corrupt data raises ``Unreadable`` at once.
+    Errors in the caller (writing the output) are not caught here. ``stats``: the decoder's
+    (``skipped_seconds``: audio no span needed, not decoded). Used by the shard task and ``etl sample``."""
+    dec = decoders.get_decoder(decoder, ffmpeg)
+    stats = {} if stats is None else stats
     done: set = set()
     for attempt in range(len(READ_RETRY_DELAYS) + 1):
         stats["skipped_seconds"] = 0.0
         try:
-            chunks = decoder.stream(url, task.sampling_rate, task.channels, need=spans, stats=stats)
+            chunks = dec.stream(url, sampling_rate, channels, need=spans, stats=stats)
             for i, samples, total in audio.cut(chunks, spans, tolerance):
                 if i not in done:
                     done.add(i)
@@ -243,15 +247,15 @@ def _segments(task: ShardTask, url: str, spans: list, tolerance: int, stats: dic
         except audio.DecoderUnavailable:
             raise  # a setup problem: stop the build, do not blame the recordings
         except audio.DecodeError as e:  # corrupt data: rejected at once, never retried
-            raise _Unreadable(str(e)) from None
+            raise Unreadable(str(e)) from None
         except OSError as e:  # storage or network: retried unless it cannot get better
             if isinstance(e, _PERMANENT) or attempt == len(READ_RETRY_DELAYS):
-                raise _Unreadable(f"{type(e).__name__}: {e}") from None
+                raise Unreadable(f"{type(e).__name__}: {e}") from None
             log.warning("reading %s failed (%s: %s); retry %d in %.1f s", url, type(e).__name__, e,
                         attempt + 1, READ_RETRY_DELAYS[attempt])
             time.sleep(READ_RETRY_DELAYS[attempt])
         except Exception as e:
-            raise _Unreadable(f"{type(e).__name__}: {e}") from None
+            raise Unreadable(f"{type(e).__name__}: {e}") from None
 
 
 def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writers, rejects: list):
