@@ -1044,6 +1044,23 @@ def measure_methods(corpus: "Corpus", fixed_corpus: "Corpus", workers: int, dev_
     return methods
 
 
+def measure_extras(methods: dict, rss_corpora: dict, out_root: str, corpus: "Corpus", quick: bool) -> tuple:
+    """The measurements beside the method table: worker RSS, loading, planning, listing."""
+    rss = {label: measure_worker_rss(label, out_root, c) for label, c in rss_corpora.items()}
+    if "short" in rss and "long" in rss:
+        rss["delta_mb"] = rss["long"]["peak_rss_mb"] - rss["short"]["peak_rss_mb"]
+    _say("loading: datasets.Dataset.from_parquet + iterate ...")
+    loading = measure_loading(methods["etl_flac"]["output"])
+    _say("etl plan on a large table ...")
+    plan = measure_plan(out_root, corpus, 20_000 if quick else 1_000_000)
+    _say(f"plan: {plan['rows']} rows in {plan['wall_s']:.1f} s")
+    from .listing import measure_listing  # a nested tree of empty files: listing + join
+    listing = measure_listing(500 if quick else 100_000)
+    _say(f"listing: {listing['files']:,} nested files listed and joined in {listing['list_and_resolve_s']:.1f} s")
+
+    return rss, loading, plan, listing
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--hours", type=float, default=None, help="hours of recordings in the corpus (default 4; --quick 0.05)")
@@ -1116,18 +1133,7 @@ def main(argv: list[str] | None = None) -> int:
         r["ratio_to_best_floor"] = r["wall_s"] / min(methods[f]["wall_s"] for f in FLOORS)
         r["label"] = LABELS[k]
 
-    rss = {label: measure_worker_rss(label, out_root, c) for label, c in rss_corpora.items()}
-    if "short" in rss and "long" in rss:
-        rss["delta_mb"] = rss["long"]["peak_rss_mb"] - rss["short"]["peak_rss_mb"]
-    _say("loading: datasets.Dataset.from_parquet + iterate ...")
-    loading = measure_loading(methods["etl_flac"]["output"])
-    _say("etl plan on a large table ...")
-    plan = measure_plan(out_root, corpus, 20_000 if quick else 1_000_000)
-    _say(f"plan: {plan['rows']} rows in {plan['wall_s']:.1f} s")
-    from .listing import measure_listing  # a nested tree of empty files: listing + join
-    listing = measure_listing(500 if quick else 100_000)
-    _say(f"listing: {listing['files']:,} nested files listed and joined in {listing['list_and_resolve_s']:.1f} s")
-
+    rss, loading, plan, listing = measure_extras(methods, rss_corpora, out_root, corpus, quick)
     if _code_version() != machine["etl_code"]:
         machine["etl_code_at_end"] = _code_version()
         _say("WARNING: etl/ changed while the benchmark ran; the figures mix two versions")
