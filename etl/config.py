@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
                "exclude_ids": [], "low_similarity": "drop", "keep_previous_dev": True},
     "budget": {"train_hours": None, "total_gb": None},
     "cluster": {"kind": "local", "address": None, "scheduler_file": None, "n_workers": None, "threads_per_worker": 1,
-                "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto", "jobs": 1, "slurm": None},
+                "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto", "jobs": 1, "slurm": None, "profile": False},
 }
 
 # Allowed types per leaf; a leaf listed with None also accepts null.
@@ -61,7 +61,7 @@ _TYPES: dict[str, tuple] = {
     "cluster.address": (str, None), "cluster.n_workers": (int, None), "cluster.threads_per_worker": (int,),
     "cluster.dashboard_address": (str, None), "cluster.memory_limit": (str, int, None),
     "cluster.kind": (str,), "cluster.scheduler_file": (str, None), "cluster.jobs": (int,),
-    "cluster.slurm": (dict, None),  # free-form: passed through to dask_jobqueue.SLURMCluster
+    "cluster.slurm": (dict, None), "cluster.profile": (bool,),  # free-form: passed through to dask_jobqueue.SLURMCluster
 }
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),

@@ -35,18 +35,31 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
                               "run etl on a SLURM login node")
         cluster.scale(jobs=cfg_cluster.get("jobs") or 1)
     else:
-        cluster = LocalCluster(
-            n_workers=local_worker_count(cfg_cluster, n_tasks),
-            threads_per_worker=cfg_cluster.get("threads_per_worker", 1),
-            processes=True,
-            host="127.0.0.1",  # scheduler and workers on loopback: nothing listens on the network
-            dashboard_address=cfg_cluster.get("dashboard_address") or None,
-            memory_limit=cfg_cluster.get("memory_limit") or "auto",
-            silence_logs=logging.ERROR,
-        )
+        with _worker_config(cfg_cluster):  # a Nanny hands the config of its creation to its worker
+            cluster = LocalCluster(
+                n_workers=local_worker_count(cfg_cluster, n_tasks),
+                threads_per_worker=cfg_cluster.get("threads_per_worker", 1),
+                processes=True,
+                host="127.0.0.1",  # scheduler and workers on loopback: nothing listens on the network
+                dashboard_address=cfg_cluster.get("dashboard_address") or None,
+                memory_limit=cfg_cluster.get("memory_limit") or "auto",
+                silence_logs=logging.ERROR,
+            )
     client = Client(cluster)
     client._etl_owns_cluster = cluster
     return quiet_user_errors(client)
+
+
+# The workers' statistical profiler samples every thread's stack 100 times a second: ~3 % of a
+# decoding worker's CPU (BENCHMARKS.md). Off unless ``cluster.profile``, in clusters etl starts; a
+# cluster etl only connects to keeps its own settings.
+PROFILE_KEY = "distributed.worker.profile.enabled"
+
+
+def _worker_config(cfg_cluster: dict):
+    import dask
+
+    return dask.config.set({PROFILE_KEY: bool(cfg_cluster.get("profile", False))})
 
 
 def _connect(key: str, where: str, **how):
@@ -97,11 +110,28 @@ def slurm_cluster(cfg_cluster: dict):
     # itself must listen where the compute nodes can reach it (dask-jobqueue's default, or `interface`).
     opts.setdefault("scheduler_options", {}).setdefault(
         "dashboard_address", cfg_cluster.get("dashboard_address") or "127.0.0.1:0")
+    if not cfg_cluster.get("profile", False):
+        _no_profiler_in_jobs(opts)
     try:
         return SLURMCluster(**opts)
     except (TypeError, ValueError) as e:  # an unknown keyword, a missing cores/memory
         first = str(e).splitlines()[0].split(". Very likely")[0].split(", for example")[0]
         raise ConfigError(f"cluster.slurm: {first}") from None
+
+
+def _no_profiler_in_jobs(opts: dict) -> None:
+    """A job's worker reads its config from its environment: one more prologue line, after the
+    user's own (given as ``job_script_prologue``, the older ``env_extra``, or the jobqueue config)."""
+    import dask
+
+    prologue = opts.get("job_script_prologue")
+    if prologue is None:
+        prologue = opts.pop("env_extra", None)  # ignored by dask-jobqueue once job_script_prologue is set
+    if prologue is None:
+        prologue = (dask.config.get("jobqueue.slurm.job-script-prologue", None)
+                    or dask.config.get("jobqueue.slurm.env-extra", None))
+    env = "export DASK_" + PROFILE_KEY.upper().replace(".", "__").replace("-", "_") + "=False"
+    opts["job_script_prologue"] = [*(prologue or []), env]
 
 
 def close_client(client) -> None:
