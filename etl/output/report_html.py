@@ -167,9 +167,13 @@ def _histogram(plots: PlotCounts, column: str, marks: dict, xlabel: str) -> str:
         return "<p>No rows to plot.</p>"
     fig, ax = _figure()
     edges = _edges(h["lo"], h["hi"])
-    ax.hist([edges[:-1]] * len(groups), bins=edges, weights=[h["counts"].get(g, [0] * BINS) for g in groups],
-            stacked=True, color=[_COLORS.get(g, None) for g in groups],
-            label=[f"{g} ({h['values'].get(g, 0)})" for g in groups])
+    # stacked as filled steps, one patch per group (ax.hist draws one bar per bin: 5x slower to render)
+    bottom = np.zeros(len(edges) - 1)
+    for g in groups:
+        top = bottom + np.asarray(h["counts"].get(g, [0] * BINS), dtype=float)
+        ax.stairs(top, edges, baseline=bottom, fill=True, color=_COLORS.get(g), label=f"{g} ({h['values'].get(g, 0)})")
+        bottom = top
+    ax.set_ylim(bottom=0)
     for label, x in marks.items():
         if x is not None:
             ax.axvline(x, color="black", linestyle="--", linewidth=1)
