@@ -13,10 +13,7 @@ import threading
 import time
 import uuid
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..output import card, report_html, resume, storage
 from . import plan_store
