@@ -135,6 +135,23 @@ def test_slurm_workers_profile_only_when_asked_and_the_users_prologue_stays(prof
         assert lines.index("module load ffmpeg") < lines.index(export)
 
 
+def test_no_dashboard_takes_no_fixed_port():
+    """``dashboard_address: null``: no dashboard page, and the scheduler's HTTP server (health,
+    metrics) is not on 8787 either, so a second build or a user's own dashboard keeps that port."""
+    import urllib.error
+    import urllib.request
+
+    client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None})
+    try:
+        ports = {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(client.dashboard_link, timeout=30)
+    finally:
+        close_client(client)
+    assert 8787 not in ports and ports
+    assert e.value.code == 404
+
+
 @pytest.mark.parametrize("profile", [False, True])
 def test_local_workers_profile_only_when_asked(profile):
     """The statistical profiler costs a decoding worker ~3 % of its CPU: off unless cluster.profile."""

@@ -42,6 +42,8 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
                 processes=True,
                 host="127.0.0.1",  # scheduler and workers on loopback: nothing listens on the network
                 dashboard_address=cfg_cluster.get("dashboard_address") or None,
+                # no dashboard: the scheduler's HTTP server (health, metrics) would still take 8787
+                scheduler_kwargs=None if cfg_cluster.get("dashboard_address") else {"dashboard_address": "127.0.0.1:0"},
                 memory_limit=cfg_cluster.get("memory_limit") or "auto",
                 silence_logs=logging.ERROR,
             )
