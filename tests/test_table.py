@@ -294,7 +294,7 @@ def test_kaldi_dir_without_segments_is_a_config_error(tmp_path):
 
 def _kaldi_table(tmp_path, segments: str, text: str):
     d = tmp_path / "data"
-    d.mkdir()
+    d.mkdir(exist_ok=True)
     (d / "segments").write_text(segments, encoding="utf-8")
     (d / "text").write_text(text, encoding="utf-8")
     df, _ = read_checked_table(_config(tmp_path, "data"))
@@ -310,6 +310,26 @@ def test_kaldi_segment_without_text_line_is_empty_text(tmp_path):
 def test_kaldi_text_separated_by_a_tab_is_read(tmp_path):
     df = _kaldi_table(tmp_path, "u1\tr1\t0\t1\n", "u1\thello world\n")
     assert df["text"].tolist() == ["hello world"]
+
+
+def test_kaldi_utt2spk_gives_each_row_its_speaker_and_an_unlisted_utterance_none(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "utt2spk").write_text("u1 anna\nu2  ben\n", encoding="utf-8")
+    df = _kaldi_table(tmp_path, "u1 r1 0 1\nu2 r1 1 2\nu3 r2 0 1\n", "u1 a\nu2 b\nu3 c\n")
+    assert [None if pd.isna(s) else s for s in df["speaker"]] == ["anna", "ben", None]
+    assert table.has_speaker(_config(tmp_path, "data"))
+
+
+def test_kaldi_spk2utt_alone_names_speakers_too(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "spk2utt").write_text("anna u1 u3\nben u2\n", encoding="utf-8")
+    df = _kaldi_table(tmp_path, "u1 r1 0 1\nu2 r1 1 2\nu3 r2 0 1\n", "u1 a\nu2 b\nu3 c\n")
+    assert df["speaker"].tolist() == ["anna", "ben", "anna"]
+
+
+def test_kaldi_dir_without_utt2spk_has_no_speakers(tmp_path):
+    df = _kaldi_table(tmp_path, "u1 r1 0 1\n", "u1 a\n")
+    assert df["speaker"].isna().all() and not table.has_speaker(_config(tmp_path, "data"))
 
 
 def test_wav_scp_maps_recordings_to_paths_and_pipes_to_none(tmp_path):

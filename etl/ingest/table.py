@@ -56,19 +56,25 @@ def _folder_format(fs, p: str, path: str) -> str:
 
 def reader_columns(fmt: str, columns: dict) -> dict:
     """The column mapping for ``canonical``: the user's, or fixed for formats whose readers name them."""
-    if fmt == "kaldi" or fmt in formats.FORMATS:
+    if fmt == "kaldi":  # speaker: from utt2spk (None without one)
         return {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                "hypothesis": "hypothesis" if fmt in formats.FORMATS else None}
+                "hypothesis": None, "speaker": "speaker"}
+    if fmt in formats.FORMATS:
+        return {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
+                "hypothesis": "hypothesis"}
     return dict(columns)
 
 
 def has_speaker(cfg: dict) -> bool:
-    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid):
-    then the dataset and the rejects carry ``speaker``."""
+    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid, a
+    Kaldi dir with ``utt2spk`` or ``spk2utt``): then the dataset and the rejects carry ``speaker``."""
     inp = cfg["input"]
     fmt = detect_format(inp["alignment"], inp["format"])
     if fmt in formats.SPEAKER_FORMATS:
         return True
+    if fmt == "kaldi":
+        fs, folder = fsspec.core.url_to_fs(inp["alignment"])
+        return any(fs.exists(folder.rstrip("/") + "/" + name) for name in KALDI_SPEAKER_FILES)
     return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
 
 
@@ -76,7 +82,7 @@ def check_speakers(cfg: dict) -> None:
     """``splits.by: speaker`` needs speakers: a mapped column, or a format that names them."""
     if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
         raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
-                          "(input.columns.speaker names no column)")
+                          "(input.columns.speaker names no column; a Kaldi dir needs utt2spk)")
 
 
 def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
@@ -130,7 +136,8 @@ def _json_columns(path: str) -> list:
     return list(_read_json_document(path).columns)
 
 
-KALDI_COLUMNS = ["id", "recording", "start", "end", "text"]
+KALDI_COLUMNS = ["id", "recording", "start", "end", "text", "speaker"]
+KALDI_SPEAKER_FILES = ("utt2spk", "spk2utt")  # utt2spk wins when both are there
 
 
 def _kaldi_dir(path: str):
@@ -196,7 +203,21 @@ def _read_kaldi(path: str) -> pd.DataFrame:
             parts = line.strip().split(maxsplit=1)  # Kaldi: key, then a space or a tab
             text[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
     df["text"] = df["id"].map(lambda i: text.get(i, "")).astype(object)
+    speakers = _kaldi_speakers(fs, folder)
+    df["speaker"] = df["id"].map(lambda i: speakers.get(i)).astype(object)  # not listed: no speaker
     return df
+
+
+def _kaldi_speakers(fs, folder: str) -> dict:
+    """utterance -> speaker, from ``utt2spk`` (``utt spk`` lines) or else ``spk2utt`` (``spk utt...``)."""
+    lines = _kaldi_file(fs, folder, "utt2spk")
+    if lines is not None:
+        return {p[0]: p[1] for p in (line.split() for line in lines) if len(p) > 1}
+    out = {}
+    for line in _kaldi_file(fs, folder, "spk2utt") or []:
+        spk, *utts = line.split() or [None]
+        out.update((u, spk) for u in utts)
+    return out
 
 
 def read_wav_scp(path: str) -> dict[str, str | None] | None:
