@@ -171,6 +171,30 @@ def test_kaldi_utt2spk_splits_by_speaker_and_datasets_reads_each_rows_speaker(co
     assert "speaker" in pd.read_parquet(out / "rejects.parquet").columns
 
 
+def test_a_jsonl_integer_beyond_64_bits_rejects_its_row_and_the_rest_builds(corpus, tmp_path, monkeypatch):
+    """One line's start is -99999999999999999999 (ujson refuses it), another's end 2**70: those rows
+    are rejected naming the value, every other row is built with its tone. The odd lines lie in a
+    block past the sample the client reads, so a worker meets them."""
+    from etl.ingest import table
+
+    rows = [r for r in corpus["rows"] if r["id"] in corpus["freqs"]][:-1]  # not the duplicate
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    lines[len(lines) // 2:len(lines) // 2] = [
+        '{"id": "neg", "recording": "wav_16k_mono", "start": -99999999999999999999, "end": 2.0, "text": "a"}',
+        '{"id": "big", "recording": "wav_16k_mono", "start": 0.5, "end": 1180591620717411303424, "text": "a"}']
+    (tmp_path / "align.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(table, "JSONL_SAMPLE", 500)
+    monkeypatch.setattr(table, "JSONL_BLOCK", 1000)
+    out = tmp_path / "big"
+    assert main(["build", write_config(corpus, out, input={"alignment": str(tmp_path / "align.jsonl")})]) == 0
+    df = _rows(out)
+    rejects = pd.read_parquet(out / "rejects.parquet").set_index("id")
+    assert sorted(df["id"]) == sorted(r["id"] for r in rows)
+    _check_tones(df, corpus)
+    assert rejects["reason"].to_dict() == {"neg": "bad_timestamps", "big": "too_long"}
+    assert "start=-99999999999999999999" in rejects.loc["neg", "detail"]
+
+
 def test_malformed_table_is_one_clear_error(corpus, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text('id,recording,start,end,text\n"unterminated,1\n')

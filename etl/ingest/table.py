@@ -111,7 +111,7 @@ def read_raw(path: str, fmt: str, inp: dict | None = None):
             kw.update(sep="\t", quoting=csv.QUOTE_NONE)
         return dd.read_csv(path, **kw)
     if fmt == "jsonl":
-        return dd.read_json(path, lines=True, orient="records", dtype=False, blocksize=2**23)
+        return _json_lines(path)
     if fmt == "parquet":
         return dd.read_parquet(path)
     if fmt == "json":
@@ -130,6 +130,53 @@ def _json_document(path: str):
 
     (columns,) = dask.compute(delayed(_json_columns)(path))
     return dd.from_delayed([delayed(_read_json_document)(path)], meta=_meta(columns), verify_meta=False)
+
+
+JSONL_BLOCK = 2**23  # 8 MiB: several per worker
+JSONL_SAMPLE = 2**20  # what the client reads of the first file, for the column names (as dd.read_json did)
+
+
+def _json_lines(path: str):
+    """Blocks of lines, each read on a worker. A block keeps the types pandas gives it (``canonical``
+    takes any; the meta says object), so a value whose type changes past the sample does not fail
+    the table, and a block pandas cannot read for an integer beyond 64 bits is read by ``json``:
+    that row is then checked like any other (a start of -1e20 is ``bad_timestamps``)."""
+    import dask.dataframe as dd
+    from dask import delayed
+    from dask.bytes import read_bytes
+
+    block = None if fsspec.utils.infer_compression(path) else JSONL_BLOCK  # a gzipped file: one block
+    sample, files = read_bytes(path, b"\n", blocksize=block, sample=JSONL_SAMPLE, compression="infer")
+    columns = [str(c) for c in _read_json_lines(sample).columns]
+    parts = [delayed(_read_json_lines)(block, columns) for blocks in files for block in blocks]
+    parts = parts or [delayed(_read_json_lines)(b"", columns)]  # an empty file: no rows
+    return dd.from_delayed(parts, meta=_meta(columns), verify_meta=False)
+
+
+def _read_json_lines(data: bytes, columns: list | None = None) -> pd.DataFrame:
+    """One block of JSON lines (UTF-8) as pandas reads it (``dtype=False``), with ``columns``."""
+    text = data.decode("utf-8")
+    try:
+        df = pd.read_json(io.StringIO(text), lines=True, orient="records", dtype=False) if text.strip() else pd.DataFrame()
+    except ValueError as e:  # ujson refuses integers beyond 64 bits; Python's json reads them
+        df = _json_lines_by_json(text, e)
+    if columns is not None and list(df.columns) != columns:
+        df = df.reindex(columns=columns)
+    return df
+
+
+def _json_lines_by_json(text: str, error: ValueError) -> pd.DataFrame:
+    records = []
+    for line in text.split("\n"):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise error from None  # malformed JSON: pandas' own message, as before
+            if not isinstance(rec, dict):
+                raise error
+            records.append(rec)
+    return pd.DataFrame.from_records(records)
 
 
 def _json_columns(path: str) -> list:
