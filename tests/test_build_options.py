@@ -141,6 +141,60 @@ def test_kaldi_data_dir_with_wav_scp_and_no_audio_folder(corpus, tmp_path):
     assert df["similarity"].isna().all()
 
 
+def test_kaldi_utt2spk_splits_by_speaker_and_datasets_reads_each_rows_speaker(corpus, tmp_path):
+    """utt2spk names speakers across recordings; ``splits.by: speaker`` keeps each speaker in one
+    split, and the ``speaker`` column read back by `datasets` is the utt2spk one. The utterance
+    utt2spk does not list has no speaker (placed by its recording, as a blank speaker is)."""
+    import datasets
+
+    rows = [r for r in corpus["rows"] if r["id"] in corpus["freqs"]]
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    (kaldi / "segments").write_text("".join(f"{r['id']} {r['recording'].strip()} {r['start']} {r['end']}\n" for r in rows))
+    (kaldi / "text").write_text("".join(f"{r['id']} {r['text']}\n" for r in rows))
+    speaker = {r["id"]: f"spk{i % 6}" for i, r in enumerate(rows[:-1])}  # the last row: not listed
+    (kaldi / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in speaker.items()))
+    out = tmp_path / "spk"
+    cfg = write_config(corpus, out, input={"alignment": str(kaldi), "columns": {"hypothesis": None}},
+                       splits={"by": "speaker"})
+    assert main(["build", cfg]) == 0
+    dd = datasets.load_dataset(str(out))
+    split_of, got = {}, {}
+    for split, ds in dd.items():
+        assert "speaker" in ds.column_names
+        for rid, spk in zip(ds["id"], ds["speaker"]):
+            got[rid] = spk
+            split_of.setdefault(spk, set()).add(split)
+    assert got == {r["id"]: speaker.get(r["id"]) for r in rows}  # every row, with its speaker
+    assert all(len(s) == 1 for s in split_of.values()), split_of
+    assert len(dd) >= 2  # speakers were really spread over splits
+    assert "speaker" in pd.read_parquet(out / "rejects.parquet").columns
+
+
+def test_a_jsonl_integer_beyond_64_bits_rejects_its_row_and_the_rest_builds(corpus, tmp_path, monkeypatch):
+    """One line's start is -99999999999999999999 (ujson refuses it), another's end 2**70: those rows
+    are rejected naming the value, every other row is built with its tone. The odd lines lie in a
+    block past the sample the client reads, so a worker meets them."""
+    from etl.ingest import table
+
+    rows = [r for r in corpus["rows"] if r["id"] in corpus["freqs"]][:-1]  # not the duplicate
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    lines[len(lines) // 2:len(lines) // 2] = [
+        '{"id": "neg", "recording": "wav_16k_mono", "start": -99999999999999999999, "end": 2.0, "text": "a"}',
+        '{"id": "big", "recording": "wav_16k_mono", "start": 0.5, "end": 1180591620717411303424, "text": "a"}']
+    (tmp_path / "align.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(table, "JSONL_SAMPLE", 500)
+    monkeypatch.setattr(table, "JSONL_BLOCK", 1000)
+    out = tmp_path / "big"
+    assert main(["build", write_config(corpus, out, input={"alignment": str(tmp_path / "align.jsonl")})]) == 0
+    df = _rows(out)
+    rejects = pd.read_parquet(out / "rejects.parquet").set_index("id")
+    assert sorted(df["id"]) == sorted(r["id"] for r in rows)
+    _check_tones(df, corpus)
+    assert rejects["reason"].to_dict() == {"neg": "bad_timestamps", "big": "too_long"}
+    assert "start=-99999999999999999999" in rejects.loc["neg", "detail"]
+
+
 def test_malformed_table_is_one_clear_error(corpus, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text('id,recording,start,end,text\n"unterminated,1\n')

@@ -39,27 +39,31 @@ def _recording(rng, freqs, level=0.5, silent_seg=None, clip=False):
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     """12 recordings, 4 tone segments each; faults planted in some (id -> expected reason)."""
-    root = tmp_path_factory.mktemp("quality")
+    return _plant(tmp_path_factory.mktemp("quality"))
+
+
+def _plant(root, shifted="shifted", clean=tuple(CLEAN)) -> dict:
+    """The planted corpus in ``root``; ``shifted`` and ``clean`` name the recordings."""
     (root / "audio").mkdir()
     rng = np.random.default_rng(7)
     rows, freqs, faults = [], {}, {}
     f0 = 300.0
-    for rec in CLEAN + ["loud", "shifted"]:
+    for rec in [*clean, "loud", shifted]:
         fs = [f0 + 40 * k for k in range(N_SEG)]
         f0 += 40 * N_SEG
-        silent = 3 if rec == "clean00" else None  # one segment of digital silence
+        silent = 3 if rec == clean[0] else None  # one segment of digital silence
         pcm = _recording(rng, fs, level=1.6 if rec == "loud" else 0.5, silent_seg=silent, clip=rec == "loud")
         sf.write(str(root / "audio" / f"{rec}.wav"), pcm, SR, subtype="PCM_16")
         for k in range(N_SEG):
-            start = 0.5 + k * PERIOD + (5.0 if rec == "shifted" else 0.0)
-            end = start + SEG + (4.5 if (rec == "clean01" and k == 2) else 0.0)  # 2 s of tone, 4.5 s of gap
+            start = 0.5 + k * PERIOD + (5.0 if rec == shifted else 0.0)
+            end = start + SEG + (4.5 if (rec == clean[1] and k == 2) else 0.0)  # 2 s of tone, 4.5 s of gap
             rid = f"{rec}-{k}"
             rows.append({"id": rid, "recording": rec, "start": start, "end": end, "text": TEXT.format(k=k)})
             freqs[rid] = fs[k]
-    faults.update({"clean00-3": "silent", "clean01-2": "mostly_silence"})
+    faults.update({f"{clean[0]}-3": "silent", f"{clean[1]}-2": "mostly_silence"})
     faults.update({f"loud-{k}": "clipped" for k in range(N_SEG)})
-    faults.update({f"shifted-{k}": "silent" for k in range(N_SEG)})
-    rows.append({"id": "chatty", "recording": "clean02", "start": 0.5, "end": 2.5, "text": "dugačka rečenica " * 12})
+    faults.update({f"{shifted}-{k}": "silent" for k in range(N_SEG)})
+    rows.append({"id": "chatty", "recording": clean[2], "start": 0.5, "end": 2.5, "text": "dugačka rečenica " * 12})
     faults["chatty"] = "bad_char_rate"
     (root / "alignment.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     out = root / "out"
@@ -149,6 +153,25 @@ def test_suspects_file_works_as_exclude_ids(planted, built):
     df, _ = read_checked_table(cfg)
     df = plan_rows(cfg, df)
     assert set(df.loc[df["reason"] == "excluded", "recording"]) == {"loud", "shifted"}
+
+
+def test_a_suspect_recording_id_holding_a_hash_is_excluded_exactly(tmp_path):
+    """A downloader's name "Episode #12" round-trips through suspect_recordings.txt: used as
+    exclude_ids it rejects the suspects' rows (it and "loud") as excluded, and not those of "Episode"."""
+    planted = _plant(tmp_path, shifted="Episode #12", clean=("Episode", *CLEAN[1:]))
+    assert main(["build", planted["config"]]) == 0
+    suspects = planted["out"] / "suspect_recordings.txt"
+    assert '"Episode #12"  # ' in suspects.read_text()
+    out = tmp_path / "again"
+    cfg = write_config({"root": tmp_path}, out, input={"columns": {"hypothesis": None}},
+                       output={"shard_hours": 0.02}, splits={"dev_size": 8, "exclude_ids": [str(suspects)]})
+    assert main(["build", cfg]) == 0
+    rejects = pq.read_table(out / "rejects.parquet").to_pandas()
+    excluded = rejects.loc[rejects["reason"] == "excluded", "id"]
+    suspect_rows = {r["id"] for r in planted["rows"] if r["recording"] in ("Episode #12", "loud")}
+    assert set(excluded) == suspect_rows and len(excluded) == 2 * N_SEG
+    kept = pd.concat([pq.read_table(p).to_pandas() for p in (out / "data").glob("*.parquet")])
+    assert (kept["recording"] == "Episode").sum() == N_SEG - 1  # its silent row is rejected as silent
 
 
 def test_sample_of_suspects_and_a_sample_that_is_always_full(planted, built, tmp_path, capsys):

@@ -118,6 +118,15 @@ def test_id_lists(text, ids):
     assert read_id_list(text) == ids
 
 
+def test_id_list_lines_give_back_ids_holding_hash_spaces_quotes_and_line_breaks_exactly():
+    ids = ["Episode #12", "Épisode #3 (live)", "a b", '"quoted"', "x\u2028y", "new\nline", "plain", "a#b"]
+    text = "# header\n" + "".join(splits.id_list_line(i, "why #1") for i in ids) + "".join(
+        splits.id_list_line(i) for i in ids)
+    assert read_id_list(text) == set(ids)
+    assert splits.id_list_line("plain", "why") == "plain  # why\n"  # plain ids stay unquoted
+    assert read_id_list('"unterminated  # x\n') == {'"unterminated'}  # not JSON: the old rule
+
+
 def test_by_speaker_no_speaker_is_in_two_splits_and_rows_without_one_go_by_recording():
     rows = _rows(2000, recordings=200, seed=3)
     rng = np.random.default_rng(3)

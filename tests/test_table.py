@@ -232,6 +232,33 @@ def test_id_like_007_and_transcript_na_survive_in_tsv_and_jsonl(tmp_path):
         assert df["text_raw"].tolist() == ["NA"], rel
 
 
+def test_jsonl_integers_beyond_64_bits_are_that_rows_reject_or_its_exact_id(tmp_path, monkeypatch):
+    """ujson refuses -1e20 written as an integer: that block is read by Python's json and only the
+    row is rejected, naming the value; an id beyond 64 bits is kept digit for digit. A start that
+    turns into a string past the sample is read too (each block keeps its own types)."""
+    lines = ['{"id": "a", "recording": "r", "start": 0, "end": 1, "text": "x"}'] * 30
+    lines[0] = '{"id": "a0", "recording": "r", "start": 0, "end": 1, "text": "x"}'
+    lines += ['{"id": "neg", "recording": "r", "start": -99999999999999999999, "end": 2.0, "text": "y"}',
+              '{"id": 99999999999999999999999, "recording": "r", "start": 1, "end": 2, "text": "z"}',
+              '{"id": "s", "recording": "r", "start": "1.5", "end": 2, "text": "z"}']
+    (tmp_path / "align.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(table, "JSONL_SAMPLE", 200)
+    monkeypatch.setattr(table, "JSONL_BLOCK", 300)  # several blocks, the odd lines past the sample
+    cfg = _config(tmp_path, "align.jsonl")
+    assert table.read_raw(cfg["input"]["alignment"], "jsonl").npartitions > 3
+    df, _ = read_checked_table(cfg)
+    assert len(df) == 33
+    assert df["id"].tolist()[-3:] == ["neg", "99999999999999999999999", "s"]
+    assert df["reason"].tolist()[-3:] == ["bad_timestamps", None, None]
+    assert "start=-99999999999999999999" in df["detail"].iloc[-3]
+    assert df["start"].tolist()[-2:] == [1.0, 1.5]
+    import gzip  # a gzipped table: one block, read the same
+
+    (tmp_path / "align.jsonl.gz").write_bytes(gzip.compress((tmp_path / "align.jsonl").read_bytes()))
+    gz, _ = read_checked_table(_config(tmp_path, "align.jsonl.gz"))
+    pd.testing.assert_frame_equal(gz[["id", "reason", "start"]], df[["id", "reason", "start"]])
+
+
 def test_quotes_in_tsv_text_are_kept_verbatim(tmp_path):
     (tmp_path / "align.tsv").write_text('id\trecording\tstart\tend\ttext\nx\trec1\t0\t1\t"Rekao je" da\n',
                                         encoding="utf-8")
@@ -294,7 +321,7 @@ def test_kaldi_dir_without_segments_is_a_config_error(tmp_path):
 
 def _kaldi_table(tmp_path, segments: str, text: str):
     d = tmp_path / "data"
-    d.mkdir()
+    d.mkdir(exist_ok=True)
     (d / "segments").write_text(segments, encoding="utf-8")
     (d / "text").write_text(text, encoding="utf-8")
     df, _ = read_checked_table(_config(tmp_path, "data"))
@@ -310,6 +337,26 @@ def test_kaldi_segment_without_text_line_is_empty_text(tmp_path):
 def test_kaldi_text_separated_by_a_tab_is_read(tmp_path):
     df = _kaldi_table(tmp_path, "u1\tr1\t0\t1\n", "u1\thello world\n")
     assert df["text"].tolist() == ["hello world"]
+
+
+def test_kaldi_utt2spk_gives_each_row_its_speaker_and_an_unlisted_utterance_none(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "utt2spk").write_text("u1 anna\nu2  ben\n", encoding="utf-8")
+    df = _kaldi_table(tmp_path, "u1 r1 0 1\nu2 r1 1 2\nu3 r2 0 1\n", "u1 a\nu2 b\nu3 c\n")
+    assert [None if pd.isna(s) else s for s in df["speaker"]] == ["anna", "ben", None]
+    assert table.has_speaker(_config(tmp_path, "data"))
+
+
+def test_kaldi_spk2utt_alone_names_speakers_too(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "spk2utt").write_text("anna u1 u3\nben u2\n", encoding="utf-8")
+    df = _kaldi_table(tmp_path, "u1 r1 0 1\nu2 r1 1 2\nu3 r2 0 1\n", "u1 a\nu2 b\nu3 c\n")
+    assert df["speaker"].tolist() == ["anna", "ben", "anna"]
+
+
+def test_kaldi_dir_without_utt2spk_has_no_speakers(tmp_path):
+    df = _kaldi_table(tmp_path, "u1 r1 0 1\n", "u1 a\n")
+    assert df["speaker"].isna().all() and not table.has_speaker(_config(tmp_path, "data"))
 
 
 def test_wav_scp_maps_recordings_to_paths_and_pipes_to_none(tmp_path):

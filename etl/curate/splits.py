@@ -11,6 +11,7 @@ and ``previous_dev`` (the dev ids of the build being replaced) keeps dev stable 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,11 +224,39 @@ def promote_reserve(written: pd.DataFrame, missing: float) -> set:
     return set(written.loc[written["unit"].isin(take), "id"])
 
 
+# An id list (test_ids, exclude_ids, suspect_recordings.txt, sampled_ids.txt, bad_ids.txt): one id
+# per line, blank lines and ``#`` comments ignored. An id holding ``#`` (a downloader's "Episode #12"),
+# starting with ``"`` or holding a line break is written as a JSON string: ``"Episode #12"  # why``.
+_LINE_BREAKS = "\x85\u2028\u2029"  # line breaks str.splitlines knows that json.dumps leaves as they are
+
+
+def id_list_line(key: str, comment: str | None = None) -> str:
+    """One line of an id list naming ``key`` exactly (``read_id_list`` gives it back), with ``comment``."""
+    if "#" in key or key.startswith('"') or key != key.strip() or len((key + "x").splitlines()) > 1:
+        key = json.dumps(key, ensure_ascii=False)
+        for c in _LINE_BREAKS:
+            key = key.replace(c, f"\\u{ord(c):04x}")
+    return f"{key}  # {comment}\n" if comment else f"{key}\n"
+
+
 def read_id_list(text: str) -> set[str]:
-    """Ids (or recording ids) of a list file: one per line; blank lines and ``#`` comments ignored."""
+    """Ids (or recording ids) of a list file: one per line; blank lines and ``#`` comments ignored.
+    A line starting with ``"`` holds a JSON string (the id exactly, ``#`` and all), then at most a
+    comment; any other line is cut at its first ``#`` and stripped."""
     out = set()
     for line in text.lstrip("\ufeff").splitlines():
-        line = line.split("#", 1)[0].strip()
+        line = _quoted_id(line.strip()) or line.split("#", 1)[0].strip()
         if line:
             out.add(line)
     return out
+
+
+def _quoted_id(line: str) -> str | None:
+    if not line.startswith('"'):
+        return None
+    try:
+        key, end = json.JSONDecoder().raw_decode(line)
+    except json.JSONDecodeError:
+        return None
+    rest = line[end:].strip()
+    return key if isinstance(key, str) and (not rest or rest.startswith("#")) else None

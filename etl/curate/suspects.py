@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .splits import id_list_line
+
 MIN_ROWS = 3  # recordings with fewer rows are listed but neither judged nor part of the corpus medians
 MIN_RECORDINGS = 3  # fewer judged recordings: no corpus to be an outlier of
 Z_LIMIT = 3.5
@@ -87,8 +89,8 @@ def report_section(stats: pd.DataFrame) -> dict:
 
 def suspects_text(stats: pd.DataFrame) -> str:
     """suspect_recordings.txt: one recording id per line with the reason as a comment, the form
-    ``splits.exclude_ids`` reads (``#`` comments ignored)."""
+    ``splits.exclude_ids`` reads (``#`` comments ignored; an id holding ``#`` as a JSON string)."""
     sus = stats[stats["suspect"] != ""]
     head = (f"# suspect recordings: robust z-score beyond {Z_LIMIT} against the corpus (see report.json "
             f"'recordings'); {len(sus)} of {len(stats)}\n")
-    return head + "".join(f"{rec}  # {why}\n" for rec, why in sus["suspect"].items())
+    return head + "".join(id_list_line(str(rec), why) for rec, why in sus["suspect"].items())

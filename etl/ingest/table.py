@@ -56,19 +56,25 @@ def _folder_format(fs, p: str, path: str) -> str:
 
 def reader_columns(fmt: str, columns: dict) -> dict:
     """The column mapping for ``canonical``: the user's, or fixed for formats whose readers name them."""
-    if fmt == "kaldi" or fmt in formats.FORMATS:
+    if fmt == "kaldi":  # speaker: from utt2spk (None without one)
         return {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                "hypothesis": "hypothesis" if fmt in formats.FORMATS else None}
+                "hypothesis": None, "speaker": "speaker"}
+    if fmt in formats.FORMATS:
+        return {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
+                "hypothesis": "hypothesis"}
     return dict(columns)
 
 
 def has_speaker(cfg: dict) -> bool:
-    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid):
-    then the dataset and the rejects carry ``speaker``."""
+    """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid, a
+    Kaldi dir with ``utt2spk`` or ``spk2utt``): then the dataset and the rejects carry ``speaker``."""
     inp = cfg["input"]
     fmt = detect_format(inp["alignment"], inp["format"])
     if fmt in formats.SPEAKER_FORMATS:
         return True
+    if fmt == "kaldi":
+        fs, folder = fsspec.core.url_to_fs(inp["alignment"])
+        return any(fs.exists(folder.rstrip("/") + "/" + name) for name in KALDI_SPEAKER_FILES)
     return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
 
 
@@ -76,7 +82,7 @@ def check_speakers(cfg: dict) -> None:
     """``splits.by: speaker`` needs speakers: a mapped column, or a format that names them."""
     if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
         raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
-                          "(input.columns.speaker names no column)")
+                          "(input.columns.speaker names no column; a Kaldi dir needs utt2spk)")
 
 
 def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
@@ -105,7 +111,7 @@ def read_raw(path: str, fmt: str, inp: dict | None = None):
             kw.update(sep="\t", quoting=csv.QUOTE_NONE)
         return dd.read_csv(path, **kw)
     if fmt == "jsonl":
-        return dd.read_json(path, lines=True, orient="records", dtype=False, blocksize=2**23)
+        return _json_lines(path)
     if fmt == "parquet":
         return dd.read_parquet(path)
     if fmt == "json":
@@ -126,11 +132,59 @@ def _json_document(path: str):
     return dd.from_delayed([delayed(_read_json_document)(path)], meta=_meta(columns), verify_meta=False)
 
 
+JSONL_BLOCK = 2**23  # 8 MiB: several per worker
+JSONL_SAMPLE = 2**20  # what the client reads of the first file, for the column names (as dd.read_json did)
+
+
+def _json_lines(path: str):
+    """Blocks of lines, each read on a worker. A block keeps the types pandas gives it (``canonical``
+    takes any; the meta says object), so a value whose type changes past the sample does not fail
+    the table, and a block pandas cannot read for an integer beyond 64 bits is read by ``json``:
+    that row is then checked like any other (a start of -1e20 is ``bad_timestamps``)."""
+    import dask.dataframe as dd
+    from dask import delayed
+    from dask.bytes import read_bytes
+
+    block = None if fsspec.utils.infer_compression(path) else JSONL_BLOCK  # a gzipped file: one block
+    sample, files = read_bytes(path, b"\n", blocksize=block, sample=JSONL_SAMPLE, compression="infer")
+    columns = [str(c) for c in _read_json_lines(sample).columns]
+    parts = [delayed(_read_json_lines)(block, columns) for blocks in files for block in blocks]
+    parts = parts or [delayed(_read_json_lines)(b"", columns)]  # an empty file: no rows
+    return dd.from_delayed(parts, meta=_meta(columns), verify_meta=False)
+
+
+def _read_json_lines(data: bytes, columns: list | None = None) -> pd.DataFrame:
+    """One block of JSON lines (UTF-8) as pandas reads it (``dtype=False``), with ``columns``."""
+    text = data.decode("utf-8")
+    try:
+        df = pd.read_json(io.StringIO(text), lines=True, orient="records", dtype=False) if text.strip() else pd.DataFrame()
+    except ValueError as e:  # ujson refuses integers beyond 64 bits; Python's json reads them
+        df = _json_lines_by_json(text, e)
+    if columns is not None and list(df.columns) != columns:
+        df = df.reindex(columns=columns)
+    return df
+
+
+def _json_lines_by_json(text: str, error: ValueError) -> pd.DataFrame:
+    records = []
+    for line in text.split("\n"):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise error from None  # malformed JSON: pandas' own message, as before
+            if not isinstance(rec, dict):
+                raise error
+            records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
 def _json_columns(path: str) -> list:
     return list(_read_json_document(path).columns)
 
 
-KALDI_COLUMNS = ["id", "recording", "start", "end", "text"]
+KALDI_COLUMNS = ["id", "recording", "start", "end", "text", "speaker"]
+KALDI_SPEAKER_FILES = ("utt2spk", "spk2utt")  # utt2spk wins when both are there
 
 
 def _kaldi_dir(path: str):
@@ -196,7 +250,21 @@ def _read_kaldi(path: str) -> pd.DataFrame:
             parts = line.strip().split(maxsplit=1)  # Kaldi: key, then a space or a tab
             text[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
     df["text"] = df["id"].map(lambda i: text.get(i, "")).astype(object)
+    speakers = _kaldi_speakers(fs, folder)
+    df["speaker"] = df["id"].map(lambda i: speakers.get(i)).astype(object)  # not listed: no speaker
     return df
+
+
+def _kaldi_speakers(fs, folder: str) -> dict:
+    """utterance -> speaker, from ``utt2spk`` (``utt spk`` lines) or else ``spk2utt`` (``spk utt...``)."""
+    lines = _kaldi_file(fs, folder, "utt2spk")
+    if lines is not None:
+        return {p[0]: p[1] for p in (line.split() for line in lines) if len(p) > 1}
+    out = {}
+    for line in _kaldi_file(fs, folder, "spk2utt") or []:
+        spk, *utts = line.split() or [None]
+        out.update((u, spk) for u in utts)
+    return out
 
 
 def read_wav_scp(path: str) -> dict[str, str | None] | None:

@@ -19,7 +19,7 @@ from ..audio import media as audio
 from ..output import storage
 from ..config import ConfigError
 from ..audio.measures import judge, measure
-from ..curate.splits import RESERVE, hash_rank, read_id_list
+from ..curate.splits import RESERVE, hash_rank, id_list_line, read_id_list
 from ..curate.suspects import SUSPECTS_FILE
 
 # Rows whose clip cannot be cut (no usable file or span) or that were already set aside.
@@ -126,7 +126,7 @@ def sample(cfg: dict, n: int, seed: int, out: str, where: str | None = None, for
     fs.makedirs(clips_dir, exist_ok=True)
     picked, problems, replaced = _cut_replacing(cfg, ranked, n, clips_dir, cfg["filters"] if where is None else None)
     _remove_stale_clips(fs, clips_dir, {clip_name(i) for i in picked["id"]})
-    storage.write_bytes(fs, storage.join(root, IDS_FILE), "".join(f"{i}\n" for i in picked["id"]).encode())
+    storage.write_bytes(fs, storage.join(root, IDS_FILE), "".join(id_list_line(i) for i in picked["id"]).encode())
     about = {"alignment": cfg["input"]["alignment"], "seed": seed, "n": n, "where": where or "", "rows": len(picked),
              "candidates": "rows kept by the build" if where is None else "cuttable rows matching where"}
     with storage.atomic_open(fs, xlsx) as f:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..output import storage
 from ..config import ConfigError
+from ..curate.splits import id_list_line
 
 SHEET = "review"
 # (column, width, number format); "clip" holds the link, "verdict" and "comment" are for the reviewer.
@@ -127,7 +128,7 @@ def import_verdicts(path: str, out: str | None = None) -> dict:
     bad = list(dict.fromkeys(i for i, v in verdicts if v == "bad"))
     out = out or storage.join(path.rsplit("/", 1)[0] if "/" in path else ".", "bad_ids.txt")
     fs, p = storage.fs_and_path(out)
-    storage.write_bytes(fs, p, "".join(f"{i}\n" for i in bad).encode())
+    storage.write_bytes(fs, p, "".join(id_list_line(i) for i in bad).encode())
     counts = Counter(v or "(none)" for _, v in verdicts)
     order = [v for v in (*VERDICTS, "(none)") if v in counts] + sorted(set(counts) - {*VERDICTS, "(none)"})
     return {"out": out, "rows": len(verdicts), "bad": len(bad), "counts": {v: counts[v] for v in order}}
