@@ -280,3 +280,22 @@ def test_a_build_decodes_only_the_audio_its_rows_need(sparse, client, tmp_path):
     for k, x in clips["av"].items():
         y = clips["ffmpeg"][k]
         assert abs(len(x) - len(y)) <= 1 and np.corrcoef(x[:min(len(x), len(y))], y[:min(len(x), len(y))])[0, 1] > 0.99
+
+
+def test_a_recording_whose_format_changes_mid_stream_is_refused_with_the_reason(tmp_path):
+    """Two MP3s of different rates concatenated (one file): the PyAV decoder refuses it with a
+    reason naming both formats (it would otherwise place the second part differently from the
+    ffmpeg command); its rows become unreadable_audio with that detail."""
+    ff = audio.ffmpeg_binary(None)
+    parts = []
+    for name, rate, hz in (("a", 44100, 440), ("b", 22050, 660)):
+        p = tmp_path / f"{name}.mp3"
+        subprocess.run([ff, "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"sine=f={hz}:d=2:sample_rate={rate}",
+                        "-ac", "2", "-id3v2_version", "0", "-write_xing", "0", str(p)], check=True)
+        parts.append(p.read_bytes())
+    joined = tmp_path / "joined.mp3"
+    joined.write_bytes(b"".join(parts))
+    with pytest.raises(audio.DecodeError, match=r"changes format mid-stream: \('fltp', 'stereo', 44100\) -> "
+                                                 r"\('fltp', 'stereo', 22050\)"):
+        for _ in decoders.stream_av(str(joined)):
+            pass
