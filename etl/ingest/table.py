@@ -137,25 +137,34 @@ JSONL_SAMPLE = 2**20  # what the client reads of the first file, for the column 
 
 
 def _json_lines(path: str):
-    """Blocks of lines, each read on a worker. A block keeps the types pandas gives it (``canonical``
-    takes any; the meta says object), so a value whose type changes past the sample does not fail
-    the table, and a block pandas cannot read for an integer beyond 64 bits is read by ``json``:
-    that row is then checked like any other (a start of -1e20 is ``bad_timestamps``)."""
+    """Blocks of lines (``formats.common.byte_ranges``, as the manifests are split), each read on a
+    worker. A block keeps the types pandas gives it (``canonical`` takes any; the meta says object),
+    so a value whose type changes past the sample does not fail the table, and a block pandas cannot
+    read for an integer beyond 64 bits is read by ``json``: that row is then checked like any other
+    (a start of -1e20 is ``bad_timestamps``). A glob names several files."""
     import dask.dataframe as dd
     from dask import delayed
-    from dask.bytes import read_bytes
 
-    block = None if fsspec.utils.infer_compression(path) else JSONL_BLOCK  # a gzipped file: one block
-    sample, files = read_bytes(path, b"\n", blocksize=block, sample=JSONL_SAMPLE, compression="infer")
+    from .formats.common import byte_ranges
+
+    files = [(f.full_name, f.fs.size(f.path)) for f in fsspec.open_files(path)]
+    sample = _json_lines_block(files[0][0], 0, JSONL_SAMPLE) if files else b""  # the client: column names only
     columns = [str(c) for c in _read_json_lines(sample).columns]
-    parts = [delayed(_read_json_lines)(block, columns) for blocks in files for block in blocks]
-    parts = parts or [delayed(_read_json_lines)(b"", columns)]  # an empty file: no rows
+    parts = [delayed(_read_json_lines)(delayed(_json_lines_block)(url, lo, hi), columns)
+             for url, size in files for lo, hi in byte_ranges(url, size, JSONL_BLOCK)]
+    parts = parts or [delayed(_read_json_lines)(b"", columns)]  # no file: no rows
     return dd.from_delayed(parts, meta=_meta(columns), verify_meta=False)
+
+
+def _json_lines_block(url: str, lo: int, hi: int | None) -> bytes:
+    from .formats.common import block_lines
+
+    return b"".join(block_lines(url, lo, hi))
 
 
 def _read_json_lines(data: bytes, columns: list | None = None) -> pd.DataFrame:
     """One block of JSON lines (UTF-8) as pandas reads it (``dtype=False``), with ``columns``."""
-    text = data.decode("utf-8")
+    text = data.decode("utf-8-sig")  # a BOM at the start of the file
     try:
         df = pd.read_json(io.StringIO(text), lines=True, orient="records", dtype=False) if text.strip() else pd.DataFrame()
     except ValueError as e:  # ujson refuses integers beyond 64 bits; Python's json reads them

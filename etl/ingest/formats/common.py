@@ -129,6 +129,16 @@ def read_text(url: str) -> str:
         raise Malformed(line, "not UTF-8 text") from None
 
 
+def byte_ranges(url: str, size: int, step: int | None = None) -> list[tuple[int, int | None]]:
+    """A line file's partitions as [lo, hi) byte ranges of about ``step`` bytes (default
+    ``BYTES_PER_PART``; ``hi`` None: to the end), for ``block_lines``; a gzipped file is one range
+    (it cannot be split)."""
+    step = step or BYTES_PER_PART
+    if url.lower().endswith(".gz") or size <= step:
+        return [(0, None)]
+    return [(lo, lo + step if lo + step < size else None) for lo in range(0, size, step)]
+
+
 def block_lines(url: str, lo: int = 0, hi: int | None = None):
     """The raw lines (bytes, ending in "\\n" except perhaps the last) of a (possibly gzipped) file
     that start at a byte in [lo, hi) (``hi`` None: to the end), streamed. Consecutive blocks of a

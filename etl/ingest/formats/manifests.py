@@ -33,14 +33,8 @@ class Block(NamedTuple):
 def blocks(path: str) -> list[Block]:
     """The manifest's partitions, from the listing alone: a plain file in blocks of about
     ``BYTES_PER_PART``; a gzipped one whole (it cannot be split)."""
-    out = []
-    for f in list_files(path, EXTENSIONS):
-        step = common.BYTES_PER_PART
-        if f.name.lower().endswith(".gz") or f.size <= step:
-            out.append(Block(f.url, f.name, 0, None))
-        else:
-            out += [Block(f.url, f.name, lo, lo + step if lo + step < f.size else None) for lo in range(0, f.size, step)]
-    return out
+    return [Block(f.url, f.name, lo, hi) for f in list_files(path, EXTENSIONS)
+            for lo, hi in common.byte_ranges(f.name, f.size)]
 
 
 def count_lines(block: Block) -> int:
