@@ -1089,6 +1089,76 @@ def measure_extras(methods: dict, rss_corpora: dict, out_root: str, corpus: "Cor
     return rss, loading, plan, listing
 
 
+def prepare_corpora(out_root: str, params: dict, workers: int) -> tuple:
+    """The 4 h corpus, the 30-s per-build corpus and the two RSS recordings (generated or reused),
+    with the recordings read once into the page cache; sets ``params["dev_size"]``."""
+    seed = params["seed"]
+    rng = np.random.default_rng(seed)
+    durations = plan_durations(params["hours"], *params["recording_minutes"], rng)
+    corpus = Corpus(os.path.join(out_root, "corpus"),
+                    {k: params[k] for k in ("hours", "seed", "recording_minutes")},
+                    plan_corpus(durations, seed))
+    rss_corpora = {}
+    for label, minutes in zip(("short", "long"), params["rss_minutes"]):
+        rss_corpora[label] = Corpus(os.path.join(out_root, "corpus-long", f"rec_{minutes}min"),
+                                    {"minutes": minutes, "seed": seed},
+                                    plan_corpus([minutes * 60.0], seed + 1000 + minutes, prefix=f"long{minutes}m_"))
+    fixed_corpus = Corpus(os.path.join(out_root, "corpus-fixed"), {"seconds": 30, "seed": seed},
+                          plan_corpus([30.0], seed + 7, prefix="fixed_"))
+    gen = ensure_corpora([corpus, fixed_corpus, *rss_corpora.values()], workers)
+    info = corpus.summary()
+    info["generated_s"] = gen[corpus.root]
+    info["reused"] = gen[corpus.root] is None
+    params["dev_size"] = min(500, max(2, info["segments"] // 10))
+    _say(f"corpus: {info['recordings']} recordings, {info['recording_hours']:.2f} h, {info['segments']} segments"
+         f"{' (reused)' if info['reused'] else ''}")
+    for r in corpus.recordings:  # warm the page cache: every method reads the files from memory
+        with open(corpus.path(r), "rb") as f:
+            while f.read(1 << 22):
+                pass
+    # warm the page cache for the interpreter's imports too, so the first etl run is not the only cold one
+    subprocess.run([sys.executable, "-c", "import etl.run.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return corpus, fixed_corpus, rss_corpora, info
+
+
+def annotate_methods(methods: dict, audio_hours: float, fixed_hours: float) -> None:
+    """Each method's audio hours, throughput and ratios to the plain and the best floor."""
+    for k, r in methods.items():
+        r["audio_hours"] = fixed_hours if k == "etl_fixed" else audio_hours
+        r["hours_per_core_hour"] = r["audio_hours"] / (r["cpu_s"] / 3600) if r["cpu_s"] else None
+        r["ratio_to_floor"] = r["wall_s"] / methods["floor"]["wall_s"]
+        r["ratio_to_best_floor"] = r["wall_s"] / min(methods[f]["wall_s"] for f in FLOORS)
+        r["label"] = LABELS[k]
+
+
+def assemble(machine: dict, params: dict, info: dict, methods: dict, rss: dict, loading: dict, plan: dict,
+             listing: dict, workers: int, t_start: float) -> dict:
+    """results.json's content."""
+    return {
+        "machine": machine,
+        "parameters": params,
+        "corpus": info,
+        "methods": methods,
+        "worker_rss": rss,
+        "scaling": ({"workers": workers, "wall_1_s": methods["etl_flac_1worker"]["wall_s"],
+                     f"wall_{workers}_s": methods["etl_flac"]["wall_s"],
+                     "speedup": methods["etl_flac_1worker"]["wall_s"] / methods["etl_flac"]["wall_s"],
+                     "floor_speedup": methods["floor_1proc"]["wall_s"] / methods["floor"]["wall_s"]}
+                    if "etl_flac_1worker" in methods else {}),
+        "loading": loading,
+        "plan": plan,
+        "listing": listing,
+        "targets": targets(methods, rss, workers) + [
+            _target(f"etl plan on {plan['rows']:,} rows (s)", plan["wall_s"], "<", 30,
+                    f"{plan['rows']:,} rows read, checked, joined and split in {plan['wall_s']:.1f} s")],
+        "cpu_measurement": "subprocess trees: max(getrusage(RUSAGE_CHILDREN) delta, psutil-sampled sum of own "
+                           "user+system per process); naive: RUSAGE_SELF + RUSAGE_CHILDREN deltas around each sample in its "
+                           "child process",
+        "bench_wall_s": time.perf_counter() - t_start,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--hours", type=float, default=None, help="hours of recordings in the corpus (default 4; --quick 0.05)")
@@ -1123,71 +1193,15 @@ def main(argv: list[str] | None = None) -> int:
               "naive_samples": [2, 0] if quick else [6, 2], "seek_samples": 2 if quick else 200,
               "rss_minutes": args.rss_minutes or ([1, 10] if quick else [10, 180]), "max_duration": 20}
 
-    rng = np.random.default_rng(args.seed)
-    durations = plan_durations(hours, *params["recording_minutes"], rng)
-    corpus = Corpus(os.path.join(out_root, "corpus"),
-                    {k: params[k] for k in ("hours", "seed", "recording_minutes")},
-                    plan_corpus(durations, args.seed))
-    rss_corpora = {}
-    for label, minutes in zip(("short", "long"), params["rss_minutes"]):
-        rss_corpora[label] = Corpus(os.path.join(out_root, "corpus-long", f"rec_{minutes}min"),
-                                    {"minutes": minutes, "seed": args.seed},
-                                    plan_corpus([minutes * 60.0], args.seed + 1000 + minutes, prefix=f"long{minutes}m_"))
-    fixed_corpus = Corpus(os.path.join(out_root, "corpus-fixed"), {"seconds": 30, "seed": args.seed},
-                          plan_corpus([30.0], args.seed + 7, prefix="fixed_"))
-    gen = ensure_corpora([corpus, fixed_corpus, *rss_corpora.values()], workers)
-    info = corpus.summary()
-    info["generated_s"] = gen[corpus.root]
-    info["reused"] = gen[corpus.root] is None
-    n_rows = info["segments"]
-    dev_size = min(500, max(2, n_rows // 10))
-    params["dev_size"] = dev_size
-    _say(f"corpus: {info['recordings']} recordings, {info['recording_hours']:.2f} h, {n_rows} segments"
-         f"{' (reused)' if info['reused'] else ''}")
-
-    for r in corpus.recordings:  # warm the page cache: every method reads the files from memory
-        with open(corpus.path(r), "rb") as f:
-            while f.read(1 << 22):
-                pass
-
-    # warm the page cache for the interpreter's imports too, so the first etl run is not the only cold one
-    subprocess.run([sys.executable, "-c", "import etl.run.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    corpus, fixed_corpus, rss_corpora, info = prepare_corpora(out_root, params, workers)
+    dev_size = params["dev_size"]
     methods = measure_methods(corpus, fixed_corpus, workers, dev_size, out_root, params, args.repeat, args.seed)
-    audio_hours = info["recording_hours"]
-    for k, r in methods.items():
-        r["audio_hours"] = fixed_corpus.summary()["recording_hours"] if k == "etl_fixed" else audio_hours
-        r["hours_per_core_hour"] = r["audio_hours"] / (r["cpu_s"] / 3600) if r["cpu_s"] else None
-        r["ratio_to_floor"] = r["wall_s"] / methods["floor"]["wall_s"]
-        r["ratio_to_best_floor"] = r["wall_s"] / min(methods[f]["wall_s"] for f in FLOORS)
-        r["label"] = LABELS[k]
-
+    annotate_methods(methods, info["recording_hours"], fixed_corpus.summary()["recording_hours"])
     rss, loading, plan, listing = measure_extras(methods, rss_corpora, out_root, corpus, quick)
     if _code_version() != machine["etl_code"]:
         machine["etl_code_at_end"] = _code_version()
         _say("WARNING: etl/ changed while the benchmark ran; the figures mix two versions")
-    results = {
-        "machine": machine,
-        "parameters": params,
-        "corpus": info,
-        "methods": methods,
-        "worker_rss": rss,
-        "scaling": ({"workers": workers, "wall_1_s": methods["etl_flac_1worker"]["wall_s"],
-                     f"wall_{workers}_s": methods["etl_flac"]["wall_s"],
-                     "speedup": methods["etl_flac_1worker"]["wall_s"] / methods["etl_flac"]["wall_s"],
-                     "floor_speedup": methods["floor_1proc"]["wall_s"] / methods["floor"]["wall_s"]}
-                    if "etl_flac_1worker" in methods else {}),
-        "loading": loading,
-        "plan": plan,
-        "listing": listing,
-        "targets": targets(methods, rss, workers) + [
-            _target(f"etl plan on {plan['rows']:,} rows (s)", plan["wall_s"], "<", 30,
-                    f"{plan['rows']:,} rows read, checked, joined and split in {plan['wall_s']:.1f} s")],
-        "cpu_measurement": "subprocess trees: max(getrusage(RUSAGE_CHILDREN) delta, psutil-sampled sum of own "
-                           "user+system per process); naive: RUSAGE_SELF + RUSAGE_CHILDREN deltas around each sample in its "
-                           "child process",
-        "bench_wall_s": time.perf_counter() - t_start,
-    }
+    results = assemble(machine, params, info, methods, rss, loading, plan, listing, workers, t_start)
     text = render(results)
     results["summary"] = text.splitlines()
     with open(os.path.join(out_root, "results.json"), "w", encoding="utf-8") as f:
