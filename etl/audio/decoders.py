@@ -262,12 +262,20 @@ def worth_skipping(regions: list) -> bool:
     return covered <= (1 - MIN_SKIP_FRACTION) * regions[-1][1]
 
 
+# The largest block of decoded input handed to the resampler. glibc serves an allocation of 128 KiB
+# or more with a fresh mmap (always so in a Dask worker, whose nanny sets MALLOC_TRIM_THRESHOLD_,
+# which freezes that threshold), and every page of it faults anew: 2-s blocks of 44.1 kHz stereo
+# float (705 KB each) cost 193,000 page faults per 20 min of MP3 and ~25 % more CPU than 0.35-s ones.
+BLOCK_BYTES = 120 * 1024
+
+
 class _Output:
     """Resampled int16 output with its position: a fresh resampler per decoded region, zeros for the
     stretches between regions, so each sample keeps the index a full decode gives it.
 
     Decoded frames reach the resampler through an ``av.AudioFifo`` in blocks of ``chunk_seconds``
-    of input: one resampler call per block instead of one per codec frame (an MP3 frame is 26 ms).
+    of input, at most BLOCK_BYTES (0.35 s of 44.1 kHz stereo float): one resampler call per block
+    instead of one per codec frame (an MP3 frame is 26 ms).
     libswresample's output does not depend on how its input is split (the tests compare clips bit
     for bit), and the calls cost less: decode + resample of a 19.8-min MP3 took 1.9-2.1 CPU s against
     2.2-3.3 s frame by frame (BENCHMARKS.md). Samples were already placed by timestamp upstream
@@ -313,12 +321,14 @@ class _Output:
             yield from self._emit(self.resampler.resample(None))
 
     def _block(self, frame) -> int:
-        """Input samples per resampler call, from the first frame (whose format the FIFO keeps)."""
+        """Input samples per resampler call, from the first frame (whose format the FIFO keeps):
+        ``chunk_seconds`` of input, but at most BLOCK_BYTES of it."""
         source = (frame.format.name, frame.layout.name, frame.sample_rate)
         if self.source is not None and source != self.source:
             raise DecodeError(f"the audio changes format mid-stream: {self.source} -> {source}")
         self.source = source
-        return max(1, int(self.chunk_seconds * frame.sample_rate))
+        per_sample = frame.format.bytes * len(frame.layout.channels)
+        return max(1, min(int(self.chunk_seconds * frame.sample_rate), BLOCK_BYTES // per_sample))
 
     def _emit(self, outs) -> Iterator[np.ndarray]:
         for o in outs:
