@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
                "exclude_ids": [], "low_similarity": "drop", "keep_previous_dev": True},
     "budget": {"train_hours": None, "total_gb": None},
     "cluster": {"kind": "local", "address": None, "scheduler_file": None, "n_workers": None, "threads_per_worker": 1,
-                "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto", "jobs": 1, "slurm": None, "profile": False},
+                "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto", "jobs": 1, "slurm": None, "profile": False,
+                "start_method": "forkserver"},
 }
 
 # Allowed types per leaf; a leaf listed with None also accepts null.
@@ -61,7 +62,8 @@ _TYPES: dict[str, tuple] = {
     "cluster.address": (str, None), "cluster.n_workers": (int, None), "cluster.threads_per_worker": (int,),
     "cluster.dashboard_address": (str, None), "cluster.memory_limit": (str, int, None),
     "cluster.kind": (str,), "cluster.scheduler_file": (str, None), "cluster.jobs": (int,),
-    "cluster.slurm": (dict, None), "cluster.profile": (bool,),  # free-form: passed through to dask_jobqueue.SLURMCluster
+    "cluster.slurm": (dict, None), "cluster.profile": (bool,),
+    "cluster.start_method": (str,),  # free-form: passed through to dask_jobqueue.SLURMCluster
 }
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),
@@ -69,6 +71,7 @@ _CHOICES = {
     "input.format": (None, "csv", "tsv", "json", "jsonl", "parquet", "kaldi", "textgrid", "ctm", "nemo", "lhotse",
                      "subtitles"),
     "cluster.kind": ("local", "slurm"),
+    "cluster.start_method": ("forkserver", "spawn"),
     "splits.by": ("segment", "recording", "speaker"),
     "splits.low_similarity": ("drop", "split"),
     "text.unicode_form": ("NFC", "NFKC"),

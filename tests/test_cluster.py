@@ -163,6 +163,46 @@ def test_local_workers_profile_only_when_asked(profile):
     assert list(running.values()) == [profile]
 
 
+def _how_started() -> dict:
+    import psutil
+
+    return {"imported": all(m in sys.modules for m in ("av", "dask.dataframe", "etl.run.shards")),
+            "parent": " ".join(psutil.Process(os.getppid()).cmdline()),
+            "omp": os.environ.get("OMP_NUM_THREADS")}
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method):
+    """forkserver (the default): each worker is forked from one process that imported etl's libraries
+    once, so a worker costs no imports of its own; spawn: a fresh interpreter, Dask's default. Dask's
+    environment for its workers (OMP_NUM_THREADS=1) holds either way."""
+    client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": method})
+    try:
+        [got] = client.run(_how_started).values()
+    finally:
+        close_client(client)
+    assert ("forkserver" in got["parent"]) == (method == "forkserver")
+    if method == "forkserver":
+        assert got["imported"]
+    assert got["omp"] == "1"
+
+
+def test_a_build_with_spawned_workers_equals_one_with_forked_workers(built, corpus, tmp_path):
+    out = tmp_path / "spawned"
+    assert main(["build", write_config(corpus, out, cluster={"n_workers": 2, "dashboard_address": None,
+                                                             "start_method": "spawn"})]) == 0
+    assert dataset_content(out) == dataset_content(built["out"])
+    assert json.loads((out / "report.json").read_text())["content_hash"] == built["report"]["content_hash"]
+
+
+def test_an_unknown_start_method_is_one_clear_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"input": {"alignment": "a.csv"}, "output": {"path": "out"},
+                                   "cluster": {"start_method": "fork"}}))
+    with pytest.raises(ConfigError, match="cluster.start_method"):
+        load_config(str(cfg))
+
+
 def test_the_commented_slurm_example_config_is_valid_and_builds_a_job_script():
     path = os.path.join(os.path.dirname(__file__), "..", "conf", "slurm.yaml")
     cfg = load_config(path, check_inputs=False)
