@@ -39,7 +39,11 @@ CPU time of a subprocess tree is measured two ways: ``getrusage(RUSAGE_CHILDREN)
 counts every descendant that was waited for by its parent all the way up) and psutil sampling of
 the whole tree every 0.25 s (sum of each process's own user+system time at its last sample; misses
 at most the last interval of each process). The table uses the larger of the two. The sampling
-also splits CPU by process kind (etl's main process, Dask workers, ffmpeg).
+also splits CPU by process kind (etl's main process, Dask workers, ffmpeg). Workers forked by
+multiprocessing's fork server (``cluster.start_method: forkserver``) are children of a process the
+build never waits for, so rusage misses them and the sampled figure counts. Each run also records
+the whole machine's busy CPU over its time (``cpu_machine_s``, /proc/stat): on a quiet machine, an
+upper bound to check both against.
 """
 from __future__ import annotations
 
@@ -314,11 +318,7 @@ class TreeMonitor:
                     rss[p.pid] = p.memory_info().rss
                     parent[p.pid] = p.ppid()
                     if key not in self.kind:
-                        cmd = p.cmdline()
-                        exe = os.path.basename(cmd[0]) if cmd else p.name()
-                        self.kind[key] = ("main" if p.pid == self.root.pid else "ffmpeg" if "ffmpeg" in exe
-                                          else "worker" if p.ppid() == self.root.pid and "python" in exe
-                                          and "resource_tracker" not in " ".join(cmd) else "other")
+                        self.kind[key] = self._kind(p, keys)
             except ps.Error:
                 continue
             keys[p.pid] = key
@@ -331,7 +331,7 @@ class TreeMonitor:
         kids: dict[int, list[int]] = {}
         for pid, pp in parent.items():
             kids.setdefault(pp, []).append(pid)
-        for w in kids.get(self.root.pid, []):
+        for w in keys:
             if self.kind.get(keys[w]) != "worker":
                 continue
             total, stack = 0, [w]
@@ -341,6 +341,23 @@ class TreeMonitor:
                 self.owner[keys[q]] = w
                 stack.extend(kids.get(q, []))
             self.peak_worker[w] = max(self.peak_worker.get(w, 0), total)
+
+    def _kind(self, p, keys: dict) -> str:
+        """main (the root), ffmpeg, forkserver (multiprocessing's fork server, a child of the root),
+        worker (a Python child of the root other than the resource tracker, or a process the fork
+        server forked: ``cluster.start_method: forkserver``), or other."""
+        if p.pid == self.root.pid:
+            return "main"
+        cmd = p.cmdline()
+        exe, line = (os.path.basename(cmd[0]) if cmd else p.name()), " ".join(cmd)
+        if "ffmpeg" in exe:
+            return "ffmpeg"
+        parent = keys.get(p.ppid())
+        if "multiprocessing.forkserver" in line:
+            return "worker" if parent is not None and self.kind.get(parent) == "forkserver" else "forkserver"
+        if p.ppid() == self.root.pid and "python" in exe and "resource_tracker" not in line:
+            return "worker"
+        return "other"
 
     def cpu_seconds(self) -> float:
         return sum(self.cpu.values())
@@ -363,18 +380,31 @@ class TreeMonitor:
         return sorted(out)
 
 
+def _machine_busy_cpu() -> float | None:
+    """CPU seconds the whole machine spent busy (not idle or waiting on I/O) since boot, from
+    /proc/stat (Linux), else None: a cross-check of a subprocess tree's CPU on a quiet machine."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> dict:
-    """Run a subprocess to its end: wall, CPU (rusage children delta and psutil-sampled), peaks."""
-    c0 = _children_cpu()
+    """Run a subprocess to its end: wall, CPU (rusage children delta and psutil-sampled), peaks.
+    ``cpu_machine_s``: the whole machine's busy CPU over the same time (includes anything else running)."""
+    c0, m0 = _children_cpu(), _machine_busy_cpu()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
     mon = TreeMonitor(proc.pid).start()
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     mon.stop()
-    cpu_rusage = _children_cpu() - c0
+    cpu_rusage, m1 = _children_cpu() - c0, _machine_busy_cpu()
     return {"rc": proc.returncode, "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
             "wall_s": wall, "cpu_rusage_s": cpu_rusage, "cpu_sampled_s": mon.cpu_seconds(),
+            "cpu_machine_s": None if m0 is None or m1 is None else m1 - m0,
             "cpu_s": max(cpu_rusage, mon.cpu_seconds()), "peak_tree_rss_mb": mon.peak_tree / MB,
             "peak_worker_rss_mb": sorted(round(v / MB, 1) for v in mon.peak_worker.values()),
             "peak_worker_hwm_mb": mon.worker_hwm_mb(), "cpu_by_kind_s": mon.cpu_by_kind(),
@@ -1003,6 +1033,7 @@ def render(results: dict) -> str:
                    f"{t.get('table_s', 0):.1f} + decode/cut/write {t.get('decode_cut_write_s', 0):.1f} + rest "
                    f"{t.get('total_s', 0) - t.get('table_s', 0) - t.get('decode_cut_write_s', 0):.1f}; CPU by process: "
                    + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items() if k != "processes")
+                   + (f" (machine busy {r['cpu_machine_s']:.1f} s)" if r.get("cpu_machine_s") is not None else "")
                    + f"; peak worker+ffmpeg {max(r.get('peak_worker_hwm_mb') or [0]):.0f} MB")
     out.append("")
     rss = results.get("worker_rss", {})
