@@ -148,14 +148,18 @@ def _counts_of_rows(rows: pd.DataFrame, filters: dict) -> PlotCounts:
 
 def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=96)
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def _figure(width: float = 7.5, height: float = 3.2):
+def _figure(width: float = 7.5, height: float = 3.2, left: float = 0.8):
+    """A figure with one axes and fixed margins in inches (``left``: room for the y tick labels):
+    drawn once. ``bbox_inches="tight"`` or a layout engine draws each figure twice, and report.html,
+    written at the end of every build, took ~0.6 s longer that way."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend (renders with Agg)
 
     fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=left / width, right=1 - 0.2 / width, bottom=0.6 / height, top=1 - 0.15 / height)
     return fig, fig.subplots()
 
 
@@ -191,7 +195,8 @@ def _plotted(plots: PlotCounts, column: str) -> bool:
 
 
 def _bars(labels: list[str], values: list[float], xlabel: str, fmt: str, colors=None) -> str:
-    fig, ax = _figure(height=0.3 * len(labels) + 1.0)
+    # y tick labels at 10 pt: ~0.08 in per character
+    fig, ax = _figure(height=0.3 * len(labels) + 1.0, left=0.3 + 0.08 * max(len(str(x)) for x in labels))
     y = np.arange(len(labels))
     ax.barh(y, values, color=colors or "#4c72b0")
     ax.set_yticks(y, labels)
