@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             print(_run_without_config(args))
             return 0
         cfg = load_config(args.config, args.overrides)
+        from .run.cluster import start_forkserver
+
+        start_forkserver(cfg["cluster"])  # the workers' imports, while this process does its own
         if args.command == "sample":
             from .review.sample import format_sample, sample
 

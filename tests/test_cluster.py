@@ -166,16 +166,18 @@ def test_local_workers_profile_only_when_asked(profile):
 def _how_started() -> dict:
     import psutil
 
+    parent = psutil.Process(os.getppid())
     return {"imported": all(m in sys.modules for m in ("av", "dask.dataframe", "etl.run.shards")),
-            "parent": " ".join(psutil.Process(os.getppid()).cmdline()),
-            "omp": os.environ.get("OMP_NUM_THREADS")}
+            "parent": " ".join(parent.cmdline()), "omp": os.environ.get("OMP_NUM_THREADS"),
+            "parent_omp": parent.environ().get("OMP_NUM_THREADS")}
 
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
 def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method):
     """forkserver (the default): each worker is forked from one process that imported etl's libraries
     once, so a worker costs no imports of its own; spawn: a fresh interpreter, Dask's default. Dask's
-    environment for its workers (OMP_NUM_THREADS=1) holds either way."""
+    environment for its workers (OMP_NUM_THREADS=1) holds either way, and the fork server (which
+    imported numpy) started with it."""
     client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": method})
     try:
         [got] = client.run(_how_started).values()
@@ -183,8 +185,19 @@ def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method
         close_client(client)
     assert ("forkserver" in got["parent"]) == (method == "forkserver")
     if method == "forkserver":
-        assert got["imported"]
+        assert got["imported"] and got["parent_omp"] == "1"
     assert got["omp"] == "1"
+
+
+def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpus, tmp_path):
+    """`etl build` starts the fork server before its own imports (the workers' imports run meanwhile),
+    in a fresh process here, with what Dask's nanny gives a starting worker (OMP_NUM_THREADS=1 ...)."""
+    code = ("import sys, psutil; from etl.cli import main; rc = main(sys.argv[1:]); "
+            "kids = [p for p in psutil.Process().children() if 'forkserver' in ' '.join(p.cmdline())]; "
+            "print(rc, len(kids), kids[0].environ().get('OMP_NUM_THREADS'), kids[0].environ().get('PYTHONHASHSEED'))")
+    cfg = write_config(corpus, tmp_path / "out")
+    r = subprocess.run([sys.executable, "-c", code, "build", cfg], capture_output=True, text=True, timeout=600)
+    assert r.stdout.splitlines()[-1].split() == ["0", "1", "1", "6640"], r.stderr[-2000:]
 
 
 def test_a_build_with_spawned_workers_equals_one_with_forked_workers(built, corpus, tmp_path):

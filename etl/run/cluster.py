@@ -83,6 +83,33 @@ def _forkserver_available() -> bool:
     return "forkserver" in multiprocessing.get_all_start_methods()
 
 
+# What Dask's nanny puts in the environment before it starts a worker (the defaults of
+# distributed.nanny.pre-spawn-environ, and the PYTHONHASHSEED it sets): read when a process starts,
+# so the fork server must start with them. Values already in the environment win, as in Dask.
+WORKER_START_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                    "MALLOC_TRIM_THRESHOLD_": "65536", "PYTHONHASHSEED": "6640"}
+
+
+def start_forkserver(cfg_cluster: dict) -> None:
+    """Start the fork server now, so it imports WORKER_MODULES while this process still imports its
+    own (the CLI calls this first): the LocalCluster started later forks its workers from it at once.
+    Does nothing unless etl will start a LocalCluster with ``start_method: forkserver``."""
+    if (cfg_cluster.get("address") or cfg_cluster.get("scheduler_file") or cfg_cluster.get("kind", "local") != "local"
+            or cfg_cluster.get("start_method", "forkserver") != "forkserver" or not _forkserver_available()):
+        return
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
+    added = [k for k in WORKER_START_ENV if k not in os.environ]
+    os.environ.update({k: WORKER_START_ENV[k] for k in added})
+    try:
+        forkserver.ensure_running()
+    finally:
+        for k in added:
+            del os.environ[k]
+
+
 def _preload_worker_modules() -> None:
     """Have the fork server (started with the first worker, kept for this process) import
     WORKER_MODULES. Dask sets its own list the first time it makes the context; ours replaces it."""
