@@ -200,6 +200,20 @@ def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpu
     assert r.stdout.splitlines()[-1].split() == ["0", "1", "1", "6640"], r.stderr[-2000:]
 
 
+def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(monkeypatch):
+    """The fork server keeps the environment it started with; a variable set afterwards (credentials
+    in a notebook, here between two clusters) still reaches the workers, as with spawn."""
+    cfg = {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None}
+    close_client(open_client(cfg))  # the fork server runs from here on
+    monkeypatch.setenv("ETL_TEST_LATE_VARIABLE", "set after the fork server started")
+    client = open_client(cfg)
+    try:
+        got = list(client.run(lambda: os.environ.get("ETL_TEST_LATE_VARIABLE")).values())
+    finally:
+        close_client(client)
+    assert got == ["set after the fork server started"]
+
+
 def test_a_build_with_spawned_workers_equals_one_with_forked_workers(built, corpus, tmp_path):
     out = tmp_path / "spawned"
     assert main(["build", write_config(corpus, out, cluster={"n_workers": 2, "dashboard_address": None,

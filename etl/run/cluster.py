@@ -46,6 +46,9 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
                 scheduler_kwargs=None if cfg_cluster.get("dashboard_address") else {"dashboard_address": "127.0.0.1:0"},
                 memory_limit=cfg_cluster.get("memory_limit") or "auto",
                 silence_logs=logging.ERROR,
+                # a forked worker has the fork server's environment, which may be older than ours:
+                # it gets ours as it is now (credentials, HF_* ...), as a spawned one would
+                env=dict(os.environ) if _forked(cfg_cluster) else None,
             )
     client = Client(cluster)
     client._etl_owns_cluster = cluster
@@ -71,10 +74,14 @@ def _worker_config(cfg_cluster: dict):
     import dask
 
     settings = {PROFILE_KEY: bool(cfg_cluster.get("profile", False))}
-    if cfg_cluster.get("start_method", "forkserver") == "forkserver" and _forkserver_available():
+    if _forked(cfg_cluster):
         settings[START_METHOD_KEY] = "forkserver"
         _preload_worker_modules()
     return dask.config.set(settings)
+
+
+def _forked(cfg_cluster: dict) -> bool:
+    return cfg_cluster.get("start_method", "forkserver") == "forkserver" and _forkserver_available()
 
 
 def _forkserver_available() -> bool:
@@ -95,7 +102,7 @@ def start_forkserver(cfg_cluster: dict) -> None:
     own (the CLI calls this first): the LocalCluster started later forks its workers from it at once.
     Does nothing unless etl will start a LocalCluster with ``start_method: forkserver``."""
     if (cfg_cluster.get("address") or cfg_cluster.get("scheduler_file") or cfg_cluster.get("kind", "local") != "local"
-            or cfg_cluster.get("start_method", "forkserver") != "forkserver" or not _forkserver_available()):
+            or not _forked(cfg_cluster)):
         return
     import multiprocessing
     from multiprocessing import forkserver
