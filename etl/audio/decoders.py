@@ -262,10 +262,10 @@ def worth_skipping(regions: list) -> bool:
     return covered <= (1 - MIN_SKIP_FRACTION) * regions[-1][1]
 
 
-# The largest block of decoded input handed to the resampler. glibc serves an allocation of 128 KiB
-# or more with a fresh mmap (always so in a Dask worker, whose nanny sets MALLOC_TRIM_THRESHOLD_,
-# which freezes that threshold), and every page of it faults anew: 2-s blocks of 44.1 kHz stereo
-# float (705 KB each) cost 193,000 page faults per 20 min of MP3 and ~25 % more CPU than 0.35-s ones.
+# The largest block of decoded input handed to the resampler. Larger blocks got fresh pages from
+# glibc on every call (an allocation of 128 KiB or more is its own mmap; a Dask nanny's
+# MALLOC_TRIM_THRESHOLD_ freezes that threshold), each page faulting: 2-s blocks of 44.1 kHz stereo
+# float (705 KB) cost 193,000-214,000 page faults per 20 min of MP3 and ~25 % more CPU than 0.35-s ones.
 BLOCK_BYTES = 120 * 1024
 
 
