@@ -169,7 +169,7 @@ def _how_started() -> dict:
     parent = psutil.Process(os.getppid())
     return {"imported": all(m in sys.modules for m in ("av", "dask.dataframe", "etl.run.shards")),
             "parent": " ".join(parent.cmdline()), "omp": os.environ.get("OMP_NUM_THREADS"),
-            "parent_omp": parent.environ().get("OMP_NUM_THREADS")}
+            "parent_omp": parent.environ().get("OMP_NUM_THREADS"), "parent_threads": parent.num_threads()}
 
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
@@ -186,6 +186,7 @@ def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method
     assert ("forkserver" in got["parent"]) == (method == "forkserver")
     if method == "forkserver":
         assert got["imported"] and got["parent_omp"] == "1"
+        assert got["parent_threads"] == 1  # it forks from its only thread (no jemalloc background thread)
     assert got["omp"] == "1"
 
 
@@ -194,10 +195,11 @@ def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpu
     in a fresh process here, with what Dask's nanny gives a starting worker (OMP_NUM_THREADS=1 ...)."""
     code = ("import sys, psutil; from etl.cli import main; rc = main(sys.argv[1:]); "
             "kids = [p for p in psutil.Process().children() if 'forkserver' in ' '.join(p.cmdline())]; "
-            "print(rc, len(kids), kids[0].environ().get('OMP_NUM_THREADS'), kids[0].environ().get('PYTHONHASHSEED'))")
+            "print(rc, len(kids), kids[0].environ().get('OMP_NUM_THREADS'), kids[0].environ().get('PYTHONHASHSEED'), "
+            "kids[0].num_threads())")
     cfg = write_config(corpus, tmp_path / "out")
     r = subprocess.run([sys.executable, "-c", code, "build", cfg], capture_output=True, text=True, timeout=600)
-    assert r.stdout.splitlines()[-1].split() == ["0", "1", "1", "6640"], r.stderr[-2000:]
+    assert r.stdout.splitlines()[-1].split() == ["0", "1", "1", "6640", "1"], r.stderr[-2000:]
 
 
 def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(monkeypatch):

@@ -76,6 +76,8 @@ def _worker_config(cfg_cluster: dict):
     settings = {PROFILE_KEY: bool(cfg_cluster.get("profile", False))}
     if _forked(cfg_cluster):
         settings[START_METHOD_KEY] = "forkserver"
+        # the nanny sets these in the environment it starts the fork server with
+        settings.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in FORK_SERVER_ENV.items()})
         _preload_worker_modules()
     return dask.config.set(settings)
 
@@ -90,11 +92,15 @@ def _forkserver_available() -> bool:
     return "forkserver" in multiprocessing.get_all_start_methods()
 
 
+# The fork server forks from a single thread: PyArrow's bundled jemalloc would otherwise start a
+# background thread when the library loads (PyArrow allocates with mimalloc, so jemalloc's thread
+# has nothing to do), and a fork next to a running thread is where fork-safety bugs live.
+FORK_SERVER_ENV = {"JE_ARROW_MALLOC_CONF": "background_thread:false"}
 # What Dask's nanny puts in the environment before it starts a worker (the defaults of
-# distributed.nanny.pre-spawn-environ, and the PYTHONHASHSEED it sets): read when a process starts,
-# so the fork server must start with them. Values already in the environment win, as in Dask.
+# distributed.nanny.pre-spawn-environ, and the PYTHONHASHSEED it sets), and FORK_SERVER_ENV: read
+# when a process starts, so the fork server must start with them. Values already set win, as in Dask.
 WORKER_START_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                    "MALLOC_TRIM_THRESHOLD_": "65536", "PYTHONHASHSEED": "6640"}
+                    "MALLOC_TRIM_THRESHOLD_": "65536", "PYTHONHASHSEED": "6640", **FORK_SERVER_ENV}
 
 
 def start_forkserver(cfg_cluster: dict) -> None:
