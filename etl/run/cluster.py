@@ -87,9 +87,12 @@ def _forked(cfg_cluster: dict) -> bool:
 
 
 def _forkserver_available() -> bool:
+    """Linux only: on macOS a fork after system frameworks are loaded (PyAV's FFmpeg links some) can
+    crash, which is why Python spawns there by default; elsewhere workers are spawned."""
     import multiprocessing
+    import sys
 
-    return "forkserver" in multiprocessing.get_all_start_methods()
+    return sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods()
 
 
 # The fork server forks from a single thread: PyArrow's bundled jemalloc would otherwise start a
