@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "budget": {"train_hours": None, "total_gb": None},
     "cluster": {"kind": "local", "address": None, "scheduler_file": None, "n_workers": None, "threads_per_worker": 1,
                 "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto", "jobs": 1, "slurm": None, "profile": False,
-                "start_method": "forkserver"},
+                "start_method": "spawn"},
 }
 
 # Allowed types per leaf; a leaf listed with None also accepts null.
@@ -62,8 +62,8 @@ _TYPES: dict[str, tuple] = {
     "cluster.address": (str, None), "cluster.n_workers": (int, None), "cluster.threads_per_worker": (int,),
     "cluster.dashboard_address": (str, None), "cluster.memory_limit": (str, int, None),
     "cluster.kind": (str,), "cluster.scheduler_file": (str, None), "cluster.jobs": (int,),
-    "cluster.slurm": (dict, None), "cluster.profile": (bool,),
-    "cluster.start_method": (str,),  # free-form: passed through to dask_jobqueue.SLURMCluster
+    "cluster.slurm": (dict, None),  # free-form: passed through to dask_jobqueue.SLURMCluster
+    "cluster.profile": (bool,), "cluster.start_method": (str,),
 }
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),

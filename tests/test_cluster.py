@@ -174,8 +174,8 @@ def _how_started() -> dict:
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
 def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method):
-    """forkserver (the default): each worker is forked from one process that imported etl's libraries
-    once, so a worker costs no imports of its own; spawn: a fresh interpreter, Dask's default. Dask's
+    """forkserver: each worker is forked from one process that imported etl's libraries once, so a
+    worker costs no imports of its own; spawn (the default): a fresh interpreter, as Dask does. Dask's
     environment for its workers (OMP_NUM_THREADS=1) holds either way, and the fork server (which
     imported numpy) started with it."""
     client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": method})
@@ -191,13 +191,14 @@ def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method
 
 
 def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpus, tmp_path):
-    """`etl build` starts the fork server before its own imports (the workers' imports run meanwhile),
+    """With forkserver, `etl build` starts the fork server before its own imports (the workers' imports run meanwhile),
     in a fresh process here, with what Dask's nanny gives a starting worker (OMP_NUM_THREADS=1 ...)."""
     code = ("import sys, psutil; from etl.cli import main; rc = main(sys.argv[1:]); "
             "kids = [p for p in psutil.Process().children() if 'forkserver' in ' '.join(p.cmdline())]; "
             "print(rc, len(kids), kids[0].environ().get('OMP_NUM_THREADS'), kids[0].environ().get('PYTHONHASHSEED'), "
             "kids[0].num_threads())")
-    cfg = write_config(corpus, tmp_path / "out")
+    cfg = write_config(corpus, tmp_path / "out", cluster={"n_workers": 2, "dashboard_address": None,
+                                                          "start_method": "forkserver"})
     r = subprocess.run([sys.executable, "-c", code, "build", cfg], capture_output=True, text=True, timeout=600)
     assert r.stdout.splitlines()[-1].split() == ["0", "1", "1", "6640", "1"], r.stderr[-2000:]
 
@@ -205,7 +206,7 @@ def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpu
 def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(monkeypatch):
     """The fork server keeps the environment it started with; a variable set afterwards (credentials
     in a notebook, here between two clusters) still reaches the workers, as with spawn."""
-    cfg = {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None}
+    cfg = {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": "forkserver"}
     close_client(open_client(cfg))  # the fork server runs from here on
     monkeypatch.setenv("ETL_TEST_LATE_VARIABLE", "set after the fork server started")
     client = open_client(cfg)
@@ -216,10 +217,10 @@ def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(m
     assert got == ["set after the fork server started"]
 
 
-def test_a_build_with_spawned_workers_equals_one_with_forked_workers(built, corpus, tmp_path):
-    out = tmp_path / "spawned"
+def test_a_build_with_forked_workers_equals_one_with_spawned_workers(built, corpus, tmp_path):
+    out = tmp_path / "forked"
     assert main(["build", write_config(corpus, out, cluster={"n_workers": 2, "dashboard_address": None,
-                                                             "start_method": "spawn"})]) == 0
+                                                             "start_method": "forkserver"})]) == 0
     assert dataset_content(out) == dataset_content(built["out"])
     assert json.loads((out / "report.json").read_text())["content_hash"] == built["report"]["content_hash"]
 

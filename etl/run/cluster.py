@@ -83,7 +83,7 @@ def _worker_config(cfg_cluster: dict):
 
 
 def _forked(cfg_cluster: dict) -> bool:
-    return cfg_cluster.get("start_method", "forkserver") == "forkserver" and _forkserver_available()
+    return cfg_cluster.get("start_method", "spawn") == "forkserver" and _forkserver_available()
 
 
 def _forkserver_available() -> bool:
