@@ -26,7 +26,7 @@ PLANNED_COLUMNS = ["row", "id", "source_id", "recording", "speaker", "start", "e
 
 # Reject reasons, in the order rows are checked: a row gets the first reason that applies.
 REJECT_REASONS = {
-    "unreadable_alignment": "a malformed alignment file (TextGrid, CTM, subtitles) or manifest line: one row per "
+    "unreadable_alignment": "a malformed alignment file (TextGrid, CTM, subtitles), manifest or jsonl line: one row per "
                             "file or recording, file and line in the detail",
     "invalid_recording_id": "recording is empty or would leave the audio folder ('..' escaping it, absolute path, URL)",
     "bad_timestamps": "start/end missing, not a number, negative, or end <= start",

@@ -195,6 +195,31 @@ def test_a_jsonl_integer_beyond_64_bits_rejects_its_row_and_the_rest_builds(corp
     assert "start=-99999999999999999999" in rejects.loc["neg", "detail"]
 
 
+def test_a_malformed_jsonl_line_in_a_later_block_is_its_reject_and_the_rest_builds(corpus, tmp_path, monkeypatch):
+    """A truncated line deep in a JSONL table (a block past the sample, read by a worker) is one
+    ``unreadable_alignment`` reject naming the file's line; every other row is built with its tone."""
+    from etl.ingest import table
+
+    rows = [r for r in corpus["rows"] if r["id"] in corpus["freqs"]][:-1]  # not the duplicate
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    at = len(lines) - 2
+    lines[at:at] = ['{"id": "cut", "recording": "wav_16k_mono", "start": 1.0,', ""]  # and a blank line: no row
+    (tmp_path / "align.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(table, "JSONL_SAMPLE", 500)
+    monkeypatch.setattr(table, "JSONL_BLOCK", 1000)
+    assert len(lines[0]) < 500 < 1000 < len("\n".join(lines[:at]))  # the bad line: past the sample and block 1
+    out = tmp_path / "cut"
+    assert main(["build", write_config(corpus, out, input={"alignment": str(tmp_path / "align.jsonl")})]) == 0
+    df = _rows(out)
+    rejects = pd.read_parquet(out / "rejects.parquet")
+    assert sorted(df["id"]) == sorted(r["id"] for r in rows)
+    _check_tones(df, corpus)
+    assert rejects[["id", "reason"]].values.tolist() == [[f"align.jsonl:{at + 1}", "unreadable_alignment"]]
+    assert rejects["detail"].iloc[0].startswith(f"align.jsonl line {at + 1}: not JSON (")
+    report = json.loads((out / "report.json").read_text())
+    assert report["rows_in"] == len(rows) + 1
+
+
 def test_malformed_table_is_one_clear_error(corpus, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text('id,recording,start,end,text\n"unterminated,1\n')

@@ -259,6 +259,66 @@ def test_jsonl_integers_beyond_64_bits_are_that_rows_reject_or_its_exact_id(tmp_
     pd.testing.assert_frame_equal(gz[["id", "reason", "start"]], df[["id", "reason", "start"]])
 
 
+def _jsonl_with_bad_lines(tmp_path, n: int, bad: dict) -> str:
+    """``n`` good rows (id u<i>, recording r) as align.jsonl, with line i replaced by ``bad[i]`` (bytes;
+    b"" is a blank line, which is no row); returns its name."""
+    lines = [json.dumps({"id": f"u{i}", "recording": "r", "start": i, "end": i + 0.5, "text": "x"}).encode()
+             for i in range(1, n + 1)]
+    for i, raw in bad.items():
+        lines[i - 1] = raw
+    (tmp_path / "align.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return "align.jsonl"
+
+
+def test_a_malformed_jsonl_line_in_any_block_is_one_reject_naming_the_file_line(tmp_path, monkeypatch):
+    """A truncated line, a stray non-JSON line, a JSON line that is not an object and a line that is
+    not UTF-8, in the first, middle and last of many blocks: each is one ``unreadable_alignment`` row
+    whose id and detail name the file's line, worded as the NeMo reader words the same line; every
+    other line is read, blank lines are no rows. Only the blocks holding one are read line by line."""
+    from etl.ingest.formats import manifests
+
+    bad = {3: b'{"id": "a", "start": 1.0,', 4: b"", 120: b"oops, a stray line", 121: b"   ",
+           230: b"[1, 2]", 299: b'{"id": "u299", "text": "caf\xe9"}'}
+    rel = _jsonl_with_bad_lines(tmp_path, 300, bad)
+    monkeypatch.setattr(table, "JSONL_SAMPLE", 500)
+    monkeypatch.setattr(table, "JSONL_BLOCK", 1000)
+    assert table.read_raw(str(tmp_path / rel), "jsonl").npartitions > 20
+    slow = []
+    by_json = table._json_lines_by_json
+    monkeypatch.setattr(table, "_json_lines_by_json", lambda data: slow.append(1) or by_json(data))
+    df, has_id = read_checked_table(_config(tmp_path, rel))
+
+    assert has_id and len(df) == 300 - 2  # two blank lines
+    rejected = df[df["reason"].notna()].set_index("id")
+    assert rejected["reason"].eq("unreadable_alignment").all()
+    assert sorted(rejected.index) == [f"align.jsonl:{i}" for i in (120, 230, 299, 3)]
+    assert rejected.loc["align.jsonl:3", "detail"] == (
+        "align.jsonl line 3: not JSON (Expecting property name enclosed in double quotes at column 26)")
+    assert rejected.loc["align.jsonl:120", "detail"] == "align.jsonl line 120: not JSON (Expecting value at column 1)"
+    assert rejected.loc["align.jsonl:230", "detail"] == "align.jsonl line 230: not a JSON object"
+    assert rejected.loc["align.jsonl:299", "detail"] == "align.jsonl line 299: not UTF-8 text"
+    kept = df.loc[df["reason"].isna(), "id"].tolist()
+    assert kept == [f"u{i}" for i in range(1, 301) if i not in bad]  # every good line, in file order
+    assert df.attrs["ids_from_template"] == 0  # a bad line's id names it; no id was missing
+    assert len(slow) == 1 + 4  # the sample (line 3 is in it) and the blocks of lines 3, 120, 230, 299 only
+
+    nemo = tmp_path / "m.json"  # the same bad line in a NeMo manifest: the same words
+    nemo.write_bytes(b'{"audio_filepath": "r.wav", "duration": 1}\n' * 2 + bad[3] + b"\n")
+    assert manifests.read_nemo(str(nemo), {})[2]["alignment_error"] == (
+        rejected.loc["align.jsonl:3", "detail"].replace("align.jsonl", "m.json"))
+
+
+def test_a_jsonl_table_that_is_not_utf8_or_not_json_lines_is_one_error_naming_the_line(tmp_path):
+    row = '{"id": "u1", "recording": "r", "start": 0, "end": 1, "text": "x"}\n'
+    for body, reason in [(row.encode("utf-16"), "line 1: not UTF-8 text"),
+                         (b"id,recording,start,end,text\nu1,r,0,1,x\n", "line 1: not JSON"),
+                         (b"\n" + "začetak\n".encode("cp1250"), "line 2: not UTF-8 text")]:
+        (tmp_path / "align.jsonl").write_bytes(body)
+        with pytest.raises(ConfigError) as e:
+            read_checked_table(_config(tmp_path, "align.jsonl"))
+        assert str(e.value).startswith(f"input.alignment {tmp_path / 'align.jsonl'}: cannot read it as jsonl: {reason}")
+
+
 def test_quotes_in_tsv_text_are_kept_verbatim(tmp_path):
     (tmp_path / "align.tsv").write_text('id\trecording\tstart\tend\ttext\nx\trec1\t0\t1\t"Rekao je" da\n',
                                         encoding="utf-8")

@@ -134,26 +134,50 @@ def _json_document(path: str):
 
 JSONL_BLOCK = 2**23  # 8 MiB: several per worker
 JSONL_SAMPLE = 2**20  # what the client reads of the first file, for the column names (as dd.read_json did)
+# A malformed JSON line's row in a jsonl block: its ``unreadable_alignment`` detail and its id (file
+# and line, as the manifest readers give them); ``canonical`` takes them. Only a block holding one has them.
+BAD_LINE, BAD_LINE_ID = "__alignment_error__", "__alignment_error_id__"
 
 
 def _json_lines(path: str):
     """Blocks of lines (``formats.common.byte_ranges``, as the manifests are split), each read on a
     worker. A block keeps the types pandas gives it (``canonical`` takes any; the meta says object),
-    so a value whose type changes past the sample does not fail the table, and a block pandas cannot
-    read for an integer beyond 64 bits is read by ``json``: that row is then checked like any other
-    (a start of -1e20 is ``bad_timestamps``). A glob names several files."""
+    so a value whose type changes past the sample does not fail the table. A block pandas cannot read
+    is read line by line by ``json``: an integer beyond 64 bits is then read (that row checked like any
+    other: a start of -1e20 is ``bad_timestamps``), and a line that is not a JSON object (or not UTF-8)
+    is one row naming the file and line (``BAD_LINE``). A block's first line counts the lines of the
+    blocks before it, which each block's own task counts as it reads them. A glob names several files."""
+    import operator
+
     import dask.dataframe as dd
     from dask import delayed
 
     from .formats.common import byte_ranges
 
-    files = [(f.full_name, f.fs.size(f.path)) for f in fsspec.open_files(path)]
-    sample = _json_lines_block(files[0][0], 0, JSONL_SAMPLE) if files else b""  # the client: column names only
-    columns = [str(c) for c in _read_json_lines(sample).columns]
-    parts = [delayed(_read_json_lines)(delayed(_json_lines_block)(url, lo, hi), columns)
-             for url, size in files for lo, hi in byte_ranges(url, size, JSONL_BLOCK)]
+    files = [(f.full_name, f.fs.size(f.path), f.path) for f in fsspec.open_files(path)]
+    root = os.path.commonpath([os.path.dirname(p) for _, _, p in files]) if files else ""
+    names = [p[len(root):].lstrip("/") for _, _, p in files]  # as the manifests name them: from the listed folder
+    columns = _json_lines_columns(path, files[0][0]) if files else []  # the client: column names only
+    parts = []
+    for (url, size, _), name in zip(files, names):
+        first = 1
+        for lo, hi in byte_ranges(url, size, JSONL_BLOCK):
+            block, lines = delayed(_json_lines_part, nout=2)(url, lo, hi, columns)
+            parts.append(delayed(_number_bad_lines)(block, name, first))
+            first = delayed(operator.add)(first, lines)
     parts = parts or [delayed(_read_json_lines)(b"", columns)]  # no file: no rows
     return dd.from_delayed(parts, meta=_meta(columns), verify_meta=False)
+
+
+def _json_lines_columns(path: str, url: str) -> list:
+    """The column names of the file's first ``JSONL_SAMPLE`` bytes; when none of its lines is a
+    JSON object (not JSON lines at all, or not UTF-8), a UserError naming the first bad line."""
+    sample = _read_json_lines(_json_lines_block(url, 0, JSONL_SAMPLE))
+    columns = [str(c) for c in sample.columns if c not in (BAD_LINE, BAD_LINE_ID)]
+    if not columns and BAD_LINE in sample.columns:
+        bad = sample[BAD_LINE].dropna().iloc[0]
+        raise ConfigError(f"input.alignment {path}: cannot read it as jsonl: line {bad.line}: {bad.message}")
+    return columns
 
 
 def _json_lines_block(url: str, lo: int, hi: int | None) -> bytes:
@@ -162,30 +186,53 @@ def _json_lines_block(url: str, lo: int, hi: int | None) -> bytes:
     return b"".join(block_lines(url, lo, hi))
 
 
+def _json_lines_part(url: str, lo: int, hi: int | None, columns: list) -> tuple[pd.DataFrame, int]:
+    """One block read on a worker, and how many lines start in it."""
+    data = _json_lines_block(url, lo, hi)
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)  # the last may lack its "\n"
+    return _read_json_lines(data, columns), lines
+
+
 def _read_json_lines(data: bytes, columns: list | None = None) -> pd.DataFrame:
-    """One block of JSON lines (UTF-8) as pandas reads it (``dtype=False``), with ``columns``."""
-    text = data.decode("utf-8-sig")  # a BOM at the start of the file
+    """One block of JSON lines (UTF-8) as pandas reads it (``dtype=False``), with ``columns``; a
+    block pandas refuses line by line (``_json_lines_by_json``)."""
     try:
+        text = data.decode("utf-8-sig")  # a BOM at the start of the file
         df = pd.read_json(io.StringIO(text), lines=True, orient="records", dtype=False) if text.strip() else pd.DataFrame()
-    except ValueError as e:  # ujson refuses integers beyond 64 bits; Python's json reads them
-        df = _json_lines_by_json(text, e)
+    except (ValueError, TypeError):  # not UTF-8, a line not a JSON object, or an integer beyond 64 bits (ujson)
+        df = _json_lines_by_json(data)
     if columns is not None and list(df.columns) != columns:
-        df = df.reindex(columns=columns)
+        df = df.reindex(columns=columns + [c for c in (BAD_LINE,) if c in df.columns])
     return df
 
 
-def _json_lines_by_json(text: str, error: ValueError) -> pd.DataFrame:
+def _json_lines_by_json(data: bytes) -> pd.DataFrame:
+    """Each JSON object line a record; a line that is not one (or not UTF-8) a record holding only its
+    ``Malformed`` in ``BAD_LINE``, its line counted from the block's first; blank lines are no rows."""
+    from .formats.common import Malformed, decode_lines, json_record
+
     records = []
-    for line in text.split("\n"):
-        if line.strip():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise error from None  # malformed JSON: pandas' own message, as before
-            if not isinstance(rec, dict):
-                raise error
-            records.append(rec)
+    for n, line in decode_lines(io.BytesIO(data)):
+        rec = line if isinstance(line, Malformed) else json_record(n, line) if line.strip() else None
+        if rec is not None:
+            records.append({BAD_LINE: rec} if isinstance(rec, Malformed) else rec)
     return pd.DataFrame.from_records(records)
+
+
+def _number_bad_lines(df: pd.DataFrame, name: str, first_line: int) -> pd.DataFrame:
+    """A block's malformed lines as the manifest readers give them (``formats.common.error_row``):
+    detail and id naming the file and the line, counted from ``first_line``, the block's first."""
+    if BAD_LINE not in df.columns:
+        return df
+    from .formats.common import Malformed, error_row
+
+    bad = df[BAD_LINE].notna()
+    rows = [error_row(name, Malformed(m.line + first_line - 1, m.message)) for m in df.loc[bad, BAD_LINE]]
+    df = df.copy()
+    df[BAD_LINE_ID] = None
+    df.loc[bad, BAD_LINE] = [r["alignment_error"] for r in rows]
+    df.loc[bad, BAD_LINE_ID] = [r["id"] for r in rows]
+    return df
 
 
 def _json_columns(path: str) -> list:
@@ -336,6 +383,9 @@ def canonical(df: pd.DataFrame, columns: dict, id_template: str, reader_extras: 
         out["speaker"] = df["speaker"]
     else:
         out["speaker"] = None
+    if BAD_LINE in df.columns:  # a jsonl line that is not a JSON object: its reject, as a manifest's
+        out["id"] = out["id"].where(df[BAD_LINE].isna(), df[BAD_LINE_ID])
+        out["alignment_error"] = df[BAD_LINE]
     for extra in EXTRA_TABLE_COLUMNS:  # words, alignment_error: as the alignment readers gave them
         if reader_extras and extra in df.columns:
             out[extra] = df[extra]

@@ -481,7 +481,8 @@ def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_spea
            "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum()) if previous_dev else 0,
            "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
             "has_words": "words" in pdf and bool(pdf["words"].notna().any()),  # readers give the column to every partition
-            "ids_from_template": _blank_count(pdf["source_id"]) if "source_id" in pdf else 0}
+            "ids_from_template": _blank_count(pdf.loc[pdf["reason"].ne("unreadable_alignment"), "source_id"])
+            if "source_id" in pdf else 0}  # a malformed line's row has an id naming its file and line
     if with_speaker:
         out["speakers"] = {s: set(g.dropna()) for s, g in pdf.loc[kept, "speaker"].groupby(split[kept])}
     return out

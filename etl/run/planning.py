@@ -51,7 +51,9 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
     df = df.reset_index(drop=True)
     df.insert(0, "row", np.arange(len(df), dtype=np.int64))
     # rows of a table with ids whose own id was missing (null, NaN, empty): ids from the template
-    df.attrs["ids_from_template"] = int(df["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()).sum()) if has_id else 0
+    # (not a malformed line's row: its id names its file and line)
+    blank = df["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()) & df["reason"].ne("unreadable_alignment")
+    df.attrs["ids_from_template"] = int(blank.sum()) if has_id else 0
     return df, has_id
 
 

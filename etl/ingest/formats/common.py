@@ -8,6 +8,7 @@ into partitions, and the workers read each partition's files.
 """
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import fsspec
@@ -160,10 +161,25 @@ def iter_lines(url: str, lo: int = 0, hi: int | None = None, first_line: int = 1
     """(line number, text or Malformed) of the lines of ``block_lines``, numbered from
     ``first_line``: a line that is not UTF-8 is Malformed, and the lines after it are still read.
     Lines end at "\\n" (a "\\r" before it is dropped); a BOM at the start of the file is ignored."""
-    for n, raw in enumerate(block_lines(url, lo, hi), first_line):
+    return decode_lines(block_lines(url, lo, hi), first_line)
+
+
+def decode_lines(raws, first_line: int = 1):
+    """``iter_lines`` of raw lines already read (bytes, each ending in "\\n" but perhaps the last)."""
+    for n, raw in enumerate(raws, first_line):
         if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         try:
             yield n, raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             yield n, Malformed(n, "not UTF-8 text")
+
+
+def json_record(n: int, line: str) -> dict | Malformed:
+    """Line ``n`` of a JSON-lines file (not blank) as its JSON object, or Malformed: not JSON, or not
+    an object."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        return Malformed(n, f"not JSON ({e.msg} at column {e.colno})")
+    return rec if isinstance(rec, dict) else Malformed(n, "not a JSON object")

@@ -12,12 +12,11 @@ of the blocks before it (``count_lines``).
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import NamedTuple
 
 from . import common
-from .common import Malformed, block_lines, error_row, iter_lines, list_files, row
+from .common import Malformed, block_lines, error_row, iter_lines, json_record, list_files, row
 
 EXTENSIONS = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 
@@ -50,13 +49,9 @@ def _records(block: Block, first_line: int, required: tuple):
             continue
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            yield n, Malformed(n, f"not JSON ({e.msg} at column {e.colno})")
-            continue
-        if not isinstance(rec, dict):
-            yield n, Malformed(n, "not a JSON object")
+        rec = json_record(n, line)
+        if isinstance(rec, Malformed):
+            yield n, rec
             continue
         missing = [k for k in required if rec.get(k) is None]
         yield n, (Malformed(n, f"no {missing[0]!r} field") if missing else rec)
