@@ -37,6 +37,9 @@ class Malformed(Exception):
         super().__init__(message)
         self.line, self.message = line, message
 
+    def __reduce__(self):  # pickled as its two arguments: it crosses workers inside a jsonl block's rows,
+        return type(self), (self.line, self.message)  # and a value a worker cannot unpickle hangs the build (dask/distributed#7060)
+
 
 def row(recording, start, end, text, **extra) -> dict:
     out = dict.fromkeys(ROW_KEYS)
