@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "budget": {"train_hours": None, "total_gb": None},
     "cluster": {"kind": "local", "address": None, "scheduler_file": None, "n_workers": None, "threads_per_worker": 1,
                 "dashboard_address": "127.0.0.1:8787", "memory_limit": "auto", "jobs": 1, "slurm": None, "profile": False,
-                "start_method": "spawn"},
+                "start_method": "spawn", "stall_timeout": 600},
 }
 
 # Allowed types per leaf; a leaf listed with None also accepts null.
@@ -63,7 +63,7 @@ _TYPES: dict[str, tuple] = {
     "cluster.dashboard_address": (str, None), "cluster.memory_limit": (str, int, None),
     "cluster.kind": (str,), "cluster.scheduler_file": (str, None), "cluster.jobs": (int,),
     "cluster.slurm": (dict, None),  # free-form: passed through to dask_jobqueue.SLURMCluster
-    "cluster.profile": (bool,), "cluster.start_method": (str,),
+    "cluster.profile": (bool,), "cluster.start_method": (str,), "cluster.stall_timeout": _NUM + (None,),
 }
 _CHOICES = {
     "output.audio_format": ("flac", "wav"),
@@ -223,6 +223,8 @@ def _check_values(cfg: dict) -> None:
         raise ConfigError("config key 'cluster.threads_per_worker' must be >= 1")
     if cfg["cluster"]["jobs"] < 1:
         raise ConfigError("config key 'cluster.jobs' must be >= 1")
+    if cfg["cluster"]["stall_timeout"] is not None and cfg["cluster"]["stall_timeout"] <= 0:
+        raise ConfigError("config key 'cluster.stall_timeout' must be > 0 (seconds), or null to wait without end")
     try:
         cfg["input"]["id_template"].format(recording="r", start=0.0, end=1.0)
     except (KeyError, IndexError, ValueError) as e:

@@ -178,6 +178,36 @@ def test_a_worker_killed_mid_build_costs_nothing(built, corpus, tmp_path):
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]  # the killed task's half file is gone
 
 
+def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_line(built, corpus, tmp_path, capsys):
+    """Dask pauses a worker at a fraction of its memory_limit and waits for memory to fall, without end
+    if it never does. Here every worker is paused from its start (the pause fraction at 1 %): the build
+    stops after cluster.stall_timeout with one line naming the memory and the keys to change, leaves
+    nothing half-written, and the same config with room then builds every row."""
+    import dask
+
+    from etl.cli import main
+
+    from .conftest import write_config
+    from .test_cluster import dataset_content
+
+    out = tmp_path / "out"
+    cfg = write_config(corpus, out, cluster={"n_workers": 2, "dashboard_address": None, "memory_limit": "4GiB",
+                                             "stall_timeout": 3})
+    tight = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+             "distributed.worker.memory.pause": 0.01}  # a nanny hands its config to its worker
+    with dask.config.set(tight):
+        assert main(["build", cfg]) == 2
+    err = capsys.readouterr().err
+    [line] = [ln for ln in err.splitlines() if ln.startswith("etl: error:")]
+    assert "every worker (2) has been paused for memory with nothing to run" in line
+    assert "memory_limit 4,096 MB" in line and "cluster.memory_limit" in line and "cluster.stall_timeout" in line
+    assert "waiting up to cluster.stall_timeout (3 s)" in err  # said before it stopped
+    assert "Traceback" not in err
+    assert not list(out.glob("data/*.parquet"))
+    assert main(["build", cfg]) == 0
+    assert dataset_content(out) == dataset_content(built["out"])
+
+
 def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
     from etl.run.build import build
     from etl.run.cluster import close_client, open_client

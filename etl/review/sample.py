@@ -142,6 +142,7 @@ def _rank_on_cluster(cfg: dict, n: int, seed: int, where: str | None, names: dic
     from ..run.cluster import close_client, open_client
     from ..run.cluster_plan import plan_table
     from ..run.planning import previous_dev_ids
+    from ..run.stall import raise_if_stalled
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
@@ -152,6 +153,9 @@ def _rank_on_cluster(cfg: dict, n: int, seed: int, where: str | None, names: dic
     try:
         planned = plan_table(client, cfg, previous_dev_ids(cfg))
         parts = client.gather(client.map(select, planned.parts, n=keep, seed=seed, where=where, names=names))
+    except Exception:
+        raise_if_stalled(client)  # every worker paused for memory: one line, not the wait's error
+        raise
     finally:
         close_client(client)
     best = pd.concat(parts).drop(columns="sample_rank")

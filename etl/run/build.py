@@ -19,6 +19,7 @@ from ..output import card, report_html, resume, storage
 from . import plan_store
 from ..audio.decoders import decoder_identity
 from .cluster import close_client, open_client
+from .stall import raise_if_stalled
 from ..config import ConfigError
 from .cluster_plan import plan_table
 from ..ingest.table import has_speaker
@@ -449,6 +450,10 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
         report = finalize(client, cfg, planned, results, promoted, with_source_id,
                           {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)}, t0, fp)
         finishing = finisher.submit(_finish, cfg, report, plot_counts(client, cfg))
+    except Exception:
+        if client is not None:
+            raise_if_stalled(client)  # every worker paused for memory: one line, not the wait's error
+        raise
     finally:
         if client_future is not None:
             try:

@@ -21,12 +21,12 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
     from distributed import Client, LocalCluster
 
     if cfg_cluster.get("address"):
-        return _connect("cluster.address", cfg_cluster["address"], address=cfg_cluster["address"])
+        return _watched(_connect("cluster.address", cfg_cluster["address"], address=cfg_cluster["address"]), cfg_cluster)
     if cfg_cluster.get("scheduler_file"):
         path = cfg_cluster["scheduler_file"]
         if not os.path.isfile(path):  # Client would wait for it to appear until its timeout
             raise ConfigError(f"cluster.scheduler_file not found: {path}")
-        return _connect("cluster.scheduler_file", path, scheduler_file=path)
+        return _watched(_connect("cluster.scheduler_file", path, scheduler_file=path), cfg_cluster)
     if cfg_cluster.get("kind") == "slurm":
         cluster = slurm_cluster(cfg_cluster)
         if shutil.which(cluster.job_cls.submit_command) is None:
@@ -52,7 +52,16 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
             )
     client = Client(cluster)
     client._etl_owns_cluster = cluster
-    return quiet_user_errors(client)
+    return _watched(quiet_user_errors(client), cfg_cluster)
+
+
+def _watched(client, cfg_cluster: dict):
+    """``client`` with a ``stall.StallWatch`` (``cluster.stall_timeout``): every worker paused for
+    memory with nothing to run stops the build with one line instead of a wait without end."""
+    from .stall import watch
+
+    watch(client, cfg_cluster.get("stall_timeout"))
+    return client
 
 
 # The workers' statistical profiler samples every thread's stack 100 times a second: ~3 % of a
@@ -212,6 +221,9 @@ def close_client(client) -> None:
     """Close the client, and the cluster if we started it. By then the work is done and written: a
     close that times out (workers slow to exit on a loaded machine) does not fail the command; the
     worker processes end with this process."""
+    from .stall import stop
+
+    stop(client)
     cluster = getattr(client, "_etl_owns_cluster", None)
     try:
         client.close()

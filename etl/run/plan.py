@@ -22,11 +22,15 @@ def plan(cfg: dict, client=None) -> dict:
     """The dry run, on the cluster (``client``, else one opened from ``cfg['cluster']``): the client
     receives counts and per-recording aggregates only."""
     from .cluster import close_client, open_client
+    from .stall import raise_if_stalled
 
     own = client is None
     client = open_client(cfg["cluster"]) if own else client
     try:
         planned = plan_table(client, cfg, previous_dev_ids(cfg))
+    except Exception:
+        raise_if_stalled(client)  # every worker paused for memory: one line, not the wait's error
+        raise
     finally:
         if own:
             close_client(client)

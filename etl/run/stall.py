@@ -1,0 +1,149 @@
+"""A build that cannot progress says so, instead of waiting forever.
+
+Dask pauses a worker whose process memory passes 80 % of its ``memory_limit`` (``distributed.worker.
+memory.pause``): it finishes the task it runs and takes no other until its memory falls. Memory that
+Dask does not manage (freed by Python but kept by the allocator, a library's cache) may never fall, and
+when every worker is paused the build waits with no message. ``StallWatch`` looks at the workers from
+a daemon thread of the client. When every worker is paused with nothing executing while the client
+waits for results, it
+
+1. asks the paused workers to give memory back (``release_memory``: a garbage collection, PyArrow's
+   pool, glibc's ``malloc_trim``), which often unpauses them;
+2. says so once after ``warn_after`` seconds (what the workers hold against their limit);
+3. after ``limit`` seconds closes the client, so the wait ends, and ``raise_if_stalled`` turns the
+   error that follows into one line naming the memory and the config keys to change.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from ..config import UserError
+
+
+def release_memory(dask_worker=None) -> int:
+    """Run on a worker (``client.run``): give freed memory back to the system. Its process RSS after."""
+    import ctypes
+    import gc
+
+    import psutil
+
+    gc.collect()
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except ImportError:
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    return psutil.Process().memory_info().rss
+
+
+def look(client) -> dict:
+    """What the scheduler knows of the workers, summed up there (a few numbers cross, whatever the
+    cluster's size): ``workers``, the ``stuck`` ones (paused, nothing executing), their process
+    ``memory`` (min, max) and the largest ``memory_limit``. The function is defined here, inside, so it
+    is pickled by value: a scheduler without etl installed runs it."""
+    def summary(dask_scheduler) -> dict:
+        stuck, mem, limit = [], [], 0
+        for addr, ws in dask_scheduler.workers.items():
+            executing = (ws.metrics or {}).get("task_counts", {}).get("executing", 0)
+            if ws.status.name == "paused" and not executing:
+                stuck.append(addr)
+            mem.append((ws.metrics or {}).get("memory") or 0)
+            limit = max(limit, ws.memory_limit or 0)
+        return {"workers": len(dask_scheduler.workers), "stuck": sorted(stuck),
+                "memory": (min(mem, default=0), max(mem, default=0)), "memory_limit": limit}
+
+    return client.run_on_scheduler(summary)
+
+
+def describe(state: dict, seconds: float) -> str:
+    """One line: how long, how many workers, and their memory against their limit."""
+    def mb(b) -> str:
+        return f"{(b or 0) / 2**20:,.0f} MB"
+
+    lo, hi = state["memory"]
+    return (f"every worker ({state['workers']}) has been paused for memory with nothing to run for {seconds:.0f} s "
+            f"(process memory {mb(lo)}–{mb(hi)}, memory_limit {mb(state['memory_limit'])}; Dask pauses a "
+            f"worker at 80 % of its limit)")
+
+
+class StallWatch:
+    """Watches ``client``'s workers from a daemon thread (see the module's docstring)."""
+
+    def __init__(self, client, limit: float | None):
+        self.client, self.limit = client, limit
+        self.warn_after = min(60.0, (limit or 0) / 2)
+        self.interval = min(5.0, (limit or 0) / 3)  # a look every 5 s (a short limit: more often)
+        self.reason: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="etl-stall-watch", daemon=True)
+
+    def start(self) -> StallWatch:
+        if self.limit:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _waiting(self) -> bool:
+        """Whether the client holds results not yet computed."""
+        return any(getattr(s, "status", None) == "pending" for s in list(self.client.futures.values()))
+
+    def _run(self) -> None:
+        since, warned, released = None, False, False
+        while not self._stop.wait(self.interval):
+            try:  # first the cheap question (no log line on the scheduler): is any worker running?
+                state = None
+                if self._waiting() and not self.client.sync(self.client.scheduler.ncores_running):
+                    state = look(self.client)
+            except Exception:  # the client closing under us (else a lost look: the next one)
+                if self.client.status != "running":
+                    return
+                continue
+            if not state or not state["workers"] or len(state["stuck"]) < state["workers"]:
+                since, warned, released = None, False, False
+                continue
+            since = since or time.monotonic()
+            stalled = time.monotonic() - since
+            if not released:
+                released = True
+                try:
+                    self.client.run(release_memory, workers=state["stuck"], on_error="ignore")
+                except Exception:
+                    pass
+                continue
+            if stalled >= self.limit:
+                self.reason = (describe(state, stalled) + ": stopped; give each worker more memory "
+                               "(cluster.memory_limit, or fewer cluster.n_workers), or raise cluster.stall_timeout")
+                self.client.close()  # the wait ends; the caller's raise_if_stalled says why
+                return
+            if stalled >= self.warn_after and not warned:
+                warned = True
+                print(f"etl: {describe(state, stalled)}; waiting up to cluster.stall_timeout ({self.limit:.0f} s) "
+                      "for memory to be freed", file=sys.stderr, flush=True)  # as the build's other messages
+
+
+def watch(client, limit: float | None) -> StallWatch:
+    """A started ``StallWatch`` of ``client``, kept on it for ``raise_if_stalled`` and ``stop``."""
+    client._etl_stall_watch = StallWatch(client, limit).start()
+    return client._etl_stall_watch
+
+
+def stop(client) -> None:
+    w = getattr(client, "_etl_stall_watch", None)
+    if w is not None:
+        w.stop()
+
+
+def raise_if_stalled(client) -> None:
+    """In an ``except`` block: the stall (one line, a ``UserError``) if the watch stopped the work."""
+    w = getattr(client, "_etl_stall_watch", None)
+    if w is not None and w.reason:
+        raise UserError(w.reason) from None
