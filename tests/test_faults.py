@@ -208,6 +208,53 @@ def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_l
     assert dataset_content(out) == dataset_content(built["out"])
 
 
+_KEPT = []  # on the worker: what fragment_heap keeps alive
+
+
+def fragment_heap(dask_worker=None) -> int:
+    """On a worker: ~200 MB of 2-KB objects freed but every 64th, so glibc keeps nearly all of it (it
+    only trims the top of its heap by itself). The process RSS after."""
+    import psutil
+
+    objs = [bytes(2000) + bytes([i % 256]) for i in range(100_000)]
+    _KEPT.extend(objs[::64])
+    del objs
+    return psutil.Process().memory_info().rss
+
+
+def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_finishes(built, corpus, tmp_path, capsys):
+    """Memory freed by Python but kept by the allocator pauses a worker that Dask alone never resumes:
+    etl's watch asks it to give the memory back (``stall.release_memory``), and the build goes on."""
+    from etl.config import load_config
+    from etl.run.build import build
+    from etl.run.cluster import close_client, open_client
+
+    from .conftest import write_config
+    from .test_cluster import dataset_content
+
+    out = tmp_path / "out"
+    cfg = load_config(write_config(corpus, out, cluster={"n_workers": 1, "dashboard_address": None,
+                                                         "memory_limit": "4GiB", "stall_timeout": 60}))
+    client = open_client(cfg["cluster"])
+    try:
+        [high] = client.run(fragment_heap).values()
+        limit = 4 * 2**30
+        # paused from now on: its memory is 100 MB over the pause threshold, until it gives some back
+        client.run(lambda dask_worker: setattr(dask_worker.memory_manager, "memory_pause_fraction", (high - (100 << 20)) / limit))
+        deadline = time.time() + 10
+        while not [w for w in client.scheduler_info()["workers"].values() if w["status"] == "paused"]:
+            assert time.time() < deadline, "the worker did not pause"
+            time.sleep(0.1)
+        report = build(cfg, client)
+        [after] = client.run(lambda: __import__("psutil").Process().memory_info().rss).values()
+    finally:
+        close_client(client)
+    assert report["rows_in"] == built["report"]["rows_in"]
+    assert dataset_content(out) == dataset_content(built["out"])
+    assert after < high - (100 << 20)
+    assert "paused for memory" not in capsys.readouterr().err  # freed at the first look: no warning
+
+
 def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
     from etl.run.build import build
     from etl.run.cluster import close_client, open_client

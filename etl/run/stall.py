@@ -4,14 +4,16 @@ Dask pauses a worker whose process memory passes 80 % of its ``memory_limit`` (`
 memory.pause``): it finishes the task it runs and takes no other until its memory falls. Memory that
 Dask does not manage (freed by Python but kept by the allocator, a library's cache) may never fall, and
 when every worker is paused the build waits with no message. ``StallWatch`` looks at the workers from
-a daemon thread of the client. When every worker is paused with nothing executing while the client
-waits for results, it
+a daemon thread of the client. When every worker is paused with nothing executing, it
 
-1. asks the paused workers to give memory back (``release_memory``: a garbage collection, PyArrow's
-   pool, glibc's ``malloc_trim``), which often unpauses them;
-2. says so once after ``warn_after`` seconds (what the workers hold against their limit);
-3. after ``limit`` seconds closes the client, so the wait ends, and ``raise_if_stalled`` turns the
-   error that follows into one line naming the memory and the config keys to change.
+1. asks them to give memory back (``release_memory``: a garbage collection, PyArrow's pool, glibc's
+   ``malloc_trim``), which often unpauses them: a worker keeps ~60 MB the allocator could return
+   after a 4 h build's last tasks;
+2. if they stay paused while the client waits for results, says so once after ``warn_after`` seconds
+   (what the workers hold against their limit);
+3. after ``limit`` seconds (``cluster.stall_timeout``; None: never) closes the client, so the wait
+   ends, and ``raise_if_stalled`` turns the error that follows into one line naming the memory and the
+   config keys to change.
 """
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def describe(state: dict, seconds: float) -> str:
     lo, hi = state["memory"]
     return (f"every worker ({state['workers']}) has been paused for memory with nothing to run for {seconds:.0f} s "
             f"(process memory {mb(lo)}–{mb(hi)}, memory_limit {mb(state['memory_limit'])}; Dask pauses a "
-            f"worker at 80 % of its limit)")
+            f"worker at distributed.worker.memory.pause of its limit, 80 % by default)")
 
 
 class StallWatch:
@@ -78,15 +80,14 @@ class StallWatch:
 
     def __init__(self, client, limit: float | None):
         self.client, self.limit = client, limit
-        self.warn_after = min(60.0, (limit or 0) / 2)
-        self.interval = min(5.0, (limit or 0) / 3)  # a look every 5 s (a short limit: more often)
+        self.warn_after = min(60.0, limit / 2) if limit else 60.0
+        self.interval = min(5.0, limit / 3) if limit else 5.0  # a look every 5 s (a short limit: more often)
         self.reason: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="etl-stall-watch", daemon=True)
 
     def start(self) -> StallWatch:
-        if self.limit:
-            self._thread.start()
+        self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -100,9 +101,8 @@ class StallWatch:
         since, warned, released = None, False, False
         while not self._stop.wait(self.interval):
             try:  # first the cheap question (no log line on the scheduler): is any worker running?
-                state = None
-                if self._waiting() and not self.client.sync(self.client.scheduler.ncores_running):
-                    state = look(self.client)
+                state = None if self.client.sync(self.client.scheduler.ncores_running) else look(self.client)
+                waiting = self._waiting()
             except Exception:  # the client closing under us (else a lost look: the next one)
                 if self.client.status != "running":
                     return
@@ -110,24 +110,28 @@ class StallWatch:
             if not state or not state["workers"] or len(state["stuck"]) < state["workers"]:
                 since, warned, released = None, False, False
                 continue
-            since = since or time.monotonic()
-            stalled = time.monotonic() - since
-            if not released:
+            if not released:  # whether or not the client waits yet (a scatter waits for a running worker)
                 released = True
                 try:
                     self.client.run(release_memory, workers=state["stuck"], on_error="ignore")
                 except Exception:
                     pass
                 continue
-            if stalled >= self.limit:
+            if not waiting:  # the client's own work: not a stall of the build
+                since, warned = None, False
+                continue
+            since = since or time.monotonic()
+            stalled = time.monotonic() - since + self.interval  # paused at least since the last look
+            if self.limit and stalled >= self.limit:
                 self.reason = (describe(state, stalled) + ": stopped; give each worker more memory "
                                "(cluster.memory_limit, or fewer cluster.n_workers), or raise cluster.stall_timeout")
                 self.client.close()  # the wait ends; the caller's raise_if_stalled says why
                 return
             if stalled >= self.warn_after and not warned:
                 warned = True
-                print(f"etl: {describe(state, stalled)}; waiting up to cluster.stall_timeout ({self.limit:.0f} s) "
-                      "for memory to be freed", file=sys.stderr, flush=True)  # as the build's other messages
+                print(f"etl: {describe(state, stalled)}; " + (
+                    f"waiting up to cluster.stall_timeout ({self.limit:.0f} s) for memory to be freed" if self.limit
+                    else "waiting for memory to be freed (cluster.stall_timeout: null)"), file=sys.stderr, flush=True)
 
 
 def watch(client, limit: float | None) -> StallWatch:
