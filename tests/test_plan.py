@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import write_config
 
 
@@ -33,11 +35,15 @@ def test_plan_prints_a_table(corpus, tmp_path):
     assert "low_similarity" in r.stdout and "beyond_end" in r.stdout
 
 
-def test_split_by_speaker_without_speakers_is_one_line_naming_the_key(corpus, tmp_path):
+@pytest.mark.parametrize("command", ["plan", "build", "sample"])
+def test_split_by_speaker_without_speakers_is_one_line_naming_the_key(corpus, tmp_path, command):
     """A CSV table without input.columns.speaker has no speakers: one line, exit 2, before any work.
-    (The config alone cannot tell: lhotse and TextGrid alignments name their own speakers.)"""
-    r = subprocess.run([sys.executable, "-m", "etl", "plan", write_config(corpus, tmp_path / "o"),
-                        "--set", "splits.by=speaker"], capture_output=True, text=True)
+    (The config alone cannot tell: lhotse and TextGrid alignments name their own speakers.) It is told
+    before a cluster is reached: the scheduler named here does not exist."""
+    extra = ["--out", str(tmp_path / "review")] if command == "sample" else []
+    r = subprocess.run([sys.executable, "-m", "etl", command, write_config(corpus, tmp_path / "o"), *extra,
+                        "--set", "splits.by=speaker", "--set", "cluster.address=tcp://127.0.0.1:9"],
+                       capture_output=True, text=True)
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert "'splits.by'" in lines[-1] and "no speakers" in lines[-1]

@@ -143,12 +143,14 @@ def _rank_on_cluster(cfg: dict, n: int, seed: int, where: str | None, names: dic
     from ..run.cluster_plan import plan_table
     from ..run.planning import previous_dev_ids
     from ..run.stall import raise_if_stalled
+    from ..ingest.table import check_speakers
 
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     keep = SPARE * n + 100
     if where is not None:  # a mistake in the expression: one line at once, before the table is read
         select(pd.DataFrame([EXAMPLE_ROW]), 1, seed, where, names)
+    check_speakers(cfg)  # a config mistake is told before the cluster starts
     client = open_client(cfg["cluster"])
     try:
         planned = plan_table(client, cfg, previous_dev_ids(cfg))

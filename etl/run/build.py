@@ -22,7 +22,7 @@ from .cluster import close_client, open_client
 from .stall import raise_if_stalled
 from ..config import ConfigError
 from .cluster_plan import plan_table
-from ..ingest.table import has_speaker
+from ..ingest.table import check_speakers, has_speaker
 from .lease import Lease
 from .planning import previous_dev_ids
 from ..records import PlotCounts, Report
@@ -414,6 +414,7 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
                  f"(fingerprint {fp[:12]}): nothing to do (--force rebuilds it)")
             return {**done, "up_to_date": True}
     unfinished = _unfinished(fs, root, cfg, fp, force)  # before starting anything
+    check_speakers(cfg)  # a config mistake is told before the cluster starts
     pool = concurrent.futures.ThreadPoolExecutor(1)
     finisher = concurrent.futures.ThreadPoolExecutor(1)
     client_future = None

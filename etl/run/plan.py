@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..audio.media import estimated_clip_bytes
 from .cluster_plan import plan_table
-from ..ingest.table import has_speaker
+from ..ingest.table import check_speakers, has_speaker
 from ..audio.measures import REASONS
 from .planning import previous_dev_ids
 from ..ingest.recordings import format_listing_summary
@@ -25,6 +25,7 @@ def plan(cfg: dict, client=None) -> dict:
     from .stall import raise_if_stalled
 
     own = client is None
+    check_speakers(cfg)  # a config mistake is told before the cluster starts
     client = open_client(cfg["cluster"]) if own else client
     try:
         planned = plan_table(client, cfg, previous_dev_ids(cfg))
