@@ -8,6 +8,7 @@ import json
 import fsspec
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 import soundfile as sf
 from distributed import Client, LocalCluster
 
@@ -218,6 +219,31 @@ def test_a_malformed_jsonl_line_in_a_later_block_is_its_reject_and_the_rest_buil
     assert rejects["detail"].iloc[0].startswith(f"align.jsonl line {at + 1}: not JSON (")
     report = json.loads((out / "report.json").read_text())
     assert report["rows_in"] == len(rows) + 1
+
+
+def test_a_file_the_table_spells_two_ways_is_decoded_once_and_every_row_gets_its_audio(built, corpus, tmp_path):
+    """Every other row of each recording names its file with the extension (``mp3_48k_stereo.mp3``), the
+    rest without: one file, two spellings (tables merged from two tools). Each file is decoded once, as in
+    the reference build (``hours_decoded``), and the dataset is the reference's, row for row and byte for byte."""
+    from .conftest import RECORDINGS
+    from .test_cluster import dataset_content
+
+    ext = {name.rsplit(".", 1)[0]: name for name, *_ in RECORDINGS}
+    rows, n = [], 0
+    for r in corpus["rows"]:
+        rec = r["recording"].strip()
+        if rec in ext and r["id"] in corpus["freqs"]:
+            n += 1
+            r = dict(r, recording=ext[rec] if n % 2 else r["recording"])
+        rows.append(r)
+    (tmp_path / "two.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "two"
+    assert main(["build", write_config(corpus, out, input={"alignment": str(tmp_path / "two.json")})]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["hours_decoded"] == pytest.approx(built["report"]["hours_decoded"], abs=1e-6)
+    assert report["rejects"] == built["report"]["rejects"]
+    assert dataset_content(out) == dataset_content(built["out"])
+    _check_tones(_rows(out), corpus)
 
 
 def test_malformed_table_is_one_clear_error(corpus, tmp_path, capsys):

@@ -27,7 +27,7 @@ from .lease import Lease
 from .planning import previous_dev_ids
 from ..records import PlotCounts, Report
 from ..schema import REJECT_REASONS
-from .shards import ShardTask, pack, resplit_reserve, run_shard_filed
+from .shards import ShardTask, files_of, pack_files, resplit_reserve, run_shard_filed
 from ..curate.splits import RESERVE, SPLITS, promote_reserve
 from ..curate.suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
 from ..ingest.text import invisible_characters
@@ -50,7 +50,7 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
         # At most shard_hours per shard, and at least MIN_SHARDS shards when recordings allow, so every
         # worker stays busy to the end. Depends on the data only, never on the worker count.
         target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
-        shards = pack(recs, target)
+        shards = pack_files(recs, target)
     [shard_of] = client.scatter([{r: i for i, shard in enumerate(shards) for r in shard}], broadcast=True, hash=False)
     out = cfg["output"]["path"]
     client.gather(client.map(plan_store.write_partition, planned.parts, [out] * len(planned.parts),
@@ -65,7 +65,7 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
             index=i,
             recordings=[(r, url_of[r]) for r in shard],
             rows=None,  # read by the task from OUT/.parts/plan/shard-i/
-            seconds=float(sum(sec_of[r] for r in shard)),
+            seconds=float(sum(max(sec_of[r] for r in names) for names in files_of([(r, url_of[r]) for r in shard]).values())),
             out=out,
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: imageio-ffmpeg's bundled binary on every worker

@@ -67,6 +67,24 @@ def pack(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
     return shards
 
 
+def files_of(recordings: list) -> dict:
+    """``ShardTask.recordings`` ([(recording, url)]) as {url: [recordings naming it]}, in order."""
+    out: dict = {}
+    for rec, url in recordings:
+        out.setdefault(url, []).append(rec)
+    return out
+
+
+def pack_files(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
+    """``pack`` of the files (column ``url``): the recordings that name one file in different spellings
+    (``2023/abc`` and ``abc``) go in one shard, next to each other, so the file is decoded once. A file is
+    packed under its first spelling, with its longest need; a file named once packs as ``pack`` does."""
+    by_file = recordings.groupby("url", sort=False, dropna=False).agg(recording=("recording", "min"), seconds=("seconds", "max"))
+    spellings = recordings.sort_values("recording").groupby("url", sort=False, dropna=False)["recording"].agg(list)
+    file_of = dict(zip(by_file["recording"], by_file.index))
+    return [[r for first in shard for r in spellings[file_of[first]]] for shard in pack(by_file, shard_seconds)]
+
+
 class _SplitWriter:
     """One split's Parquet file of a shard, opened on its first row (no empty file is ever written)."""
 
@@ -169,28 +187,15 @@ def run_shard(task: ShardTask) -> ShardResult:
     rejects: list[dict] = []
     decoded = 0.0
     per_recording: dict = {}  # measures.summarize of each recording's clips (a recording is in one shard)
-    tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
         rows_of = task.rows if isinstance(task.rows, pd.DataFrame) else plan_store.read_shard(task.out, task.index)
         by_recording = dict(tuple(rows_of.groupby("recording", sort=False)))
-        for recording, url in task.recordings:
-            rows = by_recording[recording].sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
-            spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
-                     for s, e in zip(rows["start"], rows["end"])]
-            records = rows.to_dict("records")
-            seen: set = set()
-            total = 0
-            clips: list = []
-            stats = {"skipped_seconds": 0.0}
-            try:
-                for i, samples, total in decode_spans(url, spans, task.decoder, task.ffmpeg, task.sampling_rate,
-                                                      task.channels, tolerance, stats):
-                    seen.add(i)
-                    clips.append(_emit(task, records[i], samples, total, columns, ext, writers, rejects))
-            except Unreadable as e:
-                _reject_unseen(records, seen, str(e), rejects)
-            decoded += max(0.0, total / task.sampling_rate - stats["skipped_seconds"])
-            per_recording[recording] = measures.summarize([m for m in clips if m is not None])
+        for url, names in files_of(task.recordings).items():  # a file spelled two ways: decoded once
+            rows = pd.concat([by_recording[r] for r in names]) if len(names) > 1 else by_recording[names[0]]
+            seconds, measured = _cut_file(task, url, rows, columns, ext, writers, rejects)
+            decoded += seconds
+            for name in names:  # each spelling's own clips
+                per_recording[name] = measures.summarize([m for r, m in measured if r == name and m is not None])
     result = {
         "shard": task.index,
         "parts": writers.stats(),
@@ -201,6 +206,29 @@ def run_shard(task: ShardTask) -> ShardResult:
     }
     resume.write_record(fs, root, task.index, result)  # after the files: a record means the shard is whole
     return result
+
+
+def _cut_file(task: ShardTask, url: str, rows: pd.DataFrame, columns, ext: str, writers, rejects: list) -> tuple:
+    """Decode one file once and write the clips of ``rows`` (of every spelling that names it). Returns
+    the seconds decoded and each clip's (recording, measures or None)."""
+    rows = rows.sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
+    spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
+             for s, e in zip(rows["start"], rows["end"])]
+    records = rows.to_dict("records")
+    seen: set = set()
+    total = 0
+    measured: list = []
+    stats = {"skipped_seconds": 0.0}
+    tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
+    try:
+        for i, samples, total in decode_spans(url, spans, task.decoder, task.ffmpeg, task.sampling_rate,
+                                              task.channels, tolerance, stats):
+            seen.add(i)
+            measured.append((records[i]["recording"], _emit(task, records[i], samples, total, columns, ext, writers,
+                                                            rejects)))
+    except Unreadable as e:
+        _reject_unseen(records, seen, str(e), rejects)
+    return max(0.0, total / task.sampling_rate - stats["skipped_seconds"]), measured
 
 
 def run_shard_filed(task: ShardTask) -> ShardResult:
