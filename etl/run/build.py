@@ -61,11 +61,12 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
     a = cfg["audio"]
     tasks = []
     for i, shard in enumerate(shards):
+        named = [(r, url_of[r]) for r in shard]
         tasks.append(ShardTask(
             index=i,
-            recordings=[(r, url_of[r]) for r in shard],
+            recordings=named,
             rows=None,  # read by the task from OUT/.parts/plan/shard-i/
-            seconds=float(sum(max(sec_of[r] for r in names) for names in files_of([(r, url_of[r]) for r in shard]).values())),
+            seconds=float(sum(max(sec_of[r] for r in names) for names in files_of(named).values())),  # a file once
             out=out,
             sampling_rate=a["sampling_rate"], channels=a["channels"], decoder=a["decoder"],
             ffmpeg=a["ffmpeg"],  # None: imageio-ffmpeg's bundled binary on every worker
