@@ -404,6 +404,23 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
         return _build(cfg, client, force, lease)
 
 
+def _cut_shards(client, cfg: dict, tasks: list[ShardTask], what: str) -> tuple[list[dict], set]:
+    """Run the shards an earlier run left undone (none if it was killed while finalizing) and settle
+    the reserve: every shard's result in shard order, and the promoted ids."""
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    if resume.read_journal(fs, root) is not None:  # killed while finalizing: only that is left
+        _say("resuming: every shard is done; finishing the dataset")
+        return [], set()
+    done = resume.finished(fs, root, len(tasks))
+    todo = [t for t in tasks if t.index not in done]
+    _say(f"{what} {sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards"
+         + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else ""))
+    # matplotlib for report.html: imported on the core the last shards leave idle
+    new = run_tasks(client, todo, on_tail=_warm_report_imports) if todo else []
+    results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
+    return _settle_reserve(client, cfg, results, done.get(len(tasks)))
+
+
 def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
     t0 = time.perf_counter()
     fs, root = storage.fs_and_path(cfg["output"]["path"])
@@ -434,19 +451,7 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
         planned.parts = []  # the placed rows are on storage now: free the workers' memory
         t_table = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if resume.read_journal(fs, root) is not None:  # killed while finalizing: only that is left
-            _say("resuming: every shard is done; finishing the dataset")
-            results, promoted = [], set()
-        else:
-            done = resume.finished(fs, root, len(tasks))
-            todo = [t for t in tasks if t.index not in done]
-            _say(f"{n_rows} rows, {n_cut} to cut from "
-                 f"{sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards"
-                 + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else ""))
-            # matplotlib for report.html: imported on the core the last shards leave idle
-            new = run_tasks(client, todo, on_tail=_warm_report_imports) if todo else []
-            results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"])
-            results, promoted = _settle_reserve(client, cfg, results, done.get(len(tasks)))
+        results, promoted = _cut_shards(client, cfg, tasks, f"{n_rows} rows, {n_cut} to cut from")
         t_cut = time.perf_counter() - t1
         lease.ensure_held()  # never replace the dataset under a build that took the folder over
         report = finalize(client, cfg, planned, results, promoted, with_source_id,
