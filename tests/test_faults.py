@@ -184,6 +184,7 @@ def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_l
     stops after cluster.stall_timeout with one line naming the memory and the keys to change, leaves
     nothing half-written, and the same config with room then builds every row."""
     import dask
+    import distributed  # noqa: F401  (its config defaults loaded before the set below, which would drop them on exit)
 
     from etl.cli import main
 
@@ -206,6 +207,28 @@ def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_l
     assert not list(out.glob("data/*.parquet"))
     assert main(["build", cfg]) == 0
     assert dataset_content(out) == dataset_content(built["out"])
+
+
+@pytest.mark.parametrize("command", ["plan", "sample"])
+def test_plan_and_sample_on_workers_paused_for_memory_stop_with_the_same_one_line(corpus, tmp_path, capsys, command):
+    """``etl plan`` and ``etl sample`` wait on the same paused workers: the same one line, exit 2."""
+    import dask
+    import distributed  # noqa: F401  (its config defaults loaded before the set below, which would drop them on exit)
+
+    from etl.cli import main
+
+    from .conftest import write_config
+
+    cfg = write_config(corpus, tmp_path / "o", cluster={"n_workers": 1, "dashboard_address": None,
+                                                        "memory_limit": "4GiB", "stall_timeout": 3})
+    extra = ["--out", str(tmp_path / "review")] if command == "sample" else []
+    with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
+                          "distributed.worker.memory.pause": 0.01}):
+        assert main([command, cfg, *extra]) == 2
+    err = capsys.readouterr().err
+    [line] = [ln for ln in err.splitlines() if ln.startswith(("etl: error:", "etl sample: error:", "etl plan: error:"))]
+    assert "every worker (1) has been paused for memory with nothing to run" in line and "cluster.stall_timeout" in line
+    assert "Traceback" not in err
 
 
 _KEPT = []  # on the worker: what fragment_heap keeps alive
