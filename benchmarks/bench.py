@@ -45,6 +45,7 @@ build never waits for, so rusage misses them and the sampled figure counts. Each
 the whole machine's busy CPU over its time (``cpu_machine_s``, /proc/stat): on a quiet machine, an
 upper bound to check both against.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,13 +70,17 @@ import numpy as np
 from etl.audio.media import ffmpeg_binary
 
 MB = 1024 * 1024
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout: children import benchmarks/ from here
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))
+)  # the checkout: children import benchmarks/ from here
 SAMPLE_INTERVAL_S = 0.25
 CORPUS_VERSION = 1  # bump when the corpus layout changes: cached corpora are then regenerated
 
-WORDS = ("dobar dan poštovani zastupnici hvala lijepa sljedeća točka dnevnog reda riječ ima gospođa "
-         "ministrica vrijeme je isteklo idemo dalje s raspravom good morning everyone the session is now "
-         "open please take your seats we will vote at noon thank you madam speaker").split()
+WORDS = (
+    "dobar dan poštovani zastupnici hvala lijepa sljedeća točka dnevnog reda riječ ima gospođa "
+    "ministrica vrijeme je isteklo idemo dalje s raspravom good morning everyone the session is now "
+    "open please take your seats we will vote at noon thank you madam speaker"
+).split()
 
 
 def _say(msg: str) -> None:
@@ -86,7 +91,9 @@ def _say(msg: str) -> None:
 # Corpus
 
 
-def plan_durations(hours: float, min_minutes: float, max_minutes: float, rng: np.random.Generator) -> list[float]:
+def plan_durations(
+    hours: float, min_minutes: float, max_minutes: float, rng: np.random.Generator
+) -> list[float]:
     """Recording lengths (s) drawn uniformly in [min, max] minutes until they total ``hours``."""
     target, lo, hi = hours * 3600.0, min_minutes * 60.0, max_minutes * 60.0
     out: list[float] = []
@@ -102,8 +109,13 @@ def plan_durations(hours: float, min_minutes: float, max_minutes: float, rng: np
     return [round(d, 1) for d in out]
 
 
-def plan_segments(seconds: float, rng: np.random.Generator, length=(2.0, 15.0), gap=(0.1, 0.6),
-                  margin: float = 0.3) -> list[tuple[float, float, float]]:
+def plan_segments(
+    seconds: float,
+    rng: np.random.Generator,
+    length=(2.0, 15.0),
+    gap=(0.1, 0.6),
+    margin: float = 0.3,
+) -> list[tuple[float, float, float]]:
     """(start, end, tone Hz): back-to-back segments with small gaps, each its own pitch."""
     segs, t, k = [], margin, 0
     while True:
@@ -127,8 +139,16 @@ def plan_rows(name: str, segs: list, rng: np.random.Generator, changed: float = 
         if rng.random() < changed:
             j = int(rng.integers(0, n))
             hyp = " ".join(w[:-1] if i == j and len(w) > 2 else w for i, w in enumerate(words))
-        rows.append({"id": f"{name}-{k:05d}", "recording": name, "start": start, "end": end,
-                     "text": text, "hypothesis": hyp})
+        rows.append(
+            {
+                "id": f"{name}-{k:05d}",
+                "recording": name,
+                "start": start,
+                "end": end,
+                "text": text,
+                "hypothesis": hyp,
+            }
+        )
     return rows
 
 
@@ -138,8 +158,15 @@ def plan_corpus(durations: list[float], seed: int, prefix: str = "rec") -> list[
         rng = np.random.default_rng([seed, i, int(seconds * 10)])
         name = f"{prefix}{i:03d}"
         segs = plan_segments(seconds, rng)
-        recs.append({"name": name, "file": f"{name}.mp3", "seconds": seconds, "segments": segs,
-                     "rows": plan_rows(name, segs, rng)})
+        recs.append(
+            {
+                "name": name,
+                "file": f"{name}.mp3",
+                "seconds": seconds,
+                "segments": segs,
+                "rows": plan_rows(name, segs, rng),
+            }
+        )
     return recs
 
 
@@ -164,8 +191,13 @@ class Corpus:
         self.root, self.params, self.recordings = root, params, recordings
         self.audio = os.path.join(root, "audio")
         self.alignment = os.path.join(root, "alignment.csv")
-        self.digest = _digest({"v": CORPUS_VERSION, "params": params,
-                               "recs": [(r["file"], r["seconds"], r["segments"]) for r in recordings]})
+        self.digest = _digest(
+            {
+                "v": CORPUS_VERSION,
+                "params": params,
+                "recs": [(r["file"], r["seconds"], r["segments"]) for r in recordings],
+            }
+        )
 
     @property
     def rows(self) -> list[dict]:
@@ -182,7 +214,9 @@ class Corpus:
         except (OSError, ValueError):
             return False
         return os.path.exists(self.alignment) and all(
-            os.path.exists(self.path(r)) and os.path.getsize(self.path(r)) > 0 for r in self.recordings)
+            os.path.exists(self.path(r)) and os.path.getsize(self.path(r)) > 0
+            for r in self.recordings
+        )
 
     def jobs(self) -> list[tuple]:
         """Clear the folder and list (seconds, tmp, final, segments) jobs for every recording."""
@@ -190,27 +224,45 @@ class Corpus:
             shutil.rmtree(self.root)
         os.makedirs(self.audio)
         os.makedirs(os.path.join(self.root, ".tmp"))
-        return [(r["seconds"], os.path.join(self.root, ".tmp", r["file"]), self.path(r), r["segments"])
-                for r in self.recordings]
+        return [
+            (r["seconds"], os.path.join(self.root, ".tmp", r["file"]), self.path(r), r["segments"])
+            for r in self.recordings
+        ]
 
     def finish(self) -> None:
         with open(self.alignment, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["id", "recording", "start", "end", "text", "hypothesis"])
+            w = csv.DictWriter(
+                f, fieldnames=["id", "recording", "start", "end", "text", "hypothesis"]
+            )
             w.writeheader()
             w.writerows(self.rows)
         shutil.rmtree(os.path.join(self.root, ".tmp"), ignore_errors=True)
         with open(os.path.join(self.root, "params.json"), "w", encoding="utf-8") as f:
-            json.dump({"digest": self.digest, "version": CORPUS_VERSION, "params": self.params,
-                       "recordings": [{"file": r["file"], "seconds": r["seconds"], "segments": len(r["segments"])}
-                                      for r in self.recordings]}, f, indent=1)
+            json.dump(
+                {
+                    "digest": self.digest,
+                    "version": CORPUS_VERSION,
+                    "params": self.params,
+                    "recordings": [
+                        {"file": r["file"], "seconds": r["seconds"], "segments": len(r["segments"])}
+                        for r in self.recordings
+                    ],
+                },
+                f,
+                indent=1,
+            )
 
     def summary(self) -> dict:
         rows = self.rows
-        return {"path": self.root, "recordings": len(self.recordings),
-                "recording_hours": sum(r["seconds"] for r in self.recordings) / 3600,
-                "recording_minutes": sorted(round(r["seconds"] / 60, 2) for r in self.recordings),
-                "segments": len(rows), "segment_hours": sum(r["end"] - r["start"] for r in rows) / 3600,
-                "mp3_bytes": sum(os.path.getsize(self.path(r)) for r in self.recordings)}
+        return {
+            "path": self.root,
+            "recordings": len(self.recordings),
+            "recording_hours": sum(r["seconds"] for r in self.recordings) / 3600,
+            "recording_minutes": sorted(round(r["seconds"] / 60, 2) for r in self.recordings),
+            "segments": len(rows),
+            "segment_hours": sum(r["end"] - r["start"] for r in rows) / 3600,
+            "mp3_bytes": sum(os.path.getsize(self.path(r)) for r in self.recordings),
+        }
 
 
 def ensure_corpora(corpora: list[Corpus], workers: int) -> dict:
@@ -227,7 +279,10 @@ def ensure_corpora(corpora: list[Corpus], workers: int) -> dict:
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(_write_recording, tmp, final, seconds, segs) for _, (seconds, tmp, final, segs) in jobs]
+        futures = [
+            pool.submit(_write_recording, tmp, final, seconds, segs)
+            for _, (seconds, tmp, final, segs) in jobs
+        ]
         for f in futures:
             f.result()
     for c in todo:
@@ -288,7 +343,7 @@ class TreeMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "TreeMonitor":
+    def start(self) -> TreeMonitor:
         self._thread.start()
         return self
 
@@ -354,7 +409,11 @@ class TreeMonitor:
             return "ffmpeg"
         parent = keys.get(p.ppid())
         if "multiprocessing.forkserver" in line:
-            return "worker" if parent is not None and self.kind.get(parent) == "forkserver" else "forkserver"
+            return (
+                "worker"
+                if parent is not None and self.kind.get(parent) == "forkserver"
+                else "forkserver"
+            )
         if p.ppid() == self.root.pid and "python" in exe and "resource_tracker" not in line:
             return "worker"
         return "other"
@@ -366,7 +425,9 @@ class TreeMonitor:
         out: dict[str, float] = {}
         for key, c in self.cpu.items():
             out[self.kind.get(key, "other")] = out.get(self.kind.get(key, "other"), 0.0) + c
-        out["processes"] = {k: sum(1 for v in self.kind.values() if v == k) for k in set(self.kind.values())}
+        out["processes"] = {
+            k: sum(1 for v in self.kind.values() if v == k) for k in set(self.kind.values())
+        }
         return out
 
     def worker_hwm_mb(self) -> list[float]:
@@ -402,13 +463,22 @@ def run_measured(cmd: list[str], env: dict | None = None, cwd: str | None = None
     wall = time.perf_counter() - t0
     mon.stop()
     cpu_rusage, m1 = _children_cpu() - c0, _machine_busy_cpu()
-    return {"rc": proc.returncode, "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
-            "wall_s": wall, "cpu_rusage_s": cpu_rusage, "cpu_sampled_s": mon.cpu_seconds(),
-            "cpu_machine_s": None if m0 is None or m1 is None else m1 - m0,
-            "cpu_s": max(cpu_rusage, mon.cpu_seconds()), "peak_tree_rss_mb": mon.peak_tree / MB,
-            "peak_worker_rss_mb": sorted(round(v / MB, 1) for v in mon.peak_worker.values()),
-            "peak_worker_hwm_mb": mon.worker_hwm_mb(), "cpu_by_kind_s": mon.cpu_by_kind(),
-            "processes_seen": len(mon.cpu), "samples": mon.samples}
+    return {
+        "rc": proc.returncode,
+        "stdout": out.decode(errors="replace"),
+        "stderr": err.decode(errors="replace"),
+        "wall_s": wall,
+        "cpu_rusage_s": cpu_rusage,
+        "cpu_sampled_s": mon.cpu_seconds(),
+        "cpu_machine_s": None if m0 is None or m1 is None else m1 - m0,
+        "cpu_s": max(cpu_rusage, mon.cpu_seconds()),
+        "peak_tree_rss_mb": mon.peak_tree / MB,
+        "peak_worker_rss_mb": sorted(round(v / MB, 1) for v in mon.peak_worker.values()),
+        "peak_worker_hwm_mb": mon.worker_hwm_mb(),
+        "cpu_by_kind_s": mon.cpu_by_kind(),
+        "processes_seen": len(mon.cpu),
+        "samples": mon.samples,
+    }
 
 
 def _tail(text: str, n: int = 15) -> str:
@@ -420,7 +490,21 @@ def _tail(text: str, n: int = 15) -> str:
 
 
 def plain_command(ffmpeg: str, path: str) -> list[str]:
-    return [ffmpeg, "-nostdin", "-loglevel", "error", "-i", path, "-ac", "1", "-ar", "16000", "-f", "s16le", "-"]
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        path,
+        "-ac",
+        "1",
+        "-ar",
+        "16000",
+        "-f",
+        "s16le",
+        "-",
+    ]
 
 
 def tuned_command(ffmpeg: str, path: str) -> list[str]:
@@ -430,18 +514,26 @@ def tuned_command(ffmpeg: str, path: str) -> list[str]:
     return ffmpeg_command(ffmpeg, "file:" + os.path.abspath(path), 16000, 1)
 
 
-def measure_floor(ffmpeg: str, paths_seconds: list[tuple[str, float]], workers: int, command=plain_command) -> dict:
+def measure_floor(
+    ffmpeg: str, paths_seconds: list[tuple[str, float]], workers: int, command=plain_command
+) -> dict:
     """ffmpeg alone: decode every recording to 16 kHz mono s16le, output discarded."""
     order = [p for p, _ in sorted(paths_seconds, key=lambda ps: -ps[1])]
 
     def one(path):
-        subprocess.run(command(ffmpeg, path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+        subprocess.run(
+            command(ffmpeg, path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True
+        )
 
     c0, t0 = _children_cpu(), time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, order))
-    return {"wall_s": time.perf_counter() - t0, "cpu_s": _children_cpu() - c0, "processes": workers,
-            "extrapolated": False}
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": _children_cpu() - c0,
+        "processes": workers,
+        "extrapolated": False,
+    }
 
 
 def _child_av_decode(*paths: str) -> None:
@@ -461,19 +553,42 @@ def measure_av_floor(paths_seconds: list[tuple[str, float]], workers: int) -> di
         least[1].append(p)
     c0, t0 = _children_cpu(), time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda lp: subprocess.run(
-            [sys.executable, "-c", "import sys, benchmarks.bench as b; b._child_av_decode(*sys.argv[1:])", *lp[1]],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True), [lp for lp in loads if lp[1]]))
-    return {"wall_s": time.perf_counter() - t0, "cpu_s": _children_cpu() - c0, "processes": workers,
-            "extrapolated": False}
+        list(
+            pool.map(
+                lambda lp: subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sys, benchmarks.bench as b; b._child_av_decode(*sys.argv[1:])",
+                        *lp[1],
+                    ],
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    check=True,
+                ),
+                [lp for lp in loads if lp[1]],
+            )
+        )
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": _children_cpu() - c0,
+        "processes": workers,
+        "extrapolated": False,
+    }
 
 
-def write_etl_config(path: str, corpus: Corpus, out: str, workers: int, audio_format: str, dev_size: int) -> str:
+def write_etl_config(
+    path: str, corpus: Corpus, out: str, workers: int, audio_format: str, dev_size: int
+) -> str:
     import yaml
 
     cfg = {
-        "input": {"alignment": os.path.abspath(corpus.alignment), "audio": os.path.abspath(corpus.audio),
-                  "columns": {"hypothesis": "hypothesis"}},
+        "input": {
+            "alignment": os.path.abspath(corpus.alignment),
+            "audio": os.path.abspath(corpus.audio),
+            "columns": {"hypothesis": "hypothesis"},
+        },
         "output": {"path": os.path.abspath(out), "audio_format": audio_format},
         "filters": {"max_duration": 20},
         "splits": {"dev_size": dev_size},
@@ -484,9 +599,13 @@ def write_etl_config(path: str, corpus: Corpus, out: str, workers: int, audio_fo
     return path
 
 
-def measure_etl(name: str, out_root: str, corpus: Corpus, workers: int, audio_format: str, dev_size: int) -> dict:
+def measure_etl(
+    name: str, out_root: str, corpus: Corpus, workers: int, audio_format: str, dev_size: int
+) -> dict:
     out = os.path.join(out_root, name)
-    cfg = write_etl_config(os.path.join(out_root, f"{name}.yaml"), corpus, out, workers, audio_format, dev_size)
+    cfg = write_etl_config(
+        os.path.join(out_root, f"{name}.yaml"), corpus, out, workers, audio_format, dev_size
+    )
     cmd = [sys.executable, "-m", "etl", "build", cfg, "--force"]  # a rerun must not be a no-op
     _say(f"{name}: {' '.join(cmd[1:])}")
     r = run_measured(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -496,16 +615,27 @@ def measure_etl(name: str, out_root: str, corpus: Corpus, workers: int, audio_fo
         report = json.load(f)
     t = report.get("timings", {})
     res = {k: v for k, v in r.items() if k not in ("stdout", "stderr", "rc")}
-    res.update({
-        "workers": workers, "audio_format": audio_format, "config": cfg, "output": out, "extrapolated": False,
-        "rows_in": report["rows_in"], "rows_out": report["rows_out"], "rows_rejected": report["rows_rejected"],
-        "rejects": {k: v for k, v in report["rejects"].items() if v},
-        "hours_out": report["hours_out"], "hours_decoded": report["hours_decoded"], "shards": report["shards"],
-        "output_bytes": report.get("splits") and sum(v["bytes"] for v in report["splits"].values()),
-        "report_timings": t,
-        # wall outside build() = interpreter start, imports, config, cluster close
-        "outside_build_s": r["wall_s"] - t["total_s"] if "total_s" in t else None,
-    })
+    res.update(
+        {
+            "workers": workers,
+            "audio_format": audio_format,
+            "config": cfg,
+            "output": out,
+            "extrapolated": False,
+            "rows_in": report["rows_in"],
+            "rows_out": report["rows_out"],
+            "rows_rejected": report["rows_rejected"],
+            "rejects": {k: v for k, v in report["rejects"].items() if v},
+            "hours_out": report["hours_out"],
+            "hours_decoded": report["hours_decoded"],
+            "shards": report["shards"],
+            "output_bytes": report.get("splits")
+            and sum(v["bytes"] for v in report["splits"].values()),
+            "report_timings": t,
+            # wall outside build() = interpreter start, imports, config, cluster close
+            "outside_build_s": r["wall_s"] - t["total_s"] if "total_s" in t else None,
+        }
+    )
     return res
 
 
@@ -522,32 +652,56 @@ def measure_plan(out_root: str, corpus: Corpus, n_rows: int) -> dict:
         rng = np.random.default_rng(n_rows)
         recs = [r["name"] for r in corpus.recordings] + ["missing_a", "missing_b"]
         start = rng.uniform(0, 3000, n_rows).round(2)
-        pd.DataFrame({
-            "id": [f"seg{i:08d}" for i in range(n_rows)],
-            "recording": np.array(recs, dtype=object)[rng.integers(0, len(recs), n_rows)],
-            "start": start, "end": (start + rng.uniform(1, 18, n_rows)).round(2),
-            "text": np.array(["Dobar dan, poštovani zastupnici!", "Sljedeća točka dnevnog reda.",
-                              "Hvala lijepa na pitanju."], dtype=object)[rng.integers(0, 3, n_rows)],
-        }).assign(hypothesis=lambda d: d["text"].str.lower()).to_csv(table + ".tmp", index=False)
+        pd.DataFrame(
+            {
+                "id": [f"seg{i:08d}" for i in range(n_rows)],
+                "recording": np.array(recs, dtype=object)[rng.integers(0, len(recs), n_rows)],
+                "start": start,
+                "end": (start + rng.uniform(1, 18, n_rows)).round(2),
+                "text": np.array(
+                    [
+                        "Dobar dan, poštovani zastupnici!",
+                        "Sljedeća točka dnevnog reda.",
+                        "Hvala lijepa na pitanju.",
+                    ],
+                    dtype=object,
+                )[rng.integers(0, 3, n_rows)],
+            }
+        ).assign(hypothesis=lambda d: d["text"].str.lower()).to_csv(table + ".tmp", index=False)
         os.replace(table + ".tmp", table)
     cfg = os.path.join(folder, "plan.yaml")
     with open(cfg, "w", encoding="utf-8") as f:
-        yaml.safe_dump({"input": {"alignment": table, "audio": os.path.abspath(corpus.audio),
-                                  "columns": {"hypothesis": "hypothesis"}},
-                        "output": {"path": os.path.join(folder, "never")}}, f)
+        yaml.safe_dump(
+            {
+                "input": {
+                    "alignment": table,
+                    "audio": os.path.abspath(corpus.audio),
+                    "columns": {"hypothesis": "hypothesis"},
+                },
+                "output": {"path": os.path.join(folder, "never")},
+            },
+            f,
+        )
     r = run_measured([sys.executable, "-m", "etl", "plan", cfg, "--json"])
     if r["rc"] != 0:
         raise RuntimeError(f"etl plan failed:\n{_tail(r['stderr'])}")
     plan = json.loads(r["stdout"])
-    return {"rows": n_rows, "wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "rows_in": plan["rows_in"],
-            "peak_rss_mb": r["peak_tree_rss_mb"]}
+    return {
+        "rows": n_rows,
+        "wall_s": r["wall_s"],
+        "cpu_s": r["cpu_s"],
+        "rows_in": plan["rows_in"],
+        "peak_rss_mb": r["peak_tree_rss_mb"],
+    }
 
 
 def _naive_one(path: str, start: float, end: float, out_wav: str) -> None:
     from pydub import AudioSegment
 
     seg = AudioSegment.from_file(path, format="mp3", codec="mp3")  # the WHOLE recording, every time
-    clip = seg[int(round(start * 1000)):int(round(end * 1000))].set_frame_rate(16000).set_channels(1)
+    clip = (
+        seg[int(round(start * 1000)) : int(round(end * 1000))].set_frame_rate(16000).set_channels(1)
+    )
     clip.export(out_wav, format="wav")
 
 
@@ -565,14 +719,24 @@ def measure_naive(corpus: Corpus, per_short: int, per_long: int, workers: int, t
         rows = rec["rows"]
         for i in np.linspace(0, len(rows) - 1, min(n, len(rows))):
             row = rows[int(i)]
-            jobs.append({"id": row["id"], "path": corpus.path(rec), "start": row["start"], "end": row["end"],
-                         "recording_s": rec["seconds"], "segment_s": row["end"] - row["start"],
-                         "out": os.path.join(tmp, f"naive-{row['id']}.wav")})
+            jobs.append(
+                {
+                    "id": row["id"],
+                    "path": corpus.path(rec),
+                    "start": row["start"],
+                    "end": row["end"],
+                    "recording_s": rec["seconds"],
+                    "segment_s": row["end"] - row["start"],
+                    "out": os.path.join(tmp, f"naive-{row['id']}.wav"),
+                }
+            )
     # In a child process: pydub leaves this process's heap at GBs, and forking a big process makes
     # every later subprocess start (the seek method runs hundreds) measurably slower.
     samples = _run_child("_child_naive", json.dumps(jobs))["samples"]
     for smp in samples:
-        _say(f"naive: {smp['id']} ({smp['recording_s'] / 60:.1f}-min recording) {smp['wall_s']:.2f} s")
+        _say(
+            f"naive: {smp['id']} ({smp['recording_s'] / 60:.1f}-min recording) {smp['wall_s']:.2f} s"
+        )
 
     def fit(key):
         by = {}
@@ -592,12 +756,21 @@ def measure_naive(corpus: Corpus, per_short: int, per_long: int, workers: int, t
     n_total = sum(len(r["rows"]) for r in corpus.recordings)
     single_wall = sum(len(r["rows"]) * (aw + bw * r["seconds"]) for r in corpus.recordings)
     cpu = sum(len(r["rows"]) * (ac + bc * r["seconds"]) for r in corpus.recordings)
-    return {"wall_s": single_wall / workers, "cpu_s": cpu, "extrapolated": True, "processes": workers,
-            "segments_total": n_total, "samples": samples, "sample_size": len(samples),
-            "model": {"wall_per_segment_s": f"{aw:.4f} + {bw:.6f} * recording_seconds",
-                      "cpu_per_segment_s": f"{ac:.4f} + {bc:.6f} * recording_seconds",
-                      "wall_single_process_s": single_wall,
-                      "note": "wall = single-process extrapolation / processes (perfect scaling assumed)"}}
+    return {
+        "wall_s": single_wall / workers,
+        "cpu_s": cpu,
+        "extrapolated": True,
+        "processes": workers,
+        "segments_total": n_total,
+        "samples": samples,
+        "sample_size": len(samples),
+        "model": {
+            "wall_per_segment_s": f"{aw:.4f} + {bw:.6f} * recording_seconds",
+            "cpu_per_segment_s": f"{ac:.4f} + {bc:.6f} * recording_seconds",
+            "wall_single_process_s": single_wall,
+            "note": "wall = single-process extrapolation / processes (perfect scaling assumed)",
+        },
+    }
 
 
 def measure_seek(corpus: Corpus, n: int, workers: int, tmp: str, seed: int) -> dict:
@@ -609,19 +782,48 @@ def measure_seek(corpus: Corpus, n: int, workers: int, tmp: str, seed: int) -> d
 
     def one(item):
         path, row = item
-        subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-ss", f"{row['start']:.3f}",
-                        "-to", f"{row['end']:.3f}", "-i", path, "-ac", "1", "-ar", "16000",
-                        os.path.join(tmp, f"seek-{row['id']}.wav")], stderr=subprocess.PIPE, check=True)
+        subprocess.run(
+            [
+                ffmpeg,
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-ss",
+                f"{row['start']:.3f}",
+                "-to",
+                f"{row['end']:.3f}",
+                "-i",
+                path,
+                "-ac",
+                "1",
+                "-ar",
+                "16000",
+                os.path.join(tmp, f"seek-{row['id']}.wav"),
+            ],
+            stderr=subprocess.PIPE,
+            check=True,
+        )
 
     c0, t0 = _children_cpu(), time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, picks))
     wall, cpu = time.perf_counter() - t0, _children_cpu() - c0
     scale = len(rows) / len(picks)
-    return {"wall_s": wall * scale, "cpu_s": cpu * scale, "extrapolated": True, "processes": workers,
-            "segments_total": len(rows), "sample_size": len(picks),
-            "sample": {"wall_s": wall, "cpu_s": cpu, "segment_s": sum(r["end"] - r["start"] for _, r in picks)},
-            "model": "corpus = sample * segments_total / sample_size"}
+    return {
+        "wall_s": wall * scale,
+        "cpu_s": cpu * scale,
+        "extrapolated": True,
+        "processes": workers,
+        "segments_total": len(rows),
+        "sample_size": len(picks),
+        "sample": {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "segment_s": sum(r["end"] - r["start"] for _, r in picks),
+        },
+        "model": "corpus = sample * segments_total / sample_size",
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -633,8 +835,8 @@ def _child_rss(cfg_path: str) -> None:
     peak RSS (VmHWM) of this process, of its largest ffmpeg child, and the sampled peak sum of both."""
     import psutil
 
-    from etl.run import build as B
     from etl.config import load_config
+    from etl.run import build as B
     from etl.run.shards import run_shard
 
     me = psutil.Process()
@@ -662,8 +864,13 @@ def _child_rss(cfg_path: str) -> None:
     from distributed import Client, LocalCluster
 
     cfg = load_config(cfg_path)
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as lc, Client(lc) as client:
-        tasks = B.prepare(cfg, client)  # the build's own set-up: table, plan, tasks, a started output
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as lc,
+        Client(lc) as client,
+    ):
+        tasks = B.prepare(
+            cfg, client
+        )  # the build's own set-up: table, plan, tasks, a started output
     before, hwm_before = me.memory_info().rss, self_peak()
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
@@ -673,13 +880,23 @@ def _child_rss(cfg_path: str) -> None:
     stop.set()
     th.join()
     hwm = self_peak()
-    print(json.dumps({
-        "rss_before_shard_mb": before / MB, "hwm_before_shard_mb": hwm_before / MB,
-        "self_peak_mb": hwm / MB, "self_growth_during_shard_mb": (hwm - hwm_before) / MB,
-        "ffmpeg_peak_mb": peak["child_hwm"] / MB, "peak_rss_mb": (hwm + peak["child_hwm"]) / MB,
-        "sampled_tree_peak_mb": peak["tree"] / MB,
-        "run_shard_wall_s": wall, "rows": sum(p["rows"] for r in results for p in r["parts"].values()),
-        "decoded_s": sum(r["decoded_seconds"] for r in results), "tasks": len(tasks)}))
+    print(
+        json.dumps(
+            {
+                "rss_before_shard_mb": before / MB,
+                "hwm_before_shard_mb": hwm_before / MB,
+                "self_peak_mb": hwm / MB,
+                "self_growth_during_shard_mb": (hwm - hwm_before) / MB,
+                "ffmpeg_peak_mb": peak["child_hwm"] / MB,
+                "peak_rss_mb": (hwm + peak["child_hwm"]) / MB,
+                "sampled_tree_peak_mb": peak["tree"] / MB,
+                "run_shard_wall_s": wall,
+                "rows": sum(p["rows"] for r in results for p in r["parts"].values()),
+                "decoded_s": sum(r["decoded_seconds"] for r in results),
+                "tasks": len(tasks),
+            }
+        )
+    )
 
 
 def _child_naive(jobs_json: str) -> None:
@@ -694,8 +911,15 @@ def _child_naive(jobs_json: str) -> None:
     for job in json.loads(jobs_json):
         c0, t0 = _self_cpu() + _children_cpu(), time.perf_counter()
         _naive_one(job["path"], job["start"], job["end"], job["out"])
-        samples.append({"id": job["id"], "recording_s": job["recording_s"], "segment_s": job["segment_s"],
-                        "wall_s": time.perf_counter() - t0, "cpu_s": _self_cpu() + _children_cpu() - c0})
+        samples.append(
+            {
+                "id": job["id"],
+                "recording_s": job["recording_s"],
+                "segment_s": job["segment_s"],
+                "wall_s": time.perf_counter() - t0,
+                "cpu_s": _self_cpu() + _children_cpu() - c0,
+            }
+        )
     print(json.dumps({"samples": samples}))
 
 
@@ -721,12 +945,27 @@ def _child_load(data_dir: str) -> None:
         n += 1
         seconds += len(x) / sr
     t_iter = time.perf_counter() - t2
-    print(json.dumps({
-        "files": len(files), "parquet_bytes": sum(os.path.getsize(f) for f in files), "rows": len(ds),
-        "import_datasets_s": t_import, "from_parquet_s": t_load, "peak_rss_after_load_mb": rss_load / MB,
-        "iterate_s": t_iter, "clips": n, "clip_hours": seconds / 3600, "clips_per_s": n / t_iter if t_iter else None,
-        "audio_hours_per_s": seconds / 3600 / t_iter if t_iter else None,
-        "peak_rss_mb": (_vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / MB}))
+    print(
+        json.dumps(
+            {
+                "files": len(files),
+                "parquet_bytes": sum(os.path.getsize(f) for f in files),
+                "rows": len(ds),
+                "import_datasets_s": t_import,
+                "from_parquet_s": t_load,
+                "peak_rss_after_load_mb": rss_load / MB,
+                "iterate_s": t_iter,
+                "clips": n,
+                "clip_hours": seconds / 3600,
+                "clips_per_s": n / t_iter if t_iter else None,
+                "audio_hours_per_s": seconds / 3600 / t_iter if t_iter else None,
+                "peak_rss_mb": (
+                    _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+                )
+                / MB,
+            }
+        )
+    )
 
 
 def _child_load_arrow(out_dir: str) -> None:
@@ -753,17 +992,38 @@ def _child_load_arrow(out_dir: str) -> None:
         seconds += len(a["array"]) / a["sampling_rate"]
     t_iter = time.perf_counter() - t3
     files = [c["filename"] for c in ds.cache_files]
-    print(json.dumps({
-        "files": len(files), "arrow_bytes": sum(os.path.getsize(f) for f in files), "rows": len(ds),
-        "rows_load_from_disk": len(plain), "memory_mapped_in_place": all(f.startswith(out_dir) for f in files),
-        "import_s": t_import, "etl_load_s": t_load, "load_from_disk_s": t_plain,
-        "peak_rss_after_load_mb": rss_load / MB, "iterate_s": t_iter, "clips": n, "clip_hours": seconds / 3600,
-        "clips_per_s": n / t_iter if t_iter else None,
-        "peak_rss_mb": (_vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / MB}))
+    print(
+        json.dumps(
+            {
+                "files": len(files),
+                "arrow_bytes": sum(os.path.getsize(f) for f in files),
+                "rows": len(ds),
+                "rows_load_from_disk": len(plain),
+                "memory_mapped_in_place": all(f.startswith(out_dir) for f in files),
+                "import_s": t_import,
+                "etl_load_s": t_load,
+                "load_from_disk_s": t_plain,
+                "peak_rss_after_load_mb": rss_load / MB,
+                "iterate_s": t_iter,
+                "clips": n,
+                "clip_hours": seconds / 3600,
+                "clips_per_s": n / t_iter if t_iter else None,
+                "peak_rss_mb": (
+                    _vm_hwm() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+                )
+                / MB,
+            }
+        )
+    )
 
 
 def _run_child(call: str, *args: str, env: dict | None = None) -> dict:
-    cmd = [sys.executable, "-c", f"import sys, benchmarks.bench as b; b.{call}(*sys.argv[1:])", *args]
+    cmd = [
+        sys.executable,
+        "-c",
+        f"import sys, benchmarks.bench as b; b.{call}(*sys.argv[1:])",
+        *args,
+    ]
     r = run_measured(cmd, env=env, cwd=ROOT)
     if r["rc"] != 0:
         raise RuntimeError(f"{call} exited with {r['rc']}:\n{_tail(r['stderr'])}")
@@ -785,18 +1045,27 @@ def measure_worker_rss(name: str, out_root: str, corpus: Corpus) -> dict:
     build_peak = max(b["peak_worker_hwm_mb"] or b["peak_worker_rss_mb"] or [0])
     try:
         res = _run_child("_child_rss", cfg)
-        res["method"] = "etl.run.shards.run_shard in a fresh process; peak = VmHWM(process) + VmHWM(ffmpeg child)"
+        res["method"] = (
+            "etl.run.shards.run_shard in a fresh process; peak = VmHWM(process) + VmHWM(ffmpeg child)"
+        )
     except Exception as e:
-        _say(f"rss {name}: run_shard route failed ({str(e).splitlines()[0]}); using the 1-worker build")
-        res = {"peak_rss_mb": build_peak, "method": "1-worker etl build: VmHWM of the Dask worker + its ffmpeg",
-               "fallback_reason": str(e)[:300]}
+        _say(
+            f"rss {name}: run_shard route failed ({str(e).splitlines()[0]}); using the 1-worker build"
+        )
+        res = {
+            "peak_rss_mb": build_peak,
+            "method": "1-worker etl build: VmHWM of the Dask worker + its ffmpeg",
+            "fallback_reason": str(e)[:300],
+        }
     res["build_worker_peak_mb"] = build_peak
     res["build_worker_sampled_peak_mb"] = max(b["peak_worker_rss_mb"] or [0])
     res["build_wall_s"] = b["wall_s"]
     res["recording_minutes"] = minutes
     res["segments"] = len(corpus.recordings[0]["rows"])
-    _say(f"rss {name}: {minutes:.0f}-min recording -> peak {res['peak_rss_mb']:.1f} MB "
-         f"(Dask worker in a 1-worker build: {build_peak:.1f} MB)")
+    _say(
+        f"rss {name}: {minutes:.0f}-min recording -> peak {res['peak_rss_mb']:.1f} MB "
+        f"(Dask worker in a 1-worker build: {build_peak:.1f} MB)"
+    )
     return res
 
 
@@ -805,8 +1074,14 @@ def _with_fresh_hf_cache(call: str, *args: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="etl-bench-hf-") as cache:
         ds_cache = os.path.join(cache, "datasets")
         os.makedirs(ds_cache)
-        env = {**os.environ, "HF_HOME": os.path.join(cache, "home"), "HF_DATASETS_CACHE": ds_cache,
-               "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+        env = {
+            **os.environ,
+            "HF_HOME": os.path.join(cache, "home"),
+            "HF_DATASETS_CACHE": ds_cache,
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
         res = _run_child(call, *args, env=env)
         res["hf_cache_growth_bytes"] = _du(cache)
     res["hf_cache_growth_mb"] = res["hf_cache_growth_bytes"] / MB
@@ -815,8 +1090,8 @@ def _with_fresh_hf_cache(call: str, *args: str) -> dict:
 
 def measure_loading(out_dir: str) -> dict:
     """from_parquet vs the zero-copy arrow/ folder on the train split of an etl output."""
-    from etl.output.arrow_export import export
     from etl.loading import data_files
+    from etl.output.arrow_export import export
 
     res = _with_fresh_hf_cache("_child_load", os.path.join(out_dir, "data"))
     arrow = {}
@@ -850,12 +1125,19 @@ def _code_version() -> dict:
     """The commit measured, and whether etl/ had uncommitted changes (the figures then belong to those)."""
     here = ROOT
     try:
-        head = subprocess.run(["git", "-C", here, "log", "-1", "--format=%h %s"], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--", "etl", "conf"], capture_output=True,
-                               text=True, timeout=10).stdout.split("\n")
-        return {"commit": head or None,
-                "uncommitted": [ln[3:] for ln in dirty if ln.strip()]}
+        head = subprocess.run(
+            ["git", "-C", here, "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", here, "status", "--porcelain", "--", "etl", "conf"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
+        return {"commit": head or None, "uncommitted": [ln[3:] for ln in dirty if ln.strip()]}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "uncommitted": []}
 
@@ -866,32 +1148,70 @@ def machine_info() -> dict:
     model = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+            model = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), ""
+            )
     except OSError:
         pass
     try:
-        ffv = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True).stdout.splitlines()[0]
+        ffv = subprocess.run(
+            [ffmpeg_binary(), "-version"], capture_output=True, text=True
+        ).stdout.splitlines()[0]
     except (OSError, IndexError):
         ffv = "?"
     from importlib.metadata import PackageNotFoundError, version
 
     pkgs = {}
-    for p in ("dask", "distributed", "pyarrow", "datasets", "soundfile", "pydub", "numpy", "pandas"):
+    for p in (
+        "dask",
+        "distributed",
+        "pyarrow",
+        "datasets",
+        "soundfile",
+        "pydub",
+        "numpy",
+        "pandas",
+    ):
         try:
             pkgs[p] = version(p)
         except PackageNotFoundError:
             pass
-    return {"etl_code": _code_version(), "nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count(), "cpu_model": model, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": sys.version.split()[0], "platform": platform.platform(), "ffmpeg": ffv,
-            "ffmpeg_path": ffmpeg_binary(), "packages": pkgs}
+    return {
+        "etl_code": _code_version(),
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "ffmpeg": ffv,
+        "ffmpeg_path": ffmpeg_binary(),
+        "packages": pkgs,
+    }
 
 
 def _target(name: str, value: float | None, op: str, threshold: float, detail: str) -> dict:
-    met = None if value is None else (value <= threshold if op == "<=" else value >= threshold if op == ">="
-                                       else value < threshold)
-    return {"name": name, "value": None if value is None else round(value, 3), "op": op, "threshold": threshold,
-            "met": met, "detail": detail}
+    met = (
+        None
+        if value is None
+        else (
+            value <= threshold
+            if op == "<="
+            else value >= threshold
+            if op == ">="
+            else value < threshold
+        )
+    )
+    return {
+        "name": name,
+        "value": None if value is None else round(value, 3),
+        "op": op,
+        "threshold": threshold,
+        "met": met,
+        "detail": detail,
+    }
 
 
 FLOORS = ("floor", "floor_tuned", "floor_av")
@@ -900,32 +1220,78 @@ FLOORS = ("floor", "floor_tuned", "floor_av")
 def targets(m: dict, rss: dict, workers: int) -> list[dict]:
     floor, etl = m["floor"]["wall_s"], m["etl_flac"]["wall_s"]
     out = [
-        _target("etl wall / plain ffmpeg floor wall", etl / floor, "<=", 1.25,
-                f"etl build flac {etl:.1f} s vs `ffmpeg -i REC -ac 1 -ar 16000` {floor:.1f} s"),
-        _paired_target("etl wall / tuned ffmpeg floor wall", m, lambda r: r["etl_flac"]["wall_s"] / r["floor_tuned"]["wall_s"],
-                       1.0, lambda r: f"{r['etl_flac']['wall_s']:.1f}/{r['floor_tuned']['wall_s']:.1f} s"),
-        _paired_target("etl CPU / PyAV decode-only CPU", m, lambda r: r["etl_flac"]["cpu_s"] / r["floor_av"]["cpu_s"],
-                       1.15, lambda r: f"{r['etl_flac']['cpu_s']:.1f}/{r['floor_av']['cpu_s']:.1f} CPU s"),
+        _target(
+            "etl wall / plain ffmpeg floor wall",
+            etl / floor,
+            "<=",
+            1.25,
+            f"etl build flac {etl:.1f} s vs `ffmpeg -i REC -ac 1 -ar 16000` {floor:.1f} s",
+        ),
+        _paired_target(
+            "etl wall / tuned ffmpeg floor wall",
+            m,
+            lambda r: r["etl_flac"]["wall_s"] / r["floor_tuned"]["wall_s"],
+            1.0,
+            lambda r: f"{r['etl_flac']['wall_s']:.1f}/{r['floor_tuned']['wall_s']:.1f} s",
+        ),
+        _paired_target(
+            "etl CPU / PyAV decode-only CPU",
+            m,
+            lambda r: r["etl_flac"]["cpu_s"] / r["floor_av"]["cpu_s"],
+            1.15,
+            lambda r: f"{r['etl_flac']['cpu_s']:.1f}/{r['floor_av']['cpu_s']:.1f} CPU s",
+        ),
         *_beyond_fixed(m),
-        _target("naive wall / etl wall", m["naive"]["wall_s"] / etl, ">=", 50,
-                f"naive {m['naive']['wall_s']:.0f} s (extrapolated) vs etl {etl:.1f} s"),
-        _target("seek wall / etl wall", m["seek"]["wall_s"] / etl, ">=", 2.5,
-                f"seek {m['seek']['wall_s']:.1f} s (extrapolated) vs etl {etl:.1f} s"),
+        _target(
+            "naive wall / etl wall",
+            m["naive"]["wall_s"] / etl,
+            ">=",
+            50,
+            f"naive {m['naive']['wall_s']:.0f} s (extrapolated) vs etl {etl:.1f} s",
+        ),
+        _target(
+            "seek wall / etl wall",
+            m["seek"]["wall_s"] / etl,
+            ">=",
+            2.5,
+            f"seek {m['seek']['wall_s']:.1f} s (extrapolated) vs etl {etl:.1f} s",
+        ),
     ]
     if rss.get("short") and rss.get("long"):
         s, lg = rss["short"], rss["long"]
-        out.append(_target("long - short recording peak worker RSS (MB)", lg["peak_rss_mb"] - s["peak_rss_mb"], "<",
-                           100, f"{lg['recording_minutes']:.0f} min: {lg['peak_rss_mb']:.1f} MB, "
-                                f"{s['recording_minutes']:.0f} min: {s['peak_rss_mb']:.1f} MB"))
+        out.append(
+            _target(
+                "long - short recording peak worker RSS (MB)",
+                lg["peak_rss_mb"] - s["peak_rss_mb"],
+                "<",
+                100,
+                f"{lg['recording_minutes']:.0f} min: {lg['peak_rss_mb']:.1f} MB, "
+                f"{s['recording_minutes']:.0f} min: {s['peak_rss_mb']:.1f} MB",
+            )
+        )
     if "etl_flac_1worker" in m and workers > 1:
         one = m["etl_flac_1worker"]["wall_s"]
         f1 = m.get("floor_1proc", {}).get("wall_s")
         ctx = f"; the floor itself: {f1 / floor:.2f}x ({f1:.1f} s -> {floor:.1f} s)" if f1 else ""
-        out.append(_target(f"speed-up 1 -> {workers} workers", one / etl, ">=", round(0.9 * workers, 2),
-                           f"1 worker {one:.1f} s, {workers} workers {etl:.1f} s{ctx}"))
+        out.append(
+            _target(
+                f"speed-up 1 -> {workers} workers",
+                one / etl,
+                ">=",
+                round(0.9 * workers, 2),
+                f"1 worker {one:.1f} s, {workers} workers {etl:.1f} s{ctx}",
+            )
+        )
     else:
-        out.append(_target("speed-up 1 -> workers", None, ">=", round(0.9 * max(workers, 1), 2),
-                           "not measured (--workers 1)"))
+        out.append(
+            _target(
+                "speed-up 1 -> workers",
+                None,
+                ">=",
+                round(0.9 * max(workers, 1), 2),
+                "not measured (--workers 1)",
+            )
+        )
     return out
 
 
@@ -936,12 +1302,27 @@ def _beyond_fixed(m: dict) -> list[dict]:
     if "etl_fixed" not in m:
         return []
     return [
-        _paired_target("etl wall beyond the per-build cost / tuned ffmpeg floor wall", m,
-                       lambda r: (r["etl_flac"]["wall_s"] - r["etl_fixed"]["wall_s"]) / r["floor_tuned"]["wall_s"], 1.0,
-                       lambda r: f"({r['etl_flac']['wall_s']:.1f} - {r['etl_fixed']['wall_s']:.1f})/{r['floor_tuned']['wall_s']:.1f} s"),
-        _paired_target("etl CPU per audio hour beyond the per-build cost / PyAV decode-only", m,
-                       lambda r: (r["etl_flac"]["cpu_s"] - r["etl_fixed"]["cpu_s"]) / r["floor_av"]["cpu_s"], 1.15,
-                       lambda r: f"({r['etl_flac']['cpu_s']:.1f} - {r['etl_fixed']['cpu_s']:.1f})/{r['floor_av']['cpu_s']:.1f} CPU s")]
+        _paired_target(
+            "etl wall beyond the per-build cost / tuned ffmpeg floor wall",
+            m,
+            lambda r: (
+                (r["etl_flac"]["wall_s"] - r["etl_fixed"]["wall_s"]) / r["floor_tuned"]["wall_s"]
+            ),
+            1.0,
+            lambda r: (
+                f"({r['etl_flac']['wall_s']:.1f} - {r['etl_fixed']['wall_s']:.1f})/{r['floor_tuned']['wall_s']:.1f} s"
+            ),
+        ),
+        _paired_target(
+            "etl CPU per audio hour beyond the per-build cost / PyAV decode-only",
+            m,
+            lambda r: (r["etl_flac"]["cpu_s"] - r["etl_fixed"]["cpu_s"]) / r["floor_av"]["cpu_s"],
+            1.15,
+            lambda r: (
+                f"({r['etl_flac']['cpu_s']:.1f} - {r['etl_fixed']['cpu_s']:.1f})/{r['floor_av']['cpu_s']:.1f} CPU s"
+            ),
+        ),
+    ]
 
 
 # Methods measured in rounds, back to back (``measure_methods``); the targets between them are paired.
@@ -951,7 +1332,10 @@ PAIRED = ("floor_tuned", "floor_av", "etl_flac", "etl_fixed")
 def paired_rounds(m: dict) -> list[dict]:
     """Round i's run of each PAIRED method (a method measured once, without rounds, stands for all)."""
     n = max(len(m[k].get("rounds", [])) for k in PAIRED if k in m)
-    return [{k: (m[k]["rounds"][i] if "rounds" in m[k] else m[k]) for k in PAIRED if k in m} for i in range(max(n, 1))]
+    return [
+        {k: (m[k]["rounds"][i] if "rounds" in m[k] else m[k]) for k in PAIRED if k in m}
+        for i in range(max(n, 1))
+    ]
 
 
 def _paired_target(name: str, m: dict, ratio, threshold: float, show) -> dict:
@@ -981,82 +1365,141 @@ def table_rows(m: dict, audio_hours: float) -> list[list[str]]:
     floor = m["floor"]["wall_s"]
     best = min(m[f]["wall_s"] for f in FLOORS if f in m)
     rows = []
-    for key in ("floor", "floor_tuned", "floor_av", "etl_flac", "etl_wav", "naive", "seek", "floor_1proc",
-                "etl_flac_1worker"):
+    for key in (
+        "floor",
+        "floor_tuned",
+        "floor_av",
+        "etl_flac",
+        "etl_wav",
+        "naive",
+        "seek",
+        "floor_1proc",
+        "etl_flac_1worker",
+    ):
         if key not in m:
             continue
         r = m[key]
         procs = r.get("workers", r.get("processes"))
-        label = f"{LABELS[key]} ({procs} proc)" if key not in ("etl_flac_1worker", "floor_1proc") else LABELS[key]
+        label = (
+            f"{LABELS[key]} ({procs} proc)"
+            if key not in ("etl_flac_1worker", "floor_1proc")
+            else LABELS[key]
+        )
         per_core_h = audio_hours / (r["cpu_s"] / 3600) if r["cpu_s"] else float("nan")
-        rows.append([label, f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{per_core_h:.0f}",
-                     f"{r['wall_s'] / floor:.2f}", f"{r['wall_s'] / best:.2f}"])
+        rows.append(
+            [
+                label,
+                f"{r['wall_s']:.1f}",
+                f"{r['cpu_s']:.1f}",
+                f"{per_core_h:.0f}",
+                f"{r['wall_s'] / floor:.2f}",
+                f"{r['wall_s'] / best:.2f}",
+            ]
+        )
     return rows
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
 
-HEADER = ["method", "wall s", "CPU s", "h audio / core-h", "wall / plain ffmpeg", "wall / best plain decode"]
+HEADER = [
+    "method",
+    "wall s",
+    "CPU s",
+    "h audio / core-h",
+    "wall / plain ffmpeg",
+    "wall / best plain decode",
+]
 
 
 def render_loading(ld: dict) -> list[str]:
     z = ld["zero_copy"]
-    return [f"loading train ({ld['rows']} clips, parquet {ld['parquet_bytes'] / MB:.1f} MB): from_parquet "
-            f"{ld['from_parquet_s']:.2f} s (+{ld['import_datasets_s']:.2f} s import), peak RSS after load "
-            f"{ld['peak_rss_after_load_mb']:.0f} MB, HF cache +{ld['hf_cache_growth_mb']:.1f} MB; iterate+decode "
-            f"{ld['clips_per_s']:.0f} clips/s",
-            f"loading train zero-copy arrow/: etl.load {z['etl_load_s']:.3f} s, load_from_disk "
-            f"{z['load_from_disk_s']:.3f} s (+{z['import_s']:.2f} s import), peak RSS after load "
-            f"{z['peak_rss_after_load_mb']:.0f} MB, HF cache +{z['hf_cache_growth_mb']:.1f} MB, arrow/ on disk "
-            f"{z['extra_disk_mb']:.1f} MB; iterate+decode (etl.load numpy) {z['clips_per_s']:.0f} clips/s"]
+    return [
+        f"loading train ({ld['rows']} clips, parquet {ld['parquet_bytes'] / MB:.1f} MB): from_parquet "
+        f"{ld['from_parquet_s']:.2f} s (+{ld['import_datasets_s']:.2f} s import), peak RSS after load "
+        f"{ld['peak_rss_after_load_mb']:.0f} MB, HF cache +{ld['hf_cache_growth_mb']:.1f} MB; iterate+decode "
+        f"{ld['clips_per_s']:.0f} clips/s",
+        f"loading train zero-copy arrow/: etl.load {z['etl_load_s']:.3f} s, load_from_disk "
+        f"{z['load_from_disk_s']:.3f} s (+{z['import_s']:.2f} s import), peak RSS after load "
+        f"{z['peak_rss_after_load_mb']:.0f} MB, HF cache +{z['hf_cache_growth_mb']:.1f} MB, arrow/ on disk "
+        f"{z['extra_disk_mb']:.1f} MB; iterate+decode (etl.load numpy) {z['clips_per_s']:.0f} clips/s",
+    ]
 
 
 def render(results: dict) -> str:
     m, p = results["methods"], results["parameters"]
     c = results["corpus"]
     code = results["machine"].get("etl_code", {})
-    out = [f"etl at {code.get('commit')}" + (f" + uncommitted changes in {', '.join(code['uncommitted'])}"
-                                             if code.get("uncommitted") else ""),
-           f"corpus: {c['recordings']} recordings, {c['recording_hours']:.2f} h of 44.1 kHz stereo MP3, "
-           f"{c['segments']} segments ({c['segment_hours']:.2f} h); {p['workers']} processes per method", "",
-           markdown_table(HEADER, table_rows(m, c["recording_hours"])), ""]
+    out = [
+        f"etl at {code.get('commit')}"
+        + (
+            f" + uncommitted changes in {', '.join(code['uncommitted'])}"
+            if code.get("uncommitted")
+            else ""
+        ),
+        f"corpus: {c['recordings']} recordings, {c['recording_hours']:.2f} h of 44.1 kHz stereo MP3, "
+        f"{c['segments']} segments ({c['segment_hours']:.2f} h); {p['workers']} processes per method",
+        "",
+        markdown_table(HEADER, table_rows(m, c["recording_hours"])),
+        "",
+    ]
     for key in ("etl_flac", "etl_wav", "etl_flac_1worker", "etl_fixed"):
         r = m.get(key)
         if not r:
             continue
         t, cpu = r.get("report_timings", {}), r.get("cpu_by_kind_s", {})
-        out.append(f"{key}: wall {r['wall_s']:.1f} s = outside build() {r['outside_build_s']:.1f} + table "
-                   f"{t.get('table_s', 0):.1f} + decode/cut/write {t.get('decode_cut_write_s', 0):.1f} + rest "
-                   f"{t.get('total_s', 0) - t.get('table_s', 0) - t.get('decode_cut_write_s', 0):.1f}; CPU by process: "
-                   + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items() if k != "processes")
-                   + (f" (machine busy {r['cpu_machine_s']:.1f} s)" if r.get("cpu_machine_s") is not None else "")
-                   + f"; peak worker+ffmpeg {max(r.get('peak_worker_hwm_mb') or [0]):.0f} MB")
+        out.append(
+            f"{key}: wall {r['wall_s']:.1f} s = outside build() {r['outside_build_s']:.1f} + table "
+            f"{t.get('table_s', 0):.1f} + decode/cut/write {t.get('decode_cut_write_s', 0):.1f} + rest "
+            f"{t.get('total_s', 0) - t.get('table_s', 0) - t.get('decode_cut_write_s', 0):.1f}; CPU by process: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items() if k != "processes")
+            + (
+                f" (machine busy {r['cpu_machine_s']:.1f} s)"
+                if r.get("cpu_machine_s") is not None
+                else ""
+            )
+            + f"; peak worker+ffmpeg {max(r.get('peak_worker_hwm_mb') or [0]):.0f} MB"
+        )
     out.append("")
     rss = results.get("worker_rss", {})
     for k in ("short", "long"):
         if k in rss:
-            out.append(f"peak worker RSS, {rss[k]['recording_minutes']:.0f}-min recording: "
-                       f"{rss[k]['peak_rss_mb']:.1f} MB (run_shard + ffmpeg); Dask worker + ffmpeg in a "
-                       f"1-worker build: {rss[k]['build_worker_peak_mb']:.1f} MB")
+            out.append(
+                f"peak worker RSS, {rss[k]['recording_minutes']:.0f}-min recording: "
+                f"{rss[k]['peak_rss_mb']:.1f} MB (run_shard + ffmpeg); Dask worker + ffmpeg in a "
+                f"1-worker build: {rss[k]['build_worker_peak_mb']:.1f} MB"
+            )
     if results.get("loading"):
         out += render_loading(results["loading"])
     out.append("")
     for t in results["targets"]:
         flag = "n/a " if t["met"] is None else "PASS" if t["met"] else "MISS"
         val = "-" if t["value"] is None else f"{t['value']:.2f}"
-        out.append(f"{flag}  {t['name']}: {val} (target {t['op']} {t['threshold']}) — {t['detail']}")
+        out.append(
+            f"{flag}  {t['name']}: {val} (target {t['op']} {t['threshold']}) — {t['detail']}"
+        )
     return "\n".join(out)
 
 
 # --------------------------------------------------------------------------------------------------
 
 
-def measure_methods(corpus: "Corpus", fixed_corpus: "Corpus", workers: int, dev_size: int, out_root: str,
-                    params: dict, repeat: int, seed: int) -> dict:
+def measure_methods(
+    corpus: Corpus,
+    fixed_corpus: Corpus,
+    workers: int,
+    dev_size: int,
+    out_root: str,
+    params: dict,
+    repeat: int,
+    seed: int,
+) -> dict:
     """Every method of the comparison on the same corpus, the floors first."""
     ffmpeg = ffmpeg_binary()
     methods: dict[str, dict] = {}
@@ -1079,21 +1522,37 @@ def measure_methods(corpus: "Corpus", fixed_corpus: "Corpus", workers: int, dev_
     for i in range(repeat):
         rounds["floor_tuned"].append(measure_floor(ffmpeg, paths, workers, tuned_command))
         rounds["floor_av"].append(measure_av_floor(paths, workers))
-        rounds["etl_flac"].append(measure_etl("etl_flac", out_root, corpus, workers, "flac", dev_size))
+        rounds["etl_flac"].append(
+            measure_etl("etl_flac", out_root, corpus, workers, "flac", dev_size)
+        )
         # the per-build cost: the same build of a 30-s corpus (interpreter, imports, cluster, plan, report)
-        rounds["etl_fixed"].append(measure_etl("etl_fixed", out_root, fixed_corpus, workers, "flac", 2))
-        _say(f"round {i + 1}: " + ", ".join(f"{k} {r[-1]['wall_s']:.1f} s / {r[-1]['cpu_s']:.1f} CPU s"
-                                          for k, r in rounds.items()))
+        rounds["etl_fixed"].append(
+            measure_etl("etl_fixed", out_root, fixed_corpus, workers, "flac", 2)
+        )
+        _say(
+            f"round {i + 1}: "
+            + ", ".join(
+                f"{k} {r[-1]['wall_s']:.1f} s / {r[-1]['cpu_s']:.1f} CPU s"
+                for k, r in rounds.items()
+            )
+        )
     for k, runs in rounds.items():
-        methods[k] = {**min(runs, key=lambda r: r["wall_s"]),
-                      "rounds": [{"wall_s": round(r["wall_s"], 3), "cpu_s": round(r["cpu_s"], 3)} for r in runs]}
+        methods[k] = {
+            **min(runs, key=lambda r: r["wall_s"]),
+            "rounds": [
+                {"wall_s": round(r["wall_s"], 3), "cpu_s": round(r["cpu_s"], 3)} for r in runs
+            ],
+        }
     methods["etl_wav"] = best_of(measure_etl, "etl_wav", out_root, corpus, workers, "wav", dev_size)
     _say(f"etl_wav: {methods['etl_wav']['wall_s']:.1f} s")
     if workers > 1:
         _say("floor, 1 process ...")
-        methods["floor_1proc"] = best_of(measure_floor, ffmpeg, [(corpus.path(r), r["seconds"])
-                                                                 for r in corpus.recordings], 1)
-        methods["etl_flac_1worker"] = best_of(measure_etl, "etl_flac_1worker", out_root, corpus, 1, "flac", dev_size)
+        methods["floor_1proc"] = best_of(
+            measure_floor, ffmpeg, [(corpus.path(r), r["seconds"]) for r in corpus.recordings], 1
+        )
+        methods["etl_flac_1worker"] = best_of(
+            measure_etl, "etl_flac_1worker", out_root, corpus, 1, "flac", dev_size
+        )
         _say(f"etl_flac_1worker: {methods['etl_flac_1worker']['wall_s']:.1f} s")
     with tempfile.TemporaryDirectory(prefix="etl-bench-") as tmp:
         methods["naive"] = measure_naive(corpus, *params["naive_samples"], workers, tmp)
@@ -1103,7 +1562,9 @@ def measure_methods(corpus: "Corpus", fixed_corpus: "Corpus", workers: int, dev_
     return methods
 
 
-def measure_extras(methods: dict, rss_corpora: dict, out_root: str, corpus: "Corpus", quick: bool) -> tuple:
+def measure_extras(
+    methods: dict, rss_corpora: dict, out_root: str, corpus: Corpus, quick: bool
+) -> tuple:
     """The measurements beside the method table: worker RSS, loading, planning, listing."""
     rss = {label: measure_worker_rss(label, out_root, c) for label, c in rss_corpora.items()}
     if "short" in rss and "long" in rss:
@@ -1114,8 +1575,11 @@ def measure_extras(methods: dict, rss_corpora: dict, out_root: str, corpus: "Cor
     plan = measure_plan(out_root, corpus, 20_000 if quick else 1_000_000)
     _say(f"plan: {plan['rows']} rows in {plan['wall_s']:.1f} s")
     from .listing import measure_listing  # a nested tree of empty files: listing + join
+
     listing = measure_listing(500 if quick else 100_000)
-    _say(f"listing: {listing['files']:,} nested files listed and joined in {listing['list_and_resolve_s']:.1f} s")
+    _say(
+        f"listing: {listing['files']:,} nested files listed and joined in {listing['list_and_resolve_s']:.1f} s"
+    )
 
     return rss, loading, plan, listing
 
@@ -1126,30 +1590,46 @@ def prepare_corpora(out_root: str, params: dict, workers: int) -> tuple:
     seed = params["seed"]
     rng = np.random.default_rng(seed)
     durations = plan_durations(params["hours"], *params["recording_minutes"], rng)
-    corpus = Corpus(os.path.join(out_root, "corpus"),
-                    {k: params[k] for k in ("hours", "seed", "recording_minutes")},
-                    plan_corpus(durations, seed))
+    corpus = Corpus(
+        os.path.join(out_root, "corpus"),
+        {k: params[k] for k in ("hours", "seed", "recording_minutes")},
+        plan_corpus(durations, seed),
+    )
     rss_corpora = {}
     for label, minutes in zip(("short", "long"), params["rss_minutes"]):
-        rss_corpora[label] = Corpus(os.path.join(out_root, "corpus-long", f"rec_{minutes}min"),
-                                    {"minutes": minutes, "seed": seed},
-                                    plan_corpus([minutes * 60.0], seed + 1000 + minutes, prefix=f"long{minutes}m_"))
-    fixed_corpus = Corpus(os.path.join(out_root, "corpus-fixed"), {"seconds": 30, "seed": seed},
-                          plan_corpus([30.0], seed + 7, prefix="fixed_"))
+        rss_corpora[label] = Corpus(
+            os.path.join(out_root, "corpus-long", f"rec_{minutes}min"),
+            {"minutes": minutes, "seed": seed},
+            plan_corpus([minutes * 60.0], seed + 1000 + minutes, prefix=f"long{minutes}m_"),
+        )
+    fixed_corpus = Corpus(
+        os.path.join(out_root, "corpus-fixed"),
+        {"seconds": 30, "seed": seed},
+        plan_corpus([30.0], seed + 7, prefix="fixed_"),
+    )
     gen = ensure_corpora([corpus, fixed_corpus, *rss_corpora.values()], workers)
     info = corpus.summary()
     info["generated_s"] = gen[corpus.root]
     info["reused"] = gen[corpus.root] is None
     params["dev_size"] = min(500, max(2, info["segments"] // 10))
-    _say(f"corpus: {info['recordings']} recordings, {info['recording_hours']:.2f} h, {info['segments']} segments"
-         f"{' (reused)' if info['reused'] else ''}")
+    _say(
+        f"corpus: {info['recordings']} recordings, {info['recording_hours']:.2f} h, {info['segments']} segments"
+        f"{' (reused)' if info['reused'] else ''}"
+    )
     for r in corpus.recordings:  # warm the page cache: every method reads the files from memory
         with open(corpus.path(r), "rb") as f:
             while f.read(1 << 22):
                 pass
     # warm the page cache for the interpreter's imports too, so the first etl run is not the only cold one
-    subprocess.run([sys.executable, "-c", "import etl.run.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av"],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import etl.run.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return corpus, fixed_corpus, rss_corpora, info
 
 
@@ -1163,8 +1643,18 @@ def annotate_methods(methods: dict, audio_hours: float, fixed_hours: float) -> N
         r["label"] = LABELS[k]
 
 
-def assemble(machine: dict, params: dict, info: dict, methods: dict, rss: dict, loading: dict, plan: dict,
-             listing: dict, workers: int, t_start: float) -> dict:
+def assemble(
+    machine: dict,
+    params: dict,
+    info: dict,
+    methods: dict,
+    rss: dict,
+    loading: dict,
+    plan: dict,
+    listing: dict,
+    workers: int,
+    t_start: float,
+) -> dict:
     """results.json's content."""
     return {
         "machine": machine,
@@ -1172,40 +1662,80 @@ def assemble(machine: dict, params: dict, info: dict, methods: dict, rss: dict, 
         "corpus": info,
         "methods": methods,
         "worker_rss": rss,
-        "scaling": ({"workers": workers, "wall_1_s": methods["etl_flac_1worker"]["wall_s"],
-                     f"wall_{workers}_s": methods["etl_flac"]["wall_s"],
-                     "speedup": methods["etl_flac_1worker"]["wall_s"] / methods["etl_flac"]["wall_s"],
-                     "floor_speedup": methods["floor_1proc"]["wall_s"] / methods["floor"]["wall_s"]}
-                    if "etl_flac_1worker" in methods else {}),
+        "scaling": (
+            {
+                "workers": workers,
+                "wall_1_s": methods["etl_flac_1worker"]["wall_s"],
+                f"wall_{workers}_s": methods["etl_flac"]["wall_s"],
+                "speedup": methods["etl_flac_1worker"]["wall_s"] / methods["etl_flac"]["wall_s"],
+                "floor_speedup": methods["floor_1proc"]["wall_s"] / methods["floor"]["wall_s"],
+            }
+            if "etl_flac_1worker" in methods
+            else {}
+        ),
         "loading": loading,
         "plan": plan,
         "listing": listing,
-        "targets": targets(methods, rss, workers) + [
-            _target(f"etl plan on {plan['rows']:,} rows (s)", plan["wall_s"], "<", 30,
-                    f"{plan['rows']:,} rows read, checked, joined and split in {plan['wall_s']:.1f} s")],
+        "targets": targets(methods, rss, workers)
+        + [
+            _target(
+                f"etl plan on {plan['rows']:,} rows (s)",
+                plan["wall_s"],
+                "<",
+                30,
+                f"{plan['rows']:,} rows read, checked, joined and split in {plan['wall_s']:.1f} s",
+            )
+        ],
         "cpu_measurement": "subprocess trees: max(getrusage(RUSAGE_CHILDREN) delta, psutil-sampled sum of own "
-                           "user+system per process); naive: RUSAGE_SELF + RUSAGE_CHILDREN deltas around each sample in its "
-                           "child process",
+        "user+system per process); naive: RUSAGE_SELF + RUSAGE_CHILDREN deltas around each sample in its "
+        "child process",
         "bench_wall_s": time.perf_counter() - t_start,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hours", type=float, default=None, help="hours of recordings in the corpus (default 4; --quick 0.05)")
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        help="hours of recordings in the corpus (default 4; --quick 0.05)",
+    )
     ap.add_argument("--out", default="bench/", help="output folder (corpus, builds, results.json)")
     ap.add_argument("--workers", type=int, default=2, help="processes for every method (default 2)")
     ap.add_argument("--quick", action="store_true", help="a tiny run in seconds (tests)")
-    ap.add_argument("--repeat", type=int, default=None,
-                    help="rounds of the paired methods (tuned and PyAV floors, etl build, per-build cost) run "
-                         "back to back; the other floors and builds run N times, the fastest kept (default 2; --quick 1)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="rounds of the paired methods (tuned and PyAV floors, etl build, per-build cost) run "
+        "back to back; the other floors and builds run N times, the fastest kept (default 2; --quick 1)",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--recording-minutes", type=int, nargs=2, metavar=("MIN", "MAX"), default=None,
-                    help="corpus recording lengths (default 5 60; --quick 1 2)")
-    ap.add_argument("--rss-minutes", type=int, nargs=2, metavar=("SHORT", "LONG"), default=None,
-                    help="the two recordings of the worker RSS comparison (default 10 180; --quick 1 10)")
-    ap.add_argument("--loading-only", metavar="DATASET", help="only the loading comparison, on this etl output "
-                    "folder (e.g. bench/etl_flac); figures to OUT/loading.json")
+    ap.add_argument(
+        "--recording-minutes",
+        type=int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="corpus recording lengths (default 5 60; --quick 1 2)",
+    )
+    ap.add_argument(
+        "--rss-minutes",
+        type=int,
+        nargs=2,
+        metavar=("SHORT", "LONG"),
+        default=None,
+        help="the two recordings of the worker RSS comparison (default 10 180; --quick 1 10)",
+    )
+    ap.add_argument(
+        "--loading-only",
+        metavar="DATASET",
+        help="only the loading comparison, on this etl output "
+        "folder (e.g. bench/etl_flac); figures to OUT/loading.json",
+    )
     args = ap.parse_args(argv)
     if args.loading_only:
         return loading_only(args.loading_only, args.out)
@@ -1218,21 +1748,35 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(out_root, exist_ok=True)
     t_start = time.perf_counter()
     machine = machine_info()  # includes the etl commit: checked again at the end
-    params = {"hours": hours, "workers": workers, "quick": quick, "seed": args.seed, "repeat": args.repeat,
-              "recording_minutes": args.recording_minutes or ([1, 2] if quick else [5, 60]), "segment_seconds": [2, 15],
-              "gap_seconds": [0.1, 0.6], "source": "MP3 44.1 kHz stereo 64 kb/s (libmp3lame)",
-              "naive_samples": [2, 0] if quick else [6, 2], "seek_samples": 2 if quick else 200,
-              "rss_minutes": args.rss_minutes or ([1, 10] if quick else [10, 180]), "max_duration": 20}
+    params = {
+        "hours": hours,
+        "workers": workers,
+        "quick": quick,
+        "seed": args.seed,
+        "repeat": args.repeat,
+        "recording_minutes": args.recording_minutes or ([1, 2] if quick else [5, 60]),
+        "segment_seconds": [2, 15],
+        "gap_seconds": [0.1, 0.6],
+        "source": "MP3 44.1 kHz stereo 64 kb/s (libmp3lame)",
+        "naive_samples": [2, 0] if quick else [6, 2],
+        "seek_samples": 2 if quick else 200,
+        "rss_minutes": args.rss_minutes or ([1, 10] if quick else [10, 180]),
+        "max_duration": 20,
+    }
 
     corpus, fixed_corpus, rss_corpora, info = prepare_corpora(out_root, params, workers)
     dev_size = params["dev_size"]
-    methods = measure_methods(corpus, fixed_corpus, workers, dev_size, out_root, params, args.repeat, args.seed)
+    methods = measure_methods(
+        corpus, fixed_corpus, workers, dev_size, out_root, params, args.repeat, args.seed
+    )
     annotate_methods(methods, info["recording_hours"], fixed_corpus.summary()["recording_hours"])
     rss, loading, plan, listing = measure_extras(methods, rss_corpora, out_root, corpus, quick)
     if _code_version() != machine["etl_code"]:
         machine["etl_code_at_end"] = _code_version()
         _say("WARNING: etl/ changed while the benchmark ran; the figures mix two versions")
-    results = assemble(machine, params, info, methods, rss, loading, plan, listing, workers, t_start)
+    results = assemble(
+        machine, params, info, methods, rss, loading, plan, listing, workers, t_start
+    )
     text = render(results)
     results["summary"] = text.splitlines()
     with open(os.path.join(out_root, "results.json"), "w", encoding="utf-8") as f:
@@ -1240,14 +1784,19 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(out_root, "results.md"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
     print(text)
-    print(f"\nresults: {os.path.join(out_root, 'results.json')}  (bench took {results['bench_wall_s']:.0f} s)")
+    print(
+        f"\nresults: {os.path.join(out_root, 'results.json')}  (bench took {results['bench_wall_s']:.0f} s)"
+    )
     return 0
 
 
 def loading_only(dataset: str, out: str) -> int:
     os.makedirs(out, exist_ok=True)
-    res = {"machine": machine_info(), "dataset": os.path.abspath(dataset),
-           "loading": measure_loading(os.path.abspath(dataset))}
+    res = {
+        "machine": machine_info(),
+        "dataset": os.path.abspath(dataset),
+        "loading": measure_loading(os.path.abspath(dataset)),
+    }
     with open(os.path.join(out, "loading.json"), "w", encoding="utf-8") as f:
         json.dump(res, f, indent=2, default=str)
     print("\n".join(render_loading(res["loading"])))

@@ -6,6 +6,7 @@ file once: a third by yt-dlp id (``input.recording_pattern``), a third by relati
 
     python -m benchmarks.listing [--files 100000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,7 @@ def measure_listing(n_files: int = 100_000) -> dict:
         t_make = time.perf_counter() - t0
         refs = []
         for i, rel in enumerate(rels):
-            stem = rel.rsplit("/", 1)[-1][:-len(".webm")]
+            stem = rel.rsplit("/", 1)[-1][: -len(".webm")]
             refs.append(_video_id(i) if i % 3 == 0 else rel if i % 3 == 1 else stem)
         refs = pd.Series(refs, dtype=object)
         t0 = time.perf_counter()
@@ -66,16 +67,24 @@ def measure_listing(n_files: int = 100_000) -> dict:
         t0 = time.perf_counter()
         summary = listing_summary(listing, refs, found)
         t_summary = time.perf_counter() - t0
-    return {"files": n_files, "rows": len(refs), "make_tree_s": round(t_make, 3), "list_s": round(t_list, 3),
-            "resolve_s": round(t_resolve, 3), "summary_s": round(t_summary, 3),
-            "list_and_resolve_s": round(t_list + t_resolve + t_summary, 3),
-            "resolved": int(found["url"].notna().sum()),
-            "ambiguous": summary["ambiguous_recordings"]["count"],
-            "unmatched": summary["unmatched_recordings"]["count"]}
+    return {
+        "files": n_files,
+        "rows": len(refs),
+        "make_tree_s": round(t_make, 3),
+        "list_s": round(t_list, 3),
+        "resolve_s": round(t_resolve, 3),
+        "summary_s": round(t_summary, 3),
+        "list_and_resolve_s": round(t_list + t_resolve + t_summary, 3),
+        "resolved": int(found["url"].notna().sum()),
+        "ambiguous": summary["ambiguous_recordings"]["count"],
+        "unmatched": summary["unmatched_recordings"]["count"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.listing", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.listing", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--files", type=int, default=100_000)
     print(json.dumps(measure_listing(ap.parse_args(argv).files), indent=2))
     return 0

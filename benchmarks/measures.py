@@ -6,6 +6,7 @@ FLAC-encoded as a shard does, and measured by ``measures.measure``. CPU time (th
 of each phase is compared: the measures' share of decode + cut + encode + measures. A real shard also
 writes Parquet, so the true share is a little lower than printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,8 @@ import time
 
 import numpy as np
 
-from etl.audio import media as audio, measures
+from etl.audio import measures
+from etl.audio import media as audio
 from etl.testing.synth import Segment, write_tone_recording
 
 
@@ -46,7 +48,10 @@ def run(minutes: float = 20.0, repeats: int = 3, sampling_rate: int = 16000) -> 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "rec.mp3")
         write_tone_recording(path, seconds, segs, 44100, 2)
-        spans = [(audio.sample_index(s.start, sampling_rate), audio.sample_index(s.end, sampling_rate)) for s in segs]
+        spans = [
+            (audio.sample_index(s.start, sampling_rate), audio.sample_index(s.end, sampling_rate))
+            for s in segs
+        ]
         c0 = _cpu()
         clips = [x for _, x, _ in audio.cut(audio.stream_ffmpeg(path, sampling_rate, 1), spans)]
         decode = _cpu() - c0
@@ -62,15 +67,22 @@ def run(minutes: float = 20.0, repeats: int = 3, sampling_rate: int = 16000) -> 
         measure.append(time.process_time() - c0)
     m = min(measure)
     audio_s = sum(len(x) for x in clips) / sampling_rate
-    return {"audio_hours": audio_s / 3600, "clips": len(clips), "decode_cut_cpu_s": round(decode, 3),
-            "encode_flac_cpu_s": round(encode, 3), "measures_cpu_s": round(m, 4),
-            "measures_share_of_worker_cpu": round(m / (decode + encode + m), 4),
-            "measures_cpu_s_per_4h_of_clips": round(m * 4 * 3600 / audio_s, 2)}
+    return {
+        "audio_hours": audio_s / 3600,
+        "clips": len(clips),
+        "decode_cut_cpu_s": round(decode, 3),
+        "encode_flac_cpu_s": round(encode, 3),
+        "measures_cpu_s": round(m, 4),
+        "measures_share_of_worker_cpu": round(m / (decode + encode + m), 4),
+        "measures_cpu_s_per_4h_of_clips": round(m * 4 * 3600 / audio_s, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", type=float, default=20.0, help="length of the synthetic recording (default 20)")
+    p.add_argument(
+        "--minutes", type=float, default=20.0, help="length of the synthetic recording (default 20)"
+    )
     args = p.parse_args(argv)
     print(json.dumps(run(args.minutes), indent=2))
     return 0

@@ -7,12 +7,12 @@ of its recording and is rejected ``beyond_end``, which stresses the rejects path
 N rows over them. Each command runs as a subprocess through ``run`` below, which reports the client
 process's own peak RSS (VmHWM; the LocalCluster scheduler runs inside it) next to the workers' peaks.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -32,20 +32,39 @@ def make_corpus(root: str, n_rows: int) -> str:
     if not os.path.exists(os.path.join(audio, f"rec{RECORDINGS - 1:05d}.wav")):
         os.makedirs(audio, exist_ok=True)
         for i in range(RECORDINGS):
-            write_tone_recording(os.path.join(audio, f"rec{i:05d}.wav"), 5.0, [Segment(0.5, 4.5, 300.0 + i % 50)],
-                                 16000, 1)
+            write_tone_recording(
+                os.path.join(audio, f"rec{i:05d}.wav"),
+                5.0,
+                [Segment(0.5, 4.5, 300.0 + i % 50)],
+                16000,
+                1,
+            )
     table = os.path.join(root, f"table-{n_rows}.csv")
     if not os.path.exists(table):
         rng = np.random.default_rng(n_rows)
-        recs = np.array([f"rec{i:05d}" for i in range(RECORDINGS)] + ["missing_a", "missing_b"], dtype=object)
+        recs = np.array(
+            [f"rec{i:05d}" for i in range(RECORDINGS)] + ["missing_a", "missing_b"], dtype=object
+        )
         start = rng.uniform(0, 3000, n_rows).round(2)
         start[rng.random(n_rows) < 0.001] = 0.5  # a few rows that really cut
-        text = np.array(["Dobar dan, poštovani zastupnici!", "Sljedeća točka dnevnog reda.",
-                         "Hvala lijepa na pitanju."], dtype=object)[rng.integers(0, 3, n_rows)]
-        pd.DataFrame({"id": [f"seg{i:08d}" for i in range(n_rows)],
-                      "recording": recs[rng.integers(0, len(recs), n_rows)],
-                      "start": start, "end": (start + rng.uniform(1, 3.9, n_rows)).round(2),
-                      "text": text, "hypothesis": [t.lower() for t in text]}).to_csv(table + ".tmp", index=False)
+        text = np.array(
+            [
+                "Dobar dan, poštovani zastupnici!",
+                "Sljedeća točka dnevnog reda.",
+                "Hvala lijepa na pitanju.",
+            ],
+            dtype=object,
+        )[rng.integers(0, 3, n_rows)]
+        pd.DataFrame(
+            {
+                "id": [f"seg{i:08d}" for i in range(n_rows)],
+                "recording": recs[rng.integers(0, len(recs), n_rows)],
+                "start": start,
+                "end": (start + rng.uniform(1, 3.9, n_rows)).round(2),
+                "text": text,
+                "hypothesis": [t.lower() for t in text],
+            }
+        ).to_csv(table + ".tmp", index=False)
         os.replace(table + ".tmp", table)
     return table
 
@@ -55,10 +74,19 @@ def config(root: str, table: str, out: str, workers: int) -> str:
 
     path = out + ".yaml"
     with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump({"input": {"alignment": table, "audio": os.path.join(root, "audio"),
-                                  "columns": {"hypothesis": "hypothesis"}},
-                        "output": {"path": out}, "splits": {"dev_size": 500},
-                        "cluster": {"n_workers": workers, "dashboard_address": None}}, f)
+        yaml.safe_dump(
+            {
+                "input": {
+                    "alignment": table,
+                    "audio": os.path.join(root, "audio"),
+                    "columns": {"hypothesis": "hypothesis"},
+                },
+                "output": {"path": out},
+                "splits": {"dev_size": 500},
+                "cluster": {"n_workers": workers, "dashboard_address": None},
+            },
+            f,
+        )
     return path
 
 
@@ -73,10 +101,17 @@ def measured(args: list[str]) -> dict:
     client = json.loads(r["stderr"].strip().splitlines()[-1])
     # CPU seconds (client, workers) say more than wall on a shared machine: the load average is
     # the 1-minute figure before and after the run
-    return {"wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1),
-            "cpu_by_kind_s": {k: round(v, 1) for k, v in r["cpu_by_kind_s"].items() if k != "processes"},
-            "client_peak_mb": client["client_peak_mb"], "workers_peak_mb": r["peak_worker_rss_mb"],
-            "tree_peak_mb": round(r["peak_tree_rss_mb"]), "load": [round(load, 1), round(os.getloadavg()[0], 1)]}
+    return {
+        "wall_s": round(r["wall_s"], 1),
+        "cpu_s": round(r["cpu_s"], 1),
+        "cpu_by_kind_s": {
+            k: round(v, 1) for k, v in r["cpu_by_kind_s"].items() if k != "processes"
+        },
+        "client_peak_mb": client["client_peak_mb"],
+        "workers_peak_mb": r["peak_worker_rss_mb"],
+        "tree_peak_mb": round(r["peak_tree_rss_mb"]),
+        "load": [round(load, 1), round(os.getloadavg()[0], 1)],
+    }
 
 
 def run(argv: list[str]) -> int:
@@ -111,8 +146,15 @@ def main(argv: list[str] | None = None) -> int:
 
                 shutil.rmtree(out)
             t0 = time.time()
-            m = measured([cmd, config(root, table, out, a.workers)] + (["--json"] if cmd == "plan" else []))
-            m.update(command=f"etl {cmd}", rows=n, workers=a.workers, at=time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)))
+            m = measured(
+                [cmd, config(root, table, out, a.workers)] + (["--json"] if cmd == "plan" else [])
+            )
+            m.update(
+                command=f"etl {cmd}",
+                rows=n,
+                workers=a.workers,
+                at=time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)),
+            )
             print(json.dumps(m), flush=True)
             results.append(m)
     with open(os.path.join(root, "results.json"), "w") as f:

@@ -1,4 +1,5 @@
 """Thin command line: parse, load the config, call the library, print."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,9 @@ from .config import ConfigError, load_config
 
 
 def _summary(report: dict, out: str) -> str:
-    lines = [f"rows in: {report['rows_in']}   kept: {report['rows_out']}   rejected: {report['rows_rejected']}"]
+    lines = [
+        f"rows in: {report['rows_in']}   kept: {report['rows_out']}   rejected: {report['rows_rejected']}"
+    ]
     for s, v in report["splits"].items():
         lines.append(f"  {s:<16} {v['rows']:>8} rows {v['hours']:>9.3f} h  {v['files']} file(s)")
     for r, n in report["rejects"].items():
@@ -17,25 +20,42 @@ def _summary(report: dict, out: str) -> str:
             lines.append(f"  rejected {r:<20} {n:>8}")
     t = report["timings"]
     if not report.get("up_to_date"):
-        lines.append(f"decoded {report['hours_decoded']:.3f} h of recordings in {t['total_s']:.1f} s")
-    lines.append(f"content hash: {report.get('content_hash', '-')}   (rows, splits and audio bytes)")
+        lines.append(
+            f"decoded {report['hours_decoded']:.3f} h of recordings in {t['total_s']:.1f} s"
+        )
+    lines.append(
+        f"content hash: {report.get('content_hash', '-')}   (rows, splits and audio bytes)"
+    )
     lines.append(f"dataset: {out}")
     return "\n".join(lines)
 
 
 def _add_review_commands(sub) -> None:
-    sa = sub.add_parser("sample", help="cut a seeded sample of rows into clips/ + review.xlsx for human review")
+    sa = sub.add_parser(
+        "sample", help="cut a seeded sample of rows into clips/ + review.xlsx for human review"
+    )
     sa.add_argument("config")
     sa.add_argument("--n", type=int, default=1000, help="rows to sample (default 1000)")
-    sa.add_argument("--seed", type=int, default=0, help="the same seed gives the same sample (default 0)")
-    sa.add_argument("--out", required=True, help="folder for clips/, sampled_ids.txt and review.xlsx")
-    sa.add_argument("--where", help="pandas query choosing among all cuttable rows, kept or filtered, e.g. "
-                    "'similarity < 0.8' (columns: id recording start end duration similarity chars_per_second text "
-                    "text_raw hypothesis split reason; 'recording in @suspects': the build's suspect recordings); "
-                    "default: the rows the build keeps")
-    sa.add_argument("--force", action="store_true", help="replace an earlier sample (and its verdicts) in --out")
+    sa.add_argument(
+        "--seed", type=int, default=0, help="the same seed gives the same sample (default 0)"
+    )
+    sa.add_argument(
+        "--out", required=True, help="folder for clips/, sampled_ids.txt and review.xlsx"
+    )
+    sa.add_argument(
+        "--where",
+        help="pandas query choosing among all cuttable rows, kept or filtered, e.g. "
+        "'similarity < 0.8' (columns: id recording start end duration similarity chars_per_second text "
+        "text_raw hypothesis split reason; 'recording in @suspects': the build's suspect recordings); "
+        "default: the rows the build keeps",
+    )
+    sa.add_argument(
+        "--force", action="store_true", help="replace an earlier sample (and its verdicts) in --out"
+    )
     sa.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    rv = sub.add_parser("review", help="read a reviewed spreadsheet back").add_subparsers(dest="review", required=True)
+    rv = sub.add_parser("review", help="read a reviewed spreadsheet back").add_subparsers(
+        dest="review", required=True
+    )
     ri = rv.add_parser("import", help="ids with verdict 'bad' -> an id list for splits.exclude_ids")
     ri.add_argument("xlsx")
     ri.add_argument("--out", help="the id list (default: bad_ids.txt beside the workbook)")
@@ -54,18 +74,31 @@ def _run_without_config(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="etl", description="Long recordings + alignment table -> ASR dataset.")
+    parser = argparse.ArgumentParser(
+        prog="etl", description="Long recordings + alignment table -> ASR dataset."
+    )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"etl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the dataset described by a config file")
     b.add_argument("config", help="YAML config (see conf/default.yaml)")
-    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set splits.dev_size=100 (repeatable)")
-    b.add_argument("--force", action="store_true",
-                   help="start clean: discard an unfinished build of another config, rebuild a complete one")
-    pl = sub.add_parser("plan", help="dry run: rows, hours and estimated size per split, decoding nothing")
+    b.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set splits.dev_size=100 (repeatable)",
+    )
+    b.add_argument(
+        "--force",
+        action="store_true",
+        help="start clean: discard an unfinished build of another config, rebuild a complete one",
+    )
+    pl = sub.add_parser(
+        "plan", help="dry run: rows, hours and estimated size per split, decoding nothing"
+    )
     pl.add_argument("config")
     pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     pl.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -103,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # not the user's mistake: one line, the traceback on request
         if os.environ.get("ETL_DEBUG"):
             raise
-        print(f"etl: failed: {type(e).__name__}: {e} (set ETL_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"etl: failed: {type(e).__name__}: {e} (set ETL_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     print(_summary(report, cfg["output"]["path"]))
     return 0

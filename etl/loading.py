@@ -13,6 +13,7 @@
 soundfile when the row is read (1-D for mono, (channels, samples) otherwise) -- no torch, no
 torchcodec. ``decode="datasets"``: the ``Audio`` feature as ``datasets`` decodes it (torchcodec).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,14 +48,18 @@ def data_files(path: str, storage_options: dict | None = None) -> dict[str, list
     """{split: [Parquet URLs in order]} from ``OUT/data/`` (train first, then dev, test, the rest)."""
     fs, root = _fs(path, storage_options)
     data = storage.join(root, storage.DATA_DIR)
-    names = sorted(n.rsplit("/", 1)[-1] for n in (fs.ls(data, detail=False) if fs.isdir(data) else []))
+    names = sorted(
+        n.rsplit("/", 1)[-1] for n in (fs.ls(data, detail=False) if fs.isdir(data) else [])
+    )
     out: dict[str, list[str]] = {}
     for name in names:
         split = storage.split_of(name)
         if split:
             out.setdefault(split, []).append(_url(fs, storage.join(data, name)))
     if not out:
-        raise FileNotFoundError(f"no etl dataset at {path}: no {storage.DATA_DIR}/{{split}}-*-of-*.parquet files")
+        raise FileNotFoundError(
+            f"no etl dataset at {path}: no {storage.DATA_DIR}/{{split}}-*-of-*.parquet files"
+        )
     first = [s for s in ("train", "dev", "test") if s in out]
     return {s: out[s] for s in first + sorted(set(out) - set(first))}
 
@@ -89,8 +94,13 @@ def _features(url: str, storage_options: dict | None):
     return datasets.Features.from_dict(json.loads(meta[b"huggingface"])["info"]["features"])
 
 
-def load(path: str, split: str | None = None, decode: str = "numpy", streaming: bool = False,
-         storage_options: dict | None = None):
+def load(
+    path: str,
+    split: str | None = None,
+    decode: str = "numpy",
+    streaming: bool = False,
+    storage_options: dict | None = None,
+):
     """The dataset in ``path`` (a folder or fsspec URL) as a ``DatasetDict``, or one split's
     ``Dataset`` (``IterableDataset``/``IterableDatasetDict`` with ``streaming=True``)."""
     if decode not in DECODERS:
@@ -114,9 +124,14 @@ def load(path: str, split: str | None = None, decode: str = "numpy", streaming: 
         files = data_files(path, storage_options)
         _check_split(split, files, path)
         features = _features(next(iter(files.values()))[0], storage_options)
-        ds = datasets.load_dataset("parquet", data_files=files if split is None else {split: files[split]},
-                                   features=_undecoded(features) if numpy else features,
-                                   split=split, streaming=streaming, storage_options=storage_options)
+        ds = datasets.load_dataset(
+            "parquet",
+            data_files=files if split is None else {split: files[split]},
+            features=_undecoded(features) if numpy else features,
+            split=split,
+            streaming=streaming,
+            storage_options=storage_options,
+        )
     if numpy:
         if streaming:
             return ds.map(decode_batch, batched=True)
@@ -139,12 +154,19 @@ def _memory_mapped(arrow: str, split: str | None, path: str):
     out = {}
     for s in [split] if split else splits:
         state, info = read(s, "state.json"), read(s, "dataset_info.json")
-        table = concat_tables([MemoryMappedTable.from_file(os.path.join(arrow, s, f["filename"]))
-                               for f in state["_data_files"]])
+        table = concat_tables(
+            [
+                MemoryMappedTable.from_file(os.path.join(arrow, s, f["filename"]))
+                for f in state["_data_files"]
+            ]
+        )
         features = _undecoded(datasets.Features.from_dict(info["features"]))
-        fingerprint = hashlib.blake2b(f"{state['_fingerprint']}-numpy".encode(), digest_size=8).hexdigest()
-        out[s] = datasets.Dataset(table, info=datasets.DatasetInfo(features=features), split=s,
-                                  fingerprint=fingerprint)
+        fingerprint = hashlib.blake2b(
+            f"{state['_fingerprint']}-numpy".encode(), digest_size=8
+        ).hexdigest()
+        out[s] = datasets.Dataset(
+            table, info=datasets.DatasetInfo(features=features), split=s, fingerprint=fingerprint
+        )
         out[s].set_transform(decode_batch)
     return out[split] if split else datasets.DatasetDict(out)
 
@@ -152,4 +174,3 @@ def _memory_mapped(arrow: str, split: str | None, path: str):
 def _check_split(split: str | None, available, path: str) -> None:
     if split is not None and split not in available:
         raise ValueError(f"no split {split!r} in {path} (splits: {', '.join(available)})")
-

@@ -3,6 +3,7 @@
 Everything that names a column or a reason lives here, so readers, row checks, shard writers,
 the dataset card and the report agree by construction.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,17 @@ import pyarrow as pa
 
 # Columns every reader produces (``table.py``), in this order. ``row`` is the 0-based position in
 # the input table: it decides which duplicate is "first" and orders everything deterministically.
-TABLE_COLUMNS = ["row", "id", "source_id", "recording", "start", "end", "text_raw", "hypothesis", "speaker"]
+TABLE_COLUMNS = [
+    "row",
+    "id",
+    "source_id",
+    "recording",
+    "start",
+    "end",
+    "text_raw",
+    "hypothesis",
+    "speaker",
+]
 # Columns the alignment readers (``etl/ingest/formats/``) add when their input has them: ``words`` (a list of
 # {word, start, end}, seconds from the segment's start), ``alignment_error`` (the detail of an
 # ``unreadable_alignment`` row: file and line). ``speaker`` comes from lhotse or MFA per-speaker tiers.
@@ -21,13 +32,30 @@ EXTRA_TABLE_COLUMNS = ["words", "alignment_error"]
 # rows back (an allow-list: nothing else reaches a worker). ``split`` is train/dev/test/low_similarity
 # or the reserve; ``unit`` and ``order`` (the split key and its place in hash order) let decoding
 # losses in dev be refilled from the reserve; ``row`` orders the rejects found while decoding.
-PLANNED_COLUMNS = ["row", "id", "source_id", "recording", "speaker", "start", "end", "duration", "text", "text_raw",
-                   "hypothesis", "similarity", "chars_per_second", "words", "split", "unit", "order"]
+PLANNED_COLUMNS = [
+    "row",
+    "id",
+    "source_id",
+    "recording",
+    "speaker",
+    "start",
+    "end",
+    "duration",
+    "text",
+    "text_raw",
+    "hypothesis",
+    "similarity",
+    "chars_per_second",
+    "words",
+    "split",
+    "unit",
+    "order",
+]
 
 # Reject reasons, in the order rows are checked: a row gets the first reason that applies.
 REJECT_REASONS = {
     "unreadable_alignment": "a malformed alignment file (TextGrid, CTM, subtitles), manifest or jsonl line: one row per "
-                            "file or recording, file and line in the detail",
+    "file or recording, file and line in the detail",
     "invalid_recording_id": "recording is empty or would leave the audio folder ('..' escaping it, absolute path, URL)",
     "bad_timestamps": "start/end missing, not a number, negative, or end <= start",
     "duplicate_id": "the same id appears earlier in the table (the first is kept)",
@@ -45,7 +73,7 @@ REJECT_REASONS = {
     "silent": "clip RMS level (rms_db, dBFS) below filters.min_rms_db",
     "clipped": "share of samples at full scale (clipped_fraction) above filters.max_clipped_fraction",
     "mostly_silence": "share of 10 ms frames 40 dB below the clip's loudest (silence_fraction) above "
-                      "filters.max_silence_fraction",
+    "filters.max_silence_fraction",
 }
 
 # Per-clip quality measures (etl/audio/measures.py): chars_per_second is known before decoding, the others are
@@ -75,14 +103,24 @@ SPEAKER = "speaker"
 def rejects_schema(with_speaker: bool = False) -> pa.Schema:
     if not with_speaker:
         return REJECTS_SCHEMA
-    return REJECTS_SCHEMA.insert(REJECT_COLUMNS.index("recording") + 1, pa.field(SPEAKER, pa.string()))
+    return REJECTS_SCHEMA.insert(
+        REJECT_COLUMNS.index("recording") + 1, pa.field(SPEAKER, pa.string())
+    )
+
 
 AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 # Word timings of word-level inputs (CTM, TextGrid tiers, timed subtitles, lhotse alignments): seconds
 # from the clip's start. HF writes a list of dicts as `[{...}]` (datasets 4.x "List" of a dict).
-WORDS_TYPE = pa.list_(pa.struct([("word", pa.string()), ("start", pa.float64()), ("end", pa.float64())]))
-WORDS_FEATURE = [{"word": {"dtype": "string", "_type": "Value"}, "start": {"dtype": "float64", "_type": "Value"},
-                  "end": {"dtype": "float64", "_type": "Value"}}]
+WORDS_TYPE = pa.list_(
+    pa.struct([("word", pa.string()), ("start", pa.float64()), ("end", pa.float64())])
+)
+WORDS_FEATURE = [
+    {
+        "word": {"dtype": "string", "_type": "Value"},
+        "start": {"dtype": "float64", "_type": "Value"},
+        "end": {"dtype": "float64", "_type": "Value"},
+    }
+]
 
 # Output columns: (name, arrow type, HF feature dict). Types must match the HF feature's own
 # arrow type exactly, or `datasets` silently ignores the metadata and the Audio feature is lost.
@@ -104,35 +142,56 @@ _OUTPUT = [
 
 
 def _fields(with_source_id: bool, with_speaker: bool = False, with_words: bool = False):
-    out = [f for f in _OUTPUT if (with_source_id or f[0] != "source_id") and (with_speaker or f[0] != SPEAKER)]
+    out = [
+        f
+        for f in _OUTPUT
+        if (with_source_id or f[0] != "source_id") and (with_speaker or f[0] != SPEAKER)
+    ]
     return out + ([("words", WORDS_TYPE, WORDS_FEATURE)] if with_words else [])
 
 
-def output_columns(with_source_id: bool, with_speaker: bool = False, with_words: bool = False) -> list[str]:
+def output_columns(
+    with_source_id: bool, with_speaker: bool = False, with_words: bool = False
+) -> list[str]:
     return [name for name, _, _ in _fields(with_source_id, with_speaker, with_words)]
 
 
-def hf_features(sampling_rate: int, with_source_id: bool, with_speaker: bool = False, with_words: bool = False) -> dict:
+def hf_features(
+    sampling_rate: int, with_source_id: bool, with_speaker: bool = False, with_words: bool = False
+) -> dict:
     """The `datasets.Features.to_dict()` form of the output columns."""
-    return {name: feat if feat is not None else {"sampling_rate": int(sampling_rate), "_type": "Audio"}
-            for name, _, feat in _fields(with_source_id, with_speaker, with_words)}
+    return {
+        name: feat if feat is not None else {"sampling_rate": int(sampling_rate), "_type": "Audio"}
+        for name, _, feat in _fields(with_source_id, with_speaker, with_words)
+    }
 
 
-def output_schema(sampling_rate: int, with_source_id: bool, with_speaker: bool = False,
-                  with_words: bool = False) -> pa.Schema:
+def output_schema(
+    sampling_rate: int, with_source_id: bool, with_speaker: bool = False, with_words: bool = False
+) -> pa.Schema:
     """Arrow schema of a split shard, with the `huggingface` metadata `datasets` reads back."""
-    fields = [pa.field(name, typ) for name, typ, _ in _fields(with_source_id, with_speaker, with_words)]
-    meta = {"info": {"features": hf_features(sampling_rate, with_source_id, with_speaker, with_words)}}
+    fields = [
+        pa.field(name, typ) for name, typ, _ in _fields(with_source_id, with_speaker, with_words)
+    ]
+    meta = {
+        "info": {"features": hf_features(sampling_rate, with_source_id, with_speaker, with_words)}
+    }
     return pa.schema(fields).with_metadata({"huggingface": json.dumps(meta)})
 
 
-def card_features_yaml(sampling_rate: int, with_source_id: bool, with_speaker: bool = False,
-                       with_words: bool = False) -> list[dict]:
+def card_features_yaml(
+    sampling_rate: int, with_source_id: bool, with_speaker: bool = False, with_words: bool = False
+) -> list[dict]:
     """The `dataset_info.features` list of a dataset card (as `Features._to_yaml_list()` writes it)."""
     out = []
     for name, feat in hf_features(sampling_rate, with_source_id, with_speaker, with_words).items():
         if isinstance(feat, list):  # a list of structs
-            out.append({"name": name, "list": [{"name": k, "dtype": v["dtype"]} for k, v in feat[0].items()]})
+            out.append(
+                {
+                    "name": name,
+                    "list": [{"name": k, "dtype": v["dtype"]} for k, v in feat[0].items()],
+                }
+            )
         elif feat["_type"] == "Audio":
             out.append({"name": name, "dtype": {"audio": {"sampling_rate": feat["sampling_rate"]}}})
         else:

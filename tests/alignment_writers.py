@@ -3,13 +3,16 @@ MFA TextGrids (long form, ``words``/``phones`` tiers; ``<speaker> - words`` for 
 Kaldi/NFA CTM, NeMo manifests, lhotse supervisions (.jsonl.gz), SRT, and YouTube auto-caption WebVTT
 (rolling cues, inline word times). A segment is (recording, start, end, text); its words share its
 time with a short pause between them, so word-level formats segment back to the same spans."""
+
 from __future__ import annotations
 
 import gzip
 import json
 
 
-def word_times(start: float, end: float, text: str, pause: float = 0.05) -> list[tuple[str, float, float]]:
+def word_times(
+    start: float, end: float, text: str, pause: float = 0.05
+) -> list[tuple[str, float, float]]:
     words = text.split()
     step = (end - start) / len(words)
     out = []
@@ -29,8 +32,16 @@ def _by_recording(segments):
 
 def textgrid(path, duration: float, tiers: dict[str, list[tuple[str, float, float]]]) -> None:
     """A long-form TextGrid: per tier name, its labelled intervals; gaps become empty intervals."""
-    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0 ", f"xmax = {duration} ",
-             "tiers? <exists> ", f"size = {len(tiers)} ", "item []: "]
+    lines = [
+        'File type = "ooTextFile"',
+        'Object class = "TextGrid"',
+        "",
+        "xmin = 0 ",
+        f"xmax = {duration} ",
+        "tiers? <exists> ",
+        f"size = {len(tiers)} ",
+        "item []: ",
+    ]
     for k, (name, items) in enumerate(tiers.items(), 1):
         filled, t = [], 0.0
         for w, s, e in items:
@@ -40,11 +51,21 @@ def textgrid(path, duration: float, tiers: dict[str, list[tuple[str, float, floa
             t = e
         if t < duration:
             filled.append(("", t, duration))
-        lines += [f"    item [{k}]:", '        class = "IntervalTier" ', f'        name = "{name}" ',
-                  "        xmin = 0 ", f"        xmax = {duration} ", f"        intervals: size = {len(filled)} "]
+        lines += [
+            f"    item [{k}]:",
+            '        class = "IntervalTier" ',
+            f'        name = "{name}" ',
+            "        xmin = 0 ",
+            f"        xmax = {duration} ",
+            f"        intervals: size = {len(filled)} ",
+        ]
         for i, (w, s, e) in enumerate(filled, 1):
-            lines += [f"        intervals [{i}]:", f"            xmin = {s} ", f"            xmax = {e} ",
-                      f'            text = "{w}" ']
+            lines += [
+                f"        intervals [{i}]:",
+                f"            xmin = {s} ",
+                f"            xmax = {e} ",
+                f'            text = "{w}" ',
+            ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -75,15 +96,21 @@ def textgrids(folder, segments, durations: dict, speakers: dict | None = None) -
 def ctm(path, segments) -> None:
     lines = [";; recording channel start duration word confidence"]
     for rec, s, e, text in segments:
-        lines += [f"{rec} 1 {ws:.3f} {we - ws:.3f} {w} 1.00" for w, ws, we in word_times(s, e, text)]
+        lines += [
+            f"{rec} 1 {ws:.3f} {we - ws:.3f} {w} 1.00" for w, ws, we in word_times(s, e, text)
+        ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def nemo(path, segments, audio_dir, ext_of: dict, hypotheses: dict | None = None) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for rec, s, e, text in segments:
-            entry = {"audio_filepath": str(audio_dir / f"{rec}{ext_of[rec]}"), "offset": s,
-                     "duration": round(e - s, 3), "text": text}
+            entry = {
+                "audio_filepath": str(audio_dir / f"{rec}{ext_of[rec]}"),
+                "offset": s,
+                "duration": round(e - s, 3),
+                "text": text,
+            }
             if hypotheses is not None:
                 entry["pred_text"] = hypotheses[(rec, s)]
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
@@ -92,9 +119,21 @@ def nemo(path, segments, audio_dir, ext_of: dict, hypotheses: dict | None = None
 def lhotse(path, segments) -> None:
     with gzip.open(path, "wt", encoding="utf-8") as f:
         for i, (rec, s, e, text) in enumerate(segments):
-            sup = {"id": f"{rec}-{i}", "recording_id": rec, "start": s, "duration": round(e - s, 3), "channel": 0,
-                   "text": text, "language": "Croatian", "speaker": f"spk-{rec}",
-                   "alignment": {"word": [[w, ws, round(we - ws, 3), 1.0] for w, ws, we in word_times(s, e, text)]}}
+            sup = {
+                "id": f"{rec}-{i}",
+                "recording_id": rec,
+                "start": s,
+                "duration": round(e - s, 3),
+                "channel": 0,
+                "text": text,
+                "language": "Croatian",
+                "speaker": f"spk-{rec}",
+                "alignment": {
+                    "word": [
+                        [w, ws, round(we - ws, 3), 1.0] for w, ws, we in word_times(s, e, text)
+                    ]
+                },
+            }
             f.write(json.dumps(sup, ensure_ascii=False) + "\n")
 
 
@@ -104,7 +143,10 @@ def clock(t: float, sep: str = ".") -> str:
 
 
 def srt(path, segs) -> None:
-    blocks = [f"{i}\n{clock(s, ',')} --> {clock(e, ',')}\n<i>{text}</i>\n" for i, (_, s, e, text) in enumerate(segs, 1)]
+    blocks = [
+        f"{i}\n{clock(s, ',')} --> {clock(e, ',')}\n<i>{text}</i>\n"
+        for i, (_, s, e, text) in enumerate(segs, 1)
+    ]
     path.write_text("\n".join(blocks), encoding="utf-8")
 
 

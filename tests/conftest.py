@@ -1,4 +1,5 @@
 """Session fixtures: a tone corpus made once with the bundled ffmpeg, and builds made from it."""
+
 from __future__ import annotations
 
 import json
@@ -22,10 +23,19 @@ RECORDINGS = [
 
 # id -> reason for the flawed rows added to the table
 EXPECTED_REJECTS = {
-    "escape": "invalid_recording_id", "abs": "invalid_recording_id", "slash": "missing_audio",
-    "nan-ts": "bad_timestamps", "neg-ts": "bad_timestamps", "rev-ts": "bad_timestamps",
-    "missing": "missing_audio", "empty": "empty_text", "short": "too_short", "long": "too_long",
-    "lowsim": "low_similarity", "broken": "unreadable_audio", "late": "beyond_end",
+    "escape": "invalid_recording_id",
+    "abs": "invalid_recording_id",
+    "slash": "missing_audio",
+    "nan-ts": "bad_timestamps",
+    "neg-ts": "bad_timestamps",
+    "rev-ts": "bad_timestamps",
+    "missing": "missing_audio",
+    "empty": "empty_text",
+    "short": "too_short",
+    "long": "too_long",
+    "lowsim": "low_similarity",
+    "broken": "unreadable_audio",
+    "late": "beyond_end",
 }
 
 
@@ -45,24 +55,60 @@ def _corpus(root) -> dict:
             freqs[rid] = s.freq
             # whitespace around every id of one recording: the 30% that "would not open"
             rec_in_table = f" {rec}  " if rec.startswith("m4a") else rec
-            rows.append({"id": rid, "recording": rec_in_table, "start": s.start, "end": s.end,
-                         "text": f"Rečenica broj {k}, snimka {rec}!", "asr": f"rečenica broj {k} snimka {rec}"})
+            rows.append(
+                {
+                    "id": rid,
+                    "recording": rec_in_table,
+                    "start": s.start,
+                    "end": s.end,
+                    "text": f"Rečenica broj {k}, snimka {rec}!",
+                    "asr": f"rečenica broj {k} snimka {rec}",
+                }
+            )
     (audio / "broken.mp3").write_bytes(b"\x00garbage" * 500)
     # a real file just outside the audio folder: an escaping id must never reach it
     write_tone_recording(str(root / "outside.wav"), 3.0, [Segment(0.5, 2.5, 999.0)], 16000, 1)
     w = "wav_16k_mono"
     rows += [
-        {"id": "escape", "recording": "../outside", "start": 0.5, "end": 2.0, "text": "a", "asr": "a"},
-        {"id": "abs", "recording": str(root / "outside"), "start": 0.5, "end": 2.0, "text": "a", "asr": "a"},
+        {
+            "id": "escape",
+            "recording": "../outside",
+            "start": 0.5,
+            "end": 2.0,
+            "text": "a",
+            "asr": "a",
+        },
+        {
+            "id": "abs",
+            "recording": str(root / "outside"),
+            "start": 0.5,
+            "end": 2.0,
+            "text": "a",
+            "asr": "a",
+        },
         {"id": "slash", "recording": "sub/rec", "start": 0.5, "end": 2.0, "text": "a", "asr": "a"},
         {"id": "nan-ts", "recording": w, "start": None, "end": 2.0, "text": "a", "asr": "a"},
         {"id": "neg-ts", "recording": w, "start": -1.0, "end": 2.0, "text": "a", "asr": "a"},
         {"id": "rev-ts", "recording": w, "start": 3.0, "end": 2.0, "text": "a", "asr": "a"},
-        {"id": "missing", "recording": "no_such_recording", "start": 0.5, "end": 2.0, "text": "a", "asr": "a"},
+        {
+            "id": "missing",
+            "recording": "no_such_recording",
+            "start": 0.5,
+            "end": 2.0,
+            "text": "a",
+            "asr": "a",
+        },
         {"id": "empty", "recording": w, "start": 0.5, "end": 2.0, "text": " ?! … ", "asr": ""},
         {"id": "short", "recording": w, "start": 0.5, "end": 0.6, "text": "a", "asr": "a"},
         {"id": "long", "recording": w, "start": 0.0, "end": 19.9, "text": "a", "asr": "a"},
-        {"id": "lowsim", "recording": w, "start": 0.5, "end": 2.0, "text": "dobar dan", "asr": "laku noć svima"},
+        {
+            "id": "lowsim",
+            "recording": w,
+            "start": 0.5,
+            "end": 2.0,
+            "text": "dobar dan",
+            "asr": "laku noć svima",
+        },
         {"id": "broken", "recording": "broken", "start": 0.5, "end": 2.0, "text": "a", "asr": "a"},
         {"id": "late", "recording": w, "start": 19.0, "end": 22.0, "text": "a", "asr": "a"},
         dict(rows[0]),  # duplicate id: the first is kept
@@ -78,8 +124,11 @@ def corpus(tmp_path_factory):
 
 def write_config(corpus, out, **sections) -> str:
     cfg = {
-        "input": {"alignment": str(corpus["root"] / "alignment.json"), "audio": str(corpus["root"] / "audio"),
-                  "columns": {"hypothesis": "asr"}},
+        "input": {
+            "alignment": str(corpus["root"] / "alignment.json"),
+            "audio": str(corpus["root"] / "audio"),
+            "columns": {"hypothesis": "asr"},
+        },
         "output": {"path": str(out), "shard_hours": 0.005},  # ~18 s per shard: several shards
         "filters": {"min_duration": 0.5, "max_duration": 15.0},
         "splits": {"dev_size": 4},
@@ -105,6 +154,23 @@ def built(corpus, tmp_path_factory):
 
 def ffmpeg_reference(path: str, sampling_rate: int = 16000) -> np.ndarray:
     """`ffmpeg -i REC -ac 1 -ar 16000` of the whole recording, as int16."""
-    raw = subprocess.run([ffmpeg_binary(), "-nostdin", "-loglevel", "error", "-i", path, "-ac", "1",
-                          "-ar", str(sampling_rate), "-f", "s16le", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            path,
+            "-ac",
+            "1",
+            "-ar",
+            str(sampling_rate),
+            "-f",
+            "s16le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, dtype="<i2")

@@ -1,4 +1,5 @@
 """Decoding, cutting and encoding, without Dask."""
+
 from __future__ import annotations
 
 import io
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from etl.audio import media as audio, decoders
+from etl.audio import decoders
+from etl.audio import media as audio
 from etl.testing.synth import Segment, dominant_frequency, write_tone_recording
 
 
@@ -40,7 +42,12 @@ def test_cutting_memory_stays_flat_whatever_the_stream_length():
     peaks = []
     for seconds in (600, 3600):
         tracemalloc.start()
-        n = sum(1 for _, x, _ in audio.cut(_chunks(seconds * sr, 2 * sr), [sp for sp in spans if sp[1] <= seconds * sr]))
+        n = sum(
+            1
+            for _, x, _ in audio.cut(
+                _chunks(seconds * sr, 2 * sr), [sp for sp in spans if sp[1] <= seconds * sr]
+            )
+        )
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert n >= 1
@@ -53,8 +60,13 @@ def tones(tmp_path_factory):
     d = tmp_path_factory.mktemp("tones")
     segs = [Segment(0.5, 2.0, 440.0), Segment(2.5, 4.5, 880.0), Segment(5.0, 6.0, 1320.0)]
     paths = {}
-    for name, rate, ch in [("a.mp3", 48000, 2), ("b.m4a", 44100, 2), ("c.wav", 22050, 1), ("d.opus", 48000, 2),
-                           ("e.flac", 44100, 2)]:
+    for name, rate, ch in [
+        ("a.mp3", 48000, 2),
+        ("b.m4a", 44100, 2),
+        ("c.wav", 22050, 1),
+        ("d.opus", 48000, 2),
+        ("e.flac", 44100, 2),
+    ]:
         write_tone_recording(str(d / name), 7.0, segs, rate, ch)
         paths[name] = str(d / name)
     return segs, paths
@@ -93,7 +105,12 @@ def test_encode_is_lossless_pcm16(fmt, subtype):
     x = (np.sin(np.arange(16000) / 7) * 20000).astype(np.int16).reshape(-1, 1)
     data = audio.encode(x, 16000, fmt)
     info = sf.info(io.BytesIO(data))
-    assert (info.format, info.subtype, info.samplerate, info.channels) == (fmt.upper(), subtype, 16000, 1)
+    assert (info.format, info.subtype, info.samplerate, info.channels) == (
+        fmt.upper(),
+        subtype,
+        16000,
+        1,
+    )
     y, _ = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
     np.testing.assert_array_equal(x, y)
 

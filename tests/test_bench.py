@@ -1,5 +1,6 @@
 """Smoke test of the benchmark harness: `python -m benchmarks.bench --quick` runs end to end and writes every
 figure. No timing assertions: only that each method, the loading figures and the targets are there."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,10 @@ import shutil
 import subprocess
 import sys
 
-
 METHODS = ("floor", "floor_tuned", "floor_av", "etl_flac", "etl_wav", "naive", "seek")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/ is imported from the checkout
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))
+)  # benchmarks/ is imported from the checkout
 
 
 def _number(x) -> bool:
@@ -20,7 +22,13 @@ def _number(x) -> bool:
 
 def _check_zero_copy(loading):
     z = loading["zero_copy"]
-    for key in ("etl_load_s", "load_from_disk_s", "peak_rss_after_load_mb", "extra_disk_mb", "clips_per_s"):
+    for key in (
+        "etl_load_s",
+        "load_from_disk_s",
+        "peak_rss_after_load_mb",
+        "extra_disk_mb",
+        "clips_per_s",
+    ):
         assert _number(z[key]), (key, z.get(key))
     assert z["memory_mapped_in_place"] is True and z["hf_cache_growth_bytes"] == 0
     assert z["rows"] == z["rows_load_from_disk"] == z["clips"] == loading["rows"]
@@ -30,8 +38,20 @@ def _check_zero_copy(loading):
 def test_loading_only_compares_from_parquet_and_zero_copy_on_an_existing_output(built, tmp_path):
     data = tmp_path / "ds"
     shutil.copytree(built["out"], data)  # arrow/ gets exported into it: not into the shared fixture
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--loading-only", str(data), "--out", str(tmp_path / "b")],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench",
+            "--loading-only",
+            str(data),
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "b" / "loading.json").read_text())
     assert res["loading"]["rows"] == built["report"]["splits"]["train"]["rows"]
@@ -42,8 +62,12 @@ def test_loading_only_compares_from_parquet_and_zero_copy_on_an_existing_output(
 
 def test_quick_bench_writes_every_figure(tmp_path):
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
 
@@ -54,7 +78,13 @@ def test_quick_bench_writes_every_figure(tmp_path):
     methods = res["methods"]
     for m in METHODS:
         assert m in methods, m
-        for key in ("wall_s", "cpu_s", "hours_per_core_hour", "ratio_to_floor", "ratio_to_best_floor"):
+        for key in (
+            "wall_s",
+            "cpu_s",
+            "hours_per_core_hour",
+            "ratio_to_floor",
+            "ratio_to_best_floor",
+        ):
             assert _number(methods[m][key]) and methods[m][key] > 0, (m, key, methods[m].get(key))
         assert methods[m]["extrapolated"] is (m in ("naive", "seek")), m
     for m in ("etl_flac", "etl_wav"):
@@ -72,9 +102,14 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert _number(res["scaling"]["speedup"])
 
     targets = {t["name"]: t for t in res["targets"]}
-    assert len(targets) == 10  # plain floor, tuned floor, PyAV CPU, both beyond the per-build cost, naive, seek, RSS, scaling, plan
-    assert {"etl wall / tuned ffmpeg floor wall", "etl CPU / PyAV decode-only CPU",
-            "etl CPU per audio hour beyond the per-build cost / PyAV decode-only"} <= set(targets)
+    assert (
+        len(targets) == 10
+    )  # plain floor, tuned floor, PyAV CPU, both beyond the per-build cost, naive, seek, RSS, scaling, plan
+    assert {
+        "etl wall / tuned ffmpeg floor wall",
+        "etl CPU / PyAV decode-only CPU",
+        "etl CPU per audio hour beyond the per-build cost / PyAV decode-only",
+    } <= set(targets)
     assert methods["etl_fixed"]["rows_out"] > 0 and methods["etl_fixed"]["audio_hours"] < 0.01
     assert res["plan"]["rows_in"] == res["plan"]["rows"] > 0
     assert res["listing"]["files"] == 500 and _number(res["listing"]["list_and_resolve_s"])

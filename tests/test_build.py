@@ -1,4 +1,5 @@
 """End-to-end: the tone corpus through `etl build` on a real LocalCluster, read back by real `datasets`."""
+
 from __future__ import annotations
 
 import glob
@@ -23,7 +24,9 @@ def _split_tables(out) -> dict[str, pd.DataFrame]:
     for split in ("train", "dev"):
         files = sorted(glob.glob(str(out / "data" / f"{split}-*.parquet")))
         if files:
-            tables[split] = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+            tables[split] = pd.concat(
+                [pq.read_table(f).to_pandas() for f in files], ignore_index=True
+            )
     return tables
 
 
@@ -41,19 +44,25 @@ def test_every_input_row_is_in_one_split_or_rejected_with_its_reason(built, corp
     assert report["rows_in"] == len(corpus["rows"])
     assert report["rows_in"] == len(kept_ids) + len(rejects)
     assert sum(report["rejects"].values()) == len(rejects)
-    assert {s: v["rows"] for s, v in report["splits"].items()} == {s: len(t) for s, t in tables.items()}
+    assert {s: v["rows"] for s, v in report["splits"].items()} == {
+        s: len(t) for s, t in tables.items()
+    }
     got = dict(zip(rejects["id"], rejects["reason"]))
     for rid, reason in EXPECTED_REJECTS.items():
         assert got.get(rid) == reason, (rid, rejects[rejects["id"] == rid].to_dict("records"))
     dup = rejects[rejects["reason"] == "duplicate_id"]
-    assert list(dup["id"]) == [corpus["rows"][0]["id"]] and list(dup["detail"]) == ["first at row 0"]
+    assert list(dup["id"]) == [corpus["rows"][0]["id"]] and list(dup["detail"]) == [
+        "first at row 0"
+    ]
     assert corpus["rows"][0]["id"] in kept_ids  # the first of the duplicates is kept
-    assert set(kept_ids) == set(corpus["freqs"])  # every good segment, including the whitespace ones
+    assert set(kept_ids) == set(
+        corpus["freqs"]
+    )  # every good segment, including the whitespace ones
     assert all(isinstance(d, str) and d for d in rejects["detail"])
 
 
 def test_each_clip_holds_its_own_tone_at_16k_mono(built, corpus):
-    for split, t in _split_tables(built["out"]).items():
+    for _split, t in _split_tables(built["out"]).items():
         for rid, a in zip(t["id"], t["audio"]):
             x, sr = _decode(a["bytes"])
             assert sr == 16000 and x.shape[1] == 1, rid
@@ -62,11 +71,11 @@ def test_each_clip_holds_its_own_tone_at_16k_mono(built, corpus):
 
 def test_clips_equal_ffmpeg_cut_at_the_same_sample_indices(built, corpus):
     refs = {}
-    for split, t in _split_tables(built["out"]).items():
+    for _split, t in _split_tables(built["out"]).items():
         for r in t.itertuples():
             path = glob.glob(str(corpus["root"] / "audio" / f"{r.recording}.*"))[0]
             ref = refs.setdefault(path, ffmpeg_reference(path))
-            want = ref[round(r.start * 16000):round(r.end * 16000)].astype(float)
+            want = ref[round(r.start * 16000) : round(r.end * 16000)].astype(float)
             got = _decode(r.audio["bytes"])[0][:, 0].astype(float)
             assert abs(len(got) - len(want)) <= 1, r.id
             n = min(len(got), len(want))
@@ -84,8 +93,19 @@ def test_datasets_loads_splits_with_the_audio_feature(built):
     assert ds.features["audio"] == datasets.Audio(sampling_rate=16000)
     row = ds.cast_column("audio", datasets.Audio(decode=False))[0]
     assert row["audio"]["path"].endswith(".flac") and row["text"] == row["text"].lower()
-    assert set(ds.column_names) >= {"id", "recording", "start", "end", "duration", "audio", "text", "text_raw",
-                                    "hypothesis", "similarity", "source_id"}
+    assert set(ds.column_names) >= {
+        "id",
+        "recording",
+        "start",
+        "end",
+        "duration",
+        "audio",
+        "text",
+        "text_raw",
+        "hypothesis",
+        "similarity",
+        "source_id",
+    }
 
 
 def test_dataset_card_and_shard_names_follow_hub_conventions(built):
@@ -141,7 +161,9 @@ def test_rebuild_replaces_the_previous_output(built, corpus, tmp_path):
     assert main(["build", cfg]) == 0
     assert main(["build", cfg, "--set", "splits.dev_size=0"]) == 0
     assert not glob.glob(str(out / "data" / "dev-*"))
-    assert json.loads((out / "report.json").read_text())["splits"]["train"]["rows"] == len(corpus["freqs"])
+    assert json.loads((out / "report.json").read_text())["splits"]["train"]["rows"] == len(
+        corpus["freqs"]
+    )
 
 
 def test_vocab_loads_in_the_real_ctc_tokenizer_and_round_trips_diacritics(built):
@@ -156,7 +178,9 @@ def test_vocab_loads_in_the_real_ctc_tokenizer_and_round_trips_diacritics(built)
     train_chars = set("".join(_split_tables(out)["train"]["text"])) - {" "}
     assert set(vocab) == train_chars | {"|", "[UNK]", "[PAD]"}
     assert sorted(vocab.values()) == list(range(len(vocab)))
-    tok = Wav2Vec2CTCTokenizer(str(out / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]", word_delimiter_token="|")
+    tok = Wav2Vec2CTCTokenizer(
+        str(out / "vocab.json"), unk_token="[UNK]", pad_token="[PAD]", word_delimiter_token="|"
+    )
     sentence = "rečenica broj snimka"  # č from the Croatian transcripts; no doubled letters (CTC merges them)
     assert tok.decode(tok(sentence).input_ids) == sentence
     assert report["vocab"]["size"] == len(vocab)

@@ -1,5 +1,6 @@
 """Clusters: a real scheduler and workers in their own processes (address and scheduler file), the
 SLURM job script, one clear error when SLURM pieces are missing, and nothing listening beyond loopback."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,8 @@ import pytest
 import yaml
 
 from etl.cli import main
-from etl.run.cluster import close_client, open_client, slurm_cluster
 from etl.config import DEFAULTS, ConfigError, load_config
+from etl.run.cluster import close_client, open_client, slurm_cluster
 
 from .conftest import write_config
 
@@ -45,16 +46,49 @@ def dask_processes(tmp_path, n_workers: int = 2, *worker_args: str):
     sched_file = str(tmp_path / "scheduler.json")
     dask = [sys.executable, "-m", "dask"]
     common = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    procs = [subprocess.Popen(dask + ["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                      "--scheduler-file", sched_file], **common)]
+    procs = [
+        subprocess.Popen(
+            dask
+            + [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                sched_file,
+            ],
+            **common,
+        )
+    ]
     try:
         deadline = time.time() + 60
         while not os.path.exists(sched_file):
-            assert time.time() < deadline and procs[0].poll() is None, "dask scheduler did not start"
+            assert time.time() < deadline and procs[0].poll() is None, (
+                "dask scheduler did not start"
+            )
             time.sleep(0.2)
-        workers = [subprocess.Popen(dask + ["worker", "--scheduler-file", sched_file, "--host", "127.0.0.1",
-                                            "--nthreads", "1", "--no-dashboard", "--name", f"w{k}", *worker_args],
-                                    **common) for k in range(n_workers)]
+        workers = [
+            subprocess.Popen(
+                dask
+                + [
+                    "worker",
+                    "--scheduler-file",
+                    sched_file,
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--name",
+                    f"w{k}",
+                    *worker_args,
+                ],
+                **common,
+            )
+            for k in range(n_workers)
+        ]
         procs += workers
         with Client(scheduler_file=sched_file, timeout="30s") as c:
             c.wait_for_workers(n_workers, timeout=60)
@@ -71,13 +105,17 @@ def dask_processes(tmp_path, n_workers: int = 2, *worker_args: str):
                 p.wait()
 
 
-def test_a_build_on_a_separate_scheduler_and_worker_processes_equals_a_local_build(built, corpus, tmp_path):
+def test_a_build_on_a_separate_scheduler_and_worker_processes_equals_a_local_build(
+    built, corpus, tmp_path
+):
     with dask_processes(tmp_path) as (sched_file, _):
         address = json.loads(open(sched_file).read())["address"]
         out = tmp_path / "by_address"
         assert main(["build", write_config(corpus, out, cluster={"address": address})]) == 0
         out2 = tmp_path / "by_file"
-        assert main(["build", write_config(corpus, out2, cluster={"scheduler_file": sched_file})]) == 0
+        assert (
+            main(["build", write_config(corpus, out2, cluster={"scheduler_file": sched_file})]) == 0
+        )
     expected = dataset_content(built["out"])
     assert len(expected) == built["report"]["rows_out"] > 0
     for o in (out, out2):
@@ -87,12 +125,16 @@ def test_a_build_on_a_separate_scheduler_and_worker_processes_equals_a_local_bui
         assert report["content_hash"] == built["report"]["content_hash"]
 
 
-def test_an_unreachable_scheduler_or_missing_scheduler_file_is_one_clear_error(tmp_path, capsys, corpus):
+def test_an_unreachable_scheduler_or_missing_scheduler_file_is_one_clear_error(
+    tmp_path, capsys, corpus
+):
     with socket.socket() as s:  # a port nothing listens on: a refused connection, at once
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
-    for cluster, needle in (({"address": f"tcp://127.0.0.1:{free}"}, "cluster.address"),
-                            ({"scheduler_file": str(tmp_path / "nope.json")}, "cluster.scheduler_file not found")):
+    for cluster, needle in (
+        ({"address": f"tcp://127.0.0.1:{free}"}, "cluster.address"),
+        ({"scheduler_file": str(tmp_path / "nope.json")}, "cluster.scheduler_file not found"),
+    ):
         assert main(["build", write_config(corpus, tmp_path / "out", cluster=cluster)]) == 2
         err = capsys.readouterr().err
         assert needle in err and "Traceback" not in err
@@ -104,8 +146,15 @@ def test_the_scheduler_file_resolves_against_the_config_folder(tmp_path):
     assert cfg["cluster"]["scheduler_file"] == str(tmp_path / "sched.json")
 
 
-SLURM = {"cores": 8, "memory": "32GB", "processes": 2, "walltime": "04:00:00", "queue": "cpu",
-         "account": "asr-lab", "job_extra_directives": ["--exclusive", "--constraint=avx2"]}
+SLURM = {
+    "cores": 8,
+    "memory": "32GB",
+    "processes": 2,
+    "walltime": "04:00:00",
+    "queue": "cpu",
+    "account": "asr-lab",
+    "job_extra_directives": ["--exclusive", "--constraint=avx2"],
+}
 
 
 def test_slurm_keys_are_passed_through_to_the_job_script():
@@ -114,8 +163,14 @@ def test_slurm_keys_are_passed_through_to_the_job_script():
         script = cluster.job_script()
     finally:
         cluster.close()
-    for line in ("#SBATCH -p cpu", "#SBATCH -A asr-lab", "#SBATCH --cpus-per-task=8", "#SBATCH -t 04:00:00",
-                 "#SBATCH --exclusive", "#SBATCH --constraint=avx2"):
+    for line in (
+        "#SBATCH -p cpu",
+        "#SBATCH -A asr-lab",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH -t 04:00:00",
+        "#SBATCH --exclusive",
+        "#SBATCH --constraint=avx2",
+    ):
         assert line in script.splitlines(), line
     assert "--nworkers 2" in script and "--nthreads 4" in script
 
@@ -123,7 +178,9 @@ def test_slurm_keys_are_passed_through_to_the_job_script():
 @pytest.mark.parametrize("profile", [False, True])
 def test_slurm_workers_profile_only_when_asked_and_the_users_prologue_stays(profile):
     slurm = {**SLURM, "job_script_prologue": ["module load ffmpeg"]}
-    cluster = slurm_cluster({"kind": "slurm", "slurm": slurm, "dashboard_address": None, "profile": profile})
+    cluster = slurm_cluster(
+        {"kind": "slurm", "slurm": slurm, "dashboard_address": None, "profile": profile}
+    )
     try:
         lines = cluster.job_script().splitlines()
     finally:
@@ -143,7 +200,11 @@ def test_no_dashboard_takes_no_fixed_port():
 
     client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None})
     try:
-        ports = {c.laddr.port for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        ports = {
+            c.laddr.port
+            for c in psutil.Process().net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN
+        }
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(client.dashboard_link, timeout=30)
     finally:
@@ -155,7 +216,9 @@ def test_no_dashboard_takes_no_fixed_port():
 @pytest.mark.parametrize("profile", [False, True])
 def test_local_workers_profile_only_when_asked(profile):
     """The statistical profiler costs a decoding worker ~3 % of its CPU: off unless cluster.profile."""
-    client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "profile": profile})
+    client = open_client(
+        {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "profile": profile}
+    )
     try:
         running = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
     finally:
@@ -167,9 +230,13 @@ def _how_started() -> dict:
     import psutil
 
     parent = psutil.Process(os.getppid())
-    return {"imported": all(m in sys.modules for m in ("av", "dask.dataframe", "etl.run.shards")),
-            "parent": " ".join(parent.cmdline()), "omp": os.environ.get("OMP_NUM_THREADS"),
-            "parent_omp": parent.environ().get("OMP_NUM_THREADS"), "parent_threads": parent.num_threads()}
+    return {
+        "imported": all(m in sys.modules for m in ("av", "dask.dataframe", "etl.run.shards")),
+        "parent": " ".join(parent.cmdline()),
+        "omp": os.environ.get("OMP_NUM_THREADS"),
+        "parent_omp": parent.environ().get("OMP_NUM_THREADS"),
+        "parent_threads": parent.num_threads(),
+    }
 
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
@@ -178,7 +245,9 @@ def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method
     worker costs no imports of its own; spawn (the default): a fresh interpreter, as Dask does. Dask's
     environment for its workers (OMP_NUM_THREADS=1) holds either way, and the fork server (which
     imported numpy) started with it."""
-    client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": method})
+    client = open_client(
+        {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": method}
+    )
     try:
         [got] = client.run(_how_started).values()
     finally:
@@ -186,27 +255,41 @@ def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method
     assert ("forkserver" in got["parent"]) == (method == "forkserver")
     if method == "forkserver":
         assert got["imported"] and got["parent_omp"] == "1"
-        assert got["parent_threads"] == 1  # it forks from its only thread (no jemalloc background thread)
+        assert (
+            got["parent_threads"] == 1
+        )  # it forks from its only thread (no jemalloc background thread)
     assert got["omp"] == "1"
 
 
 def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpus, tmp_path):
     """With forkserver, `etl build` starts the fork server before its own imports (the workers' imports run meanwhile),
     in a fresh process here, with what Dask's nanny gives a starting worker (OMP_NUM_THREADS=1 ...)."""
-    code = ("import sys, psutil; from etl.cli import main; rc = main(sys.argv[1:]); "
-            "kids = [p for p in psutil.Process().children() if 'forkserver' in ' '.join(p.cmdline())]; "
-            "print(rc, len(kids), kids[0].environ().get('OMP_NUM_THREADS'), kids[0].environ().get('PYTHONHASHSEED'), "
-            "kids[0].num_threads())")
-    cfg = write_config(corpus, tmp_path / "out", cluster={"n_workers": 2, "dashboard_address": None,
-                                                          "start_method": "forkserver"})
-    r = subprocess.run([sys.executable, "-c", code, "build", cfg], capture_output=True, text=True, timeout=600)
+    code = (
+        "import sys, psutil; from etl.cli import main; rc = main(sys.argv[1:]); "
+        "kids = [p for p in psutil.Process().children() if 'forkserver' in ' '.join(p.cmdline())]; "
+        "print(rc, len(kids), kids[0].environ().get('OMP_NUM_THREADS'), kids[0].environ().get('PYTHONHASHSEED'), "
+        "kids[0].num_threads())"
+    )
+    cfg = write_config(
+        corpus,
+        tmp_path / "out",
+        cluster={"n_workers": 2, "dashboard_address": None, "start_method": "forkserver"},
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "build", cfg], capture_output=True, text=True, timeout=600
+    )
     assert r.stdout.splitlines()[-1].split() == ["0", "1", "1", "6640", "1"], r.stderr[-2000:]
 
 
 def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(monkeypatch):
     """The fork server keeps the environment it started with; a variable set afterwards (credentials
     in a notebook, here between two clusters) still reaches the workers, as with spawn."""
-    cfg = {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": "forkserver"}
+    cfg = {
+        **DEFAULTS["cluster"],
+        "n_workers": 1,
+        "dashboard_address": None,
+        "start_method": "forkserver",
+    }
     close_client(open_client(cfg))  # the fork server runs from here on
     monkeypatch.setenv("ETL_TEST_LATE_VARIABLE", "set after the fork server started")
     client = open_client(cfg)
@@ -219,16 +302,41 @@ def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(m
 
 def test_a_build_with_forked_workers_equals_one_with_spawned_workers(built, corpus, tmp_path):
     out = tmp_path / "forked"
-    assert main(["build", write_config(corpus, out, cluster={"n_workers": 2, "dashboard_address": None,
-                                                             "start_method": "forkserver"})]) == 0
+    assert (
+        main(
+            [
+                "build",
+                write_config(
+                    corpus,
+                    out,
+                    cluster={
+                        "n_workers": 2,
+                        "dashboard_address": None,
+                        "start_method": "forkserver",
+                    },
+                ),
+            ]
+        )
+        == 0
+    )
     assert dataset_content(out) == dataset_content(built["out"])
-    assert json.loads((out / "report.json").read_text())["content_hash"] == built["report"]["content_hash"]
+    assert (
+        json.loads((out / "report.json").read_text())["content_hash"]
+        == built["report"]["content_hash"]
+    )
 
 
 def test_an_unknown_start_method_is_one_clear_error(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"input": {"alignment": "a.csv"}, "output": {"path": "out"},
-                                   "cluster": {"start_method": "fork"}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": {"alignment": "a.csv"},
+                "output": {"path": "out"},
+                "cluster": {"start_method": "fork"},
+            }
+        )
+    )
     with pytest.raises(ConfigError, match="cluster.start_method"):
         load_config(str(cfg))
 
@@ -237,17 +345,22 @@ def test_the_commented_slurm_example_config_is_valid_and_builds_a_job_script():
     path = os.path.join(os.path.dirname(__file__), "..", "conf", "slurm.yaml")
     cfg = load_config(path, check_inputs=False)
     assert cfg["cluster"]["kind"] == "slurm" and cfg["cluster"]["jobs"] >= 1
-    cluster = slurm_cluster({**cfg["cluster"], "dashboard_address": "127.0.0.1:0"})  # a free port in tests
+    cluster = slurm_cluster(
+        {**cfg["cluster"], "dashboard_address": "127.0.0.1:0"}
+    )  # a free port in tests
     try:
         assert "#SBATCH" in cluster.job_script()
     finally:
         cluster.close()
 
 
-@pytest.mark.parametrize("slurm, needle", [
-    ({"cores": 8}, "cores and memory"),
-    ({"cores": 8, "memory": "4GB", "memroy": "4GB"}, "memroy"),
-])
+@pytest.mark.parametrize(
+    "slurm, needle",
+    [
+        ({"cores": 8}, "cores and memory"),
+        ({"cores": 8, "memory": "4GB", "memroy": "4GB"}, "memroy"),
+    ],
+)
 def test_bad_slurm_keys_are_one_clear_error(slurm, needle):
     with pytest.raises(ConfigError, match=needle) as e:
         slurm_cluster({"kind": "slurm", "slurm": slurm})
@@ -273,7 +386,9 @@ def _listening(procs) -> set:
     out = set()
     for p in procs:
         with contextlib.suppress(psutil.Error):
-            out |= {c.laddr for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+            out |= {
+                c.laddr for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
+            }
     return out
 
 
@@ -281,7 +396,9 @@ def test_the_local_cluster_and_its_dashboard_listen_on_loopback_only():
     assert DEFAULTS["cluster"]["dashboard_address"].startswith("127.0.0.1:")
     me = psutil.Process()
     before = _listening([me])
-    client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": "127.0.0.1:0"})
+    client = open_client(
+        {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": "127.0.0.1:0"}
+    )
     try:
         new = _listening([me, *me.children(recursive=True)]) - before
         assert new, "the scheduler and the dashboard listen somewhere"
@@ -312,7 +429,15 @@ def test_every_exception_etl_defines_survives_the_trip_between_workers():
     assert "etl.ingest.formats.common.Malformed" in classes and len(classes) >= 6
     for name, cls in classes.items():
         params = [p for p in inspect.signature(cls.__init__).parameters.values()][1:]
-        required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        err = cls(*[f"value {k}" if k else 7 for k in range(len(required))]) if required else cls("a message")
+        required = [
+            p
+            for p in params
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        err = (
+            cls(*[f"value {k}" if k else 7 for k in range(len(required))])
+            if required
+            else cls("a message")
+        )
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is cls and str(back) == str(err) and vars(back) == vars(err), name

@@ -1,4 +1,5 @@
 """The config: documented defaults, validation with one clear message per bad key, --set, paths, CLI errors."""
+
 from __future__ import annotations
 
 import copy
@@ -42,11 +43,14 @@ def _error(tmp_path, doc, overrides=()) -> str:
 
 # ---------------------------------------------------------------- the documented defaults
 
+
 def test_documented_default_yaml_is_exactly_the_defaults():
     doc = yaml.safe_load(DEFAULT_YAML.read_text(encoding="utf-8"))
     assert doc == DEFAULTS
     assert _leaves(doc).keys() == _leaves(DEFAULTS).keys()
-    for key, value in _leaves(DEFAULTS).items():  # also the same types (1 != 1.0 would slip through ==)
+    for key, value in _leaves(
+        DEFAULTS
+    ).items():  # also the same types (1 != 1.0 would slip through ==)
         assert type(_leaves(doc)[key]) is type(value), key
 
 
@@ -64,13 +68,17 @@ def test_every_default_key_is_commented_in_default_yaml():
         while stack and stack[-1][0] >= indent:
             stack.pop()
         dotted = ".".join([k for _, k, _ in stack] + [m["key"]])
-        value, _, comment = re.split(r"(\s+#)", rest, maxsplit=1) if re.search(r"\s#", rest) else (rest, "", "")
+        value, _, comment = (
+            re.split(r"(\s+#)", rest, maxsplit=1) if re.search(r"\s#", rest) else (rest, "", "")
+        )
         has_comment = bool(comment.strip())
         if not value.strip():  # a section
             stack.append((indent, m["key"], has_comment))
             continue
         section_commented = bool(stack) and stack[-1][2]
-        assert has_comment or section_commented, f"conf/default.yaml line {lineno}: '{dotted}' has no comment"
+        assert has_comment or section_commented, (
+            f"conf/default.yaml line {lineno}: '{dotted}' has no comment"
+        )
         seen[dotted] = lineno
     assert set(seen) == set(_leaves(DEFAULTS)), "every leaf of DEFAULTS on a line of its own"
 
@@ -87,13 +95,22 @@ def test_no_config_file_gives_the_defaults_with_paths_resolved(tmp_path, monkeyp
 
 def test_loading_does_not_modify_the_defaults(tmp_path):
     before = copy.deepcopy(DEFAULTS)
-    load_config(str(_write(tmp_path, {"input": {"columns": {"hypothesis": "asr"}}, "splits": {"dev_size": 3}})),
-                ["filters.max_duration=30"], check_inputs=False)
+    load_config(
+        str(
+            _write(
+                tmp_path, {"input": {"columns": {"hypothesis": "asr"}}, "splits": {"dev_size": 3}}
+            )
+        ),
+        ["filters.max_duration=30"],
+        check_inputs=False,
+    )
     assert DEFAULTS == before
 
 
 def test_a_partial_section_keeps_the_other_defaults(tmp_path):
-    cfg = load_config(str(_write(tmp_path, {"input": {"columns": {"hypothesis": "asr"}}})), check_inputs=False)
+    cfg = load_config(
+        str(_write(tmp_path, {"input": {"columns": {"hypothesis": "asr"}}})), check_inputs=False
+    )
     assert cfg["input"]["columns"] == {**DEFAULTS["input"]["columns"], "hypothesis": "asr"}
     assert cfg["filters"] == DEFAULTS["filters"]
 
@@ -105,12 +122,16 @@ def test_an_empty_config_file_is_all_defaults(tmp_path):
 
 # ---------------------------------------------------------------- validation
 
-@pytest.mark.parametrize("doc, key", [
-    ({"inputs": {}}, "inputs"),
-    ({"filters": {"max_durration": 20}}, "filters.max_durration"),
-    ({"input": {"columns": {"language": "lang"}}}, "input.columns.language"),
-    ({"cluster": {"workers": 4}}, "cluster.workers"),
-])
+
+@pytest.mark.parametrize(
+    "doc, key",
+    [
+        ({"inputs": {}}, "inputs"),
+        ({"filters": {"max_durration": 20}}, "filters.max_durration"),
+        ({"input": {"columns": {"language": "lang"}}}, "input.columns.language"),
+        ({"cluster": {"workers": 4}}, "cluster.workers"),
+    ],
+)
 def test_unknown_key_is_an_error_naming_the_dotted_key(tmp_path, doc, key):
     msg = _error(tmp_path, doc)
     assert f"'{key}'" in msg
@@ -122,61 +143,78 @@ def test_unknown_key_error_lists_the_known_keys_of_its_section(tmp_path):
     assert "filters.max_duration" in msg and "filters.min_similarity" in msg
 
 
-@pytest.mark.parametrize("doc, key", [
-    ({"splits": {"dev_size": "many"}}, "splits.dev_size"),
-    ({"text": {"lowercase": 3}}, "text.lowercase"),
-    ({"text": {"strip_punctuation": "yes please"}}, "text.strip_punctuation"),
-    ({"splits": {"dev_size": True}}, "splits.dev_size"),  # a bool is not an integer here
-    ({"splits": {"dev_size": 1.5}}, "splits.dev_size"),
-    ({"filters": {"min_similarity": "high"}}, "filters.min_similarity"),
-    ({"filters": {"max_duration": False}}, "filters.max_duration"),
-    ({"input": {"alignment": None}}, "input.alignment"),
-    ({"input": {"columns": {"recording": None}}}, "input.columns.recording"),
-    ({"input": {"columns": {"start": 3}}}, "input.columns.start"),
-    ({"audio": {"sampling_rate": 16000.0}}, "audio.sampling_rate"),
-    ({"cluster": {"n_workers": "4"}}, "cluster.n_workers"),
-    ({"filters": 0.8}, "filters"),  # a section must be a mapping
-    ({"input": {"columns": ["id"]}}, "input.columns"),
-])
+@pytest.mark.parametrize(
+    "doc, key",
+    [
+        ({"splits": {"dev_size": "many"}}, "splits.dev_size"),
+        ({"text": {"lowercase": 3}}, "text.lowercase"),
+        ({"text": {"strip_punctuation": "yes please"}}, "text.strip_punctuation"),
+        ({"splits": {"dev_size": True}}, "splits.dev_size"),  # a bool is not an integer here
+        ({"splits": {"dev_size": 1.5}}, "splits.dev_size"),
+        ({"filters": {"min_similarity": "high"}}, "filters.min_similarity"),
+        ({"filters": {"max_duration": False}}, "filters.max_duration"),
+        ({"input": {"alignment": None}}, "input.alignment"),
+        ({"input": {"columns": {"recording": None}}}, "input.columns.recording"),
+        ({"input": {"columns": {"start": 3}}}, "input.columns.start"),
+        ({"audio": {"sampling_rate": 16000.0}}, "audio.sampling_rate"),
+        ({"cluster": {"n_workers": "4"}}, "cluster.n_workers"),
+        ({"filters": 0.8}, "filters"),  # a section must be a mapping
+        ({"input": {"columns": ["id"]}}, "input.columns"),
+    ],
+)
 def test_wrong_type_is_an_error_naming_the_key(tmp_path, doc, key):
     msg = _error(tmp_path, doc)
     assert f"'{key}'" in msg
     assert "must be" in msg
 
 
-@pytest.mark.parametrize("doc, key", [
-    ({"output": {"audio_format": "mp3"}}, "output.audio_format"),
-    ({"audio": {"decoder": "sox"}}, "audio.decoder"),
-    ({"input": {"format": "xlsx"}}, "input.format"),
-    ({"audio": {"sampling_rate": 0}}, "audio.sampling_rate"),
-    ({"audio": {"channels": 3}}, "audio.channels"),
-    ({"output": {"shard_hours": 0}}, "output.shard_hours"),
-    ({"splits": {"dev_size": -1}}, "splits.dev_size"),
-    ({"cluster": {"n_workers": 0}}, "cluster.n_workers"),
-    ({"cluster": {"threads_per_worker": 0}}, "cluster.threads_per_worker"),
-    ({"input": {"id_template": "{recording}_{speaker}"}}, "input.id_template"),
-    ({"input": {"id_template": "{start:.1q}"}}, "input.id_template"),
-    ({"splits": {"by": "language"}}, "splits.by"),
-    ({"input": {"recording_pattern": "\\[(?P<id>[a-z]+"}}, "input.recording_pattern"),  # unbalanced
-    ({"input": {"recording_pattern": "\\[([A-Za-z0-9_-]{11})\\]"}}, "input.recording_pattern"),  # no group id
-    ({"splits": {"low_similarity": "keep"}}, "splits.low_similarity"),
-    ({"splits": {"dev_hours": -1}}, "splits.dev_hours"),
-    ({"budget": {"total_gb": -5}}, "budget.total_gb"),
-    ({"splits": {"exclude_ids": [3]}}, "splits.exclude_ids"),
-    ({"splits": {"exclude_ids": {"a": 1}}}, "splits.exclude_ids"),
-])
+@pytest.mark.parametrize(
+    "doc, key",
+    [
+        ({"output": {"audio_format": "mp3"}}, "output.audio_format"),
+        ({"audio": {"decoder": "sox"}}, "audio.decoder"),
+        ({"input": {"format": "xlsx"}}, "input.format"),
+        ({"audio": {"sampling_rate": 0}}, "audio.sampling_rate"),
+        ({"audio": {"channels": 3}}, "audio.channels"),
+        ({"output": {"shard_hours": 0}}, "output.shard_hours"),
+        ({"splits": {"dev_size": -1}}, "splits.dev_size"),
+        ({"cluster": {"n_workers": 0}}, "cluster.n_workers"),
+        ({"cluster": {"threads_per_worker": 0}}, "cluster.threads_per_worker"),
+        ({"input": {"id_template": "{recording}_{speaker}"}}, "input.id_template"),
+        ({"input": {"id_template": "{start:.1q}"}}, "input.id_template"),
+        ({"splits": {"by": "language"}}, "splits.by"),
+        (
+            {"input": {"recording_pattern": "\\[(?P<id>[a-z]+"}},
+            "input.recording_pattern",
+        ),  # unbalanced
+        (
+            {"input": {"recording_pattern": "\\[([A-Za-z0-9_-]{11})\\]"}},
+            "input.recording_pattern",
+        ),  # no group id
+        ({"splits": {"low_similarity": "keep"}}, "splits.low_similarity"),
+        ({"splits": {"dev_hours": -1}}, "splits.dev_hours"),
+        ({"budget": {"total_gb": -5}}, "budget.total_gb"),
+        ({"splits": {"exclude_ids": [3]}}, "splits.exclude_ids"),
+        ({"splits": {"exclude_ids": {"a": 1}}}, "splits.exclude_ids"),
+    ],
+)
 def test_bad_value_is_an_error_naming_the_key(tmp_path, doc, key):
     assert f"'{key}'" in _error(tmp_path, doc)
 
 
 def test_values_that_accept_null_or_several_types(tmp_path):
-    doc = {"filters": {"min_similarity": None, "min_duration": 1, "max_duration": 12.5},
-           "input": {"audio": None, "columns": {"id": None}},
-           "output": {"shard_hours": 2},
-           "cluster": {"memory_limit": 4_000_000_000, "dashboard_address": None}}
+    doc = {
+        "filters": {"min_similarity": None, "min_duration": 1, "max_duration": 12.5},
+        "input": {"audio": None, "columns": {"id": None}},
+        "output": {"shard_hours": 2},
+        "cluster": {"memory_limit": 4_000_000_000, "dashboard_address": None},
+    }
     cfg = load_config(str(_write(tmp_path, doc)), check_inputs=False)
-    assert {k: cfg["filters"][k] for k in doc["filters"]} == {"min_similarity": None, "min_duration": 1,
-                                                                 "max_duration": 12.5}
+    assert {k: cfg["filters"][k] for k in doc["filters"]} == {
+        "min_similarity": None,
+        "min_duration": 1,
+        "max_duration": 12.5,
+    }
     assert cfg["input"]["audio"] is None and cfg["input"]["columns"]["id"] is None
     assert cfg["cluster"]["memory_limit"] == 4_000_000_000
 
@@ -207,11 +245,21 @@ def test_invalid_yaml_error_is_one_line(tmp_path):
 
 # ---------------------------------------------------------------- --set
 
+
 def test_set_values_are_parsed_as_yaml(tmp_path):
-    cfg = load_config(str(_write(tmp_path, {})), [
-        "splits.dev_size=7", "cluster.address=null", "text.lowercase=false", "filters.max_duration=12.5",
-        "input.columns.hypothesis=asr", "cluster.memory_limit=4GiB", "input.id_template={recording}-{start}",
-    ], check_inputs=False)
+    cfg = load_config(
+        str(_write(tmp_path, {})),
+        [
+            "splits.dev_size=7",
+            "cluster.address=null",
+            "text.lowercase=false",
+            "filters.max_duration=12.5",
+            "input.columns.hypothesis=asr",
+            "cluster.memory_limit=4GiB",
+            "input.id_template={recording}-{start}",
+        ],
+        check_inputs=False,
+    )
     assert cfg["splits"]["dev_size"] == 7 and type(cfg["splits"]["dev_size"]) is int
     assert cfg["cluster"]["address"] is None
     assert cfg["text"]["lowercase"] is False
@@ -233,16 +281,21 @@ def test_set_with_an_empty_value_is_null(tmp_path):
 
 
 def test_set_value_containing_equals_signs(tmp_path):
-    cfg = load_config(str(_write(tmp_path, {})), ["cluster.address=tcp://h:8786?a=b"], check_inputs=False)
+    cfg = load_config(
+        str(_write(tmp_path, {})), ["cluster.address=tcp://h:8786?a=b"], check_inputs=False
+    )
     assert cfg["cluster"]["address"] == "tcp://h:8786?a=b"
 
 
-@pytest.mark.parametrize("item, key", [
-    ("filters.max_durration=3", "filters.max_durration"),
-    ("splits.dev_size=many", "splits.dev_size"),
-    ("text.lowercase=3", "text.lowercase"),
-    ("nosection.key=1", "nosection"),
-])
+@pytest.mark.parametrize(
+    "item, key",
+    [
+        ("filters.max_durration=3", "filters.max_durration"),
+        ("splits.dev_size=many", "splits.dev_size"),
+        ("text.lowercase=3", "text.lowercase"),
+        ("nosection.key=1", "nosection"),
+    ],
+)
 def test_set_is_validated_like_the_file(tmp_path, item, key):
     assert f"'{key}'" in _error(tmp_path, {}, [item])
 
@@ -259,11 +312,18 @@ def test_set_works_without_a_config_file(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- paths
 
+
 def test_relative_paths_resolve_against_the_config_files_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # anywhere but the config's folder
     conf = tmp_path / "project" / "conf"
-    path = _write(conf, {"input": {"alignment": "../data/align.csv", "audio": "audio/"},
-                         "output": {"path": "out"}, "audio": {"ffmpeg": "bin/ffmpeg"}})
+    path = _write(
+        conf,
+        {
+            "input": {"alignment": "../data/align.csv", "audio": "audio/"},
+            "output": {"path": "out"},
+            "audio": {"ffmpeg": "bin/ffmpeg"},
+        },
+    )
     cfg = load_config(str(path.relative_to(tmp_path)), check_inputs=False)
     assert cfg["input"]["alignment"] == str(tmp_path / "project" / "data" / "align.csv")
     assert cfg["input"]["audio"] == str(conf / "audio")
@@ -278,8 +338,10 @@ def test_relative_path_from_set_resolves_against_the_config_files_folder(tmp_pat
 
 
 def test_absolute_paths_and_urls_are_kept(tmp_path):
-    doc = {"input": {"alignment": "memory://bucket/align.csv", "audio": "s3://bucket/audio/"},
-           "output": {"path": str(tmp_path / "elsewhere")}}
+    doc = {
+        "input": {"alignment": "memory://bucket/align.csv", "audio": "s3://bucket/audio/"},
+        "output": {"path": str(tmp_path / "elsewhere")},
+    }
     cfg = load_config(str(_write(tmp_path / "conf", doc)), check_inputs=False)
     assert cfg["input"]["alignment"] == "memory://bucket/align.csv"
     assert cfg["input"]["audio"] == "s3://bucket/audio/"
@@ -293,6 +355,7 @@ def test_home_directory_is_expanded(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- inputs must exist
+
 
 @pytest.mark.parametrize("key,missing", [("alignment", "missing.csv"), ("audio", "no_audio")])
 def test_missing_input_is_an_error_naming_the_key_and_path(tmp_path, key, missing):
@@ -310,10 +373,14 @@ def test_id_list_paths_resolve_from_the_config_folder_and_must_exist(tmp_path):
     (tmp_path / "align.csv").write_text("id,recording,start,end,text\n", encoding="utf-8")
     (tmp_path / "review").mkdir()
     (tmp_path / "review" / "bad_ids.txt").write_text("a\n", encoding="utf-8")
-    doc = {"input": {"alignment": "align.csv", "audio": "audio"},
-           "splits": {"exclude_ids": "review/bad_ids.txt", "test_ids": "review/bad_ids.txt"}}
+    doc = {
+        "input": {"alignment": "align.csv", "audio": "audio"},
+        "splits": {"exclude_ids": "review/bad_ids.txt", "test_ids": "review/bad_ids.txt"},
+    }
     cfg = load_config(str(_write(tmp_path, doc)))
-    assert cfg["splits"]["exclude_ids"] == [str(tmp_path / "review" / "bad_ids.txt")]  # one file: no list needed
+    assert cfg["splits"]["exclude_ids"] == [
+        str(tmp_path / "review" / "bad_ids.txt")
+    ]  # one file: no list needed
     assert cfg["splits"]["test_ids"] == str(tmp_path / "review" / "bad_ids.txt")
     doc["splits"]["exclude_ids"] = ["review/bad_ids.txt", "review/gone.txt"]
     with pytest.raises(ConfigError, match=r"splits\.exclude_ids: file not found: .*gone\.txt"):
@@ -322,8 +389,10 @@ def test_id_list_paths_resolve_from_the_config_folder_and_must_exist(tmp_path):
 
 def test_missing_ffmpeg_binary_is_an_error(tmp_path):
     (tmp_path / "align.csv").write_text("id,recording,start,end,text\n", encoding="utf-8")
-    path = _write(tmp_path, {"input": {"alignment": "align.csv", "audio": None},
-                             "audio": {"ffmpeg": "no/ffmpeg"}})
+    path = _write(
+        tmp_path,
+        {"input": {"alignment": "align.csv", "audio": None}, "audio": {"ffmpeg": "no/ffmpeg"}},
+    )
     with pytest.raises(ConfigError, match=r"audio\.ffmpeg"):
         load_config(str(path))
 
@@ -331,7 +400,9 @@ def test_missing_ffmpeg_binary_is_an_error(tmp_path):
 def test_output_path_that_is_a_file_is_an_error(tmp_path):
     (tmp_path / "align.csv").write_text("id,recording,start,end,text\n", encoding="utf-8")
     (tmp_path / "out").write_text("I am a file", encoding="utf-8")
-    path = _write(tmp_path, {"input": {"alignment": "align.csv", "audio": None}, "output": {"path": "out"}})
+    path = _write(
+        tmp_path, {"input": {"alignment": "align.csv", "audio": None}, "output": {"path": "out"}}
+    )
     with pytest.raises(ConfigError, match=r"output\.path"):
         load_config(str(path))
 
@@ -339,17 +410,29 @@ def test_output_path_that_is_a_file_is_an_error(tmp_path):
 def test_existing_inputs_pass_the_check(tmp_path):
     (tmp_path / "align.csv").write_text("id,recording,start,end,text\n", encoding="utf-8")
     (tmp_path / "audio").mkdir()
-    cfg = load_config(str(_write(tmp_path, {"input": {"alignment": "align.csv", "audio": "audio"}})))
+    cfg = load_config(
+        str(_write(tmp_path, {"input": {"alignment": "align.csv", "audio": "audio"}}))
+    )
     assert cfg["input"]["alignment"] == str(tmp_path / "align.csv")
 
 
 # ---------------------------------------------------------------- through the command line
 
+
 def _run_cli(tmp_path: Path, doc, *args: str) -> subprocess.CompletedProcess:
     cfg = _write(tmp_path, doc, "cli.yaml")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "etl", "build", str(cfg), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "etl", "build", str(cfg), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _assert_one_line_error(proc: subprocess.CompletedProcess, *names: str) -> None:
@@ -366,27 +449,40 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess, *names: str) -> No
 @pytest.fixture
 def inputs(tmp_path):
     """A valid alignment table and audio folder, so only the one mistake under test is wrong."""
-    (tmp_path / "align.csv").write_text("id,recording,start,end,text\nu1,rec,0,1,x\n", encoding="utf-8")
+    (tmp_path / "align.csv").write_text(
+        "id,recording,start,end,text\nu1,rec,0,1,x\n", encoding="utf-8"
+    )
     (tmp_path / "audio").mkdir()
     return {"alignment": "align.csv", "audio": "audio"}
 
 
 def test_cli_unknown_key_exits_2_with_one_line(tmp_path, inputs):
-    doc = {"input": inputs, "output": {"path": str(tmp_path / "out")}, "filters": {"max_durration": 20}}
+    doc = {
+        "input": inputs,
+        "output": {"path": str(tmp_path / "out")},
+        "filters": {"max_durration": 20},
+    }
     proc = _run_cli(tmp_path, doc)
     _assert_one_line_error(proc, "filters.max_durration")
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_wrong_type_exits_2_with_one_line(tmp_path, inputs):
-    doc = {"input": inputs, "output": {"path": str(tmp_path / "out")}, "splits": {"dev_size": "many"}}
+    doc = {
+        "input": inputs,
+        "output": {"path": str(tmp_path / "out")},
+        "splits": {"dev_size": "many"},
+    }
     proc = _run_cli(tmp_path, doc)
     _assert_one_line_error(proc, "splits.dev_size")
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_missing_alignment_exits_2_with_one_line(tmp_path, inputs):
-    doc = {"input": {**inputs, "alignment": "missing.csv"}, "output": {"path": str(tmp_path / "out")}}
+    doc = {
+        "input": {**inputs, "alignment": "missing.csv"},
+        "output": {"path": str(tmp_path / "out")},
+    }
     proc = _run_cli(tmp_path, doc)
     _assert_one_line_error(proc, "input.alignment", str(tmp_path / "missing.csv"))
     assert not (tmp_path / "out").exists()
@@ -406,8 +502,14 @@ def test_cli_invalid_yaml_exits_2_with_one_line(tmp_path):
 
 def test_cli_missing_config_file_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "etl", "build", "nope.yaml"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "etl", "build", "nope.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     _assert_one_line_error(proc, "nope.yaml")
 
 

@@ -1,11 +1,11 @@
 """Curation keys end to end through the CLI on a real 2-worker cluster: test ids, exclusions,
 low_similarity as a split, recording-level splits, budgets, and dev stability when rows are added."""
+
 from __future__ import annotations
 
 import glob
-import json
-
 import io
+import json
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -18,8 +18,11 @@ from .conftest import write_config
 
 
 def _ids(out, split: str) -> set:
-    return {i for f in glob.glob(str(out / "data" / f"{split}-*.parquet"))
-            for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
+    return {
+        i
+        for f in glob.glob(str(out / "data" / f"{split}-*.parquet"))
+        for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()
+    }
 
 
 def _rejects(out) -> pd.DataFrame:
@@ -28,17 +31,30 @@ def _rejects(out) -> pd.DataFrame:
 
 def _accounted(out, report: dict) -> None:
     kept = sum(len(_ids(out, s)) for s in report["splits"])
-    assert report["rows_in"] == kept + len(_rejects(out)) == report["rows_out"] + report["rows_rejected"]
+    assert (
+        report["rows_in"]
+        == kept + len(_rejects(out))
+        == report["rows_out"] + report["rows_rejected"]
+    )
 
 
 def test_test_ids_exclusions_low_similarity_split_and_budget(corpus, tmp_path):
-    (tmp_path / "test_ids.txt").write_text("# the test set, given later\nopus_48k\n", encoding="utf-8")
+    (tmp_path / "test_ids.txt").write_text(
+        "# the test set, given later\nopus_48k\n", encoding="utf-8"
+    )
     (tmp_path / "reviewed.txt").write_text("mp3_48k_stereo-0\nmp3_48k_stereo-1\n", encoding="utf-8")
     out = tmp_path / "out"
-    cfg = write_config(corpus, out, splits={"dev_size": 3, "test_ids": str(tmp_path / "test_ids.txt"),
-                                            "exclude_ids": [str(tmp_path / "reviewed.txt")],
-                                            "low_similarity": "split"},
-                       budget={"train_hours": 20 / 3600})
+    cfg = write_config(
+        corpus,
+        out,
+        splits={
+            "dev_size": 3,
+            "test_ids": str(tmp_path / "test_ids.txt"),
+            "exclude_ids": [str(tmp_path / "reviewed.txt")],
+            "low_similarity": "split",
+        },
+        budget={"train_hours": 20 / 3600},
+    )
     assert main(["build", cfg]) == 0
     report = json.loads((out / "report.json").read_text())
     _accounted(out, report)
@@ -62,15 +78,24 @@ def test_test_ids_exclusions_low_similarity_split_and_budget(corpus, tmp_path):
 
 def test_recording_level_splits_never_share_a_recording(corpus, tmp_path):
     out = tmp_path / "out"
-    (tmp_path / "test_ids.txt").write_text("wav_16k_mono-1\n", encoding="utf-8")  # pulls its recording along
-    cfg = write_config(corpus, out, splits={"by": "recording", "dev_size": 3,
-                                            "test_ids": str(tmp_path / "test_ids.txt")})
+    (tmp_path / "test_ids.txt").write_text(
+        "wav_16k_mono-1\n", encoding="utf-8"
+    )  # pulls its recording along
+    cfg = write_config(
+        corpus,
+        out,
+        splits={"by": "recording", "dev_size": 3, "test_ids": str(tmp_path / "test_ids.txt")},
+    )
     assert main(["build", cfg]) == 0
     report = json.loads((out / "report.json").read_text())
     _accounted(out, report)
     recs = {s: {i.rsplit("-", 1)[0] for i in _ids(out, s)} for s in report["splits"]}
     assert recs["test"] == {"wav_16k_mono"}
-    assert recs["dev"] and not recs["dev"] & recs["train"] and not (recs["dev"] | recs["train"]) & recs["test"]
+    assert (
+        recs["dev"]
+        and not recs["dev"] & recs["train"]
+        and not (recs["dev"] | recs["train"]) & recs["test"]
+    )
 
 
 def test_adding_rows_keeps_every_old_dev_row_in_dev(corpus, tmp_path):
@@ -82,7 +107,10 @@ def test_adding_rows_keeps_every_old_dev_row_in_dev(corpus, tmp_path):
     assert main(["build", cfg]) == 0
     old_dev = _ids(out, "dev")
     # 10% more rows: overlapping re-cuts of existing recordings under new ids
-    extra = [dict(r, id=f"new-{i}", start=r["start"] + 0.1) for i, r in enumerate(rows[:len(rows) // 10 + 1])]
+    extra = [
+        dict(r, id=f"new-{i}", start=r["start"] + 0.1)
+        for i, r in enumerate(rows[: len(rows) // 10 + 1])
+    ]
     table.write_text(json.dumps(rows + extra, ensure_ascii=False), encoding="utf-8")
     assert main(["build", cfg]) == 0
     assert _ids(out, "dev") == old_dev
@@ -93,12 +121,30 @@ def test_adding_rows_keeps_every_old_dev_row_in_dev(corpus, tmp_path):
 
 def test_curated_splits_are_the_same_with_one_and_two_workers(corpus, tmp_path):
     (tmp_path / "test_ids.txt").write_text("m4a_44k_stereo\n", encoding="utf-8")
-    splits = {"by": "recording", "dev_size": 2, "test_ids": str(tmp_path / "test_ids.txt"), "seed": 7}
+    splits = {
+        "by": "recording",
+        "dev_size": 2,
+        "test_ids": str(tmp_path / "test_ids.txt"),
+        "seed": 7,
+    }
     found = []
     for n in (1, 2):
         out = tmp_path / f"out{n}"
-        assert main(["build", write_config(corpus, out, splits=splits, budget={"total_gb": 0.0006},
-                                           cluster={"n_workers": n})]) == 0
+        assert (
+            main(
+                [
+                    "build",
+                    write_config(
+                        corpus,
+                        out,
+                        splits=splits,
+                        budget={"total_gb": 0.0006},
+                        cluster={"n_workers": n},
+                    ),
+                ]
+            )
+            == 0
+        )
         report = json.loads((out / "report.json").read_text())
         found.append(({s: _ids(out, s) for s in report["splits"]}, report["rejects"]))
     assert found[0] == found[1]

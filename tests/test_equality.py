@@ -6,6 +6,7 @@ recordings, speakers, low similarity, several spellings of one file) under varie
 row its split, or its reject reason, and a digest of the reject details. Output columns added later
 change content hashes, never these.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,17 +27,32 @@ CONFIGS = {
     "segment_default": {"splits": {"dev_size": 40}},
     "recording_hours_budget_lowsplit": {
         "splits": {"by": "recording", "dev_hours": 0.05, "low_similarity": "split"},
-        "budget": {"train_hours": 0.4}},
+        "budget": {"train_hours": 0.4},
+    },
     "speaker_test_exclude_gb": {
-        "splits": {"by": "speaker", "dev_size": 30, "test_ids": "test_speakers.txt", "exclude_ids": ["bad_ids.txt"]},
-        "budget": {"total_gb": 0.02}},
+        "splits": {
+            "by": "speaker",
+            "dev_size": 30,
+            "test_ids": "test_speakers.txt",
+            "exclude_ids": ["bad_ids.txt"],
+        },
+        "budget": {"total_gb": 0.02},
+    },
     "segment_lists_both_budgets": {
-        "splits": {"seed": 7, "dev_size": 25, "test_ids": "test_ids.txt", "exclude_ids": ["bad_ids.txt", "bad_recs.txt"],
-                   "low_similarity": "split"},
-        "budget": {"train_hours": 0.3, "total_gb": 0.03}, "output": {"audio_format": "wav"}},
+        "splits": {
+            "seed": 7,
+            "dev_size": 25,
+            "test_ids": "test_ids.txt",
+            "exclude_ids": ["bad_ids.txt", "bad_recs.txt"],
+            "low_similarity": "split",
+        },
+        "budget": {"train_hours": 0.3, "total_gb": 0.03},
+        "output": {"audio_format": "wav"},
+    },
     "recording_tests_by_recording": {
         "splits": {"by": "recording", "seed": 3, "dev_size": 60, "test_ids": "test_recs.txt"},
-        "filters": {"min_similarity": 0.6, "min_duration": 1.0}},
+        "filters": {"min_similarity": 0.6, "min_duration": 1.0},
+    },
 }
 PREVIOUS_DEV = {"segment_default": ["r003-s000", "r017-s004", "r030-s010", "no-such-id"]}
 
@@ -53,12 +69,25 @@ def make_table(root: pathlib.Path) -> None:
         t = 0.0
         for s in range(int(rng.integers(8, 26))):
             d = float(np.round(rng.uniform(0.3, 9.0), 2))
-            spelled = [f"r{r:03d}", f"part{r % 3}/r{r:03d}", f"part{r % 3}/r{r:03d}.wav", f" r{r:03d}.wav "][s % 4]
+            spelled = [
+                f"r{r:03d}",
+                f"part{r % 3}/r{r:03d}",
+                f"part{r % 3}/r{r:03d}.wav",
+                f" r{r:03d}.wav ",
+            ][s % 4]
             text = f"Rečenica {r} broj {s}!"
             hyp = text.lower() if rng.random() > 0.15 else "nešto sasvim drugo"
-            rows.append({"id": f"r{r:03d}-s{s:03d}", "recording": spelled, "start": f"{t:.2f}",
-                         "end": f"{t + d:.2f}", "text": text, "asr": hyp,
-                         "who": "" if r % 7 == 0 else f"spk{r % 11}"})
+            rows.append(
+                {
+                    "id": f"r{r:03d}-s{s:03d}",
+                    "recording": spelled,
+                    "start": f"{t:.2f}",
+                    "end": f"{t + d:.2f}",
+                    "text": text,
+                    "asr": hyp,
+                    "who": "" if r % 7 == 0 else f"spk{r % 11}",
+                }
+            )
             t += d + 0.25
     flawed = [
         {"id": "bad-ts", "recording": "r001", "start": "5", "end": "4"},
@@ -70,15 +99,27 @@ def make_table(root: pathlib.Path) -> None:
     ]
     for f in flawed:
         rows.append({"text": "tekst", "asr": "tekst", "who": "spk1", **f})
-    rows.append(dict(rows[5]))   # duplicates: the first is kept
+    rows.append(dict(rows[5]))  # duplicates: the first is kept
     rows.append(dict(rows[77], text="other text"))
-    rows.append({"id": "", "recording": "r004", "start": "100.5", "end": "102", "text": "bez ida", "asr": "bez ida",
-                 "who": "spk2"})  # no id: from the template
+    rows.append(
+        {
+            "id": "",
+            "recording": "r004",
+            "start": "100.5",
+            "end": "102",
+            "text": "bez ida",
+            "asr": "bez ida",
+            "who": "spk2",
+        }
+    )  # no id: from the template
     order = rng.permutation(len(rows))
     import pandas as pd
+
     pd.DataFrame([rows[i] for i in order]).to_csv(root / "table.csv", index=False)
     (root / "test_speakers.txt").write_text("spk3\nspk5\n")
-    (root / "test_ids.txt").write_text("\n".join(f"r{r:03d}-s001" for r in range(0, 36, 4)) + "\nr010\n")
+    (root / "test_ids.txt").write_text(
+        "\n".join(f"r{r:03d}-s001" for r in range(0, 36, 4)) + "\nr010\n"
+    )
     (root / "test_recs.txt").write_text("r005\npart2/r008\n# comment\nr011.wav\n")
     (root / "bad_ids.txt").write_text("r006-s002\nr007-s003\nr020-s000\n")
     (root / "bad_recs.txt").write_text("r009\n")
@@ -87,9 +128,15 @@ def make_table(root: pathlib.Path) -> None:
 def config(root: pathlib.Path, name: str, out: pathlib.Path) -> dict:
     from etl.config import load_config
 
-    cfg = {"input": {"alignment": "table.csv", "audio": "audio",
-                     "columns": {"hypothesis": "asr", "speaker": "who"}},
-           "output": {"path": str(out)}, "filters": {"min_duration": 0.5, "max_duration": 15.0}}
+    cfg = {
+        "input": {
+            "alignment": "table.csv",
+            "audio": "audio",
+            "columns": {"hypothesis": "asr", "speaker": "who"},
+        },
+        "output": {"path": str(out)},
+        "filters": {"min_duration": 0.5, "max_duration": 15.0},
+    }
     for k, v in CONFIGS[name].items():
         cfg.setdefault(k, {}).update(v)
     path = root / f"{name}.yaml"
@@ -111,12 +158,20 @@ def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
         df = pd.concat(CLIENT.gather(planned.parts)).sort_values("row")
         assert df["row"].tolist() == list(range(planned.rows_in))
     codes = [CODES[s] if isinstance(s, str) else f"!{r}" for s, r in zip(df["split"], df["reason"])]
-    root = os.path.dirname(cfg["input"]["alignment"])  # details name files: compared without the folder
-    details = "\n".join(f"{i}\t{d}".replace(root, "ROOT") for i, d in zip(df["id"], df["detail"]) if isinstance(d, str))
-    return {"ids": hashlib.md5("\n".join(df["id"]).encode()).hexdigest(),
-            "rows": "".join(c if len(c) == 1 else "" for c in codes),
-            "rejects": {i: c[1:] for i, c in zip(df["row"].astype(int), codes) if len(c) > 1},
-            "details": hashlib.md5(details.encode()).hexdigest()}
+    root = os.path.dirname(
+        cfg["input"]["alignment"]
+    )  # details name files: compared without the folder
+    details = "\n".join(
+        f"{i}\t{d}".replace(root, "ROOT")
+        for i, d in zip(df["id"], df["detail"])
+        if isinstance(d, str)
+    )
+    return {
+        "ids": hashlib.md5("\n".join(df["id"]).encode()).hexdigest(),
+        "rows": "".join(c if len(c) == 1 else "" for c in codes),
+        "rejects": {i: c[1:] for i, c in zip(df["row"].astype(int), codes) if len(c) > 1},
+        "details": hashlib.md5(details.encode()).hexdigest(),
+    }
 
 
 CLIENT = None
@@ -127,8 +182,12 @@ def client():
     global CLIENT
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True) as cluster, \
-            Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         CLIENT = c
         yield c
 
@@ -142,15 +201,21 @@ def table_root(tmp_path_factory):
 
 @pytest.mark.parametrize("partitions", [1, 7])
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_every_row_keeps_its_split_and_reject_reason(client, table_root, tmp_path, name, partitions, monkeypatch):
+def test_every_row_keeps_its_split_and_reject_reason(
+    client, table_root, tmp_path, name, partitions, monkeypatch
+):
     from etl.ingest import table
 
     read_raw = table.read_raw
-    monkeypatch.setattr(table, "read_raw", lambda *a, **k: read_raw(*a, **k).repartition(npartitions=partitions))
+    monkeypatch.setattr(
+        table, "read_raw", lambda *a, **k: read_raw(*a, **k).repartition(npartitions=partitions)
+    )
     want = json.loads((GOLDEN / f"{name}.json").read_text())
     got = placement(config(table_root, name, tmp_path / "out"), PREVIOUS_DEV.get(name, []))
     assert got["ids"] == want["ids"]
-    assert {int(k): v for k, v in got["rejects"].items()} == {int(k): v for k, v in want["rejects"].items()}
+    assert {int(k): v for k, v in got["rejects"].items()} == {
+        int(k): v for k, v in want["rejects"].items()
+    }
     assert got["rows"] == want["rows"]
     assert got["details"] == want["details"]
 
@@ -165,7 +230,9 @@ if __name__ == "__main__":  # regenerate (only from the reference planning)
         for name in sorted(CONFIGS):
             got = placement(config(root, name, root / "out"), PREVIOUS_DEV.get(name, []))
             (GOLDEN / f"{name}.json").write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
-            print(name, len(got["rows"]), "placed", len(got["rejects"]), "rejected", file=sys.stderr)
+            print(
+                name, len(got["rows"]), "placed", len(got["rejects"]), "rejected", file=sys.stderr
+            )
 
 
 def built_placement(out: pathlib.Path) -> dict:
@@ -186,8 +253,12 @@ def built_placement(out: pathlib.Path) -> dict:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_the_in_memory_planning_places_every_row_as_the_cluster_does(table_root, tmp_path, name):
     want = json.loads((GOLDEN / f"{name}.json").read_text())
-    got = placement(config(table_root, name, tmp_path / "out"), PREVIOUS_DEV.get(name, []), in_memory=True)
-    assert got == {**want, "rejects": {int(k): v for k, v in want["rejects"].items()}} or got == want
+    got = placement(
+        config(table_root, name, tmp_path / "out"), PREVIOUS_DEV.get(name, []), in_memory=True
+    )
+    assert (
+        got == {**want, "rejects": {int(k): v for k, v in want["rejects"].items()}} or got == want
+    )
 
 
 def test_the_built_corpus_keeps_every_rows_final_split_and_reason(built):

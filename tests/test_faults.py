@@ -1,6 +1,7 @@
 """Faults while building: transient read errors are retried, corrupt data is rejected at once, a
 worker killed mid-build costs nothing, and a worker memory limit far below a long recording's
 decoded size still processes it (streaming keeps memory flat)."""
+
 from __future__ import annotations
 
 import collections
@@ -24,8 +25,8 @@ from etl.run import shards
 from etl.run.shards import ShardTask, run_shard
 from etl.testing.synth import dominant_frequency
 
-
 # ---------------------------------------------------------------- a flaky storage (real fsspec)
+
 
 class _DroppingFile(io.FileIO):
     """A local file read in small blocks that raises ConnectionResetError after ``fail_after`` bytes."""
@@ -61,7 +62,9 @@ fsspec.register_implementation("flaky", FlakyFS, clobber=True)
 
 @pytest.fixture
 def flaky(monkeypatch):
-    monkeypatch.setattr(shards, "READ_RETRY_DELAYS", (0.05, 0.05, 0.05))  # the pauses, not the logic
+    monkeypatch.setattr(
+        shards, "READ_RETRY_DELAYS", (0.05, 0.05, 0.05)
+    )  # the pauses, not the logic
     FlakyFS.FAILS.clear()
     FlakyFS.OPENS.clear()
     return FlakyFS
@@ -72,14 +75,34 @@ def _task(corpus, recordings: list[str], out, url) -> ShardTask:
     (out / ".parts").mkdir(parents=True)  # as build() prepares it
     rows = []
     for r in corpus["rows"]:
-        if (r["recording"].strip() in [os.path.splitext(f)[0] for f in recordings] and r["id"] in corpus["freqs"]
-                and r["id"] not in {x["id"] for x in rows}):  # the table's duplicate row is not ours
-            rows.append({"id": r["id"], "recording": r["recording"].strip(), "start": r["start"], "end": r["end"],
-                         "duration": r["end"] - r["start"], "text": r["text"].lower(), "text_raw": r["text"],
-                         "hypothesis": r["asr"], "similarity": 1.0, "split": "train"})
-    return ShardTask(index=0, recordings=[(os.path.splitext(f)[0], url(str(corpus["root"] / "audio" / f)))
-                                          for f in recordings],
-                     rows=pd.DataFrame(rows), seconds=60.0, out=str(out))
+        if (
+            r["recording"].strip() in [os.path.splitext(f)[0] for f in recordings]
+            and r["id"] in corpus["freqs"]
+            and r["id"] not in {x["id"] for x in rows}
+        ):  # the table's duplicate row is not ours
+            rows.append(
+                {
+                    "id": r["id"],
+                    "recording": r["recording"].strip(),
+                    "start": r["start"],
+                    "end": r["end"],
+                    "duration": r["end"] - r["start"],
+                    "text": r["text"].lower(),
+                    "text_raw": r["text"],
+                    "hypothesis": r["asr"],
+                    "similarity": 1.0,
+                    "split": "train",
+                }
+            )
+    return ShardTask(
+        index=0,
+        recordings=[
+            (os.path.splitext(f)[0], url(str(corpus["root"] / "audio" / f))) for f in recordings
+        ],
+        rows=pd.DataFrame(rows),
+        seconds=60.0,
+        out=str(out),
+    )
 
 
 def _clips(out) -> dict:
@@ -96,7 +119,9 @@ def _clips(out) -> dict:
 FILES = ["mp3_48k_stereo.mp3", "wav_16k_mono.wav", "m4a_44k_stereo.m4a"]
 
 
-def test_a_read_error_mid_recording_is_retried_and_every_clip_is_written_once(corpus, tmp_path, flaky):
+def test_a_read_error_mid_recording_is_retried_and_every_clip_is_written_once(
+    corpus, tmp_path, flaky
+):
     clean = run_shard(_task(corpus, FILES, tmp_path / "clean", str))
     expected = _clips(tmp_path / "clean")
     paths = [str(corpus["root"] / "audio" / f) for f in FILES]
@@ -112,11 +137,19 @@ def test_a_read_error_mid_recording_is_retried_and_every_clip_is_written_once(co
         assert abs(freq - corpus["freqs"][rid]) < 3.0, rid
 
 
-def test_a_recording_that_keeps_failing_is_rejected_after_the_retries_not_the_build(corpus, tmp_path, flaky):
+def test_a_recording_that_keeps_failing_is_rejected_after_the_retries_not_the_build(
+    corpus, tmp_path, flaky
+):
     path = str(corpus["root"] / "audio" / "mp3_48k_stereo.mp3")
     flaky.FAILS[path] = 99
-    res = run_shard(_task(corpus, ["mp3_48k_stereo.mp3", "wav_16k_mono.wav"], tmp_path / "out",
-                          lambda p: "flaky://" + p))
+    res = run_shard(
+        _task(
+            corpus,
+            ["mp3_48k_stereo.mp3", "wav_16k_mono.wav"],
+            tmp_path / "out",
+            lambda p: "flaky://" + p,
+        )
+    )
     assert flaky.OPENS[path] == len(shards.READ_RETRY_DELAYS) + 1
     bad = [r for r in res["rejects"] if r["recording"] == "mp3_48k_stereo"]
     n_mp3 = sum(1 for rid in corpus["freqs"] if rid.startswith("mp3_48k_stereo-"))
@@ -132,10 +165,28 @@ def test_a_corrupt_recording_is_rejected_at_once_without_retries(corpus, tmp_pat
     path = tmp_path / "corrupt.mp3"
     path.write_bytes(b"\x00garbage" * 4000)
     (tmp_path / "out" / ".parts").mkdir(parents=True)
-    task = ShardTask(index=0, recordings=[("corrupt", "flaky://" + str(path))], out=str(tmp_path / "out"),
-                     seconds=3.0, rows=pd.DataFrame([{
-                         "id": "c-0", "recording": "corrupt", "start": 0.5, "end": 2.0, "duration": 1.5,
-                         "text": "a", "text_raw": "a", "hypothesis": "a", "similarity": 1.0, "split": "train"}]))
+    task = ShardTask(
+        index=0,
+        recordings=[("corrupt", "flaky://" + str(path))],
+        out=str(tmp_path / "out"),
+        seconds=3.0,
+        rows=pd.DataFrame(
+            [
+                {
+                    "id": "c-0",
+                    "recording": "corrupt",
+                    "start": 0.5,
+                    "end": 2.0,
+                    "duration": 1.5,
+                    "text": "a",
+                    "text_raw": "a",
+                    "hypothesis": "a",
+                    "similarity": 1.0,
+                    "split": "train",
+                }
+            ]
+        ),
+    )
     res = run_shard(task)
     assert flaky.OPENS[str(path)] == 1
     assert [(r["id"], r["reason"]) for r in res["rejects"]] == [("c-0", "unreadable_audio")]
@@ -144,41 +195,54 @@ def test_a_corrupt_recording_is_rejected_at_once_without_retries(corpus, tmp_pat
 
 # ---------------------------------------------------------------- workers that die or run short of memory
 
+
 def test_a_worker_killed_mid_build_costs_nothing(built, corpus, tmp_path):
     """SIGKILL one of two ``dask worker`` processes (no nanny: it stays dead) while shards run."""
     from distributed import Client
 
-    from etl.run.build import build
     from etl.config import load_config
+    from etl.run.build import build
 
     from .conftest import write_config
     from .test_cluster import dask_processes, dataset_content
 
     out = tmp_path / "out"
     cfg = load_config(write_config(corpus, out))
-    with dask_processes(tmp_path, 2, "--no-nanny") as (sched_file, workers), \
-            Client(scheduler_file=sched_file) as client:
+    with (
+        dask_processes(tmp_path, 2, "--no-nanny") as (sched_file, workers),
+        Client(scheduler_file=sched_file) as client,
+    ):
         pids = client.run(os.getpid)  # worker address -> pid
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             running = pool.submit(build, cfg, client)
             victim = None
             deadline = time.time() + 120
             while victim is None and time.time() < deadline and not running.done():
-                busy = {w: ks for w, ks in client.processing().items() if any("etl-shard" in str(k) for k in ks)}
+                busy = {
+                    w: ks
+                    for w, ks in client.processing().items()
+                    if any("etl-shard" in str(k) for k in ks)
+                }
                 if len(busy) == 2:  # both workers hold a shard: kill one in the middle of its task
                     victim = sorted(busy)[0]
                     os.kill(pids[victim], signal.SIGKILL)
                 time.sleep(0.02)
-            assert victim is not None and not running.done(), "the kill came too late to test anything"
+            assert victim is not None and not running.done(), (
+                "the kill came too late to test anything"
+            )
             report = running.result(timeout=300)
         assert len(client.scheduler_info()["workers"]) == 1  # it really died
     assert dataset_content(out) == dataset_content(built["out"])
     assert report["rejects"] == built["report"]["rejects"]
     assert report["content_hash"] == built["report"]["content_hash"]
-    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]  # the killed task's half file is gone
+    assert not [
+        p for p in out.rglob("*") if ".tmp-" in p.name
+    ]  # the killed task's half file is gone
 
 
-def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_line(built, corpus, tmp_path, capsys):
+def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_line(
+    built, corpus, tmp_path, capsys
+):
     """Dask pauses a worker at a fraction of its memory_limit and waits for memory to fall, without end
     if it never does. Here every worker is paused from its start (the pause fraction at 1 %): the build
     stops after cluster.stall_timeout with one line naming the memory and the keys to change, leaves
@@ -192,16 +256,31 @@ def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_l
     from .test_cluster import dataset_content
 
     out = tmp_path / "out"
-    cfg = write_config(corpus, out, cluster={"n_workers": 2, "dashboard_address": None, "memory_limit": "4GiB",
-                                             "stall_timeout": 3})
-    tight = {"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
-             "distributed.worker.memory.pause": 0.01}  # a nanny hands its config to its worker
+    cfg = write_config(
+        corpus,
+        out,
+        cluster={
+            "n_workers": 2,
+            "dashboard_address": None,
+            "memory_limit": "4GiB",
+            "stall_timeout": 3,
+        },
+    )
+    tight = {
+        "distributed.worker.memory.target": False,
+        "distributed.worker.memory.spill": False,
+        "distributed.worker.memory.pause": 0.01,
+    }  # a nanny hands its config to its worker
     with dask.config.set(tight):
         assert main(["build", cfg]) == 2
     err = capsys.readouterr().err
     [line] = [ln for ln in err.splitlines() if ln.startswith("etl: error:")]
     assert "every worker (2) has been paused for memory with nothing to run" in line
-    assert "memory_limit 4,096 MB" in line and "cluster.memory_limit" in line and "cluster.stall_timeout" in line
+    assert (
+        "memory_limit 4,096 MB" in line
+        and "cluster.memory_limit" in line
+        and "cluster.stall_timeout" in line
+    )
     assert "waiting up to cluster.stall_timeout (3 s)" in err  # said before it stopped
     assert "Traceback" not in err
     assert not list(out.glob("data/*.parquet"))
@@ -210,7 +289,9 @@ def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_l
 
 
 @pytest.mark.parametrize("command", ["plan", "sample"])
-def test_plan_and_sample_on_workers_paused_for_memory_stop_with_the_same_one_line(corpus, tmp_path, capsys, command):
+def test_plan_and_sample_on_workers_paused_for_memory_stop_with_the_same_one_line(
+    corpus, tmp_path, capsys, command
+):
     """``etl plan`` and ``etl sample`` wait on the same paused workers: the same one line, exit 2."""
     import dask
     import distributed  # noqa: F401  (its config defaults loaded before the set below, which would drop them on exit)
@@ -219,15 +300,35 @@ def test_plan_and_sample_on_workers_paused_for_memory_stop_with_the_same_one_lin
 
     from .conftest import write_config
 
-    cfg = write_config(corpus, tmp_path / "o", cluster={"n_workers": 1, "dashboard_address": None,
-                                                        "memory_limit": "4GiB", "stall_timeout": 3})
+    cfg = write_config(
+        corpus,
+        tmp_path / "o",
+        cluster={
+            "n_workers": 1,
+            "dashboard_address": None,
+            "memory_limit": "4GiB",
+            "stall_timeout": 3,
+        },
+    )
     extra = ["--out", str(tmp_path / "review")] if command == "sample" else []
-    with dask.config.set({"distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
-                          "distributed.worker.memory.pause": 0.01}):
+    with dask.config.set(
+        {
+            "distributed.worker.memory.target": False,
+            "distributed.worker.memory.spill": False,
+            "distributed.worker.memory.pause": 0.01,
+        }
+    ):
         assert main([command, cfg, *extra]) == 2
     err = capsys.readouterr().err
-    [line] = [ln for ln in err.splitlines() if ln.startswith(("etl: error:", "etl sample: error:", "etl plan: error:"))]
-    assert "every worker (1) has been paused for memory with nothing to run" in line and "cluster.stall_timeout" in line
+    [line] = [
+        ln
+        for ln in err.splitlines()
+        if ln.startswith(("etl: error:", "etl sample: error:", "etl plan: error:"))
+    ]
+    assert (
+        "every worker (1) has been paused for memory with nothing to run" in line
+        and "cluster.stall_timeout" in line
+    )
     assert "Traceback" not in err
 
 
@@ -245,7 +346,9 @@ def fragment_heap(dask_worker=None) -> int:
     return psutil.Process().memory_info().rss
 
 
-def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_finishes(built, corpus, tmp_path, capsys):
+def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_finishes(
+    built, corpus, tmp_path, capsys
+):
     """Memory freed by Python but kept by the allocator pauses a worker that Dask alone never resumes:
     etl's watch asks it to give the memory back (``stall.release_memory``), and the build goes on."""
     from etl.config import load_config
@@ -256,16 +359,32 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
     from .test_cluster import dataset_content
 
     out = tmp_path / "out"
-    cfg = load_config(write_config(corpus, out, cluster={"n_workers": 1, "dashboard_address": None,
-                                                         "memory_limit": "4GiB", "stall_timeout": 60}))
+    cfg = load_config(
+        write_config(
+            corpus,
+            out,
+            cluster={
+                "n_workers": 1,
+                "dashboard_address": None,
+                "memory_limit": "4GiB",
+                "stall_timeout": 60,
+            },
+        )
+    )
     client = open_client(cfg["cluster"])
     try:
         [high] = client.run(fragment_heap).values()
         limit = 4 * 2**30
         # paused from now on: its memory is 100 MB over the pause threshold, until it gives some back
-        client.run(lambda dask_worker: setattr(dask_worker.memory_manager, "memory_pause_fraction", (high - (100 << 20)) / limit))
+        client.run(
+            lambda dask_worker: setattr(
+                dask_worker.memory_manager, "memory_pause_fraction", (high - (100 << 20)) / limit
+            )
+        )
         deadline = time.time() + 10
-        while not [w for w in client.scheduler_info()["workers"].values() if w["status"] == "paused"]:
+        while not [
+            w for w in client.scheduler_info()["workers"].values() if w["status"] == "paused"
+        ]:
             assert time.time() < deadline, "the worker did not pause"
             time.sleep(0.1)
         report = build(cfg, client)
@@ -279,21 +398,24 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
 
 
 def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
+    from etl.config import load_config
     from etl.run.build import build
     from etl.run.cluster import close_client, open_client
-    from etl.config import load_config
     from etl.testing.synth import tone_segments, write_tone_recording
 
     def worker_rss():
+        import dask.dataframe  # noqa: F401  (an idle worker as it is when a shard starts: it planned the
         import psutil
 
-        import dask.dataframe  # noqa: F401  (an idle worker as it is when a shard starts: it planned the
         import etl.run.cluster_plan  # noqa: F401   table too, so the planning modules are loaded)
         import etl.run.plan_store  # noqa: F401
         import etl.run.shards  # noqa: F401
+
         return psutil.Process().memory_info().rss
 
-    probe = open_client({"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None, "memory_limit": "4GB"})
+    probe = open_client(
+        {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None, "memory_limit": "4GB"}
+    )
     try:
         idle = max(probe.run(worker_rss).values())
     finally:
@@ -311,20 +433,42 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
     long_wav = audio_dir / "long.wav"
     write_tone_recording(str(long_wav), seconds, segs, 16000, 1)
     try:
-        rows = [{"id": f"long-{k}", "recording": "long", "start": s.start, "end": s.end, "text": f"t {k}"}
-                for k, s in enumerate(segs)]
+        rows = [
+            {
+                "id": f"long-{k}",
+                "recording": "long",
+                "start": s.start,
+                "end": s.end,
+                "text": f"t {k}",
+            }
+            for k, s in enumerate(segs)
+        ]
         (tmp_path / "alignment.json").write_text(json.dumps(rows))
-        (tmp_path / "c.yaml").write_text(yaml.safe_dump({
-            "input": {"alignment": "alignment.json", "audio": "audio"}, "output": {"path": "out"},
-            "splits": {"dev_size": 2},
-            "cluster": {"n_workers": 1, "memory_limit": int(limit), "dashboard_address": None}}))
+        (tmp_path / "c.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "input": {"alignment": "alignment.json", "audio": "audio"},
+                    "output": {"path": "out"},
+                    "splits": {"dev_size": 2},
+                    "cluster": {
+                        "n_workers": 1,
+                        "memory_limit": int(limit),
+                        "dashboard_address": None,
+                    },
+                }
+            )
+        )
         cfg = load_config(str(tmp_path / "c.yaml"))
         client = open_client(cfg["cluster"])
         try:
             before = client.run(os.getpid)
             report = build(cfg, client)
             after = client.run(os.getpid)
-            peak = max(client.run(lambda dask_worker: max(dask_worker.monitor.quantities["memory"])).values())
+            peak = max(
+                client.run(
+                    lambda dask_worker: max(dask_worker.monitor.quantities["memory"])
+                ).values()
+            )
         finally:
             close_client(client)
     finally:
@@ -341,13 +485,24 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
     assert sorted(clips) == sorted(r["id"] for r in rows)
     for k, s in enumerate(segs):
         assert abs(clips[f"long-{k}"] - s.freq) < 3.0
-    print(f"idle worker {idle / 2**20:.0f} MB, limit {limit / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB, "
-          f"recording {hours} h = {decoded_per_hour * hours / 2**20:.0f} MB decoded")
+    print(
+        f"idle worker {idle / 2**20:.0f} MB, limit {limit / 2**20:.0f} MB, peak {peak / 2**20:.0f} MB, "
+        f"recording {hours} h = {decoded_per_hour * hours / 2**20:.0f} MB decoded"
+    )
 
 
 # ---------------------------------------------------------------- safety
 
-HOSTILE = ["$(touch PWNED)", "`touch PWNED`", "; touch PWNED;", "| touch PWNED", "-y", "-i", "file:x", "concat:a|b"]
+HOSTILE = [
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "; touch PWNED;",
+    "| touch PWNED",
+    "-y",
+    "-i",
+    "file:x",
+    "concat:a|b",
+]
 
 
 def test_recording_ids_never_reach_a_shell_or_become_ffmpeg_options(corpus, tmp_path, monkeypatch):
@@ -364,11 +519,32 @@ def test_recording_ids_never_reach_a_shell_or_become_ffmpeg_options(corpus, tmp_
         shutil.copy(src, audio_dir / f"{name}.wav")
     listing = list_audio(str(audio_dir))
     (tmp_path / "out" / ".parts").mkdir(parents=True)
-    rows = pd.DataFrame([{"id": f"h{k}", "recording": name, "start": seg["start"], "end": seg["end"],
-                          "duration": seg["end"] - seg["start"], "text": "a", "text_raw": "a", "hypothesis": "a",
-                          "similarity": 1.0, "split": "train"} for k, name in enumerate(HOSTILE)])
-    res = run_shard(ShardTask(index=0, recordings=[(n, listing.files[f"{n}.wav"]) for n in HOSTILE], rows=rows, seconds=60.0,
-                              out=str(tmp_path / "out")))
+    rows = pd.DataFrame(
+        [
+            {
+                "id": f"h{k}",
+                "recording": name,
+                "start": seg["start"],
+                "end": seg["end"],
+                "duration": seg["end"] - seg["start"],
+                "text": "a",
+                "text_raw": "a",
+                "hypothesis": "a",
+                "similarity": 1.0,
+                "split": "train",
+            }
+            for k, name in enumerate(HOSTILE)
+        ]
+    )
+    res = run_shard(
+        ShardTask(
+            index=0,
+            recordings=[(n, listing.files[f"{n}.wav"]) for n in HOSTILE],
+            rows=rows,
+            seconds=60.0,
+            out=str(tmp_path / "out"),
+        )
+    )
     assert res["rejects"] == []
     clips = _clips(tmp_path / "out")
     assert sorted(clips) == sorted(f"h{k}" for k in range(len(HOSTILE)))

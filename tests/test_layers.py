@@ -5,6 +5,7 @@
 ``audio`` holds primitives with no knowledge of tables, so every stage may use it. ``run`` is the
 orchestrator: it drives ingest, curate, the audio tasks and output in order, and is the only place
 that uses Dask. No module imports one of a later stage."""
+
 from __future__ import annotations
 
 import ast
@@ -24,7 +25,9 @@ def _stage(parts: tuple[str, ...]) -> str:
         return head
     if head in BASE:
         return "base"
-    assert head in TOP, f"etl/{'/'.join(parts)}: put it in a stage folder (or in BASE/TOP of tests/test_layers.py)"
+    assert head in TOP, (
+        f"etl/{'/'.join(parts)}: put it in a stage folder (or in BASE/TOP of tests/test_layers.py)"
+    )
     return "top"
 
 
@@ -35,7 +38,7 @@ def _imported(path: pathlib.Path) -> set[tuple[str, ...]]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = pkg[:len(pkg) - node.level + 1]
+                base = pkg[: len(pkg) - node.level + 1]
                 mod = base + (node.module.split(".") if node.module else [])
             elif (node.module or "").startswith("etl."):
                 mod = node.module.split(".")[1:]
@@ -43,7 +46,9 @@ def _imported(path: pathlib.Path) -> set[tuple[str, ...]]:
                 continue
             out.update([tuple(mod)] if mod else [(a.name,) for a in node.names])
         elif isinstance(node, ast.Import):
-            out.update(tuple(a.name.split(".")[1:]) for a in node.names if a.name.startswith("etl."))
+            out.update(
+                tuple(a.name.split(".")[1:]) for a in node.names if a.name.startswith("etl.")
+            )
     return {m for m in out if m and m[0] != "__version__"}
 
 
@@ -53,9 +58,13 @@ def test_no_module_imports_a_later_stage():
         me = _stage(path.relative_to(ETL).with_suffix("").parts)
         for dep in sorted(_imported(path)):
             if ORDER.index(_stage(dep)) > ORDER.index(me):
-                wrong.append(f"etl/{path.relative_to(ETL)} ({me}) imports etl.{'.'.join(dep)} ({_stage(dep)})")
+                wrong.append(
+                    f"etl/{path.relative_to(ETL)} ({me}) imports etl.{'.'.join(dep)} ({_stage(dep)})"
+                )
     assert not wrong, wrong
 
 
 def test_the_folders_show_the_flow():
-    assert sorted(p.name for p in ETL.iterdir() if p.is_dir() and (p / "__init__.py").exists()) == sorted(FOLDERS + ["testing"])
+    assert sorted(
+        p.name for p in ETL.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    ) == sorted(FOLDERS + ["testing"])

@@ -1,5 +1,6 @@
 """One build per output folder: the lease (local and S3), takeover of a dead build's lease, two
 identical builds started together, and the progress bar that grows instead of overshooting."""
+
 from __future__ import annotations
 
 import io
@@ -13,9 +14,9 @@ import warnings
 
 import pytest
 
+from etl.cli import main
 from etl.run import lease as leases
 from etl.run.build import advance
-from etl.cli import main
 from etl.run.lease import LEASE, Lease, LeaseHeld
 
 from .conftest import write_config
@@ -34,7 +35,9 @@ def test_a_second_lease_on_the_same_folder_is_refused_in_one_line_naming_the_fir
         with pytest.raises(LeaseHeld) as e:
             Lease(out).acquire()
         msg = str(e.value)
-        assert "\n" not in msg and f"pid {os.getpid()} on {socket.gethostname()}" in msg and out in msg
+        assert (
+            "\n" not in msg and f"pid {os.getpid()} on {socket.gethostname()}" in msg and out in msg
+        )
     assert not os.path.exists(os.path.join(out, LEASE))
     assert not os.path.exists(out)  # a build that wrote nothing leaves no empty folder
     with Lease(out):  # released: free again
@@ -46,8 +49,14 @@ def test_a_stale_lease_is_taken_over_and_the_takeover_is_logged(tmp_path, kind):
     out = tmp_path / "out"
     out.mkdir()
     now = time.time()
-    old = {"token": "old", "host": socket.gethostname(), "pid": _dead_pid(), "pid_started": now - 60,
-           "started": now - 60, "heartbeat": now}
+    old = {
+        "token": "old",
+        "host": socket.gethostname(),
+        "pid": _dead_pid(),
+        "pid_started": now - 60,
+        "started": now - 60,
+        "heartbeat": now,
+    }
     if kind == "old heartbeat":  # a build on another host that stopped beating
         old.update(host="some-other-node", pid=1, heartbeat=now - leases.STALE_AFTER_S - 10)
     (out / LEASE).write_text(json.dumps(old))
@@ -64,7 +73,9 @@ def test_the_heartbeat_refreshes_the_lease_and_notices_a_takeover(tmp_path, monk
     with Lease(str(out)) as lease:
         first = json.loads((out / LEASE).read_text())["heartbeat"]
         deadline = time.time() + 60
-        while json.loads((out / LEASE).read_text())["heartbeat"] == first and time.time() < deadline:
+        while (
+            json.loads((out / LEASE).read_text())["heartbeat"] == first and time.time() < deadline
+        ):
             time.sleep(0.05)
         assert json.loads((out / LEASE).read_text())["heartbeat"] > first
         lease.ensure_held()
@@ -76,7 +87,9 @@ def test_the_heartbeat_refreshes_the_lease_and_notices_a_takeover(tmp_path, monk
         (out / LEASE).write_text(json.dumps(other))
         with pytest.raises(LeaseHeld, match="taken over by another build"):
             lease.ensure_held()
-    assert json.loads((out / LEASE).read_text())["token"] == "someone-else"  # never removes another's lease
+    assert (
+        json.loads((out / LEASE).read_text())["token"] == "someone-else"
+    )  # never removes another's lease
 
 
 @pytest.fixture
@@ -88,7 +101,7 @@ def s3_alone(s3):  # noqa: F811
 
 
 def test_the_lease_works_on_s3(s3_alone):
-    s3 = s3_alone
+    s3 = s3_alone  # noqa: F811
     url = "s3://etl-test/lease-out"
     with Lease(url) as lease:
         s3.invalidate_cache()
@@ -108,16 +121,29 @@ def test_a_build_is_refused_beside_a_running_build_and_plan_still_runs(corpus, t
     with Lease(str(out)):  # a build running there
         assert main(["build", cfg]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "being built by another etl build" in err and f"pid {os.getpid()}" in err
+        assert (
+            len(err.splitlines()) == 1
+            and "being built by another etl build" in err
+            and f"pid {os.getpid()}" in err
+        )
         assert plan(load_config(cfg))["rows_in"] == len(corpus["rows"])  # plan needs no lease
     assert not out.exists()  # the refused build wrote nothing
 
 
-def test_two_identical_builds_started_together_give_one_dataset_and_one_refusal(built, corpus, tmp_path):
+def test_two_identical_builds_started_together_give_one_dataset_and_one_refusal(
+    built, corpus, tmp_path
+):
     out = tmp_path / "out"
     cfg = write_config(corpus, out, cluster={"n_workers": 1})
-    procs = [subprocess.Popen([sys.executable, "-m", "etl", "build", cfg], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "etl", "build", cfg],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(), *p.communicate()) for p in procs]
     codes = sorted(r[0] for r in results)
     assert codes == [0, 2], results

@@ -1,5 +1,6 @@
 """etl.load: zero-copy Arrow output, numpy decoding without torchcodec, HF's own decoding, streaming
 from fsspec URLs. Every check proves the right tone in the right row (see conftest)."""
+
 from __future__ import annotations
 
 import glob
@@ -15,9 +16,9 @@ import pytest
 from distributed import Client, LocalCluster
 
 import etl
-from etl.run.build import build
 from etl.cli import main
 from etl.config import load_config
+from etl.run.build import build
 from etl.testing.synth import dominant_frequency
 
 from .conftest import write_config
@@ -40,24 +41,34 @@ def hf_cache(tmp_path, monkeypatch):
 
 
 def _cache_bytes(cache) -> int:
-    return sum(os.path.getsize(f) for f in glob.glob(str(cache / "**" / "*"), recursive=True) if os.path.isfile(f))
+    return sum(
+        os.path.getsize(f)
+        for f in glob.glob(str(cache / "**" / "*"), recursive=True)
+        if os.path.isfile(f)
+    )
 
 
 def _check_rows(rows, corpus):
     for r in rows:
         a = r["audio"]
-        assert a["sampling_rate"] == 16000 and a["array"].dtype == np.float32 and a["array"].ndim == 1, r["id"]
+        assert (
+            a["sampling_rate"] == 16000 and a["array"].dtype == np.float32 and a["array"].ndim == 1
+        ), r["id"]
         assert len(a["array"]) == round(r["end"] * 16000) - round(r["start"] * 16000), r["id"]
         assert abs(dominant_frequency(a["array"], 16000) - corpus["freqs"][r["id"]]) < 3, r["id"]
 
 
-def test_arrow_output_is_memory_mapped_in_place_with_the_right_tone_in_every_row(arrow_built, corpus, hf_cache):
+def test_arrow_output_is_memory_mapped_in_place_with_the_right_tone_in_every_row(
+    arrow_built, corpus, hf_cache
+):
     out, report = arrow_built["out"], arrow_built["report"]
     dd = etl.load(out)  # decode="numpy" by default
     assert isinstance(dd, datasets.DatasetDict) and list(dd) == list(report["splits"])
     for split, ds in dd.items():
         assert ds.num_rows == report["splits"][split]["rows"]
-        assert all(c["filename"].startswith(str(out / "arrow" / split)) for c in ds.cache_files)  # no copy
+        assert all(
+            c["filename"].startswith(str(out / "arrow" / split)) for c in ds.cache_files
+        )  # no copy
         _check_rows(ds, corpus)
     assert _cache_bytes(hf_cache) == 0
     assert sorted(i for ds in dd.values() for i in ds["id"]) == sorted(corpus["freqs"])
@@ -68,25 +79,33 @@ def test_datasets_load_from_disk_reads_the_arrow_folder_as_the_parquet_says(arro
     dd = datasets.load_from_disk(str(out / "arrow"))
     assert dd["train"].features["audio"] == datasets.Audio(sampling_rate=16000)
     raw = dd.cast_column("audio", datasets.Audio(decode=False))
-    from_parquet = datasets.load_dataset("parquet", data_files=sorted(glob.glob(str(out / "data" / "train-*"))),
-                                         split="train").cast_column("audio", datasets.Audio(decode=False))
+    from_parquet = datasets.load_dataset(
+        "parquet", data_files=sorted(glob.glob(str(out / "data" / "train-*"))), split="train"
+    ).cast_column("audio", datasets.Audio(decode=False))
     assert raw["train"].to_list() == from_parquet.to_list()  # same rows, same order, same bytes
 
 
 def test_parquet_only_output_loads_one_split_through_the_hf_cache(built, corpus, hf_cache):
     assert not (built["out"] / "arrow").exists()
     train = etl.load(built["out"], split="train")
-    assert isinstance(train, datasets.Dataset) and train.num_rows == built["report"]["splits"]["train"]["rows"]
+    assert (
+        isinstance(train, datasets.Dataset)
+        and train.num_rows == built["report"]["splits"]["train"]["rows"]
+    )
     assert train.features["audio"] == datasets.Audio(sampling_rate=16000, decode=False)
     _check_rows(train, corpus)
     assert _cache_bytes(hf_cache) > 0  # the parquet builder's copy
-    assert train.with_format(None)["duration"][:3] == train["duration"][:3]  # column reads skip decoding
+    assert (
+        train.with_format(None)["duration"][:3] == train["duration"][:3]
+    )  # column reads skip decoding
 
 
 def _torchcodec_missing() -> str | None:
     try:
         import torchcodec.decoders  # noqa: F401  (loads the FFmpeg shared libraries)
-    except Exception as e:  # ImportError, or OSError/RuntimeError when FFmpeg's libraries are absent
+    except (
+        Exception
+    ) as e:  # ImportError, or OSError/RuntimeError when FFmpeg's libraries are absent
         return f"torchcodec with FFmpeg shared libraries is not usable here ({type(e).__name__}: {str(e)[:80]})"
     return None
 
@@ -119,19 +138,28 @@ def test_rebuild_without_arrow_removes_the_previous_arrow_folder(corpus, tmp_pat
     assert etl.load(out, split="dev").num_rows == 4
 
 
-def test_memory_url_output_builds_arrow_and_loads_in_memory_and_streaming(corpus, tmp_path, hf_cache):
+def test_memory_url_output_builds_arrow_and_loads_in_memory_and_streaming(
+    corpus, tmp_path, hf_cache
+):
     """The output on memory:// (an in-process cluster: the memory filesystem lives in this process);
     streaming reads the Parquet row groups from the URL, nothing downloaded whole."""
     mem = fsspec.filesystem("memory")
     root = f"memory://etl-load-{uuid.uuid4().hex[:8]}"
     try:
-        cfg = load_config(write_config(corpus, tmp_path / "mem"), [f"output.path={root}/out", "output.arrow=true"])
-        with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        cfg = load_config(
+            write_config(corpus, tmp_path / "mem"), [f"output.path={root}/out", "output.arrow=true"]
+        )
+        with (
+            LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             report = build(cfg, client=client)
         assert mem.exists(f"{root}/out/arrow/train/state.json")
 
         dd = etl.load(f"{root}/out")
-        assert {s: ds.num_rows for s, ds in dd.items()} == {s: v["rows"] for s, v in report["splits"].items()}
+        assert {s: ds.num_rows for s, ds in dd.items()} == {
+            s: v["rows"] for s, v in report["splits"].items()
+        }
         _check_rows(dd["dev"], corpus)  # arrow/ downloaded by load_from_disk, decoded by soundfile
 
         stream = etl.load(f"{root}/out", streaming=True)

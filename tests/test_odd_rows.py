@@ -1,6 +1,7 @@
 """Missing keys in every reader: a null, empty or NaN id is given the id template's id (as in a
 table without ids); a missing recording, timestamp or text is rejected with its reason. No row stops
 the build; every row is accounted for; no invisible character reaches ``text``."""
+
 from __future__ import annotations
 
 import json
@@ -37,11 +38,18 @@ def _write(folder, fmt: str) -> str:
     if fmt in ("csv", "tsv"):
         sep = "," if fmt == "csv" else "\t"
         lines = [sep.join(["id", "recording", "start", "end", "text"])]
-        lines += [sep.join(_cell(r[k]) for k in ("id", "recording", "start", "end", "text")) for r in rows]
-        (folder / f"t.{fmt}").write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")  # with a BOM
+        lines += [
+            sep.join(_cell(r[k]) for k in ("id", "recording", "start", "end", "text")) for r in rows
+        ]
+        (folder / f"t.{fmt}").write_text(
+            "\ufeff" + "\n".join(lines) + "\n", encoding="utf-8"
+        )  # with a BOM
         return str(folder / f"t.{fmt}")
     if fmt in ("json", "jsonl"):
-        doc = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+        doc = [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in rows
+        ]
         body = json.dumps(doc) if fmt == "json" else "".join(json.dumps(r) + "\n" for r in doc)
         (folder / f"t.{fmt}").write_text(body, encoding="utf-8")
         return str(folder / f"t.{fmt}")
@@ -50,10 +58,20 @@ def _write(folder, fmt: str) -> str:
         return str(folder / "t.parquet")
     d = folder / "data"  # Kaldi: a token cannot be missing; an empty field is
     d.mkdir()
-    (d / "segments").write_text("".join(f"{_cell(r['id']) or 'x' + str(i)} {_cell(r['recording'])} {_cell(r['start'])} "
-                                        f"{_cell(r['end'])}\n" for i, r in enumerate(rows)), encoding="utf-8")
-    (d / "text").write_text("".join(f"{_cell(r['id']) or 'x' + str(i)} {_cell(r['text'])}\n"
-                                    for i, r in enumerate(rows)), encoding="utf-8")
+    (d / "segments").write_text(
+        "".join(
+            f"{_cell(r['id']) or 'x' + str(i)} {_cell(r['recording'])} {_cell(r['start'])} "
+            f"{_cell(r['end'])}\n"
+            for i, r in enumerate(rows)
+        ),
+        encoding="utf-8",
+    )
+    (d / "text").write_text(
+        "".join(
+            f"{_cell(r['id']) or 'x' + str(i)} {_cell(r['text'])}\n" for i, r in enumerate(rows)
+        ),
+        encoding="utf-8",
+    )
     return str(d)
 
 
@@ -61,14 +79,23 @@ def _write(folder, fmt: str) -> str:
 def test_missing_keys_in_every_format_are_repaired_or_rejected_never_fatal(tmp_path, fmt):
     (tmp_path / "audio").mkdir()
     (tmp_path / "audio" / "a.wav").write_bytes(b"")
-    cfg = load_config(None, [f"input.alignment={_write(tmp_path, fmt)}", f"input.audio={tmp_path / 'audio'}",
-                             f"output.path={tmp_path / 'out'}", "splits.dev_size=1"])
+    cfg = load_config(
+        None,
+        [
+            f"input.alignment={_write(tmp_path, fmt)}",
+            f"input.audio={tmp_path / 'audio'}",
+            f"output.path={tmp_path / 'out'}",
+            "splits.dev_size=1",
+        ],
+    )
     df, _ = read_checked_table(cfg)
     df = plan_rows(cfg, df)
     assert len(df) == len(ROWS) and (df["split"].notna() ^ df["reason"].notna()).all()
     for (row, want_id, want_reason), (_, got) in zip(ROWS, df.iterrows()):
         if fmt == "kaldi" and row["recording"] is None:
-            want_reason = "bad_timestamps"  # the line has one field less: the start moves into the recording
+            want_reason = (
+                "bad_timestamps"  # the line has one field less: the start moves into the recording
+            )
         assert got["reason"] == want_reason, (fmt, row)
         if want_id is not None and fmt != "kaldi":
             assert got["id"] == want_id and got["split"] is not None

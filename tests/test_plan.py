@@ -1,4 +1,5 @@
 """`etl plan`: the build's accounting without decoding anything."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,9 @@ from .conftest import write_config
 def test_plan_matches_the_build_without_decoding_or_writing(built, corpus, tmp_path):
     out = tmp_path / "never"
     cfg = write_config(corpus, out)
-    r = subprocess.run([sys.executable, "-m", "etl", "plan", cfg, "--json"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "etl", "plan", cfg, "--json"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     p = json.loads(r.stdout)
     report = built["report"]
@@ -28,8 +31,11 @@ def test_plan_matches_the_build_without_decoding_or_writing(built, corpus, tmp_p
 
 
 def test_plan_prints_a_table(corpus, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "etl", "plan", write_config(corpus, tmp_path / "o")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "etl", "plan", write_config(corpus, tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].split() == ["split", "rows", "hours", "GB", "flac", "GB", "wav"]
     assert "low_similarity" in r.stdout and "beyond_end" in r.stdout
@@ -41,9 +47,22 @@ def test_split_by_speaker_without_speakers_is_one_line_naming_the_key(corpus, tm
     (The config alone cannot tell: lhotse and TextGrid alignments name their own speakers.) It is told
     before a cluster is reached: the scheduler named here does not exist."""
     extra = ["--out", str(tmp_path / "review")] if command == "sample" else []
-    r = subprocess.run([sys.executable, "-m", "etl", command, write_config(corpus, tmp_path / "o"), *extra,
-                        "--set", "splits.by=speaker", "--set", "cluster.address=tcp://127.0.0.1:9"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "etl",
+            command,
+            write_config(corpus, tmp_path / "o"),
+            *extra,
+            "--set",
+            "splits.by=speaker",
+            "--set",
+            "cluster.address=tcp://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert "'splits.by'" in lines[-1] and "no speakers" in lines[-1]

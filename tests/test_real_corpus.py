@@ -2,6 +2,7 @@
 yt-dlp file names (Opus in WebM), a recording column mixing ids, paths with and without extension and
 stems, a stem in two folders, escape attempts towards a real file outside the audio folder, and a
 speaker column split by speaker. Every row is accounted for; every clip holds its own tone."""
+
 from __future__ import annotations
 
 import glob
@@ -21,16 +22,44 @@ YT = r"\[(?P<id>[A-Za-z0-9_-]{11})\]"
 OUTSIDE_HZ = 1999.0  # the tone of the file outside the audio folder: it must never appear
 # file -> (seconds, rate, channels, [(reference in the table, speaker)] one per segment)
 FILES = {
-    "2022/03/s1/Sabor sjednica 1 [dQw4w9WgXcQ].webm": (10.0, 48000, 2, [
-        ("dQw4w9WgXcQ", "ana"), ("  dQw4w9WgXcQ ", "boris"),
-        ("2022/03/s1/Sabor sjednica 1 [dQw4w9WgXcQ].webm", "ana")]),
-    "2022/04/s2/Sabor sjednica 2 [aBcDeFgHiJ0].webm": (10.0, 48000, 2, [
-        ("2022/04/s2/Sabor sjednica 2 [aBcDeFgHiJ0]", "boris"),
-        ("./2022/04/s2/Sabor sjednica 2 [aBcDeFgHiJ0].webm", "cvita"), ("aBcDeFgHiJ0", "")]),
-    "2023/01/x/abc.mp3": (10.0, 44100, 2, [("2023/01/x/abc", "cvita"), ("2023/01/x/abc.mp3", "dario"),
-                                            ("abc", "ana")]),
-    "2023/01/y/intro.wav": (7.0, 16000, 1, [("2023/01/y/intro", "dario"), ("2023/01/y/intro.wav", "eva")]),
-    "2023/02/y/intro.wav": (7.0, 16000, 1, [("2023/02/y/intro.wav", "eva"), ("2023/02/y/../y/intro", "")]),
+    "2022/03/s1/Sabor sjednica 1 [dQw4w9WgXcQ].webm": (
+        10.0,
+        48000,
+        2,
+        [
+            ("dQw4w9WgXcQ", "ana"),
+            ("  dQw4w9WgXcQ ", "boris"),
+            ("2022/03/s1/Sabor sjednica 1 [dQw4w9WgXcQ].webm", "ana"),
+        ],
+    ),
+    "2022/04/s2/Sabor sjednica 2 [aBcDeFgHiJ0].webm": (
+        10.0,
+        48000,
+        2,
+        [
+            ("2022/04/s2/Sabor sjednica 2 [aBcDeFgHiJ0]", "boris"),
+            ("./2022/04/s2/Sabor sjednica 2 [aBcDeFgHiJ0].webm", "cvita"),
+            ("aBcDeFgHiJ0", ""),
+        ],
+    ),
+    "2023/01/x/abc.mp3": (
+        10.0,
+        44100,
+        2,
+        [("2023/01/x/abc", "cvita"), ("2023/01/x/abc.mp3", "dario"), ("abc", "ana")],
+    ),
+    "2023/01/y/intro.wav": (
+        7.0,
+        16000,
+        1,
+        [("2023/01/y/intro", "dario"), ("2023/01/y/intro.wav", "eva")],
+    ),
+    "2023/02/y/intro.wav": (
+        7.0,
+        16000,
+        1,
+        [("2023/02/y/intro.wav", "eva"), ("2023/02/y/../y/intro", "")],
+    ),
 }
 REJECTED = {  # reference -> reason; each row asks for audio at 0.5-2.0 s
     "intro": "ambiguous_recording",  # two folders hold intro.wav and the table gives no path
@@ -56,12 +85,23 @@ def real_corpus(tmp_path_factory):
         for k, ((ref, spk), s) in enumerate(zip(refs, segs)):
             sid = f"f{n}-{k}"
             freq[sid] = s.freq
-            rows.append({"seg": sid, "file": ref, "who": spk, "from": s.start, "to": s.end, "words": f"recenica {k}"})
+            rows.append(
+                {
+                    "seg": sid,
+                    "file": ref,
+                    "who": spk,
+                    "from": s.start,
+                    "to": s.end,
+                    "words": f"recenica {k}",
+                }
+            )
     (root / "audio" / "2023/01/x/notes.txt").write_text("not audio", encoding="utf-8")
     write_tone_recording(str(root / "outside.webm"), 3.0, [Segment(0.5, 2.5, OUTSIDE_HZ)], 48000, 2)
     absolute = str(root / "outside.webm")
     for k, ref in enumerate([*REJECTED, absolute]):
-        rows.append({"seg": f"bad-{k}", "file": ref, "who": "ana", "from": 0.5, "to": 2.0, "words": "a"})
+        rows.append(
+            {"seg": f"bad-{k}", "file": ref, "who": "ana", "from": 0.5, "to": 2.0, "words": "a"}
+        )
     pd.DataFrame(rows).to_csv(root / "table.csv", index=False)
     (root / "test_speakers.txt").write_text("eva\n", encoding="utf-8")
     reasons = {f"bad-{k}": r for k, r in enumerate([*REJECTED.values(), "invalid_recording_id"])}
@@ -74,9 +114,19 @@ def real_build(real_corpus):
 
     root = real_corpus["root"]
     cfg = {
-        "input": {"alignment": str(root / "table.csv"), "audio": str(root / "audio"), "recording_pattern": YT,
-                  "columns": {"id": "seg", "recording": "file", "speaker": "who", "start": "from", "end": "to",
-                              "text": "words"}},
+        "input": {
+            "alignment": str(root / "table.csv"),
+            "audio": str(root / "audio"),
+            "recording_pattern": YT,
+            "columns": {
+                "id": "seg",
+                "recording": "file",
+                "speaker": "who",
+                "start": "from",
+                "end": "to",
+                "text": "words",
+            },
+        },
         "output": {"path": str(root / "out")},
         "splits": {"by": "speaker", "dev_size": 3, "test_ids": str(root / "test_speakers.txt")},
         "cluster": {"n_workers": 2, "dashboard_address": None},
@@ -84,21 +134,31 @@ def real_build(real_corpus):
     (root / "cfg.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert main(["build", str(root / "cfg.yaml")]) == 0
     out = root / "out"
-    return {"out": out, "report": json.loads((out / "report.json").read_text()), "config": str(root / "cfg.yaml")}
+    return {
+        "out": out,
+        "report": json.loads((out / "report.json").read_text()),
+        "config": str(root / "cfg.yaml"),
+    }
 
 
 def _split_rows(out) -> pd.DataFrame:
     frames = []
     for f in sorted(glob.glob(str(out / "data" / "*.parquet"))):
-        frames.append(pq.read_table(f).to_pandas().assign(split=f.rsplit("/", 1)[-1].split("-", 1)[0]))
+        frames.append(
+            pq.read_table(f).to_pandas().assign(split=f.rsplit("/", 1)[-1].split("-", 1)[0])
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def test_every_row_of_a_nested_yt_dlp_corpus_resolves_or_is_rejected_with_its_reason(real_corpus, real_build):
+def test_every_row_of_a_nested_yt_dlp_corpus_resolves_or_is_rejected_with_its_reason(
+    real_corpus, real_build
+):
     out, report = real_build["out"], real_build["report"]
     kept = _split_rows(out)
     rejects = pq.read_table(out / "rejects.parquet").to_pandas()
-    assert sorted(kept["id"]) == sorted(real_corpus["freq"])  # every resolvable row, whatever its spelling
+    assert sorted(kept["id"]) == sorted(
+        real_corpus["freq"]
+    )  # every resolvable row, whatever its spelling
     assert dict(zip(rejects["id"], rejects["reason"])) == real_corpus["reasons"]
     assert report["rows_in"] == len(real_corpus["rows"]) == len(kept) + len(rejects)
     amb = rejects.loc[rejects["reason"] == "ambiguous_recording", "detail"].iloc[0]
@@ -115,11 +175,17 @@ def test_by_speaker_keeps_every_speaker_in_one_split(real_build):
     kept = _split_rows(out)
     speakers = kept.dropna(subset=["speaker"]).groupby("speaker")["split"].nunique()
     assert (speakers == 1).all(), speakers
-    assert set(kept.loc[kept["split"] == "test", "speaker"].dropna()) == {"eva"}  # test_ids lists a speaker
+    assert set(kept.loc[kept["split"] == "test", "speaker"].dropna()) == {
+        "eva"
+    }  # test_ids lists a speaker
     assert set(report["splits"]) >= {"train", "dev", "test"}
     for s, v in report["splits"].items():
         assert v["speakers"] == kept.loc[kept["split"] == s, "speaker"].nunique()
-    assert report["selection"]["by_speaker"]["rows_without_speaker"] == int(kept["speaker"].isna().sum()) == 2
+    assert (
+        report["selection"]["by_speaker"]["rows_without_speaker"]
+        == int(kept["speaker"].isna().sum())
+        == 2
+    )
     assert "speaker" in pq.read_schema(out / "rejects.parquet").names
 
 
@@ -127,9 +193,16 @@ def test_listing_summary_and_speaker_feature_are_in_report_and_card(real_build):
     out, report = real_build["out"], real_build["report"]
     listing = report["listing"]
     assert listing["audio_files"] == 5 and listing["unused_audio_files"]["count"] == 0
-    assert listing["unmatched_recordings"] == {"count": 2, "examples": ["2023/01/x/nope.mp3", "zzzzzzzzzzz"]}
-    assert listing["ambiguous_recordings"]["examples"] == {"intro": ["2023/01/y/intro.wav", "2023/02/y/intro.wav"]}
-    assert listing["unmatched_by_recording_pattern"]["count"] == 3  # abc.mp3 and both intro.wav: no yt-dlp id
+    assert listing["unmatched_recordings"] == {
+        "count": 2,
+        "examples": ["2023/01/x/nope.mp3", "zzzzzzzzzzz"],
+    }
+    assert listing["ambiguous_recordings"]["examples"] == {
+        "intro": ["2023/01/y/intro.wav", "2023/02/y/intro.wav"]
+    }
+    assert (
+        listing["unmatched_by_recording_pattern"]["count"] == 3
+    )  # abc.mp3 and both intro.wav: no yt-dlp id
     dd = datasets.load_dataset(str(out))
     assert dd["train"].features["speaker"] == datasets.Value("string")
     assert sum(dd[s].num_rows for s in dd) == report["rows_out"]
@@ -140,5 +213,8 @@ def test_plan_prints_the_listing_summary_and_speakers(real_build, capsys):
 
     assert main(["plan", real_build["config"]]) == 0
     text = capsys.readouterr().out
-    assert "ambiguous recordings (give their path): 1 (e.g. intro -> 2023/01/y/intro.wav | 2023/02/y/intro.wav)" in text
+    assert (
+        "ambiguous recordings (give their path): 1 (e.g. intro -> 2023/01/y/intro.wav | 2023/02/y/intro.wav)"
+        in text
+    )
     assert "recordings matching no file: 2" in text and "speakers: " in text

@@ -1,4 +1,5 @@
 """report.html: written by every build beside report.json, self-contained, and rewritten by `etl report OUT`."""
+
 from __future__ import annotations
 
 import base64
@@ -13,15 +14,22 @@ from etl.schema import REJECT_REASONS
 
 
 def _images(page: str) -> list[bytes]:
-    return [base64.b64decode(b) for b in re.findall(r'<img alt="" src="data:image/png;base64,([^"]+)">', page)]
+    return [
+        base64.b64decode(b)
+        for b in re.findall(r'<img alt="" src="data:image/png;base64,([^"]+)">', page)
+    ]
 
 
 def test_build_writes_a_self_contained_report_with_the_seven_plots(built):
     page = (built["out"] / "report.html").read_text(encoding="utf-8")
     images = _images(page)
-    assert len(images) == 7  # duration, similarity, chars/s, rms, silence, hours per split, rows per reject reason
+    assert (
+        len(images) == 7
+    )  # duration, similarity, chars/s, rms, silence, hours per split, rows per reject reason
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000 for png in images)
-    assert not re.search(r"(src|href)=\"(?!data:)", page) and "<script" not in page  # nothing to fetch
+    assert (
+        not re.search(r"(src|href)=\"(?!data:)", page) and "<script" not in page
+    )  # nothing to fetch
     assert "filters.min_similarity = 0.8" in page and "filters.max_duration = 15.0" in page
 
 
@@ -52,12 +60,27 @@ def test_etl_report_on_a_folder_that_is_no_dataset_is_one_clear_error(tmp_path, 
 
 
 def test_characters_outside_the_vocabulary_are_listed_per_split():
-    report = {"rows_in": 3, "rows_out": 2, "rows_rejected": 1, "hours_out": 0.001,
-              "splits": {"train": {"rows": 1, "hours": 0.0005, "files": 1}, "dev": {"rows": 1, "hours": 0.0005, "files": 1}},
-              "rejects": {"too_long": 1}, "vocab": {"size": 30, "missing_characters": {"dev": {"ć": 3, "q": 1}}},
-              "config": {"filters": {"min_similarity": None, "min_duration": 0.0, "max_duration": 20.0}}}
-    rows = pd.DataFrame({"duration": [2.0, 3.0, 25.0], "similarity": [None, None, None],
-                         "group": ["train", "dev", "rejected"], "reason": [None, None, "too_long"]})
+    report = {
+        "rows_in": 3,
+        "rows_out": 2,
+        "rows_rejected": 1,
+        "hours_out": 0.001,
+        "splits": {
+            "train": {"rows": 1, "hours": 0.0005, "files": 1},
+            "dev": {"rows": 1, "hours": 0.0005, "files": 1},
+        },
+        "rejects": {"too_long": 1},
+        "vocab": {"size": 30, "missing_characters": {"dev": {"ć": 3, "q": 1}}},
+        "config": {"filters": {"min_similarity": None, "min_duration": 0.0, "max_duration": 20.0}},
+    }
+    rows = pd.DataFrame(
+        {
+            "duration": [2.0, 3.0, 25.0],
+            "similarity": [None, None, None],
+            "group": ["train", "dev", "rejected"],
+            "reason": [None, None, "too_long"],
+        }
+    )
     page = render(report, rows)
     assert "<tr><td>dev</td><td>ć</td><td>U+0107</td><td>3</td></tr>" in page
     assert "<tr><td>dev</td><td>q</td><td>U+0071</td><td>1</td></tr>" in page
@@ -65,9 +88,19 @@ def test_characters_outside_the_vocabulary_are_listed_per_split():
 
 
 def test_an_empty_build_still_gets_a_page():
-    report = {"rows_in": 0, "rows_out": 0, "rows_rejected": 0, "hours_out": 0.0, "splits": {}, "rejects": {},
-              "vocab": {"size": 0, "missing_characters": {}}, "config": {"filters": {"min_similarity": 0.8}}}
-    page = render(report, pd.DataFrame({"duration": [], "similarity": [], "group": [], "reason": []}))
+    report = {
+        "rows_in": 0,
+        "rows_out": 0,
+        "rows_rejected": 0,
+        "hours_out": 0.0,
+        "splits": {},
+        "rejects": {},
+        "vocab": {"size": 0, "missing_characters": {}},
+        "config": {"filters": {"min_similarity": 0.8}},
+    }
+    page = render(
+        report, pd.DataFrame({"duration": [], "similarity": [], "group": [], "reason": []})
+    )
     assert "0 rows in: 0 kept" in page and "No rows to plot." in page and not _images(page)
 
 
@@ -84,23 +117,48 @@ def test_counts_streamed_file_by_file_draw_the_page_all_rows_would(tmp_path):
     (tmp_path / "data").mkdir()
     frames = []
     for split, i, n in [("train", 0, 700), ("train", 1, 500), ("dev", 0, 90)]:
-        df = pd.DataFrame({"duration": rng.uniform(0.5, 19.0, n), "similarity": rng.uniform(0.5, 1.0, n),
-                           "chars_per_second": rng.normal(14, 8, n), "rms_db": rng.uniform(-120, -5, n),
-                           "silence_fraction": np.where(rng.random(n) < 0.1, np.nan, rng.random(n))})
-        pq.write_table(pa.Table.from_pandas(df), tmp_path / "data" / f"{split}-{i:05d}-of-00002.parquet")
+        df = pd.DataFrame(
+            {
+                "duration": rng.uniform(0.5, 19.0, n),
+                "similarity": rng.uniform(0.5, 1.0, n),
+                "chars_per_second": rng.normal(14, 8, n),
+                "rms_db": rng.uniform(-120, -5, n),
+                "silence_fraction": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+            }
+        )
+        pq.write_table(
+            pa.Table.from_pandas(df), tmp_path / "data" / f"{split}-{i:05d}-of-00002.parquet"
+        )
         frames.append(df.assign(group=split))
-    rej = pd.DataFrame({"duration": rng.uniform(0, 60, 3000), "similarity": rng.uniform(0, 1, 3000),
-                        "reason": "too_long"})  # no measures: rejected before decoding
+    rej = pd.DataFrame(
+        {
+            "duration": rng.uniform(0, 60, 3000),
+            "similarity": rng.uniform(0, 1, 3000),
+            "reason": "too_long",
+        }
+    )  # no measures: rejected before decoding
     pq.write_table(pa.Table.from_pandas(rej), tmp_path / "rejects.parquet", row_group_size=700)
     frames.append(rej.drop(columns="reason").assign(group="rejected"))
-    report = {"rows_in": 4290, "rows_out": 1290, "rows_rejected": 3000, "hours_out": 1.0,
-              "splits": {"train": {"rows": 1200, "hours": 0.9, "files": 2}, "dev": {"rows": 90, "hours": 0.1, "files": 1}},
-              "rejects": {"too_long": 3000}, "vocab": {"size": 0, "missing_characters": {}},
-              "config": {"filters": {"min_similarity": 0.8, "min_duration": 1.0, "max_duration": None}}}
+    report = {
+        "rows_in": 4290,
+        "rows_out": 1290,
+        "rows_rejected": 3000,
+        "hours_out": 1.0,
+        "splits": {
+            "train": {"rows": 1200, "hours": 0.9, "files": 2},
+            "dev": {"rows": 90, "hours": 0.1, "files": 1},
+        },
+        "rejects": {"too_long": 3000},
+        "vocab": {"size": 0, "missing_characters": {}},
+        "config": {"filters": {"min_similarity": 0.8, "min_duration": 1.0, "max_duration": None}},
+    }
     streamed = load_plot_counts(str(tmp_path), report["config"]["filters"])
     assert streamed["groups"] == {"train": 1200, "dev": 90, "rejected": 3000}
     kept = pd.concat(frames[:3])
-    assert sum(streamed["columns"]["silence_fraction"]["values"].values()) == kept["silence_fraction"].notna().sum()
+    assert (
+        sum(streamed["columns"]["silence_fraction"]["values"].values())
+        == kept["silence_fraction"].notna().sum()
+    )
     cps = kept["chars_per_second"]
     assert streamed["columns"]["chars_per_second"]["outside"] == ((cps < 0) | (cps > 40)).sum() > 0
     assert streamed["columns"]["rms_db"]["outside"] == (kept["rms_db"] < -100).sum() > 0

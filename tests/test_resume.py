@@ -1,4 +1,5 @@
 """Resume: completion records, fingerprints, --force, and a whole `etl build` killed with SIGKILL."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,7 @@ def test_rerun_of_a_complete_build_is_a_no_op_that_says_so(built, capsys):
     data = built["out"] / "data"
     before = {f: os.stat(data / f).st_mtime_ns for f in os.listdir(data)}
     assert main(["build", built["config"]]) == 0
-    err, out = capsys.readouterr().err, capsys.readouterr
+    err = capsys.readouterr().err
     assert "nothing to do" in err and "--force" in err
     assert {f: os.stat(data / f).st_mtime_ns for f in os.listdir(data)} == before
     assert _report(built["out"])["content_hash"] == built["report"]["content_hash"]
@@ -52,7 +53,9 @@ def test_an_unfinished_build_of_another_config_is_not_mixed_in(corpus, tmp_path,
     assert main(["build", cfg]) == 2
     err = capsys.readouterr().err
     assert err.startswith("etl: error: output.path") and "--force" in err and "Traceback" not in err
-    assert (parts / "train-shard00000.parquet").read_bytes() == b"from another config"  # nothing touched
+    assert (
+        parts / "train-shard00000.parquet"
+    ).read_bytes() == b"from another config"  # nothing touched
     assert main(["build", cfg, "--force"]) == 0
     assert not parts.exists()
     assert _report(out)["rows_out"] > 0
@@ -72,8 +75,12 @@ def test_force_rebuilds_a_complete_output(corpus, tmp_path, capsys):
 def _kill_build_midway(cfg: str, out) -> bool:
     """Start `etl build` in its own process group and SIGKILL the group (client, nannies, workers)
     once the first shard is recorded as done. False if the build finished first."""
-    proc = subprocess.Popen([sys.executable, "-m", "etl", "build", cfg], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etl", "build", cfg],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     parts = out / ".parts"
     try:
         while proc.poll() is None:
@@ -88,8 +95,9 @@ def _kill_build_midway(cfg: str, out) -> bool:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_sigkill_of_the_whole_build_then_rerun_completes_it_equal_to_a_clean_build(built, corpus, tmp_path,
-                                                                                   capsys):
+def test_sigkill_of_the_whole_build_then_rerun_completes_it_equal_to_a_clean_build(
+    built, corpus, tmp_path, capsys
+):
     out = tmp_path / "out"
     # the same content config as `built`: shards of ~7 s of audio, one worker, so there is a middle to kill in
     cfg = write_config(corpus, out, cluster={"n_workers": 1})
@@ -107,13 +115,17 @@ def test_sigkill_of_the_whole_build_then_rerun_completes_it_equal_to_a_clean_bui
     assert "done by an earlier run" in capsys.readouterr().err
     report = _report(out)
     assert report["content_hash"] == built["report"]["content_hash"]
-    assert report["rows_in"] == built["report"]["rows_in"] and report["splits"] == built["report"]["splits"]
+    assert (
+        report["rows_in"] == built["report"]["rows_in"]
+        and report["splits"] == built["report"]["splits"]
+    )
     assert not (out / ".parts").exists()
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
 
 
-def test_a_build_killed_while_renaming_its_shards_is_finished_by_a_rerun(built, corpus, tmp_path, monkeypatch,
-                                                                         capsys):
+def test_a_build_killed_while_renaming_its_shards_is_finished_by_a_rerun(
+    built, corpus, tmp_path, monkeypatch, capsys
+):
     from fsspec.implementations.local import LocalFileSystem
 
     out = tmp_path / "out"
@@ -133,5 +145,8 @@ def test_a_build_killed_while_renaming_its_shards_is_finished_by_a_rerun(built, 
     assert main(["build", cfg]) == 0
     assert "finishing the dataset" in capsys.readouterr().err
     report = _report(out)
-    assert report["content_hash"] == built["report"]["content_hash"] and report["splits"] == built["report"]["splits"]
+    assert (
+        report["content_hash"] == built["report"]["content_hash"]
+        and report["splits"] == built["report"]["splits"]
+    )
     assert not (out / ".parts").exists()

@@ -1,6 +1,7 @@
 """Object storage through a real S3 API (moto's server on 127.0.0.1, a free port): table, recordings
 and dataset on s3://, credentials from the standard environment variables and never in the output
 or the logs, and shard writes that only become visible when complete."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import moto.server as moto_server  # the [test] extra installs moto[server] and 
 import pytest
 import s3fs
 
-from etl.output import storage
 from etl.cli import main
+from etl.output import storage
 
 from .conftest import write_config
 from .test_cluster import dataset_content
@@ -28,7 +29,9 @@ def s3():
         mp.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
         mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        mp.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server._server.server_port}")  # botocore reads it
+        mp.setenv(
+            "AWS_ENDPOINT_URL", f"http://127.0.0.1:{server._server.server_port}"
+        )  # botocore reads it
         s3fs.S3FileSystem.clear_instance_cache()
         fs = s3fs.S3FileSystem()
         fs.mkdir("etl-test")
@@ -37,12 +40,20 @@ def s3():
     server.stop()
 
 
-def test_a_build_from_s3_to_s3_equals_the_local_build_and_never_shows_the_secret(s3, built, corpus, tmp_path, capfd):
+def test_a_build_from_s3_to_s3_equals_the_local_build_and_never_shows_the_secret(
+    s3, built, corpus, tmp_path, capfd
+):
     s3.put(str(corpus["root"] / "alignment.json"), "etl-test/corpus/alignment.json")
     s3.put(str(corpus["root"] / "audio") + "/", "etl-test/corpus/audio/", recursive=True)
-    cfg = write_config(corpus, tmp_path / "s3", input={"alignment": "s3://etl-test/corpus/alignment.json",
-                                                        "audio": "s3://etl-test/corpus/audio/"},
-                       output={"path": "s3://etl-test/out/"})
+    cfg = write_config(
+        corpus,
+        tmp_path / "s3",
+        input={
+            "alignment": "s3://etl-test/corpus/alignment.json",
+            "audio": "s3://etl-test/corpus/audio/",
+        },
+        output={"path": "s3://etl-test/out/"},
+    )
     capfd.readouterr()
     assert main(["build", cfg]) == 0
     logs = "".join(capfd.readouterr())

@@ -1,5 +1,6 @@
 """`etl sample` and `etl review import`: seeded review samples cut into playable clips, a spreadsheet
 for verdicts, and the bad verdicts back into a build as exclusions."""
+
 from __future__ import annotations
 
 import glob
@@ -10,10 +11,10 @@ import pytest
 import soundfile as sf
 from openpyxl import load_workbook
 
-from etl.run.planning import plan_rows, read_checked_table
 from etl.cli import main
 from etl.config import DEFAULTS, load_config
 from etl.review.sample import clip_name, select
+from etl.run.planning import plan_rows, read_checked_table
 from etl.testing.synth import dominant_frequency
 
 from .conftest import EXPECTED_REJECTS, write_config
@@ -50,14 +51,24 @@ def test_same_seed_same_sample_and_a_smaller_n_is_its_prefix(planned):
     assert list(a["id"]) == list(b["id"])  # row order of the table does not matter
     assert list(select(planned, 3, seed=3)["id"]) == list(a["id"])[:3]
     assert list(select(planned, 8, seed=4)["id"]) != list(a["id"])
-    assert a["reason"].isna().all() and not set(a["id"]) & set(EXPECTED_REJECTS.keys() - {"broken", "late"})
+    assert a["reason"].isna().all() and not set(a["id"]) & set(
+        EXPECTED_REJECTS.keys() - {"broken", "late"}
+    )
 
 
-def test_where_picks_among_filtered_rows_and_a_bad_expression_is_one_line(planned, cfg_path, tmp_path, capsys):
+def test_where_picks_among_filtered_rows_and_a_bad_expression_is_one_line(
+    planned, cfg_path, tmp_path, capsys
+):
     assert list(select(planned, 10, 0, "similarity < 0.8")["id"]) == ["lowsim"]
-    assert set(select(planned, 100, 0, "reason == 'too_short' or reason == 'too_long'")["id"]) == {"short", "long"}
+    assert set(select(planned, 100, 0, "reason == 'too_short' or reason == 'too_long'")["id"]) == {
+        "short",
+        "long",
+    }
     # rows no clip can come from are never candidates, whatever the expression
-    assert select(planned, 100, 0, "duration > 0")["id"].isin(["escape", "nan-ts", "missing"]).sum() == 0
+    assert (
+        select(planned, 100, 0, "duration > 0")["id"].isin(["escape", "nan-ts", "missing"]).sum()
+        == 0
+    )
     for expr in ("similarity <", "nosuch > 1", "duration"):
         assert main(["sample", cfg_path, "--out", str(tmp_path / "r"), "--where", expr]) == 2
         err = capsys.readouterr().err.strip()
@@ -69,19 +80,41 @@ def test_clips_are_16k_mono_wav_holding_their_own_tone(sampled, corpus):
     ids = (sampled / "sampled_ids.txt").read_text().split("\n")[:-1]
     assert len(ids) == 8 and len(set(ids)) == 8
     cut = [i for i in ids if i in corpus["freqs"]]
-    assert set(ids) - set(cut) <= {"broken", "late"}  # planned as kept: only decoding tells they cannot be cut
+    assert set(ids) - set(cut) <= {
+        "broken",
+        "late",
+    }  # planned as kept: only decoding tells they cannot be cut
     assert sorted(p.name for p in (sampled / "clips").iterdir()) == sorted(f"{i}.wav" for i in cut)
     for rid in cut:
         info = sf.info(str(sampled / "clips" / f"{rid}.wav"))
-        assert (info.format, info.subtype, info.samplerate, info.channels) == ("WAV", "PCM_16", 16000, 1)
+        assert (info.format, info.subtype, info.samplerate, info.channels) == (
+            "WAV",
+            "PCM_16",
+            16000,
+            1,
+        )
         x, sr = sf.read(str(sampled / "clips" / f"{rid}.wav"), dtype="int16")
         assert abs(dominant_frequency(x, sr) - corpus["freqs"][rid]) < 3.0, rid
 
 
 def test_review_sheet_links_each_clip_relatively_with_empty_verdicts(sampled):
     ws, header, rows = _sheet(sampled / "review.xlsx")
-    assert list(header) == ["id", "clip", "recording", "start", "end", "duration", "similarity", "split", "reason",
-                            "text_raw", "text", "hypothesis", "verdict", "comment"]
+    assert list(header) == [
+        "id",
+        "clip",
+        "recording",
+        "start",
+        "end",
+        "duration",
+        "similarity",
+        "split",
+        "reason",
+        "text_raw",
+        "text",
+        "hypothesis",
+        "verdict",
+        "comment",
+    ]
     assert [r["id"] for r in rows] == (sampled / "sampled_ids.txt").read_text().split()
     for n, r in enumerate(rows, 2):
         assert r["verdict"] is None and r["comment"] is None and r["text_raw"] and r["duration"] > 0
@@ -97,7 +130,12 @@ def test_review_sheet_links_each_clip_relatively_with_empty_verdicts(sampled):
 
 def test_rows_that_cannot_be_cut_stay_in_the_sample_and_say_why(cfg_path, tmp_path, capsys):
     out = tmp_path / "r"
-    assert main(["sample", cfg_path, "--out", str(out), "--where", "id in ['broken', 'late', 'lowsim']"]) == 0
+    assert (
+        main(
+            ["sample", cfg_path, "--out", str(out), "--where", "id in ['broken', 'late', 'lowsim']"]
+        )
+        == 0
+    )
     assert "not cut: late: beyond_end" in capsys.readouterr().out
     _, _, rows = _sheet(out / "review.xlsx")
     clip = {r["id"]: r["clip"] for r in rows}
@@ -124,7 +162,11 @@ def test_force_replaces_the_sample_and_its_stale_clips(cfg_path, tmp_path):
 def test_clip_names_never_leave_the_clips_folder():
     assert clip_name("rec_1.0-2.0") == "rec_1.0-2.0.wav" and clip_name("snimka_č") == "snimka_č.wav"
     for bad in ("../x", "a/b", "..", "/abs", "c:\\x"):
-        assert "/" not in clip_name(bad) and "\\" not in clip_name(bad) and not clip_name(bad).startswith(".")
+        assert (
+            "/" not in clip_name(bad)
+            and "\\" not in clip_name(bad)
+            and not clip_name(bad).startswith(".")
+        )
 
 
 def _fill(path, verdicts: dict, column="verdict"):
@@ -165,7 +207,9 @@ def test_review_import_without_a_verdict_column_is_one_clear_error(sampled, tmp_
     assert "not found" in capsys.readouterr().err
 
 
-def test_sampled_ids_as_exclude_ids_keep_the_sample_out_and_a_new_sample_picks_others(sampled, cfg_path):
+def test_sampled_ids_as_exclude_ids_keep_the_sample_out_and_a_new_sample_picks_others(
+    sampled, cfg_path
+):
     cfg = load_config(cfg_path, [f"splits.exclude_ids=[{sampled / 'sampled_ids.txt'}]"])
     df, _ = read_checked_table(cfg)
     df = plan_rows(cfg, df)
@@ -175,8 +219,12 @@ def test_sampled_ids_as_exclude_ids_keep_the_sample_out_and_a_new_sample_picks_o
     assert not set(select(df, 8, seed=3)["id"]) & set(ids)  # the next review round sees new rows
 
 
-@pytest.mark.skipif("exclude_ids" not in DEFAULTS["splits"], reason="needs splits.exclude_ids (issue 4, the lead)")
-def test_bad_verdicts_round_trip_through_the_spreadsheet_into_a_rebuild(built, corpus, tmp_path, capsys):
+@pytest.mark.skipif(
+    "exclude_ids" not in DEFAULTS["splits"], reason="needs splits.exclude_ids (issue 4, the lead)"
+)
+def test_bad_verdicts_round_trip_through_the_spreadsheet_into_a_rebuild(
+    built, corpus, tmp_path, capsys
+):
     review = tmp_path / "review"
     assert main(["sample", built["config"], "--n", "6", "--seed", "5", "--out", str(review)]) == 0
     ids = (review / "sampled_ids.txt").read_text().split()
@@ -186,7 +234,15 @@ def test_bad_verdicts_round_trip_through_the_spreadsheet_into_a_rebuild(built, c
     assert (review / "bad_ids.txt").read_text().split() == bad
 
     out = tmp_path / "out"
-    assert main(["build", write_config(corpus, out, splits={"exclude_ids": [str(review / "bad_ids.txt")]})]) == 0
+    assert (
+        main(
+            [
+                "build",
+                write_config(corpus, out, splits={"exclude_ids": [str(review / "bad_ids.txt")]}),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     rejects = pd.read_parquet(out / "rejects.parquet")
     assert sorted(rejects.loc[rejects["reason"] == "excluded", "id"]) == sorted(bad)
@@ -196,4 +252,8 @@ def test_bad_verdicts_round_trip_through_the_spreadsheet_into_a_rebuild(built, c
 
 
 def _ids(out) -> list[str]:
-    return [i for f in glob.glob(str(out / "data" / "*.parquet")) for i in pq.read_table(f, columns=["id"])["id"].to_pylist()]
+    return [
+        i
+        for f in glob.glob(str(out / "data" / "*.parquet"))
+        for i in pq.read_table(f, columns=["id"])["id"].to_pylist()
+    ]

@@ -1,4 +1,5 @@
 """Atomic writes and the output layout."""
+
 from __future__ import annotations
 
 import fsspec
@@ -26,8 +27,14 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path, proto)
 
 def test_clearing_a_previous_output_touches_only_our_files(tmp_path):
     fs = fsspec.filesystem("file")
-    for name in ("data/train-00000-of-00001.parquet", ".parts/x.parquet", "report.json", "README.md",
-                 "rejects.parquet", "my_notes.txt"):
+    for name in (
+        "data/train-00000-of-00001.parquet",
+        ".parts/x.parquet",
+        "report.json",
+        "README.md",
+        "rejects.parquet",
+        "my_notes.txt",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
     storage.clear_previous_output(fs, str(tmp_path))

@@ -1,4 +1,5 @@
 """Text normalization and transcript similarity."""
+
 from __future__ import annotations
 
 import sys
@@ -46,13 +47,18 @@ def test_punctuation_of_every_category_is_removed(cat):
 
 
 def test_every_unicode_punctuation_code_point_is_removed():
-    punct = [chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")]
+    punct = [
+        chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")
+    ]
     assert len(punct) > 700
     assert normalize("a" + "".join(punct) + "b") == "ab"
 
 
 def test_punctuation_is_deleted_as_in_hf_ctc_recipes():
-    assert normalize("„Dobar dan…“ rekao je — tiho, «zar ne»? ¿Što?") == "dobar dan rekao je tiho zar ne što"
+    assert (
+        normalize("„Dobar dan…“ rekao je — tiho, «zar ne»? ¿Što?")
+        == "dobar dan rekao je tiho zar ne što"
+    )
     assert normalize("it’s an e-mail") == "its an email"
     assert normalize("riječ, riječ") == "riječ riječ"
 
@@ -133,8 +139,28 @@ def test_similarity_is_symmetric():
 
 # ---------------------------------------------------------------- invisible characters (issue 16)
 
-@pytest.mark.parametrize("ch", ["\x00", "\x07", "\x7f", "\x9f", "\ufeff", "\u200b", "\u00ad", "\u2060", "\u200e",
-                                "\u200f", "\u061c", "\u202a", "\u202e", "\u2066", "\u2069", "\ufff9"])
+
+@pytest.mark.parametrize(
+    "ch",
+    [
+        "\x00",
+        "\x07",
+        "\x7f",
+        "\x9f",
+        "\ufeff",
+        "\u200b",
+        "\u00ad",
+        "\u2060",
+        "\u200e",
+        "\u200f",
+        "\u061c",
+        "\u202a",
+        "\u202e",
+        "\u2066",
+        "\u2069",
+        "\ufff9",
+    ],
+)
 def test_control_and_invisible_format_characters_are_deleted(ch):
     assert normalize(f"nul{ch}byte") == "nulbyte"
     assert normalize(f"{ch}riječ {ch}") == "riječ"

@@ -14,14 +14,15 @@ Every backend opens only the audio demuxers of ``audio.AUDIO_DEMUXERS`` and only
 recordings arrive through fsspec file objects): playlists, images, devices and network protocols are
 refused, and the rows of such a file become ``unreadable_audio`` with a detail that says why.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import os
 import subprocess
+from collections.abc import Iterator
 from fractions import Fraction
-from typing import Iterator
 
 import numpy as np
 
@@ -41,8 +42,14 @@ class Decoder:
         """The library versions that decide the samples (one line)."""
         raise NotImplementedError
 
-    def stream(self, url: str, sampling_rate: int = 16000, channels: int = 1, need: list | None = None,
-               stats: dict | None = None) -> Iterator[np.ndarray]:
+    def stream(
+        self,
+        url: str,
+        sampling_rate: int = 16000,
+        channels: int = 1,
+        need: list | None = None,
+        stats: dict | None = None,
+    ) -> Iterator[np.ndarray]:
         """``need``: sorted (first, stop) output sample spans the caller will cut (None: all). A
         backend may skip decoding outside them; it then yields zeros there (so every sample keeps its
         index) and adds the seconds it skipped to ``stats["skipped_seconds"]``. Inside the spans the
@@ -82,14 +89,18 @@ class PydubDecoder(Decoder):
         return audio.stream_pydub(url, sampling_rate, channels, self.ffmpeg)
 
 
-DECODERS: dict[str, type[Decoder]] = {"av": AvDecoder, "ffmpeg": FfmpegDecoder, "pydub": PydubDecoder}
+DECODERS: dict[str, type[Decoder]] = {
+    "av": AvDecoder,
+    "ffmpeg": FfmpegDecoder,
+    "pydub": PydubDecoder,
+}
 
 
 def get_decoder(name: str, ffmpeg: str | None = None) -> Decoder:
     return DECODERS[name](ffmpeg)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def decoder_identity(name: str, ffmpeg: str | None = None) -> str:
     """``get_decoder(name, ffmpeg).identity()``, once per process (also what ``client.run`` asks workers)."""
     return get_decoder(name, ffmpeg).identity()
@@ -103,13 +114,17 @@ def _av_identity() -> str:
     return f"PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info})"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ffmpeg_identity(binary: str) -> str:
     """The first line of ``ffmpeg -version`` without its copyright, e.g. ``ffmpeg version n9.0.2``."""
     try:
-        out = subprocess.run([binary, "-version"], capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run(
+            [binary, "-version"], capture_output=True, text=True, timeout=60
+        ).stdout
     except (OSError, subprocess.SubprocessError) as e:
-        raise DecoderUnavailable(f"cannot run ffmpeg {binary!r}: {getattr(e, 'strerror', None) or e}") from None
+        raise DecoderUnavailable(
+            f"cannot run ffmpeg {binary!r}: {getattr(e, 'strerror', None) or e}"
+        ) from None
     first = (out.splitlines() or [f"{binary}: no version"])[0]
     return first.split(" Copyright")[0].strip()
 
@@ -169,16 +184,25 @@ def _slice_frame(frame, skip: int, keep: int, tb: Fraction):
 
     x = frame.to_ndarray()
     ch = 1 if frame.format.is_planar else len(frame.layout.channels)  # packed: channels interleaved
-    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, skip * ch:keep * ch]), format=frame.format.name,
-                                     layout=frame.layout.name)
+    out = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(x[:, skip * ch : keep * ch]),
+        format=frame.format.name,
+        layout=frame.layout.name,
+    )
     out.sample_rate, out.time_base = frame.sample_rate, tb
     if frame.pts is not None:
         out.pts = frame.pts + int(round(Fraction(skip, frame.sample_rate) / tb))
     return out
 
 
-def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1, chunk_seconds: float = audio.CHUNK_SECONDS,
-              need: list | None = None, stats: dict | None = None) -> Iterator[np.ndarray]:
+def stream_av(
+    url: str,
+    sampling_rate: int = 16000,
+    channels: int = 1,
+    chunk_seconds: float = audio.CHUNK_SECONDS,
+    need: list | None = None,
+    stats: dict | None = None,
+) -> Iterator[np.ndarray]:
     """Yield int16 arrays of shape (frames, channels): PyAV decode + libswresample, in this process.
     With ``need`` (see ``Decoder.stream``), codecs of ``SKIPPABLE_CODECS`` skip the packets no span
     needs (``decode_regions``), and every codec stops after the last needed sample."""
@@ -195,30 +219,44 @@ def stream_av(url: str, sampling_rate: int = 16000, channels: int = 1, chunk_sec
         try:
             container = _open_av(url, f)
         except av.error.ArgumentError as e:  # the demuxer is not on the whitelist
-            raise DecodeError(audio.refusal_detail(_head(url, f), f"its format is not on the demuxer whitelist "
-                                                                  f"({e.strerror})")) from None
+            raise DecodeError(
+                audio.refusal_detail(
+                    _head(url, f), f"its format is not on the demuxer whitelist ({e.strerror})"
+                )
+            ) from None
         with container:
             if not container.streams.audio:
                 raise DecodeError("no audio stream")
             stream = container.streams.audio[0]
             stream.thread_type = "NONE"  # one core per worker: frame threads only add hand-offs
             out = _Output(sampling_rate, channels, chunk_seconds)
-            skippable = stream.codec_context.name in SKIPPABLE_CODECS and not container.format.name.startswith("mov")
+            skippable = (
+                stream.codec_context.name in SKIPPABLE_CODECS
+                and not container.format.name.startswith("mov")
+            )
             regions = decode_regions(need, sampling_rate) if need and skippable else None
             if stats is not None:
                 stats.setdefault("skipped_seconds", 0.0)
             if not worth_skipping(regions):
                 edit_lists = container.format.name.startswith("mov")
-                frames = _trimmed(container.decode(stream), stream.time_base, stream.start_time, edit_lists)
+                frames = _trimmed(
+                    container.decode(stream), stream.time_base, stream.start_time, edit_lists
+                )
                 yield from out.convert(frames, flush=True)
             else:
-                yield from _decode_regions(container, stream, regions, out, {} if stats is None else stats)
+                yield from _decode_regions(
+                    container, stream, regions, out, {} if stats is None else stats
+                )
     except (DecodeError, DecoderUnavailable):
         raise
     except av.error.FFmpegError as e:
-        if isinstance(e, OSError):  # av's FileNotFoundError, PermissionError ...: the caller decides
+        if isinstance(
+            e, OSError
+        ):  # av's FileNotFoundError, PermissionError ...: the caller decides
             raise
-        raise DecodeError(audio.refusal_detail(_head(url, f)) or f"{type(e).__name__}: {e.strerror or e}"[:500]) from None
+        raise DecodeError(
+            audio.refusal_detail(_head(url, f)) or f"{type(e).__name__}: {e.strerror or e}"[:500]
+        ) from None
     finally:
         if f is not None:
             f.close()
@@ -292,8 +330,12 @@ class _Output:
         """A new resampler whose first output sample is output index ``at`` (zeros up to it)."""
         import av
 
-        self.resampler = av.AudioResampler(format="s16", layout="mono" if self.channels == 1 else "stereo",
-                                           rate=self.rate, frame_size=self.frame_size)
+        self.resampler = av.AudioResampler(
+            format="s16",
+            layout="mono" if self.channels == 1 else "stereo",
+            rate=self.rate,
+            frame_size=self.frame_size,
+        )
         self.fifo = av.AudioFifo()
         self.skip = max(0, self.pos - at)  # never move backwards: drop what is already out
         while self.pos < at:
@@ -309,8 +351,10 @@ class _Output:
             if not block:
                 block = self._block(frame)
             elif (frame.format.name, frame.layout.name, frame.sample_rate) != self.source:
-                raise DecodeError(f"the audio changes format mid-stream: {self.source} -> "
-                                  f"{(frame.format.name, frame.layout.name, frame.sample_rate)}")
+                raise DecodeError(
+                    f"the audio changes format mid-stream: {self.source} -> "
+                    f"{(frame.format.name, frame.layout.name, frame.sample_rate)}"
+                )
             frame.pts = None
             fifo.write(frame)
             while fifo.samples >= block:
@@ -341,7 +385,9 @@ class _Output:
                 yield x
 
 
-def _decode_regions(container, stream, regions: list, out: _Output, stats: dict) -> Iterator[np.ndarray]:
+def _decode_regions(
+    container, stream, regions: list, out: _Output, stats: dict
+) -> Iterator[np.ndarray]:
     """Decode only the packets of ``regions`` (seconds from the stream's start). A region after a skip
     restarts the codec, and the resampler PREROLL_S/2 into the region at an input sample whose
     output index is whole (so its phase is a full decode's); what comes before is thrown away."""
@@ -365,7 +411,9 @@ def _decode_regions(container, stream, regions: list, out: _Output, stats: dict)
         # flushed at the region's end: its last samples, and at the recording's end a full decode's tail
         yield from out.convert(_from_sample(frames, s0, tb, start, rate), flush=True)
     if out.resampler is None:  # nothing was needed within the recording: its length, for beyond_end
-        yield from out.restart(int(round(float(stream.duration * tb) * out.rate)) if stream.duration else 0)
+        yield from out.restart(
+            int(round(float(stream.duration * tb) * out.rate)) if stream.duration else 0
+        )
 
 
 def _region_packets(container, stream, regions: list):

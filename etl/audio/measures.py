@@ -16,6 +16,7 @@ Definitions (also in the dataset card and ``conf/default.yaml``):
   digital silence is 1.0. A clip that is *all* quiet noise is not "mostly silence" by this measure,
   it is caught by ``rms_db`` (``filters.min_rms_db``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,14 +41,21 @@ def measure(samples: np.ndarray, sampling_rate: int) -> dict:
     x = np.asarray(samples)
     n = x.size
     if n == 0:
-        return {"rms_db": FLOOR_DB, "peak_db": FLOOR_DB, "clipped_fraction": 0.0, "silence_fraction": 1.0}
+        return {
+            "rms_db": FLOOR_DB,
+            "peak_db": FLOOR_DB,
+            "clipped_fraction": 0.0,
+            "silence_fraction": 1.0,
+        }
     channels = x.shape[1] if x.ndim == 2 else 1
     integer = np.issubdtype(x.dtype, np.integer)
     hi, lo = float(x.max()), float(x.min())
     scale = _FULL if integer else 1.0
     peak = max(hi, -lo) / scale
     clipped = 0
-    if integer and (hi >= 32767 or lo <= -32768):  # the count only when the peak says there is something
+    if integer and (
+        hi >= 32767 or lo <= -32768
+    ):  # the count only when the peak says there is something
         clipped = np.count_nonzero(x >= 32767) + np.count_nonzero(x <= -32768)
     elif not integer and peak >= _CLIP_FLOAT:
         clipped = np.count_nonzero(np.abs(x) >= _CLIP_FLOAT)
@@ -65,9 +73,18 @@ def measure(samples: np.ndarray, sampling_rate: int) -> dict:
     if len(tail) and not len(energy):
         mean_sq = np.array([float(np.dot(tail, tail)) / len(tail)])
     loudest = float(mean_sq.max())
-    silent = 1.0 if loudest <= 0 else float(np.count_nonzero(mean_sq < loudest * 10 ** (-SILENCE_BELOW_DB / 10))) / len(mean_sq)
-    return {"rms_db": _db(total / n), "peak_db": _db(peak * peak),
-            "clipped_fraction": clipped / n, "silence_fraction": silent}
+    silent = (
+        1.0
+        if loudest <= 0
+        else float(np.count_nonzero(mean_sq < loudest * 10 ** (-SILENCE_BELOW_DB / 10)))
+        / len(mean_sq)
+    )
+    return {
+        "rms_db": _db(total / n),
+        "peak_db": _db(peak * peak),
+        "clipped_fraction": clipped / n,
+        "silence_fraction": silent,
+    }
 
 
 def judge(m: dict, filters: dict) -> tuple[str, str] | None:
@@ -81,8 +98,10 @@ def judge(m: dict, filters: dict) -> tuple[str, str] | None:
         return "clipped", f"{m['clipped_fraction']:.4f} of samples at full scale > {hi}"
     hi = filters.get("max_silence_fraction")
     if hi is not None and m["silence_fraction"] > hi:
-        return "mostly_silence", (f"{m['silence_fraction']:.2f} of 10 ms frames {SILENCE_BELOW_DB:g} dB below "
-                                  f"the loudest > {hi}")
+        return "mostly_silence", (
+            f"{m['silence_fraction']:.2f} of 10 ms frames {SILENCE_BELOW_DB:g} dB below "
+            f"the loudest > {hi}"
+        )
     return None
 
 
@@ -90,7 +109,9 @@ def chars_per_second(text, duration):
     """Normalized text without whitespace ÷ duration (vectorised on pandas Series; NaN where unknown)."""
     import pandas as pd
 
-    t = pd.Series(text, dtype=object).fillna("").astype(str)  # an empty partition is no string column
+    t = (
+        pd.Series(text, dtype=object).fillna("").astype(str)
+    )  # an empty partition is no string column
     chars = t.str.len() - t.str.count(r"\s")
     dur = pd.Series(duration, copy=False).astype("float64")
     return (chars / dur.where(dur > 0)).astype("float64")

@@ -7,6 +7,7 @@ the longest pending segment plus one chunk, whatever the recording's length. ffm
 list, never a shell, reads local files through the ``file:`` protocol so no file name is ever taken
 for an option or a protocol, and opens only the audio demuxers of ``AUDIO_DEMUXERS``.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,7 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -28,11 +29,32 @@ _NEEDS_SEEK = {".m4a", ".mp4", ".mov", ".3gp", ".caf", ".mkv", ".webm", ".mka"}
 # The only demuxers any decoder may open (libav's names; "mov" is mov/mp4/m4a/3gp, "matroska" is
 # matroska/webm, "mp3" also reads MP2). Playlists (hls, concat), images, devices, lavfi and anything
 # else that could open a second file are refused, whatever the file's name.
-AUDIO_DEMUXERS = ("mp3", "mov", "wav", "w64", "flac", "ogg", "matroska", "aac", "aiff", "caf", "asf", "amr",
-                  "ac3", "eac3", "au", "wv", "ape")
+AUDIO_DEMUXERS = (
+    "mp3",
+    "mov",
+    "wav",
+    "w64",
+    "flac",
+    "ogg",
+    "matroska",
+    "aac",
+    "aiff",
+    "caf",
+    "asf",
+    "amr",
+    "ac3",
+    "eac3",
+    "au",
+    "wv",
+    "ape",
+)
 # The first bytes of files that name other files (the reason a refusal gives).
-_PLAYLISTS = ((b"#EXTM3U", "an HLS playlist (#EXTM3U)"), (b"ffconcat", "an ffconcat playlist"),
-              (b"[playlist]", "a PLS playlist"), (b"<?xml", "an XML file (a DASH manifest?)"))
+_PLAYLISTS = (
+    (b"#EXTM3U", "an HLS playlist (#EXTM3U)"),
+    (b"ffconcat", "an ffconcat playlist"),
+    (b"[playlist]", "a PLS playlist"),
+    (b"<?xml", "an XML file (a DASH manifest?)"),
+)
 
 
 class DecodeError(Exception):
@@ -56,11 +78,37 @@ def ffmpeg_binary(configured: str | None = None) -> str:
 def ffmpeg_command(ffmpeg: str, source: str, sampling_rate: int, channels: int) -> list[str]:
     # asetnsamples hands the muxer 1-second frames instead of one per MP3 frame (~1152 samples): the
     # same samples, bit for bit, with far fewer hand-offs between ffmpeg's threads (~25% less CPU).
-    return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1",
-            "-format_whitelist", ",".join(AUDIO_DEMUXERS), "-protocol_whitelist", "file,pipe",
-            "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-af", f"aresample={sampling_rate},asetnsamples=n={sampling_rate}:p=0",
-            "-ac", str(channels), "-ar", str(sampling_rate), "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-threads",
+        "1",
+        "-format_whitelist",
+        ",".join(AUDIO_DEMUXERS),
+        "-protocol_whitelist",
+        "file,pipe",
+        "-i",
+        source,
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-af",
+        f"aresample={sampling_rate},asetnsamples=n={sampling_rate}:p=0",
+        "-ac",
+        str(channels),
+        "-ar",
+        str(sampling_rate),
+        "-f",
+        "s16le",
+        "-acodec",
+        "pcm_s16le",
+        "-",
+    ]
 
 
 HEAD_BYTES = 16
@@ -83,8 +131,10 @@ def refusal_detail(head: bytes, reason: str | None = None) -> str | None:
     if what is None and reason is None:
         return None
     why = "; ".join(x for x in (what and f"the file is {what}", reason) if x)
-    return (f"refused: {why}; etl opens only audio demuxers ({','.join(AUDIO_DEMUXERS)}), "
-            "never a file another file names")
+    return (
+        f"refused: {why}; etl opens only audio demuxers ({','.join(AUDIO_DEMUXERS)}), "
+        "never a file another file names"
+    )
 
 
 class _Source:
@@ -157,16 +207,25 @@ def _feed(url: str, proc, failed: list, fed: list):
             pass
 
 
-def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg: str | None = None,
-                  chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
+def stream_ffmpeg(
+    url: str,
+    sampling_rate: int = 16000,
+    channels: int = 1,
+    ffmpeg: str | None = None,
+    chunk_seconds: float = CHUNK_SECONDS,
+) -> Iterator[np.ndarray]:
     """Yield int16 arrays of shape (frames, channels) from one streaming ffmpeg decode."""
     src = _Source(url)
     cmd = ffmpeg_command(ffmpeg or ffmpeg_binary(), src.arg, sampling_rate, channels)
     if src.feed:
         cmd.remove("-nostdin")
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if src.feed else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if src.feed else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
     except OSError as e:
         src.close()
         raise DecoderUnavailable(f"cannot run ffmpeg {cmd[0]!r}: {e.strerror or e}") from None
@@ -174,7 +233,9 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
     failed: list = []  # a read error of the remote file (OSError): raised instead of ffmpeg's complaint
     threads = [threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
     if src.feed:
-        threads.append(threading.Thread(target=_feed, args=(src.feed, proc, failed, src.fed), daemon=True))
+        threads.append(
+            threading.Thread(target=_feed, args=(src.feed, proc, failed, src.fed), daemon=True)
+        )
     for t in threads:
         t.start()
     frame_bytes = 2 * channels
@@ -197,7 +258,9 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
             raise failed[0]
         if rc != 0:
             msg = (err[0] if err else "") or f"ffmpeg exited with code {rc}"
-            refused = "its format is not on ffmpeg's -format_whitelist" if "on whitelist" in msg else None
+            refused = (
+                "its format is not on ffmpeg's -format_whitelist" if "on whitelist" in msg else None
+            )
             raise DecodeError(refusal_detail(src.head(), refused) or msg.splitlines()[-1][:500])
     finally:
         if proc.poll() is None:
@@ -207,20 +270,48 @@ def stream_ffmpeg(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpe
         src.close()
 
 
-_PYDUB_CODECS = {".mp3": "mp3", ".m4a": "aac", ".mp4": "aac", ".aac": "aac", ".flac": "flac",
-                 ".ogg": "vorbis", ".oga": "vorbis", ".opus": "opus", ".webm": "opus"}
-_PYDUB_FORMATS = {".opus": "ogg", ".oga": "ogg", ".m4a": "mp4", ".mp4": "mp4", ".webm": "matroska", ".mka": "matroska",
-                  ".mkv": "matroska", ".wma": "asf", ".aif": "aiff", ".mp2": "mp3", ".3gp": "mp4", ".mov": "mov"}  # demuxers
+_PYDUB_CODECS = {
+    ".mp3": "mp3",
+    ".m4a": "aac",
+    ".mp4": "aac",
+    ".aac": "aac",
+    ".flac": "flac",
+    ".ogg": "vorbis",
+    ".oga": "vorbis",
+    ".opus": "opus",
+    ".webm": "opus",
+}
+_PYDUB_FORMATS = {
+    ".opus": "ogg",
+    ".oga": "ogg",
+    ".m4a": "mp4",
+    ".mp4": "mp4",
+    ".webm": "matroska",
+    ".mka": "matroska",
+    ".mkv": "matroska",
+    ".wma": "asf",
+    ".aif": "aiff",
+    ".mp2": "mp3",
+    ".3gp": "mp4",
+    ".mov": "mov",
+}  # demuxers
 _PYDUB_ALLOWED = set(AUDIO_DEMUXERS) | {"mp4"}  # "mp4" forces the mov demuxer
 
 
-def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg: str | None = None,
-                 chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
+def stream_pydub(
+    url: str,
+    sampling_rate: int = 16000,
+    channels: int = 1,
+    ffmpeg: str | None = None,
+    chunk_seconds: float = CHUNK_SECONDS,
+) -> Iterator[np.ndarray]:
     """pydub's way: the whole recording decoded into memory, resampled with audioop. For users who
     want it; it is slower and its memory grows with the recording (see README)."""
     import warnings
 
-    with warnings.catch_warnings():  # pydub warns at import that no ffmpeg is on PATH; we set it below
+    with (
+        warnings.catch_warnings()
+    ):  # pydub warns at import that no ffmpeg is on PATH; we set it below
         warnings.simplefilter("ignore")
         from pydub import AudioSegment
 
@@ -239,7 +330,9 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
         # (-f, below) and a playlist is refused by its first bytes before ffmpeg sees it.
         head = local_head(path) if isinstance(path, str) else data.getvalue()[:HEAD_BYTES]
         fmt = _PYDUB_FORMATS.get(ext, ext.lstrip("."))
-        refused = refusal_detail(head, None if fmt in _PYDUB_ALLOWED else f"pydub reads no {ext} files")
+        refused = refusal_detail(
+            head, None if fmt in _PYDUB_ALLOWED else f"pydub reads no {ext} files"
+        )
         if refused:
             raise DecodeError(refused)
         # No ffprobe here: give pydub the codec so it does not try to probe the file.
@@ -247,18 +340,21 @@ def stream_pydub(url: str, sampling_rate: int = 16000, channels: int = 1, ffmpeg
     except (OSError, DecodeError):
         raise  # reading the file failed (storage, network): the caller may retry
     except Exception as e:  # pydub raises bare Exceptions / CouldntDecodeError with ffmpeg's text
-        raise DecodeError(str(e).strip().splitlines()[-1][:500] if str(e).strip() else type(e).__name__) from None
+        raise DecodeError(
+            str(e).strip().splitlines()[-1][:500] if str(e).strip() else type(e).__name__
+        ) from None
     finally:
         src.close()
     seg = seg.set_sample_width(2).set_channels(channels).set_frame_rate(sampling_rate)
     pcm = np.frombuffer(seg.raw_data, dtype="<i2").reshape(-1, channels)
     step = max(1, int(chunk_seconds * sampling_rate))
     for i in range(0, len(pcm), step):
-        yield pcm[i:i + step]
+        yield pcm[i : i + step]
 
 
-def cut(chunks: Iterable[np.ndarray], spans: list[tuple[int, int]],
-        tolerance: int = 0) -> Iterator[tuple[int, np.ndarray | None, int]]:
+def cut(
+    chunks: Iterable[np.ndarray], spans: list[tuple[int, int]], tolerance: int = 0
+) -> Iterator[tuple[int, np.ndarray | None, int]]:
     """Cut sample spans out of a stream of (frames, channels) chunks as it passes.
 
     ``spans`` are (first, stop) sample indices. Yields ``(index into spans, samples or None, total)``
@@ -306,9 +402,11 @@ def _take(buf: list[np.ndarray], buf_start: int, first: int, stop: int) -> np.nd
     for c in buf:
         lo, hi = max(first, at), min(stop, at + len(c))
         if lo < hi:
-            out.append(c[lo - at:hi - at])
+            out.append(c[lo - at : hi - at])
         at += len(c)
-    return np.concatenate(out) if out else np.zeros((0, buf[0].shape[1] if buf else 1), dtype=np.int16)
+    return (
+        np.concatenate(out) if out else np.zeros((0, buf[0].shape[1] if buf else 1), dtype=np.int16)
+    )
 
 
 def _trim(buf: list[np.ndarray], buf_start: int, keep_from: int):
@@ -350,4 +448,7 @@ def encoded_bytes_per_second(sampling_rate: int, channels: int, audio_format: st
 
 def estimated_clip_bytes(seconds, clips, sampling_rate: int, channels: int, audio_format: str):
     """The one size estimate (`etl plan` and budget.total_gb): ``seconds`` of audio in ``clips`` clips."""
-    return seconds * encoded_bytes_per_second(sampling_rate, channels, audio_format) + clips * CLIP_OVERHEAD_BYTES
+    return (
+        seconds * encoded_bytes_per_second(sampling_rate, channels, audio_format)
+        + clips * CLIP_OVERHEAD_BYTES
+    )

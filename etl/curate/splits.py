@@ -8,6 +8,7 @@ dev first, up to ``dev_size`` rows or ``dev_hours``; the budgets cut train as a 
 order. So the result is the same whatever the partitioning, the worker count or the table's order,
 and ``previous_dev`` (the dev ids of the build being replaced) keeps dev stable when rows are added.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,9 @@ def seeded_hash(keys, seed) -> np.ndarray:
     """A stable uint64 per key: the first 8 bytes (big-endian) of blake2b(``"{seed}:{key}"``, digest 8),
     independent of Python's hash randomisation and of pandas. Repeated keys are hashed once."""
     values = _as_objects(keys)
-    if _repeats(values[:4096]) and not pd.isna(values).any():  # NA keys (str(None) != str(nan)) one by one
+    if (
+        _repeats(values[:4096]) and not pd.isna(values).any()
+    ):  # NA keys (str(None) != str(nan)) one by one
         codes, uniques = pd.factorize(values, sort=False)
         return _blake2b_u64(np.asarray(uniques, dtype=object), seed)[codes]
     return _blake2b_u64(values, seed)
@@ -45,11 +48,15 @@ def _as_objects(keys) -> np.ndarray:
     """Keys as a numpy object array (iterating one is several times faster than an Arrow-backed Series)."""
     if isinstance(keys, (pd.Series, pd.Index)):
         return keys.to_numpy(dtype=object)
-    return np.asarray(list(keys) if not isinstance(keys, np.ndarray) else keys, dtype=object).reshape(-1)
+    return np.asarray(
+        list(keys) if not isinstance(keys, np.ndarray) else keys, dtype=object
+    ).reshape(-1)
 
 
 def _blake2b_u64(values: np.ndarray, seed) -> np.ndarray:
-    base = hashlib.blake2b(f"{seed}:".encode(), digest_size=8)  # the prefix hashed once, its state copied per key
+    base = hashlib.blake2b(
+        f"{seed}:".encode(), digest_size=8
+    )  # the prefix hashed once, its state copied per key
     out = bytearray()
     for k in values:
         h = base.copy()
@@ -76,26 +83,41 @@ class SplitPolicy:
     train_hours: float | None = None
     total_bytes: float | None = None  # size budget of all splits, in estimated encoded bytes
     bytes_per_second: float = 16000 * 2 * 0.65  # encoded size estimate per second of audio
-    bytes_per_row: float = CLIP_OVERHEAD_BYTES  # per-clip overhead (headers, Parquet row) in the size estimate
+    bytes_per_row: float = (
+        CLIP_OVERHEAD_BYTES  # per-clip overhead (headers, Parquet row) in the size estimate
+    )
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "SplitPolicy":
+    def from_config(cls, cfg: dict) -> SplitPolicy:
         from ..audio.media import encoded_bytes_per_second
 
         s, b = cfg["splits"], cfg["budget"]
-        return cls(seed=s["seed"], by=s["by"], dev_size=s["dev_size"], dev_hours=s["dev_hours"],
-                   train_hours=b["train_hours"],
-                   total_bytes=None if b["total_gb"] is None else b["total_gb"] * 1e9,
-                   bytes_per_second=encoded_bytes_per_second(cfg["audio"]["sampling_rate"], cfg["audio"]["channels"],
-                                                             cfg["output"]["audio_format"]))
+        return cls(
+            seed=s["seed"],
+            by=s["by"],
+            dev_size=s["dev_size"],
+            dev_hours=s["dev_hours"],
+            train_hours=b["train_hours"],
+            total_bytes=None if b["total_gb"] is None else b["total_gb"] * 1e9,
+            bytes_per_second=encoded_bytes_per_second(
+                cfg["audio"]["sampling_rate"],
+                cfg["audio"]["channels"],
+                cfg["output"]["audio_format"],
+            ),
+        )
 
     def estimated_bytes(self, seconds, clips=1):
         """As ``audio.estimated_clip_bytes``, with this policy's rate."""
         return seconds * self.bytes_per_second + clips * self.bytes_per_row
 
 
-def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previous_dev=frozenset(),
-           low_similarity_split: bool = False) -> pd.DataFrame:
+def assign(
+    rows: pd.DataFrame,
+    policy: SplitPolicy,
+    test_keys=frozenset(),
+    previous_dev=frozenset(),
+    low_similarity_split: bool = False,
+) -> pd.DataFrame:
     """Place the rows that passed the checks (and, with ``low_similarity_split``, those whose only
     fault is ``low_similarity``: column ``reason``). ``rows`` has id, recording, duration, reason, and
     optionally ``recording_key`` (one key per file however the table spells it; default ``recording``)
@@ -127,24 +149,38 @@ def assign(rows: pd.DataFrame, policy: SplitPolicy, test_keys=frozenset(), previ
     # Units in order: the previous build's dev units first (dev stays dev when rows are added),
     # then by seeded hash. One entry per unit with its rows and seconds.
     keys = unit[pool]
-    codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=False)  # arrays: 1M rows in < 1 s; a null key is a unit too
+    codes, uniques = pd.factorize(
+        keys, sort=False, use_na_sentinel=False
+    )  # arrays: 1M rows in < 1 s; a null key is a unit too
     n = len(uniques)
-    units = pd.DataFrame({
-        "unit": np.asarray(uniques, dtype=object),
-        "rows": np.bincount(codes, minlength=n),
-        "seconds": np.bincount(codes, weights=rows.loc[pool, "duration"].to_numpy(float), minlength=n),
-        "prev": np.bincount(codes, weights=rows.loc[pool, "id"].isin(previous_dev).to_numpy(float), minlength=n) > 0,
-        "code": np.arange(n),
-    })
+    units = pd.DataFrame(
+        {
+            "unit": np.asarray(uniques, dtype=object),
+            "rows": np.bincount(codes, minlength=n),
+            "seconds": np.bincount(
+                codes, weights=rows.loc[pool, "duration"].to_numpy(float), minlength=n
+            ),
+            "prev": np.bincount(
+                codes, weights=rows.loc[pool, "id"].isin(previous_dev).to_numpy(float), minlength=n
+            )
+            > 0,
+            "code": np.arange(n),
+        }
+    )
     units["hash"] = seeded_hash(units["unit"], policy.seed)
-    units = units.sort_values(["prev", "hash", "unit"], ascending=[False, True, True], kind="stable")
+    units = units.sort_values(
+        ["prev", "hash", "unit"], ascending=[False, True, True], kind="stable"
+    )
     units = units.reset_index(drop=True)
 
     units["split"] = unit_roles(units, policy)
 
-    fixed_rows = out["split"].notna() | (pool & unit.isin(set(units.loc[units["split"] == "dev", "unit"])))
-    units["over_budget"] = budget_cuts(units, policy, lambda: float(policy.estimated_bytes(
-        rows.loc[fixed_rows, "duration"]).sum()))  # test, low_similarity and dev rows' bytes
+    fixed_rows = out["split"].notna() | (
+        pool & unit.isin(set(units.loc[units["split"] == "dev", "unit"]))
+    )
+    units["over_budget"] = budget_cuts(
+        units, policy, lambda: float(policy.estimated_bytes(rows.loc[fixed_rows, "duration"]).sum())
+    )  # test, low_similarity and dev rows' bytes
     units.loc[units["over_budget"].notna(), "split"] = None
 
     pos = np.empty(n, dtype=np.int64)  # code -> position in order
@@ -188,17 +224,25 @@ def unit_roles(units: pd.DataFrame, policy: SplitPolicy) -> np.ndarray:
     before = measure.cumsum() - measure
     if target <= 0:
         return np.full(len(units), "train", dtype=object)
-    return np.where(before < target, "dev", np.where(before < 2 * target, RESERVE, "train")).astype(object)
+    return np.where(before < target, "dev", np.where(before < 2 * target, RESERVE, "train")).astype(
+        object
+    )
 
 
 def split_units(rows: pd.DataFrame, by: str) -> pd.Series:
     """The key each row is placed by: its id, its recording, or its speaker (by recording without one)."""
     if by == "segment":
         return rows["id"]
-    recording = rows["recording_key"].fillna(rows["recording"]) if "recording_key" in rows else rows["recording"]
+    recording = (
+        rows["recording_key"].fillna(rows["recording"])
+        if "recording_key" in rows
+        else rows["recording"]
+    )
     if by == "recording":
         return recording
-    speaker = rows["speaker"] if "speaker" in rows else pd.Series(None, index=rows.index, dtype=object)
+    speaker = (
+        rows["speaker"] if "speaker" in rows else pd.Series(None, index=rows.index, dtype=object)
+    )
     return speaker.where(speaker.notna(), "recording:" + recording.astype(str))
 
 
@@ -217,7 +261,9 @@ def promote_reserve(written: pd.DataFrame, missing: float) -> set:
     (id, unit, order, measure); whole units are promoted in order while dev is short of ``missing``."""
     if missing <= 0 or written.empty:
         return set()
-    units = written.groupby("unit", sort=False).agg(order=("order", "min"), measure=("measure", "sum"))
+    units = written.groupby("unit", sort=False).agg(
+        order=("order", "min"), measure=("measure", "sum")
+    )
     units = units.sort_values("order", kind="stable")
     before = units["measure"].cumsum() - units["measure"]
     take = set(units.index[before < missing])
@@ -227,7 +273,9 @@ def promote_reserve(written: pd.DataFrame, missing: float) -> set:
 # An id list (test_ids, exclude_ids, suspect_recordings.txt, sampled_ids.txt, bad_ids.txt): one id
 # per line, blank lines and ``#`` comments ignored. An id holding ``#`` (a downloader's "Episode #12"),
 # starting with ``"`` or holding a line break is written as a JSON string: ``"Episode #12"  # why``.
-_LINE_BREAKS = "\x85\u2028\u2029"  # line breaks str.splitlines knows that json.dumps leaves as they are
+_LINE_BREAKS = (
+    "\x85\u2028\u2029"  # line breaks str.splitlines knows that json.dumps leaves as they are
+)
 
 
 def id_list_line(key: str, comment: str | None = None) -> str:

@@ -8,6 +8,7 @@ beyond ``Z_LIMIT`` = 3.5 in the direction that means trouble. MAD is 0 whenever 
 alike (a reject share of 0 everywhere), so the scale has a floor per measure (``FLOORS``): a recording
 is never suspect for a difference smaller than 3.5 floors (e.g. 35 points of reject share, 10.5 dB).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,9 @@ import pandas as pd
 
 from .splits import id_list_line
 
-MIN_ROWS = 3  # recordings with fewer rows are listed but neither judged nor part of the corpus medians
+MIN_ROWS = (
+    3  # recordings with fewer rows are listed but neither judged nor part of the corpus medians
+)
 MIN_RECORDINGS = 3  # fewer judged recordings: no corpus to be an outlier of
 Z_LIMIT = 3.5
 # measure -> (direction of trouble: +1 high, -1 low, 0 both; floor of the scale; what it means)
@@ -36,21 +39,27 @@ def recording_stats(rows: pd.DataFrame, measured: dict) -> pd.DataFrame:
     similarity, chars_per_second. ``measured``: {recording: measures.summarize(...)} from the shards."""
     rows = rows[rows["recording"].notna()].assign(recording=lambda d: d["recording"].astype(str))
     g = rows.groupby("recording", sort=True)
-    stats = pd.DataFrame({
-        "rows_in": g.size(),
-        "rows_kept": g["reason"].apply(lambda r: int(r.isna().sum())),
-        "median_similarity": g["similarity"].median(),
-        "median_chars_per_second": g["chars_per_second"].median(),
-    })
+    stats = pd.DataFrame(
+        {
+            "rows_in": g.size(),
+            "rows_kept": g["reason"].apply(lambda r: int(r.isna().sum())),
+            "median_similarity": g["similarity"].median(),
+            "median_chars_per_second": g["chars_per_second"].median(),
+        }
+    )
     fault = rows["reason"].notna() & ~rows["reason"].isin(NOT_FAULTS)
     stats["fault_share"] = fault.groupby(rows["recording"]).mean()
     shares = pd.crosstab(rows["recording"], rows["reason"].fillna("kept"), normalize="index")
-    stats["reject_share"] = [{r: round(float(v), 4) for r, v in shares.loc[rec].items() if v > 0 and r != "kept"}
-                             for rec in stats.index]
+    stats["reject_share"] = [
+        {r: round(float(v), 4) for r, v in shares.loc[rec].items() if v > 0 and r != "kept"}
+        for rec in stats.index
+    ]
     m = pd.DataFrame.from_dict(measured, orient="index") if measured else pd.DataFrame()
     for col in ("median_rms_db", "median_silence_fraction", "median_peak_db", "clipped_clips"):
         stats[col] = m[col].reindex(stats.index) if col in m else np.nan
-    stats["clipped_clips"] = stats["clipped_clips"].astype("Int64")  # a count, null where nothing was cut
+    stats["clipped_clips"] = stats["clipped_clips"].astype(
+        "Int64"
+    )  # a count, null where nothing was cut
     return stats
 
 
@@ -81,9 +90,18 @@ def report_section(stats: pd.DataFrame) -> dict:
     """The per-recording part of report.json: {recording: stats}, most suspect first."""
     out = {}
     for rec, r in stats.iterrows():
-        out[rec] = {k: (None if v is pd.NA or (isinstance(v, float) and v != v) else
-                        round(float(v), 4) if isinstance(v, (float, np.floating)) else
-                        int(v) if isinstance(v, (np.integer,)) else v) for k, v in r.items()}
+        out[rec] = {
+            k: (
+                None
+                if v is pd.NA or (isinstance(v, float) and v != v)
+                else round(float(v), 4)
+                if isinstance(v, (float, np.floating))
+                else int(v)
+                if isinstance(v, (np.integer,))
+                else v
+            )
+            for k, v in r.items()
+        }
     return out
 
 
@@ -91,6 +109,8 @@ def suspects_text(stats: pd.DataFrame) -> str:
     """suspect_recordings.txt: one recording id per line with the reason as a comment, the form
     ``splits.exclude_ids`` reads (``#`` comments ignored; an id holding ``#`` as a JSON string)."""
     sus = stats[stats["suspect"] != ""]
-    head = (f"# suspect recordings: robust z-score beyond {Z_LIMIT} against the corpus (see report.json "
-            f"'recordings'); {len(sus)} of {len(stats)}\n")
+    head = (
+        f"# suspect recordings: robust z-score beyond {Z_LIMIT} against the corpus (see report.json "
+        f"'recordings'); {len(sus)} of {len(stats)}\n"
+    )
     return head + "".join(id_list_line(str(rec), why) for rec, why in sus["suspect"].items())

@@ -1,8 +1,9 @@
 """The CTC vocabulary (pure): every character of the train text, in the form
 ``transformers.Wav2Vec2CTCTokenizer`` loads (``|`` for the space, then ``[UNK]`` and ``[PAD]``)."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 WORD_DELIMITER, UNK, PAD = "|", "[UNK]", "[PAD]"
 

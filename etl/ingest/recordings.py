@@ -7,6 +7,7 @@ found in its file name (yt-dlp's ``Title [dQw4w9WgXcQ].webm`` -> ``dQw4w9WgXcQ``
 ever looked up in the listing, so nothing outside the audio folder can be named, let alone opened. A
 short name (no folder) that names files in two places is ambiguous: etl never guesses.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,30 @@ import pandas as pd
 
 # Extensions ffmpeg reads that hold audio; anything else in the folder (txt, json, ...) is ignored.
 AUDIO_EXTENSIONS = (
-    ".wav", ".flac", ".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".webm", ".mka", ".mkv",
-    ".wma", ".aif", ".aiff", ".au", ".caf", ".amr", ".3gp", ".mov", ".ac3", ".mp2", ".wv", ".ape",
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".m4a",
+    ".mp4",
+    ".aac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".webm",
+    ".mka",
+    ".mkv",
+    ".wma",
+    ".aif",
+    ".aiff",
+    ".au",
+    ".caf",
+    ".amr",
+    ".3gp",
+    ".mov",
+    ".ac3",
+    ".mp2",
+    ".wv",
+    ".ape",
 )
 # When one recording has several files (rec.wav and rec.mp3), the lossless or earliest-listed wins.
 _PREFERENCE = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
@@ -62,10 +85,15 @@ def is_safe_recording_id(rid, allow_absolute: bool = False) -> bool:
 @dataclass(frozen=True)
 class AudioListing:
     """One recursive listing of an audio folder. Paths are relative to the folder, '/'-separated, NFC."""
+
     folder: str
     files: dict = field(default_factory=dict)  # relative file path -> URL (or local path) to open
-    recordings: dict = field(default_factory=dict)  # relative path without extension -> its preferred file
-    names: dict = field(default_factory=dict)  # stem / file name / pattern id -> tuple of files it names
+    recordings: dict = field(
+        default_factory=dict
+    )  # relative path without extension -> its preferred file
+    names: dict = field(
+        default_factory=dict
+    )  # stem / file name / pattern id -> tuple of files it names
     ignored: tuple = ()  # audio files whose name recording_pattern did not match (they have no id)
 
     def locate(self, ref: str) -> tuple[str | None, tuple]:
@@ -91,7 +119,7 @@ def list_audio(folder: str, pattern: str | None = None) -> AudioListing:
     regex = re.compile(pattern) if pattern else None
     files, rank, ids, ignored = {}, {}, {}, []
     for name in sorted(fs.find(root)):
-        rel = name[len(root) + 1:] if name.startswith(root + "/") else name.rsplit("/", 1)[-1]
+        rel = name[len(root) + 1 :] if name.startswith(root + "/") else name.rsplit("/", 1)[-1]
         parts = rel.split("/")
         stem, ext = os.path.splitext(parts[-1])
         if ext.lower() not in _PREFERENCE or any(p.startswith(".") for p in parts):
@@ -119,10 +147,14 @@ def _index(folder: str, files: dict, rank: dict, ids: dict, ignored: tuple) -> A
         base = rel.rsplit("/", 1)[-1]
         preferred = recordings[os.path.splitext(rel)[0]]
         names.setdefault(base.strip(), set()).add(rel)  # the file name: exactly that file
-        names.setdefault(os.path.splitext(base)[0].strip(), set()).add(preferred)  # the stem: its recording
+        names.setdefault(os.path.splitext(base)[0].strip(), set()).add(
+            preferred
+        )  # the stem: its recording
         if rel in ids:
             names.setdefault(ids[rel], set()).add(preferred)
-    return AudioListing(folder, files, recordings, {k: tuple(sorted(v)) for k, v in names.items()}, ignored)
+    return AudioListing(
+        folder, files, recordings, {k: tuple(sorted(v)) for k, v in names.items()}, ignored
+    )
 
 
 def existing_files(paths: list[str]) -> set[str]:
@@ -144,8 +176,11 @@ def existing_files(paths: list[str]) -> set[str]:
 RESOLVED_COLUMNS = ["url", "key", "candidates"]  # what ``resolve`` returns per row
 
 
-def resolve(recordings: pd.Series, listing: AudioListing | None,
-            wav_scp: dict[str, str | None] | None = None) -> pd.DataFrame:
+def resolve(
+    recordings: pd.Series,
+    listing: AudioListing | None,
+    wav_scp: dict[str, str | None] | None = None,
+) -> pd.DataFrame:
     """Per row (on ``recordings.index``): ``url`` of its file or None; ``key``, the recording it names
     whatever the spelling (relative path without extension; the wav.scp id; the path as given with
     ``input.audio: null``) or None; ``candidates``, the files an ambiguous name names, else None.
@@ -159,18 +194,29 @@ def resolve(recordings: pd.Series, listing: AudioListing | None,
         table = {}
         for ref in refs:
             rel, cands = listing.locate(ref)
-            table[ref] = (listing.files[rel], os.path.splitext(rel)[0], None) if rel else (None, None, cands or None)
+            table[ref] = (
+                (listing.files[rel], os.path.splitext(rel)[0], None)
+                if rel
+                else (None, None, cands or None)
+            )
     else:
         if wav_scp is not None:
             targets = {r: p for r, p in wav_scp.items() if p}
         else:  # input.audio: null: absolute paths and URLs only, never relative to the working folder
             targets = {r: r for r in refs if _URL.match(r) or r.startswith("/")}
         present = existing_files(list(targets.values()))
-        table = {r: (targets[r], r, None) if targets.get(r) in present else (None, None, None) for r in refs}
+        table = {
+            r: (targets[r], r, None) if targets.get(r) in present else (None, None, None)
+            for r in refs
+        }
     none = (None, None, None)
     found = [table.get(k, none) if k is not None else none for k in keys]
-    return pd.DataFrame({col: pd.Series([f[i] for f in found], index=recordings.index, dtype=object)
-                         for i, col in enumerate(RESOLVED_COLUMNS)})
+    return pd.DataFrame(
+        {
+            col: pd.Series([f[i] for f in found], index=recordings.index, dtype=object)
+            for i, col in enumerate(RESOLVED_COLUMNS)
+        }
+    )
 
 
 def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.DataFrame) -> dict:
@@ -178,17 +224,27 @@ def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.
     ambiguous names (with their candidates) and files recording_pattern ignored. ``refs``: the rows'
     references that were looked up (others None); ``resolved``: ``resolve``'s frame for them."""
     looked_up = refs.notna()
-    unmatched = sorted(set(refs[looked_up & resolved["url"].isna() & resolved["candidates"].isna()]))
+    unmatched = sorted(
+        set(refs[looked_up & resolved["url"].isna() & resolved["candidates"].isna()])
+    )
     ambiguous = resolved.loc[looked_up & resolved["candidates"].notna(), "candidates"]
     amb = dict(sorted(zip(refs[ambiguous.index], ambiguous)))
-    out = {"unmatched_recordings": _some(unmatched),
-           "ambiguous_recordings": {"count": len(amb),
-                                    "examples": {k: list(v) for k, v in list(amb.items())[:EXAMPLES]}}}
+    out = {
+        "unmatched_recordings": _some(unmatched),
+        "ambiguous_recordings": {
+            "count": len(amb),
+            "examples": {k: list(v) for k, v in list(amb.items())[:EXAMPLES]},
+        },
+    }
     if listing is not None:
         used = set(resolved["url"].dropna())
         unused = [rel for rel, url in listing.files.items() if url not in used]
-        out = {"audio_files": len(listing.files), "unused_audio_files": _some(unused), **out,
-               "unmatched_by_recording_pattern": _some(list(listing.ignored))}
+        out = {
+            "audio_files": len(listing.files),
+            "unused_audio_files": _some(unused),
+            **out,
+            "unmatched_by_recording_pattern": _some(list(listing.ignored)),
+        }
     return out
 
 
@@ -196,17 +252,25 @@ def format_listing_summary(s: dict) -> list[str]:
     """The listing summary as lines for `etl plan` and the build's log."""
     lines = []
     if "audio_files" in s:
-        lines.append(f"audio files: {s['audio_files']:,} listed, {s['unused_audio_files']['count']:,} used by no row"
-                     + _eg(s["unused_audio_files"]["examples"]))
-    lines.append(f"recordings matching no file: {s['unmatched_recordings']['count']:,}"
-                 + _eg(s["unmatched_recordings"]["examples"]))
+        lines.append(
+            f"audio files: {s['audio_files']:,} listed, {s['unused_audio_files']['count']:,} used by no row"
+            + _eg(s["unused_audio_files"]["examples"])
+        )
+    lines.append(
+        f"recordings matching no file: {s['unmatched_recordings']['count']:,}"
+        + _eg(s["unmatched_recordings"]["examples"])
+    )
     amb = s["ambiguous_recordings"]
-    lines.append(f"ambiguous recordings (give their path): {amb['count']:,}"
-                 + _eg([f"{k} -> {' | '.join(v)}" for k, v in amb["examples"].items()]))
+    lines.append(
+        f"ambiguous recordings (give their path): {amb['count']:,}"
+        + _eg([f"{k} -> {' | '.join(v)}" for k, v in amb["examples"].items()])
+    )
     ign = s.get("unmatched_by_recording_pattern", {"count": 0})
     if ign["count"]:
-        lines.append(f"audio files input.recording_pattern gives no id (found by path or stem only): "
-                     f"{ign['count']:,}" + _eg(ign["examples"]))
+        lines.append(
+            f"audio files input.recording_pattern gives no id (found by path or stem only): "
+            f"{ign['count']:,}" + _eg(ign["examples"])
+        )
     return lines
 
 

@@ -4,14 +4,15 @@ A row gets exactly one ``reason`` (``None`` = kept so far): the first reason, in
 ``schema.REJECT_REASONS``, that applies. ``check_rows`` does what one row can tell about itself and
 runs per partition; ``mark_duplicates`` and ``mark_missing_audio`` need the whole table.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from ..audio.measures import chars_per_second
-from .recordings import reference_problem
 from ..schema import REJECT_REASONS
+from .recordings import reference_problem
 from .text import normalize_many, similarities
 
 _PRIORITY = {r: i for i, r in enumerate(REJECT_REASONS)}
@@ -30,35 +31,65 @@ def reject(df: pd.DataFrame, mask, reason: str, detail) -> None:
         df.loc[take, "reason"] = reason
         if callable(detail):
             detail = detail(df[take])
-        df.loc[take, "detail"] = detail[take] if isinstance(detail, pd.Series) and len(detail) == len(df) else detail
+        df.loc[take, "detail"] = (
+            detail[take] if isinstance(detail, pd.Series) and len(detail) == len(df) else detail
+        )
 
 
-def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str,
-               absolute_recordings: bool = False) -> pd.DataFrame:
+def check_rows(
+    df: pd.DataFrame,
+    text_cfg: dict,
+    filters: dict,
+    id_template: str,
+    absolute_recordings: bool = False,
+) -> pd.DataFrame:
     """Parse, normalize and filter one partition of the canonical table. ``absolute_recordings``
     (``input.audio: null``): recordings may be absolute paths or URLs."""
     df = df.copy()
     df["reason"] = pd.Series([None] * len(df), index=df.index, dtype=object)
     df["detail"] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    if "alignment_error" in df.columns:  # a malformed alignment file (etl.ingest.formats): file and line
+    if (
+        "alignment_error" in df.columns
+    ):  # a malformed alignment file (etl.ingest.formats): file and line
         reject(df, df["alignment_error"].notna(), "unreadable_alignment", df["alignment_error"])
         df = df.drop(columns="alignment_error")
 
     rec = df["recording"].map(lambda r: r.strip() if isinstance(r, str) else r)
     df["recording"] = rec
-    cache = {r: reference_problem(r, absolute_recordings) for r in rec.unique() if isinstance(r, str)}
-    problem = rec.map(lambda r: cache[r] if isinstance(r, str) else "is empty")  # checked once per recording
-    reject(df, problem.notna(), "invalid_recording_id",
-           lambda d: "recording id " + d["recording"].map(repr) + " " + problem[d.index])
+    cache = {
+        r: reference_problem(r, absolute_recordings) for r in rec.unique() if isinstance(r, str)
+    }
+    problem = rec.map(
+        lambda r: cache[r] if isinstance(r, str) else "is empty"
+    )  # checked once per recording
+    reject(
+        df,
+        problem.notna(),
+        "invalid_recording_id",
+        lambda d: "recording id " + d["recording"].map(repr) + " " + problem[d.index],
+    )
     if "speaker" in df.columns:  # stripped; empty -> no speaker
-        df["speaker"] = df["speaker"].map(lambda s: s.strip() or None if isinstance(s, str) else None)
+        df["speaker"] = df["speaker"].map(
+            lambda s: s.strip() or None if isinstance(s, str) else None
+        )
 
     raw_start, raw_end = df["start"], df["end"]
     start, end = to_seconds(raw_start), to_seconds(raw_end)
     df["start"], df["end"] = start, end
-    bad_ts = start.isna() | end.isna() | ~np.isfinite(start) | ~np.isfinite(end) | (start < 0) | (end <= start)
-    reject(df, bad_ts, "bad_timestamps",
-           lambda d: "start=" + raw_start[d.index].map(repr) + " end=" + raw_end[d.index].map(repr))
+    bad_ts = (
+        start.isna()
+        | end.isna()
+        | ~np.isfinite(start)
+        | ~np.isfinite(end)
+        | (start < 0)
+        | (end <= start)
+    )
+    reject(
+        df,
+        bad_ts,
+        "bad_timestamps",
+        lambda d: "start=" + raw_start[d.index].map(repr) + " end=" + raw_end[d.index].map(repr),
+    )
     df["duration"] = (end - start).where(~bad_ts)
 
     # Ids: the table's own (stripped), else the seed's nomenclature from the template.
@@ -68,7 +99,8 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     missing_id = df["id"].isna() | df["id"].eq("")
     if missing_id.any():
         df.loc[missing_id, "id"] = [
-            _make_id(id_template, r, s, e) for r, s, e in zip(rec[missing_id], start[missing_id], end[missing_id])
+            _make_id(id_template, r, s, e)
+            for r, s, e in zip(rec[missing_id], start[missing_id], end[missing_id])
         ]
 
     df["text"] = normalize_many(df["text_raw"], **text_cfg)
@@ -77,12 +109,20 @@ def check_rows(df: pd.DataFrame, text_cfg: dict, filters: dict, id_template: str
     _length_filters(df, filters)
 
     has_hyp = df["hypothesis"].notna()
-    hyp_norm = [h if ok else None for h, ok in zip(normalize_many(df["hypothesis"], **text_cfg), has_hyp)]
-    df["similarity"] = pd.Series(similarities(df["text"], hyp_norm), index=df.index, dtype="float64")
+    hyp_norm = [
+        h if ok else None for h, ok in zip(normalize_many(df["hypothesis"], **text_cfg), has_hyp)
+    ]
+    df["similarity"] = pd.Series(
+        similarities(df["text"], hyp_norm), index=df.index, dtype="float64"
+    )
     if filters.get("min_similarity") is not None:
         lo = float(filters["min_similarity"])
-        reject(df, has_hyp & (df["similarity"] < lo), "low_similarity",
-               lambda d: d["similarity"].map(lambda x: f"similarity {x:.3f} < {lo}"))
+        reject(
+            df,
+            has_hyp & (df["similarity"] < lo),
+            "low_similarity",
+            lambda d: d["similarity"].map(lambda x: f"similarity {x:.3f} < {lo}"),
+        )
     return df
 
 
@@ -91,17 +131,35 @@ def _length_filters(df: pd.DataFrame, filters: dict) -> None:
     dur = df["duration"]
     if filters.get("min_duration") is not None:
         lo = float(filters["min_duration"])
-        reject(df, dur < lo, "too_short", lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s < {lo}"))
+        reject(
+            df,
+            dur < lo,
+            "too_short",
+            lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s < {lo}"),
+        )
     if filters.get("max_duration") is not None:
         hi = float(filters["max_duration"])
-        reject(df, dur > hi, "too_long", lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s > {hi}"))
+        reject(
+            df,
+            dur > hi,
+            "too_long",
+            lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s > {hi}"),
+        )
     df["chars_per_second"] = chars_per_second(df["text"], dur)
     if filters.get("chars_per_second") is not None:
-        lo, hi = (bound if v is None else float(v)
-                  for v, bound in zip(filters["chars_per_second"], (float("-inf"), float("inf"))))
+        lo, hi = (
+            bound if v is None else float(v)
+            for v, bound in zip(filters["chars_per_second"], (float("-inf"), float("inf")))
+        )
         cps = df["chars_per_second"]
-        reject(df, (cps < lo) | (cps > hi), "bad_char_rate",
-               lambda d: d["chars_per_second"].map(lambda x: f"{x:.1f} chars/s outside [{lo:g}, {hi:g}]"))
+        reject(
+            df,
+            (cps < lo) | (cps > hi),
+            "bad_char_rate",
+            lambda d: d["chars_per_second"].map(
+                lambda x: f"{x:.1f} chars/s outside [{lo:g}, {hi:g}]"
+            ),
+        )
 
 
 def to_seconds(values: pd.Series) -> pd.Series:
@@ -146,7 +204,10 @@ def _clock_seconds(v: str) -> float:
 def _make_id(template: str, recording, start, end) -> str:
     try:
         return template.format(recording=recording, start=start, end=end)
-    except (TypeError, ValueError):  # NaN timestamps or no recording: still a readable, unique-ish id
+    except (
+        TypeError,
+        ValueError,
+    ):  # NaN timestamps or no recording: still a readable, unique-ish id
         return f"{recording}_{start}-{end}"
 
 
@@ -155,17 +216,32 @@ def mark_duplicates(df: pd.DataFrame) -> None:
     dup = df["id"].duplicated(keep="first")
     if dup.any():
         first_row = df.drop_duplicates("id", keep="first").set_index("id")["row"]
-        reject(df, dup, "duplicate_id", lambda d: "first at row " + d["id"].map(first_row).astype(str))
+        reject(
+            df, dup, "duplicate_id", lambda d: "first at row " + d["id"].map(first_row).astype(str)
+        )
 
 
 def mark_ambiguous(df: pd.DataFrame, candidates: pd.Series) -> None:
     """``ambiguous_recording`` for rows whose recording names several files (``candidates``, else None)."""
-    reject(df, candidates.notna(), "ambiguous_recording",
-           lambda d: "'" + d["recording"].astype(str) + "' names " + candidates[d.index].map(
-               lambda c: f"{len(c)} files: {', '.join(c)}") + "; give its path relative to the audio folder")
+    reject(
+        df,
+        candidates.notna(),
+        "ambiguous_recording",
+        lambda d: (
+            "'"
+            + d["recording"].astype(str)
+            + "' names "
+            + candidates[d.index].map(lambda c: f"{len(c)} files: {', '.join(c)}")
+            + "; give its path relative to the audio folder"
+        ),
+    )
 
 
 def mark_missing_audio(df: pd.DataFrame, audio_url: pd.Series, where: str) -> None:
     """``missing_audio`` for rows whose recording resolved to no file (``audio_url`` is None)."""
-    reject(df, audio_url.isna(), "missing_audio",
-           lambda d: "no audio file for '" + d["recording"].astype(str) + f".*' in {where}")
+    reject(
+        df,
+        audio_url.isna(),
+        "missing_audio",
+        lambda d: "no audio file for '" + d["recording"].astype(str) + f".*' in {where}",
+    )

@@ -3,10 +3,10 @@
 Pure functions on plain values: no I/O, no pandas. A unit never straddles a segment boundary, so a
 segment never starts or ends inside a word.
 """
+
 from __future__ import annotations
 
 import bisect
-
 from dataclasses import dataclass, field
 
 # Unit texts that mark silence in aligner output (Kaldi <eps>, MFA/NFA blanks), not speech.
@@ -16,6 +16,7 @@ SILENCE = frozenset({"", "<eps>", "<sil>", "sil", "!sil", "<b>", "<s>", "</s>", 
 @dataclass(frozen=True)
 class Unit:
     """A word (or interval, or cue) with its times in seconds from the start of the recording."""
+
     text: str
     start: float
     end: float
@@ -33,13 +34,21 @@ class Segment:
 
     def words(self) -> list[dict]:
         """The units as the ``words`` column holds them: times in seconds from the segment's start."""
-        return [{"word": u.text, "start": round(u.start - self.start, 3), "end": round(u.end - self.start, 3)}
-                for u in self.units]
+        return [
+            {
+                "word": u.text,
+                "start": round(u.start - self.start, 3),
+                "end": round(u.end - self.start, 3),
+            }
+            for u in self.units
+        ]
 
 
 def speech(units) -> list[Unit]:
     """The units that are speech (silence markers dropped), in time order."""
-    return sorted((u for u in units if u.text.strip().lower() not in SILENCE), key=lambda u: (u.start, u.end))
+    return sorted(
+        (u for u in units if u.text.strip().lower() not in SILENCE), key=lambda u: (u.start, u.end)
+    )
 
 
 def segment(units, max_pause: float = 0.5, max_duration: float = 20.0) -> list[Segment]:

@@ -5,6 +5,7 @@ canonical columns of ``schema.TABLE_COLUMNS`` (minus ``row``, which is assigned 
 are concatenated in order). Values are read as strings where the format allows, so an id like
 "007" or a transcript "NA" survives untouched.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,14 +16,21 @@ import os
 import fsspec
 import pandas as pd
 
-from . import formats
 from ..config import ConfigError, is_url
 from ..schema import EXTRA_TABLE_COLUMNS
+from . import formats
 from .text import without_surrogates
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi") + formats.FORMATS
-_EXT = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
-        ".parquet": "parquet", ".pq": "parquet"}
+_EXT = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 def detect_format(path: str, forced: str | None = None) -> str:
@@ -35,11 +43,17 @@ def detect_format(path: str, forced: str | None = None) -> str:
     ext = os.path.splitext(base)[1].lower()
     if ext in formats.EXTENSIONS:
         return formats.EXTENSIONS[ext]
-    if ext in (".json", ".jsonl", ".ndjson"):  # a NeMo manifest or lhotse supervisions, by their first line
+    if ext in (
+        ".json",
+        ".jsonl",
+        ".ndjson",
+    ):  # a NeMo manifest or lhotse supervisions, by their first line
         return formats.sniff_json_lines(path) or _EXT[ext]
     if ext not in _EXT:
-        raise ConfigError(f"input.alignment: cannot tell the format of {path} from its extension; "
-                          f"set input.format to one of {', '.join(FORMATS)}")
+        raise ConfigError(
+            f"input.alignment: cannot tell the format of {path} from its extension; "
+            f"set input.format to one of {', '.join(FORMATS)}"
+        )
     return _EXT[ext]
 
 
@@ -49,19 +63,34 @@ def _folder_format(fs, p: str, path: str) -> str:
         return "kaldi"
     found = formats.folder_formats(fs, p)
     if len(found) > 1:
-        raise ConfigError(f"input.alignment: {path} holds files of several formats ({', '.join(found)}); "
-                          f"set input.format to the one to read")
+        raise ConfigError(
+            f"input.alignment: {path} holds files of several formats ({', '.join(found)}); "
+            f"set input.format to the one to read"
+        )
     return found[0] if found else "kaldi"
 
 
 def reader_columns(fmt: str, columns: dict) -> dict:
     """The column mapping for ``canonical``: the user's, or fixed for formats whose readers name them."""
     if fmt == "kaldi":  # speaker: from utt2spk (None without one)
-        return {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                "hypothesis": None, "speaker": "speaker"}
+        return {
+            "id": "id",
+            "recording": "recording",
+            "start": "start",
+            "end": "end",
+            "text": "text",
+            "hypothesis": None,
+            "speaker": "speaker",
+        }
     if fmt in formats.FORMATS:
-        return {"id": "id", "recording": "recording", "start": "start", "end": "end", "text": "text",
-                "hypothesis": "hypothesis"}
+        return {
+            "id": "id",
+            "recording": "recording",
+            "start": "start",
+            "end": "end",
+            "text": "text",
+            "hypothesis": "hypothesis",
+        }
     return dict(columns)
 
 
@@ -81,8 +110,10 @@ def has_speaker(cfg: dict) -> bool:
 def check_speakers(cfg: dict) -> None:
     """``splits.by: speaker`` needs speakers: a mapped column, or a format that names them."""
     if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
-        raise ConfigError("config key 'splits.by' is speaker but the alignment has no speakers "
-                          "(input.columns.speaker names no column; a Kaldi dir needs utt2spk)")
+        raise ConfigError(
+            "config key 'splits.by' is speaker but the alignment has no speakers "
+            "(input.columns.speaker names no column; a Kaldi dir needs utt2spk)"
+        )
 
 
 def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
@@ -104,9 +135,13 @@ def read_raw(path: str, fmt: str, inp: dict | None = None):
     import dask.dataframe as dd
 
     if fmt in formats.FORMATS:
-        return dd.from_delayed(formats.partitions(path, fmt, inp), meta=formats.META, verify_meta=False)
+        return dd.from_delayed(
+            formats.partitions(path, fmt, inp), meta=formats.META, verify_meta=False
+        )
     if fmt in ("csv", "tsv"):
-        kw = dict(dtype=str, keep_default_na=False, na_filter=False, blocksize=2**23)  # 8 MiB: several per worker
+        kw = dict(
+            dtype=str, keep_default_na=False, na_filter=False, blocksize=2**23
+        )  # 8 MiB: several per worker
         if fmt == "tsv":
             kw.update(sep="\t", quoting=csv.QUOTE_NONE)
         return dd.read_csv(path, **kw)
@@ -129,11 +164,15 @@ def _json_document(path: str):
     from dask import delayed
 
     (columns,) = dask.compute(delayed(_json_columns)(path))
-    return dd.from_delayed([delayed(_read_json_document)(path)], meta=_meta(columns), verify_meta=False)
+    return dd.from_delayed(
+        [delayed(_read_json_document)(path)], meta=_meta(columns), verify_meta=False
+    )
 
 
 JSONL_BLOCK = 2**23  # 8 MiB: several per worker
-JSONL_SAMPLE = 2**20  # what the client reads of the first file, for the column names (as dd.read_json did)
+JSONL_SAMPLE = (
+    2**20
+)  # what the client reads of the first file, for the column names (as dd.read_json did)
 # A malformed JSON line's row in a jsonl block: its ``unreadable_alignment`` detail and its id (file
 # and line, as the manifest readers give them); ``canonical`` takes them. Only a block holding one has them.
 BAD_LINE, BAD_LINE_ID = "__alignment_error__", "__alignment_error_id__"
@@ -156,8 +195,12 @@ def _json_lines(path: str):
 
     files = [(f.full_name, f.fs.size(f.path), f.path) for f in fsspec.open_files(path)]
     root = os.path.commonpath([os.path.dirname(p) for _, _, p in files]) if files else ""
-    names = [p[len(root):].lstrip("/") for _, _, p in files]  # as the manifests name them: from the listed folder
-    columns = _json_lines_columns(path, files[0][0]) if files else []  # the client: column names only
+    names = [
+        p[len(root) :].lstrip("/") for _, _, p in files
+    ]  # as the manifests name them: from the listed folder
+    columns = (
+        _json_lines_columns(path, files[0][0]) if files else []
+    )  # the client: column names only
     parts = []
     for (url, size, _), name in zip(files, names):
         first = 1
@@ -176,7 +219,9 @@ def _json_lines_columns(path: str, url: str) -> list:
     columns = [str(c) for c in sample.columns if c not in (BAD_LINE, BAD_LINE_ID)]
     if not columns and BAD_LINE in sample.columns:
         bad = sample[BAD_LINE].dropna().iloc[0]
-        raise ConfigError(f"input.alignment {path}: cannot read it as jsonl: line {bad.line}: {bad.message}")
+        raise ConfigError(
+            f"input.alignment {path}: cannot read it as jsonl: line {bad.line}: {bad.message}"
+        )
     return columns
 
 
@@ -189,7 +234,9 @@ def _json_lines_block(url: str, lo: int, hi: int | None) -> bytes:
 def _json_lines_part(url: str, lo: int, hi: int | None, columns: list) -> tuple[pd.DataFrame, int]:
     """One block read on a worker, and how many lines start in it."""
     data = _json_lines_block(url, lo, hi)
-    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)  # the last may lack its "\n"
+    lines = data.count(b"\n") + (
+        1 if data and not data.endswith(b"\n") else 0
+    )  # the last may lack its "\n"
     return _read_json_lines(data, columns), lines
 
 
@@ -198,8 +245,15 @@ def _read_json_lines(data: bytes, columns: list | None = None) -> pd.DataFrame:
     block pandas refuses line by line (``_json_lines_by_json``)."""
     try:
         text = data.decode("utf-8-sig")  # a BOM at the start of the file
-        df = pd.read_json(io.StringIO(text), lines=True, orient="records", dtype=False) if text.strip() else pd.DataFrame()
-    except (ValueError, TypeError):  # not UTF-8, a line not a JSON object, or an integer beyond 64 bits (ujson)
+        df = (
+            pd.read_json(io.StringIO(text), lines=True, orient="records", dtype=False)
+            if text.strip()
+            else pd.DataFrame()
+        )
+    except (
+        ValueError,
+        TypeError,
+    ):  # not UTF-8, a line not a JSON object, or an integer beyond 64 bits (ujson)
         df = _json_lines_by_json(data)
     if columns is not None and list(df.columns) != columns:
         df = df.reindex(columns=columns + [c for c in (BAD_LINE,) if c in df.columns])
@@ -213,7 +267,9 @@ def _json_lines_by_json(data: bytes) -> pd.DataFrame:
 
     records = []
     for n, line in decode_lines(io.BytesIO(data)):
-        rec = line if isinstance(line, Malformed) else json_record(n, line) if line.strip() else None
+        rec = (
+            line if isinstance(line, Malformed) else json_record(n, line) if line.strip() else None
+        )
         if rec is not None:
             records.append({BAD_LINE: rec} if isinstance(rec, Malformed) else rec)
     return pd.DataFrame.from_records(records)
@@ -227,7 +283,10 @@ def _number_bad_lines(df: pd.DataFrame, name: str, first_line: int) -> pd.DataFr
     from .formats.common import Malformed, error_row
 
     bad = df[BAD_LINE].notna()
-    rows = [error_row(name, Malformed(m.line + first_line - 1, m.message)) for m in df.loc[bad, BAD_LINE]]
+    rows = [
+        error_row(name, Malformed(m.line + first_line - 1, m.message))
+        for m in df.loc[bad, BAD_LINE]
+    ]
     df = df.copy()
     df[BAD_LINE_ID] = None
     df.loc[bad, BAD_LINE] = [r["alignment_error"] for r in rows]
@@ -251,7 +310,9 @@ def _kaldi_dir(path: str):
     fs, folder = fsspec.core.url_to_fs(path)
     if not fs.exists(folder.rstrip("/") + "/segments"):
         raise ConfigError(f"input.alignment: Kaldi dir {path} has no 'segments' file")
-    return dd.from_delayed([delayed(_read_kaldi)(path)], meta=_meta(KALDI_COLUMNS), verify_meta=False)
+    return dd.from_delayed(
+        [delayed(_read_kaldi)(path)], meta=_meta(KALDI_COLUMNS), verify_meta=False
+    )
 
 
 def _meta(columns: list) -> pd.DataFrame:
@@ -260,7 +321,9 @@ def _meta(columns: list) -> pd.DataFrame:
 
 
 def _read_json_document(path: str) -> pd.DataFrame:
-    with fsspec.open(path, "rt", encoding="utf-8-sig", compression="infer") as f:  # -sig: a leading BOM
+    with fsspec.open(
+        path, "rt", encoding="utf-8-sig", compression="infer"
+    ) as f:  # -sig: a leading BOM
         try:
             doc = json.load(f)
         except json.JSONDecodeError as e:
@@ -269,13 +332,17 @@ def _read_json_document(path: str) -> pd.DataFrame:
         # {id: {recording, start, end, text, ...}} -> records carrying their key as "__key__"
         bad = [k for k, v in doc.items() if not isinstance(v, dict)]
         if bad:
-            raise ConfigError(f"input.alignment {path}: a JSON object must map ids to records; "
-                              f"key {bad[0]!r} does not")
+            raise ConfigError(
+                f"input.alignment {path}: a JSON object must map ids to records; "
+                f"key {bad[0]!r} does not"
+            )
         records = [{"__key__": k, **v} for k, v in doc.items()]
     elif isinstance(doc, list):
         records = doc
     else:
-        raise ConfigError(f"input.alignment {path}: expected a JSON list of records or an object keyed by id")
+        raise ConfigError(
+            f"input.alignment {path}: expected a JSON list of records or an object keyed by id"
+        )
     df = pd.DataFrame.from_records(records)
     return df.astype(object)
 
@@ -284,8 +351,15 @@ def _kaldi_file(fs, folder: str, name: str) -> list[str] | None:
     p = folder.rstrip("/") + "/" + name
     if not fs.exists(p):
         return None
-    with fs.open(p, "rb") as f:  # lines end at "\n" only (not at U+2028, \x1c... as splitlines has it)
-        return io.TextIOWrapper(f, encoding="utf-8-sig", newline="").read().replace("\r\n", "\n").split("\n")
+    with fs.open(
+        p, "rb"
+    ) as f:  # lines end at "\n" only (not at U+2028, \x1c... as splitlines has it)
+        return (
+            io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
+            .read()
+            .replace("\r\n", "\n")
+            .split("\n")
+        )
 
 
 def _read_kaldi(path: str) -> pd.DataFrame:
@@ -351,7 +425,9 @@ def read_wav_scp(path: str) -> dict[str, str | None] | None:
     return out
 
 
-def canonical(df: pd.DataFrame, columns: dict, id_template: str, reader_extras: bool = False) -> pd.DataFrame:
+def canonical(
+    df: pd.DataFrame, columns: dict, id_template: str, reader_extras: bool = False
+) -> pd.DataFrame:
     """User columns -> canonical ones (``schema.TABLE_COLUMNS`` minus ``row``). Pure.
 
     ``reader_extras``: ``df`` comes from an alignment reader (``etl/formats``), whose ``speaker`` and
@@ -379,11 +455,15 @@ def canonical(df: pd.DataFrame, columns: dict, id_template: str, reader_extras: 
     spk = columns.get("speaker")
     if spk:
         out["speaker"] = df[spk].map(_as_str)
-    elif reader_extras and "speaker" in df.columns:  # lhotse, MFA per-speaker tiers: as the alignment readers gave them
+    elif (
+        reader_extras and "speaker" in df.columns
+    ):  # lhotse, MFA per-speaker tiers: as the alignment readers gave them
         out["speaker"] = df["speaker"]
     else:
         out["speaker"] = None
-    if BAD_LINE in df.columns:  # a jsonl line that is not a JSON object: its reject, as a manifest's
+    if (
+        BAD_LINE in df.columns
+    ):  # a jsonl line that is not a JSON object: its reject, as a manifest's
         out["id"] = out["id"].where(df[BAD_LINE].isna(), df[BAD_LINE_ID])
         out["alignment_error"] = df[BAD_LINE]
     for extra in EXTRA_TABLE_COLUMNS:  # words, alignment_error: as the alignment readers gave them
@@ -399,12 +479,16 @@ def check_columns(present: list[str], columns: dict, fmt: str) -> None:
     for key in ("recording", "start", "end", "text", "hypothesis", "speaker"):
         name = columns.get(key)
         if name and name not in present_set:
-            raise ConfigError(f"input.columns.{key}: column {name!r} is not in the table "
-                              f"(columns: {', '.join(c for c in present if c != '__key__')})")
+            raise ConfigError(
+                f"input.columns.{key}: column {name!r} is not in the table "
+                f"(columns: {', '.join(c for c in present if c != '__key__')})"
+            )
     id_col = columns.get("id")
     if id_col and id_col != "id" and id_col not in present_set and "__key__" not in present_set:
-        raise ConfigError(f"input.columns.id: column {id_col!r} is not in the table "
-                          f"(columns: {', '.join(present)}); set it to null to generate ids")
+        raise ConfigError(
+            f"input.columns.id: column {id_col!r} is not in the table "
+            f"(columns: {', '.join(present)}); set it to null to generate ids"
+        )
 
 
 def _as_str(v):

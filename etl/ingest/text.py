@@ -3,13 +3,14 @@
 Normalization is vectorized with Arrow compute (RE2's ``\\p{P}`` is every Unicode punctuation
 category), so a million transcripts take about a second; ``normalize`` is the same code on one string.
 """
+
 from __future__ import annotations
 
 import functools
 import re
 import sys
 import unicodedata
-from typing import Iterable
+from collections.abc import Iterable
 
 import Levenshtein
 import pyarrow as pa
@@ -45,9 +46,12 @@ def _invisible_pattern() -> str:
     the check in ``invisible_characters`` and the deletion here can never disagree. Cf covers the
     BOM/ZWNBSP U+FEFF, ZWSP U+200B, soft hyphen U+00AD, word joiner U+2060, bidi marks (LRM, RLM,
     ALM), embeddings/overrides U+202A-202E and isolates U+2066-2069, interlinear annotation, tags."""
-    chars = [chr(cp) for cp in range(sys.maxunicode + 1)
-             if unicodedata.category(chr(cp)) in ("Cc", "Cf")]
-    return _re2_class(c for c in chars if c not in KEPT_FORMAT_CHARACTERS and c not in _SPACE_CONTROLS)
+    chars = [
+        chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) in ("Cc", "Cf")
+    ]
+    return _re2_class(
+        c for c in chars if c not in KEPT_FORMAT_CHARACTERS and c not in _SPACE_CONTROLS
+    )
 
 
 def _as_arrow(texts: list) -> pa.Array:
@@ -57,8 +61,12 @@ def _as_arrow(texts: list) -> pa.Array:
         return pa.array([without_surrogates(t) for t in texts], type=pa.large_string())
 
 
-def normalize_many(texts: Iterable, lowercase: bool = True, strip_punctuation: bool = True,
-                   unicode_form: str = "NFC") -> list[str]:
+def normalize_many(
+    texts: Iterable,
+    lowercase: bool = True,
+    strip_punctuation: bool = True,
+    unicode_form: str = "NFC",
+) -> list[str]:
     """NFC (or NFKC), invisible characters deleted, optionally lowercased, Unicode punctuation (P*)
     deleted, whitespace collapsed and trimmed. Idempotent: normalizing twice changes nothing.
 
@@ -75,7 +83,9 @@ def normalize_many(texts: Iterable, lowercase: bool = True, strip_punctuation: b
         arr = pc.utf8_lower(arr)
     if strip_punctuation:
         arr = pc.replace_substring_regex(arr, r"\p{P}", "")
-    arr = pc.replace_substring_regex(arr, r"[\s\p{Z}" + _re2_class(_SPACE_CONTROLS)[1:-1] + "]+", " ")
+    arr = pc.replace_substring_regex(
+        arr, r"[\s\p{Z}" + _re2_class(_SPACE_CONTROLS)[1:-1] + "]+", " "
+    )
     # again at the end: a deletion can bring a letter and a combining mark together ("e!\u0301")
     arr = pc.utf8_normalize(pc.utf8_trim_whitespace(arr), unicode_form)
     return pc.fill_null(arr, "").to_pylist()
@@ -112,7 +122,10 @@ def invisible_characters(texts: Iterable[str]) -> dict[str, int]:
     for t in texts:
         for c in odd:
             counts[c] += t.count(c)
-    return {f"U+{ord(c):04X} {unicodedata.name(c, unicodedata.category(c))}": n for c, n in counts.items()}
+    return {
+        f"U+{ord(c):04X} {unicodedata.name(c, unicodedata.category(c))}": n
+        for c, n in counts.items()
+    }
 
 
 def _as_text(t):
@@ -121,7 +134,9 @@ def _as_text(t):
     return t if isinstance(t, str) else str(t)
 
 
-def normalize(text, lowercase: bool = True, strip_punctuation: bool = True, unicode_form: str = "NFC") -> str:
+def normalize(
+    text, lowercase: bool = True, strip_punctuation: bool = True, unicode_form: str = "NFC"
+) -> str:
     return normalize_many([text], lowercase, strip_punctuation, unicode_form)[0]
 
 

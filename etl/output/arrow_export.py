@@ -9,6 +9,7 @@ Each file is converted row group by row group (bounded memory) where it is calle
 workers in a build, so no audio passes through the client. The json files come last: a reader
 never sees a split whose files are still being written.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,15 @@ def convert_file(out: str, split: str, i: int, n: int) -> dict:
             for k in range(pf.num_row_groups):  # one row group (~8 MB of clips) in memory at a time
                 w.write_table(pf.read_row_group(k))
         meta = pf.schema_arrow.metadata or {}
-        return {"split": split, "i": i, "rows": pf.metadata.num_rows, "bytes": fs.size(dst),
-                "features": json.loads(meta[b"huggingface"])["info"]["features"] if b"huggingface" in meta else None}
+        return {
+            "split": split,
+            "i": i,
+            "rows": pf.metadata.num_rows,
+            "bytes": fs.size(dst),
+            "features": json.loads(meta[b"huggingface"])["info"]["features"]
+            if b"huggingface" in meta
+            else None,
+        }
 
 
 def write_metadata(out: str, stats: list[dict]) -> None:
@@ -50,18 +58,40 @@ def write_metadata(out: str, stats: list[dict]) -> None:
     for split, files in splits.items():
         files.sort(key=lambda s: s["i"])
         n = len(files)
-        info = {"citation": "", "description": "", "features": files[0]["features"], "homepage": "", "license": "",
-                "splits": {split: {"name": split, "num_bytes": sum(s["bytes"] for s in files),
-                                   "num_examples": sum(s["rows"] for s in files)}}}
+        info = {
+            "citation": "",
+            "description": "",
+            "features": files[0]["features"],
+            "homepage": "",
+            "license": "",
+            "splits": {
+                split: {
+                    "name": split,
+                    "num_bytes": sum(s["bytes"] for s in files),
+                    "num_examples": sum(s["rows"] for s in files),
+                }
+            },
+        }
         # Deterministic per content: datasets keys its map() caches on the fingerprint.
-        fingerprint = hashlib.blake2b(json.dumps([split, [(s["rows"], s["bytes"]) for s in files]]).encode(),
-                                      digest_size=8).hexdigest()
-        state = {"_data_files": [{"filename": arrow_name(s["i"], n)} for s in files], "_fingerprint": fingerprint,
-                 "_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False,
-                 "_split": split}
+        fingerprint = hashlib.blake2b(
+            json.dumps([split, [(s["rows"], s["bytes"]) for s in files]]).encode(), digest_size=8
+        ).hexdigest()
+        state = {
+            "_data_files": [{"filename": arrow_name(s["i"], n)} for s in files],
+            "_fingerprint": fingerprint,
+            "_format_columns": None,
+            "_format_kwargs": {},
+            "_format_type": None,
+            "_output_all_columns": False,
+            "_split": split,
+        }
         for name, obj in (("dataset_info.json", info), ("state.json", state)):
-            storage.write_bytes(fs, storage.join(base, split, name), json.dumps(obj, indent=2).encode())
-    storage.write_bytes(fs, storage.join(base, "dataset_dict.json"), json.dumps({"splits": list(splits)}).encode())
+            storage.write_bytes(
+                fs, storage.join(base, split, name), json.dumps(obj, indent=2).encode()
+            )
+    storage.write_bytes(
+        fs, storage.join(base, "dataset_dict.json"), json.dumps({"splits": list(splits)}).encode()
+    )
 
 
 def export(client, out: str, files: dict[str, int]) -> list[dict]:

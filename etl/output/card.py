@@ -1,4 +1,5 @@
 """The dataset card (README.md with HF YAML front matter) and report.json."""
+
 from __future__ import annotations
 
 import json
@@ -8,17 +9,27 @@ import yaml
 from ..schema import REJECT_REASONS, card_features_yaml
 
 
-def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_speaker: bool = False,
-                 with_words: bool = False) -> str:
+def dataset_card(
+    report: dict,
+    sampling_rate: int,
+    with_source_id: bool,
+    with_speaker: bool = False,
+    with_words: bool = False,
+) -> str:
     splits = report["splits"]
     front = {
-        "configs": [{
-            "config_name": "default",
-            "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
-        }],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits],
+            }
+        ],
         "dataset_info": {
             "features": card_features_yaml(sampling_rate, with_source_id, with_speaker, with_words),
-            "splits": [{"name": s, "num_bytes": v["bytes"], "num_examples": v["rows"]} for s, v in splits.items()],
+            "splits": [
+                {"name": s, "num_bytes": v["bytes"], "num_examples": v["rows"]}
+                for s, v in splits.items()
+            ],
             "download_size": sum(v["bytes"] for v in splits.values()),
             "dataset_size": sum(v["bytes"] for v in splits.values()),
         },
@@ -29,8 +40,8 @@ def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_sp
         "# ASR dataset",
         "",
         f"{sampling_rate} Hz clips cut from long recordings by `etl build`. "
-        "Load it with `datasets.load_dataset(\"<this folder>\")` or "
-        "`datasets.Dataset.from_parquet(\"<this folder>/data/train-*.parquet\")`.",
+        'Load it with `datasets.load_dataset("<this folder>")` or '
+        '`datasets.Dataset.from_parquet("<this folder>/data/train-*.parquet")`.',
         "",
         "| split | rows | hours |",
         "|---|---:|---:|",
@@ -39,19 +50,33 @@ def dataset_card(report: dict, sampling_rate: int, with_source_id: bool, with_sp
     if report.get("audio", {}).get("decoder_identity"):
         a = report["audio"]
         lines += ["", f"Decoded with `audio.decoder: {a['decoder']}`: {a['decoder_identity']}."]
-    lines += ["", f"Input rows: {report['rows_in']}. Rejected rows are in `rejects.parquet`:", "",
-              "| reason | rows | meaning |", "|---|---:|---|"]
+    lines += [
+        "",
+        f"Input rows: {report['rows_in']}. Rejected rows are in `rejects.parquet`:",
+        "",
+        "| reason | rows | meaning |",
+        "|---|---:|---|",
+    ]
     lines += [f"| {r} | {report['rejects'][r]} | {REJECT_REASONS[r]} |" for r in REJECT_REASONS]
-    lines += ["", "Quality measures of every clip (columns, also in `rejects.parquet`): `chars_per_second` (normalized "
-              "text without spaces / duration), `rms_db` and `peak_db` (dBFS; digital silence is -120), "
-              "`clipped_fraction` (share of samples at full scale), `silence_fraction` (share of 10 ms frames more "
-              "than 40 dB below the clip's loudest 10 ms frame)."]
+    lines += [
+        "",
+        "Quality measures of every clip (columns, also in `rejects.parquet`): `chars_per_second` (normalized "
+        "text without spaces / duration), `rms_db` and `peak_db` (dBFS; digital silence is -120), "
+        "`clipped_fraction` (share of samples at full scale), `silence_fraction` (share of 10 ms frames more "
+        "than 40 dB below the clip's loudest 10 ms frame).",
+    ]
     if report.get("suspects") is not None:
-        lines += ["", f"Suspect recordings (outliers against the corpus, see `report.json` and "
-                  f"`suspect_recordings.txt`): {len(report['suspects'])}."]
+        lines += [
+            "",
+            f"Suspect recordings (outliers against the corpus, see `report.json` and "
+            f"`suspect_recordings.txt`): {len(report['suspects'])}.",
+        ]
     if "vocab" in report:
-        lines += ["", f"`vocab.json` holds the {report['vocab']['size']} tokens of the train text for "
-                  "`transformers.Wav2Vec2CTCTokenizer` (`|` is the word delimiter)."]
+        lines += [
+            "",
+            f"`vocab.json` holds the {report['vocab']['size']} tokens of the train text for "
+            "`transformers.Wav2Vec2CTCTokenizer` (`|` is the word delimiter).",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ fixed bin edges, reduced file by file (row group by row group for ``rejects.parq
 audio column, never all rows at once). `etl build` counts on the workers and writes it at the end;
 `etl report OUT` rewrites it, counting in-process with the same functions.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,14 +18,20 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from . import storage
 from ..config import ConfigError
 from ..records import ColumnHistogram, PlotCounts
 from ..schema import REJECT_REASONS
+from . import storage
 
 REPORT_FILE = "report.html"
 REJECTED = "rejected"
-_COLORS = {"train": "#4c72b0", "dev": "#dd8452", "test": "#55a868", "low_similarity": "#c44e52", REJECTED: "#9a9a9a"}
+_COLORS = {
+    "train": "#4c72b0",
+    "dev": "#dd8452",
+    "test": "#55a868",
+    "low_similarity": "#c44e52",
+    REJECTED: "#9a9a9a",
+}
 
 PLOTTED = ["duration", "similarity", "chars_per_second", "rms_db", "silence_fraction"]
 BINS = 50
@@ -33,10 +40,18 @@ _BATCH = 65_536  # rows per record batch read: memory flat in file size
 
 def plot_ranges(filters: dict, kept_max_duration: float | None) -> dict:
     """[lo, hi] of each plotted column: fixed, except that duration's reaches the longest kept row."""
-    hi = max(kept_max_duration or 0.0, 1.0,
-             float(filters["max_duration"]) * 1.2 if filters.get("max_duration") is not None else 0.0)
-    return {"duration": (0.0, hi), "similarity": (0.0, 1.0), "chars_per_second": (0.0, 40.0),
-            "rms_db": (-100.0, 0.0), "silence_fraction": (0.0, 1.0)}
+    hi = max(
+        kept_max_duration or 0.0,
+        1.0,
+        float(filters["max_duration"]) * 1.2 if filters.get("max_duration") is not None else 0.0,
+    )
+    return {
+        "duration": (0.0, hi),
+        "similarity": (0.0, 1.0),
+        "chars_per_second": (0.0, 40.0),
+        "rms_db": (-100.0, 0.0),
+        "silence_fraction": (0.0, 1.0),
+    }
 
 
 def _edges(lo: float, hi: float) -> np.ndarray:
@@ -49,8 +64,14 @@ def count_rows(rows: pd.DataFrame, ranges: dict) -> PlotCounts:
     for g, n in rows["group"].value_counts(sort=False).items():
         if n > 0:
             of_g = rows[rows["group"] == g]
-            parts.append(_count_group(str(g), int(n), {c: of_g[c].to_numpy(np.float32) for c in ranges if c in of_g},
-                                      ranges))
+            parts.append(
+                _count_group(
+                    str(g),
+                    int(n),
+                    {c: of_g[c].to_numpy(np.float32) for c in ranges if c in of_g},
+                    ranges,
+                )
+            )
     return combine_plot_counts(parts, ranges)
 
 
@@ -61,15 +82,25 @@ def _count_group(group: str, n: int, values: dict, ranges: dict) -> PlotCounts:
         v = values.get(col, np.empty(0, np.float32))
         v = v[~np.isnan(v)]
         counts = np.histogram(np.clip(v, lo, hi), bins=_edges(lo, hi))[0]
-        columns[col] = {"lo": lo, "hi": hi, "counts": {group: counts.tolist()}, "values": {group: len(v)},
-                        "outside": int(((v < lo) | (v > hi)).sum())}
+        columns[col] = {
+            "lo": lo,
+            "hi": hi,
+            "counts": {group: counts.tolist()},
+            "values": {group: len(v)},
+            "outside": int(((v < lo) | (v > hi)).sum()),
+        }
     return {"groups": {group: n}, "columns": columns}
 
 
 def combine_plot_counts(parts: list[PlotCounts], ranges: dict) -> PlotCounts:
     """The sum of partial counts (of files, row groups or batches) over the same ``ranges``."""
-    total: PlotCounts = {"groups": {}, "columns": {c: {"lo": lo, "hi": hi, "counts": {}, "values": {}, "outside": 0}
-                                                   for c, (lo, hi) in ranges.items()}}
+    total: PlotCounts = {
+        "groups": {},
+        "columns": {
+            c: {"lo": lo, "hi": hi, "counts": {}, "values": {}, "outside": 0}
+            for c, (lo, hi) in ranges.items()
+        },
+    }
     for p in parts:
         for g, n in p["groups"].items():
             total["groups"][g] = total["groups"].get(g, 0) + n
@@ -103,10 +134,18 @@ def _batches(fs, piece: tuple, columns: list[str]):
     with fs.open(path, "rb") as f:
         pf = pq.ParquetFile(f)
         present = [c for c in columns if c in pf.schema_arrow.names]
-        for batch in pf.iter_batches(batch_size=_BATCH, columns=present,
-                                     row_groups=None if row_group is None else [row_group]):
-            yield batch.num_rows, {c: batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
-                                   for c in present}
+        for batch in pf.iter_batches(
+            batch_size=_BATCH,
+            columns=present,
+            row_groups=None if row_group is None else [row_group],
+        ):
+            yield (
+                batch.num_rows,
+                {
+                    c: batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
+                    for c in present
+                },
+            )
 
 
 def kept_max_duration(out: str, pieces: list[tuple]) -> float | None:
@@ -156,17 +195,25 @@ def _figure(width: float = 7.5, height: float = 3.2, left: float = 0.8):
     """A figure with one axes and fixed margins in inches (``left``: room for the y tick labels):
     drawn once. ``bbox_inches="tight"`` or a layout engine draws each figure twice, and report.html,
     written at the end of every build, took ~0.6 s longer that way."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend (renders with Agg)
+    from matplotlib.figure import (
+        Figure,  # no pyplot: no global state, no GUI backend (renders with Agg)
+    )
 
     fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(left=left / width, right=1 - 0.2 / width, bottom=0.6 / height, top=1 - 0.15 / height)
+    fig.subplots_adjust(
+        left=left / width, right=1 - 0.2 / width, bottom=0.6 / height, top=1 - 0.15 / height
+    )
     return fig, fig.subplots()
 
 
 def _histogram(plots: PlotCounts, column: str, marks: dict, xlabel: str) -> str:
     """Stacked histogram per group; values outside [lo, hi] are counted in the end bins (said on the plot)."""
     h = plots["columns"][column]
-    groups = [g for g in (*_COLORS, *sorted(set(plots["groups"]) - set(_COLORS))) if plots["groups"].get(g)]
+    groups = [
+        g
+        for g in (*_COLORS, *sorted(set(plots["groups"]) - set(_COLORS)))
+        if plots["groups"].get(g)
+    ]
     if not any(h["values"].get(g) for g in groups):
         return "<p>No rows to plot.</p>"
     fig, ax = _figure()
@@ -175,16 +222,32 @@ def _histogram(plots: PlotCounts, column: str, marks: dict, xlabel: str) -> str:
     bottom = np.zeros(len(edges) - 1)
     for g in groups:
         top = bottom + np.asarray(h["counts"].get(g, [0] * BINS), dtype=float)
-        ax.stairs(top, edges, baseline=bottom, fill=True, color=_COLORS.get(g), label=f"{g} ({h['values'].get(g, 0)})")
+        ax.stairs(
+            top,
+            edges,
+            baseline=bottom,
+            fill=True,
+            color=_COLORS.get(g),
+            label=f"{g} ({h['values'].get(g, 0)})",
+        )
         bottom = top
     ax.set_ylim(bottom=0)
     for label, x in marks.items():
         if x is not None:
             ax.axvline(x, color="black", linestyle="--", linewidth=1)
-            ax.annotate(f"{label} {x:g}", (x, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                        textcoords="offset points", fontsize=8)
+            ax.annotate(
+                f"{label} {x:g}",
+                (x, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+            )
     outside = h["outside"]
-    ax.set_xlabel(xlabel + (f"   ({outside} row(s) outside the range counted in the end bins)" if outside else ""))
+    ax.set_xlabel(
+        xlabel
+        + (f"   ({outside} row(s) outside the range counted in the end bins)" if outside else "")
+    )
     ax.set_ylabel("rows")
     ax.legend(fontsize=8)
     return _png(fig)
@@ -196,13 +259,22 @@ def _plotted(plots: PlotCounts, column: str) -> bool:
 
 def _bars(labels: list[str], values: list[float], xlabel: str, fmt: str, colors=None) -> str:
     # y tick labels at 10 pt: ~0.08 in per character
-    fig, ax = _figure(height=0.3 * len(labels) + 1.0, left=0.3 + 0.08 * max(len(str(x)) for x in labels))
+    fig, ax = _figure(
+        height=0.3 * len(labels) + 1.0, left=0.3 + 0.08 * max(len(str(x)) for x in labels)
+    )
     y = np.arange(len(labels))
     ax.barh(y, values, color=colors or "#4c72b0")
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     for i, v in enumerate(values):
-        ax.annotate(format(v, fmt), (v, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.annotate(
+            format(v, fmt),
+            (v, i),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
     ax.set_xlabel(xlabel)
     ax.margins(x=0.15)
     if fmt == "d":
@@ -214,7 +286,9 @@ def _bars(labels: list[str], values: list[float], xlabel: str, fmt: str, colors=
 
 def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -225,75 +299,135 @@ def render(report: dict, plots: PlotCounts | pd.DataFrame) -> str:
     if isinstance(plots, pd.DataFrame):
         plots = _counts_of_rows(plots, filters)
     splits = report["splits"]
-    parts = [f"<h1>etl build report</h1><p>{report['rows_in']} rows in: {report['rows_out']} kept "
-             f"({report['hours_out']:.3f} h), {report['rows_rejected']} rejected. Every row is in one split "
-             "or in rejects.parquet.</p>"]
-    parts.append(_table(["split", "rows", "hours", "files"],
-                        [[s, v["rows"], f"{v['hours']:.3f}", v["files"]] for s, v in splits.items()]))
+    parts = [
+        f"<h1>etl build report</h1><p>{report['rows_in']} rows in: {report['rows_out']} kept "
+        f"({report['hours_out']:.3f} h), {report['rows_rejected']} rejected. Every row is in one split "
+        "or in rejects.parquet.</p>"
+    ]
+    parts.append(
+        _table(
+            ["split", "rows", "hours", "files"],
+            [[s, v["rows"], f"{v['hours']:.3f}", v["files"]] for s, v in splits.items()],
+        )
+    )
 
     parts.append("<h2>Duration</h2>")
-    parts.append(_histogram(plots, "duration", {"min": filters.get("min_duration") or None,
-                                                "max": filters.get("max_duration")}, "duration (s)"))
-    parts.append(f"<p>Rows per split, and rejected rows in grey. Dashed lines: filters.min_duration = "
-                 f"{filters.get('min_duration')}, filters.max_duration = {filters.get('max_duration')}.</p>")
+    parts.append(
+        _histogram(
+            plots,
+            "duration",
+            {"min": filters.get("min_duration") or None, "max": filters.get("max_duration")},
+            "duration (s)",
+        )
+    )
+    parts.append(
+        f"<p>Rows per split, and rejected rows in grey. Dashed lines: filters.min_duration = "
+        f"{filters.get('min_duration')}, filters.max_duration = {filters.get('max_duration')}.</p>"
+    )
 
     parts.append("<h2>Similarity of text and hypothesis</h2>")
     if _plotted(plots, "similarity"):
-        parts.append(_histogram(plots, "similarity", {"threshold": filters.get("min_similarity")}, "similarity"))
-        parts.append(f"<p>Dashed line: the threshold filters.min_similarity = {filters.get('min_similarity')}; "
-                     "rows below it are rejected as low_similarity (or kept apart as their own split).</p>")
+        parts.append(
+            _histogram(
+                plots, "similarity", {"threshold": filters.get("min_similarity")}, "similarity"
+            )
+        )
+        parts.append(
+            f"<p>Dashed line: the threshold filters.min_similarity = {filters.get('min_similarity')}; "
+            "rows below it are rejected as low_similarity (or kept apart as their own split).</p>"
+        )
     else:
-        parts.append("<p>No similarity to plot: the table has no hypothesis column (or no rows).</p>")
+        parts.append(
+            "<p>No similarity to plot: the table has no hypothesis column (or no rows).</p>"
+        )
 
     parts += _quality_sections(report, plots, filters)
 
     parts.append("<h2>Hours per split</h2>")
     if splits:
-        parts.append(_bars(list(splits), [v["hours"] for v in splits.values()], "hours", ".3f",
-                           [_COLORS.get(s, "#4c72b0") for s in splits]))
+        parts.append(
+            _bars(
+                list(splits),
+                [v["hours"] for v in splits.values()],
+                "hours",
+                ".3f",
+                [_COLORS.get(s, "#4c72b0") for s in splits],
+            )
+        )
 
     parts.append("<h2>Rows per reject reason</h2>")
     rejects = report["rejects"]
     reasons = [r for r in (*REJECT_REASONS, *sorted(set(rejects) - set(REJECT_REASONS)))]
     if any(rejects.values()):
         parts.append(_bars(reasons, [rejects.get(r, 0) for r in reasons], "rows", "d", "#9a9a9a"))
-    parts.append(_table(["reason", "rows", "meaning"], [[r, rejects.get(r, 0), REJECT_REASONS.get(r, "")]
-                                                       for r in reasons]))
+    parts.append(
+        _table(
+            ["reason", "rows", "meaning"],
+            [[r, rejects.get(r, 0), REJECT_REASONS.get(r, "")] for r in reasons],
+        )
+    )
 
     parts.append("<h2>Characters outside the vocabulary</h2>")
     vocab = report.get("vocab", {})
     missing = vocab.get("missing_characters", {})
-    parts.append(f"<p>vocab.json: {vocab.get('size', 0)} tokens from the train text. Characters of other splits "
-                 "it lacks (they would be [UNK]):</p>")
+    parts.append(
+        f"<p>vocab.json: {vocab.get('size', 0)} tokens from the train text. Characters of other splits "
+        "it lacks (they would be [UNK]):</p>"
+    )
     table = [[s, c, f"U+{ord(c):04X}", n] for s, chars in missing.items() for c, n in chars.items()]
-    parts.append(_table(["split", "character", "code point", "occurrences"], table) if table else "<p>none</p>")
+    parts.append(
+        _table(["split", "character", "code point", "occurrences"], table)
+        if table
+        else "<p>none</p>"
+    )
     return _PAGE.format(body="\n".join(parts))
 
 
 def _quality_sections(report: dict, plots: PlotCounts, filters: dict) -> list[str]:
     """Histograms of the per-clip measures with their thresholds, and the recordings, most suspect first."""
     cps = filters.get("chars_per_second") or [None, None]
-    sections = [("chars_per_second", "Characters per second", {"min": cps[0], "max": cps[1]}, "chars/s"),
-                ("rms_db", "Clip level (RMS)", {"min_rms_db": filters.get("min_rms_db")}, "rms (dBFS)"),
-                ("silence_fraction", "Silence in the clip", {"max": filters.get("max_silence_fraction")},
-                 "share of 10 ms frames 40 dB below the clip's loudest")]
+    sections = [
+        ("chars_per_second", "Characters per second", {"min": cps[0], "max": cps[1]}, "chars/s"),
+        ("rms_db", "Clip level (RMS)", {"min_rms_db": filters.get("min_rms_db")}, "rms (dBFS)"),
+        (
+            "silence_fraction",
+            "Silence in the clip",
+            {"max": filters.get("max_silence_fraction")},
+            "share of 10 ms frames 40 dB below the clip's loudest",
+        ),
+    ]
     parts = []
     for col, title, marks, xlabel in sections:
         parts.append(f"<h2>{title}</h2>")
         if _plotted(plots, col):
             parts.append(_histogram(plots, col, marks, xlabel))
-            parts.append("<p>Dashed lines: " + ", ".join(f"{k} = {v}" for k, v in marks.items()) + "</p>")
+            parts.append(
+                "<p>Dashed lines: " + ", ".join(f"{k} = {v}" for k, v in marks.items()) + "</p>"
+            )
         else:
             parts.append("<p>Nothing to plot.</p>")
     recs = report.get("recordings", {})
-    parts.append(f"<h2>Recordings, most suspect first</h2><p>{len(report.get('suspects', {}))} suspect "
-                 f"recording(s) of {len(recs)}, listed in suspect_recordings.txt (usable in splits.exclude_ids; "
-                 "<code>etl sample --where 'recording in @suspects'</code> samples them). Suspicion: the largest "
-                 "robust z-score (median/MAD) against the corpus; suspect beyond 3.5.</p>")
-    cols = ["rows_in", "rows_kept", "fault_share", "median_similarity", "median_chars_per_second", "median_rms_db",
-            "median_silence_fraction", "suspicion", "suspect"]
+    parts.append(
+        f"<h2>Recordings, most suspect first</h2><p>{len(report.get('suspects', {}))} suspect "
+        f"recording(s) of {len(recs)}, listed in suspect_recordings.txt (usable in splits.exclude_ids; "
+        "<code>etl sample --where 'recording in @suspects'</code> samples them). Suspicion: the largest "
+        "robust z-score (median/MAD) against the corpus; suspect beyond 3.5.</p>"
+    )
+    cols = [
+        "rows_in",
+        "rows_kept",
+        "fault_share",
+        "median_similarity",
+        "median_chars_per_second",
+        "median_rms_db",
+        "median_silence_fraction",
+        "suspicion",
+        "suspect",
+    ]
     shown = list(recs.items())[:200]
-    parts.append(_table(["recording", *cols], [[rec, *(_fmt(v.get(c)) for c in cols)] for rec, v in shown]))
+    parts.append(
+        _table(["recording", *cols], [[rec, *(_fmt(v.get(c)) for c in cols)] for rec, v in shown])
+    )
     if len(recs) > len(shown):
         parts.append(f"<p>... {len(recs) - len(shown)} more in report.json.</p>")
     return parts

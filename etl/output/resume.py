@@ -5,6 +5,7 @@ Everything lives in ``OUT/.parts/`` until the dataset is complete; ``report.json
 fingerprint of the dataset it describes. A rerun with the same fingerprint skips what is recorded
 as done; a different fingerprint never mixes with it (``--force`` discards it).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,9 +13,9 @@ import json
 
 import fsspec
 
-from . import storage
 from ..audio.decoders import decoder_identity
 from ..ingest.recordings import AUDIO_EXTENSIONS
+from . import storage
 
 MANIFEST = "manifest.json"
 JOURNAL = "finalize.json"
@@ -24,7 +25,9 @@ _CONTENT_KEYS = ("input", "output", "audio", "text", "filters", "splits", "budge
 
 def _file_bytes_hash(h, url: str) -> None:
     fs, path = fsspec.core.url_to_fs(url)
-    paths = sorted(fs.find(path)) if fs.isdir(path) else [path]  # a Kaldi data dir: every file in it
+    paths = (
+        sorted(fs.find(path)) if fs.isdir(path) else [path]
+    )  # a Kaldi data dir: every file in it
     # (subtitles kept next to the audio: the alignment folder is the audio folder; its audio is not hashed)
     paths = [p for p in paths if not p.lower().endswith(AUDIO_EXTENSIONS)]
     for p in paths:
@@ -43,8 +46,12 @@ def fingerprint(cfg: dict) -> str:
     h.update(json.dumps(content, sort_keys=True, default=str).encode())
     # the decoder's library versions decide the samples too (e.g. AAC differs between FFmpeg releases)
     h.update(decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"]).encode())
-    for url in [cfg["input"]["alignment"], cfg["input"]["ctm"]["hypothesis"], cfg["splits"]["test_ids"],
-                *cfg["splits"]["exclude_ids"]]:
+    for url in [
+        cfg["input"]["alignment"],
+        cfg["input"]["ctm"]["hypothesis"],
+        cfg["splits"]["test_ids"],
+        *cfg["splits"]["exclude_ids"],
+    ]:
         if url:
             _file_bytes_hash(h, url)
     return h.hexdigest()
@@ -60,7 +67,9 @@ def record_name(index: int) -> str:
 
 def write_record(fs, root: str, index: int, result: dict) -> None:
     """Written by the task itself after its files are in place: the shard is done."""
-    storage.write_bytes(fs, _parts(root, record_name(index)), json.dumps(result, default=str).encode())
+    storage.write_bytes(
+        fs, _parts(root, record_name(index)), json.dumps(result, default=str).encode()
+    )
 
 
 def read_json(fs, path: str):
@@ -95,8 +104,11 @@ def finished(fs, root: str, n_shards: int) -> dict[int, dict]:
         if record_name(i) not in present:
             continue
         rec = read_json(fs, _parts(root, record_name(i)))
-        if rec is not None and all(p["file"] in present for s, p in rec["parts"].items()
-                                   if not (s == RESERVE and reserve_done)):
+        if rec is not None and all(
+            p["file"] in present
+            for s, p in rec["parts"].items()
+            if not (s == RESERVE and reserve_done)
+        ):
             done[i] = rec
     return done
 
@@ -125,7 +137,9 @@ def row_digest(split: str, row: dict) -> int:
     """A row's contribution to the content hash: its split, fields and audio bytes."""
     fields = {k: v for k, v in row.items() if k != "audio"}
     h = hashlib.blake2b(digest_size=32)
-    h.update(split.encode() + b"\0" + json.dumps(fields, sort_keys=True, default=str).encode() + b"\0")
+    h.update(
+        split.encode() + b"\0" + json.dumps(fields, sort_keys=True, default=str).encode() + b"\0"
+    )
     h.update(row["audio"]["bytes"])
     return int.from_bytes(h.digest(), "big")
 

@@ -1,4 +1,5 @@
 """Storage through fsspec: the one place that knows the output layout and how files appear atomically."""
+
 from __future__ import annotations
 
 import contextlib

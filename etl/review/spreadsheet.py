@@ -4,6 +4,7 @@ One row per sampled clip with a relative link to ``clips/…wav`` (the folder ca
 whole), the texts to compare, and empty ``verdict`` (ok/bad dropdown) and ``comment`` columns.
 `etl review import` turns the ``bad`` verdicts into an id list for ``splits.exclude_ids``.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -11,16 +12,28 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ..output import storage
 from ..config import ConfigError
 from ..curate.splits import id_list_line
+from ..output import storage
 
 SHEET = "review"
 # (column, width, number format); "clip" holds the link, "verdict" and "comment" are for the reviewer.
-COLUMNS = [("id", 28, None), ("clip", 28, None), ("recording", 20, None), ("start", 9, "0.000"),
-           ("end", 9, "0.000"), ("duration", 9, "0.000"), ("similarity", 10, "0.000"), ("split", 7, None),
-           ("reason", 14, None), ("text_raw", 50, None), ("text", 50, None), ("hypothesis", 50, None),
-           ("verdict", 9, None), ("comment", 40, None)]
+COLUMNS = [
+    ("id", 28, None),
+    ("clip", 28, None),
+    ("recording", 20, None),
+    ("start", 9, "0.000"),
+    ("end", 9, "0.000"),
+    ("duration", 9, "0.000"),
+    ("similarity", 10, "0.000"),
+    ("split", 7, None),
+    ("reason", 14, None),
+    ("text_raw", 50, None),
+    ("text", 50, None),
+    ("hypothesis", 50, None),
+    ("verdict", 9, None),
+    ("comment", 40, None),
+]
 VERDICTS = ("ok", "bad")
 
 
@@ -37,7 +50,12 @@ def write_review_xlsx(f, rows: pd.DataFrame, clip_names: dict, problems: dict, a
     ws.title = SHEET
     ws.append([c for c, _, _ in COLUMNS])
     for r in rows.to_dict("records"):
-        ws.append([_cell(r.get(c)) if c not in ("clip", "verdict", "comment") else None for c, _, _ in COLUMNS])
+        ws.append(
+            [
+                _cell(r.get(c)) if c not in ("clip", "verdict", "comment") else None
+                for c, _, _ in COLUMNS
+            ]
+        )
         clip = ws.cell(row=ws.max_row, column=2)
         if problems.get(r["id"]) is None:
             name = clip_names[r["id"]]
@@ -56,15 +74,26 @@ def write_review_xlsx(f, rows: pd.DataFrame, clip_names: dict, problems: dict, a
     ws.freeze_panes = "B2"  # header row and id column stay in view
     ws.auto_filter.ref = ws.dimensions
     verdict = get_column_letter([c for c, _, _ in COLUMNS].index("verdict") + 1)
-    dv = DataValidation(type="list", formula1='"' + ",".join(VERDICTS) + '"', allow_blank=True,
-                        errorStyle="warning", error="Expected ok or bad", showErrorMessage=True)
+    dv = DataValidation(
+        type="list",
+        formula1='"' + ",".join(VERDICTS) + '"',
+        allow_blank=True,
+        errorStyle="warning",
+        error="Expected ok or bad",
+        showErrorMessage=True,
+    )
     dv.add(f"{verdict}2:{verdict}{max(last, 2)}")
     ws.add_data_validation(dv)
     info = wb.create_sheet("about")
     for k, v in about.items():
         info.append([k, _cell(v)])
-    info.append(["how", "set verdict to ok or bad, then: etl review import review.xlsx  (writes bad_ids.txt "
-                        "for splits.exclude_ids)"])
+    info.append(
+        [
+            "how",
+            "set verdict to ok or bad, then: etl review import review.xlsx  (writes bad_ids.txt "
+            "for splits.exclude_ids)",
+        ]
+    )
     info.column_dimensions["A"].width, info.column_dimensions["B"].width = 12, 90
     wb.save(f)
 
@@ -99,8 +128,10 @@ def _verdict_rows(wb, path: str) -> list[tuple[str, str]]:
     header = [str(h).strip().lower() if h is not None else "" for h in next(rows, ())]
     missing = [c for c in ("id", "verdict") if c not in header]
     if missing:
-        raise ConfigError(f"{path}: sheet '{ws.title}' has no {' and no '.join(repr(c) for c in missing)} "
-                          f"column in its first row")
+        raise ConfigError(
+            f"{path}: sheet '{ws.title}' has no {' and no '.join(repr(c) for c in missing)} "
+            f"column in its first row"
+        )
     i_id, i_v = header.index("id"), header.index("verdict")
     out = []
     for n, row in enumerate(rows, 2):
@@ -130,8 +161,15 @@ def import_verdicts(path: str, out: str | None = None) -> dict:
     fs, p = storage.fs_and_path(out)
     storage.write_bytes(fs, p, "".join(id_list_line(i) for i in bad).encode())
     counts = Counter(v or "(none)" for _, v in verdicts)
-    order = [v for v in (*VERDICTS, "(none)") if v in counts] + sorted(set(counts) - {*VERDICTS, "(none)"})
-    return {"out": out, "rows": len(verdicts), "bad": len(bad), "counts": {v: counts[v] for v in order}}
+    order = [v for v in (*VERDICTS, "(none)") if v in counts] + sorted(
+        set(counts) - {*VERDICTS, "(none)"}
+    )
+    return {
+        "out": out,
+        "rows": len(verdicts),
+        "bad": len(bad),
+        "counts": {v: counts[v] for v in order},
+    }
 
 
 def format_import(r: dict) -> str:

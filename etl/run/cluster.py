@@ -1,5 +1,6 @@
 """Opening a Dask client: an existing scheduler (address or scheduler file), SLURM jobs through
 dask-jobqueue, or a LocalCluster sized to the machine. The only module that knows cluster kinds."""
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,10 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
     from distributed import Client, LocalCluster
 
     if cfg_cluster.get("address"):
-        return _watched(_connect("cluster.address", cfg_cluster["address"], address=cfg_cluster["address"]), cfg_cluster)
+        return _watched(
+            _connect("cluster.address", cfg_cluster["address"], address=cfg_cluster["address"]),
+            cfg_cluster,
+        )
     if cfg_cluster.get("scheduler_file"):
         path = cfg_cluster["scheduler_file"]
         if not os.path.isfile(path):  # Client would wait for it to appear until its timeout
@@ -31,8 +35,10 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
         cluster = slurm_cluster(cfg_cluster)
         if shutil.which(cluster.job_cls.submit_command) is None:
             cluster.close()
-            raise ConfigError(f"cluster.kind: slurm needs '{cluster.job_cls.submit_command}' on PATH: "
-                              "run etl on a SLURM login node")
+            raise ConfigError(
+                f"cluster.kind: slurm needs '{cluster.job_cls.submit_command}' on PATH: "
+                "run etl on a SLURM login node"
+            )
         cluster.scale(jobs=cfg_cluster.get("jobs") or 1)
     else:
         with _worker_config(cfg_cluster):  # a Nanny hands the config of its creation to its worker
@@ -43,7 +49,9 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
                 host="127.0.0.1",  # scheduler and workers on loopback: nothing listens on the network
                 dashboard_address=cfg_cluster.get("dashboard_address") or None,
                 # no dashboard: the scheduler's HTTP server (health, metrics) would still take 8787
-                scheduler_kwargs=None if cfg_cluster.get("dashboard_address") else {"dashboard_address": "127.0.0.1:0"},
+                scheduler_kwargs=None
+                if cfg_cluster.get("dashboard_address")
+                else {"dashboard_address": "127.0.0.1:0"},
                 memory_limit=cfg_cluster.get("memory_limit") or "auto",
                 silence_logs=logging.ERROR,
                 # a forked worker has the fork server's environment, which may be older than ours:
@@ -73,8 +81,19 @@ PROFILE_KEY = "distributed.worker.profile.enabled"
 # What a worker imports to plan and decode: with ``cluster.start_method: forkserver`` one process
 # imports them once and each LocalCluster worker is forked from it, instead of every worker importing
 # them itself (~2 s of CPU each; BENCHMARKS.md). A module that fails to import is skipped.
-WORKER_MODULES = ("distributed", "dask.dataframe", "pandas", "pyarrow.parquet", "fsspec", "av", "soundfile",
-                  "etl.run.build", "etl.run.shards", "etl.run.cluster_plan", "etl.run.plan_store")
+WORKER_MODULES = (
+    "distributed",
+    "dask.dataframe",
+    "pandas",
+    "pyarrow.parquet",
+    "fsspec",
+    "av",
+    "soundfile",
+    "etl.run.build",
+    "etl.run.shards",
+    "etl.run.cluster_plan",
+    "etl.run.plan_store",
+)
 START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 
 
@@ -86,7 +105,9 @@ def _worker_config(cfg_cluster: dict):
     if _forked(cfg_cluster):
         settings[START_METHOD_KEY] = "forkserver"
         # the nanny sets these in the environment it starts the fork server with
-        settings.update({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in FORK_SERVER_ENV.items()})
+        settings.update(
+            {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in FORK_SERVER_ENV.items()}
+        )
         _preload_worker_modules()
     return dask.config.set(settings)
 
@@ -101,7 +122,9 @@ def _forkserver_available() -> bool:
     import multiprocessing
     import sys
 
-    return sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods()
+    return (
+        sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods()
+    )
 
 
 # The fork server forks from a single thread: PyArrow's bundled jemalloc would otherwise start a
@@ -111,16 +134,26 @@ FORK_SERVER_ENV = {"JE_ARROW_MALLOC_CONF": "background_thread:false"}
 # What Dask's nanny puts in the environment before it starts a worker (the defaults of
 # distributed.nanny.pre-spawn-environ, and the PYTHONHASHSEED it sets), and FORK_SERVER_ENV: read
 # when a process starts, so the fork server must start with them. Values already set win, as in Dask.
-WORKER_START_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                    "MALLOC_TRIM_THRESHOLD_": "65536", "PYTHONHASHSEED": "6640", **FORK_SERVER_ENV}
+WORKER_START_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MALLOC_TRIM_THRESHOLD_": "65536",
+    "PYTHONHASHSEED": "6640",
+    **FORK_SERVER_ENV,
+}
 
 
 def start_forkserver(cfg_cluster: dict) -> None:
     """Start the fork server now, so it imports WORKER_MODULES while this process still imports its
     own (the CLI calls this first): the LocalCluster started later forks its workers from it at once.
     Does nothing unless etl will start a LocalCluster with ``start_method: forkserver``."""
-    if (cfg_cluster.get("address") or cfg_cluster.get("scheduler_file") or cfg_cluster.get("kind", "local") != "local"
-            or not _forked(cfg_cluster)):
+    if (
+        cfg_cluster.get("address")
+        or cfg_cluster.get("scheduler_file")
+        or cfg_cluster.get("kind", "local") != "local"
+        or not _forked(cfg_cluster)
+    ):
         return
     import multiprocessing
     from multiprocessing import forkserver
@@ -177,8 +210,11 @@ class UserErrorLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
-        return not (str(record.msg).startswith("Compute Failed") and len(args) > 3
-                    and str(args[3]).startswith(UserError.__name__ + "("))
+        return not (
+            str(record.msg).startswith("Compute Failed")
+            and len(args) > 3
+            and str(args[3]).startswith(UserError.__name__ + "(")
+        )
 
 
 def slurm_cluster(cfg_cluster: dict):
@@ -187,12 +223,15 @@ def slurm_cluster(cfg_cluster: dict):
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
-        raise ConfigError("cluster.kind: slurm needs dask-jobqueue: pip install 'etl[slurm]'") from None
+        raise ConfigError(
+            "cluster.kind: slurm needs dask-jobqueue: pip install 'etl[slurm]'"
+        ) from None
     opts = dict(cfg_cluster.get("slurm") or {})
     # The dashboard stays on loopback unless configured (reach it with an ssh tunnel); the scheduler
     # itself must listen where the compute nodes can reach it (dask-jobqueue's default, or `interface`).
     opts.setdefault("scheduler_options", {}).setdefault(
-        "dashboard_address", cfg_cluster.get("dashboard_address") or "127.0.0.1:0")
+        "dashboard_address", cfg_cluster.get("dashboard_address") or "127.0.0.1:0"
+    )
     if not cfg_cluster.get("profile", False):
         _no_profiler_in_jobs(opts)
     try:
@@ -209,10 +248,13 @@ def _no_profiler_in_jobs(opts: dict) -> None:
 
     prologue = opts.get("job_script_prologue")
     if prologue is None:
-        prologue = opts.pop("env_extra", None)  # ignored by dask-jobqueue once job_script_prologue is set
+        prologue = opts.pop(
+            "env_extra", None
+        )  # ignored by dask-jobqueue once job_script_prologue is set
     if prologue is None:
-        prologue = (dask.config.get("jobqueue.slurm.job-script-prologue", None)
-                    or dask.config.get("jobqueue.slurm.env-extra", None))
+        prologue = dask.config.get("jobqueue.slurm.job-script-prologue", None) or dask.config.get(
+            "jobqueue.slurm.env-extra", None
+        )
     env = "export DASK_" + PROFILE_KEY.upper().replace(".", "__").replace("-", "_") + "=False"
     opts["job_script_prologue"] = [*(prologue or []), env]
 

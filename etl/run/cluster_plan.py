@@ -19,6 +19,7 @@ Each pass over the partitions is one task per partition and one round trip (``pl
 read + check + id hashes; number + duplicates + file join + units; pool + histogram; then the units
 of a few buckets (dev, budget cuts); label + counts.
 """
+
 from __future__ import annotations
 
 import operator
@@ -28,11 +29,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..ingest import formats, rows as rowchecks, table
-from ..ingest.table import has_speaker
 from ..config import ConfigError
+from ..curate.splits import (
+    SplitPolicy,
+    dev_target,
+    listed,
+    read_id_list,
+    seeded_hash,
+    split_units,
+    unit_roles,
+)
+from ..ingest import formats, table
+from ..ingest import rows as rowchecks
 from ..ingest.recordings import list_audio, listing_summary, resolve
-from ..curate.splits import SplitPolicy, dev_target, listed, read_id_list, seeded_hash, split_units, unit_roles
+from ..ingest.table import has_speaker
 
 BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row table holds ~760 units
 
@@ -41,25 +51,39 @@ BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row tab
 class PlannedTable:
     """What the client holds after planning: futures of the placed partitions (on the workers) and
     the small things the whole-table steps produced."""
-    parts: list  # futures of pandas frames, in input order, with split / reason / detail / url / unit
+
+    parts: (
+        list  # futures of pandas frames, in input order, with split / reason / detail / url / unit
+    )
     rows_in: int
     has_id: bool
     selection: dict = field(default_factory=dict)
     listing: dict = field(default_factory=dict)
     head: pd.DataFrame | None = None  # dev and reserve units in order: unit, role, order
-    counts: "PlanCounts | None" = None
-    ids_from_template: int = 0  # rows of a table with ids whose own id was missing (null, NaN, empty)
+    counts: PlanCounts | None = None
+    ids_from_template: int = (
+        0  # rows of a table with ids whose own id was missing (null, NaN, empty)
+    )
 
 
 # ---- worker side: one partition each (pure pandas) ----
 
-def _check_part(pdf: pd.DataFrame, columns: dict, inp: dict, text: dict, filters: dict, reader_extras: bool) -> tuple:
+
+def _check_part(
+    pdf: pd.DataFrame, columns: dict, inp: dict, text: dict, filters: dict, reader_extras: bool
+) -> tuple:
     """One partition checked; returns (frame, rows, its id hashes for the duplicates)."""
-    texts = {columns.get(k) for k in ("id", "recording", "text", "hypothesis", "speaker")} | {"__key__"}
+    texts = {columns.get(k) for k in ("id", "recording", "text", "hypothesis", "speaker")} | {
+        "__key__"
+    }
     # the cells canonical() reads one by one: iterating Arrow-backed strings costs several times more
-    pdf = pdf.astype({c: object for c in pdf.columns if c in texts and isinstance(pdf[c].dtype, pd.StringDtype)})
+    pdf = pdf.astype(
+        {c: object for c in pdf.columns if c in texts and isinstance(pdf[c].dtype, pd.StringDtype)}
+    )
     canon = table.canonical(pdf, columns, inp["id_template"], reader_extras=reader_extras)
-    checked = rowchecks.check_rows(canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None)
+    checked = rowchecks.check_rows(
+        canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None
+    )
     return checked, len(checked), _id_hashes(checked)
 
 
@@ -95,11 +119,15 @@ def _mark_duplicates(pdf: pd.DataFrame, first_row: dict) -> pd.DataFrame:
     if first_row:
         first = pdf["id"].map(first_row).fillna(-1).astype(np.int64)
         dup = first.ge(0) & first.ne(pdf["row"])
-        rowchecks.reject(pdf, dup, "duplicate_id", lambda d: "first at row " + first[d.index].astype(str))
+        rowchecks.reject(
+            pdf, dup, "duplicate_id", lambda d: "first at row " + first[d.index].astype(str)
+        )
     return pdf
 
 
-def _prepare_part(pdf: pd.DataFrame, offset: int, first_row: dict, join: dict, units: dict) -> tuple:
+def _prepare_part(
+    pdf: pd.DataFrame, offset: int, first_row: dict, join: dict, units: dict
+) -> tuple:
     """Numbered, duplicates marked, joined with the audio files, units hashed: one task per partition.
     Returns (frame, join summary, units with a listed test row)."""
     pdf = _mark_duplicates(_number(pdf, offset), first_row)
@@ -116,8 +144,12 @@ def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: lis
     pdf["recording_key"] = found["key"]
     if wav_scp is not None:
         pipes = {r for r, p in wav_scp.items() if p is None}
-        rowchecks.reject(pdf, pdf["recording"].isin(pipes), "missing_audio",
-                         "wav.scp entry is a command pipe; etl never runs commands")
+        rowchecks.reject(
+            pdf,
+            pdf["recording"].isin(pipes),
+            "missing_audio",
+            "wav.scp entry is a command pipe; etl never runs commands",
+        )
     ambiguous = found["candidates"].notna()
     rowchecks.mark_missing_audio(pdf, found["url"].mask(ambiguous, ""), where)
     rowchecks.mark_ambiguous(pdf, found["candidates"])
@@ -132,7 +164,9 @@ def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: lis
 def _resolve_distinct(refs: pd.Series, listing, wav_scp) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``resolve`` once per distinct reference: (its frame for every row, and per reference with ``ref``,
     in order of first appearance). A table names each recording many times."""
-    codes, distinct = pd.factorize(refs)  # a missing reference: -1, which picks the None appended below
+    codes, distinct = pd.factorize(
+        refs
+    )  # a missing reference: -1, which picks the None appended below
     distinct = pd.Series(np.asarray(distinct, dtype=object), dtype=object)
     found = resolve(distinct, listing, wav_scp)
     per_row = {}
@@ -146,7 +180,9 @@ def _resolve_distinct(refs: pd.Series, listing, wav_scp) -> tuple[pd.DataFrame, 
 def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: bool) -> tuple:
     """Eligible rows get their unit and its hash; returns (frame, units with a listed test row)."""
     eligible = pdf["reason"].isna() | (low_split & pdf["reason"].eq("low_similarity").fillna(False))
-    cols = ["id", "recording", "duration", "reason"] + [c for c in ("recording_key", "speaker") if c in pdf]
+    cols = ["id", "recording", "duration", "reason"] + [
+        c for c in ("recording_key", "speaker") if c in pdf
+    ]
     unit = split_units(pdf.loc[eligible, cols], by)
     pdf["unit"] = pd.Series(None, index=pdf.index, dtype=object)
     pdf.loc[eligible, "unit"] = unit.astype(object)
@@ -158,7 +194,9 @@ def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: boo
     return pdf, set(pdf.loc[test, "unit"]) if by != "segment" else set()
 
 
-def _pool_part(pdf: pd.DataFrame, by: str, test_units: set, low_split: bool, previous_dev, policy) -> tuple:
+def _pool_part(
+    pdf: pd.DataFrame, by: str, test_units: set, low_split: bool, previous_dev, policy
+) -> tuple:
     """Test and low_similarity rows; the pool of the others. Returns (frame, prev units, fixed bytes,
     ``_histogram`` of the pool: None with a previous dev, whose units it must leave out once known)."""
     ok = pdf["_eligible"] & pdf["reason"].isna()
@@ -180,16 +218,39 @@ def _unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.Da
     with ``buckets`` None), prev units always included: flag ``prev``."""
     pool = pdf[pdf["_pool"]]
     prev = pool["unit"].isin(prev_units)
-    take = prev if buckets is None else prev | np.isin(pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS),
-                                                       np.asarray(buckets, dtype=np.uint64))
+    take = (
+        prev
+        if buckets is None
+        else prev
+        | np.isin(
+            pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS),
+            np.asarray(buckets, dtype=np.uint64),
+        )
+    )
     if buckets is None:
         take = pd.Series(True, index=pool.index)
     p = pool[take]
-    agg = pd.DataFrame({"unit": p["unit"], "hash": p["_hash"], "rows": 1, "seconds": p["duration"],
-                        "bytes": policy.estimated_bytes(p["duration"]), "prev": prev[take]})
-    return agg.groupby("unit", sort=False, dropna=False).agg(hash=("hash", "first"), rows=("rows", "sum"),
-                                               seconds=("seconds", "sum"), bytes=("bytes", "sum"),
-                                               prev=("prev", "first")).reset_index()
+    agg = pd.DataFrame(
+        {
+            "unit": p["unit"],
+            "hash": p["_hash"],
+            "rows": 1,
+            "seconds": p["duration"],
+            "bytes": policy.estimated_bytes(p["duration"]),
+            "prev": prev[take],
+        }
+    )
+    return (
+        agg.groupby("unit", sort=False, dropna=False)
+        .agg(
+            hash=("hash", "first"),
+            rows=("rows", "sum"),
+            seconds=("seconds", "sum"),
+            bytes=("bytes", "sum"),
+            prev=("prev", "first"),
+        )
+        .reset_index()
+    )
 
 
 def _histogram(pdf: pd.DataFrame, prev_units: set) -> np.ndarray:
@@ -197,8 +258,12 @@ def _histogram(pdf: pd.DataFrame, prev_units: set) -> np.ndarray:
     pool = pdf[pdf["_pool"] & ~pdf["unit"].isin(prev_units)]
     b = (pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
     n = 1 << BUCKET_BITS
-    return np.stack([np.bincount(b, minlength=n).astype(float),
-                     np.bincount(b, weights=pool["duration"].to_numpy(float), minlength=n)])
+    return np.stack(
+        [
+            np.bincount(b, minlength=n).astype(float),
+            np.bincount(b, weights=pool["duration"].to_numpy(float), minlength=n),
+        ]
+    )
 
 
 def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
@@ -208,7 +273,9 @@ def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
     flag = (~pdf["unit"].isin(prev_units)).astype(int).to_numpy()
     h = pdf["_hash"].to_numpy()
     cf, ch, cu = cut
-    same = (flag == cf) & (h == np.uint64(ch))  # the cut's own hash: rare, so units compared as text only here
+    same = (flag == cf) & (
+        h == np.uint64(ch)
+    )  # the cut's own hash: rare, so units compared as text only here
     tie = np.zeros(len(pdf), dtype=bool)
     if same.any():
         tie[same] = [str(x) >= cu for x in pdf["unit"].to_numpy()[same]]
@@ -220,8 +287,12 @@ def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, coun
     """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned.
     Returns (frame, ``_summary_part`` of it with ``count``'s arguments)."""
     pool = pdf["_pool"]
-    at = pd.Index(list(head), dtype=object).get_indexer(pdf["unit"])  # -1 (not in head) picks the last entry
-    role = pd.Series(np.array([r for r, _ in head.values()] + [None], dtype=object)[at], index=pdf.index)
+    at = pd.Index(list(head), dtype=object).get_indexer(
+        pdf["unit"]
+    )  # -1 (not in head) picks the last entry
+    role = pd.Series(
+        np.array([r for r, _ in head.values()] + [None], dtype=object)[at], index=pdf.index
+    )
     pdf.loc[pool, "split"] = role[pool].fillna("train")
     pdf["order"] = np.array([o for _, o in head.values()] + [-1], dtype=np.int64)[at]
     over = pd.Series(None, index=pdf.index, dtype=object)
@@ -236,6 +307,7 @@ def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, coun
 
 
 # ---- client side ----
+
 
 def read_checked(client, cfg: dict) -> tuple[list, list, bool, np.ndarray]:
     """Futures of the checked partitions in input order (not yet numbered); (futures, rows of each,
@@ -253,8 +325,15 @@ def read_checked(client, cfg: dict) -> tuple[list, list, bool, np.ndarray]:
             raise unreadable_table(inp["alignment"], fmt, e) from None
         table.check_columns(present, columns, fmt)
         has_id = table.has_own_ids(fmt, present, columns)
-        checked = client.map(_check_part, client.compute(ddf.to_delayed()), columns=columns, inp=inp,
-                             text=cfg["text"], filters=cfg["filters"], reader_extras=fmt in formats.FORMATS)
+        checked = client.map(
+            _check_part,
+            client.compute(ddf.to_delayed()),
+            columns=columns,
+            inp=inp,
+            text=cfg["text"],
+            filters=cfg["filters"],
+            reader_extras=fmt in formats.FORMATS,
+        )
         parts, lengths = _pairs(client, checked)
         root = _tree(client, _merge_hashes, client.map(operator.itemgetter(2), checked))
         try:
@@ -270,8 +349,14 @@ def _offsets(lengths: list) -> list:
 
 def unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
     text = str(e).replace("Original Message:", "").strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "error occurred while calling" not in ln]
-    return ConfigError(f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}")
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and "error occurred while calling" not in ln
+    ]
+    return ConfigError(
+        f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}"
+    )
 
 
 def _shared(client, obj):
@@ -324,42 +409,88 @@ def _join_inputs(cfg: dict) -> dict:
     return {"listing": listing, "wav_scp": wav_scp, "where": where, "excludes": excludes}
 
 
-def join_audio(client, cfg: dict, parts: list, offsets: list, first_row: dict, test_keys: set) -> tuple:
+def join_audio(
+    client, cfg: dict, parts: list, offsets: list, first_row: dict, test_keys: set
+) -> tuple:
     """Number the rows, mark the duplicates, join with the audio listing (broadcast), apply the
     exclusion lists and hash the units, in one pass: (parts, listing summary, selection, test units)."""
     s = cfg["splits"]
     join = _join_inputs(cfg)
-    units = {"by": s["by"], "seed": s["seed"], "test_keys": _shared(client, test_keys),
-             "low_split": s["low_similarity"] == "split"}
-    triples = client.map(_prepare_part, parts, offsets, first_row=_shared(client, first_row),
-                         join=_shared(client, join), units=units)
+    units = {
+        "by": s["by"],
+        "seed": s["seed"],
+        "test_keys": _shared(client, test_keys),
+        "low_split": s["low_similarity"] == "split",
+    }
+    triples = client.map(
+        _prepare_part,
+        parts,
+        offsets,
+        first_row=_shared(client, first_row),
+        join=_shared(client, join),
+        units=units,
+    )
     parts = client.map(operator.itemgetter(0), triples)
-    got = client.gather(client.map(operator.itemgetter(1), triples) + client.map(operator.itemgetter(2), triples))
-    sums, tests = got[:len(parts)], got[len(parts):]
+    got = client.gather(
+        client.map(operator.itemgetter(1), triples) + client.map(operator.itemgetter(2), triples)
+    )
+    sums, tests = got[: len(parts)], got[len(parts) :]
     refs = pd.concat([x["refs"] for x in sums]).drop_duplicates("ref").reset_index(drop=True)
     summary = listing_summary(join["listing"], refs["ref"], refs)
-    selection = {"exclude_ids": {path: {"listed": len(ids), "rows_matched": sum(x["excluded"][k] for x in sums)}
-                                 for k, (path, ids, _) in enumerate(join["excludes"])}}
+    selection = {
+        "exclude_ids": {
+            path: {"listed": len(ids), "rows_matched": sum(x["excluded"][k] for x in sums)}
+            for k, (path, ids, _) in enumerate(join["excludes"])
+        }
+    }
     return parts, summary, selection, set().union(*tests)
 
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
     """The units of the given buckets (and the prev units), whole, in order."""
-    got = client.gather(client.map(_unit_partials, parts, prev_units=_shared(client, prev_units), buckets=list(buckets),
-                                    policy=policy))
-    units = pd.concat(got).groupby("unit", sort=False, dropna=False).agg(
-        hash=("hash", "first"), rows=("rows", "sum"), seconds=("seconds", "sum"), bytes=("bytes", "sum"),
-        prev=("prev", "first")).reset_index()
+    got = client.gather(
+        client.map(
+            _unit_partials,
+            parts,
+            prev_units=_shared(client, prev_units),
+            buckets=list(buckets),
+            policy=policy,
+        )
+    )
+    units = (
+        pd.concat(got)
+        .groupby("unit", sort=False, dropna=False)
+        .agg(
+            hash=("hash", "first"),
+            rows=("rows", "sum"),
+            seconds=("seconds", "sum"),
+            bytes=("bytes", "sum"),
+            prev=("prev", "first"),
+        )
+        .reset_index()
+    )
     units["unit"] = units["unit"].astype(object)
-    return units.sort_values(["prev", "hash", "unit"], ascending=[False, True, True], kind="stable").reset_index(drop=True)
+    return units.sort_values(
+        ["prev", "hash", "unit"], ascending=[False, True, True], kind="stable"
+    ).reset_index(drop=True)
 
 
 def _key(unit: pd.Series) -> tuple:
     return (0 if unit["prev"] else 1, int(unit["hash"]), str(unit["unit"]))
 
 
-def _find_cut(client, parts, prev_units, policy, head_cand: pd.DataFrame, hist_vals: np.ndarray, b_head: int,
-              limit: float, value, offset: float = 0.0):
+def _find_cut(
+    client,
+    parts,
+    prev_units,
+    policy,
+    head_cand: pd.DataFrame,
+    hist_vals: np.ndarray,
+    b_head: int,
+    limit: float,
+    value,
+    offset: float = 0.0,
+):
     """The first candidate unit where ``cumsum(value) + offset`` exceeds ``limit``: in the head
     window exactly, else in the first bucket after it whose running total crosses, fetched whole."""
     c_head = np.cumsum(value(head_cand).to_numpy(float))
@@ -367,7 +498,7 @@ def _find_cut(client, parts, prev_units, policy, head_cand: pd.DataFrame, hist_v
     if len(hit):
         return _key(head_cand.iloc[hit[0]])
     running = float(c_head[-1]) if len(c_head) else 0.0
-    rest = running + np.cumsum(hist_vals[b_head + 1:])
+    rest = running + np.cumsum(hist_vals[b_head + 1 :])
     cross = np.nonzero(rest + offset > limit)[0]
     if not len(cross):
         return None
@@ -382,16 +513,34 @@ def _find_cut(client, parts, prev_units, policy, head_cand: pd.DataFrame, hist_v
 def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy) -> tuple:
     """Test, low_similarity and the pool: (parts, prev units, fixed bytes, the pool's hash histogram)."""
     s = cfg["splits"]
-    quads = client.map(_pool_part, parts, by=s["by"], test_units=_shared(client, test_units),
-                       low_split=s["low_similarity"] == "split", previous_dev=_shared(client, set(previous_dev)),
-                       policy=policy)
+    quads = client.map(
+        _pool_part,
+        parts,
+        by=s["by"],
+        test_units=_shared(client, test_units),
+        low_split=s["low_similarity"] == "split",
+        previous_dev=_shared(client, set(previous_dev)),
+        policy=policy,
+    )
     parts = client.map(operator.itemgetter(0), quads)
     n = len(parts)
-    hist = [] if previous_dev else [_tree(client, operator.add, client.map(operator.itemgetter(3), quads))]
-    got = client.gather(client.map(operator.itemgetter(1), quads) + client.map(operator.itemgetter(2), quads) + hist)
-    prev, fixed = set().union(*got[:n]), sum(got[n:2 * n])
+    hist = (
+        []
+        if previous_dev
+        else [_tree(client, operator.add, client.map(operator.itemgetter(3), quads))]
+    )
+    got = client.gather(
+        client.map(operator.itemgetter(1), quads) + client.map(operator.itemgetter(2), quads) + hist
+    )
+    prev, fixed = set().union(*got[:n]), sum(got[n : 2 * n])
     if previous_dev:  # the histogram leaves the previous dev's units out: known only now
-        hist = [_tree(client, operator.add, client.map(_histogram, parts, prev_units=_shared(client, prev)))]
+        hist = [
+            _tree(
+                client,
+                operator.add,
+                client.map(_histogram, parts, prev_units=_shared(client, prev)),
+            )
+        ]
         got.append(hist[0].result())
     return parts, prev, fixed, got[-1]
 
@@ -405,26 +554,58 @@ def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: 
     b_head = -1
     if target > 0:
         prev_measure = _fetch_units(client, parts, prev, [], policy)[column].sum() if prev else 0
-        reach = np.nonzero(prev_measure + np.cumsum(hist[0 if column == "rows" else 1]) >= 2 * target)[0]
+        reach = np.nonzero(
+            prev_measure + np.cumsum(hist[0 if column == "rows" else 1]) >= 2 * target
+        )[0]
         b_head = int(reach[0]) if len(reach) else len(hist[0]) - 1
-    head = _fetch_units(client, parts, prev, np.nonzero(hist[0][:b_head + 1])[0].tolist(), policy)
+    head = _fetch_units(client, parts, prev, np.nonzero(hist[0][: b_head + 1])[0].tolist(), policy)
     head["role"] = unit_roles(head, policy)
     head["order"] = np.arange(len(head), dtype=np.int64)
     cand = head[head["role"] != "dev"]
     hist_bytes = policy.estimated_bytes(hist[1], hist[0])
     cuts = []
     if policy.train_hours is not None:
-        cut = _find_cut(client, parts, prev, policy, cand, hist[1], b_head, policy.train_hours * 3600,
-                        lambda u: u["seconds"])
+        cut = _find_cut(
+            client,
+            parts,
+            prev,
+            policy,
+            cand,
+            hist[1],
+            b_head,
+            policy.train_hours * 3600,
+            lambda u: u["seconds"],
+        )
         cuts.append((cut, f"budget.train_hours {policy.train_hours:g} h reached"))
     if policy.total_bytes is not None:
         offset = fixed + float(head.loc[head["role"] == "dev", "bytes"].sum())
-        cut = _find_cut(client, parts, prev, policy, cand, hist_bytes, b_head, policy.total_bytes,
-                        lambda u: policy.estimated_bytes(u["seconds"], u["rows"]), offset)
+        cut = _find_cut(
+            client,
+            parts,
+            prev,
+            policy,
+            cand,
+            hist_bytes,
+            b_head,
+            policy.total_bytes,
+            lambda u: policy.estimated_bytes(u["seconds"], u["rows"]),
+            offset,
+        )
         cuts.append((cut, f"budget.total_gb {policy.total_bytes / 1e9:g} GB reached"))
-    roles = {u: (r, o) for u, r, o in zip(head["unit"], head["role"], head["order"]) if r != "train"}
-    parts, sums = _pairs(client, client.map(_label_part, parts, head=_shared(client, roles),
-                                            prev_units=_shared(client, prev), cuts=_shared(client, cuts), count=count))
+    roles = {
+        u: (r, o) for u, r, o in zip(head["unit"], head["role"], head["order"]) if r != "train"
+    }
+    parts, sums = _pairs(
+        client,
+        client.map(
+            _label_part,
+            parts,
+            head=_shared(client, roles),
+            prev_units=_shared(client, prev),
+            cuts=_shared(client, cuts),
+            count=count,
+        ),
+    )
     return parts, head[head["role"] != "train"], client.gather(sums)
 
 
@@ -437,28 +618,48 @@ def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
 
     s = cfg["splits"]
     test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
-    with tqdm(total=len(STEPS), desc="plan", file=sys.stderr, mininterval=0.5, disable=None,  # a terminal only
-              bar_format="{l_bar}{bar}| {n}/{total} steps [{elapsed}] {postfix}") as bar:
+    with tqdm(
+        total=len(STEPS),
+        desc="plan",
+        file=sys.stderr,
+        mininterval=0.5,
+        disable=None,  # a terminal only
+        bar_format="{l_bar}{bar}| {n}/{total} steps [{elapsed}] {postfix}",
+    ) as bar:
         bar.set_postfix_str(STEPS[0])
         parts, lengths, has_id, dup = read_checked(client, cfg)
         _step(bar, f"{sum(lengths):,} rows")
         offsets = _offsets(lengths)
         first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
-        parts, listing, selection, test_units = join_audio(client, cfg, parts, offsets, first_row, test_keys)
+        parts, listing, selection, test_units = join_audio(
+            client, cfg, parts, offsets, first_row, test_keys
+        )
         _step(bar)
-        count = {"test_keys": _shared(client, test_keys), "by": s["by"],
-                 "previous_dev": _shared(client, set(previous_dev)), "with_speaker": has_speaker(cfg)}
+        count = {
+            "test_keys": _shared(client, test_keys),
+            "by": s["by"],
+            "previous_dev": _shared(client, set(previous_dev)),
+            "with_speaker": has_speaker(cfg),
+        }
         parts, head, sums = place(client, cfg, parts, test_units, previous_dev, count)
         _step(bar)
-        planned = PlannedTable(parts=parts, rows_in=int(sum(lengths)), has_id=has_id, listing=listing, head=head)
+        planned = PlannedTable(
+            parts=parts, rows_in=int(sum(lengths)), has_id=has_id, listing=listing, head=head
+        )
         _select(cfg, planned, selection, sums, test_keys, previous_dev)
         _step(bar)
     return planned
 
 
 # What planning does, in order (the progress bar's steps).
-STEPS = ("read and check the table", "duplicates", "join with the audio files", "splits and budgets", "counts")
+STEPS = (
+    "read and check the table",
+    "duplicates",
+    "join with the audio files",
+    "splits and budgets",
+    "counts",
+)
 
 
 def _step(bar, note: str = "") -> None:
@@ -472,32 +673,50 @@ def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_spea
     split = pdf["split"]
     kept = split.notna()
     k = pdf.loc[kept, ["split", "duration", "recording", "end", "url", "id"]]  # not every column
-    out = {"splits": {s: (int(n), float(d)) for s, (n, d) in
-                      k.groupby("split")["duration"].agg(["count", "sum"]).iterrows()},
-           "reasons": {r: int(n) for r, n in pdf["reason"].value_counts().items()},
-           "recordings": k.groupby("recording", sort=False).agg(seconds=("end", "max"), url=("url", "first"),
-                                                                rows=("id", "size")).reset_index(),
-           "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
-           "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum()) if previous_dev else 0,
-           "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
-            "has_words": "words" in pdf and bool(pdf["words"].notna().any()),  # readers give the column to every partition
-            "ids_from_template": _blank_count(pdf.loc[pdf["reason"].ne("unreadable_alignment"), "source_id"])
-            if "source_id" in pdf else 0}  # a malformed line's row has an id naming its file and line
+    out = {
+        "splits": {
+            s: (int(n), float(d))
+            for s, (n, d) in k.groupby("split")["duration"].agg(["count", "sum"]).iterrows()
+        },
+        "reasons": {r: int(n) for r, n in pdf["reason"].value_counts().items()},
+        "recordings": k.groupby("recording", sort=False)
+        .agg(seconds=("end", "max"), url=("url", "first"), rows=("id", "size"))
+        .reset_index(),
+        "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
+        "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum())
+        if previous_dev
+        else 0,
+        "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
+        "has_words": "words" in pdf
+        and bool(pdf["words"].notna().any()),  # readers give the column to every partition
+        "ids_from_template": _blank_count(
+            pdf.loc[pdf["reason"].ne("unreadable_alignment"), "source_id"]
+        )
+        if "source_id" in pdf
+        else 0,
+    }  # a malformed line's row has an id naming its file and line
     if with_speaker:
-        out["speakers"] = {s: set(g.dropna()) for s, g in pdf.loc[kept, "speaker"].groupby(split[kept])}
+        out["speakers"] = {
+            s: set(g.dropna()) for s, g in pdf.loc[kept, "speaker"].groupby(split[kept])
+        }
     return out
 
 
 def _blank_count(source_id: pd.Series) -> int:
     """Rows whose own id was missing: null or blank (``canonical`` gives text or None)."""
     given = source_id[source_id.notna()]
-    return int(len(source_id) - len(given) + (given.astype(str).str.strip().eq("").sum() if len(given) else 0))
+    return int(
+        len(source_id)
+        - len(given)
+        + (given.astype(str).str.strip().eq("").sum() if len(given) else 0)
+    )
 
 
 @dataclass
 class PlanCounts:
     """The whole table in numbers: rows and seconds per split (reserve apart), rows per reason,
     the kept rows' recordings (recording, seconds = last end, url, rows), speakers per split."""
+
     splits: dict
     reasons: dict
     recordings: pd.DataFrame
@@ -505,15 +724,23 @@ class PlanCounts:
     has_words: bool
 
 
-def _select(cfg, planned: PlannedTable, selection: dict, sums: list, test_keys, previous_dev) -> None:
+def _select(
+    cfg, planned: PlannedTable, selection: dict, sums: list, test_keys, previous_dev
+) -> None:
     s = cfg["splits"]
     planned.counts = _combine(sums)
     planned.ids_from_template = sum(x["ids_from_template"] for x in sums) if planned.has_id else 0
     if s["test_ids"]:
-        selection["test_ids"] = {"listed": len(test_keys), "rows_matched": sum(x["test_matched"] for x in sums),
-                                 "rows_in_test": planned.counts.splits.get("test", (0, 0.0))[0]}
+        selection["test_ids"] = {
+            "listed": len(test_keys),
+            "rows_matched": sum(x["test_matched"] for x in sums),
+            "rows_in_test": planned.counts.splits.get("test", (0, 0.0))[0],
+        }
     if previous_dev:
-        selection["previous_dev"] = {"ids": len(previous_dev), "still_in_dev": sum(x["prev_in_dev"] for x in sums)}
+        selection["previous_dev"] = {
+            "ids": len(previous_dev),
+            "still_in_dev": sum(x["prev_in_dev"] for x in sums),
+        }
     if s["by"] == "speaker":
         selection["by_speaker"] = {"rows_without_speaker": sum(x["without_speaker"] for x in sums)}
     planned.selection = selection
@@ -531,7 +758,14 @@ def _combine(sums: list) -> PlanCounts:
             reasons[r] = reasons.get(r, 0) + n
         for k, v in x.get("speakers", {}).items():
             speakers.setdefault(k, set()).update(v)
-    recs = pd.concat([x["recordings"] for x in sums]) if sums else pd.DataFrame(columns=["recording", "seconds", "url", "rows"])
-    recs = recs.groupby("recording", sort=True).agg(seconds=("seconds", "max"), url=("url", "first"),
-                                                    rows=("rows", "sum")).reset_index()
+    recs = (
+        pd.concat([x["recordings"] for x in sums])
+        if sums
+        else pd.DataFrame(columns=["recording", "seconds", "url", "rows"])
+    )
+    recs = (
+        recs.groupby("recording", sort=True)
+        .agg(seconds=("seconds", "max"), url=("url", "first"), rows=("rows", "sum"))
+        .reset_index()
+    )
     return PlanCounts(splits, reasons, recs, speakers, any(x["has_words"] for x in sums))

@@ -12,6 +12,7 @@ simultaneous builds wins, always); on an object store (no exclusive create throu
 wait ``SETTLE_S``, and read back: the build whose token is there holds it. Each heartbeat checks
 the token is still this build's; ``ensure_held`` is called before the output is replaced.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,8 @@ import uuid
 
 import psutil
 
-from ..output import storage
 from ..config import ConfigError
+from ..output import storage
 
 LEASE = ".lease.json"
 HEARTBEAT_S = 30.0
@@ -48,8 +49,10 @@ def _stamp(t: float) -> str:
 
 def describe(lease: dict) -> str:
     age = max(0.0, _now() - float(lease.get("heartbeat", 0)))
-    return (f"pid {lease.get('pid')} on {lease.get('host')}, started {_stamp(float(lease.get('started', 0)))}, "
-            f"heartbeat {age:.0f} s ago")
+    return (
+        f"pid {lease.get('pid')} on {lease.get('host')}, started {_stamp(float(lease.get('started', 0)))}, "
+        f"heartbeat {age:.0f} s ago"
+    )
 
 
 def stale_reason(lease: dict, now: float | None = None) -> str | None:
@@ -60,7 +63,10 @@ def stale_reason(lease: dict, now: float | None = None) -> str | None:
         pid = lease.get("pid")
         try:
             p = psutil.Process(int(pid))
-            gone = p.status() == psutil.STATUS_ZOMBIE or abs(p.create_time() - float(lease.get("pid_started", 0))) > 1
+            gone = (
+                p.status() == psutil.STATUS_ZOMBIE
+                or abs(p.create_time() - float(lease.get("pid_started", 0))) > 1
+            )
         except (psutil.Error, TypeError, ValueError):
             gone = True
         if gone:
@@ -80,9 +86,15 @@ class Lease:
         self.root = root
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         me = psutil.Process()
-        self.record = {"token": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
-                       "pid_started": me.create_time(), "started": _now(), "heartbeat": _now(),
-                       "command": " ".join(me.cmdline()[:6])[:200]}
+        self.record = {
+            "token": uuid.uuid4().hex,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_started": me.create_time(),
+            "started": _now(),
+            "heartbeat": _now(),
+            "command": " ".join(me.cmdline()[:6])[:200],
+        }
         self.lost: dict | None = None  # the lease that replaced ours, if any
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -119,7 +131,9 @@ class Lease:
         """Write our lease over nothing (``old`` None) or over the stale ``old``; True if we hold it."""
         self.fs.makedirs(self.root, exist_ok=True)
         if storage.is_local(self.fs):
-            if old is not None:  # move the stale lease aside: of two builds taking it over, one moves it
+            if (
+                old is not None
+            ):  # move the stale lease aside: of two builds taking it over, one moves it
                 aside = f"{self.path}.stale-{uuid.uuid4().hex[:8]}"
                 try:
                     os.rename(self.path, aside)
@@ -133,7 +147,7 @@ class Lease:
         return (self.read() or {}).get("token") == self.record["token"]
 
     # -- the public life cycle --
-    def acquire(self) -> "Lease":
+    def acquire(self) -> Lease:
         self._made_root = storage.is_local(self.fs) and not self.fs.exists(self.root)
         for _ in range(3):  # a lease can vanish between reading and taking it: look again
             current = self.read()
@@ -143,15 +157,21 @@ class Lease:
                 continue
             why = stale_reason(current)
             if why is None:
-                raise LeaseHeld(f"output.path {self.url} is being built by another etl build "
-                                f"({describe(current)}); wait for it to finish, or stop it")
+                raise LeaseHeld(
+                    f"output.path {self.url} is being built by another etl build "
+                    f"({describe(current)}); wait for it to finish, or stop it"
+                )
             if self._take(current):
-                self.log(f"took over the lease on {self.url} from a build that is no longer running "
-                         f"({describe(current)}): {why}")
+                self.log(
+                    f"took over the lease on {self.url} from a build that is no longer running "
+                    f"({describe(current)}): {why}"
+                )
                 break
         else:
-            raise LeaseHeld(f"output.path {self.url} is being built by another etl build "
-                            f"({describe(self.read() or {})}); wait for it to finish, or stop it")
+            raise LeaseHeld(
+                f"output.path {self.url} is being built by another etl build "
+                f"({describe(self.read() or {})}); wait for it to finish, or stop it"
+            )
         self._thread = threading.Thread(target=self._beat, name="etl-lease-heartbeat", daemon=True)
         self._thread.start()
         return self
@@ -175,11 +195,17 @@ class Lease:
     def ensure_held(self) -> None:
         """Raise if another build took the lease over (then this one must not touch the output)."""
         current = self.read()
-        if self.lost is None and current is not None and current.get("token") != self.record["token"]:
+        if (
+            self.lost is None
+            and current is not None
+            and current.get("token") != self.record["token"]
+        ):
             self.lost = current
         if self.lost is not None:
-            raise LeaseHeld(f"output.path {self.url}: the lease was taken over by another build "
-                            f"({describe(self.lost)}); this build stops without touching the dataset")
+            raise LeaseHeld(
+                f"output.path {self.url}: the lease was taken over by another build "
+                f"({describe(self.lost)}); this build stops without touching the dataset"
+            )
 
     def release(self) -> None:
         self._stop.set()
@@ -192,7 +218,7 @@ class Lease:
             with contextlib.suppress(OSError):
                 os.rmdir(self.root)
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -1,19 +1,20 @@
 """`etl plan`: a dry run. Reads and checks the table, resolves recordings and assigns splits exactly as
 `etl build` does, decodes nothing, and estimates rows, hours and gigabytes per split."""
+
 from __future__ import annotations
 
 import json
 
 import pandas as pd
 
-from ..audio.media import estimated_clip_bytes
-from .cluster_plan import plan_table
-from ..ingest.table import check_speakers, has_speaker
 from ..audio.measures import REASONS
-from .planning import previous_dev_ids
-from ..ingest.recordings import format_listing_summary
-from ..schema import REJECT_REASONS
+from ..audio.media import estimated_clip_bytes
 from ..curate.splits import RESERVE, SPLITS
+from ..ingest.recordings import format_listing_summary
+from ..ingest.table import check_speakers, has_speaker
+from ..schema import REJECT_REASONS
+from .cluster_plan import plan_table
+from .planning import previous_dev_ids
 
 DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
 
@@ -50,7 +51,12 @@ def plan_summary(cfg: dict, planned) -> dict:
     for name in [s for s in SPLITS if s in merged]:
         n, sec, speakers = merged[name]
         gb = {f: float(estimated_clip_bytes(sec, n, sr, ch, f)) / 1e9 for f in ("flac", "wav")}
-        splits[name] = {"rows": int(n), "hours": float(sec / 3600), "gb_flac": gb["flac"], "gb_wav": gb["wav"]}
+        splits[name] = {
+            "rows": int(n),
+            "hours": float(sec / 3600),
+            "gb_flac": gb["flac"],
+            "gb_wav": gb["wav"],
+        }
         if has_speaker(cfg):
             splits[name]["speakers"] = len(speakers)
     rejects = {r: int(c.reasons.get(r, 0)) for r in REJECT_REASONS if r not in DECODE_TIME_REASONS}
@@ -70,33 +76,61 @@ def plan_summary(cfg: dict, planned) -> dict:
 def format_plan(p: dict) -> str:
     rows = [["split", "rows", "hours", "GB flac", "GB wav"]]
     for s, v in p["splits"].items():
-        rows.append([s, f"{v['rows']:,}", f"{v['hours']:.2f}", f"{v['gb_flac']:.3f}", f"{v['gb_wav']:.3f}"])
+        rows.append(
+            [s, f"{v['rows']:,}", f"{v['hours']:.2f}", f"{v['gb_flac']:.3f}", f"{v['gb_wav']:.3f}"]
+        )
     tot = pd.DataFrame(p["splits"]).T if p["splits"] else None
     if tot is not None:
-        rows.append(["total", f"{int(tot['rows'].sum()):,}", f"{tot['hours'].sum():.2f}",
-                     f"{tot['gb_flac'].sum():.3f}", f"{tot['gb_wav'].sum():.3f}"])
+        rows.append(
+            [
+                "total",
+                f"{int(tot['rows'].sum()):,}",
+                f"{tot['hours'].sum():.2f}",
+                f"{tot['gb_flac'].sum():.3f}",
+                f"{tot['gb_wav'].sum():.3f}",
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines += ["", f"rows in: {p['rows_in']:,}   recordings to decode: {p['recordings']:,} "
-                  f"({p['hours_to_decode']:.2f} h)", "rejected before decoding:"]
+    lines += [
+        "",
+        f"rows in: {p['rows_in']:,}   recordings to decode: {p['recordings']:,} "
+        f"({p['hours_to_decode']:.2f} h)",
+        "rejected before decoding:",
+    ]
     lines += [f"  {r:<22}{n:>10,}" for r, n in p["rejects"].items()]
     lines.append(f"  (found only while decoding: {', '.join(p['not_knowable_before_decoding'])})")
     if p.get("ids_from_template"):
-        lines.append(f"rows without an id (null or empty): {p['ids_from_template']:,}, given ids from input.id_template")
+        lines.append(
+            f"rows without an id (null or empty): {p['ids_from_template']:,}, given ids from input.id_template"
+        )
     sel = p.get("selection", {})
     for path, v in sel.get("exclude_ids", {}).items():
-        lines.append(f"exclude_ids {path}: {v['listed']:,} listed, {v['rows_matched']:,} rows matched")
+        lines.append(
+            f"exclude_ids {path}: {v['listed']:,} listed, {v['rows_matched']:,} rows matched"
+        )
     if "test_ids" in sel:
         t = sel["test_ids"]
-        lines.append(f"test_ids: {t['listed']:,} listed, {t['rows_matched']:,} rows matched, {t['rows_in_test']:,} in test")
+        lines.append(
+            f"test_ids: {t['listed']:,} listed, {t['rows_matched']:,} rows matched, {t['rows_in_test']:,} in test"
+        )
     if "previous_dev" in sel:
-        lines.append(f"previous dev: {sel['previous_dev']['still_in_dev']:,} of {sel['previous_dev']['ids']:,} "
-                     "ids stay in dev")
+        lines.append(
+            f"previous dev: {sel['previous_dev']['still_in_dev']:,} of {sel['previous_dev']['ids']:,} "
+            "ids stay in dev"
+        )
     if any("speakers" in v for v in p["splits"].values()):
-        lines.append("speakers: " + ", ".join(f"{s} {v['speakers']:,}" for s, v in p["splits"].items()))
+        lines.append(
+            "speakers: " + ", ".join(f"{s} {v['speakers']:,}" for s, v in p["splits"].items())
+        )
     if "by_speaker" in sel:
-        lines.append(f"rows without a speaker, placed by recording: {sel['by_speaker']['rows_without_speaker']:,}")
+        lines.append(
+            f"rows without a speaker, placed by recording: {sel['by_speaker']['rows_without_speaker']:,}"
+        )
     if p.get("listing"):
         lines += format_listing_summary(p["listing"])
     return "\n".join(lines)

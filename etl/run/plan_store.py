@@ -6,6 +6,7 @@ rejected before decoding. A shard task reads only its own folder, so no row pass
 scheduler or the client; ``merge_rejects`` and ``text_stats`` stream these files into
 ``rejects.parquet`` and the vocabulary's character counts.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -29,7 +30,9 @@ def shard_dir(out: str, shard: int) -> str:
     return storage.join(plan_dir(out), f"shard-{shard:05d}")
 
 
-def write_partition(pdf: pd.DataFrame, out: str, p: int, shard_of: dict, with_speaker: bool, buckets: int) -> int:
+def write_partition(
+    pdf: pd.DataFrame, out: str, p: int, shard_of: dict, with_speaker: bool, buckets: int
+) -> int:
     """One placed partition: its kept rows by shard, its rejects, and every row's recording
     statistics inputs by recording bucket (``recording_stats_of_bucket``); returns the rows written."""
     fs, _ = storage.fs_and_path(out)
@@ -70,7 +73,9 @@ def recording_buckets(out: str) -> list[str]:
     return sorted(fs.glob(storage.join(plan_dir(out), "recordings", "bucket-*")))
 
 
-def recording_stats_of_bucket(out: str, bucket: str, late_files: list[str], measured: dict) -> pd.DataFrame:
+def recording_stats_of_bucket(
+    out: str, bucket: str, late_files: list[str], measured: dict
+) -> pd.DataFrame:
     """``suspects.recording_stats`` of the recordings of one bucket (every row of a recording is in
     its bucket), with the reasons found while decoding."""
     from ..curate.suspects import recording_stats
@@ -84,18 +89,28 @@ def recording_stats_of_bucket(out: str, bucket: str, late_files: list[str], meas
     late_df = read_late(out, late_files, ["id", "reason"])
     late = rows["id"].map(dict(zip(late_df["id"], late_df["reason"]))).where(rows["kept"])
     rows = rows.assign(reason=rows["reason"].where(rows["reason"].notna(), late))
-    return recording_stats(rows, {k: measured[k] for k in rows["recording"].unique() if k in measured})
+    return recording_stats(
+        rows, {k: measured[k] for k in rows["recording"].unique() if k in measured}
+    )
 
 
 def empty_recording_stats() -> pd.DataFrame:
     from ..curate.suspects import recording_stats
 
-    return recording_stats(pd.DataFrame({c: pd.Series(dtype=object) for c in RECORDING_ROW_COLUMNS}), {})
+    return recording_stats(
+        pd.DataFrame({c: pd.Series(dtype=object) for c in RECORDING_ROW_COLUMNS}), {}
+    )
 
 
 def _rejects_table(rej: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    strings = {c: object for c in ("id", "recording", "text_raw", "hypothesis", SPEAKER) if c in schema.names}
-    t = pa.Table.from_pandas(rej.reindex(columns=schema.names).astype(strings), schema=schema, preserve_index=False)
+    strings = {
+        c: object
+        for c in ("id", "recording", "text_raw", "hypothesis", SPEAKER)
+        if c in schema.names
+    }
+    t = pa.Table.from_pandas(
+        rej.reindex(columns=schema.names).astype(strings), schema=schema, preserve_index=False
+    )
     return t.append_column("row", pa.array(rej["row"].to_numpy(), pa.int64()))
 
 
@@ -123,7 +138,11 @@ def reserve_rows(out: str, reserve: str) -> pd.DataFrame:
         with fs.open(name, "rb") as f:
             t = pq.read_table(f, columns=["id", "unit", "order", "duration", "split"]).to_pandas()
         frames.append(t[t["split"] == reserve])
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "unit", "order", "duration"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["id", "unit", "order", "duration"])
+    )
 
 
 LATE_DIR = "late"  # OUT/.parts/plan/late/shard-{i:05d}.parquet: the rejects found while decoding
@@ -149,7 +168,11 @@ def read_late(out: str, files: list[str], columns: list[str] | None = None) -> p
     for name in files:
         with fs.open(name, "rb") as f:
             frames.append(pq.read_table(f, columns=columns).to_pandas())
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or ["id", "reason", "row"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=columns or ["id", "reason", "row"])
+    )
 
 
 def merge_rejects(out: str, late_files: list[str], with_speaker: bool) -> dict:
@@ -158,13 +181,17 @@ def merge_rejects(out: str, late_files: list[str], with_speaker: bool) -> dict:
     fs, root = storage.fs_and_path(out)
     schema = rejects_schema(with_speaker)
     files = sorted(fs.glob(storage.join(plan_dir(out), "rejects", "part-*.parquet")))
-    late_df = read_late(out, late_files).reindex(columns=schema.names + ["row"]).sort_values("row", kind="stable")
+    late_df = (
+        read_late(out, late_files)
+        .reindex(columns=schema.names + ["row"])
+        .sort_values("row", kind="stable")
+    )
     late_t = _rejects_table(late_df, schema) if len(late_df) else None
     counts: Counter = Counter()
     writer = None
     with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
         done = -1
-        for i, name in enumerate(files + [None]):
+        for _i, name in enumerate(files + [None]):
             if name is not None:
                 with fs.open(name, "rb") as fh:
                     t = pq.read_table(fh)
@@ -176,8 +203,13 @@ def merge_rejects(out: str, late_files: list[str], with_speaker: bool) -> dict:
                 sel = (rows > done) & ((rows <= hi) if hi is not None else True)
                 if sel.any():
                     extra = late_t.filter(pa.array(sel))
-                    t = extra if t is None else pa.concat_tables([t.replace_schema_metadata(None),
-                                                                   extra.replace_schema_metadata(None)]).sort_by("row")
+                    t = (
+                        extra
+                        if t is None
+                        else pa.concat_tables(
+                            [t.replace_schema_metadata(None), extra.replace_schema_metadata(None)]
+                        ).sort_by("row")
+                    )
             if hi is not None:
                 done = hi
             if t is None or t.num_rows == 0:
@@ -219,15 +251,23 @@ def combine_text_stats(parts: list[dict]) -> dict:
     return {"chars": {s: dict(c) for s, c in chars.items()}, "speakers": speakers}
 
 
-def text_stats(out: str, shards: list[str], late_files: list[str], promoted: set, reserve: str,
-               with_speaker: bool) -> dict:
+def text_stats(
+    out: str,
+    shards: list[str],
+    late_files: list[str],
+    promoted: set,
+    reserve: str,
+    with_speaker: bool,
+) -> dict:
     """Per final split: character counts of ``text`` (vocab.json, characters dev lacks) and speakers.
     Streams shard by shard: a shard's rows lost while decoding are in that shard's own late file."""
     fs, _ = storage.fs_and_path(out)
     chars: dict = {}
     speakers: dict = {}
     cols = ["id", "split", "text"] + ([SPEAKER] if with_speaker else [])
-    late_of = {name.rsplit("/", 1)[-1].split(".")[0]: name for name in late_files}  # "shard-00003" -> file
+    late_of = {
+        name.rsplit("/", 1)[-1].split(".")[0]: name for name in late_files
+    }  # "shard-00003" -> file
     for shard in shards:
         name = shard.rsplit("/", 1)[-1]
         lost = set(read_late(out, [late_of[name]], ["id"])["id"]) if name in late_of else set()
@@ -236,7 +276,9 @@ def text_stats(out: str, shards: list[str], late_files: list[str], promoted: set
                 t = pq.read_table(f, columns=cols).to_pandas()
             if lost:
                 t = t[~t["id"].isin(lost)]
-            split = t["split"].where(t["split"] != reserve, t["id"].isin(promoted).map({True: "dev", False: "train"}))
+            split = t["split"].where(
+                t["split"] != reserve, t["id"].isin(promoted).map({True: "dev", False: "train"})
+            )
             for s, g in t.groupby(split):
                 c = chars.setdefault(s, Counter())
                 for text in g["text"]:

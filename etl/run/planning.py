@@ -4,6 +4,7 @@ Used by `etl build`, `etl plan` and `etl sample` alike, so all three agree on ev
 read with dask.dataframe on local threads; checks that need the whole table (duplicates, the audio
 listing, splits) run on the complete frame.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..ingest import formats, rows as rowchecks, table
-from ..output import resume, storage
-from ..ingest.table import has_speaker
 from ..config import ConfigError
-from ..ingest.recordings import list_audio, listing_summary, resolve
 from ..curate.splits import SplitPolicy, assign, listed, read_id_list
+from ..ingest import formats, table
+from ..ingest import rows as rowchecks
+from ..ingest.recordings import list_audio, listing_summary, resolve
+from ..output import resume, storage
 
 
 def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
@@ -34,15 +35,27 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
         try:
             ddf = table.read_raw(inp["alignment"], fmt, inp)
             present = [str(c) for c in ddf.columns]
-        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:  # a malformed table: the user's input
+        except (
+            ValueError,
+            TypeError,
+            OSError,
+            UnicodeDecodeError,
+        ) as e:  # a malformed table: the user's input
             raise _unreadable_table(inp["alignment"], fmt, e) from None
         table.check_columns(present, columns, fmt)
         has_id = table.has_own_ids(fmt, present, columns)
 
         def per_partition(pdf: pd.DataFrame) -> pd.DataFrame:
-            canon = table.canonical(pdf, columns, inp["id_template"], reader_extras=fmt in formats.FORMATS)
-            return rowchecks.check_rows(canon, cfg["text"], cfg["filters"], inp["id_template"],
-                                        absolute_recordings=inp["audio"] is None)
+            canon = table.canonical(
+                pdf, columns, inp["id_template"], reader_extras=fmt in formats.FORMATS
+            )
+            return rowchecks.check_rows(
+                canon,
+                cfg["text"],
+                cfg["filters"],
+                inp["id_template"],
+                absolute_recordings=inp["audio"] is None,
+            )
 
         try:
             (df,) = dask.compute(ddf.map_partitions(per_partition), scheduler="threads")
@@ -52,15 +65,23 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
     df.insert(0, "row", np.arange(len(df), dtype=np.int64))
     # rows of a table with ids whose own id was missing (null, NaN, empty): ids from the template
     # (not a malformed line's row: its id names its file and line)
-    blank = df["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()) & df["reason"].ne("unreadable_alignment")
+    blank = df["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()) & df[
+        "reason"
+    ].ne("unreadable_alignment")
     df.attrs["ids_from_template"] = int(blank.sum()) if has_id else 0
     return df, has_id
 
 
 def _unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
     text = str(e).replace("Original Message:", "").strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "error occurred while calling" not in ln]
-    return ConfigError(f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}")
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and "error occurred while calling" not in ln
+    ]
+    return ConfigError(
+        f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}"
+    )
 
 
 def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> pd.DataFrame:
@@ -72,19 +93,29 @@ def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> pd.DataF
     if table.detect_format(inp["alignment"], inp["format"]) == "kaldi" and inp["audio"] is None:
         wav_scp = table.read_wav_scp(inp["alignment"])
     listing = None if inp["audio"] is None else list_audio(inp["audio"], inp["recording_pattern"])
-    refs = df["recording"].where(df["reason"].ne("invalid_recording_id"), None)  # invalid: never looked up
+    refs = df["recording"].where(
+        df["reason"].ne("invalid_recording_id"), None
+    )  # invalid: never looked up
     found = resolve(refs, listing, wav_scp)
     df["url"] = found["url"]
-    df["recording_key"] = found["key"]  # one key per file, however the table spells it (split units)
+    df["recording_key"] = found[
+        "key"
+    ]  # one key per file, however the table spells it (split units)
     if wav_scp is not None:
         pipes = {r for r, p in wav_scp.items() if p is None}
         where = "wav.scp (or its file does not exist)"
-        rowchecks.reject(df, df["recording"].isin(pipes), "missing_audio",
-                         "wav.scp entry is a command pipe; etl never runs commands")
+        rowchecks.reject(
+            df,
+            df["recording"].isin(pipes),
+            "missing_audio",
+            "wav.scp entry is a command pipe; etl never runs commands",
+        )
     else:
         where = inp["audio"] or "input.audio: null (absolute paths and URLs only)"
     ambiguous = found["candidates"].notna()
-    rowchecks.mark_missing_audio(df, found["url"].mask(ambiguous, ""), where)  # earlier reasons stay
+    rowchecks.mark_missing_audio(
+        df, found["url"].mask(ambiguous, ""), where
+    )  # earlier reasons stay
     rowchecks.mark_ambiguous(df, found["candidates"])
     df.attrs["listing"] = listing_summary(listing, refs, found)
     place_rows(cfg, df, previous_dev)
@@ -103,9 +134,12 @@ def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
     test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
     low_split = s["low_similarity"] == "split"
     eligible = df["reason"].isna() | (low_split & df["reason"].eq("low_similarity").fillna(False))
-    cols = ["id", "recording", "duration", "reason"] + [c for c in ("recording_key", "speaker") if c in df]
-    placed = assign(df.loc[eligible, cols], SplitPolicy.from_config(cfg),
-                    test_keys, previous_dev, low_split)
+    cols = ["id", "recording", "duration", "reason"] + [
+        c for c in ("recording_key", "speaker") if c in df
+    ]
+    placed = assign(
+        df.loc[eligible, cols], SplitPolicy.from_config(cfg), test_keys, previous_dev, low_split
+    )
     df["split"] = pd.Series(None, index=df.index, dtype=object)
     df["unit"] = pd.Series(None, index=df.index, dtype=object)
     df["order"] = np.int64(-1)
@@ -116,13 +150,20 @@ def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
     rowchecks.reject(df, over.notna(), "over_budget", over)
     if s["test_ids"]:
         hit = listed(df, test_keys, s["by"])
-        selection["test_ids"] = {"listed": len(test_keys), "rows_matched": int(hit.sum()),
-                                 "rows_in_test": int(df["split"].eq("test").sum())}
+        selection["test_ids"] = {
+            "listed": len(test_keys),
+            "rows_matched": int(hit.sum()),
+            "rows_in_test": int(df["split"].eq("test").sum()),
+        }
     if previous_dev:
-        selection["previous_dev"] = {"ids": len(previous_dev),
-                                     "still_in_dev": int((df["id"].isin(previous_dev) & df["split"].eq("dev")).sum())}
+        selection["previous_dev"] = {
+            "ids": len(previous_dev),
+            "still_in_dev": int((df["id"].isin(previous_dev) & df["split"].eq("dev")).sum()),
+        }
     if s["by"] == "speaker":  # rows without a speaker were placed by their recording
-        selection["by_speaker"] = {"rows_without_speaker": int((df["split"].notna() & df["speaker"].isna()).sum())}
+        selection["by_speaker"] = {
+            "rows_without_speaker": int((df["split"].notna() & df["speaker"].isna()).sum())
+        }
     df.attrs["selection"] = selection
 
 
@@ -145,7 +186,10 @@ def previous_dev_ids(cfg: dict) -> set:
     try:
         with fs.open(storage.join(root, "report.json"), "rb") as f:
             old = json.load(f)["config"]["splits"]
-        if old.get("seed") != cfg["splits"]["seed"] or old.get("by", "segment") != cfg["splits"]["by"]:
+        if (
+            old.get("seed") != cfg["splits"]["seed"]
+            or old.get("by", "segment") != cfg["splits"]["by"]
+        ):
             return set()
         files = fs.glob(storage.join(root, storage.DATA_DIR, "dev-*.parquet"))
     except (OSError, ValueError, KeyError, TypeError):

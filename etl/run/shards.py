@@ -4,6 +4,7 @@ A task runs on a worker: it decodes each of its recordings once, streams the cli
 file per split (temporary name, then rename) and returns only small statistics and the rejects it
 found (``unreadable_audio``, ``beyond_end``), so no audio passes through the scheduler or the client.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,14 +15,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..audio import media as audio, decoders, measures
-from . import plan_store
+from ..audio import decoders, measures
+from ..audio import media as audio
+from ..curate.splits import RESERVE
 from ..output import resume, storage
 from ..records import ShardResult
 from ..schema import QUALITY_COLUMNS, output_columns, output_schema
-from ..curate.splits import RESERVE
+from . import plan_store
 
-ROW_GROUP_BYTES = 8 << 20  # row groups of ~25-50 clips: well under 100 MB, and a worker buffers little (flat memory)
+ROW_GROUP_BYTES = (
+    8 << 20
+)  # row groups of ~25-50 clips: well under 100 MB, and a worker buffers little (flat memory)
 ROW_GROUP_ROWS = 2000
 # A read error of a recording (network, object store) is retried after these pauses, restarting its
 # decode; errors that cannot get better are not. Corrupt data (DecodeError) is never retried.
@@ -34,7 +38,9 @@ log = logging.getLogger("etl.run.shards")
 class ShardTask:
     index: int
     recordings: list  # [(recording id, file url)] in decode order
-    rows: pd.DataFrame | None  # the kept rows of those recordings, with "split"; None: read from plan_store
+    rows: (
+        pd.DataFrame | None
+    )  # the kept rows of those recordings, with "split"; None: read from plan_store
     seconds: float  # estimated audio to decode (max segment end per recording)
     out: str
     sampling_rate: int = 16000
@@ -45,9 +51,13 @@ class ShardTask:
     with_source_id: bool = False
     with_speaker: bool = False
     with_words: bool = False  # a `words` column (word-level inputs)
-    decoder_identity: str | None = None  # the build's (build.check_decoders); a worker with another refuses
+    decoder_identity: str | None = (
+        None  # the build's (build.check_decoders); a worker with another refuses
+    )
     meta: dict = field(default_factory=dict)
-    filters: dict = field(default_factory=dict)  # the config's filters: those on the cut samples apply here
+    filters: dict = field(
+        default_factory=dict
+    )  # the config's filters: those on the cut samples apply here
 
 
 def pack(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
@@ -79,10 +89,19 @@ def pack_files(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]
     """``pack`` of the files (column ``url``): the recordings that name one file in different spellings
     (``2023/abc`` and ``abc``) go in one shard, next to each other, so the file is decoded once. A file is
     packed under its first spelling, with its longest need; a file named once packs as ``pack`` does."""
-    by_file = recordings.groupby("url", sort=False, dropna=False).agg(recording=("recording", "min"), seconds=("seconds", "max"))
-    spellings = recordings.sort_values("recording").groupby("url", sort=False, dropna=False)["recording"].agg(list)
+    by_file = recordings.groupby("url", sort=False, dropna=False).agg(
+        recording=("recording", "min"), seconds=("seconds", "max")
+    )
+    spellings = (
+        recordings.sort_values("recording")
+        .groupby("url", sort=False, dropna=False)["recording"]
+        .agg(list)
+    )
     file_of = dict(zip(by_file["recording"], by_file.index))
-    return [[r for first in shard for r in spellings[file_of[first]]] for shard in pack(by_file, shard_seconds)]
+    return [
+        [r for first in shard for r in spellings[file_of[first]]]
+        for shard in pack(by_file, shard_seconds)
+    ]
 
 
 class _SplitWriter:
@@ -115,8 +134,12 @@ class _SplitWriter:
         if self._writer is None:
             self._ctx = storage.atomic_open(self.fs, self.path)
             self._file = self._ctx.__enter__()
-            self._writer = pq.ParquetWriter(self._file, self.schema, compression=_compression(self.schema, self.rows[0]),
-                                            use_dictionary=[c for c in self.schema.names if c != "audio"])
+            self._writer = pq.ParquetWriter(
+                self._file,
+                self.schema,
+                compression=_compression(self.schema, self.rows[0]),
+                use_dictionary=[c for c in self.schema.names if c != "audio"],
+            )
         table = pa.Table.from_pylist(self.rows, schema=self.schema)
         self._writer.write_table(table, row_group_size=len(self.rows))
         self.rows, self.pending_bytes = [], 0
@@ -171,9 +194,18 @@ class _ShardWriters:
 
     def stats(self) -> dict:
         """Per split: file name, rows, seconds, audio bytes (and the ids, for the small reserve split)."""
-        return {s: {"file": w.path.rsplit("/", 1)[-1], "rows": w.count, "seconds": w.seconds,
-                    "bytes": w.audio_bytes, "digest": f"{w.digest:064x}", **({"ids": w.ids} if s == RESERVE else {})}
-                for s, w in self.by_split.items() if w.count}
+        return {
+            s: {
+                "file": w.path.rsplit("/", 1)[-1],
+                "rows": w.count,
+                "seconds": w.seconds,
+                "bytes": w.audio_bytes,
+                "digest": f"{w.digest:064x}",
+                **({"ids": w.ids} if s == RESERVE else {}),
+            }
+            for s, w in self.by_split.items()
+            if w.count
+        }
 
 
 def run_shard(task: ShardTask) -> ShardResult:
@@ -181,21 +213,35 @@ def run_shard(task: ShardTask) -> ShardResult:
     t0 = time.perf_counter()
     _check_decoder(task)
     fs, root = storage.fs_and_path(task.out)
-    schema = output_schema(task.sampling_rate, task.with_source_id, task.with_speaker, task.with_words)
+    schema = output_schema(
+        task.sampling_rate, task.with_source_id, task.with_speaker, task.with_words
+    )
     columns = output_columns(task.with_source_id, task.with_speaker, task.with_words)
     ext = "flac" if task.audio_format == "flac" else "wav"
     rejects: list[dict] = []
     decoded = 0.0
     per_recording: dict = {}  # measures.summarize of each recording's clips (a recording is in one shard)
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
-        rows_of = task.rows if isinstance(task.rows, pd.DataFrame) else plan_store.read_shard(task.out, task.index)
+        rows_of = (
+            task.rows
+            if isinstance(task.rows, pd.DataFrame)
+            else plan_store.read_shard(task.out, task.index)
+        )
         by_recording = dict(tuple(rows_of.groupby("recording", sort=False)))
-        for url, names in files_of(task.recordings).items():  # a file spelled two ways: decoded once
-            rows = pd.concat([by_recording[r] for r in names]) if len(names) > 1 else by_recording[names[0]]
+        for url, names in files_of(
+            task.recordings
+        ).items():  # a file spelled two ways: decoded once
+            rows = (
+                pd.concat([by_recording[r] for r in names])
+                if len(names) > 1
+                else by_recording[names[0]]
+            )
             seconds, measured = _cut_file(task, url, rows, columns, ext, writers, rejects)
             decoded += seconds
             for name in names:  # each spelling's own clips
-                per_recording[name] = measures.summarize([m for r, m in measured if r == name and m is not None])
+                per_recording[name] = measures.summarize(
+                    [m for r, m in measured if r == name and m is not None]
+                )
     result = {
         "shard": task.index,
         "parts": writers.stats(),
@@ -204,16 +250,22 @@ def run_shard(task: ShardTask) -> ShardResult:
         "wall_seconds": time.perf_counter() - t0,
         "recordings": per_recording,
     }
-    resume.write_record(fs, root, task.index, result)  # after the files: a record means the shard is whole
+    resume.write_record(
+        fs, root, task.index, result
+    )  # after the files: a record means the shard is whole
     return result
 
 
-def _cut_file(task: ShardTask, url: str, rows: pd.DataFrame, columns, ext: str, writers, rejects: list) -> tuple:
+def _cut_file(
+    task: ShardTask, url: str, rows: pd.DataFrame, columns, ext: str, writers, rejects: list
+) -> tuple:
     """Decode one file once and write the clips of ``rows`` (of every spelling that names it). Returns
     the seconds decoded and each clip's (recording, measures or None)."""
     rows = rows.sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
-    spans = [(audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
-             for s, e in zip(rows["start"], rows["end"])]
+    spans = [
+        (audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
+        for s, e in zip(rows["start"], rows["end"])
+    ]
     records = rows.to_dict("records")
     seen: set = set()
     total = 0
@@ -221,11 +273,23 @@ def _cut_file(task: ShardTask, url: str, rows: pd.DataFrame, columns, ext: str, 
     stats = {"skipped_seconds": 0.0}
     tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
     try:
-        for i, samples, total in decode_spans(url, spans, task.decoder, task.ffmpeg, task.sampling_rate,
-                                              task.channels, tolerance, stats):
+        for i, samples, total in decode_spans(
+            url,
+            spans,
+            task.decoder,
+            task.ffmpeg,
+            task.sampling_rate,
+            task.channels,
+            tolerance,
+            stats,
+        ):
             seen.add(i)
-            measured.append((records[i]["recording"], _emit(task, records[i], samples, total, columns, ext, writers,
-                                                            rejects)))
+            measured.append(
+                (
+                    records[i]["recording"],
+                    _emit(task, records[i], samples, total, columns, ext, writers, rejects),
+                )
+            )
     except Unreadable as e:
         _reject_unseen(records, seen, str(e), rejects)
     return max(0.0, total / task.sampling_rate - stats["skipped_seconds"]), measured
@@ -246,15 +310,25 @@ def _check_decoder(task: ShardTask) -> None:
     """A worker that joined after the build checked the cluster, with another decoder, decodes nothing."""
     mine = decoders.decoder_identity(task.decoder, task.ffmpeg)
     if task.decoder_identity is not None and mine != task.decoder_identity:
-        raise audio.DecoderUnavailable(f"this worker decodes with {mine}, the build with {task.decoder_identity}")
+        raise audio.DecoderUnavailable(
+            f"this worker decodes with {mine}, the build with {task.decoder_identity}"
+        )
 
 
 class Unreadable(Exception):
     """A recording that cannot be read or decoded: its remaining rows become ``unreadable_audio``."""
 
 
-def decode_spans(url: str, spans: list, decoder: str = "av", ffmpeg: str | None = None, sampling_rate: int = 16000,
-                 channels: int = 1, tolerance: int = 0, stats: dict | None = None):
+def decode_spans(
+    url: str,
+    spans: list,
+    decoder: str = "av",
+    ffmpeg: str | None = None,
+    sampling_rate: int = 16000,
+    channels: int = 1,
+    tolerance: int = 0,
+    stats: dict | None = None,
+):
     """``audio.cut`` of one recording, each span yielded once as ``(index, samples or None, total)``.
     A transient read error restarts the decode from the beginning (after a pause), skipping the spans
     already yielded, so no clip is lost or written twice; corrupt data raises ``Unreadable`` at once.
@@ -279,8 +353,14 @@ def decode_spans(url: str, spans: list, decoder: str = "av", ffmpeg: str | None 
         except OSError as e:  # storage or network: retried unless it cannot get better
             if isinstance(e, _PERMANENT) or attempt == len(READ_RETRY_DELAYS):
                 raise Unreadable(f"{type(e).__name__}: {e}") from None
-            log.warning("reading %s failed (%s: %s); retry %d in %.1f s", url, type(e).__name__, e,
-                        attempt + 1, READ_RETRY_DELAYS[attempt])
+            log.warning(
+                "reading %s failed (%s: %s); retry %d in %.1f s",
+                url,
+                type(e).__name__,
+                e,
+                attempt + 1,
+                READ_RETRY_DELAYS[attempt],
+            )
             time.sleep(READ_RETRY_DELAYS[attempt])
         except Exception as e:
             raise Unreadable(f"{type(e).__name__}: {e}") from None
@@ -290,8 +370,14 @@ def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writ
     """One cut segment: a row of its split's file, or a ``beyond_end`` reject, or a reject of the
     filters on its measures (``measures.REASONS``). Returns the clip's measures (None: not cut)."""
     if samples is None:
-        rejects.append(_reject(r, "beyond_end", f"ends at {r['end']:.3f} s; recording decodes "
-                                                f"to {total / task.sampling_rate:.3f} s"))
+        rejects.append(
+            _reject(
+                r,
+                "beyond_end",
+                f"ends at {r['end']:.3f} s; recording decodes "
+                f"to {total / task.sampling_rate:.3f} s",
+            )
+        )
         return None
     m = measures.measure(samples, task.sampling_rate)
     verdict = measures.judge(m, task.filters)
@@ -299,20 +385,34 @@ def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writ
         rejects.append(_reject({**r, **m}, *verdict))
         return m
     row = {c: _clean({**r, **m}.get(c)) for c in columns if c != "audio"}
-    row["audio"] = {"bytes": audio.encode(samples, task.sampling_rate, task.audio_format), "path": f"{r['id']}.{ext}"}
+    row["audio"] = {
+        "bytes": audio.encode(samples, task.sampling_rate, task.audio_format),
+        "path": f"{r['id']}.{ext}",
+    }
     writers.add(r["split"], row)
     return m
 
 
 def _reject_unseen(records: list, seen: set, detail: str, rejects: list) -> None:
-    rejects.extend(_reject(r, "unreadable_audio", detail) for j, r in enumerate(records) if j not in seen)
+    rejects.extend(
+        _reject(r, "unreadable_audio", detail) for j, r in enumerate(records) if j not in seen
+    )
 
 
 def _reject(r: dict, reason: str, detail: str) -> dict:
-    out = {"id": r["id"], "recording": r["recording"], "start": r["start"], "end": r["end"],
-           "duration": r["duration"], "similarity": _clean(r.get("similarity")), "text_raw": r.get("text_raw"),
-           "hypothesis": _clean(r.get("hypothesis")), "reason": reason, "detail": detail,
-           **{c: _clean(r.get(c)) for c in QUALITY_COLUMNS}}
+    out = {
+        "id": r["id"],
+        "recording": r["recording"],
+        "start": r["start"],
+        "end": r["end"],
+        "duration": r["duration"],
+        "similarity": _clean(r.get("similarity")),
+        "text_raw": r.get("text_raw"),
+        "hypothesis": _clean(r.get("hypothesis")),
+        "reason": reason,
+        "detail": detail,
+        **{c: _clean(r.get(c)) for c in QUALITY_COLUMNS},
+    }
     for extra in ("row", "speaker"):  # the input row (rejects are in input order) and the speaker
         if extra in r:
             out[extra] = _clean(r[extra]) if extra == "speaker" else int(r[extra])
@@ -340,7 +440,13 @@ def resplit_reserve(out: str, files: list[str], promoted: set, index: int) -> di
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
                     for row in batch.to_pylist():
                         writers.add("dev" if row["id"] in promoted else "train", row)
-    result = {"shard": index, "parts": writers.stats(), "rejects": [], "decoded_seconds": 0.0, "wall_seconds": 0.0}
+    result = {
+        "shard": index,
+        "parts": writers.stats(),
+        "rejects": [],
+        "decoded_seconds": 0.0,
+        "wall_seconds": 0.0,
+    }
     resume.write_record(fs, root, index, result)
     for name in files:  # only after the record: a rerun either redoes all of this or none of it
         fs.rm(storage.join(parts, name))

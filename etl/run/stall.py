@@ -15,6 +15,7 @@ a daemon thread of the client. When every worker is paused with nothing executin
    ends, and ``raise_if_stalled`` turns the error that follows into one line naming the memory and the
    config keys to change.
 """
+
 from __future__ import annotations
 
 import sys
@@ -50,6 +51,7 @@ def look(client) -> dict:
     cluster's size): ``workers``, the ``stuck`` ones (paused, nothing executing), their process
     ``memory`` (min, max) and the largest ``memory_limit``. The function is defined here, inside, so it
     is pickled by value: a scheduler without etl installed runs it."""
+
     def summary(dask_scheduler) -> dict:
         stuck, mem, limit = [], [], 0
         for addr, ws in dask_scheduler.workers.items():
@@ -58,21 +60,28 @@ def look(client) -> dict:
                 stuck.append(addr)
             mem.append((ws.metrics or {}).get("memory") or 0)
             limit = max(limit, ws.memory_limit or 0)
-        return {"workers": len(dask_scheduler.workers), "stuck": sorted(stuck),
-                "memory": (min(mem, default=0), max(mem, default=0)), "memory_limit": limit}
+        return {
+            "workers": len(dask_scheduler.workers),
+            "stuck": sorted(stuck),
+            "memory": (min(mem, default=0), max(mem, default=0)),
+            "memory_limit": limit,
+        }
 
     return client.run_on_scheduler(summary)
 
 
 def describe(state: dict, seconds: float) -> str:
     """One line: how long, how many workers, and their memory against their limit."""
+
     def mb(b) -> str:
         return f"{(b or 0) / 2**20:,.0f} MB"
 
     lo, hi = state["memory"]
-    return (f"every worker ({state['workers']}) has been paused for memory with nothing to run for {seconds:.0f} s "
-            f"(process memory {mb(lo)}–{mb(hi)}, memory_limit {mb(state['memory_limit'])}; Dask pauses a "
-            f"worker at distributed.worker.memory.pause of its limit, 80 % by default)")
+    return (
+        f"every worker ({state['workers']}) has been paused for memory with nothing to run for {seconds:.0f} s "
+        f"(process memory {mb(lo)}–{mb(hi)}, memory_limit {mb(state['memory_limit'])}; Dask pauses a "
+        f"worker at distributed.worker.memory.pause of its limit, 80 % by default)"
+    )
 
 
 class StallWatch:
@@ -81,7 +90,9 @@ class StallWatch:
     def __init__(self, client, limit: float | None):
         self.client, self.limit = client, limit
         self.warn_after = min(60.0, limit / 2) if limit else 60.0
-        self.interval = min(5.0, limit / 3) if limit else 5.0  # a look every 5 s (a short limit: more often)
+        self.interval = (
+            min(5.0, limit / 3) if limit else 5.0
+        )  # a look every 5 s (a short limit: more often)
         self.reason: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="etl-stall-watch", daemon=True)
@@ -95,13 +106,19 @@ class StallWatch:
 
     def _waiting(self) -> bool:
         """Whether the client holds results not yet computed."""
-        return any(getattr(s, "status", None) == "pending" for s in list(self.client.futures.values()))
+        return any(
+            getattr(s, "status", None) == "pending" for s in list(self.client.futures.values())
+        )
 
     def _run(self) -> None:
         since, warned, released = None, False, False
         while not self._stop.wait(self.interval):
             try:  # first the cheap question (no log line on the scheduler): is any worker running?
-                state = None if self.client.sync(self.client.scheduler.ncores_running) else look(self.client)
+                state = (
+                    None
+                    if self.client.sync(self.client.scheduler.ncores_running)
+                    else look(self.client)
+                )
                 waiting = self._waiting()
             except Exception:  # the client closing under us (else a lost look: the next one)
                 if self.client.status != "running":
@@ -110,7 +127,9 @@ class StallWatch:
             if not state or not state["workers"] or len(state["stuck"]) < state["workers"]:
                 since, warned, released = None, False, False
                 continue
-            if not released:  # whether or not the client waits yet (a scatter waits for a running worker)
+            if (
+                not released
+            ):  # whether or not the client waits yet (a scatter waits for a running worker)
                 released = True
                 try:
                     self.client.run(release_memory, workers=state["stuck"], on_error="ignore")
@@ -121,17 +140,28 @@ class StallWatch:
                 since, warned = None, False
                 continue
             since = since or time.monotonic()
-            stalled = time.monotonic() - since + self.interval  # paused at least since the last look
+            stalled = (
+                time.monotonic() - since + self.interval
+            )  # paused at least since the last look
             if self.limit and stalled >= self.limit:
-                self.reason = (describe(state, stalled) + ": stopped; give each worker more memory "
-                               "(cluster.memory_limit, or fewer cluster.n_workers), or raise cluster.stall_timeout")
+                self.reason = (
+                    describe(state, stalled) + ": stopped; give each worker more memory "
+                    "(cluster.memory_limit, or fewer cluster.n_workers), or raise cluster.stall_timeout"
+                )
                 self.client.close()  # the wait ends; the caller's raise_if_stalled says why
                 return
             if stalled >= self.warn_after and not warned:
                 warned = True
-                print(f"etl: {describe(state, stalled)}; " + (
-                    f"waiting up to cluster.stall_timeout ({self.limit:.0f} s) for memory to be freed" if self.limit
-                    else "waiting for memory to be freed (cluster.stall_timeout: null)"), file=sys.stderr, flush=True)
+                print(
+                    f"etl: {describe(state, stalled)}; "
+                    + (
+                        f"waiting up to cluster.stall_timeout ({self.limit:.0f} s) for memory to be freed"
+                        if self.limit
+                        else "waiting for memory to be freed (cluster.stall_timeout: null)"
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
 
 
 def watch(client, limit: float | None) -> StallWatch:

@@ -4,6 +4,7 @@ carries its own pure tone, so anyone can prove a clip holds the right audio (its
 Audio is generated block by block and piped into the bundled ffmpeg, so a 3-hour recording costs no
 more memory than a 10-second one.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,15 @@ import numpy as np
 
 from ..audio.media import ffmpeg_binary
 
-_CODECS = {".mp3": ["-c:a", "libmp3lame", "-b:a", "64k"], ".m4a": ["-c:a", "aac", "-b:a", "96k"],
-           ".wav": ["-c:a", "pcm_s16le"], ".flac": ["-c:a", "flac"], ".opus": ["-c:a", "libopus", "-b:a", "48k"],
-           ".webm": ["-c:a", "libopus", "-b:a", "48k"],
-           ".ogg": ["-c:a", "libvorbis"]}
+_CODECS = {
+    ".mp3": ["-c:a", "libmp3lame", "-b:a", "64k"],
+    ".m4a": ["-c:a", "aac", "-b:a", "96k"],
+    ".wav": ["-c:a", "pcm_s16le"],
+    ".flac": ["-c:a", "flac"],
+    ".opus": ["-c:a", "libopus", "-b:a", "48k"],
+    ".webm": ["-c:a", "libopus", "-b:a", "48k"],
+    ".ogg": ["-c:a", "libvorbis"],
+}
 
 
 @dataclass
@@ -27,13 +33,35 @@ class Segment:
     freq: float
 
 
-def write_tone_recording(path: str, duration: float, segments: list[Segment], sampling_rate: int = 44100,
-                         channels: int = 2, ffmpeg: str | None = None, block_seconds: float = 30.0) -> None:
+def write_tone_recording(
+    path: str,
+    duration: float,
+    segments: list[Segment],
+    sampling_rate: int = 44100,
+    channels: int = 2,
+    ffmpeg: str | None = None,
+    block_seconds: float = 30.0,
+) -> None:
     """A recording of ``duration`` s: each segment a sine at its own frequency, quiet noise between."""
     ext = os.path.splitext(path)[1].lower()
-    cmd = [ffmpeg or ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "s16le", "-ar", str(sampling_rate), "-ac", str(channels), "-i", "pipe:0",
-           *_CODECS[ext], "file:" + os.path.abspath(path)]
+    cmd = [
+        ffmpeg or ffmpeg_binary(),
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "s16le",
+        "-ar",
+        str(sampling_rate),
+        "-ac",
+        str(channels),
+        "-i",
+        "pipe:0",
+        *_CODECS[ext],
+        "file:" + os.path.abspath(path),
+    ]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     rng = np.random.default_rng(len(segments) + int(duration))
     total = int(round(duration * sampling_rate))
@@ -52,7 +80,9 @@ def write_tone_recording(path: str, duration: float, segments: list[Segment], sa
             pcm = (np.clip(x, -1, 1) * 32767).astype("<i2")
             frames = np.repeat(pcm[:, None], channels, axis=1)
             if channels == 2:
-                frames[:, 1] = (frames[:, 1] * 0.8).astype("<i2")  # channels differ: downmixing is real
+                frames[:, 1] = (frames[:, 1] * 0.8).astype(
+                    "<i2"
+                )  # channels differ: downmixing is real
             proc.stdin.write(frames.tobytes())
         proc.stdin.close()
     except BrokenPipeError:
@@ -62,8 +92,15 @@ def write_tone_recording(path: str, duration: float, segments: list[Segment], sa
         raise RuntimeError(f"ffmpeg could not write {path}: {err.strip()}")
 
 
-def tone_segments(n: int, first_start: float = 0.5, length=(2.0, 4.0), gap: float = 0.5,
-                  base_freq: float = 300.0, step: float = 40.0, rng: np.random.Generator | None = None) -> list[Segment]:
+def tone_segments(
+    n: int,
+    first_start: float = 0.5,
+    length=(2.0, 4.0),
+    gap: float = 0.5,
+    base_freq: float = 300.0,
+    step: float = 40.0,
+    rng: np.random.Generator | None = None,
+) -> list[Segment]:
     """``n`` back-to-back segments with distinct frequencies base_freq + k*step."""
     rng = rng or np.random.default_rng(0)
     out, t = [], first_start

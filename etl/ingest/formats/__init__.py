@@ -12,6 +12,7 @@
 ``partitions`` gives the table as lazy partitions: the client only lists the files (names and sizes)
 and groups them; each partition's files are opened and parsed where it is computed, on a worker.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,17 +41,27 @@ def partitions(path: str, fmt: str, inp: dict) -> list:
 
     part = delayed(_frame_of)
     if fmt == "textgrid":
-        return [part(textgrid.read_part, files, inp, path if k == 0 else None)
-                for k, files in enumerate(textgrid.parts(path))]
+        return [
+            part(textgrid.read_part, files, inp, path if k == 0 else None)
+            for k, files in enumerate(textgrid.parts(path))
+        ]
     if fmt == "subtitles":
         return [part(subtitles.read_part, items, inp) for items in subtitles.parts(path, inp)]
     if fmt == "ctm":
-        hyp = delayed(ctm.hypothesis)(inp) if inp["ctm"]["hypothesis"] else None  # read once, for every part
+        hyp = (
+            delayed(ctm.hypothesis)(inp) if inp["ctm"]["hypothesis"] else None
+        )  # read once, for every part
         return [part(ctm.read_part, files, inp, hyp) for files in ctm.parts(path)]
     read = {"nemo": manifests.read_nemo_part, "lhotse": manifests.read_lhotse_part}[fmt]
     out, first, prev = [], 1, None
-    for block in manifests.blocks(path):  # a block's first line: 1 + the lines of its file's blocks before it
-        first = 1 if block.lo == 0 else delayed(operator.add)(first, delayed(manifests.count_lines)(prev))
+    for block in manifests.blocks(
+        path
+    ):  # a block's first line: 1 + the lines of its file's blocks before it
+        first = (
+            1
+            if block.lo == 0
+            else delayed(operator.add)(first, delayed(manifests.count_lines)(prev))
+        )
         out.append(part(read, block, inp, first))
         prev = block
     return out or [part(_no_rows)]
@@ -69,7 +80,9 @@ def sniff_json_lines(path: str) -> str | None:
     kind, else None (an ordinary table)."""
     try:
         with fsspec.open(path, "rb", compression="infer") as f:
-            first = f.read(1 << 20).split(b"\n", 1)[0]  # the first line alone: a bad byte further on is its line's reject
+            first = f.read(1 << 20).split(b"\n", 1)[
+                0
+            ]  # the first line alone: a bad byte further on is its line's reject
         rec = json.loads(first.decode("utf-8-sig"))
     except (ValueError, OSError, UnicodeDecodeError):
         return None
@@ -84,7 +97,9 @@ def sniff_json_lines(path: str) -> str | None:
 
 def folder_formats(fs, root: str) -> list[str]:
     """The alignment formats whose files a folder holds (searched recursively), sorted."""
-    return sorted({EXTENSIONS[ext] for ext in (_ext(p) for p in fs.find(root)) if ext in EXTENSIONS})
+    return sorted(
+        {EXTENSIONS[ext] for ext in (_ext(p) for p in fs.find(root)) if ext in EXTENSIONS}
+    )
 
 
 def _ext(p: str) -> str:

@@ -6,6 +6,7 @@ table (``schema.TABLE_COLUMNS`` plus ``schema.EXTRA_TABLE_COLUMNS``). The listin
 does: ``list_files`` names the files (and their sizes) without opening one, ``groups`` packs them
 into partitions, and the workers read each partition's files.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,19 @@ from typing import NamedTuple
 import fsspec
 import pandas as pd
 
-from .. import segmentation
 from ...schema import EXTRA_TABLE_COLUMNS
+from .. import segmentation
 
-ROW_KEYS = ("id", "recording", "start", "end", "text", "hypothesis", "speaker", *EXTRA_TABLE_COLUMNS)
+ROW_KEYS = (
+    "id",
+    "recording",
+    "start",
+    "end",
+    "text",
+    "hypothesis",
+    "speaker",
+    *EXTRA_TABLE_COLUMNS,
+)
 # A partition: at most this many files, or about this many bytes (a single larger file is one partition).
 FILES_PER_PART = 256
 BYTES_PER_PART = 64 << 20
@@ -25,6 +35,7 @@ BYTES_PER_PART = 64 << 20
 
 class File(NamedTuple):
     """A listed file: its url, its name relative to the listed folder, and its size in bytes."""
+
     url: str
     name: str
     size: int
@@ -37,8 +48,13 @@ class Malformed(Exception):
         super().__init__(message)
         self.line, self.message = line, message
 
-    def __reduce__(self):  # pickled as its two arguments: it crosses workers inside a jsonl block's rows,
-        return type(self), (self.line, self.message)  # and a value a worker cannot unpickle hangs the build (dask/distributed#7060)
+    def __reduce__(
+        self,
+    ):  # pickled as its two arguments: it crosses workers inside a jsonl block's rows,
+        return type(self), (
+            self.line,
+            self.message,
+        )  # and a value a worker cannot unpickle hangs the build (dask/distributed#7060)
 
 
 def row(recording, start, end, text, **extra) -> dict:
@@ -50,16 +66,40 @@ def row(recording, start, end, text, **extra) -> dict:
 def error_row(name: str, err: Malformed, recording=None) -> dict:
     """One ``unreadable_alignment`` row for a file (or a recording of it): its id names file and line."""
     where = f"{name} line {err.line}" if err.line else name
-    return row(recording, None, None, None, id=f"{name}:{err.line}" if err.line else name,
-               alignment_error=f"{where}: {err.message}")
+    return row(
+        recording,
+        None,
+        None,
+        None,
+        id=f"{name}:{err.line}" if err.line else name,
+        alignment_error=f"{where}: {err.message}",
+    )
 
 
-def segment_rows(recording, units, seg_cfg: dict, *, hyp_units=None, with_words=True, **extra) -> list[dict]:
+def segment_rows(
+    recording, units, seg_cfg: dict, *, hyp_units=None, with_words=True, **extra
+) -> list[dict]:
     """Timed units of one recording (or one speaker of it) -> one row per segment."""
-    segs = segmentation.segment(segmentation.speech(units), seg_cfg["max_pause"], seg_cfg["max_duration"])
-    hyps = segmentation.overlay(segs, segmentation.speech(hyp_units)) if hyp_units is not None else [None] * len(segs)
-    return [row(recording, s.start, s.end, s.text, hypothesis=h, words=s.words() if with_words else None, **extra)
-            for s, h in zip(segs, hyps)]
+    segs = segmentation.segment(
+        segmentation.speech(units), seg_cfg["max_pause"], seg_cfg["max_duration"]
+    )
+    hyps = (
+        segmentation.overlay(segs, segmentation.speech(hyp_units))
+        if hyp_units is not None
+        else [None] * len(segs)
+    )
+    return [
+        row(
+            recording,
+            s.start,
+            s.end,
+            s.text,
+            hypothesis=h,
+            words=s.words() if with_words else None,
+            **extra,
+        )
+        for s, h in zip(segs, hyps)
+    ]
 
 
 def check_order(units_with_lines: list) -> None:
@@ -70,15 +110,20 @@ def check_order(units_with_lines: list) -> None:
     bad = segmentation.first_overlap([u for u, _ in units_with_lines])
     if bad is not None:
         line = next(n for u, n in units_with_lines if u is bad[1])
-        raise Malformed(line, f"{bad[1].text!r} at {bad[1].start:g} s overlaps {bad[0].text!r} "
-                              f"({bad[0].start:g}-{bad[0].end:g} s)")
+        raise Malformed(
+            line,
+            f"{bad[1].text!r} at {bad[1].start:g} s overlaps {bad[0].text!r} "
+            f"({bad[0].start:g}-{bad[0].end:g} s)",
+        )
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
     """The canonical frame: every column of ``ROW_KEYS`` in every partition (None where a row has no
     value), so all partitions match the declared ``meta``. Whether the dataset gets a ``words``
     column is decided downstream by whether any row holds words."""
-    return pd.DataFrame([[r[k] for k in ROW_KEYS] for r in rows], columns=list(ROW_KEYS), dtype=object)
+    return pd.DataFrame(
+        [[r[k] for k in ROW_KEYS] for r in rows], columns=list(ROW_KEYS), dtype=object
+    )
 
 
 def list_files(path: str, extensions: tuple) -> list[File]:
@@ -89,9 +134,19 @@ def list_files(path: str, extensions: tuple) -> list[File]:
     if not fs.isdir(root):
         return [File(path, root.rstrip("/").rsplit("/", 1)[-1], _size(fs, root))]
     root = root.rstrip("/")
-    found = sorted((p, info) for p, info in fs.find(root, detail=True).items() if p.lower().endswith(extensions))
-    return [File(p if _local(fs) else fs.unstrip_protocol(p), p[len(root) + 1:], int(info.get("size") or 0))
-            for p, info in found]
+    found = sorted(
+        (p, info)
+        for p, info in fs.find(root, detail=True).items()
+        if p.lower().endswith(extensions)
+    )
+    return [
+        File(
+            p if _local(fs) else fs.unstrip_protocol(p),
+            p[len(root) + 1 :],
+            int(info.get("size") or 0),
+        )
+        for p, info in found
+    ]
 
 
 def groups(items: list, size=lambda item: item.size) -> list[list]:
@@ -129,7 +184,7 @@ def read_text(url: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise Malformed(line, "not UTF-8 text") from None
 
 

@@ -8,10 +8,20 @@ time that is not a number, a negative duration, a word overlapping the previous 
 Partitions are groups of whole files (``parts``): a recording's words may lie anywhere in its file.
 The hypothesis CTM is read once (``hypothesis``) and handed to every partition.
 """
+
 from __future__ import annotations
 
 from ..segmentation import Unit
-from .common import File, Malformed, check_order, error_row, groups, iter_lines, list_files, segment_rows
+from .common import (
+    File,
+    Malformed,
+    check_order,
+    error_row,
+    groups,
+    iter_lines,
+    list_files,
+    segment_rows,
+)
 
 EXTENSIONS = (".ctm",)
 
@@ -32,9 +42,13 @@ def parse(url: str) -> tuple[dict, dict]:
             continue
         try:
             if len(parts) < 5:
-                raise Malformed(n, f"expected 'recording channel start duration word', got {line.strip()!r}")
+                raise Malformed(
+                    n, f"expected 'recording channel start duration word', got {line.strip()!r}"
+                )
             start, dur = _number(parts[2], n), _number(parts[3], n)
-            streams.setdefault((rec, parts[1]), []).append((Unit(parts[4], start, round(start + dur, 6)), n))
+            streams.setdefault((rec, parts[1]), []).append(
+                (Unit(parts[4], start, round(start + dur, 6)), n)
+            )
         except Malformed as e:
             errors[rec] = e
     for key, units in streams.items():
@@ -85,9 +99,17 @@ def read_part(files: list[File], inp: dict, hyp_units: dict | None) -> list[dict
                     rows.append(error_row(f.name, errors[rec], recording=rec))
                     done.add(rec)
                 continue
-            rows += segment_rows(rec, [u for u, _ in units], inp["segmentation"],
-                                 hyp_units=hyp_units.get(rec) if hyp_units is not None else None)
-        rows += [error_row(f.name, e, recording=rec or None) for rec, e in errors.items() if rec not in done]
+            rows += segment_rows(
+                rec,
+                [u for u, _ in units],
+                inp["segmentation"],
+                hyp_units=hyp_units.get(rec) if hyp_units is not None else None,
+            )
+        rows += [
+            error_row(f.name, e, recording=rec or None)
+            for rec, e in errors.items()
+            if rec not in done
+        ]
     return rows
 
 

@@ -10,6 +10,7 @@ through as segments whose end precedes their start, and so become ``bad_timestam
 A plain file is read in byte blocks (``blocks``), each on a worker; a line's number counts the lines
 of the blocks before it (``count_lines``).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ EXTENSIONS = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz
 
 class Block(NamedTuple):
     """The lines of a manifest file that start at a byte in [lo, hi) (``hi`` None: to its end)."""
+
     url: str
     name: str
     lo: int
@@ -32,8 +34,11 @@ class Block(NamedTuple):
 def blocks(path: str) -> list[Block]:
     """The manifest's partitions, from the listing alone: a plain file in blocks of about
     ``BYTES_PER_PART``; a gzipped one whole (it cannot be split)."""
-    return [Block(f.url, f.name, lo, hi) for f in list_files(path, EXTENSIONS)
-            for lo, hi in common.byte_ranges(f.name, f.size)]
+    return [
+        Block(f.url, f.name, lo, hi)
+        for f in list_files(path, EXTENSIONS)
+        for lo, hi in common.byte_ranges(f.name, f.size)
+    ]
 
 
 def count_lines(block: Block) -> int:
@@ -59,7 +64,9 @@ def _records(block: Block, first_line: int, required: tuple):
 
 def _seconds(value):
     """A JSON number as float; anything else is passed on for the row checks to reject."""
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    return (
+        float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    )
 
 
 def _end(start, duration):
@@ -75,37 +82,50 @@ def relative_recording(audio_filepath: str, audio_root: str | None) -> str:
         root = os.path.normpath(audio_root)
         path = os.path.normpath(audio_filepath)
         if path.startswith(root + os.sep):
-            return path[len(root) + 1:]
+            return path[len(root) + 1 :]
     return audio_filepath
 
 
 def read_nemo_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]:
     """The rows of one block of a NeMo manifest whose first line is ``first_line`` of its file."""
     rows = []
-    for n, rec in _records(block, first_line, ("audio_filepath", "duration")):
+    for _n, rec in _records(block, first_line, ("audio_filepath", "duration")):
         if isinstance(rec, Malformed):
             rows.append(error_row(block.name, rec))
             continue
         start, dur = _seconds(rec.get("offset") or 0.0), _seconds(rec["duration"])
         hyp = rec.get("pred_text")
-        rows.append(row(relative_recording(str(rec["audio_filepath"]), inp.get("audio")), start,
-                        _end(start, dur), rec.get("text") or "",
-                        hypothesis=None if hyp is None else str(hyp)))
+        rows.append(
+            row(
+                relative_recording(str(rec["audio_filepath"]), inp.get("audio")),
+                start,
+                _end(start, dur),
+                rec.get("text") or "",
+                hypothesis=None if hyp is None else str(hyp),
+            )
+        )
     return rows
 
 
 def read_lhotse_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]:
     """The rows of one block of lhotse supervisions whose first line is ``first_line`` of its file."""
     rows = []
-    for n, rec in _records(block, first_line, ("recording_id", "start", "duration")):
+    for _n, rec in _records(block, first_line, ("recording_id", "start", "duration")):
         if isinstance(rec, Malformed):
             rows.append(error_row(block.name, rec))
             continue
         start, dur = _seconds(rec["start"]), _seconds(rec["duration"])
-        rows.append(row(str(rec["recording_id"]), start, _end(start, dur), rec.get("text") or "",
-                        id=None if rec.get("id") is None else str(rec["id"]),
-                        speaker=None if rec.get("speaker") is None else str(rec["speaker"]),
-                        words=_lhotse_words(rec, start)))
+        rows.append(
+            row(
+                str(rec["recording_id"]),
+                start,
+                _end(start, dur),
+                rec.get("text") or "",
+                id=None if rec.get("id") is None else str(rec["id"]),
+                speaker=None if rec.get("speaker") is None else str(rec["speaker"]),
+                words=_lhotse_words(rec, start),
+            )
+        )
     return rows
 
 
@@ -136,8 +156,17 @@ def _lhotse_words(rec: dict, seg_start) -> list[dict] | None:
     if not items or not isinstance(seg_start, float):
         return None
     try:
-        triples = [(a["symbol"], a["start"], a["duration"]) if isinstance(a, dict) else tuple(a[:3]) for a in items]
-        return [{"word": str(w), "start": round(float(s) - seg_start, 3), "end": round(float(s) + float(d) - seg_start, 3)}
-                for w, s, d in triples]
+        triples = [
+            (a["symbol"], a["start"], a["duration"]) if isinstance(a, dict) else tuple(a[:3])
+            for a in items
+        ]
+        return [
+            {
+                "word": str(w),
+                "start": round(float(s) - seg_start, 3),
+                "end": round(float(s) + float(d) - seg_start, 3),
+            }
+            for w, s, d in triples
+        ]
     except (KeyError, TypeError, ValueError, IndexError):
         return None

@@ -13,6 +13,7 @@ on the workers.
 The parser is our own (about 60 lines): webvtt-py and srt report no line numbers, and neither
 exposes the inline word times.
 """
+
 from __future__ import annotations
 
 import html
@@ -57,7 +58,9 @@ def parse_cues(text: str, vtt: bool) -> list[Cue]:
     for n, line in enumerate(lines, 1):
         m = _TIMING.match(line)
         if m:
-            if cur is not None and cur.lines:  # no blank line before this cue: the last line was its id
+            if (
+                cur is not None and cur.lines
+            ):  # no blank line before this cue: the last line was its id
                 cur.lines.pop()
             start, end = seconds(m.group(1)), seconds(m.group(2))
             if end < start:
@@ -130,8 +133,10 @@ def choose(files: list[File], language: str | None, hyp_language: str | None) ->
         if language is not None:
             main = langs.get(language)
         elif len(langs) > 1:
-            raise ConfigError(f"input.subtitles.language: {rec!r} has subtitles in several languages "
-                              f"({', '.join(sorted(str(k) for k in langs))}); set it to the one to use")
+            raise ConfigError(
+                f"input.subtitles.language: {rec!r} has subtitles in several languages "
+                f"({', '.join(sorted(str(k) for k in langs))}); set it to the one to use"
+            )
         else:
             main = next(iter(langs.values()), None)
         if main is not None:
@@ -170,7 +175,9 @@ def read_part(items: list[tuple], inp: dict) -> list[dict]:
             except Malformed as e:
                 rows.append(error_row(hyp.name, e, recording=rec))
                 continue
-        rows += segment_rows(rec, main_units, inp["segmentation"], hyp_units=hyp_units, with_words=timed)
+        rows += segment_rows(
+            rec, main_units, inp["segmentation"], hyp_units=hyp_units, with_words=timed
+        )
     return rows
 
 

@@ -8,13 +8,23 @@ without the tier) is one ``unreadable_alignment`` row naming the file and line; 
 tier, the config names a tier that does not exist: one line, exit 2. Partitions are groups of files
 (``parts``), read on the workers.
 """
+
 from __future__ import annotations
 
 import re
 
 from ...config import ConfigError
 from ..segmentation import Unit
-from .common import File, Malformed, check_order, error_row, groups, list_files, read_text, segment_rows
+from .common import (
+    File,
+    Malformed,
+    check_order,
+    error_row,
+    groups,
+    list_files,
+    read_text,
+    segment_rows,
+)
 
 EXTENSIONS = (".textgrid",)
 _ENTRY = re.compile(r"^\s*(?:intervals|points)\s*\[\d+\]\s*:?\s*$")
@@ -44,8 +54,10 @@ def _parse_failure(text: str, e: Exception) -> Malformed:
                 return Malformed(n, f"{m.group(1)} {m.group(2)!r} is not a number")
     if "ooTextFile" in text[:200] and isinstance(e, IndexError):
         return Malformed(len(text.splitlines()), "the TextGrid ends early")
-    return Malformed(1 if "ooTextFile" not in text[:200] else None,
-                     f"not a Praat TextGrid ({type(e).__name__}: {e})".replace(" ()", ""))
+    return Malformed(
+        1 if "ooTextFile" not in text[:200] else None,
+        f"not a Praat TextGrid ({type(e).__name__}: {e})".replace(" ()", ""),
+    )
 
 
 def parse(text: str) -> list[dict]:
@@ -60,9 +72,15 @@ def parse(text: str) -> list[dict]:
     lines = _entry_lines(text)
     out = []
     for k, t in enumerate(tiers):
-        at = lines[k] if k < len(lines) and len(lines[k]) == len(t["entries"]) else [None] * len(t["entries"])
-        entries = [(Unit(str(e[-1]).strip(), float(e[0]), float(e[1] if len(e) > 2 else e[0])), n)
-                   for e, n in zip(t["entries"], at)]
+        at = (
+            lines[k]
+            if k < len(lines) and len(lines[k]) == len(t["entries"])
+            else [None] * len(t["entries"])
+        )
+        entries = [
+            (Unit(str(e[-1]).strip(), float(e[0]), float(e[1] if len(e) > 2 else e[0])), n)
+            for e, n in zip(t["entries"], at)
+        ]
         out.append({"name": t["name"], "class": t["class"], "entries": entries})
     return out
 
@@ -76,10 +94,12 @@ def speaker_tiers(tiers: list[dict], name: str) -> dict:
             out[None] = t
         elif t["name"].endswith(" - " + name):
             out[t["name"][: -len(" - " + name)]] = t
-    for spk, t in out.items():
+    for _spk, t in out.items():
         if t["class"] != "IntervalTier":
             raise Malformed(None, f"tier {t['name']!r} is a point tier, not an interval tier")
-    return {spk: sorted(t["entries"], key=lambda p: (p[0].start, p[0].end)) for spk, t in out.items()}
+    return {
+        spk: sorted(t["entries"], key=lambda p: (p[0].start, p[0].end)) for spk, t in out.items()
+    }
 
 
 def _rows_of_file(text: str, rec: str, inp: dict) -> list[dict]:
@@ -87,14 +107,22 @@ def _rows_of_file(text: str, rec: str, inp: dict) -> list[dict]:
     tiers = parse(text)
     main = speaker_tiers(tiers, opts["tier"])
     if not main:
-        raise Malformed(None, f"no tier {opts['tier']!r} (tiers: {', '.join(t['name'] for t in tiers) or 'none'})")
+        raise Malformed(
+            None,
+            f"no tier {opts['tier']!r} (tiers: {', '.join(t['name'] for t in tiers) or 'none'})",
+        )
     hyp = speaker_tiers(tiers, opts["hypothesis_tier"]) if opts["hypothesis_tier"] else {}
     hyp_units = [u for entries in hyp.values() for u, _ in entries]
     rows = []
     for spk, entries in main.items():
         check_order(entries)
-        rows += segment_rows(rec, [u for u, _ in entries], inp["segmentation"],
-                             hyp_units=hyp_units if opts["hypothesis_tier"] else None, speaker=spk)
+        rows += segment_rows(
+            rec,
+            [u for u, _ in entries],
+            inp["segmentation"],
+            hyp_units=hyp_units if opts["hypothesis_tier"] else None,
+            speaker=spk,
+        )
     return rows
 
 
@@ -117,7 +145,12 @@ def read_part(files: list[File], inp: dict, first_of: str | None = None) -> list
             if e.message.startswith("no tier "):
                 no_tier.append((f.name, e.message))
             rows.append(error_row(f.name, e, recording=rec))
-    if first_of is not None and files and len(no_tier) == len(files) and not _tier_after(first_of, files[-1], inp):
+    if (
+        first_of is not None
+        and files
+        and len(no_tier) == len(files)
+        and not _tier_after(first_of, files[-1], inp)
+    ):
         raise ConfigError(f"input.textgrid.tier: {no_tier[0][0]}: {no_tier[0][1]}")
     return rows
 
@@ -138,4 +171,8 @@ def _tier_after(path: str, last: File, inp: dict) -> bool:
 
 def read(path: str, inp: dict) -> list[dict]:
     """All rows of ``path`` in one process (what the partitions give, concatenated)."""
-    return [r for k, files in enumerate(parts(path)) for r in read_part(files, inp, path if k == 0 else None)]
+    return [
+        r
+        for k, files in enumerate(parts(path))
+        for r in read_part(files, inp, path if k == 0 else None)
+    ]
