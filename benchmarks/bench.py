@@ -24,7 +24,7 @@ Steps (every figure lands in ``OUT/results.json``; a table and PASS/MISS per tar
    A sample is timed (in a child process) and the total EXTRAPOLATED.
 5. seek: one ``ffmpeg -ss START -to END -i REC -ac 1 -ar 16000 out.wav`` per segment on a sample,
    ``--workers`` processes; EXTRAPOLATED.
-6. peak RSS of one worker (``etl.run.shards.run_shard`` in a fresh process, ffmpeg child included;
+6. peak RSS of one worker (``etl.shards.task.run_shard`` in a fresh process, ffmpeg child included;
    also the Dask worker of a real 1-worker build) on a 10-minute and a 3-hour recording
    (``--quick``: 1 and 10 minutes), cached in ``OUT/corpus-long``. Peaks are VmHWM, not
    ``ru_maxrss``, which Linux inflates with the parent's size in a freshly exec'd child.
@@ -835,9 +835,9 @@ def _child_rss(cfg_path: str) -> None:
     peak RSS (VmHWM) of this process, of its largest ffmpeg child, and the sampled peak sum of both."""
     import psutil
 
+    from etl.commands import build as B
     from etl.config import load_config
-    from etl.run import build as B
-    from etl.run.shards import run_shard
+    from etl.shards.task import run_shard
 
     me = psutil.Process()
     peak = {"tree": 0, "child_hwm": 0}
@@ -1046,7 +1046,7 @@ def measure_worker_rss(name: str, out_root: str, corpus: Corpus) -> dict:
     try:
         res = _run_child("_child_rss", cfg)
         res["method"] = (
-            "etl.run.shards.run_shard in a fresh process; peak = VmHWM(process) + VmHWM(ffmpeg child)"
+            "etl.shards.task.run_shard in a fresh process; peak = VmHWM(process) + VmHWM(ffmpeg child)"
         )
     except Exception as e:
         _say(
@@ -1625,7 +1625,7 @@ def prepare_corpora(out_root: str, params: dict, workers: int) -> tuple:
         [
             sys.executable,
             "-c",
-            "import etl.run.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av",
+            "import etl.commands.build, etl.cli, distributed, dask.dataframe, pydub, datasets, av",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

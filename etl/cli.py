@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from .config import ConfigError, load_config
+from .config import load_config
+from .errors import UserError
 
 
 def _summary(report: dict, out: str) -> str:
@@ -110,24 +111,25 @@ def main(argv: list[str] | None = None) -> int:
             print(_run_without_config(args))
             return 0
         cfg = load_config(args.config, args.overrides)
-        from .run.cluster import start_forkserver
+        from .cluster.session import start_forkserver
 
         start_forkserver(cfg["cluster"])  # the workers' imports, while this process does its own
         if args.command == "sample":
-            from .review.sample import format_sample, sample
+            from .commands.sample import sample
+            from .review.sample import format_sample
 
             print(format_sample(sample(cfg, args.n, args.seed, args.out, args.where, args.force)))
             return 0
         if args.command == "plan":
-            from .run.plan import format_plan, plan, plan_json
+            from .commands.plan import format_plan, plan, plan_json
 
             p = plan(cfg)
             print(plan_json(p) if args.json else format_plan(p))
             return 0
-        from .run.build import build
+        from .commands.build import build
 
         report = build(cfg, force=args.force)
-    except ConfigError as e:
+    except UserError as e:
         print(f"etl: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from .errors import UserError
+
 _NUM = (int, float)
 
 DEFAULTS: dict[str, Any] = {
@@ -169,14 +171,6 @@ _PATH_KEYS = (
 )
 
 
-class UserError(Exception):
-    """The user's mistake (config, command line, an unreadable input, a folder in use): printed as
-    one line, exit code 2. Raised from every stage, not only the config."""
-
-
-ConfigError = UserError  # the earlier name, kept so nothing breaks
-
-
 def is_url(path: str) -> bool:
     return "://" in str(path)
 
@@ -199,10 +193,10 @@ def _check(tree: dict, defaults: dict, prefix: str = "") -> None:
         dotted = f"{prefix}{key}"
         if key not in defaults:
             known = ", ".join(f"{prefix}{k}" for k in defaults)
-            raise ConfigError(f"unknown config key '{dotted}' (known here: {known})")
+            raise UserError(f"unknown config key '{dotted}' (known here: {known})")
         if isinstance(defaults[key], dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{dotted}' must be a mapping, got {value!r}")
+                raise UserError(f"config key '{dotted}' must be a mapping, got {value!r}")
             _check(value, defaults[key], dotted + ".")
             continue
         types = _TYPES[dotted]
@@ -212,10 +206,10 @@ def _check(tree: dict, defaults: dict, prefix: str = "") -> None:
             and not (isinstance(value, bool) and bool not in types)
         )
         if not ok:
-            raise ConfigError(f"config key '{dotted}' must be {_type_name(types)}, got {value!r}")
+            raise UserError(f"config key '{dotted}' must be {_type_name(types)}, got {value!r}")
         if dotted in _CHOICES and value not in _CHOICES[dotted]:
             choices = " | ".join(str(c) for c in _CHOICES[dotted] if c is not None)
-            raise ConfigError(f"config key '{dotted}' must be one of {choices}, got {value!r}")
+            raise UserError(f"config key '{dotted}' must be one of {choices}, got {value!r}")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -227,7 +221,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 def _apply_set(tree: dict, item: str) -> None:
     if "=" not in item:
-        raise ConfigError(f"--set expects key=value, got {item!r}")
+        raise UserError(f"--set expects key=value, got {item!r}")
     key, raw = item.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
@@ -237,7 +231,7 @@ def _apply_set(tree: dict, item: str) -> None:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: '{part}' is not a section")
+            raise UserError(f"--set {key}: '{part}' is not a section")
     node[parts[-1]] = value
 
 
@@ -263,7 +257,7 @@ def load_config(
     base_dir = os.getcwd()
     if path is not None:
         if not os.path.isfile(path):
-            raise ConfigError(f"config file not found: {path}")
+            raise UserError(f"config file not found: {path}")
         try:
             with open(path, encoding="utf-8") as f:
                 user = yaml.safe_load(f) or {}
@@ -271,9 +265,9 @@ def load_config(
             where = getattr(e, "problem_mark", None)
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from None
+            raise UserError(f"config file {path} is not valid YAML{at}: {problem}") from None
         if not isinstance(user, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
+            raise UserError(f"config file {path} must hold a mapping of sections")
         base_dir = os.path.dirname(os.path.abspath(path))
     for item in overrides:
         _apply_set(user, item)
@@ -283,7 +277,7 @@ def load_config(
         cfg["splits"]["exclude_ids"] = [cfg["splits"]["exclude_ids"]]
     bad = [p for p in cfg["splits"]["exclude_ids"] if not isinstance(p, str) or not p]
     if bad:
-        raise ConfigError(f"config key 'splits.exclude_ids' must list files, got {bad[0]!r}")
+        raise UserError(f"config key 'splits.exclude_ids' must list files, got {bad[0]!r}")
     for key in _PATH_KEYS:
         value = _get(cfg, key)
         if value and not is_url(value):
@@ -303,35 +297,35 @@ def _resolve(base_dir: str, value: str) -> str:
 
 def _check_values(cfg: dict) -> None:
     if cfg["audio"]["sampling_rate"] <= 0:
-        raise ConfigError("config key 'audio.sampling_rate' must be positive")
+        raise UserError("config key 'audio.sampling_rate' must be positive")
     if cfg["audio"]["channels"] not in (1, 2):
-        raise ConfigError("config key 'audio.channels' must be 1 or 2")
+        raise UserError("config key 'audio.channels' must be 1 or 2")
     if cfg["input"]["segmentation"]["max_pause"] < 0:
-        raise ConfigError("config key 'input.segmentation.max_pause' must be >= 0")
+        raise UserError("config key 'input.segmentation.max_pause' must be >= 0")
     if cfg["input"]["segmentation"]["max_duration"] <= 0:
-        raise ConfigError("config key 'input.segmentation.max_duration' must be positive")
+        raise UserError("config key 'input.segmentation.max_duration' must be positive")
     if cfg["output"]["shard_hours"] <= 0:
-        raise ConfigError("config key 'output.shard_hours' must be positive")
+        raise UserError("config key 'output.shard_hours' must be positive")
     if cfg["splits"]["dev_size"] < 0:
-        raise ConfigError("config key 'splits.dev_size' must be >= 0")
+        raise UserError("config key 'splits.dev_size' must be >= 0")
     for key in ("splits.dev_hours", "budget.train_hours", "budget.total_gb"):
         if _get(cfg, key) is not None and _get(cfg, key) < 0:
-            raise ConfigError(f"config key '{key}' must be >= 0")
+            raise UserError(f"config key '{key}' must be >= 0")
     _check_quality_filters(cfg["filters"])
     if cfg["cluster"]["n_workers"] is not None and cfg["cluster"]["n_workers"] < 1:
-        raise ConfigError("config key 'cluster.n_workers' must be >= 1")
+        raise UserError("config key 'cluster.n_workers' must be >= 1")
     if cfg["cluster"]["threads_per_worker"] < 1:
-        raise ConfigError("config key 'cluster.threads_per_worker' must be >= 1")
+        raise UserError("config key 'cluster.threads_per_worker' must be >= 1")
     if cfg["cluster"]["jobs"] < 1:
-        raise ConfigError("config key 'cluster.jobs' must be >= 1")
+        raise UserError("config key 'cluster.jobs' must be >= 1")
     if cfg["cluster"]["stall_timeout"] is not None and cfg["cluster"]["stall_timeout"] <= 0:
-        raise ConfigError(
+        raise UserError(
             "config key 'cluster.stall_timeout' must be > 0 (seconds), or null to wait without end"
         )
     try:
         cfg["input"]["id_template"].format(recording="r", start=0.0, end=1.0)
     except (KeyError, IndexError, ValueError) as e:
-        raise ConfigError(
+        raise UserError(
             f"config key 'input.id_template' is not a valid template "
             f"(fields: recording, start, end): {e}"
         ) from None
@@ -348,11 +342,11 @@ def _check_recording_pattern(pattern: str | None) -> None:
     try:
         regex = re.compile(pattern)
     except re.error as e:
-        raise ConfigError(
+        raise UserError(
             f"config key 'input.recording_pattern' is not a valid regular expression: {e}"
         ) from None
     if "id" not in regex.groupindex:
-        raise ConfigError(
+        raise UserError(
             "config key 'input.recording_pattern' needs a named group 'id', "
             "e.g. '\\[(?P<id>[A-Za-z0-9_-]{11})\\]' for yt-dlp's names"
         )
@@ -365,13 +359,13 @@ def _check_quality_filters(f: dict) -> None:
             v is None or (isinstance(v, _NUM) and not isinstance(v, bool)) for v in cps
         )
         if not ok or (None not in cps and cps[0] > cps[1]):
-            raise ConfigError(
+            raise UserError(
                 f"config key 'filters.chars_per_second' must be [min, max] (numbers or null, "
                 f"min <= max), got {cps!r}"
             )
     for key in ("max_clipped_fraction", "max_silence_fraction"):
         if f[key] is not None and not 0 <= f[key] <= 1:
-            raise ConfigError(
+            raise UserError(
                 f"config key 'filters.{key}' must be a fraction in [0, 1], got {f[key]!r}"
             )
 
@@ -385,10 +379,10 @@ def check_inputs_exist(cfg: dict) -> None:
 
     align = cfg["input"]["alignment"]
     if not exists(align):
-        raise ConfigError(f"input.alignment not found: {align}")
+        raise UserError(f"input.alignment not found: {align}")
     audio = cfg["input"]["audio"]
     if audio is not None and not exists(audio):
-        raise ConfigError(f"input.audio not found: {audio}")
+        raise UserError(f"input.audio not found: {audio}")
     for key, files in (
         ("splits.test_ids", [cfg["splits"]["test_ids"]]),
         ("splits.exclude_ids", cfg["splits"]["exclude_ids"]),
@@ -396,10 +390,10 @@ def check_inputs_exist(cfg: dict) -> None:
     ):
         for f in files:
             if f is not None and not exists(f):
-                raise ConfigError(f"{key}: file not found: {f}")
+                raise UserError(f"{key}: file not found: {f}")
     ff = cfg["audio"]["ffmpeg"]
     if ff is not None and not os.path.isfile(ff):
-        raise ConfigError(f"audio.ffmpeg not found: {ff}")
+        raise UserError(f"audio.ffmpeg not found: {ff}")
     out = cfg["output"]["path"]
     if not is_url(out) and os.path.isfile(out):
-        raise ConfigError(f"output.path is a file, not a folder: {out}")
+        raise UserError(f"output.path is a file, not a folder: {out}")

@@ -14,8 +14,8 @@ import soundfile as sf
 from distributed import Client, LocalCluster
 
 from etl.cli import main
+from etl.commands.build import build
 from etl.config import load_config
-from etl.run.build import build
 from etl.testing.synth import dominant_frequency
 
 from .conftest import write_config
@@ -350,7 +350,7 @@ def test_stereo_output_and_another_rate_when_asked(corpus, tmp_path):
 def test_the_printed_dashboard_link_serves_the_dask_dashboard():
     import urllib.request
 
-    from etl.run.cluster import close_client, open_client
+    from etl.cluster.session import close_client, open_client
 
     client = open_client(
         {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": "127.0.0.1:0"}

@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from etl.cli import main
-from etl.config import DEFAULTS, ConfigError, load_config
-from etl.run.cluster import close_client, open_client, slurm_cluster
+from etl.cluster.session import close_client, open_client, slurm_cluster
+from etl.config import DEFAULTS, load_config
+from etl.errors import UserError
 
 from .conftest import write_config
 
@@ -231,7 +232,7 @@ def _how_started() -> dict:
 
     parent = psutil.Process(os.getppid())
     return {
-        "imported": all(m in sys.modules for m in ("av", "dask.dataframe", "etl.run.shards")),
+        "imported": all(m in sys.modules for m in ("av", "dask.dataframe", "etl.shards.task")),
         "parent": " ".join(parent.cmdline()),
         "omp": os.environ.get("OMP_NUM_THREADS"),
         "parent_omp": parent.environ().get("OMP_NUM_THREADS"),
@@ -337,7 +338,7 @@ def test_an_unknown_start_method_is_one_clear_error(tmp_path):
             }
         )
     )
-    with pytest.raises(ConfigError, match="cluster.start_method"):
+    with pytest.raises(UserError, match="cluster.start_method"):
         load_config(str(cfg))
 
 
@@ -362,7 +363,7 @@ def test_the_commented_slurm_example_config_is_valid_and_builds_a_job_script():
     ],
 )
 def test_bad_slurm_keys_are_one_clear_error(slurm, needle):
-    with pytest.raises(ConfigError, match=needle) as e:
+    with pytest.raises(UserError, match=needle) as e:
         slurm_cluster({"kind": "slurm", "slurm": slurm})
     assert str(e.value).startswith("cluster.slurm: ") and "\n" not in str(e.value)
 
@@ -378,7 +379,7 @@ def test_slurm_without_sbatch_is_one_clear_error(corpus, tmp_path, capsys, monke
 
 def test_slurm_without_dask_jobqueue_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # what an environment without it sees
-    with pytest.raises(ConfigError, match=r"pip install 'etl\[slurm\]'"):
+    with pytest.raises(UserError, match=r"pip install 'etl\[slurm\]'"):
         open_client({"kind": "slurm", "slurm": SLURM})
 
 

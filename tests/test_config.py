@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from etl.config import DEFAULTS, ConfigError, load_config
+from etl.config import DEFAULTS, load_config
+from etl.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_YAML = ROOT / "conf" / "default.yaml"
@@ -36,7 +37,7 @@ def _write(tmp_path: Path, doc, name: str = "etl.yaml") -> Path:
 
 
 def _error(tmp_path, doc, overrides=()) -> str:
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(UserError) as e:
         load_config(str(_write(tmp_path, doc)), list(overrides), check_inputs=False)
     return str(e.value)
 
@@ -228,7 +229,7 @@ def test_a_config_that_is_not_a_mapping_is_a_config_error(tmp_path):
 
 
 def test_missing_config_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(UserError, match="config file not found"):
         load_config(str(tmp_path / "nope.yaml"), check_inputs=False)
 
 
@@ -363,7 +364,7 @@ def test_missing_input_is_an_error_naming_the_key_and_path(tmp_path, key, missin
     (tmp_path / "align.csv").write_text("id,recording,start,end,text\n", encoding="utf-8")
     inputs = {"alignment": "align.csv", "audio": "audio", key: missing}
     path = _write(tmp_path, {"input": inputs})
-    with pytest.raises(ConfigError, match=rf"input\.{key}") as e:
+    with pytest.raises(UserError, match=rf"input\.{key}") as e:
         load_config(str(path))
     assert str(tmp_path / missing) in str(e.value)
 
@@ -383,7 +384,7 @@ def test_id_list_paths_resolve_from_the_config_folder_and_must_exist(tmp_path):
     ]  # one file: no list needed
     assert cfg["splits"]["test_ids"] == str(tmp_path / "review" / "bad_ids.txt")
     doc["splits"]["exclude_ids"] = ["review/bad_ids.txt", "review/gone.txt"]
-    with pytest.raises(ConfigError, match=r"splits\.exclude_ids: file not found: .*gone\.txt"):
+    with pytest.raises(UserError, match=r"splits\.exclude_ids: file not found: .*gone\.txt"):
         load_config(str(_write(tmp_path, doc)))
 
 
@@ -393,7 +394,7 @@ def test_missing_ffmpeg_binary_is_an_error(tmp_path):
         tmp_path,
         {"input": {"alignment": "align.csv", "audio": None}, "audio": {"ffmpeg": "no/ffmpeg"}},
     )
-    with pytest.raises(ConfigError, match=r"audio\.ffmpeg"):
+    with pytest.raises(UserError, match=r"audio\.ffmpeg"):
         load_config(str(path))
 
 
@@ -403,7 +404,7 @@ def test_output_path_that_is_a_file_is_an_error(tmp_path):
     path = _write(
         tmp_path, {"input": {"alignment": "align.csv", "audio": None}, "output": {"path": "out"}}
     )
-    with pytest.raises(ConfigError, match=r"output\.path"):
+    with pytest.raises(UserError, match=r"output\.path"):
         load_config(str(path))
 
 
@@ -513,7 +514,9 @@ def test_cli_missing_config_file_exits_2_with_one_line(tmp_path):
     _assert_one_line_error(proc, "nope.yaml")
 
 
-def test_config_error_is_the_general_user_error():
-    from etl.config import ConfigError, UserError
+def test_one_user_error_for_every_stage():
+    import etl.config
+    import etl.errors
 
-    assert ConfigError is UserError and issubclass(UserError, Exception)
+    assert not hasattr(etl.config, "ConfigError")  # one name: UserError, in etl.errors
+    assert issubclass(etl.errors.UserError, Exception)

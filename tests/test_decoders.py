@@ -17,8 +17,9 @@ from distributed import Client, LocalCluster
 
 from etl.audio import decoders
 from etl.audio import media as audio
-from etl.config import ConfigError, load_config
-from etl.run.build import build
+from etl.commands.build import build
+from etl.config import load_config
+from etl.errors import UserError
 from etl.testing.synth import Segment, dominant_frequency, write_tone_recording
 
 from .conftest import ffmpeg_reference, write_config
@@ -224,7 +225,7 @@ def test_a_worker_with_another_decoder_stops_the_build_before_anything_is_writte
     cfg = load_config(write_config(hostile, out, splits={"dev_size": 0}))
     client.run(_pretend_another_pyav)
     try:
-        with pytest.raises(ConfigError) as e:
+        with pytest.raises(UserError) as e:
             build(cfg, client=client)
     finally:
         client.run(_back_to_the_real_pyav)

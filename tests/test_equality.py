@@ -146,13 +146,13 @@ def config(root: pathlib.Path, name: str, out: pathlib.Path) -> dict:
 
 def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
     """Per input row (in input order): its split code or '!reason', and a digest of the details.
-    ``in_memory``: the one-frame planning of ``etl.run.planning`` (tests and small tables), else the cluster's."""
+    ``in_memory``: the one-frame planning of ``etl.testing.reference`` (tests and small tables), else the cluster's."""
     if in_memory:
-        from etl.run.planning import plan_rows, read_checked_table
+        from etl.testing.reference import plan_rows, read_checked_table
 
         df = plan_rows(cfg, read_checked_table(cfg)[0], set(previous_dev)).sort_values("row")
     else:
-        from etl.run.cluster_plan import plan_table
+        from etl.planning.client import plan_table
 
         planned = plan_table(CLIENT, cfg, set(previous_dev))
         df = pd.concat(CLIENT.gather(planned.parts)).sort_values("row")

@@ -21,8 +21,8 @@ import soundfile as sf
 import yaml
 from fsspec.spec import AbstractFileSystem
 
-from etl.run import shards
-from etl.run.shards import ShardTask, run_shard
+from etl.shards import task as shards
+from etl.shards.task import ShardTask, run_shard
 from etl.testing.synth import dominant_frequency
 
 # ---------------------------------------------------------------- a flaky storage (real fsspec)
@@ -200,8 +200,8 @@ def test_a_worker_killed_mid_build_costs_nothing(built, corpus, tmp_path):
     """SIGKILL one of two ``dask worker`` processes (no nanny: it stays dead) while shards run."""
     from distributed import Client
 
+    from etl.commands.build import build
     from etl.config import load_config
-    from etl.run.build import build
 
     from .conftest import write_config
     from .test_cluster import dask_processes, dataset_content
@@ -351,9 +351,9 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
 ):
     """Memory freed by Python but kept by the allocator pauses a worker that Dask alone never resumes:
     etl's watch asks it to give the memory back (``stall.release_memory``), and the build goes on."""
+    from etl.cluster.session import close_client, open_client
+    from etl.commands.build import build
     from etl.config import load_config
-    from etl.run.build import build
-    from etl.run.cluster import close_client, open_client
 
     from .conftest import write_config
     from .test_cluster import dataset_content
@@ -398,18 +398,18 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
 
 
 def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
+    from etl.cluster.session import close_client, open_client
+    from etl.commands.build import build
     from etl.config import load_config
-    from etl.run.build import build
-    from etl.run.cluster import close_client, open_client
     from etl.testing.synth import tone_segments, write_tone_recording
 
     def worker_rss():
         import dask.dataframe  # noqa: F401  (an idle worker as it is when a shard starts: it planned the
         import psutil
 
-        import etl.run.cluster_plan  # noqa: F401   table too, so the planning modules are loaded)
-        import etl.run.plan_store  # noqa: F401
-        import etl.run.shards  # noqa: F401
+        import etl.planning.client  # noqa: F401   table too, so the planning modules are loaded)
+        import etl.planning.store  # noqa: F401
+        import etl.shards.task  # noqa: F401
 
         return psutil.Process().memory_info().rss
 

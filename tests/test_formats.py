@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from etl.config import ConfigError, load_config
+from etl.config import load_config
+from etl.errors import UserError
 from etl.ingest import table
 from etl.ingest.formats import subtitles
 from etl.ingest.segmentation import Unit, segment
-from etl.run.planning import plan_rows, read_checked_table
+from etl.testing.reference import plan_rows, read_checked_table
 
 from . import alignment_writers as w
 from .conftest import RECORDINGS
@@ -210,7 +211,7 @@ def test_formats_are_detected_from_extension_content_or_folder(formats, tmp_path
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "a.vtt").write_text("WEBVTT\n")
     (tmp_path / "mixed" / "b.TextGrid").write_text("")
-    with pytest.raises(ConfigError, match="several formats.*input.format"):
+    with pytest.raises(UserError, match="several formats.*input.format"):
         table.detect_format(str(tmp_path / "mixed"))
 
 
@@ -282,7 +283,7 @@ def test_a_malformed_file_is_one_reject_naming_file_and_line_and_the_rest_is_rea
 
 def test_a_tier_no_textgrid_has_is_a_config_error(formats, corpus, tmp_path):
     with pytest.raises(
-        ConfigError,
+        UserError,
         match=r"input.textgrid.tier: .*TextGrid: no tier 'wrods' \(tiers: words, phones\)",
     ):
         read_checked_table(
@@ -292,7 +293,7 @@ def test_a_tier_no_textgrid_has_is_a_config_error(formats, corpus, tmp_path):
 
 def test_several_subtitle_languages_need_input_subtitles_language(formats, corpus, tmp_path):
     with pytest.raises(
-        ConfigError, match="input.subtitles.language: .* several languages \\(en, hr\\)"
+        UserError, match="input.subtitles.language: .* several languages \\(en, hr\\)"
     ):
         read_checked_table(_config(tmp_path, corpus, formats["subtitles"][0]))
 
@@ -497,7 +498,7 @@ def test_a_tier_only_a_later_partition_has_is_found(formats, corpus, tmp_path, m
     df, _ = read_checked_table(_config(tmp_path, corpus, tmp_path / "tg"))
     bad = df[df["reason"] == "unreadable_alignment"]
     assert list(bad["detail"]) == [f"{first.name}: no tier 'words' (tiers: other, phones)"]
-    with pytest.raises(ConfigError, match=rf"input.textgrid.tier: {first.name}: no tier 'wrods'"):
+    with pytest.raises(UserError, match=rf"input.textgrid.tier: {first.name}: no tier 'wrods'"):
         read_checked_table(_config(tmp_path, corpus, tmp_path / "tg", textgrid={"tier": "wrods"}))
 
 

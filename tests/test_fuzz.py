@@ -3,7 +3,7 @@
 Random alignment tables — random types per cell, nulls, empty strings, huge and negative numbers,
 NaN/inf, long texts, any Unicode including controls and (where the format can carry them) lone
 surrogates, duplicate and colliding ids — written in every format. Whatever the table:
-  * the only exception is a one-line user error (ConfigError);
+  * the only exception is a one-line user error (UserError);
   * rows_in = kept + rejected, every row in exactly one of them;
   * no control or format character (other than ZWJ/ZWNJ, kept on purpose) in ``text``.
 
@@ -23,9 +23,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from etl.config import ConfigError, load_config
+from etl.config import load_config
+from etl.errors import UserError
 from etl.ingest.text import KEPT_FORMAT_CHARACTERS, normalize
-from etl.run.planning import plan_rows, read_checked_table
+from etl.testing.reference import plan_rows, read_checked_table
 
 settings.register_profile(
     "short",
@@ -276,7 +277,7 @@ def check_properties(alignment: str, audio: str, n_rows: int, out: str, hyp: boo
     try:
         df, _ = read_checked_table(cfg)
         df = plan_rows(cfg, df)
-    except ConfigError as e:  # a user error: one line, no traceback
+    except UserError as e:  # a user error: one line, no traceback
         assert "\n" not in str(e) and str(e)
         event(f"user error: {str(e)[:300]}")  # --hypothesis-show-statistics
         return None

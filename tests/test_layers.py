@@ -1,18 +1,29 @@
 """Data flows one way, and the folders of etl/ show it. The stages, in import order:
 
-    base (schema, records, config) -> audio -> ingest -> curate -> output -> run -> review -> top
+    base (schema, records, config, errors) -> audio -> ingest -> curate -> output -> cluster
+        -> planning -> shards -> review -> commands -> top
 
-``audio`` holds primitives with no knowledge of tables, so every stage may use it. ``run`` is the
-orchestrator: it drives ingest, curate, the audio tasks and output in order, and is the only place
-that uses Dask. No module imports one of a later stage."""
+``audio`` holds primitives with no knowledge of tables, so every stage may use it. ``output`` is the
+output folder's layout and writers, used by every stage that writes. ``commands`` orchestrate: they
+drive planning, the shard tasks and finalize in order. No module imports one of a later stage."""
 
 from __future__ import annotations
 
 import ast
 import pathlib
 
-BASE = {"schema", "records", "config"}
-FOLDERS = ["audio", "ingest", "curate", "output", "run", "review"]
+BASE = {"schema", "records", "config", "errors"}
+FOLDERS = [
+    "audio",
+    "ingest",
+    "curate",
+    "output",
+    "cluster",
+    "planning",
+    "shards",
+    "review",
+    "commands",
+]
 TOP = {"cli", "loading", "demo", "__init__", "__main__", "testing"}
 ORDER = ["base", *FOLDERS, "top"]
 ETL = pathlib.Path(__file__).resolve().parent.parent / "etl"

@@ -15,9 +15,9 @@ import warnings
 import pytest
 
 from etl.cli import main
-from etl.run import lease as leases
-from etl.run.build import advance
-from etl.run.lease import LEASE, Lease, LeaseHeld
+from etl.cluster import lease as leases
+from etl.cluster.lease import LEASE, Lease, LeaseHeld
+from etl.commands.build import advance
 
 from .conftest import write_config
 from .test_s3 import s3  # noqa: F401  (the moto S3 server fixture)
@@ -113,8 +113,8 @@ def test_the_lease_works_on_s3(s3_alone):
 
 
 def test_a_build_is_refused_beside_a_running_build_and_plan_still_runs(corpus, tmp_path, capsys):
+    from etl.commands.plan import plan
     from etl.config import load_config
-    from etl.run.plan import plan
 
     out = tmp_path / "out"
     cfg = write_config(corpus, out)

@@ -17,8 +17,8 @@ from distributed import Client, LocalCluster
 
 import etl
 from etl.cli import main
+from etl.commands.build import build
 from etl.config import load_config
-from etl.run.build import build
 from etl.testing.synth import dominant_frequency
 
 from .conftest import write_config

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from etl.config import load_config
-from etl.run.planning import plan_rows, read_checked_table
+from etl.testing.reference import plan_rows, read_checked_table
 
 GOOD = {"recording": "a", "start": 0.5, "end": 1.5, "text": "dobar\u200b dan\x00"}
 # (row, expected id or None, expected reason or None); ids None/""/NaN -> the template

@@ -14,8 +14,8 @@ import soundfile as sf
 
 from etl.audio.measures import MEASURE_COLUMNS, judge, measure
 from etl.cli import main
+from etl.commands.plan import plan
 from etl.config import load_config
-from etl.run.plan import plan
 from etl.schema import QUALITY_COLUMNS
 from etl.testing.synth import dominant_frequency
 
@@ -213,7 +213,7 @@ def test_shifted_and_clipped_recordings_are_suspect_and_clean_ones_are_not(plant
 
 
 def test_suspects_file_works_as_exclude_ids(planted, built):
-    from etl.run.planning import plan_rows, read_checked_table
+    from etl.testing.reference import plan_rows, read_checked_table
 
     cfg = load_config(
         planted["config"], [f"splits.exclude_ids=[{planted['out'] / 'suspect_recordings.txt'}]"]

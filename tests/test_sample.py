@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 from etl.cli import main
 from etl.config import DEFAULTS, load_config
 from etl.review.sample import clip_name, select
-from etl.run.planning import plan_rows, read_checked_table
+from etl.testing.reference import plan_rows, read_checked_table
 from etl.testing.synth import dominant_frequency
 
 from .conftest import EXPECTED_REJECTS, write_config

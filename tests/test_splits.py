@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from etl.curate import splits
-from etl.curate.splits import RESERVE, SplitPolicy, assign, promote_reserve, read_id_list
+from etl.curate.splits import RESERVE, SplitPolicy, promote_reserve, read_id_list
+from etl.testing.reference_splits import assign
 
 
 def _rows(n: int = 1000, recordings: int = 40, seed: int = 0, prefix: str = "s") -> pd.DataFrame:

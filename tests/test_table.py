@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from etl.config import ConfigError, load_config
+from etl.config import load_config
+from etl.errors import UserError
 from etl.ingest import table
 from etl.ingest.recordings import list_audio, resolve
 from etl.ingest.rows import check_rows, mark_duplicates
-from etl.run.planning import read_checked_table
+from etl.testing.reference import read_checked_table
 
 # The same 4-row table, written in every format. Row 0 has an id that looks like a number and row 1
 # a transcript that pandas would read as missing: both must survive as strings.
@@ -188,7 +189,7 @@ def test_format_is_detected_from_the_extension_or_forced(tmp_path):
     assert table.detect_format(str(tmp_path / "a.pq")) == "parquet"
     assert table.detect_format(str(tmp_path)) == "kaldi"  # a folder
     assert table.detect_format(str(tmp_path / "a.txt"), forced="tsv") == "tsv"
-    with pytest.raises(ConfigError, match="input.format"):
+    with pytest.raises(UserError, match="input.format"):
         table.detect_format(str(tmp_path / "a.txt"))
 
 
@@ -418,7 +419,7 @@ def test_a_jsonl_table_that_is_not_utf8_or_not_json_lines_is_one_error_naming_th
         (b"\n" + "začetak\n".encode("cp1250"), "line 2: not UTF-8 text"),
     ]:
         (tmp_path / "align.jsonl").write_bytes(body)
-        with pytest.raises(ConfigError) as e:
+        with pytest.raises(UserError) as e:
             read_checked_table(_config(tmp_path, "align.jsonl"))
         assert str(e.value).startswith(
             f"input.alignment {tmp_path / 'align.jsonl'}: cannot read it as jsonl: {reason}"
@@ -466,7 +467,7 @@ def test_csv_with_a_byte_order_mark_still_finds_the_id_column(tmp_path):
 )
 def test_a_missing_mapped_column_names_the_config_key(tmp_path, key, column):
     rel = _write_table(tmp_path, "csv", ROWS)
-    with pytest.raises(ConfigError, match=rf"input\.columns\.{key}\b") as e:
+    with pytest.raises(UserError, match=rf"input\.columns\.{key}\b") as e:
         read_checked_table(_config(tmp_path, rel, columns={key: column}))
     assert repr(column) in str(e.value)
 
@@ -480,13 +481,13 @@ def test_missing_default_id_column_is_not_an_error(tmp_path):
 
 def test_invalid_json_is_a_config_error(tmp_path):
     (tmp_path / "align.json").write_text("[{not json", encoding="utf-8")
-    with pytest.raises(ConfigError, match="not valid JSON"):
+    with pytest.raises(UserError, match="not valid JSON"):
         read_checked_table(_config(tmp_path, "align.json"))
 
 
 def test_json_object_whose_values_are_not_records_is_a_config_error(tmp_path):
     (tmp_path / "align.json").write_text(json.dumps({"u1": "just text"}), encoding="utf-8")
-    with pytest.raises(ConfigError, match="'u1'"):
+    with pytest.raises(UserError, match="'u1'"):
         read_checked_table(_config(tmp_path, "align.json"))
 
 
@@ -496,7 +497,7 @@ def test_json_object_whose_values_are_not_records_is_a_config_error(tmp_path):
 def test_kaldi_dir_without_segments_is_a_config_error(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "text").write_text("u1 hello\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="segments"):
+    with pytest.raises(UserError, match="segments"):
         read_checked_table(_config(tmp_path, "data"))
 
 

@@ -16,7 +16,8 @@ import os
 import fsspec
 import pandas as pd
 
-from ..config import ConfigError, is_url
+from ..config import is_url
+from ..errors import UserError
 from ..schema import EXTRA_TABLE_COLUMNS
 from . import formats
 from .text import without_surrogates
@@ -50,7 +51,7 @@ def detect_format(path: str, forced: str | None = None) -> str:
     ):  # a NeMo manifest or lhotse supervisions, by their first line
         return formats.sniff_json_lines(path) or _EXT[ext]
     if ext not in _EXT:
-        raise ConfigError(
+        raise UserError(
             f"input.alignment: cannot tell the format of {path} from its extension; "
             f"set input.format to one of {', '.join(FORMATS)}"
         )
@@ -63,7 +64,7 @@ def _folder_format(fs, p: str, path: str) -> str:
         return "kaldi"
     found = formats.folder_formats(fs, p)
     if len(found) > 1:
-        raise ConfigError(
+        raise UserError(
             f"input.alignment: {path} holds files of several formats ({', '.join(found)}); "
             f"set input.format to the one to read"
         )
@@ -110,7 +111,7 @@ def has_speaker(cfg: dict) -> bool:
 def check_speakers(cfg: dict) -> None:
     """``splits.by: speaker`` needs speakers: a mapped column, or a format that names them."""
     if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
-        raise ConfigError(
+        raise UserError(
             "config key 'splits.by' is speaker but the alignment has no speakers "
             "(input.columns.speaker names no column; a Kaldi dir needs utt2spk)"
         )
@@ -153,7 +154,7 @@ def read_raw(path: str, fmt: str, inp: dict | None = None):
         return _json_document(path)
     if fmt == "kaldi":
         return _kaldi_dir(path)
-    raise ConfigError(f"input.format: unknown format {fmt!r}")
+    raise UserError(f"input.format: unknown format {fmt!r}")
 
 
 def _json_document(path: str):
@@ -219,7 +220,7 @@ def _json_lines_columns(path: str, url: str) -> list:
     columns = [str(c) for c in sample.columns if c not in (BAD_LINE, BAD_LINE_ID)]
     if not columns and BAD_LINE in sample.columns:
         bad = sample[BAD_LINE].dropna().iloc[0]
-        raise ConfigError(
+        raise UserError(
             f"input.alignment {path}: cannot read it as jsonl: line {bad.line}: {bad.message}"
         )
     return columns
@@ -309,7 +310,7 @@ def _kaldi_dir(path: str):
 
     fs, folder = fsspec.core.url_to_fs(path)
     if not fs.exists(folder.rstrip("/") + "/segments"):
-        raise ConfigError(f"input.alignment: Kaldi dir {path} has no 'segments' file")
+        raise UserError(f"input.alignment: Kaldi dir {path} has no 'segments' file")
     return dd.from_delayed(
         [delayed(_read_kaldi)(path)], meta=_meta(KALDI_COLUMNS), verify_meta=False
     )
@@ -327,12 +328,12 @@ def _read_json_document(path: str) -> pd.DataFrame:
         try:
             doc = json.load(f)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"input.alignment {path} is not valid JSON: {e}") from None
+            raise UserError(f"input.alignment {path} is not valid JSON: {e}") from None
     if isinstance(doc, dict):
         # {id: {recording, start, end, text, ...}} -> records carrying their key as "__key__"
         bad = [k for k, v in doc.items() if not isinstance(v, dict)]
         if bad:
-            raise ConfigError(
+            raise UserError(
                 f"input.alignment {path}: a JSON object must map ids to records; "
                 f"key {bad[0]!r} does not"
             )
@@ -340,7 +341,7 @@ def _read_json_document(path: str) -> pd.DataFrame:
     elif isinstance(doc, list):
         records = doc
     else:
-        raise ConfigError(
+        raise UserError(
             f"input.alignment {path}: expected a JSON list of records or an object keyed by id"
         )
     df = pd.DataFrame.from_records(records)
@@ -366,7 +367,7 @@ def _read_kaldi(path: str) -> pd.DataFrame:
     fs, folder = fsspec.core.url_to_fs(path)
     segments = _kaldi_file(fs, folder, "segments")
     if segments is None:
-        raise ConfigError(f"input.alignment: Kaldi dir {path} has no 'segments' file")
+        raise UserError(f"input.alignment: Kaldi dir {path} has no 'segments' file")
     rows = []
     for line in segments:
         if line.strip():
@@ -479,13 +480,13 @@ def check_columns(present: list[str], columns: dict, fmt: str) -> None:
     for key in ("recording", "start", "end", "text", "hypothesis", "speaker"):
         name = columns.get(key)
         if name and name not in present_set:
-            raise ConfigError(
+            raise UserError(
                 f"input.columns.{key}: column {name!r} is not in the table "
                 f"(columns: {', '.join(c for c in present if c != '__key__')})"
             )
     id_col = columns.get("id")
     if id_col and id_col != "id" and id_col not in present_set and "__key__" not in present_set:
-        raise ConfigError(
+        raise UserError(
             f"input.columns.id: column {id_col!r} is not in the table "
             f"(columns: {', '.join(present)}); set it to null to generate ids"
         )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..config import ConfigError
+from ..errors import UserError
 from ..records import ColumnHistogram, PlotCounts
 from ..schema import REJECT_REASONS
 from . import storage
@@ -457,7 +457,7 @@ def write_report_html(out: str, report: dict | None = None, plots: PlotCounts | 
     if report is None:
         path = storage.join(root, "report.json")
         if not fs.exists(path):
-            raise ConfigError(f"{path} not found: is {out} a dataset folder that etl build wrote?")
+            raise UserError(f"{path} not found: is {out} a dataset folder that etl build wrote?")
         with fs.open(path, "rb") as f:
             report = json.loads(f.read().decode("utf-8"))
     if plots is None:

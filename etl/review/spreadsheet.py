@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ..config import ConfigError
 from ..curate.splits import id_list_line
+from ..errors import UserError
 from ..output import storage
 
 SHEET = "review"
@@ -110,12 +110,12 @@ def read_verdicts(path: str) -> list[tuple[str, str]]:
 
     fs, p = storage.fs_and_path(path)
     if not fs.exists(p):
-        raise ConfigError(f"review file not found: {path}")
+        raise UserError(f"review file not found: {path}")
     with fs.open(p, "rb") as f:  # read_only workbooks read lazily: keep the file open until done
         try:
             wb = load_workbook(f, read_only=True, data_only=True)
         except Exception as e:  # not an xlsx, or a damaged one
-            raise ConfigError(f"{path}: cannot read it as an .xlsx workbook: {e}") from None
+            raise UserError(f"{path}: cannot read it as an .xlsx workbook: {e}") from None
         try:
             return _verdict_rows(wb, path)
         finally:
@@ -128,7 +128,7 @@ def _verdict_rows(wb, path: str) -> list[tuple[str, str]]:
     header = [str(h).strip().lower() if h is not None else "" for h in next(rows, ())]
     missing = [c for c in ("id", "verdict") if c not in header]
     if missing:
-        raise ConfigError(
+        raise UserError(
             f"{path}: sheet '{ws.title}' has no {' and no '.join(repr(c) for c in missing)} "
             f"column in its first row"
         )
@@ -140,7 +140,7 @@ def _verdict_rows(wb, path: str) -> list[tuple[str, str]]:
         v = "" if v is None else str(v).strip().lower()
         if rid is None or str(rid).strip() == "":
             if v:
-                raise ConfigError(f"{path}: row {n} has verdict {v!r} but no id")
+                raise UserError(f"{path}: row {n} has verdict {v!r} but no id")
             continue
         out.append((_id_text(rid), v))
     return out

@@ -20,7 +20,7 @@ import html
 import re
 from dataclasses import dataclass, field
 
-from ...config import ConfigError
+from ...errors import UserError
 from ..segmentation import Unit
 from .common import File, Malformed, error_row, groups, list_files, read_text, segment_rows
 
@@ -133,7 +133,7 @@ def choose(files: list[File], language: str | None, hyp_language: str | None) ->
         if language is not None:
             main = langs.get(language)
         elif len(langs) > 1:
-            raise ConfigError(
+            raise UserError(
                 f"input.subtitles.language: {rec!r} has subtitles in several languages "
                 f"({', '.join(sorted(str(k) for k in langs))}); set it to the one to use"
             )

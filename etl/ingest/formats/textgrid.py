@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from ...config import ConfigError
+from ...errors import UserError
 from ..segmentation import Unit
 from .common import (
     File,
@@ -151,7 +151,7 @@ def read_part(files: list[File], inp: dict, first_of: str | None = None) -> list
         and len(no_tier) == len(files)
         and not _tier_after(first_of, files[-1], inp)
     ):
-        raise ConfigError(f"input.textgrid.tier: {no_tier[0][0]}: {no_tier[0][1]}")
+        raise UserError(f"input.textgrid.tier: {no_tier[0][0]}: {no_tier[0][1]}")
     return rows
 
 

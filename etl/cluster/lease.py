@@ -26,7 +26,7 @@ import uuid
 
 import psutil
 
-from ..config import ConfigError
+from ..errors import UserError
 from ..output import storage
 
 LEASE = ".lease.json"
@@ -35,7 +35,7 @@ STALE_AFTER_S = 300.0  # a heartbeat this old: the build (on another host) is go
 SETTLE_S = 2.0  # object stores: how long a write is given before it is read back
 
 
-class LeaseHeld(ConfigError):
+class LeaseHeld(UserError):
     """Another build is running into the same output folder (one line, exit code 2)."""
 
 

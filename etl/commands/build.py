@@ -8,31 +8,26 @@ cluster that writes its own files, and ``finalize`` names them and writes the re
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import sys
-import threading
 import time
 import uuid
 
 import pandas as pd
 
 from ..audio.decoders import decoder_identity
-from ..config import ConfigError
-from ..curate.splits import RESERVE, SPLITS, promote_reserve
-from ..curate.suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
-from ..curate.vocab import build_vocab, missing_from_counts
+from ..cluster.lease import Lease
+from ..cluster.session import close_client, open_client
+from ..cluster.stall import raise_if_stalled
+from ..curate.splits import RESERVE, promote_reserve
+from ..errors import UserError
 from ..ingest.table import check_speakers, has_speaker
-from ..ingest.text import invisible_characters
-from ..output import card, report_html, resume, storage
-from ..records import PlotCounts, Report
-from ..schema import REJECT_REASONS
-from . import plan_store
-from .cluster import close_client, open_client
-from .cluster_plan import plan_table
-from .lease import Lease
-from .planning import previous_dev_ids
-from .shards import ShardTask, files_of, pack_files, resplit_reserve, run_shard_filed
-from .stall import raise_if_stalled
+from ..output import resume, storage
+from ..output.previous import previous_dev_ids
+from ..planning import store as plan_store
+from ..planning.client import plan_table
+from ..shards.pack import files_of, pack_files
+from ..shards.task import ShardTask, resplit_reserve, run_shard_filed
+from .finalize import finalize, finish, plot_counts, warm_report_imports
 
 
 def _say(msg: str) -> None:
@@ -166,7 +161,7 @@ def check_decoders(client, cfg: dict) -> str:
         if v != mine
     }
     if differ:
-        raise ConfigError(
+        raise UserError(
             f"audio.decoder {a['decoder']} is not the same on every node: client {mine}; "
             + "; ".join(f"{w} {v}" for w, v in differ.items())
             + " (install the same versions everywhere, or set audio.ffmpeg to one binary)"
@@ -218,288 +213,6 @@ def _settle_reserve(
     return results + [extra], promoted
 
 
-def finalize(
-    client,
-    cfg: dict,
-    planned,
-    results: list[dict],
-    promoted: set,
-    with_source_id: bool,
-    timings: dict,
-    t0: float,
-    fp: str,
-) -> Report:
-    """Name the shard files, write rejects.parquet, report.json and the dataset card.
-    Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
-    journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
-    splits, results, promoted = journal["splits"], journal["results"], set(journal["promoted"])
-    _move_into_place(fs, root, journal["moves"])
-    if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
-        from ..output.arrow_export import export
-
-        export(client, cfg["output"]["path"], {s: len(v["files"]) for s, v in splits.items()})
-    late = _late_files(cfg, results)
-    reasons, stats = _reduce_rows(client, cfg, late, promoted)
-    vocab = build_vocab(stats["chars"].get("train", {}))
-    if "train" in stats["chars"]:
-        storage.write_bytes(
-            fs,
-            storage.join(root, "vocab.json"),
-            json.dumps(vocab, ensure_ascii=False, indent=1).encode(),
-        )
-    report = _report(cfg, planned, splits, results, reasons, stats, vocab, fp)
-    report.update(_suspect_recordings(client, cfg, late, results))
-    report["timings"] = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
-    if (
-        report["rows_in"] != report["rows_out"] + report["rows_rejected"]
-    ):  # the contract; never expected to fire
-        raise RuntimeError(
-            f"row accounting broken: {report['rows_in']} in, {report['rows_out']} kept, "
-            f"{report['rows_rejected']} rejected"
-        )
-    storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
-    storage.write_bytes(
-        fs,
-        storage.join(root, "README.md"),
-        card.dataset_card(
-            report,
-            cfg["audio"]["sampling_rate"],
-            with_source_id,
-            has_speaker(cfg),
-            planned.counts.has_words,
-        ).encode(),
-    )
-    return report
-
-
-def _start_journal(fs, root: str, results: list[dict], promoted: set) -> dict:
-    """The splits' files in shard order (deterministic names) and their final names, journaled before
-    anything moves; then the previous dataset is removed (every shard of this one is done)."""
-    parts_dir = storage.join(root, storage.PARTS_DIR)
-    data_dir = storage.join(root, storage.DATA_DIR)
-    splits: dict[str, dict] = {}
-    for res in results:
-        for split, p in sorted(res["parts"].items()):
-            sp = splits.setdefault(
-                split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0, "digests": []}
-            )
-            sp["files"].append(p["file"])
-            sp["rows"] += p["rows"]
-            sp["seconds"] += p["seconds"]
-            sp["bytes"] += p["bytes"]
-            sp["digests"].append(p["digest"])
-    order = [s for s in SPLITS if s in splits] + sorted(set(splits) - set(SPLITS))
-    moves = [
-        (
-            storage.join(parts_dir, name),
-            storage.join(data_dir, storage.final_name(split, i, len(f))),
-        )
-        for split in order
-        for f in [splits[split]["files"]]
-        for i, name in enumerate(f)
-    ]
-    journal = {
-        "splits": {s: splits[s] for s in order},
-        "moves": moves,
-        "results": results,
-        "promoted": sorted(promoted),
-    }
-    resume.write_journal(fs, root, journal)
-    storage.clear_previous_output(fs, root, keep_parts=True)
-    return journal
-
-
-def _move_into_place(fs, root: str, moves: list) -> None:
-    fs.makedirs(storage.join(root, storage.DATA_DIR), exist_ok=True)
-    for src, dst in moves:
-        if fs.exists(src):  # else moved by the run that was killed
-            fs.mv(src, dst)
-
-
-def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dict, dict]:
-    """rejects.parquet (rows per reason) and the final splits' character counts and speakers:
-    streamed on a worker from the placed rows, so no row reaches the client."""
-    out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
-    late_f, promoted_f = client.scatter([late, promoted], broadcast=True, hash=False)
-    reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, with_speaker, pure=False)
-    chunks = _chunks(client, plan_store.shard_dirs(out))
-    stats = client.map(
-        plan_store.text_stats,
-        [out] * len(chunks),
-        chunks,
-        late_files=late_f,
-        promoted=promoted_f,
-        reserve=RESERVE,
-        with_speaker=with_speaker,
-        pure=False,
-    )
-    return reasons.result(), plan_store.combine_text_stats(client.gather(stats))
-
-
-def _chunks(client, items: list) -> list[list]:
-    """``items`` dealt round-robin into 4 tasks per worker (none empty)."""
-    n = max(1, len(client.scheduler_info()["workers"]) * 4)
-    return [items[i::n] for i in range(n) if items[i::n]]
-
-
-def plot_counts(client, cfg: dict) -> PlotCounts:
-    """report.html's histograms, counted on the workers from the final files and rejects.parquet, one
-    record batch at a time: the client adds up counts, never rows."""
-    out = cfg["output"]["path"]
-    fs, root = storage.fs_and_path(out)
-    chunks = _chunks(client, report_html.plot_pieces(fs, root))
-    longest = [
-        m
-        for m in client.gather(
-            client.map(report_html.kept_max_duration, [out] * len(chunks), chunks, pure=False)
-        )
-        if m is not None
-    ]
-    ranges = report_html.plot_ranges(cfg["filters"], max(longest) if longest else None)
-    parts = client.gather(
-        client.map(report_html.count_pieces, [out] * len(chunks), chunks, ranges=ranges, pure=False)
-    )
-    return report_html.combine_plot_counts(parts, ranges)
-
-
-def _report(
-    cfg: dict,
-    planned,
-    splits: dict,
-    results: list[dict],
-    reasons: dict,
-    stats: dict,
-    vocab: dict,
-    fp: str,
-) -> Report:
-    """report.json's content (see ``records.Report``) from the counts the stages returned."""
-    order = list(splits)
-    split_report = {
-        s: {
-            "rows": splits[s]["rows"],
-            "hours": splits[s]["seconds"] / 3600,
-            "files": len(splits[s]["files"]),
-            "bytes": splits[s]["bytes"],
-        }
-        for s in order
-    }
-    if has_speaker(cfg):  # distinct speakers per split
-        for s in order:
-            split_report[s]["speakers"] = len(stats["speakers"].get(s, ()))
-    return {
-        "rows_in": int(planned.rows_in),
-        "rows_out": sum(v["rows"] for v in split_report.values()),
-        "rows_rejected": int(sum(reasons.values())),
-        "splits": split_report,
-        "rejects": {r: int(reasons.get(r, 0)) for r in REJECT_REASONS},
-        "hours_out": sum(v["hours"] for v in split_report.values()),
-        "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
-        "shards": len(results),
-        "ids_from_template": planned.ids_from_template,  # a table id missing: the id template's
-        "invisible_characters": {
-            s: _invisible(stats["chars"].get(s, {})) for s in order
-        },  # expected {}
-        "selection": planned.selection,  # what test_ids / exclude_ids / the previous dev matched
-        "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
-        "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
-        "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
-        "vocab": {
-            "size": len(vocab),
-            "missing_characters": {
-                s: missing_from_counts(stats["chars"].get(s, {}), vocab)
-                for s in order
-                if s != "train"
-            },
-        },
-        "audio": {
-            "sampling_rate": cfg["audio"]["sampling_rate"],
-            "channels": cfg["audio"]["channels"],
-            "format": cfg["output"]["audio_format"],
-            "decoder": cfg["audio"]["decoder"],
-            "decoder_identity": decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"]),
-        },
-        "config": cfg,  # the resolved config, for reproducing the build
-    }
-
-
-def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict]) -> dict:
-    """Per-recording statistics and suspects (etl/curate/suspects.py) for report.json; writes suspect_recordings.txt.
-    The statistics are computed by the workers, one bucket of recordings each; the client ranks them."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
-    measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
-    buckets = plan_store.recording_buckets(cfg["output"]["path"])
-    parts = client.gather(
-        client.map(
-            plan_store.recording_stats_of_bucket,
-            [cfg["output"]["path"]] * len(buckets),
-            buckets,
-            late_files=client.scatter([late], broadcast=True, hash=False)[0],
-            measured=client.scatter([measured], broadcast=True, hash=False)[0],
-            pure=False,
-        )
-    )
-    stats = find_suspects(
-        pd.concat(parts).sort_index() if parts else plan_store.empty_recording_stats()
-    )
-    storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
-    return {
-        "recordings": report_section(stats),
-        "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict(),
-    }
-
-
-def _late_files(cfg: dict, results: list[dict]) -> list[str]:
-    """The files of the rejects found while decoding; a record of a run killed before its rejects
-    were filed (a list) is filed now."""
-    files = []
-    for res in results:
-        late = res.get("rejects") or []
-        if isinstance(late, list):
-            late = {
-                "file": plan_store.write_late_rejects(
-                    cfg["output"]["path"], res["shard"], late, has_speaker(cfg)
-                )
-            }
-        if late.get("file"):
-            files.append(late["file"])
-    return files
-
-
-def _invisible(counts: dict) -> dict:
-    """``text.invisible_characters`` from a split's character counts."""
-    from ..ingest.text import is_invisible
-
-    return invisible_characters([c * n for c, n in counts.items() if is_invisible(c)])
-
-
-def _finish(cfg: dict, report: dict, plots: PlotCounts) -> None:
-    """report.html, then the end of the build's own state (runs while the cluster closes)."""
-    report_html.write_report_html(
-        cfg["output"]["path"], report, plots
-    )  # matplotlib: imported only here
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
-    parts_dir = storage.join(root, storage.PARTS_DIR)
-    if fs.exists(
-        parts_dir
-    ):  # last: until here a rerun completes this build instead of starting over
-        fs.rm(parts_dir, recursive=True)
-
-
-def _warm_report_imports() -> None:
-    threading.Thread(target=_import_report_modules, daemon=True).start()
-
-
-def _import_report_modules() -> None:
-    try:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-
-        from ..output import report_html  # noqa: F401
-    except Exception:  # the real import in finalize reports any problem
-        pass
-
-
 def _open_and_announce(cfg_cluster: dict):
     client = open_client(cfg_cluster)
     _say(
@@ -532,7 +245,7 @@ def _unfinished(fs, root: str, cfg: dict, fp: str, force: bool) -> dict | None:
     """The manifest of an unfinished build to resume; refuses one of another fingerprint."""
     manifest = resume.read_manifest(fs, root)
     if manifest is not None and manifest.get("fingerprint") != fp and not force:
-        raise ConfigError(
+        raise UserError(
             f"output.path {cfg['output']['path']} holds an unfinished build of another config or "
             f"table; rerun with that config to resume it, or add --force to discard it"
         )
@@ -594,7 +307,7 @@ def _cut_shards(client, cfg: dict, tasks: list[ShardTask], what: str) -> tuple[l
         + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else "")
     )
     # matplotlib for report.html: imported on the core the last shards leave idle
-    new = run_tasks(client, todo, on_tail=_warm_report_imports) if todo else []
+    new = run_tasks(client, todo, on_tail=warm_report_imports) if todo else []
     results = sorted(
         [done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"]
     )
@@ -647,7 +360,7 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
             t0,
             fp,
         )
-        finishing = finisher.submit(_finish, cfg, report, plot_counts(client, cfg))
+        finishing = finisher.submit(finish, cfg, report, plot_counts(client, cfg))
     except Exception:
         if client is not None:
             raise_if_stalled(

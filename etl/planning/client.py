@@ -29,22 +29,26 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError
 from ..curate.splits import (
     SplitPolicy,
     dev_target,
-    listed,
     read_id_list,
-    seeded_hash,
-    split_units,
     unit_roles,
 )
+from ..errors import UserError
 from ..ingest import formats, table
-from ..ingest import rows as rowchecks
-from ..ingest.recordings import list_audio, listing_summary, resolve
+from ..ingest.recordings import list_audio, listing_summary
 from ..ingest.table import has_speaker
-
-BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row table holds ~760 units
+from .worker import (
+    check_part,
+    label_part,
+    merge_hashes,
+    pool_histogram,
+    pool_part,
+    prepare_part,
+    rows_with_hashes,
+    unit_partials,
+)
 
 
 @dataclass
@@ -64,246 +68,6 @@ class PlannedTable:
     ids_from_template: int = (
         0  # rows of a table with ids whose own id was missing (null, NaN, empty)
     )
-
-
-# ---- worker side: one partition each (pure pandas) ----
-
-
-def _check_part(
-    pdf: pd.DataFrame, columns: dict, inp: dict, text: dict, filters: dict, reader_extras: bool
-) -> tuple:
-    """One partition checked; returns (frame, rows, its id hashes for the duplicates)."""
-    texts = {columns.get(k) for k in ("id", "recording", "text", "hypothesis", "speaker")} | {
-        "__key__"
-    }
-    # the cells canonical() reads one by one: iterating Arrow-backed strings costs several times more
-    pdf = pdf.astype(
-        {c: object for c in pdf.columns if c in texts and isinstance(pdf[c].dtype, pd.StringDtype)}
-    )
-    canon = table.canonical(pdf, columns, inp["id_template"], reader_extras=reader_extras)
-    checked = rowchecks.check_rows(
-        canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None
-    )
-    return checked, len(checked), _id_hashes(checked)
-
-
-def _number(pdf: pd.DataFrame, offset: int) -> pd.DataFrame:
-    pdf = pdf.reset_index(drop=True)
-    pdf.insert(0, "row", np.arange(offset, offset + len(pdf), dtype=np.int64))
-    return pdf
-
-
-def _id_hash_values(pdf: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(pdf["id"].astype(str), index=False).to_numpy()
-
-
-def _id_hashes(pdf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(unique id hashes, hashes seen twice) of a partition."""
-    u, n = np.unique(_id_hash_values(pdf), return_counts=True)
-    return u, u[n > 1]
-
-
-def _merge_hashes(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    both = np.concatenate([a[0], b[0]])
-    u, n = np.unique(both, return_counts=True)
-    return u, np.union1d(np.union1d(a[1], b[1]), u[n > 1])
-
-
-def _rows_with_hashes(pdf: pd.DataFrame, hashes: np.ndarray) -> pd.DataFrame:
-    """id and position in the partition of the rows whose id hash is one of ``hashes``."""
-    at = np.nonzero(np.isin(_id_hash_values(pdf), hashes))[0]
-    return pd.DataFrame({"id": pdf["id"].to_numpy(object)[at], "at": at})
-
-
-def _mark_duplicates(pdf: pd.DataFrame, first_row: dict) -> pd.DataFrame:
-    if first_row:
-        first = pdf["id"].map(first_row).fillna(-1).astype(np.int64)
-        dup = first.ge(0) & first.ne(pdf["row"])
-        rowchecks.reject(
-            pdf, dup, "duplicate_id", lambda d: "first at row " + first[d.index].astype(str)
-        )
-    return pdf
-
-
-def _prepare_part(
-    pdf: pd.DataFrame, offset: int, first_row: dict, join: dict, units: dict
-) -> tuple:
-    """Numbered, duplicates marked, joined with the audio files, units hashed: one task per partition.
-    Returns (frame, join summary, units with a listed test row)."""
-    pdf = _mark_duplicates(_number(pdf, offset), first_row)
-    pdf, summary = _resolve_part(pdf, **join)
-    pdf, tests = _units_part(pdf, **units)
-    return pdf, summary, tests
-
-
-def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: list) -> tuple:
-    """The file join and the exclusion lists of one partition; returns (frame, small summary)."""
-    refs = pdf["recording"].where(pdf["reason"].ne("invalid_recording_id"), None)
-    found, refs_found = _resolve_distinct(refs, listing, wav_scp)
-    pdf["url"] = found["url"]
-    pdf["recording_key"] = found["key"]
-    if wav_scp is not None:
-        pipes = {r for r, p in wav_scp.items() if p is None}
-        rowchecks.reject(
-            pdf,
-            pdf["recording"].isin(pipes),
-            "missing_audio",
-            "wav.scp entry is a command pipe; etl never runs commands",
-        )
-    ambiguous = found["candidates"].notna()
-    rowchecks.mark_missing_audio(pdf, found["url"].mask(ambiguous, ""), where)
-    rowchecks.mark_ambiguous(pdf, found["candidates"])
-    hits = []
-    for path, ids, by in excludes:
-        hit = listed(pdf, ids, by)
-        rowchecks.reject(pdf, hit, "excluded", f"listed in {path}")
-        hits.append(int(hit.sum()))
-    return pdf, {"refs": refs_found, "excluded": hits}
-
-
-def _resolve_distinct(refs: pd.Series, listing, wav_scp) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``resolve`` once per distinct reference: (its frame for every row, and per reference with ``ref``,
-    in order of first appearance). A table names each recording many times."""
-    codes, distinct = pd.factorize(
-        refs
-    )  # a missing reference: -1, which picks the None appended below
-    distinct = pd.Series(np.asarray(distinct, dtype=object), dtype=object)
-    found = resolve(distinct, listing, wav_scp)
-    per_row = {}
-    for col in found.columns:
-        values = np.empty(len(found) + 1, dtype=object)
-        values[:-1] = found[col].to_numpy(object)
-        per_row[col] = pd.Series(values[codes], index=refs.index, dtype=object)
-    return pd.DataFrame(per_row), pd.concat([distinct.rename("ref"), found], axis=1)
-
-
-def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: bool) -> tuple:
-    """Eligible rows get their unit and its hash; returns (frame, units with a listed test row)."""
-    eligible = pdf["reason"].isna() | (low_split & pdf["reason"].eq("low_similarity").fillna(False))
-    cols = ["id", "recording", "duration", "reason"] + [
-        c for c in ("recording_key", "speaker") if c in pdf
-    ]
-    unit = split_units(pdf.loc[eligible, cols], by)
-    pdf["unit"] = pd.Series(None, index=pdf.index, dtype=object)
-    pdf.loc[eligible, "unit"] = unit.astype(object)
-    pdf["_hash"] = np.zeros(len(pdf), dtype=np.uint64)
-    pdf.loc[eligible, "_hash"] = seeded_hash(unit, seed)
-    pdf["_eligible"] = eligible
-    test = eligible & pdf["reason"].isna() & listed(pdf, test_keys, by)
-    pdf["_test"] = test
-    return pdf, set(pdf.loc[test, "unit"]) if by != "segment" else set()
-
-
-def _pool_part(
-    pdf: pd.DataFrame, by: str, test_units: set, low_split: bool, previous_dev, policy
-) -> tuple:
-    """Test and low_similarity rows; the pool of the others. Returns (frame, prev units, fixed bytes,
-    ``_histogram`` of the pool: None with a previous dev, whose units it must leave out once known)."""
-    ok = pdf["_eligible"] & pdf["reason"].isna()
-    test = pdf["_test"] if by == "segment" else ok & pdf["unit"].isin(test_units)
-    pdf["split"] = pd.Series(None, index=pdf.index, dtype=object)
-    pdf.loc[test, "split"] = "test"
-    low = pdf["_eligible"] & pdf["reason"].eq("low_similarity").fillna(False).astype(bool) & ~test
-    if low_split:
-        pdf.loc[low, "split"] = "low_similarity"
-    pdf["_pool"] = ok & ~test
-    fixed = pdf["split"].notna()
-    fixed_bytes = float(policy.estimated_bytes(pdf.loc[fixed, "duration"]).sum())
-    prev = set(pdf.loc[pdf["_pool"] & pdf["id"].isin(previous_dev), "unit"])
-    return pdf, prev, fixed_bytes, None if previous_dev else _histogram(pdf, set())
-
-
-def _unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.DataFrame:
-    """Per-unit rows, seconds and estimated bytes of the pool rows of the given hash buckets (all
-    with ``buckets`` None), prev units always included: flag ``prev``."""
-    pool = pdf[pdf["_pool"]]
-    prev = pool["unit"].isin(prev_units)
-    take = (
-        prev
-        if buckets is None
-        else prev
-        | np.isin(
-            pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS),
-            np.asarray(buckets, dtype=np.uint64),
-        )
-    )
-    if buckets is None:
-        take = pd.Series(True, index=pool.index)
-    p = pool[take]
-    agg = pd.DataFrame(
-        {
-            "unit": p["unit"],
-            "hash": p["_hash"],
-            "rows": 1,
-            "seconds": p["duration"],
-            "bytes": policy.estimated_bytes(p["duration"]),
-            "prev": prev[take],
-        }
-    )
-    return (
-        agg.groupby("unit", sort=False, dropna=False)
-        .agg(
-            hash=("hash", "first"),
-            rows=("rows", "sum"),
-            seconds=("seconds", "sum"),
-            bytes=("bytes", "sum"),
-            prev=("prev", "first"),
-        )
-        .reset_index()
-    )
-
-
-def _histogram(pdf: pd.DataFrame, prev_units: set) -> np.ndarray:
-    """Rows, seconds and distinct-unit count per hash bucket of the pool, prev units left out."""
-    pool = pdf[pdf["_pool"] & ~pdf["unit"].isin(prev_units)]
-    b = (pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
-    n = 1 << BUCKET_BITS
-    return np.stack(
-        [
-            np.bincount(b, minlength=n).astype(float),
-            np.bincount(b, weights=pool["duration"].to_numpy(float), minlength=n),
-        ]
-    )
-
-
-def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
-    """Pool rows whose unit comes at or after ``cut`` = (prev flag, hash, unit) in the order."""
-    if cut is None:
-        return pd.Series(False, index=pdf.index)
-    flag = (~pdf["unit"].isin(prev_units)).astype(int).to_numpy()
-    h = pdf["_hash"].to_numpy()
-    cf, ch, cu = cut
-    same = (flag == cf) & (
-        h == np.uint64(ch)
-    )  # the cut's own hash: rare, so units compared as text only here
-    tie = np.zeros(len(pdf), dtype=bool)
-    if same.any():
-        tie[same] = [str(x) >= cu for x in pdf["unit"].to_numpy()[same]]
-    after = (flag > cf) | ((flag == cf) & (h > np.uint64(ch))) | tie
-    return pd.Series(after, index=pdf.index) & pdf["_pool"]
-
-
-def _label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, count: dict) -> tuple:
-    """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned.
-    Returns (frame, ``_summary_part`` of it with ``count``'s arguments)."""
-    pool = pdf["_pool"]
-    at = pd.Index(list(head), dtype=object).get_indexer(
-        pdf["unit"]
-    )  # -1 (not in head) picks the last entry
-    role = pd.Series(
-        np.array([r for r, _ in head.values()] + [None], dtype=object)[at], index=pdf.index
-    )
-    pdf.loc[pool, "split"] = role[pool].fillna("train")
-    pdf["order"] = np.array([o for _, o in head.values()] + [-1], dtype=np.int64)[at]
-    over = pd.Series(None, index=pdf.index, dtype=object)
-    for cut, message in reversed(cuts):  # the first budget's message wins where both apply
-        over = over.mask(_after(pdf, prev_units, cut), message)
-    pdf.loc[over.notna(), "split"] = None
-    kept_low = pdf["split"].eq("low_similarity").fillna(False)
-    pdf.loc[kept_low, ["reason", "detail"]] = None
-    rowchecks.reject(pdf, over.notna(), "over_budget", over)
-    pdf = pdf.drop(columns=["_hash", "_eligible", "_test", "_pool"])
-    return pdf, _summary_part(pdf, **count)
 
 
 # ---- client side ----
@@ -326,7 +90,7 @@ def read_checked(client, cfg: dict) -> tuple[list, list, bool, np.ndarray]:
         table.check_columns(present, columns, fmt)
         has_id = table.has_own_ids(fmt, present, columns)
         checked = client.map(
-            _check_part,
+            check_part,
             client.compute(ddf.to_delayed()),
             columns=columns,
             inp=inp,
@@ -335,7 +99,7 @@ def read_checked(client, cfg: dict) -> tuple[list, list, bool, np.ndarray]:
             reader_extras=fmt in formats.FORMATS,
         )
         parts, lengths = _pairs(client, checked)
-        root = _tree(client, _merge_hashes, client.map(operator.itemgetter(2), checked))
+        root = _tree(client, merge_hashes, client.map(operator.itemgetter(2), checked))
         try:
             *lengths, dup = client.gather(lengths + [client.submit(operator.itemgetter(1), root)])
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
@@ -347,14 +111,14 @@ def _offsets(lengths: list) -> list:
     return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
 
 
-def unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
+def unreadable_table(path: str, fmt: str, e: Exception) -> UserError:
     text = str(e).replace("Original Message:", "").strip()
     lines = [
         ln.strip()
         for ln in text.splitlines()
         if ln.strip() and "error occurred while calling" not in ln
     ]
-    return ConfigError(
+    return UserError(
         f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}"
     )
 
@@ -381,7 +145,7 @@ def first_rows(client, parts: list, offsets: list, dup: np.ndarray) -> dict:
     rows whose id hash repeats come to the client."""
     if not len(dup):
         return {}
-    got = client.gather(client.map(_rows_with_hashes, parts, hashes=_shared(client, dup)))
+    got = client.gather(client.map(rows_with_hashes, parts, hashes=_shared(client, dup)))
     rows = pd.concat([g.assign(row=g["at"] + off) for g, off in zip(got, offsets)])
     rows = rows[rows["id"].duplicated(keep=False)].sort_values("row")
     return rows.drop_duplicates("id").set_index("id")["row"].astype(int).to_dict()
@@ -423,7 +187,7 @@ def join_audio(
         "low_split": s["low_similarity"] == "split",
     }
     triples = client.map(
-        _prepare_part,
+        prepare_part,
         parts,
         offsets,
         first_row=_shared(client, first_row),
@@ -450,7 +214,7 @@ def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.Da
     """The units of the given buckets (and the prev units), whole, in order."""
     got = client.gather(
         client.map(
-            _unit_partials,
+            unit_partials,
             parts,
             prev_units=_shared(client, prev_units),
             buckets=list(buckets),
@@ -514,7 +278,7 @@ def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy)
     """Test, low_similarity and the pool: (parts, prev units, fixed bytes, the pool's hash histogram)."""
     s = cfg["splits"]
     quads = client.map(
-        _pool_part,
+        pool_part,
         parts,
         by=s["by"],
         test_units=_shared(client, test_units),
@@ -538,7 +302,7 @@ def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy)
             _tree(
                 client,
                 operator.add,
-                client.map(_histogram, parts, prev_units=_shared(client, prev)),
+                client.map(pool_histogram, parts, prev_units=_shared(client, prev)),
             )
         ]
         got.append(hist[0].result())
@@ -547,7 +311,7 @@ def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy)
 
 def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: dict) -> tuple:
     """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them;
-    returns (placed parts, dev and reserve units, ``_summary_part`` of each part with ``count``)."""
+    returns (placed parts, dev and reserve units, ``summary_part`` of each part with ``count``)."""
     policy = SplitPolicy.from_config(cfg)
     parts, prev, fixed, hist = _pool(client, parts, cfg, test_units, previous_dev, policy)
     column, target = dev_target(policy)
@@ -598,7 +362,7 @@ def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: 
     parts, sums = _pairs(
         client,
         client.map(
-            _label_part,
+            label_part,
             parts,
             head=_shared(client, roles),
             prev_units=_shared(client, prev),
@@ -666,50 +430,6 @@ def _step(bar, note: str = "") -> None:
     bar.update(1)
     if bar.n < len(STEPS):
         bar.set_postfix_str(STEPS[bar.n] + (f" ({note})" if note else ""))
-
-
-def _summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_speaker: bool) -> dict:
-    """Counts of one placed partition (reserve counted as itself) and its per-recording aggregates."""
-    split = pdf["split"]
-    kept = split.notna()
-    k = pdf.loc[kept, ["split", "duration", "recording", "end", "url", "id"]]  # not every column
-    out = {
-        "splits": {
-            s: (int(n), float(d))
-            for s, (n, d) in k.groupby("split")["duration"].agg(["count", "sum"]).iterrows()
-        },
-        "reasons": {r: int(n) for r, n in pdf["reason"].value_counts().items()},
-        "recordings": k.groupby("recording", sort=False)
-        .agg(seconds=("end", "max"), url=("url", "first"), rows=("id", "size"))
-        .reset_index(),
-        "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
-        "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum())
-        if previous_dev
-        else 0,
-        "without_speaker": int((kept & pdf["speaker"].isna()).sum()) if "speaker" in pdf else 0,
-        "has_words": "words" in pdf
-        and bool(pdf["words"].notna().any()),  # readers give the column to every partition
-        "ids_from_template": _blank_count(
-            pdf.loc[pdf["reason"].ne("unreadable_alignment"), "source_id"]
-        )
-        if "source_id" in pdf
-        else 0,
-    }  # a malformed line's row has an id naming its file and line
-    if with_speaker:
-        out["speakers"] = {
-            s: set(g.dropna()) for s, g in pdf.loc[kept, "speaker"].groupby(split[kept])
-        }
-    return out
-
-
-def _blank_count(source_id: pd.Series) -> int:
-    """Rows whose own id was missing: null or blank (``canonical`` gives text or None)."""
-    given = source_id[source_id.notna()]
-    return int(
-        len(source_id)
-        - len(given)
-        + (given.astype(str).str.strip().eq("").sum() if len(given) else 0)
-    )
 
 
 @dataclass

@@ -7,18 +7,15 @@ listing, splits) run on the complete frame.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from ..config import ConfigError
-from ..curate.splits import SplitPolicy, assign, listed, read_id_list
+from ..curate.splits import SplitPolicy, listed, read_id_list
+from ..errors import UserError
 from ..ingest import formats, table
 from ..ingest import rows as rowchecks
 from ..ingest.recordings import list_audio, listing_summary, resolve
-from ..output import resume, storage
+from .reference_splits import assign
 
 
 def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
@@ -72,14 +69,14 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
     return df, has_id
 
 
-def _unreadable_table(path: str, fmt: str, e: Exception) -> ConfigError:
+def _unreadable_table(path: str, fmt: str, e: Exception) -> UserError:
     text = str(e).replace("Original Message:", "").strip()
     lines = [
         ln.strip()
         for ln in text.splitlines()
         if ln.strip() and "error occurred while calling" not in ln
     ]
-    return ConfigError(
+    return UserError(
         f"input.alignment {path}: cannot read it as {fmt}: {lines[0] if lines else type(e).__name__}"
     )
 
@@ -172,30 +169,3 @@ def _read_text(path: str) -> str:
 
     with fsspec.open(path, "rt", encoding="utf-8-sig") as f:
         return f.read()
-
-
-def previous_dev_ids(cfg: dict) -> set:
-    """Ids in dev of the dataset now in output.path, if it was split the same way (else empty).
-    While a build there is unfinished, the ones it started from (what its resume will use)."""
-    if not cfg["splits"]["keep_previous_dev"]:
-        return set()
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
-    unfinished = resume.read_manifest(fs, root)
-    if unfinished is not None:
-        return set(unfinished.get("previous_dev", []))
-    try:
-        with fs.open(storage.join(root, "report.json"), "rb") as f:
-            old = json.load(f)["config"]["splits"]
-        if (
-            old.get("seed") != cfg["splits"]["seed"]
-            or old.get("by", "segment") != cfg["splits"]["by"]
-        ):
-            return set()
-        files = fs.glob(storage.join(root, storage.DATA_DIR, "dev-*.parquet"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return set()
-    ids: set = set()
-    for name in files:
-        with fs.open(name, "rb") as f:
-            ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
-    return ids

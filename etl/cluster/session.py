@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 
-from ..config import ConfigError, UserError
+from ..errors import UserError
 
 
 def local_worker_count(cfg_cluster: dict, n_tasks: int | None = None) -> int:
@@ -29,13 +29,13 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
     if cfg_cluster.get("scheduler_file"):
         path = cfg_cluster["scheduler_file"]
         if not os.path.isfile(path):  # Client would wait for it to appear until its timeout
-            raise ConfigError(f"cluster.scheduler_file not found: {path}")
+            raise UserError(f"cluster.scheduler_file not found: {path}")
         return _watched(_connect("cluster.scheduler_file", path, scheduler_file=path), cfg_cluster)
     if cfg_cluster.get("kind") == "slurm":
         cluster = slurm_cluster(cfg_cluster)
         if shutil.which(cluster.job_cls.submit_command) is None:
             cluster.close()
-            raise ConfigError(
+            raise UserError(
                 f"cluster.kind: slurm needs '{cluster.job_cls.submit_command}' on PATH: "
                 "run etl on a SLURM login node"
             )
@@ -89,10 +89,11 @@ WORKER_MODULES = (
     "fsspec",
     "av",
     "soundfile",
-    "etl.run.build",
-    "etl.run.shards",
-    "etl.run.cluster_plan",
-    "etl.run.plan_store",
+    "etl.commands.build",
+    "etl.shards.task",
+    "etl.planning.client",
+    "etl.planning.worker",
+    "etl.planning.store",
 )
 START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 
@@ -184,7 +185,7 @@ def _connect(key: str, where: str, **how):
     try:
         return quiet_user_errors(Client(timeout="30s", **how))
     except OSError as e:
-        raise ConfigError(f"{key}: cannot reach the Dask scheduler at {where}: {e}") from None
+        raise UserError(f"{key}: cannot reach the Dask scheduler at {where}: {e}") from None
 
 
 def quiet_user_errors(client):
@@ -223,7 +224,7 @@ def slurm_cluster(cfg_cluster: dict):
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
-        raise ConfigError(
+        raise UserError(
             "cluster.kind: slurm needs dask-jobqueue: pip install 'etl[slurm]'"
         ) from None
     opts = dict(cfg_cluster.get("slurm") or {})
@@ -238,7 +239,7 @@ def slurm_cluster(cfg_cluster: dict):
         return SLURMCluster(**opts)
     except (TypeError, ValueError) as e:  # an unknown keyword, a missing cores/memory
         first = str(e).splitlines()[0].split(". Very likely")[0].split(", for example")[0]
-        raise ConfigError(f"cluster.slurm: {first}") from None
+        raise UserError(f"cluster.slurm: {first}") from None
 
 
 def _no_profiler_in_jobs(opts: dict) -> None:

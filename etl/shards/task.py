@@ -7,7 +7,6 @@ found (``unreadable_audio``, ``beyond_end``), so no audio passes through the sch
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 
@@ -17,21 +16,18 @@ import pyarrow.parquet as pq
 
 from ..audio import decoders, measures
 from ..audio import media as audio
+from ..audio.spans import Unreadable, decode_spans
 from ..curate.splits import RESERVE
 from ..output import resume, storage
+from ..planning import store as plan_store
 from ..records import ShardResult
 from ..schema import QUALITY_COLUMNS, output_columns, output_schema
-from . import plan_store
+from .pack import files_of
 
 ROW_GROUP_BYTES = (
     8 << 20
 )  # row groups of ~25-50 clips: well under 100 MB, and a worker buffers little (flat memory)
 ROW_GROUP_ROWS = 2000
-# A read error of a recording (network, object store) is retried after these pauses, restarting its
-# decode; errors that cannot get better are not. Corrupt data (DecodeError) is never retried.
-READ_RETRY_DELAYS = (0.5, 2.0, 5.0)
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-log = logging.getLogger("etl.run.shards")
 
 
 @dataclass
@@ -58,50 +54,6 @@ class ShardTask:
     filters: dict = field(
         default_factory=dict
     )  # the config's filters: those on the cut samples apply here
-
-
-def pack(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
-    """Recordings (columns ``recording``, ``seconds``) -> shards of about ``shard_seconds``, longest
-    first. Deterministic: ties broken by recording id; a recording longer than a shard is a shard."""
-    order = recordings.sort_values(["seconds", "recording"], ascending=[False, True])
-    shards: list[list[str]] = []
-    current, total = [], 0.0
-    for rec, sec in zip(order["recording"], order["seconds"]):
-        if current and total + sec > shard_seconds:
-            shards.append(current)
-            current, total = [], 0.0
-        current.append(rec)
-        total += sec
-    if current:
-        shards.append(current)
-    return shards
-
-
-def files_of(recordings: list) -> dict:
-    """``ShardTask.recordings`` ([(recording, url)]) as {url: [recordings naming it]}, in order."""
-    out: dict = {}
-    for rec, url in recordings:
-        out.setdefault(url, []).append(rec)
-    return out
-
-
-def pack_files(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
-    """``pack`` of the files (column ``url``): the recordings that name one file in different spellings
-    (``2023/abc`` and ``abc``) go in one shard, next to each other, so the file is decoded once. A file is
-    packed under its first spelling, with its longest need; a file named once packs as ``pack`` does."""
-    by_file = recordings.groupby("url", sort=False, dropna=False).agg(
-        recording=("recording", "min"), seconds=("seconds", "max")
-    )
-    spellings = (
-        recordings.sort_values("recording")
-        .groupby("url", sort=False, dropna=False)["recording"]
-        .agg(list)
-    )
-    file_of = dict(zip(by_file["recording"], by_file.index))
-    return [
-        [r for first in shard for r in spellings[file_of[first]]]
-        for shard in pack(by_file, shard_seconds)
-    ]
 
 
 class _SplitWriter:
@@ -313,57 +265,6 @@ def _check_decoder(task: ShardTask) -> None:
         raise audio.DecoderUnavailable(
             f"this worker decodes with {mine}, the build with {task.decoder_identity}"
         )
-
-
-class Unreadable(Exception):
-    """A recording that cannot be read or decoded: its remaining rows become ``unreadable_audio``."""
-
-
-def decode_spans(
-    url: str,
-    spans: list,
-    decoder: str = "av",
-    ffmpeg: str | None = None,
-    sampling_rate: int = 16000,
-    channels: int = 1,
-    tolerance: int = 0,
-    stats: dict | None = None,
-):
-    """``audio.cut`` of one recording, each span yielded once as ``(index, samples or None, total)``.
-    A transient read error restarts the decode from the beginning (after a pause), skipping the spans
-    already yielded, so no clip is lost or written twice; corrupt data raises ``Unreadable`` at once.
-    Errors in the caller (writing the output) are not caught here. ``stats``: the decoder's
-    (``skipped_seconds``: audio no span needed, not decoded). Used by the shard task and ``etl sample``."""
-    dec = decoders.get_decoder(decoder, ffmpeg)
-    stats = {} if stats is None else stats
-    done: set = set()
-    for attempt in range(len(READ_RETRY_DELAYS) + 1):
-        stats["skipped_seconds"] = 0.0
-        try:
-            chunks = dec.stream(url, sampling_rate, channels, need=spans, stats=stats)
-            for i, samples, total in audio.cut(chunks, spans, tolerance):
-                if i not in done:
-                    done.add(i)
-                    yield i, samples, total
-            return
-        except audio.DecoderUnavailable:
-            raise  # a setup problem: stop the build, do not blame the recordings
-        except audio.DecodeError as e:  # corrupt data: rejected at once, never retried
-            raise Unreadable(str(e)) from None
-        except OSError as e:  # storage or network: retried unless it cannot get better
-            if isinstance(e, _PERMANENT) or attempt == len(READ_RETRY_DELAYS):
-                raise Unreadable(f"{type(e).__name__}: {e}") from None
-            log.warning(
-                "reading %s failed (%s: %s); retry %d in %.1f s",
-                url,
-                type(e).__name__,
-                e,
-                attempt + 1,
-                READ_RETRY_DELAYS[attempt],
-            )
-            time.sleep(READ_RETRY_DELAYS[attempt])
-        except Exception as e:
-            raise Unreadable(f"{type(e).__name__}: {e}") from None
 
 
 def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writers, rejects: list):

@@ -12,9 +12,9 @@ from ..audio.media import estimated_clip_bytes
 from ..curate.splits import RESERVE, SPLITS
 from ..ingest.recordings import format_listing_summary
 from ..ingest.table import check_speakers, has_speaker
+from ..output.previous import previous_dev_ids
+from ..planning.client import plan_table
 from ..schema import REJECT_REASONS
-from .cluster_plan import plan_table
-from .planning import previous_dev_ids
 
 DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
 
@@ -22,8 +22,8 @@ DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
 def plan(cfg: dict, client=None) -> dict:
     """The dry run, on the cluster (``client``, else one opened from ``cfg['cluster']``): the client
     receives counts and per-recording aggregates only."""
-    from .cluster import close_client, open_client
-    from .stall import raise_if_stalled
+    from ..cluster.session import close_client, open_client
+    from ..cluster.stall import raise_if_stalled
 
     own = client is None
     check_speakers(cfg)  # a config mistake is told before the cluster starts

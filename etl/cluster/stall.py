@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-from ..config import UserError
+from ..errors import UserError
 
 
 def release_memory(dask_worker=None) -> int:

@@ -1,0 +1,41 @@
+"""The alignment table -> checked, placed rows (a pandas frame), before any audio is decoded.
+
+Used by `etl build`, `etl plan` and `etl sample` alike, so all three agree on every row. The table is
+read with dask.dataframe on local threads; checks that need the whole table (duplicates, the audio
+listing, splits) run on the complete frame.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from . import resume, storage
+
+
+def previous_dev_ids(cfg: dict) -> set:
+    """Ids in dev of the dataset now in output.path, if it was split the same way (else empty).
+    While a build there is unfinished, the ones it started from (what its resume will use)."""
+    if not cfg["splits"]["keep_previous_dev"]:
+        return set()
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    unfinished = resume.read_manifest(fs, root)
+    if unfinished is not None:
+        return set(unfinished.get("previous_dev", []))
+    try:
+        with fs.open(storage.join(root, "report.json"), "rb") as f:
+            old = json.load(f)["config"]["splits"]
+        if (
+            old.get("seed") != cfg["splits"]["seed"]
+            or old.get("by", "segment") != cfg["splits"]["by"]
+        ):
+            return set()
+        files = fs.glob(storage.join(root, storage.DATA_DIR, "dev-*.parquet"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    ids: set = set()
+    for name in files:
+        with fs.open(name, "rb") as f:
+            ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+    return ids
