@@ -7,7 +7,7 @@ EXTRAS ?= test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test fuzz bench bench-measures bench-plan train clean
+.PHONY: setup demo test lint fuzz bench bench-measures bench-plan train clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m etl.demo demo/
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+# ruff (format and lint) first: a formatting slip fails in a second, before the suite's minutes.
+test: lint
+	$(BIN)/python -m pytest -q tests --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check etl tests benchmarks examples
+	$(BIN)/ruff check etl tests benchmarks examples
 
 # The fuzzer's long random profile (`make test` runs its short seeded one): random tables through reading,
 # checking and planning. FUZZ_PROFILE=long by default.

@@ -21,7 +21,7 @@ import soundfile as sf
 import yaml
 from fsspec.spec import AbstractFileSystem
 
-from etl.shards import task as shards
+from etl.audio import spans
 from etl.shards.task import ShardTask, run_shard
 from etl.testing.synth import dominant_frequency
 
@@ -62,9 +62,7 @@ fsspec.register_implementation("flaky", FlakyFS, clobber=True)
 
 @pytest.fixture
 def flaky(monkeypatch):
-    monkeypatch.setattr(
-        shards, "READ_RETRY_DELAYS", (0.05, 0.05, 0.05)
-    )  # the pauses, not the logic
+    monkeypatch.setattr(spans, "READ_RETRY_DELAYS", (0.05, 0.05, 0.05))  # the pauses, not the logic
     FlakyFS.FAILS.clear()
     FlakyFS.OPENS.clear()
     return FlakyFS
@@ -150,7 +148,7 @@ def test_a_recording_that_keeps_failing_is_rejected_after_the_retries_not_the_bu
             lambda p: "flaky://" + p,
         )
     )
-    assert flaky.OPENS[path] == len(shards.READ_RETRY_DELAYS) + 1
+    assert flaky.OPENS[path] == len(spans.READ_RETRY_DELAYS) + 1
     bad = [r for r in res["rejects"] if r["recording"] == "mp3_48k_stereo"]
     n_mp3 = sum(1 for rid in corpus["freqs"] if rid.startswith("mp3_48k_stereo-"))
     # every row accounted for: the clips cut before the last failure are kept, the rest rejected

@@ -85,8 +85,8 @@ def _rank_on_cluster(
     from ..cluster.session import close_client, open_client
     from ..cluster.stall import raise_if_stalled
     from ..ingest.table import check_speakers
-    from ..planning.client import plan_table
     from ..output.previous import previous_dev_ids
+    from ..planning.client import plan_table
 
     if n < 1:
         raise UserError(f"--n must be >= 1, got {n}")
