@@ -1,7 +1,7 @@
 """What passes between the stages after planning, declared (see ``schema.py`` for the columns and
-``cluster_plan.PlannedTable`` / ``PlanCounts`` for what planning hands on).
+``planning.client.PlannedTable`` / ``PlanCounts`` for what planning hands on).
 
-planning (cluster_plan)  -> PlannedTable: futures of placed partitions + counts, per-recording aggregates
+planning (planning.client) -> PlannedTable: futures of placed partitions + counts, per-recording aggregates
 make_tasks (build)       -> ShardTask (shards.py): recordings and where to read their rows, never rows
 run_shard (shards)       -> ShardResult: per split one SplitPart; the decode-time rejects as a file
 finalize (build)         -> Report: report.json; PlotCounts: report.html's histograms, reduced on the workers

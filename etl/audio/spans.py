@@ -1,8 +1,6 @@
-"""Packing recordings into shards, and the per-shard task: decode, cut, encode, write, return stats.
-
-A task runs on a worker: it decodes each of its recordings once, streams the clips into one Parquet
-file per split (temporary name, then rename) and returns only small statistics and the rejects it
-found (``unreadable_audio``, ``beyond_end``), so no audio passes through the scheduler or the client.
+"""The decode-span loop: one recording decoded once, each wanted span yielded once, a transient read
+error retried from the start without losing or repeating a clip, corrupt data raised as
+``Unreadable``. Used by the shard task and by `etl sample`.
 """
 
 from __future__ import annotations

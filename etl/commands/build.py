@@ -1,4 +1,4 @@
-"""The one place the Dask cluster is driven: planned rows -> shards -> output.
+"""`etl build`: plan on the cluster, cut the shards, finalize. Orchestration only.
 
 Data flows one way. The table is read, checked and placed by ``planning`` (dask.dataframe threads,
 while the cluster starts in the background), each shard of recordings becomes one task on the

@@ -1,8 +1,6 @@
-"""The one place the Dask cluster is driven: planned rows -> shards -> output.
-
-Data flows one way. The table is read, checked and placed by ``planning`` (dask.dataframe threads,
-while the cluster starts in the background), each shard of recordings becomes one task on the
-cluster that writes its own files, and ``finalize`` names them and writes the report.
+"""The end of a build: the shard files named into place (journaled, so a killed finalize is completed
+by a rerun), rejects.parquet, vocab.json, report.json, the dataset card, the suspect recordings and
+report.html's counts, all reduced on the workers: no row reaches the client.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`etl sample`: a seeded sample of rows cut into playable clips, with a spreadsheet for human review.
 
-The rows come from the same table checks and split assignment as `etl build` (``cluster_plan``), the
+The rows come from the same table checks and split assignment as `etl build` (``planning``), the
 clips from the same decoder and cutter, so a reviewer hears exactly what the dataset would hold.
 Output folder: ``clips/{id}.wav``, ``sampled_ids.txt`` (one id per line, for ``splits.exclude_ids``)
 and ``review.xlsx``, written last so its presence means the sample is complete.

@@ -1,8 +1,5 @@
-"""The alignment table -> checked, placed rows (a pandas frame), before any audio is decoded.
-
-Used by `etl build`, `etl plan` and `etl sample` alike, so all three agree on every row. The table is
-read with dask.dataframe on local threads; checks that need the whole table (duplicates, the audio
-listing, splits) run on the complete frame.
+"""The dev ids of the dataset already in output.path (``splits.keep_previous_dev``): read from its dev
+files when it was split with the same seed and ``by``, or from an unfinished build's manifest.
 """
 
 from __future__ import annotations

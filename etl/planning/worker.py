@@ -1,23 +1,6 @@
-"""Planning on the cluster: the alignment table -> placed rows, without the table ever on the client.
-
-The workers read the table (dask.dataframe over fsspec) and check each partition with the pure
-functions of ``rows``; the checked partitions stay on the workers (futures). The whole-table steps are
-small reductions the client combines:
-
-- duplicates: each partition's id hashes, merged pairwise on the workers; only the ids that repeat
-  come to the client, which keeps the first by input order;
-- the file join: the audio listing is broadcast and ``recordings.resolve`` runs per partition;
-- splits: units (rows, recordings or speakers) are ordered by their seeded hash. Per-partition
-  histograms of the hash's top bits tell the client which buckets hold dev and the reserve (the k
-  smallest) and where a budget's cumulative hours or bytes cross its limit; only the units of those
-  buckets come to the client, where the same rules as ``splits.assign`` place them exactly;
-- per-recording aggregates of the kept rows give the shards.
-
-The client holds counts, per-recording aggregates and a few thousand units, never rows.
-
-Each pass over the partitions is one task per partition and one round trip (``plan_table``):
-read + check + id hashes; number + duplicates + file join + units; pool + histogram; then the units
-of a few buckets (dev, budget cuts); label + counts.
+"""Planning's worker side: what runs on one partition of the table (pure pandas). Check its rows,
+number them, mark duplicates, join them with the audio files, hash their split units, label them,
+and sum them up. ``planning.client`` drives these passes and combines their small results.
 """
 
 from __future__ import annotations

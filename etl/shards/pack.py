@@ -1,8 +1,5 @@
-"""Packing recordings into shards, and the per-shard task: decode, cut, encode, write, return stats.
-
-A task runs on a worker: it decodes each of its recordings once, streams the clips into one Parquet
-file per split (temporary name, then rename) and returns only small statistics and the rejects it
-found (``unreadable_audio``, ``beyond_end``), so no audio passes through the scheduler or the client.
+"""Packing recordings into shards: about ``output.shard_hours`` each, longest first, deterministic,
+and a file the table spells two ways in one shard, so it is decoded once.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Packing recordings into shards, and the per-shard task: decode, cut, encode, write, return stats.
+"""The shard task: decode, cut, encode, write one shard on a worker, return stats.
 
 A task runs on a worker: it decodes each of its recordings once, streams the clips into one Parquet
 file per split (temporary name, then rename) and returns only small statistics and the rejects it

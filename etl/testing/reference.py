@@ -1,6 +1,7 @@
 """The alignment table -> checked, placed rows (a pandas frame), before any audio is decoded.
 
-Used by `etl build`, `etl plan` and `etl sample` alike, so all three agree on every row. The table is
+The reference planner: the same rules as ``planning`` (which `etl build`, `etl plan` and `etl sample`
+use) on one in-memory frame, for tests and small tables; the equality tests check both agree. The table is
 read with dask.dataframe on local threads; checks that need the whole table (duplicates, the audio
 listing, splits) run on the complete frame.
 """

@@ -1,12 +1,6 @@
-"""Seeded, order-free split assignment and budgets (pure: pandas in, pandas out).
-
-Every row's place depends only on a stable 64-bit hash of ``"{seed}:{key}"``, where the key is the
-segment id (``by: segment``), the recording (``by: recording``: whole recordings go to one split) or
-the speaker (``by: speaker``: whole speakers go to one split; rows without a speaker by recording).
-Units (rows, whole recordings or speakers) are taken in that hash order:
-dev first, up to ``dev_size`` rows or ``dev_hours``; the budgets cut train as a prefix of the same
-order. So the result is the same whatever the partitioning, the worker count or the table's order,
-and ``previous_dev`` (the dev ids of the build being replaced) keeps dev stable when rows are added.
+"""``assign``: the split rules of ``curate.splits`` applied to one in-memory frame of rows, with the
+budget cuts. Only the reference planner (``testing.reference``) and the tests use it; a build places
+rows on the cluster (``planning``), and the equality tests check both give the same splits.
 """
 
 from __future__ import annotations
