@@ -23,11 +23,15 @@ import os
 import subprocess
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import media as audio
 from .media import DecodeError, DecoderUnavailable
+
+if TYPE_CHECKING:
+    import av
 
 
 class Decoder:
@@ -244,6 +248,7 @@ def stream_av(
                 )
                 yield from out.convert(frames, flush=True)
             else:
+                assert regions is not None  # worth_skipping(None) is False
                 yield from _decode_regions(
                     container, stream, regions, out, {} if stats is None else stats
                 )
@@ -291,7 +296,7 @@ def decode_regions(need: list, sampling_rate: int) -> list[tuple[float, float]]:
     return [(a, b) for a, b in regions]
 
 
-def worth_skipping(regions: list) -> bool:
+def worth_skipping(regions: list | None) -> bool:
     """Whether the regions leave out at least MIN_SKIP_FRACTION of the audio up to the last of them
     (a decode by regions costs a little per packet; the plain decode stops after the last one too)."""
     if not regions:
@@ -323,8 +328,11 @@ class _Output:
         self.rate, self.channels, self.pos = sampling_rate, channels, 0
         self.chunk_seconds = chunk_seconds
         self.frame_size = max(1, int(chunk_seconds * sampling_rate))
-        self.resampler, self.fifo, self.skip = None, None, 0
-        self.source = None  # (format, layout, rate) of the first frame: the FIFO holds only those
+        self.resampler: av.AudioResampler | None = None
+        self.fifo: av.AudioFifo | None = None
+        self.skip = 0
+        # (format, layout, rate) of the first frame: the FIFO holds only those
+        self.source: tuple[str, str, int] | None = None
 
     def restart(self, at: int) -> Iterator[np.ndarray]:
         """A new resampler whose first output sample is output index ``at`` (zeros up to it)."""
@@ -346,7 +354,8 @@ class _Output:
     def convert(self, frames, flush: bool) -> Iterator[np.ndarray]:
         if self.resampler is None:
             yield from self.restart(self.pos)
-        fifo, block = self.fifo, 0
+        resampler, fifo, block = self.resampler, self.fifo, 0
+        assert resampler is not None and fifo is not None  # restart() made them
         for frame in frames:
             if not block:
                 block = self._block(frame)
@@ -358,11 +367,11 @@ class _Output:
             frame.pts = None
             fifo.write(frame)
             while fifo.samples >= block:
-                yield from self._emit(self.resampler.resample(fifo.read(block)))
+                yield from self._emit(resampler.resample(fifo.read(block)))
         if flush:
             if fifo.samples:
-                yield from self._emit(self.resampler.resample(fifo.read()))
-            yield from self._emit(self.resampler.resample(None))
+                yield from self._emit(resampler.resample(fifo.read()))
+            yield from self._emit(resampler.resample(None))
 
     def _block(self, frame) -> int:
         """Input samples per resampler call, from the first frame (whose format the FIFO keeps):

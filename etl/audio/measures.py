@@ -56,9 +56,9 @@ def measure(samples: np.ndarray, sampling_rate: int) -> dict:
     if integer and (
         hi >= 32767 or lo <= -32768
     ):  # the count only when the peak says there is something
-        clipped = np.count_nonzero(x >= 32767) + np.count_nonzero(x <= -32768)
+        clipped = int(np.count_nonzero(x >= 32767) + np.count_nonzero(x <= -32768))
     elif not integer and peak >= _CLIP_FLOAT:
-        clipped = np.count_nonzero(np.abs(x) >= _CLIP_FLOAT)
+        clipped = int(np.count_nonzero(np.abs(x) >= _CLIP_FLOAT))
     # Frame energies: one float32 copy and one dot product per frame (einsum), the tail as its own frame.
     f = x.reshape(-1).astype(np.float32)
     if integer:
@@ -122,7 +122,7 @@ def summarize(clips: list[dict]) -> dict:
     clips cut, median rms_db / peak_db / silence_fraction, and how many clips have any clipping."""
     if not clips:
         return {"cut": 0}
-    out = {"cut": len(clips)}
+    out: dict[str, float | int] = {"cut": len(clips)}
     for name in ("rms_db", "peak_db", "silence_fraction"):
         out[f"median_{name}"] = float(np.median([c[name] for c in clips]))
     out["clipped_clips"] = int(sum(c["clipped_fraction"] > 0 for c in clips))

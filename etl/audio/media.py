@@ -229,6 +229,8 @@ def stream_ffmpeg(
     except OSError as e:
         src.close()
         raise DecoderUnavailable(f"cannot run ffmpeg {cmd[0]!r}: {e.strerror or e}") from None
+    stdout = proc.stdout
+    assert stdout is not None  # stdout=PIPE
     err: list = []
     failed: list = []  # a read error of the remote file (OSError): raised instead of ffmpeg's complaint
     threads = [threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)]
@@ -243,7 +245,7 @@ def stream_ffmpeg(
     carry = b""
     try:
         while True:
-            data = proc.stdout.read(chunk)
+            data = stdout.read(chunk)
             if not data:
                 break
             data = carry + data
@@ -266,7 +268,7 @@ def stream_ffmpeg(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        proc.stdout.close()
+        stdout.close()
         src.close()
 
 
@@ -319,8 +321,10 @@ def stream_pydub(
     ext = os.path.splitext(url)[1].lower()
     src = _Source(url)
     try:
-        path = src.arg.removeprefix("file:") if src.arg.startswith("file:") else None
-        if path is None:  # a streamable remote file: pydub needs a file
+        path: str | io.BytesIO
+        if src.arg.startswith("file:"):
+            path = src.arg.removeprefix("file:")
+        else:  # a streamable remote file: pydub needs a file
             import fsspec
 
             with fsspec.open(url, "rb") as f:

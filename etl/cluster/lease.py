@@ -62,7 +62,7 @@ def stale_reason(lease: dict, now: float | None = None) -> str | None:
     if lease.get("host") == socket.gethostname():
         pid = lease.get("pid")
         try:
-            p = psutil.Process(int(pid))
+            p = psutil.Process(int(pid))  # type: ignore[arg-type]  # None: TypeError, gone
             gone = (
                 p.status() == psutil.STATUS_ZOMBIE
                 or abs(p.create_time() - float(lease.get("pid_started", 0))) > 1

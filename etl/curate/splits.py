@@ -27,7 +27,7 @@ RESERVE = "_reserve"
 SPLITS = ("train", "dev", "test", "low_similarity")  # the order splits are listed in
 
 
-def seeded_hash(keys, seed) -> np.ndarray:
+def seeded_hash(keys, seed: int | str) -> np.ndarray:
     """A stable uint64 per key: the first 8 bytes (big-endian) of blake2b(``"{seed}:{key}"``, digest 8),
     independent of Python's hash randomisation and of pandas. Repeated keys are hashed once."""
     values = _as_objects(keys)
@@ -65,7 +65,7 @@ def _blake2b_u64(values: np.ndarray, seed) -> np.ndarray:
     return np.frombuffer(bytes(out), dtype=">u8").astype(np.uint64)
 
 
-def hash_rank(ids: pd.Series, seed: int) -> pd.Series:
+def hash_rank(ids: pd.Series, seed: int | str) -> pd.Series:
     """0-based rank of each id by its seeded hash (ties, practically impossible, broken by id)."""
     h = pd.Series(seeded_hash(ids, seed), index=ids.index)
     order = pd.DataFrame({"h": h, "id": ids.astype(str)}).sort_values(["h", "id"], kind="stable")

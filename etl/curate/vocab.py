@@ -9,7 +9,7 @@ WORD_DELIMITER, UNK, PAD = "|", "[UNK]", "[PAD]"
 
 
 def build_vocab(texts: Iterable[str]) -> dict[str, int]:
-    chars = set()
+    chars: set[str] = set()
     for t in texts:
         chars.update(t)
     chars.discard(" ")

@@ -229,7 +229,7 @@ def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.
     )
     ambiguous = resolved.loc[looked_up & resolved["candidates"].notna(), "candidates"]
     amb = dict(sorted(zip(refs[ambiguous.index], ambiguous)))
-    out = {
+    out: dict[str, object] = {
         "unmatched_recordings": _some(unmatched),
         "ambiguous_recordings": {
             "count": len(amb),

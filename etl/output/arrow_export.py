@@ -76,7 +76,7 @@ def write_metadata(out: str, stats: list[dict]) -> None:
         fingerprint = hashlib.blake2b(
             json.dumps([split, [(s["rows"], s["bytes"]) for s in files]]).encode(), digest_size=8
         ).hexdigest()
-        state = {
+        state: dict[str, object] = {
             "_data_files": [{"filename": arrow_name(s["i"], n)} for s in files],
             "_fingerprint": fingerprint,
             "_format_columns": None,

@@ -116,17 +116,17 @@ def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: lis
 def _resolve_distinct(refs: pd.Series, listing, wav_scp) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``resolve`` once per distinct reference: (its frame for every row, and per reference with ``ref``,
     in order of first appearance). A table names each recording many times."""
-    codes, distinct = pd.factorize(
+    codes, uniques = pd.factorize(
         refs
     )  # a missing reference: -1, which picks the None appended below
-    distinct = pd.Series(np.asarray(distinct, dtype=object), dtype=object)
+    distinct = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
     found = resolve(distinct, listing, wav_scp)
     per_row = {}
     for col in found.columns:
         values = np.empty(len(found) + 1, dtype=object)
         values[:-1] = found[col].to_numpy(object)
         per_row[col] = pd.Series(values[codes], index=refs.index, dtype=object)
-    return pd.DataFrame(per_row), pd.concat([distinct.rename("ref"), found], axis=1)
+    return pd.DataFrame(per_row), pd.concat([distinct.rename("ref").to_frame(), found], axis=1)
 
 
 def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: bool) -> tuple:

@@ -12,7 +12,8 @@ def pack(recordings: pd.DataFrame, shard_seconds: float) -> list[list[str]]:
     first. Deterministic: ties broken by recording id; a recording longer than a shard is a shard."""
     order = recordings.sort_values(["seconds", "recording"], ascending=[False, True])
     shards: list[list[str]] = []
-    current, total = [], 0.0
+    current: list[str] = []
+    total = 0.0
     for rec, sec in zip(order["recording"], order["seconds"]):
         if current and total + sec > shard_seconds:
             shards.append(current)

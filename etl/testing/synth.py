@@ -63,6 +63,8 @@ def write_tone_recording(
         "file:" + os.path.abspath(path),
     ]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdin, stderr = proc.stdin, proc.stderr
+    assert stdin is not None and stderr is not None  # both PIPE
     rng = np.random.default_rng(len(segments) + int(duration))
     total = int(round(duration * sampling_rate))
     block = int(block_seconds * sampling_rate)
@@ -83,11 +85,11 @@ def write_tone_recording(
                 frames[:, 1] = (frames[:, 1] * 0.8).astype(
                     "<i2"
                 )  # channels differ: downmixing is real
-            proc.stdin.write(frames.tobytes())
-        proc.stdin.close()
+            stdin.write(frames.tobytes())
+        stdin.close()
     except BrokenPipeError:
         pass
-    err = proc.stderr.read().decode(errors="replace")
+    err = stderr.read().decode(errors="replace")
     if proc.wait() != 0:
         raise RuntimeError(f"ffmpeg could not write {path}: {err.strip()}")
 

@@ -88,7 +88,7 @@ def parse(text: str) -> list[dict]:
 def speaker_tiers(tiers: list[dict], name: str) -> dict:
     """{speaker (None for a plain ``words`` tier): [(Unit, line)]} of the tiers called ``name`` or
     ``<speaker> - name`` (MFA)."""
-    out = {}
+    out: dict = {}
     for t in tiers:
         if t["name"] == name:
             out[None] = t
