@@ -7,7 +7,7 @@ EXTRAS ?= test
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),+,$(EXTRAS))
 
-.PHONY: setup demo test lint fuzz bench bench-measures bench-plan train clean
+.PHONY: setup demo test test-fast lint fuzz bench bench-measures bench-plan train clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 # ruff (format and lint) first: a formatting slip fails in a second, before the suite's minutes.
 test: lint
 	$(BIN)/python -m pytest -q tests --durations=15
+
+# The tests that start no Dask cluster and take seconds each (markers in pyproject.toml): a minute.
+test-fast: lint
+	$(BIN)/python -m pytest -q tests -m "not cluster and not slow" --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check etl tests benchmarks examples

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -37,6 +40,18 @@ EXPECTED_REJECTS = {
     "broken": "unreadable_audio",
     "late": "beyond_end",
 }
+
+
+# Fixtures that start a Dask cluster with worker processes (or build through one): a test using any of
+# them is marked ``cluster`` (`make test-fast` leaves those out). Modules that start clusters inline
+# carry ``pytestmark = pytest.mark.cluster`` themselves.
+CLUSTER_FIXTURES = {"built", "dask_client", "client", "real_build"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
 
 
 def _corpus(root) -> dict:
@@ -122,6 +137,45 @@ def corpus(tmp_path_factory):
     return _corpus(tmp_path_factory.mktemp("corpus"))
 
 
+def config_file(folder, doc, name: str = "etl.yaml"):
+    """Write ``doc`` (a dict, or YAML text as is) to FOLDER/NAME; return its path. Every test's config
+    file is written here."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def read_splits(out, split: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows of OUT/data/*.parquet (of SPLIT only, if given), in file order, with a ``split``
+    column taken from each shard's name (``train-00000-of-00002.parquet``)."""
+    pattern = f"{split}-*.parquet" if split else "*.parquet"
+    frames = [
+        pq.read_table(f, columns=columns).to_pandas().assign(split=f.name.split("-", 1)[0])
+        for f in sorted((pathlib.Path(out) / "data").glob(pattern))
+    ]
+    if not frames:
+        return pd.DataFrame(columns=[*(columns or []), "split"])
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One LocalCluster with 2 worker processes for the whole session: the tests that run
+    ``build(cfg, client=...)`` or planning on a real cluster share it (their own clusters cost
+    seconds each). A test that needs its own cluster (a dying worker, an in-process one for
+    ``memory://``) starts it itself."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
 def write_config(corpus, out, **sections) -> str:
     cfg = {
         "input": {
@@ -136,9 +190,7 @@ def write_config(corpus, out, **sections) -> str:
     }
     for k, v in sections.items():
         cfg.setdefault(k, {}).update(v)
-    path = out.parent / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return str(path)
+    return str(config_file(out.parent, cfg, f"{out.name}.yaml"))
 
 
 @pytest.fixture(scope="session")

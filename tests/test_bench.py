@@ -10,6 +10,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.cluster
+
 METHODS = ("floor", "floor_tuned", "floor_av", "etl_flac", "etl_wav", "naive", "seek")
 ROOT = os.path.dirname(
     os.path.dirname(os.path.abspath(__file__))

@@ -16,18 +16,18 @@ import soundfile as sf
 
 from etl.testing.synth import dominant_frequency
 
-from .conftest import EXPECTED_REJECTS, ffmpeg_reference, write_config
+from .conftest import EXPECTED_REJECTS, ffmpeg_reference, read_splits, write_config
+
+pytestmark = pytest.mark.cluster
 
 
 def _split_tables(out) -> dict[str, pd.DataFrame]:
-    tables = {}
-    for split in ("train", "dev"):
-        files = sorted(glob.glob(str(out / "data" / f"{split}-*.parquet")))
-        if files:
-            tables[split] = pd.concat(
-                [pq.read_table(f).to_pandas() for f in files], ignore_index=True
-            )
-    return tables
+    rows = read_splits(out)
+    return {
+        split: rows[rows["split"] == split].drop(columns="split").reset_index(drop=True)
+        for split in ("train", "dev")
+        if (rows["split"] == split).any()
+    }
 
 
 def _decode(audio_bytes: bytes):

@@ -18,12 +18,13 @@ from etl.commands.build import build
 from etl.config import load_config
 from etl.testing.synth import dominant_frequency
 
-from .conftest import write_config
+from .conftest import read_splits, write_config
+
+pytestmark = pytest.mark.cluster
 
 
 def _rows(out) -> pd.DataFrame:
-    files = sorted(glob.glob(str(out / "data" / "*.parquet")))
-    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    return read_splits(out).drop(columns="split")
 
 
 def _check_tones(df, corpus):

@@ -21,7 +21,9 @@ from etl.cluster.session import close_client, open_client, slurm_cluster
 from etl.config import DEFAULTS, load_config
 from etl.errors import UserError
 
-from .conftest import write_config
+from .conftest import config_file, write_config
+
+pytestmark = pytest.mark.cluster
 
 
 def dataset_content(out: str) -> list[tuple]:
@@ -142,7 +144,7 @@ def test_an_unreachable_scheduler_or_missing_scheduler_file_is_one_clear_error(
 
 
 def test_the_scheduler_file_resolves_against_the_config_folder(tmp_path):
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"cluster": {"scheduler_file": "sched.json"}}))
+    config_file(tmp_path, {"cluster": {"scheduler_file": "sched.json"}}, "c.yaml")
     cfg = load_config(str(tmp_path / "c.yaml"), check_inputs=False)
     assert cfg["cluster"]["scheduler_file"] == str(tmp_path / "sched.json")
 

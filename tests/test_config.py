@@ -15,6 +15,8 @@ import yaml
 from etl.config import DEFAULTS, load_config
 from etl.errors import UserError
 
+from .conftest import config_file
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_YAML = ROOT / "conf" / "default.yaml"
 
@@ -29,11 +31,7 @@ def _leaves(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _write(tmp_path: Path, doc, name: str = "etl.yaml") -> Path:
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc), encoding="utf-8")
-    return path
+_write = config_file
 
 
 def _error(tmp_path, doc, overrides=()) -> str:

@@ -9,20 +9,19 @@ import json
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 import soundfile as sf
 
 from etl.cli import main
 from etl.testing.synth import dominant_frequency
 
-from .conftest import write_config
+from .conftest import read_splits, write_config
+
+pytestmark = pytest.mark.cluster
 
 
 def _ids(out, split: str) -> set:
-    return {
-        i
-        for f in glob.glob(str(out / "data" / f"{split}-*.parquet"))
-        for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()
-    }
+    return set(read_splits(out, split, columns=["id"])["id"])
 
 
 def _rejects(out) -> pd.DataFrame:

@@ -9,11 +9,9 @@ import json
 import subprocess
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from distributed import Client, LocalCluster
 
 from etl.audio import decoders
 from etl.audio import media as audio
@@ -22,7 +20,9 @@ from etl.config import load_config
 from etl.errors import UserError
 from etl.testing.synth import Segment, dominant_frequency, write_tone_recording
 
-from .conftest import ffmpeg_reference, write_config
+from .conftest import ffmpeg_reference, read_splits, write_config
+
+pytestmark = pytest.mark.cluster
 
 SEGS = [Segment(0.31, 1.77, 440.0), Segment(2.03, 3.5, 660.0), Segment(4.11, 5.9, 880.0)]
 
@@ -141,15 +141,9 @@ def hostile(tmp_path_factory):
     return {"root": root, "rows": rows, "freqs": {}}
 
 
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
+@pytest.fixture
+def client(dask_client):
+    return dask_client
 
 
 @pytest.mark.parametrize("decoder", list(decoders.DECODERS))
@@ -159,9 +153,7 @@ def test_playlists_named_mp3_never_bring_audio_into_the_dataset(hostile, client,
         write_config(hostile, out, audio={"decoder": decoder}, splits={"dev_size": 0})
     )
     report = build(cfg, client=client)
-    rows = pd.concat(
-        [pq.read_table(f).to_pandas() for f in glob.glob(str(out / "data" / "*.parquet"))]
-    )
+    rows = read_splits(out)
     assert sorted(rows["id"]) == ["sibling-0", "sibling-1"]  # only the real recording's own rows
     for a in rows["audio"]:
         x, sr = sf.read(io.BytesIO(a["bytes"]), dtype="int16")
@@ -390,9 +382,7 @@ def test_a_build_decodes_only_the_audio_its_rows_need(sparse, client, tmp_path):
         )
         report = build(cfg, client=client)
         assert report["rows_out"] == len(SPARSE)
-        got = pd.concat(
-            [pq.read_table(f).to_pandas() for f in glob.glob(str(out / "data" / "*.parquet"))]
-        )
+        got = read_splits(out)
         clips[decoder] = {
             r["id"]: sf.read(io.BytesIO(r["audio"]["bytes"]), dtype="int16")[0]
             for _, r in got.iterrows()

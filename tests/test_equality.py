@@ -18,7 +18,10 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+
+from .conftest import config_file
+
+pytestmark = pytest.mark.cluster
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 CODES = {"train": "T", "dev": "D", "test": "E", "low_similarity": "L", "_reserve": "R"}
@@ -139,9 +142,7 @@ def config(root: pathlib.Path, name: str, out: pathlib.Path) -> dict:
     }
     for k, v in CONFIGS[name].items():
         cfg.setdefault(k, {}).update(v)
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return load_config(str(path))
+    return load_config(str(config_file(root, cfg, f"{name}.yaml")))
 
 
 def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
@@ -177,19 +178,11 @@ def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
 CLIENT = None
 
 
-@pytest.fixture(scope="module")
-def client():
+@pytest.fixture
+def client(dask_client):
     global CLIENT
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, dashboard_address=None, processes=True
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        CLIENT = c
-        yield c
+    CLIENT = dask_client
+    return dask_client
 
 
 @pytest.fixture(scope="module")

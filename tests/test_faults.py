@@ -25,6 +25,8 @@ from etl.audio import spans
 from etl.shards.task import ShardTask, run_shard
 from etl.testing.synth import dominant_frequency
 
+pytestmark = pytest.mark.cluster
+
 # ---------------------------------------------------------------- a flaky storage (real fsspec)
 
 

@@ -9,7 +9,6 @@ import os
 
 import pandas as pd
 import pytest
-import yaml
 
 from etl.config import load_config
 from etl.errors import UserError
@@ -19,7 +18,7 @@ from etl.ingest.segmentation import Unit, segment
 from etl.testing.reference import plan_rows, read_checked_table
 
 from . import alignment_writers as w
-from .conftest import RECORDINGS
+from .conftest import RECORDINGS, config_file
 
 DURATIONS = {os.path.splitext(name)[0]: seconds for name, seconds, *_ in RECORDINGS}
 EXT_OF = {os.path.splitext(name)[0]: os.path.splitext(name)[1] for name, *_ in RECORDINGS}
@@ -45,8 +44,7 @@ def _config(tmp_path, corpus, alignment, **input_extra) -> dict:
         "output": {"path": str(tmp_path / "out")},
         "splits": {"dev_size": 4},
     }
-    path = tmp_path / f"cfg-{len(list(tmp_path.glob('cfg-*')))}.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    path = config_file(tmp_path, cfg, f"cfg-{len(list(tmp_path.glob('cfg-*')))}.yaml")
     return load_config(str(path))
 
 
@@ -298,6 +296,7 @@ def test_several_subtitle_languages_need_input_subtitles_language(formats, corpu
         read_checked_table(_config(tmp_path, corpus, formats["subtitles"][0]))
 
 
+@pytest.mark.cluster
 def test_a_textgrid_corpus_builds_with_words_read_back_by_datasets(formats, corpus, tmp_path):
     """One real build: word-level input -> clips with the right tone and a `words` column that
     `datasets` reads back with its features."""
@@ -321,7 +320,7 @@ def test_a_textgrid_corpus_builds_with_words_read_back_by_datasets(formats, corp
         "splits": {"dev_size": 3},
         "cluster": {"n_workers": 2, "dashboard_address": None},
     }
-    (tmp_path / "b.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    config_file(tmp_path, cfg, "b.yaml")
     assert main(["build", str(tmp_path / "b.yaml")]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["rows_in"] == report["rows_out"] == len(corpus["freqs"])
@@ -502,6 +501,7 @@ def test_a_tier_only_a_later_partition_has_is_found(formats, corpus, tmp_path, m
         read_checked_table(_config(tmp_path, corpus, tmp_path / "tg", textgrid={"tier": "wrods"}))
 
 
+@pytest.mark.cluster
 def test_etl_plan_reads_alignment_files_on_the_workers_never_on_the_client(
     formats, corpus, tmp_path, monkeypatch, capfd
 ):
@@ -537,7 +537,7 @@ def test_etl_plan_reads_alignment_files_on_the_workers_never_on_the_client(
             "splits": {"dev_size": 4},
             "cluster": {"n_workers": 1, "dashboard_address": None},
         }
-        (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        config_file(tmp_path, cfg, "p.yaml")
         return main(["plan", "--json", str(tmp_path / "p.yaml")])
 
     assert run() == 0

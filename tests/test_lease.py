@@ -22,6 +22,8 @@ from etl.commands.build import advance
 from .conftest import write_config
 from .test_s3 import s3  # noqa: F401  (the moto S3 server fixture)
 
+pytestmark = pytest.mark.cluster
+
 
 def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])

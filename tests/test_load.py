@@ -23,6 +23,8 @@ from etl.testing.synth import dominant_frequency
 
 from .conftest import write_config
 
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture(scope="module")
 def arrow_built(corpus, tmp_path_factory):

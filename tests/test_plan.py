@@ -10,6 +10,8 @@ import pytest
 
 from .conftest import write_config
 
+pytestmark = pytest.mark.cluster
+
 
 def test_plan_matches_the_build_without_decoding_or_writing(built, corpus, tmp_path):
     out = tmp_path / "never"

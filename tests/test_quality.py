@@ -19,7 +19,9 @@ from etl.config import load_config
 from etl.schema import QUALITY_COLUMNS
 from etl.testing.synth import dominant_frequency
 
-from .conftest import write_config
+from .conftest import read_splits, write_config
+
+pytestmark = pytest.mark.cluster
 
 SR = 16000
 SEG, PERIOD, N_SEG = (
@@ -111,13 +113,7 @@ def _plant(root, shifted="shifted", clean=tuple(CLEAN)) -> dict:
 def built(planted):
     assert main(["build", planted["config"]]) == 0
     out = planted["out"]
-    kept = pd.concat(
-        [
-            pq.read_table(p).to_pandas().assign(split=p.name.split("-")[0])
-            for p in sorted((out / "data").glob("*.parquet"))
-        ],
-        ignore_index=True,
-    )
+    kept = read_splits(out)
     return {
         "kept": kept,
         "rejects": pq.read_table(out / "rejects.parquet").to_pandas(),
@@ -243,7 +239,7 @@ def test_a_suspect_recording_id_holding_a_hash_is_excluded_exactly(tmp_path):
     excluded = rejects.loc[rejects["reason"] == "excluded", "id"]
     suspect_rows = {r["id"] for r in planted["rows"] if r["recording"] in ("Episode #12", "loud")}
     assert set(excluded) == suspect_rows and len(excluded) == 2 * N_SEG
-    kept = pd.concat([pq.read_table(p).to_pandas() for p in (out / "data").glob("*.parquet")])
+    kept = read_splits(out)
     assert (
         kept["recording"] == "Episode"
     ).sum() == N_SEG - 1  # its silent row is rejected as silent

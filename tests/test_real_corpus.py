@@ -5,7 +5,6 @@ speaker column split by speaker. Every row is accounted for; every clip holds it
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 
@@ -14,9 +13,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-import yaml
 
 from etl.testing.synth import Segment, dominant_frequency, tone_segments, write_tone_recording
+
+from .conftest import config_file, read_splits
+
+pytestmark = pytest.mark.cluster
 
 YT = r"\[(?P<id>[A-Za-z0-9_-]{11})\]"
 OUTSIDE_HZ = 1999.0  # the tone of the file outside the audio folder: it must never appear
@@ -131,7 +133,7 @@ def real_build(real_corpus):
         "splits": {"by": "speaker", "dev_size": 3, "test_ids": str(root / "test_speakers.txt")},
         "cluster": {"n_workers": 2, "dashboard_address": None},
     }
-    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    config_file(root, cfg, "cfg.yaml")
     assert main(["build", str(root / "cfg.yaml")]) == 0
     out = root / "out"
     return {
@@ -142,12 +144,7 @@ def real_build(real_corpus):
 
 
 def _split_rows(out) -> pd.DataFrame:
-    frames = []
-    for f in sorted(glob.glob(str(out / "data" / "*.parquet"))):
-        frames.append(
-            pq.read_table(f).to_pandas().assign(split=f.rsplit("/", 1)[-1].split("-", 1)[0])
-        )
-    return pd.concat(frames, ignore_index=True)
+    return read_splits(out)
 
 
 def test_every_row_of_a_nested_yt_dlp_corpus_resolves_or_is_rejected_with_its_reason(

@@ -7,10 +7,13 @@ import re
 import shutil
 
 import pandas as pd
+import pytest
 
 from etl.cli import main
 from etl.output.report_html import render
 from etl.schema import REJECT_REASONS
+
+pytestmark = pytest.mark.cluster
 
 
 def _images(page: str) -> list[bytes]:

@@ -15,6 +15,8 @@ from etl.cli import main
 
 from .conftest import write_config
 
+pytestmark = pytest.mark.cluster
+
 
 def _report(out) -> dict:
     return json.loads((out / "report.json").read_text())

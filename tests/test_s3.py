@@ -16,6 +16,8 @@ from etl.output import storage
 from .conftest import write_config
 from .test_cluster import dataset_content
 
+pytestmark = pytest.mark.cluster
+
 SECRET = "etl-test-SECRET-7f3a9c"  # must never appear in anything etl writes or prints
 KEY_ID = "AKIAETLTESTKEY0001"
 

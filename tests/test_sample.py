@@ -3,10 +3,7 @@ for verdicts, and the bad verdicts back into a build as exclusions."""
 
 from __future__ import annotations
 
-import glob
-
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from openpyxl import load_workbook
@@ -17,7 +14,9 @@ from etl.review.sample import clip_name, select
 from etl.testing.reference import plan_rows, read_checked_table
 from etl.testing.synth import dominant_frequency
 
-from .conftest import EXPECTED_REJECTS, write_config
+from .conftest import EXPECTED_REJECTS, read_splits, write_config
+
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
@@ -252,8 +251,4 @@ def test_bad_verdicts_round_trip_through_the_spreadsheet_into_a_rebuild(
 
 
 def _ids(out) -> list[str]:
-    return [
-        i
-        for f in glob.glob(str(out / "data" / "*.parquet"))
-        for i in pq.read_table(f, columns=["id"])["id"].to_pylist()
-    ]
+    return list(read_splits(out, columns=["id"])["id"])

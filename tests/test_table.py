@@ -13,7 +13,6 @@ import uuid
 import fsspec
 import pandas as pd
 import pytest
-import yaml
 
 from etl.config import load_config
 from etl.errors import UserError
@@ -21,6 +20,8 @@ from etl.ingest import table
 from etl.ingest.recordings import list_audio, resolve
 from etl.ingest.rows import check_rows, mark_duplicates
 from etl.testing.reference import read_checked_table
+
+from .conftest import config_file
 
 # The same 4-row table, written in every format. Row 0 has an id that looks like a number and row 1
 # a transcript that pandas would read as missing: both must survive as strings.
@@ -64,9 +65,7 @@ TEMPLATE = "{recording}_{start:.1f}-{end:.1f}"
 def _config(tmp_path, alignment: str, **input_extra):
     """A config file in tmp_path whose paths are relative to it; loaded without checking inputs."""
     doc = {"input": {"alignment": alignment, "audio": None, **input_extra}}
-    path = tmp_path / "etl.yaml"
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return load_config(str(path), check_inputs=False)
+    return load_config(str(config_file(tmp_path, doc)), check_inputs=False)
 
 
 def _write_table(folder, fmt: str, rows: list[dict]) -> str:

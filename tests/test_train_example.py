@@ -14,11 +14,14 @@ import pytest
 MISSING = [
     m for m in ("torch", "transformers", "accelerate") if importlib.util.find_spec(m) is None
 ]
-pytestmark = pytest.mark.skipif(
-    bool(MISSING),
-    reason=f"the [train] extra is not installed ({', '.join(MISSING)} "
-    "missing): pip install -e '.[train]' or make test EXTRAS=test,train",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        bool(MISSING),
+        reason=f"the [train] extra is not installed ({', '.join(MISSING)} "
+        "missing): pip install -e '.[train]' or make test EXTRAS=test,train",
+    ),
+]
 
 EXAMPLE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "train_wav2vec2.py"
