@@ -40,7 +40,7 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench
 
-# From the demo to a running training loop: a tiny wav2vec2, 20 CTC steps on CPU (README, "Training").
+# From the demo to a running training loop: a tiny wav2vec2, 20 CTC steps on CPU (docs/output.md, "Training").
 train:
 	$(MAKE) setup EXTRAS=test,train
 	$(BIN)/python -m etl.demo demo/ --set output.arrow=true

@@ -308,7 +308,7 @@ def stream_pydub(
     chunk_seconds: float = CHUNK_SECONDS,
 ) -> Iterator[np.ndarray]:
     """pydub's way: the whole recording decoded into memory, resampled with audioop. For users who
-    want it; it is slower and its memory grows with the recording (see README)."""
+    want it; it is slower and its memory grows with the recording (docs/internals.md, "Decoding")."""
     import warnings
 
     with (
