@@ -17,9 +17,10 @@ from ..audio.measures import judge, measure
 from ..curate.splits import RESERVE, hash_rank
 from ..errors import UserError
 from ..output import storage
+from ..schema import reasons_where
 
 # Rows whose clip cannot be cut (no usable file or span) or that were already set aside.
-UNCUTTABLE = ("invalid_recording_id", "bad_timestamps", "duplicate_id", "excluded", "missing_audio")
+UNCUTTABLE = reasons_where(replaceable=False)
 # What a --where expression sees.
 QUERY_COLUMNS = [
     "id",
