@@ -32,7 +32,6 @@ RULES = {
 }
 # Reasons that say nothing about a recording's audio or alignment (choices, or the file is absent).
 NOT_FAULTS = reasons_where(recording_fault=False)
-SUSPECTS_FILE = "suspect_recordings.txt"
 
 
 def recording_stats(rows: pd.DataFrame, measured: dict) -> pd.DataFrame:
