@@ -111,7 +111,7 @@ def load(
     fs, root = _fs(path, storage_options)
     arrow = storage.join(root, storage.ARROW_DIR)
     numpy = decode == "numpy"
-    if not streaming and fs.exists(storage.join(arrow, "dataset_dict.json")):
+    if not streaming and fs.exists(storage.join(arrow, storage.ARROW_DICT_FILE)):
         if numpy and storage.is_local(fs):
             return _memory_mapped(arrow, split, path)
         ds = datasets.load_from_disk(_url(fs, arrow), storage_options=storage_options)
@@ -149,11 +149,11 @@ def _memory_mapped(arrow: str, split: str | None, path: str):
         with open(os.path.join(arrow, *parts), encoding="utf-8") as f:
             return json.load(f)
 
-    splits = read("dataset_dict.json")["splits"]
+    splits = read(storage.ARROW_DICT_FILE)["splits"]
     _check_split(split, splits, path)
     out = {}
     for s in [split] if split else splits:
-        state, info = read(s, "state.json"), read(s, "dataset_info.json")
+        state, info = read(s, storage.ARROW_STATE_FILE), read(s, storage.ARROW_INFO_FILE)
         table = concat_tables(
             [
                 MemoryMappedTable.from_file(os.path.join(arrow, s, f["filename"]))

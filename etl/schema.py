@@ -7,6 +7,8 @@ the dataset card and the report agree by construction.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 
@@ -52,29 +54,176 @@ PLANNED_COLUMNS = [
     "order",
 ]
 
-# Reject reasons, in the order rows are checked: a row gets the first reason that applies.
-REJECT_REASONS = {
-    "unreadable_alignment": "a malformed alignment file (TextGrid, CTM, subtitles), manifest or jsonl line: one row per "
-    "file or recording, file and line in the detail",
-    "invalid_recording_id": "recording is empty or would leave the audio folder ('..' escaping it, absolute path, URL)",
-    "bad_timestamps": "start/end missing, not a number, negative, or end <= start",
-    "duplicate_id": "the same id appears earlier in the table (the first is kept)",
-    "excluded": "id or recording listed in a splits.exclude_ids file (e.g. sent for human review)",
-    "missing_audio": "no audio file for this recording id in the audio folder",
-    "ambiguous_recording": "the recording's name (stem, file name or pattern id) names files in several folders; give its path",
-    "empty_text": "transcript is empty after normalization",
-    "too_short": "duration below filters.min_duration",
-    "too_long": "duration above filters.max_duration",
-    "bad_char_rate": "chars_per_second (normalized text without spaces / duration) outside filters.chars_per_second",
-    "low_similarity": "similarity of text and hypothesis below filters.min_similarity",
-    "over_budget": "beyond budget.train_hours / budget.total_gb in seeded hash order",
-    "unreadable_audio": "ffmpeg (or pydub) could not decode the recording",
-    "beyond_end": "segment ends past the end of the decoded recording",
-    "silent": "clip RMS level (rms_db, dBFS) below filters.min_rms_db",
-    "clipped": "share of samples at full scale (clipped_fraction) above filters.max_clipped_fraction",
-    "mostly_silence": "share of 10 ms frames 40 dB below the clip's loudest (silence_fraction) above "
-    "filters.max_silence_fraction",
+# Where a reason is found, in the order of the build.
+Stage = Literal["read", "check", "plan", "decode", "quality"]
+STAGES: dict[str, str] = {
+    "read": "the alignment readers (etl/ingest/formats/), told to the row checks by alignment_error",
+    "check": "the row checks of one partition (etl/ingest/rows.py, check_rows)",
+    "plan": "the planning passes over the whole table on the cluster (etl/planning/worker.py: "
+    "duplicates, the audio file join, exclusion lists, budgets)",
+    "decode": "the shard task decoding a recording (etl/shards/task.py)",
+    "quality": "the measures of a cut clip (etl/audio/measures.py, judge), in the shard task",
 }
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reject reason and what the stages need to know of it.
+
+    ``name``: the value of the ``reason`` column. ``description``: one line for the dataset card,
+    report.html and the README. ``stage``: where it is found (``STAGES``). ``recording_fault``: it
+    tells something about the recording or its alignment (counted in a recording's ``fault_share``,
+    etl/curate/suspects.py); False for choices and absent files. ``replaceable``: a row with it can
+    be a review sample's candidate, its clip cut and replaced by the next if cutting fails
+    (etl/review/sample.py); False when there is no usable file or span, or the row was set aside.
+    ``measure`` / ``filter``: the quality column it tests and its key under ``filters:`` (None for
+    reasons no measure decides)."""
+
+    name: str
+    description: str
+    stage: Stage
+    recording_fault: bool = True
+    replaceable: bool = True
+    measure: str | None = None
+    filter: str | None = None
+
+    @property
+    def before_decoding(self) -> bool:
+        """Known to `etl plan`, which decodes nothing."""
+        return self.stage not in ("decode", "quality")
+
+
+# Reject reasons, in the order rows are checked: a row gets the first reason that applies.
+#
+# Adding a reason is one entry here, at its place in check order, plus its check (a call of
+# ``etl.ingest.rows.reject`` with its name, or a verdict of ``etl.audio.measures.judge``). The
+# deny-lists (``reasons_where``), the card, report.html and report.json follow. For example:
+#
+#     Reason("duplicate_audio",
+#            "the same audio as an earlier row (the first is kept)",
+#            stage="plan", recording_fault=False),
+#     # and in etl/planning/worker.py: rowchecks.reject(pdf, dup, "duplicate_audio", detail)
+REASONS: tuple[Reason, ...] = (
+    Reason(
+        "unreadable_alignment",
+        "a malformed alignment file (TextGrid, CTM, subtitles), manifest or jsonl line: one row per "
+        "file or recording, file and line in the detail",
+        stage="read",
+    ),
+    Reason(
+        "invalid_recording_id",
+        "recording is empty or would leave the audio folder ('..' escaping it, absolute path, URL)",
+        stage="check",
+        recording_fault=False,
+        replaceable=False,
+    ),
+    Reason(
+        "bad_timestamps",
+        "start/end missing, not a number, negative, or end <= start",
+        stage="check",
+        replaceable=False,
+    ),
+    Reason(
+        "duplicate_id",
+        "the same id appears earlier in the table (the first is kept)",
+        stage="plan",
+        recording_fault=False,
+        replaceable=False,
+    ),
+    Reason(
+        "excluded",
+        "id or recording listed in a splits.exclude_ids file (e.g. sent for human review)",
+        stage="plan",
+        recording_fault=False,
+        replaceable=False,
+    ),
+    Reason(
+        "missing_audio",
+        "no audio file for this recording id in the audio folder",
+        stage="plan",
+        recording_fault=False,
+        replaceable=False,
+    ),
+    Reason(
+        "ambiguous_recording",
+        "the recording's name (stem, file name or pattern id) names files in several folders; "
+        "give its path",
+        stage="plan",
+    ),
+    Reason("empty_text", "transcript is empty after normalization", stage="check"),
+    Reason(
+        "too_short",
+        "duration below filters.min_duration",
+        stage="check",
+        measure="duration",
+        filter="min_duration",
+    ),
+    Reason(
+        "too_long",
+        "duration above filters.max_duration",
+        stage="check",
+        measure="duration",
+        filter="max_duration",
+    ),
+    Reason(
+        "bad_char_rate",
+        "chars_per_second (normalized text without spaces / duration) outside "
+        "filters.chars_per_second",
+        stage="check",
+        measure="chars_per_second",
+        filter="chars_per_second",
+    ),
+    Reason(
+        "low_similarity",
+        "similarity of text and hypothesis below filters.min_similarity",
+        stage="check",
+        measure="similarity",
+        filter="min_similarity",
+    ),
+    Reason(
+        "over_budget",
+        "beyond budget.train_hours / budget.total_gb in seeded hash order",
+        stage="plan",
+        recording_fault=False,
+    ),
+    Reason("unreadable_audio", "ffmpeg (or pydub) could not decode the recording", stage="decode"),
+    Reason("beyond_end", "segment ends past the end of the decoded recording", stage="decode"),
+    Reason(
+        "silent",
+        "clip RMS level (rms_db, dBFS) below filters.min_rms_db",
+        stage="quality",
+        measure="rms_db",
+        filter="min_rms_db",
+    ),
+    Reason(
+        "clipped",
+        "share of samples at full scale (clipped_fraction) above filters.max_clipped_fraction",
+        stage="quality",
+        measure="clipped_fraction",
+        filter="max_clipped_fraction",
+    ),
+    Reason(
+        "mostly_silence",
+        "share of 10 ms frames 40 dB below the clip's loudest (silence_fraction) above "
+        "filters.max_silence_fraction",
+        stage="quality",
+        measure="silence_fraction",
+        filter="max_silence_fraction",
+    ),
+)
+REASON = {r.name: r for r in REASONS}
+# name -> description, in check order (report.json's ``rejects`` keys, the card's table).
+REJECT_REASONS: dict[str, str] = {r.name: r.description for r in REASONS}
+
+
+def reasons_where(**props) -> tuple[str, ...]:
+    """The names of the reasons whose properties equal ``props``, in check order, e.g.
+    ``reasons_where(before_decoding=False)`` or ``reasons_where(stage="quality")``."""
+    for key in props:
+        if not hasattr(REASONS[0], key):
+            raise TypeError(f"Reason has no property {key!r}")
+    return tuple(r.name for r in REASONS if all(getattr(r, k) == v for k, v in props.items()))
+
 
 # Per-clip quality measures (etl/audio/measures.py): chars_per_second is known before decoding, the others are
 # taken on the cut samples (null in rejects for rows never cut).

@@ -16,8 +16,9 @@ import pytest
 
 from etl.cli import main
 from etl.cluster import lease as leases
-from etl.cluster.lease import LEASE, Lease, LeaseHeld
+from etl.cluster.lease import Lease, LeaseHeld
 from etl.commands.build import advance
+from etl.output.storage import LEASE_FILE as LEASE
 
 from .conftest import write_config
 from .test_s3 import s3  # noqa: F401  (the moto S3 server fixture)

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..schema import reasons_where
+
 FLOOR_DB = -120.0
 FRAME_SECONDS = 0.010
 SILENCE_BELOW_DB = 40.0
 MEASURE_COLUMNS = ("rms_db", "peak_db", "clipped_fraction", "silence_fraction")
-# Reasons found on the cut samples, in priority order (they follow beyond_end in schema.REJECT_REASONS).
-REASONS = ("silent", "clipped", "mostly_silence")
+# Reasons found on the cut samples, in priority order (stage "quality" in schema.REASONS, which
+# names the measure and the filter each tests).
+REASONS = reasons_where(stage="quality")
 _FULL = 32768.0
 _CLIP_FLOAT = 32767.0 / 32768.0
 

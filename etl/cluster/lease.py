@@ -29,7 +29,6 @@ import psutil
 from ..errors import UserError
 from ..output import storage
 
-LEASE = ".lease.json"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 300.0  # a heartbeat this old: the build (on another host) is gone
 SETTLE_S = 2.0  # object stores: how long a write is given before it is read back
@@ -82,7 +81,7 @@ class Lease:
     def __init__(self, url: str, log=None):
         self.url = url
         self.fs, root = storage.fs_and_path(url)
-        self.path = storage.join(root, LEASE)
+        self.path = storage.join(root, storage.LEASE_FILE)
         self.root = root
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         me = psutil.Process()

@@ -227,11 +227,12 @@ def _up_to_date(fs, root: str, fp: str) -> dict | None:
     """The report of a complete dataset built from the same fingerprint, if that is what is there."""
     if resume.read_manifest(fs, root) is not None:
         return None  # an unfinished build is in the way
-    report = resume.read_json(fs, storage.join(root, "report.json"))
+    report = resume.read_json(fs, storage.join(root, storage.REPORT_JSON))
     if not report or report.get("fingerprint") != fp:
         return None
     present = {
-        p.rsplit("/", 1)[-1] for p in fs.glob(storage.join(root, storage.DATA_DIR, "*.parquet"))
+        p.rsplit("/", 1)[-1]
+        for p in fs.glob(storage.join(root, storage.DATA_DIR, storage.DATA_GLOB))
     }
     expected = {
         storage.final_name(s, i, v["files"])

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..audio.decoders import decoder_identity
 from ..curate.splits import RESERVE, SPLITS
-from ..curate.suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
+from ..curate.suspects import find_suspects, report_section, suspects_text
 from ..curate.vocab import build_vocab, missing_from_counts
 from ..ingest.table import has_speaker
 from ..ingest.text import invisible_characters
@@ -50,7 +50,7 @@ def finalize(
     if "train" in stats["chars"]:
         storage.write_bytes(
             fs,
-            storage.join(root, "vocab.json"),
+            storage.join(root, storage.VOCAB_FILE),
             json.dumps(vocab, ensure_ascii=False, indent=1).encode(),
         )
     report = _report(cfg, planned, splits, results, reasons, stats, vocab, fp)
@@ -63,10 +63,12 @@ def finalize(
             f"row accounting broken: {report['rows_in']} in, {report['rows_out']} kept, "
             f"{report['rows_rejected']} rejected"
         )
-    storage.write_bytes(fs, storage.join(root, "report.json"), card.report_json(report).encode())
+    storage.write_bytes(
+        fs, storage.join(root, storage.REPORT_JSON), card.report_json(report).encode()
+    )
     storage.write_bytes(
         fs,
-        storage.join(root, "README.md"),
+        storage.join(root, storage.README_FILE),
         card.dataset_card(
             report,
             cfg["audio"]["sampling_rate"],
@@ -247,7 +249,9 @@ def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict])
     stats = find_suspects(
         pd.concat(parts).sort_index() if parts else plan_store.empty_recording_stats()
     )
-    storage.write_bytes(fs, storage.join(root, SUSPECTS_FILE), suspects_text(stats).encode())
+    storage.write_bytes(
+        fs, storage.join(root, storage.SUSPECTS_FILE), suspects_text(stats).encode()
+    )
     return {
         "recordings": report_section(stats),
         "suspects": stats.loc[stats["suspect"] != "", "suspect"].to_dict(),

@@ -7,16 +7,15 @@ import json
 
 import pandas as pd
 
-from ..audio.measures import REASONS
 from ..audio.media import estimated_clip_bytes
 from ..curate.splits import RESERVE, SPLITS
 from ..ingest.recordings import format_listing_summary
 from ..ingest.table import check_speakers, has_speaker
 from ..output.previous import previous_dev_ids
 from ..planning.client import plan_table
-from ..schema import REJECT_REASONS
+from ..schema import REJECT_REASONS, reasons_where
 
-DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
+DECODE_TIME_REASONS = reasons_where(before_decoding=False)
 
 
 def plan(cfg: dict, client=None) -> dict:

@@ -16,19 +16,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..curate.splits import hash_rank, id_list_line, read_id_list
-from ..curate.suspects import SUSPECTS_FILE
 from ..errors import UserError
 from ..output import storage
-from ..review.sample import (
-    CLIPS_DIR,
-    EXAMPLE_ROW,
-    IDS_FILE,
-    REVIEW_FILE,
-    SPARE,
-    clip_name,
-    cut_recording,
-    select,
-)
+from ..output.storage import CLIPS_DIR, IDS_FILE, REVIEW_FILE, SUSPECTS_FILE, clip_name
+from ..review.sample import EXAMPLE_ROW, SPARE, cut_recording, select
 
 
 def sample(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..schema import reasons_where
 from .splits import id_list_line
 
 MIN_ROWS = (
@@ -30,8 +31,7 @@ RULES = {
     "median_silence_fraction": (+1, 0.05, "median silence fraction"),
 }
 # Reasons that say nothing about a recording's audio or alignment (choices, or the file is absent).
-NOT_FAULTS = ("excluded", "over_budget", "duplicate_id", "missing_audio", "invalid_recording_id")
-SUSPECTS_FILE = "suspect_recordings.txt"
+NOT_FAULTS = reasons_where(recording_fault=False)
 
 
 def recording_stats(rows: pd.DataFrame, measured: dict) -> pd.DataFrame:

@@ -21,15 +21,11 @@ import pyarrow.parquet as pq
 from . import storage
 
 
-def arrow_name(i: int, n: int) -> str:
-    return f"data-{i:05d}-of-{n:05d}.arrow"
-
-
 def convert_file(out: str, split: str, i: int, n: int) -> dict:
     """data/{split}-i-of-n.parquet -> arrow/{split}/data-i-of-n.arrow (atomic). Returns its stats."""
     fs, root = storage.fs_and_path(out)
     src = storage.join(root, storage.DATA_DIR, storage.final_name(split, i, n))
-    dst = storage.join(root, storage.ARROW_DIR, split, arrow_name(i, n))
+    dst = storage.join(root, storage.ARROW_DIR, split, storage.arrow_name(i, n))
     fs.makedirs(storage.join(root, storage.ARROW_DIR, split), exist_ok=True)
     with fs.open(src, "rb") as f:
         pf = pq.ParquetFile(f)
@@ -77,7 +73,7 @@ def write_metadata(out: str, stats: list[dict]) -> None:
             json.dumps([split, [(s["rows"], s["bytes"]) for s in files]]).encode(), digest_size=8
         ).hexdigest()
         state: dict[str, object] = {
-            "_data_files": [{"filename": arrow_name(s["i"], n)} for s in files],
+            "_data_files": [{"filename": storage.arrow_name(s["i"], n)} for s in files],
             "_fingerprint": fingerprint,
             "_format_columns": None,
             "_format_kwargs": {},
@@ -85,12 +81,14 @@ def write_metadata(out: str, stats: list[dict]) -> None:
             "_output_all_columns": False,
             "_split": split,
         }
-        for name, obj in (("dataset_info.json", info), ("state.json", state)):
+        for name, obj in ((storage.ARROW_INFO_FILE, info), (storage.ARROW_STATE_FILE, state)):
             storage.write_bytes(
                 fs, storage.join(base, split, name), json.dumps(obj, indent=2).encode()
             )
     storage.write_bytes(
-        fs, storage.join(base, "dataset_dict.json"), json.dumps({"splits": list(splits)}).encode()
+        fs,
+        storage.join(base, storage.ARROW_DICT_FILE),
+        json.dumps({"splits": list(splits)}).encode(),
     )
 
 

@@ -21,14 +21,14 @@ def previous_dev_ids(cfg: dict) -> set:
     if unfinished is not None:
         return set(unfinished.get("previous_dev", []))
     try:
-        with fs.open(storage.join(root, "report.json"), "rb") as f:
+        with fs.open(storage.join(root, storage.REPORT_JSON), "rb") as f:
             old = json.load(f)["config"]["splits"]
         if (
             old.get("seed") != cfg["splits"]["seed"]
             or old.get("by", "segment") != cfg["splits"]["by"]
         ):
             return set()
-        files = fs.glob(storage.join(root, storage.DATA_DIR, "dev-*.parquet"))
+        files = fs.glob(storage.join(root, storage.DATA_DIR, storage.split_glob("dev")))
     except (OSError, ValueError, KeyError, TypeError):
         return set()
     ids: set = set()

@@ -23,7 +23,6 @@ from ..records import ColumnHistogram, PlotCounts
 from ..schema import REJECT_REASONS
 from . import storage
 
-REPORT_FILE = "report.html"
 REJECTED = "rejected"
 _COLORS = {
     "train": "#4c72b0",
@@ -118,9 +117,11 @@ def plot_pieces(fs, root: str) -> list[tuple]:
     """(file, group, row group or None: the whole file) of every row to plot: the final split files,
     and rejects.parquet one row group at a time (one large file, shared among tasks)."""
     data_dir = storage.join(root, storage.DATA_DIR)
-    files = sorted(fs.glob(storage.join(data_dir, "*.parquet"))) if fs.exists(data_dir) else []
+    files = (
+        sorted(fs.glob(storage.join(data_dir, storage.DATA_GLOB))) if fs.exists(data_dir) else []
+    )
     pieces = [(path, split, None) for path in files for split in [storage.split_of(path)] if split]
-    rej = storage.join(root, "rejects.parquet")
+    rej = storage.join(root, storage.REJECTS_FILE)
     if fs.exists(rej):
         with fs.open(rej, "rb") as f:
             pieces += [(rej, REJECTED, i) for i in range(pq.ParquetFile(f).num_row_groups)]
@@ -455,7 +456,7 @@ def write_report_html(out: str, report: dict | None = None, plots: PlotCounts | 
     counted by the build on the workers; else counted here, one record batch at a time."""
     fs, root = storage.fs_and_path(out)
     if report is None:
-        path = storage.join(root, "report.json")
+        path = storage.join(root, storage.REPORT_JSON)
         if not fs.exists(path):
             raise UserError(f"{path} not found: is {out} a dataset folder that etl build wrote?")
         with fs.open(path, "rb") as f:
@@ -463,6 +464,6 @@ def write_report_html(out: str, report: dict | None = None, plots: PlotCounts | 
     if plots is None:
         plots = load_plot_counts(out, report.get("config", {}).get("filters", {}))
     page = render(report, plots)
-    dest = storage.join(root, REPORT_FILE)
+    dest = storage.join(root, storage.REPORT_HTML)
     storage.write_bytes(fs, dest, page.encode("utf-8"))
     return dest

@@ -17,8 +17,6 @@ from ..audio.decoders import decoder_identity
 from ..ingest.recordings import AUDIO_EXTENSIONS
 from . import storage
 
-MANIFEST = "manifest.json"
-JOURNAL = "finalize.json"
 # Config sections that decide the content (cluster.* and output.path only decide where and how fast).
 _CONTENT_KEYS = ("input", "output", "audio", "text", "filters", "splits", "budget")
 
@@ -61,14 +59,10 @@ def _parts(root: str, name: str) -> str:
     return storage.join(root, storage.PARTS_DIR, name)
 
 
-def record_name(index: int) -> str:
-    return f"shard-{index:05d}.done.json"
-
-
 def write_record(fs, root: str, index: int, result: dict) -> None:
     """Written by the task itself after its files are in place: the shard is done."""
     storage.write_bytes(
-        fs, _parts(root, record_name(index)), json.dumps(result, default=str).encode()
+        fs, _parts(root, storage.record_name(index)), json.dumps(result, default=str).encode()
     )
 
 
@@ -81,12 +75,12 @@ def read_json(fs, path: str):
 
 
 def read_manifest(fs, root: str) -> dict | None:
-    return read_json(fs, _parts(root, MANIFEST))
+    return read_json(fs, _parts(root, storage.MANIFEST_FILE))
 
 
 def write_manifest(fs, root: str, manifest: dict) -> None:
     fs.makedirs(storage.join(root, storage.PARTS_DIR), exist_ok=True)
-    storage.write_bytes(fs, _parts(root, MANIFEST), json.dumps(manifest).encode())
+    storage.write_bytes(fs, _parts(root, storage.MANIFEST_FILE), json.dumps(manifest).encode())
 
 
 def finished(fs, root: str, n_shards: int) -> dict[int, dict]:
@@ -98,12 +92,12 @@ def finished(fs, root: str, n_shards: int) -> dict[int, dict]:
     if not fs.exists(parts):
         return {}
     present = {p.rsplit("/", 1)[-1] for p in fs.ls(parts, detail=False)}
-    reserve_done = record_name(n_shards) in present
+    reserve_done = storage.record_name(n_shards) in present
     done = {}
     for i in range(n_shards + 1):
-        if record_name(i) not in present:
+        if storage.record_name(i) not in present:
             continue
-        rec = read_json(fs, _parts(root, record_name(i)))
+        rec = read_json(fs, _parts(root, storage.record_name(i)))
         if rec is not None and all(
             p["file"] in present
             for s, p in rec["parts"].items()
@@ -118,16 +112,18 @@ def remove_temporaries(fs, root: str) -> None:
     parts = storage.join(root, storage.PARTS_DIR)
     if fs.exists(parts):
         for p in fs.ls(parts, detail=False):
-            if ".tmp-" in p.rsplit("/", 1)[-1]:
+            if storage.TMP_MARK in p.rsplit("/", 1)[-1]:
                 fs.rm(p)
 
 
 def read_journal(fs, root: str) -> dict | None:
-    return read_json(fs, _parts(root, JOURNAL))
+    return read_json(fs, _parts(root, storage.JOURNAL_FILE))
 
 
 def write_journal(fs, root: str, journal: dict) -> None:
-    storage.write_bytes(fs, _parts(root, JOURNAL), json.dumps(journal, default=str).encode())
+    storage.write_bytes(
+        fs, _parts(root, storage.JOURNAL_FILE), json.dumps(journal, default=str).encode()
+    )
 
 
 ROW_HASH_MOD = 1 << 256

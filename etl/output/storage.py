@@ -1,4 +1,16 @@
-"""Storage through fsspec: the one place that knows the output layout and how files appear atomically."""
+"""Storage through fsspec: the one place that knows the output layout and how files appear
+atomically.
+
+Every name etl gives a file or folder it writes is declared below, each with the function that
+writes it (the modules use these names, never a literal). A finished build leaves, in ``output.path``:
+
+    README.md  report.json  report.html  rejects.parquet  vocab.json  suspect_recordings.txt
+    data/{split}-{i:05d}-of-{n:05d}.parquet
+    arrow/  (output.arrow) dataset_dict.json, {split}/data-{i:05d}-of-{n:05d}.arrow, state.json
+
+and while it runs ``.lease.json`` and ``.parts/`` (its own state; see below). `etl sample` writes
+its own folder: ``clips/``, ``sampled_ids.txt``, ``review.xlsx``.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +18,98 @@ import contextlib
 import os
 import re
 import uuid
+from urllib.parse import quote
 
 import fsspec
 
-DATA_DIR = "data"
-PARTS_DIR = ".parts"  # per-task shard files before their final {split}-i-of-n names
-ARROW_DIR = "arrow"  # output.arrow: the splits in the datasets.save_to_disk layout (etl/output/arrow_export.py)
-OUR_FILES = ("README.md", "report.json", "report.html", "rejects.parquet", "vocab.json")
+# -- The dataset folder (output.path) ---------------------------------------------------------
+DATA_DIR = "data"  # split files (final_name), moved from .parts: commands/finalize._move_into_place
+DATA_GLOB = "*.parquet"  # every file of data/ (split_of tells a split file's split)
+README_FILE = "README.md"  # the dataset card: commands/finalize.finalize (output/card.dataset_card)
+REPORT_JSON = "report.json"  # commands/finalize.finalize (output/card.report_json)
+REPORT_HTML = "report.html"  # output/report_html.write_report_html (`etl report` rewrites it)
+REJECTS_FILE = "rejects.parquet"  # planning/store.merge_rejects, on a worker (commands/finalize)
+VOCAB_FILE = "vocab.json"  # commands/finalize.finalize (curate/vocab.build_vocab)
+SUSPECTS_FILE = "suspect_recordings.txt"  # commands/finalize._suspect_recordings (curate/suspects)
+# Removed by clear_previous_output before a dataset replaces another (not suspect_recordings.txt).
+OUR_FILES = (README_FILE, REPORT_JSON, REPORT_HTML, REJECTS_FILE, VOCAB_FILE)
+LEASE_FILE = ".lease.json"  # cluster/lease.Lease: one build at a time per output folder
+# output.arrow: the splits in the datasets.save_to_disk layout, output/arrow_export.export:
+ARROW_DIR = "arrow"
+ARROW_DICT_FILE = "dataset_dict.json"  # arrow/: the split list (arrow_export.write_metadata), last
+ARROW_INFO_FILE = "dataset_info.json"  # arrow/{split}/: features and sizes (write_metadata)
+ARROW_STATE_FILE = "state.json"  # arrow/{split}/: the split's files (write_metadata)
+
+# -- OUT/.parts/: a build's own state, removed by commands/finalize.finish when it is done -----
+PARTS_DIR = ".parts"  # per-task shard files (part_name) before their final {split}-i-of-n names
+MANIFEST_FILE = "manifest.json"  # output/resume.write_manifest: the build to resume (build)
+JOURNAL_FILE = "finalize.json"  # output/resume.write_journal: the renames (commands/finalize)
+TMP_MARK = ".tmp-"  # atomic_open's temporary names; output/resume.remove_temporaries clears them
+# .parts/plan/: the placed table, planning/store (write_partition, write_late_rejects):
+PLAN_DIR = "plan"
+PLAN_REJECTS_DIR = "rejects"  # plan/rejects/part-*.parquet: rows rejected before decoding
+PLAN_RECORDINGS_DIR = "recordings"  # plan/recordings/bucket-*/part-*.parquet: per-recording rows
+LATE_DIR = "late"  # plan/late/shard-*.parquet: the rejects a shard task found while decoding
+PLAN_SHARD_GLOB = "shard-*"  # plan/shard-{i:05d}/ (plan_shard_name): the kept rows shard i cuts
+PLAN_PART_GLOB = "part-*.parquet"  # plan_part_name: one per input partition
+BUCKET_GLOB = "bucket-*"  # bucket_name
+
+# -- The folder of `etl sample` ----------------------------------------------------------------
+CLIPS_DIR = "clips"  # clip_name per sampled row: review/sample.cut_recording
+IDS_FILE = "sampled_ids.txt"  # commands/sample.sample (for splits.exclude_ids)
+REVIEW_FILE = "review.xlsx"  # commands/sample.sample (review/spreadsheet.write_review_xlsx), last
+BAD_IDS_FILE = "bad_ids.txt"  # beside the workbook: review/spreadsheet.import_verdicts
+
+
+def part_name(split: str, shard: int) -> str:
+    """.parts/: one split's file of shard task ``shard`` (shards/task._ShardWriters)."""
+    return f"{split}-shard{shard:05d}.parquet"
+
+
+def final_name(split: str, i: int, n: int) -> str:
+    """data/: the i-th of the n files of ``split``."""
+    return f"{split}-{i:05d}-of-{n:05d}.parquet"
+
+
+def split_glob(split: str) -> str:
+    """data/: the files of one split (``final_name``)."""
+    return f"{split}-*.parquet"
+
+
+def arrow_name(i: int, n: int) -> str:
+    """arrow/{split}/: the Arrow file of data/{split}-i-of-n.parquet (arrow_export.convert_file)."""
+    return f"data-{i:05d}-of-{n:05d}.arrow"
+
+
+def record_name(index: int) -> str:
+    """.parts/: the record of a finished shard task (output/resume.write_record, by the task)."""
+    return f"shard-{index:05d}.done.json"
+
+
+def plan_shard_name(shard: int) -> str:
+    """.parts/plan/: the folder of shard ``shard``'s rows; ``late/`` names its file the same."""
+    return f"shard-{shard:05d}"
+
+
+def late_name(shard: int) -> str:
+    """.parts/plan/late/: the rejects shard ``shard`` found while decoding (its shard folder's name:
+    planning/store.text_stats pairs them by it)."""
+    return plan_shard_name(shard) + ".parquet"
+
+
+def plan_part_name(p: int) -> str:
+    return f"part-{p:05d}.parquet"
+
+
+def bucket_name(bucket: int) -> str:
+    return f"bucket-{bucket:05d}"
+
+
+def clip_name(row_id: str) -> str:
+    """A file name for an id that stays inside ``clips/`` and is a valid relative link:
+    letters, digits, '-', '_', '.' kept (any script), everything else %-escaped, no leading dot."""
+    name = "".join(c if (c.isalnum() or c in "-_.") else quote(c, safe="") for c in str(row_id))
+    return ("%2E" + name[1:] if name.startswith(".") else name) + ".wav"
 
 
 def fs_and_path(url: str):
@@ -30,14 +127,6 @@ def _protocol(fs) -> str:
 
 def is_local(fs) -> bool:
     return _protocol(fs) in ("file", "local")
-
-
-def part_name(split: str, shard: int) -> str:
-    return f"{split}-shard{shard:05d}.parquet"
-
-
-def final_name(split: str, i: int, n: int) -> str:
-    return f"{split}-{i:05d}-of-{n:05d}.parquet"
 
 
 _FINAL = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
@@ -68,7 +157,7 @@ def atomic_open(fs, path: str):
                 f.discard()
             raise
         return
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
     try:
         with fs.open(tmp, "wb") as f:
             yield f

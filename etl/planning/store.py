@@ -18,16 +18,14 @@ import pyarrow.parquet as pq
 from ..output import storage
 from ..schema import PLANNED_COLUMNS, SPEAKER, rejects_schema
 
-PLAN_DIR = "plan"
-
 
 def plan_dir(out: str) -> str:
     fs, root = storage.fs_and_path(out)
-    return storage.join(root, storage.PARTS_DIR, PLAN_DIR)
+    return storage.join(root, storage.PARTS_DIR, storage.PLAN_DIR)
 
 
 def shard_dir(out: str, shard: int) -> str:
-    return storage.join(plan_dir(out), f"shard-{shard:05d}")
+    return storage.join(plan_dir(out), storage.plan_shard_name(shard))
 
 
 def write_partition(
@@ -42,14 +40,14 @@ def write_partition(
     for shard, rows in kept[cols].groupby(kept["recording"].map(shard_of), sort=True):
         d = shard_dir(out, int(shard))
         fs.makedirs(d, exist_ok=True)
-        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+        with storage.atomic_open(fs, storage.join(d, storage.plan_part_name(p))) as f:
             pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), f)
     rej = pdf[pdf["reason"].notna()]
     if len(rej):
         schema = rejects_schema(with_speaker)
-        d = storage.join(plan_dir(out), "rejects")
+        d = storage.join(plan_dir(out), storage.PLAN_REJECTS_DIR)
         fs.makedirs(d, exist_ok=True)
-        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+        with storage.atomic_open(fs, storage.join(d, storage.plan_part_name(p))) as f:
             pq.write_table(_rejects_table(rej, schema), f)
     return len(pdf)
 
@@ -62,15 +60,19 @@ def _write_recording_rows(fs, pdf: pd.DataFrame, out: str, p: int, buckets: int)
     rows = rows[rows["recording"].notna()].astype({"recording": str, "id": str})
     b = pd.util.hash_pandas_object(rows["recording"], index=False).to_numpy() % buckets
     for bucket, g in rows.groupby(b):
-        d = storage.join(plan_dir(out), "recordings", f"bucket-{int(bucket):05d}")
+        d = storage.join(
+            plan_dir(out), storage.PLAN_RECORDINGS_DIR, storage.bucket_name(int(bucket))
+        )
         fs.makedirs(d, exist_ok=True)
-        with storage.atomic_open(fs, storage.join(d, f"part-{p:05d}.parquet")) as f:
+        with storage.atomic_open(fs, storage.join(d, storage.plan_part_name(p))) as f:
             pq.write_table(pa.Table.from_pandas(g, preserve_index=False), f)
 
 
 def recording_buckets(out: str) -> list[str]:
     fs, _ = storage.fs_and_path(out)
-    return sorted(fs.glob(storage.join(plan_dir(out), "recordings", "bucket-*")))
+    return sorted(
+        fs.glob(storage.join(plan_dir(out), storage.PLAN_RECORDINGS_DIR, storage.BUCKET_GLOB))
+    )
 
 
 def recording_stats_of_bucket(
@@ -82,7 +84,7 @@ def recording_stats_of_bucket(
 
     fs, _ = storage.fs_and_path(out)
     frames = []
-    for name in sorted(fs.glob(storage.join(bucket, "part-*.parquet"))):
+    for name in sorted(fs.glob(storage.join(bucket, storage.PLAN_PART_GLOB))):
         with fs.open(name, "rb") as f:
             frames.append(pq.read_table(f).to_pandas())
     rows = pd.concat(frames, ignore_index=True)
@@ -117,7 +119,7 @@ def _rejects_table(rej: pd.DataFrame, schema: pa.Schema) -> pa.Table:
 def read_shard(out: str, shard: int) -> pd.DataFrame:
     """The kept rows shard ``shard`` cuts (on the worker that cuts them)."""
     fs, _ = storage.fs_and_path(out)
-    files = sorted(fs.glob(storage.join(shard_dir(out, shard), "part-*.parquet")))
+    files = sorted(fs.glob(storage.join(shard_dir(out, shard), storage.PLAN_PART_GLOB)))
     frames = []
     for name in files:
         with fs.open(name, "rb") as f:
@@ -127,7 +129,9 @@ def read_shard(out: str, shard: int) -> pd.DataFrame:
 
 def _shard_files(out: str) -> list[str]:
     fs, _ = storage.fs_and_path(out)
-    return sorted(fs.glob(storage.join(plan_dir(out), "shard-*", "part-*.parquet")))
+    return sorted(
+        fs.glob(storage.join(plan_dir(out), storage.PLAN_SHARD_GLOB, storage.PLAN_PART_GLOB))
+    )
 
 
 def reserve_rows(out: str, reserve: str) -> pd.DataFrame:
@@ -145,17 +149,14 @@ def reserve_rows(out: str, reserve: str) -> pd.DataFrame:
     )
 
 
-LATE_DIR = "late"  # OUT/.parts/plan/late/shard-{i:05d}.parquet: the rejects found while decoding
-
-
 def write_late_rejects(out: str, shard: int, rejects: list[dict], with_speaker: bool) -> str | None:
     """A shard's decode-time rejects (with ``row``) as one file; returns its path (None: none)."""
     if not rejects:
         return None
     fs, _ = storage.fs_and_path(out)
-    d = storage.join(plan_dir(out), LATE_DIR)
+    d = storage.join(plan_dir(out), storage.LATE_DIR)
     fs.makedirs(d, exist_ok=True)
-    path = storage.join(d, f"shard-{shard:05d}.parquet")
+    path = storage.join(d, storage.late_name(shard))
     df = pd.DataFrame(rejects).reindex(columns=rejects_schema(with_speaker).names + ["row"])
     with storage.atomic_open(fs, path) as f:
         pq.write_table(_rejects_table(df, rejects_schema(with_speaker)), f)
@@ -180,7 +181,9 @@ def merge_rejects(out: str, late_files: list[str], with_speaker: bool) -> dict:
     with ``row``), in input order, streamed one partition at a time. Returns rows per reason."""
     fs, root = storage.fs_and_path(out)
     schema = rejects_schema(with_speaker)
-    files = sorted(fs.glob(storage.join(plan_dir(out), "rejects", "part-*.parquet")))
+    files = sorted(
+        fs.glob(storage.join(plan_dir(out), storage.PLAN_REJECTS_DIR, storage.PLAN_PART_GLOB))
+    )
     late_df = (
         read_late(out, late_files)
         .reindex(columns=schema.names + ["row"])
@@ -189,7 +192,7 @@ def merge_rejects(out: str, late_files: list[str], with_speaker: bool) -> dict:
     late_t = _rejects_table(late_df, schema) if len(late_df) else None
     counts: Counter = Counter()
     writer = None
-    with storage.atomic_open(fs, storage.join(root, "rejects.parquet")) as f:
+    with storage.atomic_open(fs, storage.join(root, storage.REJECTS_FILE)) as f:
         done = -1
         for _i, name in enumerate(files + [None]):
             if name is not None:
@@ -237,7 +240,7 @@ def merge_rejects_if_any(out: str, late_files: list[str], with_speaker: bool) ->
 
 def shard_dirs(out: str) -> list[str]:
     fs, _ = storage.fs_and_path(out)
-    return sorted(fs.glob(storage.join(plan_dir(out), "shard-*")))
+    return sorted(fs.glob(storage.join(plan_dir(out), storage.PLAN_SHARD_GLOB)))
 
 
 def combine_text_stats(parts: list[dict]) -> dict:
@@ -271,7 +274,7 @@ def text_stats(
     for shard in shards:
         name = shard.rsplit("/", 1)[-1]
         lost = set(read_late(out, [late_of[name]], ["id"])["id"]) if name in late_of else set()
-        for part in sorted(fs.glob(storage.join(shard, "part-*.parquet"))):
+        for part in sorted(fs.glob(storage.join(shard, storage.PLAN_PART_GLOB))):
             with fs.open(part, "rb") as f:
                 t = pq.read_table(f, columns=cols).to_pandas()
             if lost:

@@ -8,8 +8,6 @@ and ``review.xlsx``, written last so its presence means the sample is complete.
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import pandas as pd
 
 from ..audio import media as audio
@@ -17,9 +15,11 @@ from ..audio.measures import judge, measure
 from ..curate.splits import RESERVE, hash_rank
 from ..errors import UserError
 from ..output import storage
+from ..output.storage import CLIPS_DIR, IDS_FILE, REVIEW_FILE, clip_name
+from ..schema import reasons_where
 
 # Rows whose clip cannot be cut (no usable file or span) or that were already set aside.
-UNCUTTABLE = ("invalid_recording_id", "bad_timestamps", "duplicate_id", "excluded", "missing_audio")
+UNCUTTABLE = reasons_where(replaceable=False)
 # What a --where expression sees.
 QUERY_COLUMNS = [
     "id",
@@ -35,9 +35,6 @@ QUERY_COLUMNS = [
     "split",
     "reason",
 ]
-CLIPS_DIR = "clips"
-REVIEW_FILE = "review.xlsx"
-IDS_FILE = "sampled_ids.txt"
 EXAMPLE_ROW = {
     "id": "x",
     "recording": "x",
@@ -95,13 +92,6 @@ def select(
     return cand.assign(sample_rank=rank)[rank < (len(rank) if n is None else n)].sort_values(
         "sample_rank"
     )
-
-
-def clip_name(row_id: str) -> str:
-    """A file name for an id that stays inside ``clips/`` and is a valid relative link:
-    letters, digits, '-', '_', '.' kept (any script), everything else %-escaped, no leading dot."""
-    name = "".join(c if (c.isalnum() or c in "-_.") else quote(c, safe="") for c in str(row_id))
-    return ("%2E" + name[1:] if name.startswith(".") else name) + ".wav"
 
 
 def cut_recording(

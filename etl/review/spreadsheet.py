@@ -157,7 +157,7 @@ def import_verdicts(path: str, out: str | None = None) -> dict:
     (default: ``bad_ids.txt`` beside the workbook). Returns counts per verdict and the output path."""
     verdicts = read_verdicts(path)
     bad = list(dict.fromkeys(i for i, v in verdicts if v == "bad"))
-    out = out or storage.join(path.rsplit("/", 1)[0] if "/" in path else ".", "bad_ids.txt")
+    out = out or storage.join(path.rsplit("/", 1)[0] if "/" in path else ".", storage.BAD_IDS_FILE)
     fs, p = storage.fs_and_path(out)
     storage.write_bytes(fs, p, "".join(id_list_line(i) for i in bad).encode())
     counts = Counter(v or "(none)" for _, v in verdicts)
