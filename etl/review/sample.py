@@ -17,27 +17,14 @@ from ..audio.measures import judge, measure
 from ..curate.splits import RESERVE, hash_rank
 from ..errors import UserError
 from ..output import storage
+from ..schema import QUERY_COLUMNS
 
 # Rows whose clip cannot be cut (no usable file or span) or that were already set aside.
 UNCUTTABLE = ("invalid_recording_id", "bad_timestamps", "duplicate_id", "excluded", "missing_audio")
-# What a --where expression sees.
-QUERY_COLUMNS = [
-    "id",
-    "recording",
-    "start",
-    "end",
-    "duration",
-    "similarity",
-    "chars_per_second",
-    "text",
-    "text_raw",
-    "hypothesis",
-    "split",
-    "reason",
-]
 CLIPS_DIR = "clips"
 REVIEW_FILE = "review.xlsx"
 IDS_FILE = "sampled_ids.txt"
+# A placed row of every query column (and ``url``): a --where expression is tried on it first.
 EXAMPLE_ROW = {
     "id": "x",
     "recording": "x",
