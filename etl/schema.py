@@ -90,7 +90,7 @@ UNIT_COLUMNS = ["unit", "hash", "rows", "seconds", "bytes", "prev"]
 
 # Scratch columns: a stage's own working columns, all under one prefix, dropped before the frame
 # leaves the stage (no writer selects them: outputs hold declared columns only).
-SCRATCH = "_etl_"
+SCRATCH = "_scratch_"
 JSON_KEY = SCRATCH + "key"  # a JSON document keyed by id: the key (``ingest.table``)
 # a malformed jsonl line: its ``unreadable_alignment`` detail and its id (``ingest.table``)
 BAD_LINE = SCRATCH + "alignment_error"
