@@ -29,6 +29,93 @@ TABLE_COLUMNS = [
 # {word, start, end}, seconds from the segment's start), ``alignment_error`` (the detail of an
 # ``unreadable_alignment`` row: file and line). ``speaker`` comes from lhotse or MFA per-speaker tiers.
 EXTRA_TABLE_COLUMNS = ["words", "alignment_error"]
+# A Kaldi data dir as its reader gives it (``ingest.table._read_kaldi``: segments, text, utt2spk),
+# before ``canonical`` maps it like any table.
+KALDI_COLUMNS = ["id", "recording", "start", "end", "text", "speaker"]
+
+# The frames that cross a module, in the order the rows flow (table -> checked -> joined -> placed).
+# Each names its producer and its consumers; ``tests/test_schema.py`` checks a real build's frames.
+#
+# Checked: one partition after ``ingest.rows.check_rows`` (``canonical`` + the row checks: reason,
+# detail, parsed times, normalized text, the measures known before decoding). Producers:
+# ``planning.worker.check_part``, ``testing.reference.read_checked_table``; consumers: the planning
+# passes (duplicates, file join, splits). Readers with word timings add ``words`` (OPTIONAL_COLUMNS).
+CHECKED_COLUMNS = [
+    *[c for c in TABLE_COLUMNS if c != "row"],
+    "reason",
+    "detail",
+    "duration",
+    "text",
+    "chars_per_second",
+    "similarity",
+]
+OPTIONAL_COLUMNS = ["words"]  # in every frame from here on when the reader gives it
+# What ``ingest.recordings.resolve`` returns per reference: the file's ``url`` (None: no file), the
+# ``key`` naming the recording whatever its spelling, the ``candidates`` of an ambiguous name.
+# Consumers: the file join (planning.worker, testing.reference) and ``recordings.listing_summary``.
+RESOLVED_COLUMNS = ["url", "key", "candidates"]
+# What the file join adds to the checked rows (with ``row``, their input position): ``url`` and
+# ``recording_key`` (resolve's ``key``: the split unit of ``splits.by: recording``).
+JOINED_COLUMNS = ["row", *CHECKED_COLUMNS, "url", "recording_key"]
+# Placed: one partition after planning (every row, kept or rejected). Producers:
+# ``planning.worker.label_part`` (``planning.client.PlannedTable.parts``) and
+# ``testing.reference.plan_rows``; consumers: ``planning.store.write_partition`` (which keeps
+# ``PLANNED_COLUMNS`` of the kept rows and ``schema.rejects_schema`` of the rejects) and
+# ``review.sample.select`` (`etl sample`).
+PLACED_COLUMNS = [*JOINED_COLUMNS, "unit", "split", "order"]
+# What a ``--where`` expression of `etl sample` sees of a placed row (``review.sample.select``).
+QUERY_COLUMNS = [
+    "id",
+    "recording",
+    "start",
+    "end",
+    "duration",
+    "similarity",
+    "chars_per_second",
+    "text",
+    "text_raw",
+    "hypothesis",
+    "split",
+    "reason",
+]
+# Every row's inputs to the per-recording statistics, by recording bucket under OUT/.parts/plan/
+# recordings/: written by ``planning.store.write_partition``, read by
+# ``planning.store.recording_stats_of_bucket`` for ``curate.suspects.recording_stats``.
+RECORDING_ROW_COLUMNS = ["recording", "id", "similarity", "chars_per_second", "reason", "kept"]
+# The kept rows' per-recording aggregates planning hands on (``PlanCounts.recordings``, from
+# ``planning.worker.summary_part``): what ``commands.build`` packs into shards (``shards.pack``)
+# and ``commands.plan`` counts (seconds = the last segment's end: the audio to decode).
+RECORDING_COLUMNS = ["recording", "seconds", "url", "rows"]
+# Per split unit of the pool, as ``planning.worker.unit_partials`` sums it for the client
+# (``planning.client``: the dev head, the budget cuts; ``curate.splits.unit_roles``).
+UNIT_COLUMNS = ["unit", "hash", "rows", "seconds", "bytes", "prev"]
+
+# Scratch columns: a stage's own working columns, all under one prefix, dropped before the frame
+# leaves the stage (no writer selects them: outputs hold declared columns only).
+SCRATCH = "_scratch_"
+JSON_KEY = SCRATCH + "key"  # a JSON document keyed by id: the key (``ingest.table``)
+# a malformed jsonl line: its ``unreadable_alignment`` detail and its id (``ingest.table``)
+BAD_LINE = SCRATCH + "alignment_error"
+BAD_LINE_ID = SCRATCH + "alignment_error_id"
+# planning.worker, from the units pass to the labels: the unit's seeded hash, eligible for a split,
+# a listed test row, in the pool dev / reserve / train are drawn from
+HASH = SCRATCH + "hash"
+ELIGIBLE = SCRATCH + "eligible"
+TEST = SCRATCH + "test"
+POOL = SCRATCH + "pool"
+PLANNING_SCRATCH = [HASH, ELIGIBLE, TEST, POOL]
+
+
+def check_frame_columns(columns, declared: list[str], what: str) -> None:
+    """A frame that crosses a module holds exactly its declared columns (``OPTIONAL_COLUMNS`` aside):
+    its producer calls this before handing it on (a programming error, never the user's)."""
+    have = set(columns) - set(OPTIONAL_COLUMNS)
+    if have != set(declared):
+        raise AssertionError(
+            f"{what} frame: missing {sorted(set(declared) - have)}, "
+            f"undeclared {sorted(have - set(declared))} (see etl/schema.py)"
+        )
+
 
 # The placed table, as the workers write it under OUT/.parts/plan/ and each shard task reads its own
 # rows back (an allow-list: nothing else reaches a worker). ``split`` is train/dev/test/low_similarity

@@ -151,7 +151,9 @@ def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
     if in_memory:
         from etl.testing.reference import plan_rows, read_checked_table
 
-        df = plan_rows(cfg, read_checked_table(cfg)[0], set(previous_dev)).sort_values("row")
+        df = plan_rows(cfg, read_checked_table(cfg).frame, set(previous_dev)).frame.sort_values(
+            "row"
+        )
     else:
         from etl.planning.client import plan_table
 

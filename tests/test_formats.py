@@ -114,12 +114,12 @@ def test_every_alignment_format_gives_the_same_kept_clips_and_texts(
     formats, corpus, tmp_path, name
 ):
     base, _ = read_checked_table(_config(tmp_path, corpus, formats["csv"][0]))
-    expected = _kept(plan_rows(_config(tmp_path, corpus, formats["csv"][0]), base))
+    expected = _kept(plan_rows(_config(tmp_path, corpus, formats["csv"][0]), base).frame)
     assert len(expected) == len(corpus["freqs"])
     path, extra = formats[name]
     cfg = _config(tmp_path, corpus, path, **extra)
     df, has_id = read_checked_table(cfg)
-    df = plan_rows(cfg, df)
+    df = plan_rows(cfg, df).frame
     got = _kept(df)
     if name in (
         "lhotse",

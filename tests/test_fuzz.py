@@ -276,7 +276,7 @@ def check_properties(alignment: str, audio: str, n_rows: int, out: str, hyp: boo
         cfg["input"]["format"] = fmt
     try:
         df, _ = read_checked_table(cfg)
-        df = plan_rows(cfg, df)
+        df = plan_rows(cfg, df).frame
     except UserError as e:  # a user error: one line, no traceback
         assert "\n" not in str(e) and str(e)
         event(f"user error: {str(e)[:300]}")  # --hypothesis-show-statistics

@@ -88,8 +88,8 @@ def test_missing_keys_in_every_format_are_repaired_or_rejected_never_fatal(tmp_p
             "splits.dev_size=1",
         ],
     )
-    df, _ = read_checked_table(cfg)
-    df = plan_rows(cfg, df)
+    checked = read_checked_table(cfg)
+    df = plan_rows(cfg, checked.frame).frame
     assert len(df) == len(ROWS) and (df["split"].notna() ^ df["reason"].notna()).all()
     for (row, want_id, want_reason), (_, got) in zip(ROWS, df.iterrows()):
         if fmt == "kaldi" and row["recording"] is None:
@@ -101,7 +101,7 @@ def test_missing_keys_in_every_format_are_repaired_or_rejected_never_fatal(tmp_p
             assert got["id"] == want_id and got["split"] is not None
     kept = df[df["split"].notna()]
     assert (kept["text"] == "dobar dan").all()
-    assert df.attrs["ids_from_template"] == (0 if fmt == "kaldi" else 3)
+    assert checked.ids_from_template == (0 if fmt == "kaldi" else 3)
 
 
 def test_report_lists_no_invisible_character_in_any_split(built):

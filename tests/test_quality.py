@@ -215,7 +215,7 @@ def test_suspects_file_works_as_exclude_ids(planted, built):
         planted["config"], [f"splits.exclude_ids=[{planted['out'] / 'suspect_recordings.txt'}]"]
     )
     df, _ = read_checked_table(cfg)
-    df = plan_rows(cfg, df)
+    df = plan_rows(cfg, df).frame
     assert set(df.loc[df["reason"] == "excluded", "recording"]) == {"loud", "shifted"}
 
 

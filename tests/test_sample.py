@@ -28,7 +28,7 @@ def cfg_path(corpus, tmp_path_factory):
 def planned(cfg_path):
     cfg = load_config(cfg_path)
     df, _ = read_checked_table(cfg)
-    return plan_rows(cfg, df)
+    return plan_rows(cfg, df).frame
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_sampled_ids_as_exclude_ids_keep_the_sample_out_and_a_new_sample_picks_o
 ):
     cfg = load_config(cfg_path, [f"splits.exclude_ids=[{sampled / 'sampled_ids.txt'}]"])
     df, _ = read_checked_table(cfg)
-    df = plan_rows(cfg, df)
+    df = plan_rows(cfg, df).frame
     ids = (sampled / "sampled_ids.txt").read_text().split()
     assert set(df.loc[df["id"].isin(ids), "reason"]) == {"excluded"}
     assert df.loc[df["id"].isin(ids), "split"].isna().all()

@@ -379,7 +379,8 @@ def test_a_malformed_jsonl_line_in_any_block_is_one_reject_naming_the_file_line(
     slow = []
     by_json = table._json_lines_by_json
     monkeypatch.setattr(table, "_json_lines_by_json", lambda data: slow.append(1) or by_json(data))
-    df, has_id = read_checked_table(_config(tmp_path, rel))
+    checked = read_checked_table(_config(tmp_path, rel))
+    df, has_id = checked
 
     assert has_id and len(df) == 300 - 2  # two blank lines
     rejected = df[df["reason"].notna()].set_index("id")
@@ -398,7 +399,7 @@ def test_a_malformed_jsonl_line_in_any_block_is_one_reject_naming_the_file_line(
     assert kept == [
         f"u{i}" for i in range(1, 301) if i not in bad
     ]  # every good line, in file order
-    assert df.attrs["ids_from_template"] == 0  # a bad line's id names it; no id was missing
+    assert checked.ids_from_template == 0  # a bad line's id names it; no id was missing
     assert (
         len(slow) == 1 + 4
     )  # the sample (line 3 is in it) and the blocks of lines 3, 120, 230, 299 only

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import fsspec
 import pandas as pd
 
+from ..schema import RESOLVED_COLUMNS
+
 # Extensions ffmpeg reads that hold audio; anything else in the folder (txt, json, ...) is ignored.
 AUDIO_EXTENSIONS = (
     ".wav",
@@ -171,9 +173,6 @@ def existing_files(paths: list[str]) -> set[str]:
             continue
         found.update(p for p in members if p.rsplit("/", 1)[-1] in names)
     return found
-
-
-RESOLVED_COLUMNS = ["url", "key", "candidates"]  # what ``resolve`` returns per row
 
 
 def resolve(

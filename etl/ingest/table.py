@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..config import is_url
 from ..errors import UserError
-from ..schema import EXTRA_TABLE_COLUMNS
+from ..schema import BAD_LINE, BAD_LINE_ID, EXTRA_TABLE_COLUMNS, JSON_KEY, KALDI_COLUMNS
 from . import formats
 from .text import without_surrogates
 
@@ -122,7 +122,7 @@ def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
     subtitles and NeMo manifests have none: their ids follow ``input.id_template``."""
     if fmt in formats.FORMATS and fmt != "lhotse":
         return False
-    return bool(columns.get("id")) and (columns["id"] in present or "__key__" in present)
+    return bool(columns.get("id")) and (columns["id"] in present or JSON_KEY in present)
 
 
 def read_raw(path: str, fmt: str, inp: dict | None = None):
@@ -175,8 +175,8 @@ JSONL_SAMPLE = (
     2**20
 )  # what the client reads of the first file, for the column names (as dd.read_json did)
 # A malformed JSON line's row in a jsonl block: its ``unreadable_alignment`` detail and its id (file
-# and line, as the manifest readers give them); ``canonical`` takes them. Only a block holding one has them.
-BAD_LINE, BAD_LINE_ID = "__alignment_error__", "__alignment_error_id__"
+# and line, as the manifest readers give them): ``schema.BAD_LINE``, ``schema.BAD_LINE_ID``;
+# ``canonical`` takes them. Only a block holding one has them.
 
 
 def _json_lines(path: str):
@@ -299,7 +299,6 @@ def _json_columns(path: str) -> list:
     return list(_read_json_document(path).columns)
 
 
-KALDI_COLUMNS = ["id", "recording", "start", "end", "text", "speaker"]
 KALDI_SPEAKER_FILES = ("utt2spk", "spk2utt")  # utt2spk wins when both are there
 
 
@@ -330,14 +329,14 @@ def _read_json_document(path: str) -> pd.DataFrame:
         except json.JSONDecodeError as e:
             raise UserError(f"input.alignment {path} is not valid JSON: {e}") from None
     if isinstance(doc, dict):
-        # {id: {recording, start, end, text, ...}} -> records carrying their key as "__key__"
+        # {id: {recording, start, end, text, ...}} -> records carrying their key as JSON_KEY
         bad = [k for k, v in doc.items() if not isinstance(v, dict)]
         if bad:
             raise UserError(
                 f"input.alignment {path}: a JSON object must map ids to records; "
                 f"key {bad[0]!r} does not"
             )
-        records = [{"__key__": k, **v} for k, v in doc.items()]
+        records = [{JSON_KEY: k, **v} for k, v in doc.items()]
     elif isinstance(doc, list):
         records = doc
     else:
@@ -438,8 +437,8 @@ def canonical(
     ``id`` is the table's id if it has one (kept as ``source_id`` too), else ``id_template``;
     template ids are filled in later by ``rows.check_rows`` once start/end are parsed.
     """
-    if "__key__" in df.columns:  # JSON dict keyed by id: the key is the id
-        df = df.rename(columns={"__key__": columns.get("id") or "id"})
+    if JSON_KEY in df.columns:  # JSON dict keyed by id: the key is the id
+        df = df.rename(columns={JSON_KEY: columns.get("id") or "id"})
     out = pd.DataFrame(index=df.index)
     id_col = columns.get("id")
     if id_col and id_col in df.columns:
@@ -476,16 +475,16 @@ def canonical(
 def check_columns(present: list[str], columns: dict, fmt: str) -> None:
     if fmt == "kaldi" or fmt in formats.FORMATS:
         return
-    present_set = set(present) | ({"__key__"} if "__key__" in present else set())
+    present_set = set(present) | ({JSON_KEY} if JSON_KEY in present else set())
     for key in ("recording", "start", "end", "text", "hypothesis", "speaker"):
         name = columns.get(key)
         if name and name not in present_set:
             raise UserError(
                 f"input.columns.{key}: column {name!r} is not in the table "
-                f"(columns: {', '.join(c for c in present if c != '__key__')})"
+                f"(columns: {', '.join(c for c in present if c != JSON_KEY)})"
             )
     id_col = columns.get("id")
-    if id_col and id_col != "id" and id_col not in present_set and "__key__" not in present_set:
+    if id_col and id_col != "id" and id_col not in present_set and JSON_KEY not in present_set:
         raise UserError(
             f"input.columns.id: column {id_col!r} is not in the table "
             f"(columns: {', '.join(present)}); set it to null to generate ids"

@@ -39,6 +39,7 @@ from ..errors import UserError
 from ..ingest import formats, table
 from ..ingest.recordings import list_audio, listing_summary
 from ..ingest.table import has_speaker
+from ..schema import RECORDING_COLUMNS
 from .worker import (
     check_part,
     label_part,
@@ -435,7 +436,7 @@ def _step(bar, note: str = "") -> None:
 @dataclass
 class PlanCounts:
     """The whole table in numbers: rows and seconds per split (reserve apart), rows per reason,
-    the kept rows' recordings (recording, seconds = last end, url, rows), speakers per split."""
+    the kept rows' recordings (``schema.RECORDING_COLUMNS``), speakers per split."""
 
     splits: dict
     reasons: dict
@@ -481,7 +482,7 @@ def _combine(sums: list) -> PlanCounts:
     recs = (
         pd.concat([x["recordings"] for x in sums])
         if sums
-        else pd.DataFrame(columns=["recording", "seconds", "url", "rows"])
+        else pd.DataFrame(columns=RECORDING_COLUMNS)
     )
     recs = (
         recs.groupby("recording", sort=True)

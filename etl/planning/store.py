@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..output import storage
-from ..schema import PLANNED_COLUMNS, SPEAKER, rejects_schema
+from ..schema import PLANNED_COLUMNS, RECORDING_ROW_COLUMNS, SPEAKER, rejects_schema
 
 
 def plan_dir(out: str) -> str:
@@ -50,9 +50,6 @@ def write_partition(
         with storage.atomic_open(fs, storage.join(d, storage.plan_part_name(p))) as f:
             pq.write_table(_rejects_table(rej, schema), f)
     return len(pdf)
-
-
-RECORDING_ROW_COLUMNS = ["recording", "id", "similarity", "chars_per_second", "reason", "kept"]
 
 
 def _write_recording_rows(fs, pdf: pd.DataFrame, out: str, p: int, buckets: int) -> None:

@@ -16,6 +16,20 @@ from ..curate.splits import (
 from ..ingest import rows as rowchecks
 from ..ingest import table
 from ..ingest.recordings import resolve
+from ..schema import (
+    CHECKED_COLUMNS,
+    ELIGIBLE,
+    HASH,
+    JOINED_COLUMNS,
+    JSON_KEY,
+    PLACED_COLUMNS,
+    PLANNING_SCRATCH,
+    POOL,
+    RECORDING_COLUMNS,
+    TEST,
+    UNIT_COLUMNS,
+    check_frame_columns,
+)
 
 BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row table holds ~760 units
 
@@ -28,7 +42,7 @@ def check_part(
 ) -> tuple:
     """One partition checked; returns (frame, rows, its id hashes for the duplicates)."""
     texts = {columns.get(k) for k in ("id", "recording", "text", "hypothesis", "speaker")} | {
-        "__key__"
+        JSON_KEY
     }
     # the cells canonical() reads one by one: iterating Arrow-backed strings costs several times more
     pdf = pdf.astype(
@@ -38,6 +52,7 @@ def check_part(
     checked = rowchecks.check_rows(
         canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None
     )
+    check_frame_columns(checked.columns, CHECKED_COLUMNS, "checked")
     return checked, len(checked), _id_hashes(checked)
 
 
@@ -110,6 +125,7 @@ def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: lis
         hit = listed(pdf, ids, by)
         rowchecks.reject(pdf, hit, "excluded", f"listed in {path}")
         hits.append(int(hit.sum()))
+    check_frame_columns(pdf.columns, JOINED_COLUMNS, "joined")
     return pdf, {"refs": refs_found, "excluded": hits}
 
 
@@ -138,11 +154,11 @@ def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: boo
     unit = split_units(pdf.loc[eligible, cols], by)
     pdf["unit"] = pd.Series(None, index=pdf.index, dtype=object)
     pdf.loc[eligible, "unit"] = unit.astype(object)
-    pdf["_hash"] = np.zeros(len(pdf), dtype=np.uint64)
-    pdf.loc[eligible, "_hash"] = seeded_hash(unit, seed)
-    pdf["_eligible"] = eligible
+    pdf[HASH] = np.zeros(len(pdf), dtype=np.uint64)
+    pdf.loc[eligible, HASH] = seeded_hash(unit, seed)
+    pdf[ELIGIBLE] = eligible
     test = eligible & pdf["reason"].isna() & listed(pdf, test_keys, by)
-    pdf["_test"] = test
+    pdf[TEST] = test
     return pdf, set(pdf.loc[test, "unit"]) if by != "segment" else set()
 
 
@@ -151,31 +167,31 @@ def pool_part(
 ) -> tuple:
     """Test and low_similarity rows; the pool of the others. Returns (frame, prev units, fixed bytes,
     ``pool_histogram`` of the pool: None with a previous dev, whose units it must leave out once known)."""
-    ok = pdf["_eligible"] & pdf["reason"].isna()
-    test = pdf["_test"] if by == "segment" else ok & pdf["unit"].isin(test_units)
+    ok = pdf[ELIGIBLE] & pdf["reason"].isna()
+    test = pdf[TEST] if by == "segment" else ok & pdf["unit"].isin(test_units)
     pdf["split"] = pd.Series(None, index=pdf.index, dtype=object)
     pdf.loc[test, "split"] = "test"
-    low = pdf["_eligible"] & pdf["reason"].eq("low_similarity").fillna(False).astype(bool) & ~test
+    low = pdf[ELIGIBLE] & pdf["reason"].eq("low_similarity").fillna(False).astype(bool) & ~test
     if low_split:
         pdf.loc[low, "split"] = "low_similarity"
-    pdf["_pool"] = ok & ~test
+    pdf[POOL] = ok & ~test
     fixed = pdf["split"].notna()
     fixed_bytes = float(policy.estimated_bytes(pdf.loc[fixed, "duration"]).sum())
-    prev = set(pdf.loc[pdf["_pool"] & pdf["id"].isin(previous_dev), "unit"])
+    prev = set(pdf.loc[pdf[POOL] & pdf["id"].isin(previous_dev), "unit"])
     return pdf, prev, fixed_bytes, None if previous_dev else pool_histogram(pdf, set())
 
 
 def unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.DataFrame:
     """Per-unit rows, seconds and estimated bytes of the pool rows of the given hash buckets (all
     with ``buckets`` None), prev units always included: flag ``prev``."""
-    pool = pdf[pdf["_pool"]]
+    pool = pdf[pdf[POOL]]
     prev = pool["unit"].isin(prev_units)
     take = (
         prev
         if buckets is None
         else prev
         | np.isin(
-            pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS),
+            pool[HASH].to_numpy() >> np.uint64(64 - BUCKET_BITS),
             np.asarray(buckets, dtype=np.uint64),
         )
     )
@@ -185,7 +201,7 @@ def unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.Dat
     agg = pd.DataFrame(
         {
             "unit": p["unit"],
-            "hash": p["_hash"],
+            "hash": p[HASH],
             "rows": 1,
             "seconds": p["duration"],
             "bytes": policy.estimated_bytes(p["duration"]),
@@ -201,14 +217,14 @@ def unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.Dat
             bytes=("bytes", "sum"),
             prev=("prev", "first"),
         )
-        .reset_index()
+        .reset_index()[UNIT_COLUMNS]
     )
 
 
 def pool_histogram(pdf: pd.DataFrame, prev_units: set) -> np.ndarray:
     """Rows, seconds and distinct-unit count per hash bucket of the pool, prev units left out."""
-    pool = pdf[pdf["_pool"] & ~pdf["unit"].isin(prev_units)]
-    b = (pool["_hash"].to_numpy() >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
+    pool = pdf[pdf[POOL] & ~pdf["unit"].isin(prev_units)]
+    b = (pool[HASH].to_numpy() >> np.uint64(64 - BUCKET_BITS)).astype(np.int64)
     n = 1 << BUCKET_BITS
     return np.stack(
         [
@@ -223,7 +239,7 @@ def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
     if cut is None:
         return pd.Series(False, index=pdf.index)
     flag = (~pdf["unit"].isin(prev_units)).astype(int).to_numpy()
-    h = pdf["_hash"].to_numpy()
+    h = pdf[HASH].to_numpy()
     cf, ch, cu = cut
     same = (flag == cf) & (
         h == np.uint64(ch)
@@ -232,13 +248,13 @@ def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
     if same.any():
         tie[same] = [str(x) >= cu for x in pdf["unit"].to_numpy()[same]]
     after = (flag > cf) | ((flag == cf) & (h > np.uint64(ch))) | tie
-    return pd.Series(after, index=pdf.index) & pdf["_pool"]
+    return pd.Series(after, index=pdf.index) & pdf[POOL]
 
 
 def label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, count: dict) -> tuple:
     """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned.
     Returns (frame, ``summary_part`` of it with ``count``'s arguments)."""
-    pool = pdf["_pool"]
+    pool = pdf[POOL]
     at = pd.Index(list(head), dtype=object).get_indexer(
         pdf["unit"]
     )  # -1 (not in head) picks the last entry
@@ -254,7 +270,8 @@ def label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, count
     kept_low = pdf["split"].eq("low_similarity").fillna(False)
     pdf.loc[kept_low, ["reason", "detail"]] = None
     rowchecks.reject(pdf, over.notna(), "over_budget", over)
-    pdf = pdf.drop(columns=["_hash", "_eligible", "_test", "_pool"])
+    pdf = pdf.drop(columns=PLANNING_SCRATCH)
+    check_frame_columns(pdf.columns, PLACED_COLUMNS, "placed")
     return pdf, summary_part(pdf, **count)
 
 
@@ -271,7 +288,7 @@ def summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_speak
         "reasons": {r: int(n) for r, n in pdf["reason"].value_counts().items()},
         "recordings": k.groupby("recording", sort=False)
         .agg(seconds=("end", "max"), url=("url", "first"), rows=("id", "size"))
-        .reset_index(),
+        .reset_index()[RECORDING_COLUMNS],
         "test_matched": int(listed(pdf, test_keys, by).sum()) if test_keys else 0,
         "prev_in_dev": int((pdf["id"].isin(previous_dev) & split.eq("dev")).sum())
         if previous_dev

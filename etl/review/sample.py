@@ -16,25 +16,11 @@ from ..curate.splits import RESERVE, hash_rank
 from ..errors import UserError
 from ..output import storage
 from ..output.storage import CLIPS_DIR, IDS_FILE, REVIEW_FILE, clip_name
-from ..schema import reasons_where
+from ..schema import QUERY_COLUMNS, reasons_where
 
 # Rows whose clip cannot be cut (no usable file or span) or that were already set aside.
 UNCUTTABLE = reasons_where(replaceable=False)
-# What a --where expression sees.
-QUERY_COLUMNS = [
-    "id",
-    "recording",
-    "start",
-    "end",
-    "duration",
-    "similarity",
-    "chars_per_second",
-    "text",
-    "text_raw",
-    "hypothesis",
-    "split",
-    "reason",
-]
+# A placed row of every query column (and ``url``): a --where expression is tried on it first.
 EXAMPLE_ROW = {
     "id": "x",
     "recording": "x",

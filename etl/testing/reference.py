@@ -8,6 +8,8 @@ listing, splits) run on the complete frame.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -16,12 +18,42 @@ from ..errors import UserError
 from ..ingest import formats, table
 from ..ingest import rows as rowchecks
 from ..ingest.recordings import list_audio, listing_summary, resolve
+from ..schema import CHECKED_COLUMNS, PLACED_COLUMNS, check_frame_columns
 from .reference_splits import assign
 
 
-def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
-    """The alignment table, canonical and row-checked, as one pandas frame in input order.
-    Returns (frame, whether the table had its own id column)."""
+class CheckedTable(NamedTuple):
+    """``read_checked_table``'s result: the frame (``row`` + ``schema.CHECKED_COLUMNS``) and whether
+    the table had its own id column."""
+
+    frame: pd.DataFrame
+    has_id: bool
+
+    @property
+    def ids_from_template(self) -> int:
+        """Rows of a table with ids whose own id was missing (null, NaN, empty): ids from the
+        template (not a malformed line's row: its id names its file and line). ``unreadable_alignment``
+        is the first reason, so no later check changes this count."""
+        if not self.has_id:
+            return 0
+        df = self.frame
+        blank = df["source_id"].map(lambda v: not isinstance(v, str) or not v.strip())
+        return int((blank & df["reason"].ne("unreadable_alignment")).sum())
+
+
+class PlannedRows(NamedTuple):
+    """``plan_rows``'s result: the placed frame (``schema.PLACED_COLUMNS``), the listing summary
+    (``recordings.listing_summary``) and what each id list matched (``place_rows``), as the
+    cluster's ``PlannedTable`` holds them for report.json."""
+
+    frame: pd.DataFrame
+    listing: dict
+    selection: dict
+
+
+def read_checked_table(cfg: dict) -> CheckedTable:
+    """The alignment table, canonical and row-checked, as one pandas frame in input order, and
+    whether the table had its own id column."""
     import dask
     import dask.dataframe  # noqa: F401  (registers the dataframe config)
 
@@ -61,13 +93,8 @@ def read_checked_table(cfg: dict) -> tuple[pd.DataFrame, bool]:
             raise _unreadable_table(inp["alignment"], fmt, e) from None
     df = df.reset_index(drop=True)
     df.insert(0, "row", np.arange(len(df), dtype=np.int64))
-    # rows of a table with ids whose own id was missing (null, NaN, empty): ids from the template
-    # (not a malformed line's row: its id names its file and line)
-    blank = df["source_id"].map(lambda v: not isinstance(v, str) or not v.strip()) & df[
-        "reason"
-    ].ne("unreadable_alignment")
-    df.attrs["ids_from_template"] = int(blank.sum()) if has_id else 0
-    return df, has_id
+    check_frame_columns(df.columns, ["row", *CHECKED_COLUMNS], "checked")
+    return CheckedTable(df, has_id)
 
 
 def _unreadable_table(path: str, fmt: str, e: Exception) -> UserError:
@@ -82,9 +109,10 @@ def _unreadable_table(path: str, fmt: str, e: Exception) -> UserError:
     )
 
 
-def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> pd.DataFrame:
-    """Whole-table checks and split assignment; adds ``url``, ``split`` (None when rejected),
-    ``unit`` and ``order`` (see ``splits.assign``)."""
+def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> PlannedRows:
+    """Whole-table checks and split assignment of ``read_checked_table``'s frame (changed in place);
+    adds ``url``, ``recording_key``, ``split`` (None when rejected), ``unit`` and ``order`` (see
+    ``splits.assign``)."""
     inp = cfg["input"]
     rowchecks.mark_duplicates(df)
     wav_scp = None
@@ -115,13 +143,15 @@ def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> pd.DataF
         df, found["url"].mask(ambiguous, ""), where
     )  # earlier reasons stay
     rowchecks.mark_ambiguous(df, found["candidates"])
-    df.attrs["listing"] = listing_summary(listing, refs, found)
-    place_rows(cfg, df, previous_dev)
-    return df
+    summary = listing_summary(listing, refs, found)
+    selection = place_rows(cfg, df, previous_dev)
+    check_frame_columns(df.columns, PLACED_COLUMNS, "placed")
+    return PlannedRows(df, summary, selection)
 
 
-def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
-    """Exclusions, test ids, dev, reserve, train, budgets: fills ``split``, ``unit``, ``order``."""
+def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> dict:
+    """Exclusions, test ids, dev, reserve, train, budgets: fills ``split``, ``unit``, ``order``.
+    Returns what each id list matched (report.json's ``selection``)."""
     s = cfg["splits"]
     selection: dict = {"exclude_ids": {}}  # what each list matched, for report.json and the plan
     for path in s["exclude_ids"]:
@@ -162,7 +192,7 @@ def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> None:
         selection["by_speaker"] = {
             "rows_without_speaker": int((df["split"].notna() & df["speaker"].isna()).sum())
         }
-    df.attrs["selection"] = selection
+    return selection
 
 
 def _read_text(path: str) -> str:
