@@ -50,7 +50,6 @@ class ShardTask:
     decoder_identity: str | None = (
         None  # the build's (build.check_decoders); a worker with another refuses
     )
-    meta: dict = field(default_factory=dict)
     filters: dict = field(
         default_factory=dict
     )  # the config's filters: those on the cut samples apply here
