@@ -163,21 +163,8 @@ class StallWatch:
                     flush=True,
                 )
 
-
-def watch(client, limit: float | None) -> StallWatch:
-    """A started ``StallWatch`` of ``client``, kept on it for ``raise_if_stalled`` and ``stop``."""
-    client._etl_stall_watch = StallWatch(client, limit).start()
-    return client._etl_stall_watch
-
-
-def stop(client) -> None:
-    w = getattr(client, "_etl_stall_watch", None)
-    if w is not None:
-        w.stop()
-
-
-def raise_if_stalled(client) -> None:
-    """In an ``except`` block: the stall (one line, a ``UserError``) if the watch stopped the work."""
-    w = getattr(client, "_etl_stall_watch", None)
-    if w is not None and w.reason:
-        raise UserError(w.reason) from None
+    def raise_if_stalled(self) -> None:
+        """In an ``except`` block: the stall (one line, a ``UserError``) if this watch stopped the
+        work."""
+        if self.reason:
+            raise UserError(self.reason) from None
