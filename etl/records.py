@@ -10,7 +10,7 @@ finalize (build)         -> Report: report.json; PlotCounts: report.html's histo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 @dataclass(frozen=True)
@@ -101,23 +101,28 @@ class ShardResult:
         return isinstance(d["rejects"], list) and bool(d["rejects"])
 
 
-class SplitReport(TypedDict, total=False):
+class SplitReport(TypedDict):
     rows: int
     hours: float
     files: int
     bytes: int
-    speakers: int  # with a speaker column
+    speakers: NotRequired[int]  # with a speaker column
 
 
-class Report(TypedDict, total=False):
+class Report(TypedDict):
     """report.json: every input row is in ``splits`` or counted in ``rejects`` (rows_in = rows_out +
-    rows_rejected)."""
+    rows_rejected). Its keys in this order (``commands.finalize._report`` builds it in one go).
+
+    A TypedDict rather than a dataclass: report.json is this dict as ``json.dumps`` writes it, the
+    no-op rerun reads it back as JSON, and the CLI, the card, report.html and the tests read its keys;
+    every key is required, so it has one shape (``up_to_date`` apart: only in what ``build`` returns
+    for a folder already built, never in the file)."""
 
     rows_in: int
     rows_out: int
     rows_rejected: int
-    splits: dict  # split -> SplitReport
-    rejects: dict  # reason (schema.REJECT_REASONS) -> rows
+    splits: dict[str, SplitReport]
+    rejects: dict[str, int]  # reason (schema.REJECT_REASONS) -> rows
     hours_out: float
     hours_decoded: float
     shards: int
@@ -128,11 +133,12 @@ class Report(TypedDict, total=False):
     fingerprint: str
     content_hash: str
     vocab: dict
-    recordings: dict
-    suspects: dict
     audio: dict
     config: dict
+    recordings: dict
+    suspects: dict
     timings: dict
+    up_to_date: NotRequired[bool]  # build(): True when the folder was already built (no-op rerun)
 
 
 class ColumnHistogram(TypedDict):

@@ -25,7 +25,7 @@ from ..output import resume, storage
 from ..output.previous import previous_dev_ids
 from ..planning import store as plan_store
 from ..planning.client import plan_table
-from ..records import ShardResult
+from ..records import Report, ShardResult
 from ..shards.pack import files_of, pack_files
 from ..shards.task import ShardTask, resplit_reserve, run_shard_filed
 from .finalize import finalize, finish, plot_counts, warm_report_imports
@@ -226,7 +226,7 @@ def _announce(cfg_cluster: dict):
     return say
 
 
-def _up_to_date(fs, root: str, fp: str) -> dict | None:
+def _up_to_date(fs, root: str, fp: str) -> Report | None:
     """The report of a complete dataset built from the same fingerprint, if that is what is there."""
     if resume.read_manifest(fs, root) is not None:
         return None  # an unfinished build is in the way
@@ -288,7 +288,7 @@ def prepare(cfg: dict, client) -> list[ShardTask]:
     return make_tasks(client, cfg, planned, planned.has_id)
 
 
-def build(cfg: dict, client=None, force: bool = False) -> dict:
+def build(cfg: dict, client=None, force: bool = False) -> Report:
     """Run a whole build, or resume an unfinished one with the same config and table. With ``client``
     given, use it; else open one from ``cfg['cluster']``. ``force``: discard unfinished work.
     One build per output folder: another one running there stops this one at once (``lease``)."""
@@ -346,7 +346,7 @@ def _plan_cut_finalize(client, cfg: dict, fp: str, unfinished, lease: Lease, t0:
     return report, plot_counts(client, cfg)
 
 
-def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
+def _build(cfg: dict, client, force: bool, lease: Lease) -> Report:
     t0 = time.perf_counter()
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     fp = resume.fingerprint(cfg)

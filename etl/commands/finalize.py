@@ -19,7 +19,7 @@ from ..ingest.table import has_speaker
 from ..ingest.text import invisible_characters
 from ..output import card, report_html, resume, storage
 from ..planning import store as plan_store
-from ..records import PlotCounts, Report, ShardResult
+from ..records import PlotCounts, Report, ShardResult, SplitReport
 from ..schema import REJECT_REASONS
 
 
@@ -54,9 +54,9 @@ def finalize(
             storage.join(root, "vocab.json"),
             json.dumps(vocab, ensure_ascii=False, indent=1).encode(),
         )
-    report = _report(cfg, planned, splits, results, reasons, stats, vocab, fp)
-    report.update(_suspect_recordings(client, cfg, late, results))
-    report["timings"] = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
+    suspects = _suspect_recordings(client, cfg, late, results)
+    timings = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
+    report = _report(cfg, planned, splits, results, (reasons, stats, vocab), fp, suspects, timings)
     if (
         report["rows_in"] != report["rows_out"] + report["rows_rejected"]
     ):  # the contract; never expected to fire
@@ -175,14 +175,16 @@ def _report(
     planned,
     splits: dict,
     results: list[ShardResult],
-    reasons: dict,
-    stats: dict,
-    vocab: dict,
+    counted: tuple[dict, dict, dict],
     fp: str,
+    suspects: dict,
+    timings: dict,
 ) -> Report:
-    """report.json's content (see ``records.Report``) from the counts the stages returned."""
+    """report.json's content (see ``records.Report``) from the counts the stages returned
+    (``counted``: rows per reason, the final splits' characters and speakers, the vocabulary)."""
+    reasons, stats, vocab = counted
     order = list(splits)
-    split_report = {
+    split_report: dict[str, SplitReport] = {
         s: {
             "rows": splits[s]["rows"],
             "hours": splits[s]["seconds"] / 3600,
@@ -219,14 +221,22 @@ def _report(
                 if s != "train"
             },
         },
-        "audio": {
-            "sampling_rate": cfg["audio"]["sampling_rate"],
-            "channels": cfg["audio"]["channels"],
-            "format": cfg["output"]["audio_format"],
-            "decoder": cfg["audio"]["decoder"],
-            "decoder_identity": decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"]),
-        },
+        "audio": _audio_section(cfg),
         "config": cfg,  # the resolved config, for reproducing the build
+        "recordings": suspects["recordings"],
+        "suspects": suspects["suspects"],
+        "timings": timings,
+    }
+
+
+def _audio_section(cfg: dict) -> dict:
+    a = cfg["audio"]
+    return {
+        "sampling_rate": a["sampling_rate"],
+        "channels": a["channels"],
+        "format": cfg["output"]["audio_format"],
+        "decoder": a["decoder"],
+        "decoder_identity": decoder_identity(a["decoder"], a["ffmpeg"]),
     }
 
 
