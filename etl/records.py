@@ -1,9 +1,12 @@
-"""What passes between the stages after planning, declared (see ``schema.py`` for the columns and
-``planning.client.PlannedTable`` / ``PlanCounts`` for what planning hands on).
+"""What passes between the stages after planning, declared (see ``schema.py`` for the columns).
 
-planning (planning.client) -> PlannedTable: futures of placed partitions + counts, per-recording aggregates
-make_tasks (build)       -> ShardTask (shards.py): recordings and where to read their rows, never rows
-run_shard (shards)       -> ShardResult: per split one SplitPart; the decode-time rejects as a file
+planning (planning.client) -> PlannedTable: futures of placed partitions + PlanCounts; each pass's
+                              result a NamedTuple (planning.worker: CheckedPart ... LabelledPart;
+                              planning.client: CheckedTable, JoinedTable, Pool, Placement)
+make_tasks (build)       -> ShardTask (shards.task): recordings and where to read their rows, never rows
+run_shard (shards.task)  -> ShardCut: per split one SplitPart, the decode-time rejects as rows
+run_shard_filed          -> ShardResult: the same with its rejects filed (LateRejects), recorded in
+                              OUT/.parts/shard-i.done.json (to_json / from_json) for resume
 finalize (build)         -> Report: report.json; PlotCounts: report.html's histograms, reduced on the workers
 """
 
