@@ -88,7 +88,7 @@ class ClusterSession:
 
     def close(self, quiet: bool = False) -> None:
         """Close the client, and the cluster if etl started it (``quiet``: an error while closing is
-        logged, never raised: the block's own error is the one that matters)."""
+        not raised: the block's own error is the one that matters). A borrowed client stays open."""
         if not self.owned or self.client is None:
             return
         try:
