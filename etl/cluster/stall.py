@@ -12,8 +12,8 @@ a daemon thread of the client. When every worker is paused with nothing executin
 2. if they stay paused while the client waits for results, says so once after ``warn_after`` seconds
    (what the workers hold against their limit);
 3. after ``limit`` seconds (``cluster.stall_timeout``; None: never) closes the client, so the wait
-   ends, and ``raise_if_stalled`` (``session.ClusterSession`` calls it) turns the error that follows into one line naming the memory and the
-   config keys to change.
+   ends, and ``raise_if_stalled`` (``session.ClusterSession`` calls it) turns the error that
+   follows into one line naming the memory and the config keys to change.
 """
 
 from __future__ import annotations
