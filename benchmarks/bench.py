@@ -891,8 +891,8 @@ def _child_rss(cfg_path: str) -> None:
                 "peak_rss_mb": (hwm + peak["child_hwm"]) / MB,
                 "sampled_tree_peak_mb": peak["tree"] / MB,
                 "run_shard_wall_s": wall,
-                "rows": sum(p["rows"] for r in results for p in r["parts"].values()),
-                "decoded_s": sum(r["decoded_seconds"] for r in results),
+                "rows": sum(p.rows for r in results for p in r.parts.values()),
+                "decoded_s": sum(r.decoded_seconds for r in results),
                 "tasks": len(tasks),
             }
         )

@@ -8,9 +8,10 @@ import sys
 
 from .config import load_config
 from .errors import UserError
+from .records import Report
 
 
-def _summary(report: dict, out: str) -> str:
+def _summary(report: Report, out: str) -> str:
     lines = [
         f"rows in: {report['rows_in']}   kept: {report['rows_out']}   rejected: {report['rows_rejected']}"
     ]

@@ -1,18 +1,23 @@
-"""What passes between the stages after planning, declared (see ``schema.py`` for the columns and
-``planning.client.PlannedTable`` / ``PlanCounts`` for what planning hands on).
+"""What passes between the stages after planning, declared (see ``schema.py`` for the columns).
 
-planning (planning.client) -> PlannedTable: futures of placed partitions + counts, per-recording aggregates
-make_tasks (build)       -> ShardTask (shards.py): recordings and where to read their rows, never rows
-run_shard (shards)       -> ShardResult: per split one SplitPart; the decode-time rejects as a file
+planning (planning.client) -> PlannedTable: futures of placed partitions + PlanCounts; each pass's
+                              result a NamedTuple (planning.worker: CheckedPart ... LabelledPart;
+                              planning.client: CheckedTable, JoinedTable, Pool, Placement)
+make_tasks (build)       -> ShardTask (shards.task): recordings and where to read their rows, never rows
+run_shard (shards.task)  -> ShardCut: per split one SplitPart, the decode-time rejects as rows
+run_shard_filed          -> ShardResult: the same with its rejects filed (LateRejects), recorded in
+                              OUT/.parts/shard-i.done.json (to_json / from_json) for resume
 finalize (build)         -> Report: report.json; PlotCounts: report.html's histograms, reduced on the workers
 """
 
 from __future__ import annotations
 
-from typing import TypedDict
+from dataclasses import dataclass, field
+from typing import Any, NotRequired, TypedDict
 
 
-class SplitPart(TypedDict, total=False):
+@dataclass(frozen=True)
+class SplitPart:
     """One split's file of one shard, under OUT/.parts/ until finalize names it."""
 
     file: str
@@ -20,44 +25,107 @@ class SplitPart(TypedDict, total=False):
     seconds: float
     bytes: int  # audio bytes
     digest: str  # sum of row digests (resume.content_hash)
-    ids: list  # only for the reserve split (its rows may move to dev)
+    ids: list[str] | None = None  # only for the reserve split (its rows may move to dev)
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {
+            "file": self.file,
+            "rows": self.rows,
+            "seconds": self.seconds,
+            "bytes": self.bytes,
+            "digest": self.digest,
+        }
+        if self.ids is not None:
+            out["ids"] = self.ids
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> SplitPart:
+        return cls(d["file"], d["rows"], d["seconds"], d["bytes"], d["digest"], d.get("ids"))
 
 
-class LateRejects(TypedDict):
-    file: (
-        str | None
-    )  # OUT/.parts/plan/late/shard-i.parquet (plan_store.write_late_rejects), None: none
+@dataclass(frozen=True)
+class LateRejects:
+    """The rejects a shard found while decoding, filed by ``plan_store.write_late_rejects`` under
+    OUT/.parts/plan/late/shard-i.parquet; ``file`` None: the shard found none."""
+
+    file: str | None
     count: int
 
+    def to_json(self) -> dict:
+        return {"file": self.file, "count": self.count}
 
-class ShardResult(TypedDict, total=False):
-    """What a shard task returns (and records in OUT/.parts/shard-i.done.json for resume)."""
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a shard task returns once its rejects are filed (``shards.task.run_shard_filed``, or the
+    reserve re-split), and records in OUT/.parts/shard-i.done.json for resume (``to_json``)."""
 
     shard: int
-    parts: dict  # split -> SplitPart
-    rejects: LateRejects  # run_shard itself returns the list; run_shard_filed files it
+    parts: dict[str, SplitPart]  # split -> its file of this shard
+    rejects: LateRejects
     decoded_seconds: float
     wall_seconds: float
-    recordings: dict  # recording -> measures.summarize(...) of its clips (suspects)
+    # recording -> measures.summarize(...) of its clips (suspects); None: the reserve re-split's
+    recordings: dict[str, Any] | None = field(default=None)
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {
+            "shard": self.shard,
+            "parts": {s: p.to_json() for s, p in self.parts.items()},
+            "rejects": self.rejects.to_json(),
+            "decoded_seconds": self.decoded_seconds,
+            "wall_seconds": self.wall_seconds,
+        }
+        if self.recordings is not None:
+            out["recordings"] = self.recordings
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict) -> ShardResult:
+        """The result a record holds (``unfiled`` ones excepted)."""
+        late = d["rejects"]
+        if isinstance(late, list):  # an earlier version's reserve re-split: it rejects nothing
+            assert not late, "unfiled rejects"
+            late = {"file": None, "count": 0}
+        return cls(
+            shard=d["shard"],
+            parts={s: SplitPart.from_json(p) for s, p in d["parts"].items()},
+            rejects=LateRejects(late["file"], late["count"]),
+            decoded_seconds=d["decoded_seconds"],
+            wall_seconds=d["wall_seconds"],
+            recordings=d.get("recordings"),
+        )
+
+    @staticmethod
+    def unfiled(d: dict) -> bool:
+        """A record whose rejects are rows, never filed: an earlier version recorded a shard before
+        filing them. Resume cuts that shard again."""
+        return isinstance(d["rejects"], list) and bool(d["rejects"])
 
 
-class SplitReport(TypedDict, total=False):
+class SplitReport(TypedDict):
     rows: int
     hours: float
     files: int
     bytes: int
-    speakers: int  # with a speaker column
+    speakers: NotRequired[int]  # with a speaker column
 
 
-class Report(TypedDict, total=False):
+class Report(TypedDict):
     """report.json: every input row is in ``splits`` or counted in ``rejects`` (rows_in = rows_out +
-    rows_rejected)."""
+    rows_rejected). Its keys in this order (``commands.finalize._report`` builds it in one go).
+
+    A TypedDict rather than a dataclass: report.json is this dict as ``json.dumps`` writes it, the
+    no-op rerun reads it back as JSON, and the CLI, the card, report.html and the tests read its keys;
+    every key is required, so it has one shape (``up_to_date`` apart: only in what ``build`` returns
+    for a folder already built, never in the file)."""
 
     rows_in: int
     rows_out: int
     rows_rejected: int
-    splits: dict  # split -> SplitReport
-    rejects: dict  # reason (schema.REJECT_REASONS) -> rows
+    splits: dict[str, SplitReport]
+    rejects: dict[str, int]  # reason (schema.REJECT_REASONS) -> rows
     hours_out: float
     hours_decoded: float
     shards: int
@@ -68,11 +136,12 @@ class Report(TypedDict, total=False):
     fingerprint: str
     content_hash: str
     vocab: dict
-    recordings: dict
-    suspects: dict
     audio: dict
     config: dict
+    recordings: dict
+    suspects: dict
     timings: dict
+    up_to_date: NotRequired[bool]  # build(): True when the folder was already built (no-op rerun)
 
 
 class ColumnHistogram(TypedDict):

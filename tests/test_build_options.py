@@ -351,18 +351,16 @@ def test_stereo_output_and_another_rate_when_asked(corpus, tmp_path):
 def test_the_printed_dashboard_link_serves_the_dask_dashboard():
     import urllib.request
 
-    from etl.cluster.session import close_client, open_client
+    from etl.cluster.session import ClusterSession
 
-    client = open_client(
+    with ClusterSession(
         {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": "127.0.0.1:0"}
-    )
-    try:
+    ) as session:
+        client = session.client
         link = client.dashboard_link
         assert link.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(link, timeout=10) as r:
             assert r.status == 200
-    finally:
-        close_client(client)
 
 
 def test_a_failed_rebuild_keeps_the_previous_dataset_and_says_why(built, corpus, tmp_path, capsys):

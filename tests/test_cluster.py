@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from etl.cli import main
-from etl.cluster.session import close_client, open_client, slurm_cluster
+from etl.cluster.session import ClusterSession, slurm_cluster
 from etl.config import DEFAULTS, load_config
 from etl.errors import UserError
 
@@ -201,8 +201,10 @@ def test_no_dashboard_takes_no_fixed_port():
     import urllib.error
     import urllib.request
 
-    client = open_client({**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None})
-    try:
+    with ClusterSession(
+        {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None}
+    ) as session:
+        client = session.client
         ports = {
             c.laddr.port
             for c in psutil.Process().net_connections("tcp")
@@ -210,8 +212,6 @@ def test_no_dashboard_takes_no_fixed_port():
         }
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(client.dashboard_link, timeout=30)
-    finally:
-        close_client(client)
     assert 8787 not in ports and ports
     assert e.value.code == 404
 
@@ -219,13 +219,11 @@ def test_no_dashboard_takes_no_fixed_port():
 @pytest.mark.parametrize("profile", [False, True])
 def test_local_workers_profile_only_when_asked(profile):
     """The statistical profiler costs a decoding worker ~3 % of its CPU: off unless cluster.profile."""
-    client = open_client(
+    with ClusterSession(
         {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "profile": profile}
-    )
-    try:
+    ) as session:
+        client = session.client
         running = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
-    finally:
-        close_client(client)
     assert list(running.values()) == [profile]
 
 
@@ -248,13 +246,11 @@ def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method
     worker costs no imports of its own; spawn (the default): a fresh interpreter, as Dask does. Dask's
     environment for its workers (OMP_NUM_THREADS=1) holds either way, and the fork server (which
     imported numpy) started with it."""
-    client = open_client(
+    with ClusterSession(
         {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": method}
-    )
-    try:
+    ) as session:
+        client = session.client
         [got] = client.run(_how_started).values()
-    finally:
-        close_client(client)
     assert ("forkserver" in got["parent"]) == (method == "forkserver")
     if method == "forkserver":
         assert got["imported"] and got["parent_omp"] == "1"
@@ -293,13 +289,12 @@ def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(m
         "dashboard_address": None,
         "start_method": "forkserver",
     }
-    close_client(open_client(cfg))  # the fork server runs from here on
+    with ClusterSession(cfg):  # the fork server runs from here on
+        pass
     monkeypatch.setenv("ETL_TEST_LATE_VARIABLE", "set after the fork server started")
-    client = open_client(cfg)
-    try:
+    with ClusterSession(cfg) as session:
+        client = session.client
         got = list(client.run(lambda: os.environ.get("ETL_TEST_LATE_VARIABLE")).values())
-    finally:
-        close_client(client)
     assert got == ["set after the fork server started"]
 
 
@@ -382,7 +377,8 @@ def test_slurm_without_sbatch_is_one_clear_error(corpus, tmp_path, capsys, monke
 def test_slurm_without_dask_jobqueue_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # what an environment without it sees
     with pytest.raises(UserError, match=r"pip install 'etl\[slurm\]'"):
-        open_client({"kind": "slurm", "slurm": SLURM})
+        with ClusterSession({"kind": "slurm", "slurm": SLURM}):
+            pass
 
 
 def _listening(procs) -> set:
@@ -399,15 +395,12 @@ def test_the_local_cluster_and_its_dashboard_listen_on_loopback_only():
     assert DEFAULTS["cluster"]["dashboard_address"].startswith("127.0.0.1:")
     me = psutil.Process()
     before = _listening([me])
-    client = open_client(
+    with ClusterSession(
         {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": "127.0.0.1:0"}
-    )
-    try:
+    ):
         new = _listening([me, *me.children(recursive=True)]) - before
         assert new, "the scheduler and the dashboard listen somewhere"
         assert {a.ip for a in new} == {"127.0.0.1"}, new
-    finally:
-        close_client(client)
 
 
 def test_every_exception_etl_defines_survives_the_trip_between_workers():

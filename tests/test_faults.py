@@ -128,7 +128,7 @@ def test_a_read_error_mid_recording_is_retried_and_every_clip_is_written_once(
     for p in paths:
         flaky.FAILS[p] = 2  # the connection drops half-way, twice; the third read gets through
     res = run_shard(_task(corpus, FILES, tmp_path / "flaky", lambda p: "flaky://" + p))
-    assert res["rejects"] == [] and clean["rejects"] == []
+    assert res.rejects == [] and clean.rejects == []
     assert [flaky.OPENS[p] for p in paths] == [3, 3, 3]
     got = _clips(tmp_path / "flaky")
     assert sorted(got) == sorted(expected)  # no clip lost, none written twice
@@ -151,14 +151,14 @@ def test_a_recording_that_keeps_failing_is_rejected_after_the_retries_not_the_bu
         )
     )
     assert flaky.OPENS[path] == len(spans.READ_RETRY_DELAYS) + 1
-    bad = [r for r in res["rejects"] if r["recording"] == "mp3_48k_stereo"]
+    bad = [r for r in res.rejects if r["recording"] == "mp3_48k_stereo"]
     n_mp3 = sum(1 for rid in corpus["freqs"] if rid.startswith("mp3_48k_stereo-"))
     # every row accounted for: the clips cut before the last failure are kept, the rest rejected
     assert len(bad) + sum(1 for rid in _clips(tmp_path / "out") if rid.startswith("mp3")) == n_mp3
     assert len(bad) > 0
     assert {r["reason"] for r in bad} == {"unreadable_audio"}
     assert all("ConnectionResetError" in r["detail"] for r in bad)
-    assert res["parts"]["train"]["rows"] >= 4  # the wav's clips are all there
+    assert res.parts["train"].rows >= 4  # the wav's clips are all there
 
 
 def test_a_corrupt_recording_is_rejected_at_once_without_retries(corpus, tmp_path, flaky):
@@ -189,8 +189,8 @@ def test_a_corrupt_recording_is_rejected_at_once_without_retries(corpus, tmp_pat
     )
     res = run_shard(task)
     assert flaky.OPENS[str(path)] == 1
-    assert [(r["id"], r["reason"]) for r in res["rejects"]] == [("c-0", "unreadable_audio")]
-    assert "ConnectionResetError" not in res["rejects"][0]["detail"]
+    assert [(r["id"], r["reason"]) for r in res.rejects] == [("c-0", "unreadable_audio")]
+    assert "ConnectionResetError" not in res.rejects[0]["detail"]
 
 
 # ---------------------------------------------------------------- workers that die or run short of memory
@@ -351,7 +351,7 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
 ):
     """Memory freed by Python but kept by the allocator pauses a worker that Dask alone never resumes:
     etl's watch asks it to give the memory back (``stall.release_memory``), and the build goes on."""
-    from etl.cluster.session import close_client, open_client
+    from etl.cluster.session import ClusterSession
     from etl.commands.build import build
     from etl.config import load_config
 
@@ -371,8 +371,8 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
             },
         )
     )
-    client = open_client(cfg["cluster"])
-    try:
+    with ClusterSession(cfg["cluster"]) as session:
+        client = session.client
         [high] = client.run(fragment_heap).values()
         limit = 4 * 2**30
         # paused from now on: its memory is 100 MB over the pause threshold, until it gives some back
@@ -389,8 +389,6 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
             time.sleep(0.1)
         report = build(cfg, client)
         [after] = client.run(lambda: __import__("psutil").Process().memory_info().rss).values()
-    finally:
-        close_client(client)
     assert report["rows_in"] == built["report"]["rows_in"]
     assert dataset_content(out) == dataset_content(built["out"])
     assert after < high - (100 << 20)
@@ -398,7 +396,7 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
 
 
 def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
-    from etl.cluster.session import close_client, open_client
+    from etl.cluster.session import ClusterSession
     from etl.commands.build import build
     from etl.config import load_config
     from etl.testing.synth import tone_segments, write_tone_recording
@@ -413,13 +411,11 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
 
         return psutil.Process().memory_info().rss
 
-    probe = open_client(
+    with ClusterSession(
         {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None, "memory_limit": "4GB"}
-    )
-    try:
+    ) as _s_probe:
+        probe = _s_probe.client
         idle = max(probe.run(worker_rss).values())
-    finally:
-        close_client(probe)
     limit = idle + (120 << 20)  # dask pauses a worker at 80% of it and kills it at 95%
     decoded_per_hour = 16000 * 2 * 3600  # 16 kHz int16 mono: 115 MB an hour
     hours = math.ceil(2 * limit / decoded_per_hour * 2) / 2  # decoded size at least twice the limit
@@ -459,8 +455,8 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
             )
         )
         cfg = load_config(str(tmp_path / "c.yaml"))
-        client = open_client(cfg["cluster"])
-        try:
+        with ClusterSession(cfg["cluster"]) as session:
+            client = session.client
             before = client.run(os.getpid)
             report = build(cfg, client)
             after = client.run(os.getpid)
@@ -469,8 +465,6 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
                     lambda dask_worker: max(dask_worker.monitor.quantities["memory"])
                 ).values()
             )
-        finally:
-            close_client(client)
     finally:
         long_wav.unlink()
     assert before == after, "the worker was restarted (killed for memory)"
@@ -545,7 +539,7 @@ def test_recording_ids_never_reach_a_shell_or_become_ffmpeg_options(corpus, tmp_
             out=str(tmp_path / "out"),
         )
     )
-    assert res["rejects"] == []
+    assert res.rejects == []
     clips = _clips(tmp_path / "out")
     assert sorted(clips) == sorted(f"h{k}" for k in range(len(HOSTILE)))
     assert all(abs(freq - corpus["freqs"]["wav_16k_mono-0"]) < 3.0 for _, freq in clips.values())

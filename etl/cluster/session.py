@@ -1,11 +1,18 @@
 """Opening a Dask client: an existing scheduler (address or scheduler file), SLURM jobs through
-dask-jobqueue, or a LocalCluster sized to the machine. The only module that knows cluster kinds."""
+dask-jobqueue, or a LocalCluster sized to the machine. The only module that knows cluster kinds.
+
+``ClusterSession`` is how a command uses one: ``with ClusterSession(cfg["cluster"]) as s:`` gives
+``s.client``; the session keeps the cluster it started and the client's ``stall.StallWatch``, turns
+an error the watch caused into its one line, and closes client and cluster on the way out."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import UserError
 
@@ -17,20 +24,94 @@ def local_worker_count(cfg_cluster: dict, n_tasks: int | None = None) -> int:
     return n
 
 
-def open_client(cfg_cluster: dict, n_tasks: int | None = None):
-    """A connected ``distributed.Client``. ``close_client`` also closes a cluster we started."""
+class ClusterSession:
+    """A Dask client for the time of a ``with`` block: ``s.client``, the cluster etl started for it
+    (``s.cluster``; None when it connected to a scheduler) and its stall watch (``s.watch``).
+
+    ``client``: use that one instead (borrowed: not watched, not closed). ``start()`` opens the
+    client on a thread while the caller goes on; ``with`` waits for it. Leaving the block on an error
+    raises the stall's one line instead if the watch stopped the work (a ``KeyboardInterrupt`` passes
+    as it is), and always closes what the session opened."""
+
+    def __init__(self, cfg_cluster: dict, n_tasks: int | None = None, client: Any = None):
+        self.cfg_cluster, self.n_tasks = cfg_cluster, n_tasks
+        self.client: Any = client
+        self.cluster: Any = None
+        self.watch: Any = None  # stall.StallWatch
+        self.owned = client is None
+        self._opening: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, then: Callable[[Any], None] | None = None) -> ClusterSession:
+        """Open the client on a thread (``then(client)`` once open); ``__enter__`` waits for it."""
+        if self.owned and self._opening is None:
+            self._opening = threading.Thread(target=self._open, args=(then,), daemon=True)
+            self._opening.start()
+        return self
+
+    def _open(self, then: Callable[[Any], None] | None = None) -> None:
+        try:
+            self.client, self.cluster = _open_client(self.cfg_cluster, self.n_tasks)
+            from .stall import StallWatch
+
+            self.watch = StallWatch(self.client, self.cfg_cluster.get("stall_timeout")).start()
+            if then is not None:
+                then(self.client)
+        except BaseException as e:
+            self._error = e
+
+    def __enter__(self) -> ClusterSession:
+        if self.owned and self._opening is None:
+            self._open()
+        elif self._opening is not None:
+            try:
+                self._opening.join()
+            except BaseException:  # interrupted while it starts: close it once it is there
+                self._opening.join()
+                self.close(quiet=True)
+                raise
+        if self._error is not None:
+            self.close()
+            raise self._error
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if isinstance(exc, Exception):
+                self.raise_if_stalled()  # every worker paused for memory: one line, not the wait's
+        finally:
+            self.close(quiet=exc is not None)
+
+    def raise_if_stalled(self) -> None:
+        if self.watch is not None:
+            self.watch.raise_if_stalled()
+
+    def close(self, quiet: bool = False) -> None:
+        """Close the client, and the cluster if etl started it (``quiet``: an error while closing is
+        not raised: the block's own error is the one that matters). A borrowed client stays open."""
+        if not self.owned or self.client is None:
+            return
+        try:
+            close_client(self.client, self.cluster, self.watch)
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            self.client = self.cluster = self.watch = None
+
+
+def _open_client(cfg_cluster: dict, n_tasks: int | None = None) -> tuple[Any, Any]:
+    """A connected ``distributed.Client`` and the cluster started for it (None: an existing one)."""
     from distributed import Client, LocalCluster
 
     if cfg_cluster.get("address"):
-        return _watched(
-            _connect("cluster.address", cfg_cluster["address"], address=cfg_cluster["address"]),
-            cfg_cluster,
-        )
+        where = cfg_cluster["address"]
+        return _connect("cluster.address", where, address=where), None
     if cfg_cluster.get("scheduler_file"):
         path = cfg_cluster["scheduler_file"]
         if not os.path.isfile(path):  # Client would wait for it to appear until its timeout
             raise UserError(f"cluster.scheduler_file not found: {path}")
-        return _watched(_connect("cluster.scheduler_file", path, scheduler_file=path), cfg_cluster)
+        return _connect("cluster.scheduler_file", path, scheduler_file=path), None
     if cfg_cluster.get("kind") == "slurm":
         cluster = slurm_cluster(cfg_cluster)
         if shutil.which(cluster.job_cls.submit_command) is None:
@@ -41,35 +122,28 @@ def open_client(cfg_cluster: dict, n_tasks: int | None = None):
             )
         cluster.scale(jobs=cfg_cluster.get("jobs") or 1)
     else:
-        with _worker_config(cfg_cluster):  # a Nanny hands the config of its creation to its worker
-            cluster = LocalCluster(
-                n_workers=local_worker_count(cfg_cluster, n_tasks),
-                threads_per_worker=cfg_cluster.get("threads_per_worker", 1),
-                processes=True,
-                host="127.0.0.1",  # scheduler and workers on loopback: nothing listens on the network
-                dashboard_address=cfg_cluster.get("dashboard_address") or None,
-                # no dashboard: the scheduler's HTTP server (health, metrics) would still take 8787
-                scheduler_kwargs=None
-                if cfg_cluster.get("dashboard_address")
-                else {"dashboard_address": "127.0.0.1:0"},
-                memory_limit=cfg_cluster.get("memory_limit") or "auto",
-                silence_logs=logging.ERROR,
-                # a forked worker has the fork server's environment, which may be older than ours:
-                # it gets ours as it is now (credentials, HF_* ...), as a spawned one would
-                env=dict(os.environ) if _forked(cfg_cluster) else None,
-            )
-    client = Client(cluster)
-    client._etl_owns_cluster = cluster
-    return _watched(quiet_user_errors(client), cfg_cluster)
+        cluster = _local_cluster(cfg_cluster, n_tasks, LocalCluster)
+    return quiet_user_errors(Client(cluster)), cluster
 
 
-def _watched(client, cfg_cluster: dict):
-    """``client`` with a ``stall.StallWatch`` (``cluster.stall_timeout``): every worker paused for
-    memory with nothing to run stops the build with one line instead of a wait without end."""
-    from .stall import watch
-
-    watch(client, cfg_cluster.get("stall_timeout"))
-    return client
+def _local_cluster(cfg_cluster: dict, n_tasks: int | None, LocalCluster):
+    with _worker_config(cfg_cluster):  # a Nanny hands the config of its creation to its worker
+        return LocalCluster(
+            n_workers=local_worker_count(cfg_cluster, n_tasks),
+            threads_per_worker=cfg_cluster.get("threads_per_worker", 1),
+            processes=True,
+            host="127.0.0.1",  # scheduler and workers on loopback: nothing listens on the network
+            dashboard_address=cfg_cluster.get("dashboard_address") or None,
+            # no dashboard: the scheduler's HTTP server (health, metrics) would still take 8787
+            scheduler_kwargs=None
+            if cfg_cluster.get("dashboard_address")
+            else {"dashboard_address": "127.0.0.1:0"},
+            memory_limit=cfg_cluster.get("memory_limit") or "auto",
+            silence_logs=logging.ERROR,
+            # a forked worker has the fork server's environment, which may be older than ours:
+            # it gets ours as it is now (credentials, HF_* ...), as a spawned one would
+            env=dict(os.environ) if _forked(cfg_cluster) else None,
+        )
 
 
 # The workers' statistical profiler samples every thread's stack 100 times a second: ~3 % of a
@@ -102,7 +176,7 @@ def _worker_config(cfg_cluster: dict):
     """The Dask config a LocalCluster's nannies start their workers with (set while it starts)."""
     import dask
 
-    settings = {PROFILE_KEY: bool(cfg_cluster.get("profile", False))}
+    settings: dict[str, object] = {PROFILE_KEY: bool(cfg_cluster.get("profile", False))}
     if _forked(cfg_cluster):
         settings[START_METHOD_KEY] = "forkserver"
         # the nanny sets these in the environment it starts the fork server with
@@ -260,14 +334,12 @@ def _no_profiler_in_jobs(opts: dict) -> None:
     opts["job_script_prologue"] = [*(prologue or []), env]
 
 
-def close_client(client) -> None:
-    """Close the client, and the cluster if we started it. By then the work is done and written: a
+def close_client(client, cluster=None, watch=None) -> None:
+    """Close the client, and ``cluster`` if we started it. By then the work is done and written: a
     close that times out (workers slow to exit on a loaded machine) does not fail the command; the
     worker processes end with this process."""
-    from .stall import stop
-
-    stop(client)
-    cluster = getattr(client, "_etl_owns_cluster", None)
+    if watch is not None:
+        watch.stop()
     try:
         client.close()
         if cluster is not None:

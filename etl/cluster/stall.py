@@ -12,8 +12,8 @@ a daemon thread of the client. When every worker is paused with nothing executin
 2. if they stay paused while the client waits for results, says so once after ``warn_after`` seconds
    (what the workers hold against their limit);
 3. after ``limit`` seconds (``cluster.stall_timeout``; None: never) closes the client, so the wait
-   ends, and ``raise_if_stalled`` turns the error that follows into one line naming the memory and the
-   config keys to change.
+   ends, and ``raise_if_stalled`` (``session.ClusterSession`` calls it) turns the error that
+   follows into one line naming the memory and the config keys to change.
 """
 
 from __future__ import annotations
@@ -163,21 +163,8 @@ class StallWatch:
                     flush=True,
                 )
 
-
-def watch(client, limit: float | None) -> StallWatch:
-    """A started ``StallWatch`` of ``client``, kept on it for ``raise_if_stalled`` and ``stop``."""
-    client._etl_stall_watch = StallWatch(client, limit).start()
-    return client._etl_stall_watch
-
-
-def stop(client) -> None:
-    w = getattr(client, "_etl_stall_watch", None)
-    if w is not None:
-        w.stop()
-
-
-def raise_if_stalled(client) -> None:
-    """In an ``except`` block: the stall (one line, a ``UserError``) if the watch stopped the work."""
-    w = getattr(client, "_etl_stall_watch", None)
-    if w is not None and w.reason:
-        raise UserError(w.reason) from None
+    def raise_if_stalled(self) -> None:
+        """In an ``except`` block: the stall (one line, a ``UserError``) if this watch stopped the
+        work."""
+        if self.reason:
+            raise UserError(self.reason) from None

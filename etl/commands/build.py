@@ -11,13 +11,13 @@ import concurrent.futures
 import sys
 import time
 import uuid
+from dataclasses import replace
 
 import pandas as pd
 
 from ..audio.decoders import decoder_identity
 from ..cluster.lease import Lease
-from ..cluster.session import close_client, open_client
-from ..cluster.stall import raise_if_stalled
+from ..cluster.session import ClusterSession
 from ..curate.splits import RESERVE, promote_reserve
 from ..errors import UserError
 from ..ingest.table import check_speakers, has_speaker
@@ -25,6 +25,7 @@ from ..output import resume, storage
 from ..output.previous import previous_dev_ids
 from ..planning import store as plan_store
 from ..planning.client import plan_table
+from ..records import Report, ShardResult
 from ..shards.pack import files_of, pack_files
 from ..shards.task import ShardTask, resplit_reserve, run_shard_filed
 from .finalize import finalize, finish, plot_counts, warm_report_imports
@@ -94,7 +95,7 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
     return tasks
 
 
-def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[dict]:
+def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[ShardResult]:
     """Submit shards longest first; progress bar with ETA in hours of audio. ``on_tail`` is called
     once when fewer shards are left than workers, i.e. when a core falls idle."""
     from distributed import as_completed
@@ -138,7 +139,7 @@ def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[dict]:
             ):
                 on_tail()
                 on_tail = None
-    return sorted(results, key=lambda r: r["shard"])
+    return sorted(results, key=lambda r: r.shard)
 
 
 def advance(bar, step: float) -> None:
@@ -170,18 +171,18 @@ def check_decoders(client, cfg: dict) -> str:
 
 
 def _settle_reserve(
-    client, cfg: dict, results: list[dict], recorded: dict | None = None
-) -> tuple[list[dict], set]:
+    client, cfg: dict, results: list[ShardResult], recorded: ShardResult | None = None
+) -> tuple[list[ShardResult], set]:
     """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train.
     ``recorded``: the re-split's completion record from an earlier run (then it is not redone)."""
-    reserve_files = [r["parts"][RESERVE]["file"] for r in results if RESERVE in r["parts"]]
+    reserve_files = [r.parts[RESERVE].file for r in results if RESERVE in r.parts]
     if not reserve_files:
         return results, set()
     by_hours = cfg["splits"]["dev_hours"] is not None
     unit = "seconds" if by_hours else "rows"
-    dev_has = sum(r["parts"]["dev"][unit] for r in results if "dev" in r["parts"])
+    dev_has = sum(getattr(r.parts["dev"], unit) for r in results if "dev" in r.parts)
     target = cfg["splits"]["dev_hours"] * 3600 if by_hours else cfg["splits"]["dev_size"]
-    written = [i for r in results if RESERVE in r["parts"] for i in r["parts"][RESERVE]["ids"]]
+    written = [i for r in results if RESERVE in r.parts for i in r.parts[RESERVE].ids or []]
     planned = client.submit(
         plan_store.reserve_rows, cfg["output"]["path"], RESERVE, pure=False
     ).result()
@@ -208,22 +209,24 @@ def _settle_reserve(
             pure=False,
         ).result()
     )
-    for r in results:
-        r["parts"].pop(RESERVE, None)
-    return results + [extra], promoted
+    without = [
+        replace(r, parts={s: p for s, p in r.parts.items() if s != RESERVE}) for r in results
+    ]
+    return without + [extra], promoted
 
 
-def _open_and_announce(cfg_cluster: dict):
-    client = open_client(cfg_cluster)
-    _say(
-        f"Dask dashboard: {client.dashboard_link}"
-        if cfg_cluster.get("dashboard_address") or cfg_cluster.get("address")
-        else f"Dask cluster: {client.scheduler.address} (no dashboard)"
-    )
-    return client
+def _announce(cfg_cluster: dict):
+    def say(client) -> None:
+        _say(
+            f"Dask dashboard: {client.dashboard_link}"
+            if cfg_cluster.get("dashboard_address") or cfg_cluster.get("address")
+            else f"Dask cluster: {client.scheduler.address} (no dashboard)"
+        )
+
+    return say
 
 
-def _up_to_date(fs, root: str, fp: str) -> dict | None:
+def _up_to_date(fs, root: str, fp: str) -> Report | None:
     """The report of a complete dataset built from the same fingerprint, if that is what is there."""
     if resume.read_manifest(fs, root) is not None:
         return None  # an unfinished build is in the way
@@ -286,7 +289,7 @@ def prepare(cfg: dict, client) -> list[ShardTask]:
     return make_tasks(client, cfg, planned, planned.has_id)
 
 
-def build(cfg: dict, client=None, force: bool = False) -> dict:
+def build(cfg: dict, client=None, force: bool = False) -> Report:
     """Run a whole build, or resume an unfinished one with the same config and table. With ``client``
     given, use it; else open one from ``cfg['cluster']``. ``force``: discard unfinished work.
     One build per output folder: another one running there stops this one at once (``lease``)."""
@@ -294,7 +297,9 @@ def build(cfg: dict, client=None, force: bool = False) -> dict:
         return _build(cfg, client, force, lease)
 
 
-def _cut_shards(client, cfg: dict, tasks: list[ShardTask], what: str) -> tuple[list[dict], set]:
+def _cut_shards(
+    client, cfg: dict, tasks: list[ShardTask], what: str
+) -> tuple[list[ShardResult], set]:
     """Run the shards an earlier run left undone (none if it was killed while finalizing) and settle
     the reserve: every shard's result in shard order, and the promoted ids."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
@@ -309,13 +314,40 @@ def _cut_shards(client, cfg: dict, tasks: list[ShardTask], what: str) -> tuple[l
     )
     # matplotlib for report.html: imported on the core the last shards leave idle
     new = run_tasks(client, todo, on_tail=warm_report_imports) if todo else []
-    results = sorted(
-        [done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r["shard"]
-    )
+    results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r.shard)
     return _settle_reserve(client, cfg, results, done.get(len(tasks)))
 
 
-def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
+def _plan_cut_finalize(client, cfg: dict, fp: str, unfinished, lease: Lease, t0: float):
+    """Plan, cut the shards and finalize on ``client``: the report and report.html's counts."""
+    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    planned, manifest = plan_build(client, cfg, fp, unfinished)
+    with_source_id = planned.has_id
+    check_decoders(client, cfg)  # before anything is written
+    _write_start(fs, root, manifest, new=unfinished is None)
+    tasks = make_tasks(client, cfg, planned, with_source_id)
+    n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
+    planned.parts = []  # the placed rows are on storage now: free the workers' memory
+    t_table = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    results, promoted = _cut_shards(client, cfg, tasks, f"{n_rows} rows, {n_cut} to cut from")
+    t_cut = time.perf_counter() - t1
+    lease.ensure_held()  # never replace the dataset under a build that took the folder over
+    report = finalize(
+        client,
+        cfg,
+        planned,
+        results,
+        promoted,
+        with_source_id,
+        {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)},
+        t0,
+        fp,
+    )
+    return report, plot_counts(client, cfg)
+
+
+def _build(cfg: dict, client, force: bool, lease: Lease) -> Report:
     t0 = time.perf_counter()
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     fp = resume.fingerprint(cfg)
@@ -329,52 +361,14 @@ def _build(cfg: dict, client, force: bool, lease: Lease) -> dict:
             return {**done, "up_to_date": True}
     unfinished = _unfinished(fs, root, cfg, fp, force)  # before starting anything
     check_speakers(cfg)  # a config mistake is told before the cluster starts
-    pool = concurrent.futures.ThreadPoolExecutor(1)
     finisher = concurrent.futures.ThreadPoolExecutor(1)
-    client_future = None
-    if client is None:  # start the cluster while the table is read and checked
-        client_future = pool.submit(_open_and_announce, cfg["cluster"])
+    # the cluster starts while the table is read and checked
+    session = ClusterSession(cfg["cluster"], client=client).start(_announce(cfg["cluster"]))
+    if session.owned:
         import dask.dataframe  # noqa: F401  (planning builds on it: imported here while the cluster starts)
-    try:
-        if client_future is not None:
-            client = client_future.result()
-        planned, manifest = plan_build(client, cfg, fp, unfinished)
-        with_source_id = planned.has_id
-        check_decoders(client, cfg)  # before anything is written
-        _write_start(fs, root, manifest, new=unfinished is None)
-        tasks = make_tasks(client, cfg, planned, with_source_id)
-        n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
-        planned.parts = []  # the placed rows are on storage now: free the workers' memory
-        t_table = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        results, promoted = _cut_shards(client, cfg, tasks, f"{n_rows} rows, {n_cut} to cut from")
-        t_cut = time.perf_counter() - t1
-        lease.ensure_held()  # never replace the dataset under a build that took the folder over
-        report = finalize(
-            client,
-            cfg,
-            planned,
-            results,
-            promoted,
-            with_source_id,
-            {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)},
-            t0,
-            fp,
-        )
-        finishing = finisher.submit(finish, cfg, report, plot_counts(client, cfg))
-    except Exception:
-        if client is not None:
-            raise_if_stalled(
-                client
-            )  # every worker paused for memory: one line, not the wait's error
-        raise
-    finally:
-        if client_future is not None:
-            try:
-                close_client(client_future.result())
-            except Exception:
-                pass
-        pool.shutdown(wait=False)
+    with session as s:
+        report, plots = _plan_cut_finalize(s.client, cfg, fp, unfinished, lease, t0)
+        finishing = finisher.submit(finish, cfg, report, plots)
     finishing.result()  # its errors are the build's
     finisher.shutdown()
     return report

@@ -19,7 +19,7 @@ from ..ingest.table import has_speaker
 from ..ingest.text import invisible_characters
 from ..output import card, report_html, resume, storage
 from ..planning import store as plan_store
-from ..records import PlotCounts, Report
+from ..records import PlotCounts, Report, ShardResult, SplitReport
 from ..schema import REJECT_REASONS
 
 
@@ -27,7 +27,7 @@ def finalize(
     client,
     cfg: dict,
     planned,
-    results: list[dict],
+    results: list[ShardResult],
     promoted: set,
     with_source_id: bool,
     timings: dict,
@@ -38,13 +38,14 @@ def finalize(
     Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
     journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
-    splits, results, promoted = journal["splits"], journal["results"], set(journal["promoted"])
+    splits, promoted = journal["splits"], set(journal["promoted"])
+    results = _journaled_results(cfg, journal["results"])
     _move_into_place(fs, root, journal["moves"])
     if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
         from ..output.arrow_export import export
 
         export(client, cfg["output"]["path"], {s: len(v["files"]) for s, v in splits.items()})
-    late = _late_files(cfg, results)
+    late = [r.rejects.file for r in results if r.rejects.file]
     reasons, stats = _reduce_rows(client, cfg, late, promoted)
     vocab = build_vocab(stats["chars"].get("train", {}))
     if "train" in stats["chars"]:
@@ -53,9 +54,9 @@ def finalize(
             storage.join(root, storage.VOCAB_FILE),
             json.dumps(vocab, ensure_ascii=False, indent=1).encode(),
         )
-    report = _report(cfg, planned, splits, results, reasons, stats, vocab, fp)
-    report.update(_suspect_recordings(client, cfg, late, results))
-    report["timings"] = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
+    suspects = _suspect_recordings(client, cfg, late, results)
+    timings = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
+    report = _report(cfg, planned, splits, results, (reasons, stats, vocab), fp, suspects, timings)
     if (
         report["rows_in"] != report["rows_out"] + report["rows_rejected"]
     ):  # the contract; never expected to fire
@@ -80,14 +81,15 @@ def finalize(
     return report
 
 
-def _start_journal(fs, root: str, results: list[dict], promoted: set) -> dict:
+def _start_journal(fs, root: str, results: list[ShardResult], promoted: set) -> dict:
     """The splits' files in shard order (deterministic names) and their final names, journaled before
     anything moves; then the previous dataset is removed (every shard of this one is done)."""
     parts_dir = storage.join(root, storage.PARTS_DIR)
     data_dir = storage.join(root, storage.DATA_DIR)
     splits: dict[str, dict] = {}
     for res in results:
-        for split, p in sorted(res["parts"].items()):
+        for split, part in sorted(res.parts.items()):
+            p = part.to_json()
             sp = splits.setdefault(
                 split, {"files": [], "rows": 0, "seconds": 0.0, "bytes": 0, "digests": []}
             )
@@ -109,7 +111,7 @@ def _start_journal(fs, root: str, results: list[dict], promoted: set) -> dict:
     journal = {
         "splits": {s: splits[s] for s in order},
         "moves": moves,
-        "results": results,
+        "results": [r.to_json() for r in results],
         "promoted": sorted(promoted),
     }
     resume.write_journal(fs, root, journal)
@@ -174,15 +176,17 @@ def _report(
     cfg: dict,
     planned,
     splits: dict,
-    results: list[dict],
-    reasons: dict,
-    stats: dict,
-    vocab: dict,
+    results: list[ShardResult],
+    counted: tuple[dict, dict, dict],
     fp: str,
+    suspects: dict,
+    timings: dict,
 ) -> Report:
-    """report.json's content (see ``records.Report``) from the counts the stages returned."""
+    """report.json's content (see ``records.Report``) from the counts the stages returned
+    (``counted``: rows per reason, the final splits' characters and speakers, the vocabulary)."""
+    reasons, stats, vocab = counted
     order = list(splits)
-    split_report = {
+    split_report: dict[str, SplitReport] = {
         s: {
             "rows": splits[s]["rows"],
             "hours": splits[s]["seconds"] / 3600,
@@ -201,7 +205,7 @@ def _report(
         "splits": split_report,
         "rejects": {r: int(reasons.get(r, 0)) for r in REJECT_REASONS},
         "hours_out": sum(v["hours"] for v in split_report.values()),
-        "hours_decoded": sum(r["decoded_seconds"] for r in results) / 3600,
+        "hours_decoded": sum(r.decoded_seconds for r in results) / 3600,
         "shards": len(results),
         "ids_from_template": planned.ids_from_template,  # a table id missing: the id template's
         "invisible_characters": {
@@ -219,22 +223,30 @@ def _report(
                 if s != "train"
             },
         },
-        "audio": {
-            "sampling_rate": cfg["audio"]["sampling_rate"],
-            "channels": cfg["audio"]["channels"],
-            "format": cfg["output"]["audio_format"],
-            "decoder": cfg["audio"]["decoder"],
-            "decoder_identity": decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"]),
-        },
+        "audio": _audio_section(cfg),
         "config": cfg,  # the resolved config, for reproducing the build
+        "recordings": suspects["recordings"],
+        "suspects": suspects["suspects"],
+        "timings": timings,
     }
 
 
-def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict]) -> dict:
+def _audio_section(cfg: dict) -> dict:
+    a = cfg["audio"]
+    return {
+        "sampling_rate": a["sampling_rate"],
+        "channels": a["channels"],
+        "format": cfg["output"]["audio_format"],
+        "decoder": a["decoder"],
+        "decoder_identity": decoder_identity(a["decoder"], a["ffmpeg"]),
+    }
+
+
+def _suspect_recordings(client, cfg: dict, late: list[str], results: list[ShardResult]) -> dict:
     """Per-recording statistics and suspects (etl/curate/suspects.py) for report.json; writes suspect_recordings.txt.
     The statistics are computed by the workers, one bucket of recordings each; the client ranks them."""
     fs, root = storage.fs_and_path(cfg["output"]["path"])
-    measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
+    measured = {k: v for r in results for k, v in (r.recordings or {}).items()}
     buckets = plan_store.recording_buckets(cfg["output"]["path"])
     parts = client.gather(
         client.map(
@@ -258,21 +270,19 @@ def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict])
     }
 
 
-def _late_files(cfg: dict, results: list[dict]) -> list[str]:
-    """The files of the rejects found while decoding; a record of a run killed before its rejects
-    were filed (a list) is filed now."""
-    files = []
-    for res in results:
-        late = res.get("rejects") or []
+def _journaled_results(cfg: dict, results: list[dict]) -> list[ShardResult]:
+    """The shards' results as the journal holds them; one whose rejects an earlier version journaled
+    unfiled (a list of rows) has them filed now."""
+    out = []
+    for d in results:
+        late = d.get("rejects") or []
         if isinstance(late, list):
-            late = {
-                "file": plan_store.write_late_rejects(
-                    cfg["output"]["path"], res["shard"], late, has_speaker(cfg)
-                )
-            }
-        if late.get("file"):
-            files.append(late["file"])
-    return files
+            path = plan_store.write_late_rejects(
+                cfg["output"]["path"], d["shard"], late, has_speaker(cfg)
+            )
+            d = {**d, "rejects": {"file": path, "count": len(late)}}
+        out.append(ShardResult.from_json(d))
+    return out
 
 
 def _invisible(counts: dict) -> dict:

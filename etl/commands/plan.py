@@ -21,20 +21,11 @@ DECODE_TIME_REASONS = reasons_where(before_decoding=False)
 def plan(cfg: dict, client=None) -> dict:
     """The dry run, on the cluster (``client``, else one opened from ``cfg['cluster']``): the client
     receives counts and per-recording aggregates only."""
-    from ..cluster.session import close_client, open_client
-    from ..cluster.stall import raise_if_stalled
+    from ..cluster.session import ClusterSession
 
-    own = client is None
     check_speakers(cfg)  # a config mistake is told before the cluster starts
-    client = open_client(cfg["cluster"]) if own else client
-    try:
-        planned = plan_table(client, cfg, previous_dev_ids(cfg))
-    except Exception:
-        raise_if_stalled(client)  # every worker paused for memory: one line, not the wait's error
-        raise
-    finally:
-        if own:
-            close_client(client)
+    with ClusterSession(cfg["cluster"], client=client) as s:
+        planned = plan_table(s.client, cfg, previous_dev_ids(cfg))
     return plan_summary(cfg, planned)
 
 

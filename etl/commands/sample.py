@@ -73,8 +73,7 @@ def _rank_on_cluster(
     """The candidates in sample order, as ``select(..., None, ...)`` on the whole table gives them, up to
     ``SPARE``·n + 100 (the replacements of clips that fail): each placed partition's smallest on the
     workers, then ranked once more on the client over those few rows."""
-    from ..cluster.session import close_client, open_client
-    from ..cluster.stall import raise_if_stalled
+    from ..cluster.session import ClusterSession
     from ..ingest.table import check_speakers
     from ..output.previous import previous_dev_ids
     from ..planning.client import plan_table
@@ -85,17 +84,11 @@ def _rank_on_cluster(
     if where is not None:  # a mistake in the expression: one line at once, before the table is read
         select(pd.DataFrame([EXAMPLE_ROW]), 1, seed, where, names)
     check_speakers(cfg)  # a config mistake is told before the cluster starts
-    client = open_client(cfg["cluster"])
-    try:
-        planned = plan_table(client, cfg, previous_dev_ids(cfg))
-        parts = client.gather(
-            client.map(select, planned.parts, n=keep, seed=seed, where=where, names=names)
+    with ClusterSession(cfg["cluster"]) as s:
+        planned = plan_table(s.client, cfg, previous_dev_ids(cfg))
+        parts = s.client.gather(
+            s.client.map(select, planned.parts, n=keep, seed=seed, where=where, names=names)
         )
-    except Exception:
-        raise_if_stalled(client)  # every worker paused for memory: one line, not the wait's error
-        raise
-    finally:
-        close_client(client)
     best = pd.concat(parts).drop(columns="sample_rank")
     rank = hash_rank(best["id"], f"sample:{seed}")
     return best.assign(sample_rank=rank)[rank < keep].sort_values("sample_rank")
@@ -138,7 +131,7 @@ def _cut_all(
     """One task per recording on a thread pool: the decoding runs in ffmpeg child processes, so threads
     run as many ffmpegs at once as processes would, without start-up or pickling costs."""
     groups = [
-        (url, g.sort_values(["start", "end"]).to_dict("records"))
+        (str(url), g.sort_values(["start", "end"]).to_dict("records"))
         for url, g in picked.groupby("url")
     ]
     workers = max(1, min(cfg["cluster"]["n_workers"] or os.cpu_count() or 1, len(groups)))

@@ -6,11 +6,12 @@ import json
 
 import yaml
 
+from ..records import Report
 from ..schema import REJECT_REASONS, card_features_yaml
 
 
 def dataset_card(
-    report: dict,
+    report: Report,
     sampling_rate: int,
     with_source_id: bool,
     with_speaker: bool = False,
@@ -80,5 +81,5 @@ def dataset_card(
     return "\n".join(lines) + "\n"
 
 
-def report_json(report: dict) -> str:
+def report_json(report: Report) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"

@@ -15,6 +15,7 @@ import fsspec
 
 from ..audio.decoders import decoder_identity
 from ..ingest.recordings import AUDIO_EXTENSIONS
+from ..records import ShardResult
 from . import storage
 
 # Config sections that decide the content (cluster.* and output.path only decide where and how fast).
@@ -59,10 +60,12 @@ def _parts(root: str, name: str) -> str:
     return storage.join(root, storage.PARTS_DIR, name)
 
 
-def write_record(fs, root: str, index: int, result: dict) -> None:
+def write_record(fs, root: str, index: int, result: ShardResult) -> None:
     """Written by the task itself after its files are in place: the shard is done."""
     storage.write_bytes(
-        fs, _parts(root, storage.record_name(index)), json.dumps(result, default=str).encode()
+        fs,
+        _parts(root, storage.record_name(index)),
+        json.dumps(result.to_json(), default=str).encode(),
     )
 
 
@@ -83,7 +86,7 @@ def write_manifest(fs, root: str, manifest: dict) -> None:
     storage.write_bytes(fs, _parts(root, storage.MANIFEST_FILE), json.dumps(manifest).encode())
 
 
-def finished(fs, root: str, n_shards: int) -> dict[int, dict]:
+def finished(fs, root: str, n_shards: int) -> dict[int, ShardResult]:
     """Results recorded by earlier runs, for shards whose files are all still there. Index
     ``n_shards`` is the reserve re-split, which consumes the shards' reserve files."""
     from ..curate.splits import RESERVE
@@ -97,11 +100,10 @@ def finished(fs, root: str, n_shards: int) -> dict[int, dict]:
     for i in range(n_shards + 1):
         if storage.record_name(i) not in present:
             continue
-        rec = read_json(fs, _parts(root, storage.record_name(i)))
+        d = read_json(fs, _parts(root, storage.record_name(i)))
+        rec = None if d is None or ShardResult.unfiled(d) else ShardResult.from_json(d)
         if rec is not None and all(
-            p["file"] in present
-            for s, p in rec["parts"].items()
-            if not (s == RESERVE and reserve_done)
+            p.file in present for s, p in rec.parts.items() if not (s == RESERVE and reserve_done)
         ):
             done[i] = rec
     return done

@@ -25,6 +25,7 @@ from __future__ import annotations
 import operator
 import sys
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -71,12 +72,38 @@ class PlannedTable:
     )
 
 
-# ---- client side ----
+# ---- client side: what each pass hands the next ----
 
 
-def read_checked(client, cfg: dict) -> tuple[list, list, bool, np.ndarray]:
-    """Futures of the checked partitions in input order (not yet numbered); (futures, rows of each,
-    has_id, the hashes of the ids that repeat). One round trip."""
+class CheckedTable(NamedTuple):
+    parts: list  # futures of the checked partitions, in input order, not yet numbered
+    lengths: list[int]  # rows of each
+    has_id: bool
+    repeated: np.ndarray  # the hashes of the ids that repeat
+
+
+class JoinedTable(NamedTuple):
+    parts: list  # futures: numbered, duplicates marked, joined with the audio, units hashed
+    listing: dict  # listing_summary: how table and audio folder fit
+    selection: dict  # what the exclusion lists matched
+    test_units: set  # units with a row in splits.test_ids
+
+
+class Pool(NamedTuple):
+    parts: list  # futures: test and low_similarity placed, the pool marked
+    prev_units: set  # pool units holding a previous dev id
+    fixed_bytes: float  # estimated bytes of the rows already placed
+    histogram: np.ndarray  # the pool's (rows, seconds) per hash bucket
+
+
+class Placement(NamedTuple):
+    parts: list  # futures of the placed partitions
+    head: pd.DataFrame  # dev and reserve units in order: unit, role, order
+    sums: list[dict]  # ``worker.summary_part`` of each partition
+
+
+def read_checked(client, cfg: dict) -> CheckedTable:
+    """The checked partitions and what the duplicates search needs. One round trip."""
     import dask
 
     inp = cfg["input"]
@@ -99,13 +126,15 @@ def read_checked(client, cfg: dict) -> tuple[list, list, bool, np.ndarray]:
             filters=cfg["filters"],
             reader_extras=fmt in formats.FORMATS,
         )
-        parts, lengths = _pairs(client, checked)
-        root = _tree(client, merge_hashes, client.map(operator.itemgetter(2), checked))
+        parts, lengths = _field(client, checked, "rows"), _field(client, checked, "n")
+        root = _tree(client, merge_hashes, _field(client, checked, "id_hashes"))
         try:
-            *lengths, dup = client.gather(lengths + [client.submit(operator.itemgetter(1), root)])
+            *lengths, dup = client.gather(
+                lengths + [client.submit(operator.attrgetter("repeated"), root)]
+            )
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
             raise unreadable_table(inp["alignment"], fmt, e) from None
-    return parts, lengths, has_id, dup
+    return CheckedTable(parts, lengths, has_id, dup)
 
 
 def _offsets(lengths: list) -> list:
@@ -130,8 +159,10 @@ def _shared(client, obj):
     return client.scatter([obj], broadcast=True, hash=False)[0]
 
 
-def _pairs(client, futures: list) -> tuple[list, list]:
-    return client.map(operator.itemgetter(0), futures), client.map(operator.itemgetter(1), futures)
+def _field(client, futures: list, name: str) -> list:
+    """Futures of one field of each of ``futures``' results (a pass's NamedTuple), left on the
+    workers."""
+    return client.map(operator.attrgetter(name), futures)
 
 
 def _tree(client, fn, futures: list):
@@ -176,9 +207,9 @@ def _join_inputs(cfg: dict) -> dict:
 
 def join_audio(
     client, cfg: dict, parts: list, offsets: list, first_row: dict, test_keys: set
-) -> tuple:
+) -> JoinedTable:
     """Number the rows, mark the duplicates, join with the audio listing (broadcast), apply the
-    exclusion lists and hash the units, in one pass: (parts, listing summary, selection, test units)."""
+    exclusion lists and hash the units, in one pass."""
     s = cfg["splits"]
     join = _join_inputs(cfg)
     units = {
@@ -195,10 +226,8 @@ def join_audio(
         join=_shared(client, join),
         units=units,
     )
-    parts = client.map(operator.itemgetter(0), triples)
-    got = client.gather(
-        client.map(operator.itemgetter(1), triples) + client.map(operator.itemgetter(2), triples)
-    )
+    parts = _field(client, triples, "rows")
+    got = client.gather(_field(client, triples, "summary") + _field(client, triples, "test_units"))
     sums, tests = got[: len(parts)], got[len(parts) :]
     refs = pd.concat([x["refs"] for x in sums]).drop_duplicates("ref").reset_index(drop=True)
     summary = listing_summary(join["listing"], refs["ref"], refs)
@@ -208,7 +237,7 @@ def join_audio(
             for k, (path, ids, _) in enumerate(join["excludes"])
         }
     }
-    return parts, summary, selection, set().union(*tests)
+    return JoinedTable(parts, summary, selection, set().union(*tests))
 
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
@@ -275,8 +304,8 @@ def _find_cut(
     return _key(units.iloc[int(np.nonzero(c + offset > limit)[0][0])])
 
 
-def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy) -> tuple:
-    """Test, low_similarity and the pool: (parts, prev units, fixed bytes, the pool's hash histogram)."""
+def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy) -> Pool:
+    """Test, low_similarity and the pool."""
     s = cfg["splits"]
     quads = client.map(
         pool_part,
@@ -287,15 +316,11 @@ def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy)
         previous_dev=_shared(client, set(previous_dev)),
         policy=policy,
     )
-    parts = client.map(operator.itemgetter(0), quads)
+    parts = _field(client, quads, "rows")
     n = len(parts)
-    hist = (
-        []
-        if previous_dev
-        else [_tree(client, operator.add, client.map(operator.itemgetter(3), quads))]
-    )
+    hist = [] if previous_dev else [_tree(client, operator.add, _field(client, quads, "histogram"))]
     got = client.gather(
-        client.map(operator.itemgetter(1), quads) + client.map(operator.itemgetter(2), quads) + hist
+        _field(client, quads, "prev_units") + _field(client, quads, "fixed_bytes") + hist
     )
     prev, fixed = set().union(*got[:n]), sum(got[n : 2 * n])
     if previous_dev:  # the histogram leaves the previous dev's units out: known only now
@@ -307,12 +332,12 @@ def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy)
             )
         ]
         got.append(hist[0].result())
-    return parts, prev, fixed, got[-1]
+    return Pool(parts, prev, fixed, got[-1])
 
 
-def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: dict) -> tuple:
-    """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them;
-    returns (placed parts, dev and reserve units, ``summary_part`` of each part with ``count``)."""
+def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: dict) -> Placement:
+    """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them
+    (``count``: the arguments of each part's ``summary_part``)."""
     policy = SplitPolicy.from_config(cfg)
     parts, prev, fixed, hist = _pool(client, parts, cfg, test_units, previous_dev, policy)
     column, target = dev_target(policy)
@@ -360,18 +385,16 @@ def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: 
     roles = {
         u: (r, o) for u, r, o in zip(head["unit"], head["role"], head["order"]) if r != "train"
     }
-    parts, sums = _pairs(
-        client,
-        client.map(
-            label_part,
-            parts,
-            head=_shared(client, roles),
-            prev_units=_shared(client, prev),
-            cuts=_shared(client, cuts),
-            count=count,
-        ),
+    labelled = client.map(
+        label_part,
+        parts,
+        head=_shared(client, roles),
+        prev_units=_shared(client, prev),
+        cuts=_shared(client, cuts),
+        count=count,
     )
-    return parts, head[head["role"] != "train"], client.gather(sums)
+    parts, sums = _field(client, labelled, "rows"), _field(client, labelled, "summary")
+    return Placement(parts, head[head["role"] != "train"], client.gather(sums))
 
 
 def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:

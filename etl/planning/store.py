@@ -10,6 +10,8 @@ scheduler or the client; ``merge_rejects`` and ``text_stats`` stream these files
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from typing import cast
 
 import pandas as pd
 import pyarrow as pa
@@ -56,7 +58,7 @@ def _write_recording_rows(fs, pdf: pd.DataFrame, out: str, p: int, buckets: int)
     rows = pdf.assign(kept=pdf["split"].notna()).reindex(columns=RECORDING_ROW_COLUMNS)
     rows = rows[rows["recording"].notna()].astype({"recording": str, "id": str})
     b = pd.util.hash_pandas_object(rows["recording"], index=False).to_numpy() % buckets
-    for bucket, g in rows.groupby(b):
+    for bucket, g in cast("Iterable[tuple[int, pd.DataFrame]]", rows.groupby(b)):
         d = storage.join(
             plan_dir(out), storage.PLAN_RECORDINGS_DIR, storage.bucket_name(int(bucket))
         )

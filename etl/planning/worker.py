@@ -5,6 +5,8 @@ and sum them up. ``planning.client`` drives these passes and combines their smal
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -34,12 +36,46 @@ from ..schema import (
 BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row table holds ~760 units
 
 
+# ---- what each pass returns for one partition (the client takes the fields apart as futures) ----
+
+
+class IdHashes(NamedTuple):
+    """The distinct id hashes of some partitions, and those among them that repeat."""
+
+    all: np.ndarray
+    repeated: np.ndarray
+
+
+class CheckedPart(NamedTuple):
+    rows: pd.DataFrame
+    n: int
+    id_hashes: IdHashes
+
+
+class PreparedPart(NamedTuple):
+    rows: pd.DataFrame
+    summary: dict  # the join's: refs found ("refs"), rows each exclusion list matched ("excluded")
+    test_units: set  # units with a row listed in splits.test_ids
+
+
+class PooledPart(NamedTuple):
+    rows: pd.DataFrame
+    prev_units: set  # pool units holding a previous dev id
+    fixed_bytes: float  # estimated bytes of the rows already placed (test, low_similarity)
+    histogram: np.ndarray | None  # pool_histogram; None with a previous dev (left out once known)
+
+
+class LabelledPart(NamedTuple):
+    rows: pd.DataFrame
+    summary: dict  # summary_part
+
+
 # ---- worker side: one partition each (pure pandas) ----
 
 
 def check_part(
     pdf: pd.DataFrame, columns: dict, inp: dict, text: dict, filters: dict, reader_extras: bool
-) -> tuple:
+) -> CheckedPart:
     """One partition checked; returns (frame, rows, its id hashes for the duplicates)."""
     texts = {columns.get(k) for k in ("id", "recording", "text", "hypothesis", "speaker")} | {
         JSON_KEY
@@ -53,7 +89,7 @@ def check_part(
         canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None
     )
     check_frame_columns(checked.columns, CHECKED_COLUMNS, "checked")
-    return checked, len(checked), _id_hashes(checked)
+    return CheckedPart(checked, len(checked), _id_hashes(checked))
 
 
 def _number(pdf: pd.DataFrame, offset: int) -> pd.DataFrame:
@@ -66,16 +102,16 @@ def _id_hash_values(pdf: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(pdf["id"].astype(str), index=False).to_numpy()
 
 
-def _id_hashes(pdf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _id_hashes(pdf: pd.DataFrame) -> IdHashes:
     """(unique id hashes, hashes seen twice) of a partition."""
     u, n = np.unique(_id_hash_values(pdf), return_counts=True)
-    return u, u[n > 1]
+    return IdHashes(u, u[n > 1])
 
 
-def merge_hashes(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    both = np.concatenate([a[0], b[0]])
+def merge_hashes(a: IdHashes, b: IdHashes) -> IdHashes:
+    both = np.concatenate([a.all, b.all])
     u, n = np.unique(both, return_counts=True)
-    return u, np.union1d(np.union1d(a[1], b[1]), u[n > 1])
+    return IdHashes(u, np.union1d(np.union1d(a.repeated, b.repeated), u[n > 1]))
 
 
 def rows_with_hashes(pdf: pd.DataFrame, hashes: np.ndarray) -> pd.DataFrame:
@@ -94,13 +130,15 @@ def _mark_duplicates(pdf: pd.DataFrame, first_row: dict) -> pd.DataFrame:
     return pdf
 
 
-def prepare_part(pdf: pd.DataFrame, offset: int, first_row: dict, join: dict, units: dict) -> tuple:
+def prepare_part(
+    pdf: pd.DataFrame, offset: int, first_row: dict, join: dict, units: dict
+) -> PreparedPart:
     """Numbered, duplicates marked, joined with the audio files, units hashed: one task per partition.
     Returns (frame, join summary, units with a listed test row)."""
     pdf = _mark_duplicates(_number(pdf, offset), first_row)
     pdf, summary = _resolve_part(pdf, **join)
     pdf, tests = _units_part(pdf, **units)
-    return pdf, summary, tests
+    return PreparedPart(pdf, summary, tests)
 
 
 def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: list) -> tuple:
@@ -164,7 +202,7 @@ def _units_part(pdf: pd.DataFrame, by: str, seed: int, test_keys, low_split: boo
 
 def pool_part(
     pdf: pd.DataFrame, by: str, test_units: set, low_split: bool, previous_dev, policy
-) -> tuple:
+) -> PooledPart:
     """Test and low_similarity rows; the pool of the others. Returns (frame, prev units, fixed bytes,
     ``pool_histogram`` of the pool: None with a previous dev, whose units it must leave out once known)."""
     ok = pdf[ELIGIBLE] & pdf["reason"].isna()
@@ -178,7 +216,7 @@ def pool_part(
     fixed = pdf["split"].notna()
     fixed_bytes = float(policy.estimated_bytes(pdf.loc[fixed, "duration"]).sum())
     prev = set(pdf.loc[pdf[POOL] & pdf["id"].isin(previous_dev), "unit"])
-    return pdf, prev, fixed_bytes, None if previous_dev else pool_histogram(pdf, set())
+    return PooledPart(pdf, prev, fixed_bytes, None if previous_dev else pool_histogram(pdf, set()))
 
 
 def unit_partials(pdf: pd.DataFrame, prev_units: set, buckets, policy) -> pd.DataFrame:
@@ -251,7 +289,9 @@ def _after(pdf: pd.DataFrame, prev_units: set, cut) -> pd.Series:
     return pd.Series(after, index=pdf.index) & pdf[POOL]
 
 
-def label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, count: dict) -> tuple:
+def label_part(
+    pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, count: dict
+) -> LabelledPart:
     """Dev / reserve / train of the pool rows, over_budget beyond the cuts; the rest as planned.
     Returns (frame, ``summary_part`` of it with ``count``'s arguments)."""
     pool = pdf[POOL]
@@ -272,7 +312,7 @@ def label_part(pdf: pd.DataFrame, head: dict, prev_units: set, cuts: list, count
     rowchecks.reject(pdf, over.notna(), "over_budget", over)
     pdf = pdf.drop(columns=PLANNING_SCRATCH)
     check_frame_columns(pdf.columns, PLACED_COLUMNS, "placed")
-    return pdf, summary_part(pdf, **count)
+    return LabelledPart(pdf, summary_part(pdf, **count))
 
 
 def summary_part(pdf: pd.DataFrame, test_keys, by: str, previous_dev, with_speaker: bool) -> dict:

@@ -3,12 +3,15 @@
 A task runs on a worker: it decodes each of its recordings once, streams the clips into one Parquet
 file per split (temporary name, then rename) and returns only small statistics and the rejects it
 found (``unreadable_audio``, ``beyond_end``), so no audio passes through the scheduler or the client.
+``run_shard`` returns a ``ShardCut`` (its rejects as rows); ``run_shard_filed``, the build's task,
+files them and returns and records a ``records.ShardResult``.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -20,7 +23,7 @@ from ..audio.spans import Unreadable, decode_spans
 from ..curate.splits import RESERVE
 from ..output import resume, storage
 from ..planning import store as plan_store
-from ..records import ShardResult
+from ..records import LateRejects, ShardResult, SplitPart
 from ..schema import QUALITY_COLUMNS, output_columns, output_schema
 from .pack import files_of
 
@@ -50,7 +53,6 @@ class ShardTask:
     decoder_identity: str | None = (
         None  # the build's (build.check_decoders); a worker with another refuses
     )
-    meta: dict = field(default_factory=dict)
     filters: dict = field(
         default_factory=dict
     )  # the config's filters: those on the cut samples apply here
@@ -66,7 +68,9 @@ class _SplitWriter:
         self.pending_bytes = 0
         self.count, self.seconds, self.audio_bytes = 0, 0.0, 0
         self.ids: list[str] = []
-        self._ctx = self._file = self._writer = None
+        self._ctx: Any = None
+        self._file: Any = None
+        self._writer: Any = None
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -144,24 +148,37 @@ class _ShardWriters:
             w.abort(exc) if exc is not None else w.close()
         return False
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, SplitPart]:
         """Per split: file name, rows, seconds, audio bytes (and the ids, for the small reserve split)."""
         return {
-            s: {
-                "file": w.path.rsplit("/", 1)[-1],
-                "rows": w.count,
-                "seconds": w.seconds,
-                "bytes": w.audio_bytes,
-                "digest": f"{w.digest:064x}",
-                **({"ids": w.ids} if s == RESERVE else {}),
-            }
+            s: SplitPart(
+                file=w.path.rsplit("/", 1)[-1],
+                rows=w.count,
+                seconds=w.seconds,
+                bytes=w.audio_bytes,
+                digest=f"{w.digest:064x}",
+                ids=w.ids if s == RESERVE else None,
+            )
             for s, w in self.by_split.items()
             if w.count
         }
 
 
-def run_shard(task: ShardTask) -> ShardResult:
-    """Decode, cut, encode and write one shard. Returns stats and decode-time rejects."""
+class ShardCut(NamedTuple):
+    """What ``run_shard`` returns: a shard's files and statistics, and the rows it rejected while
+    decoding (``_reject``'s dicts), not yet filed (``run_shard_filed`` files them)."""
+
+    shard: int
+    parts: dict[str, SplitPart]
+    rejects: list[dict]
+    decoded_seconds: float
+    wall_seconds: float
+    recordings: dict[str, Any]  # recording -> measures.summarize(...) of its clips
+
+
+def run_shard(task: ShardTask) -> ShardCut:
+    """Decode, cut, encode and write one shard. Returns stats and decode-time rejects (records
+    nothing: the shard is done once ``run_shard_filed`` has filed its rejects)."""
     t0 = time.perf_counter()
     _check_decoder(task)
     fs, root = storage.fs_and_path(task.out)
@@ -194,18 +211,9 @@ def run_shard(task: ShardTask) -> ShardResult:
                 per_recording[name] = measures.summarize(
                     [m for r, m in measured if r == name and m is not None]
                 )
-    result = {
-        "shard": task.index,
-        "parts": writers.stats(),
-        "rejects": rejects,
-        "decoded_seconds": decoded,
-        "wall_seconds": time.perf_counter() - t0,
-        "recordings": per_recording,
-    }
-    resume.write_record(
-        fs, root, task.index, result
-    )  # after the files: a record means the shard is whole
-    return result
+    return ShardCut(
+        task.index, writers.stats(), rejects, decoded, time.perf_counter() - t0, per_recording
+    )
 
 
 def _cut_file(
@@ -250,11 +258,18 @@ def _cut_file(
 def run_shard_filed(task: ShardTask) -> ShardResult:
     """``run_shard``, its decode-time rejects then filed under OUT/.parts/plan/late/ (the result and
     its record keep the file, not the rows: a table of rejects never crosses the scheduler)."""
-    result = run_shard(task)
-    path = plan_store.write_late_rejects(task.out, task.index, result["rejects"], task.with_speaker)
-    result["rejects"] = {"file": path, "count": len(result["rejects"])}
+    cut = run_shard(task)
+    path = plan_store.write_late_rejects(task.out, task.index, cut.rejects, task.with_speaker)
+    result = ShardResult(
+        shard=cut.shard,
+        parts=cut.parts,
+        rejects=LateRejects(path, len(cut.rejects)),
+        decoded_seconds=cut.decoded_seconds,
+        wall_seconds=cut.wall_seconds,
+        recordings=cut.recordings,
+    )
     fs, root = storage.fs_and_path(task.out)
-    resume.write_record(fs, root, task.index, result)
+    resume.write_record(fs, root, task.index, result)  # after the files: the shard is whole
     return result
 
 
@@ -328,7 +343,7 @@ def _clean(v):
     return v
 
 
-def resplit_reserve(out: str, files: list[str], promoted: set, index: int) -> dict:
+def resplit_reserve(out: str, files: list[str], promoted: set, index: int) -> ShardResult:
     """Stream the reserve files of all shards into one dev and one train part (shard ``index``):
     rows in ``promoted`` go to dev, the others to train. Copies bytes; decodes nothing."""
     fs, root = storage.fs_and_path(out)
@@ -341,13 +356,7 @@ def resplit_reserve(out: str, files: list[str], promoted: set, index: int) -> di
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=256):
                     for row in batch.to_pylist():
                         writers.add("dev" if row["id"] in promoted else "train", row)
-    result = {
-        "shard": index,
-        "parts": writers.stats(),
-        "rejects": [],
-        "decoded_seconds": 0.0,
-        "wall_seconds": 0.0,
-    }
+    result = ShardResult(index, writers.stats(), LateRejects(None, 0), 0.0, 0.0)
     resume.write_record(fs, root, index, result)
     for name in files:  # only after the record: a rerun either redoes all of this or none of it
         fs.rm(storage.join(parts, name))
