@@ -369,7 +369,7 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
             },
         )
     )
-    client = open_client(cfg["cluster"])
+    client = open_client(cfg.cluster)
     try:
         [high] = client.run(fragment_heap).values()
         limit = 4 * 2**30
@@ -457,7 +457,7 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
             )
         )
         cfg = load_config(str(tmp_path / "c.yaml"))
-        client = open_client(cfg["cluster"])
+        client = open_client(cfg.cluster)
         try:
             before = client.run(os.getpid)
             report = build(cfg, client)

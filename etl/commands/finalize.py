@@ -8,44 +8,44 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import asdict
 
 import pandas as pd
 
 from ..audio.decoders import decoder_identity
+from ..config import Config
 from ..curate.splits import RESERVE, SPLITS
 from ..curate.suspects import SUSPECTS_FILE, find_suspects, report_section, suspects_text
 from ..curate.vocab import build_vocab, missing_from_counts
-from ..ingest.table import has_speaker
 from ..ingest.text import invisible_characters
 from ..output import card, report_html, resume, storage
 from ..planning import store as plan_store
 from ..records import PlotCounts, Report
-from ..schema import REJECT_REASONS
+from ..schema import REJECT_REASONS, DatasetShape
 
 
 def finalize(
     client,
-    cfg: dict,
+    cfg: Config,
     planned,
     results: list[dict],
     promoted: set,
-    with_source_id: bool,
     timings: dict,
     t0: float,
     fp: str,
 ) -> Report:
     """Name the shard files, write rejects.parquet, report.json and the dataset card.
     Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs, root = storage.fs_and_path(cfg.output.path)
     journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
     splits, results, promoted = journal["splits"], journal["results"], set(journal["promoted"])
     _move_into_place(fs, root, journal["moves"])
-    if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
+    if cfg.output.arrow:  # zero-copy copy for load_from_disk, converted on the workers
         from ..output.arrow_export import export
 
-        export(client, cfg["output"]["path"], {s: len(v["files"]) for s, v in splits.items()})
-    late = _late_files(cfg, results)
-    reasons, stats = _reduce_rows(client, cfg, late, promoted)
+        export(client, cfg.output.path, {s: len(v["files"]) for s, v in splits.items()})
+    late = _late_files(cfg, results, planned.shape)
+    reasons, stats = _reduce_rows(client, cfg, late, promoted, planned.shape)
     vocab = build_vocab(stats["chars"].get("train", {}))
     if "train" in stats["chars"]:
         storage.write_bytes(
@@ -67,13 +67,7 @@ def finalize(
     storage.write_bytes(
         fs,
         storage.join(root, "README.md"),
-        card.dataset_card(
-            report,
-            cfg["audio"]["sampling_rate"],
-            with_source_id,
-            has_speaker(cfg),
-            planned.counts.has_words,
-        ).encode(),
+        card.dataset_card(report, cfg.audio.sampling_rate, planned.shape).encode(),
     )
     return report
 
@@ -122,12 +116,14 @@ def _move_into_place(fs, root: str, moves: list) -> None:
             fs.mv(src, dst)
 
 
-def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dict, dict]:
+def _reduce_rows(
+    client, cfg: Config, late: list[str], promoted: set, shape: DatasetShape
+) -> tuple[dict, dict]:
     """rejects.parquet (rows per reason) and the final splits' character counts and speakers:
     streamed on a worker from the placed rows, so no row reaches the client."""
-    out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
+    out = cfg.output.path
     late_f, promoted_f = client.scatter([late, promoted], broadcast=True, hash=False)
-    reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, with_speaker, pure=False)
+    reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, shape, pure=False)
     chunks = _chunks(client, plan_store.shard_dirs(out))
     stats = client.map(
         plan_store.text_stats,
@@ -136,7 +132,7 @@ def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dic
         late_files=late_f,
         promoted=promoted_f,
         reserve=RESERVE,
-        with_speaker=with_speaker,
+        shape=shape,
         pure=False,
     )
     return reasons.result(), plan_store.combine_text_stats(client.gather(stats))
@@ -148,10 +144,10 @@ def _chunks(client, items: list) -> list[list]:
     return [items[i::n] for i in range(n) if items[i::n]]
 
 
-def plot_counts(client, cfg: dict) -> PlotCounts:
+def plot_counts(client, cfg: Config) -> PlotCounts:
     """report.html's histograms, counted on the workers from the final files and rejects.parquet, one
     record batch at a time: the client adds up counts, never rows."""
-    out = cfg["output"]["path"]
+    out = cfg.output.path
     fs, root = storage.fs_and_path(out)
     chunks = _chunks(client, report_html.plot_pieces(fs, root))
     longest = [
@@ -161,7 +157,7 @@ def plot_counts(client, cfg: dict) -> PlotCounts:
         )
         if m is not None
     ]
-    ranges = report_html.plot_ranges(cfg["filters"], max(longest) if longest else None)
+    ranges = report_html.plot_ranges(asdict(cfg.filters), max(longest) if longest else None)
     parts = client.gather(
         client.map(report_html.count_pieces, [out] * len(chunks), chunks, ranges=ranges, pure=False)
     )
@@ -169,7 +165,7 @@ def plot_counts(client, cfg: dict) -> PlotCounts:
 
 
 def _report(
-    cfg: dict,
+    cfg: Config,
     planned,
     splits: dict,
     results: list[dict],
@@ -189,7 +185,7 @@ def _report(
         }
         for s in order
     }
-    if has_speaker(cfg):  # distinct speakers per split
+    if planned.shape.speaker:  # distinct speakers per split
         for s in order:
             split_report[s]["speakers"] = len(stats["speakers"].get(s, ()))
     return {
@@ -218,26 +214,26 @@ def _report(
             },
         },
         "audio": {
-            "sampling_rate": cfg["audio"]["sampling_rate"],
-            "channels": cfg["audio"]["channels"],
-            "format": cfg["output"]["audio_format"],
-            "decoder": cfg["audio"]["decoder"],
-            "decoder_identity": decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"]),
+            "sampling_rate": cfg.audio.sampling_rate,
+            "channels": cfg.audio.channels,
+            "format": cfg.output.audio_format,
+            "decoder": cfg.audio.decoder,
+            "decoder_identity": decoder_identity(cfg.audio.decoder, cfg.audio.ffmpeg),
         },
-        "config": cfg,  # the resolved config, for reproducing the build
+        "config": cfg.to_dict(),  # the resolved config, for reproducing the build
     }
 
 
-def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict]) -> dict:
+def _suspect_recordings(client, cfg: Config, late: list[str], results: list[dict]) -> dict:
     """Per-recording statistics and suspects (etl/curate/suspects.py) for report.json; writes suspect_recordings.txt.
     The statistics are computed by the workers, one bucket of recordings each; the client ranks them."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs, root = storage.fs_and_path(cfg.output.path)
     measured = {k: v for r in results for k, v in r.get("recordings", {}).items()}
-    buckets = plan_store.recording_buckets(cfg["output"]["path"])
+    buckets = plan_store.recording_buckets(cfg.output.path)
     parts = client.gather(
         client.map(
             plan_store.recording_stats_of_bucket,
-            [cfg["output"]["path"]] * len(buckets),
+            [cfg.output.path] * len(buckets),
             buckets,
             late_files=client.scatter([late], broadcast=True, hash=False)[0],
             measured=client.scatter([measured], broadcast=True, hash=False)[0],
@@ -254,7 +250,7 @@ def _suspect_recordings(client, cfg: dict, late: list[str], results: list[dict])
     }
 
 
-def _late_files(cfg: dict, results: list[dict]) -> list[str]:
+def _late_files(cfg: Config, results: list[dict], shape: DatasetShape) -> list[str]:
     """The files of the rejects found while decoding; a record of a run killed before its rejects
     were filed (a list) is filed now."""
     files = []
@@ -262,9 +258,7 @@ def _late_files(cfg: dict, results: list[dict]) -> list[str]:
         late = res.get("rejects") or []
         if isinstance(late, list):
             late = {
-                "file": plan_store.write_late_rejects(
-                    cfg["output"]["path"], res["shard"], late, has_speaker(cfg)
-                )
+                "file": plan_store.write_late_rejects(cfg.output.path, res["shard"], late, shape)
             }
         if late.get("file"):
             files.append(late["file"])
@@ -278,12 +272,10 @@ def _invisible(counts: dict) -> dict:
     return invisible_characters([c * n for c, n in counts.items() if is_invisible(c)])
 
 
-def finish(cfg: dict, report: dict, plots: PlotCounts) -> None:
+def finish(cfg: Config, report: dict, plots: PlotCounts) -> None:
     """report.html, then the end of the build's own state (runs while the cluster closes)."""
-    report_html.write_report_html(
-        cfg["output"]["path"], report, plots
-    )  # matplotlib: imported only here
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    report_html.write_report_html(cfg.output.path, report, plots)  # matplotlib: imported only here
+    fs, root = storage.fs_and_path(cfg.output.path)
     parts_dir = storage.join(root, storage.PARTS_DIR)
     if fs.exists(
         parts_dir

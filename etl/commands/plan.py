@@ -9,9 +9,10 @@ import pandas as pd
 
 from ..audio.measures import REASONS
 from ..audio.media import estimated_clip_bytes
+from ..config import Config
 from ..curate.splits import RESERVE, SPLITS
 from ..ingest.recordings import format_listing_summary
-from ..ingest.table import check_speakers, has_speaker
+from ..ingest.resolved import check_speakers, resolve_input
 from ..output.previous import previous_dev_ids
 from ..planning.client import plan_table
 from ..schema import REJECT_REASONS
@@ -19,17 +20,18 @@ from ..schema import REJECT_REASONS
 DECODE_TIME_REASONS = ("unreadable_audio", "beyond_end", *REASONS)
 
 
-def plan(cfg: dict, client=None) -> dict:
-    """The dry run, on the cluster (``client``, else one opened from ``cfg['cluster']``): the client
+def plan(cfg: Config, client=None) -> dict:
+    """The dry run, on the cluster (``client``, else one opened from ``cfg.cluster``): the client
     receives counts and per-recording aggregates only."""
     from ..cluster.session import close_client, open_client
     from ..cluster.stall import raise_if_stalled
 
     own = client is None
-    check_speakers(cfg)  # a config mistake is told before the cluster starts
-    client = open_client(cfg["cluster"]) if own else client
+    resolved = resolve_input(cfg.input)
+    check_speakers(cfg.splits, resolved)  # a config mistake is told before the cluster starts
+    client = open_client(cfg.cluster) if own else client
     try:
-        planned = plan_table(client, cfg, previous_dev_ids(cfg))
+        planned = plan_table(client, cfg, previous_dev_ids(cfg), resolved)
     except Exception:
         raise_if_stalled(client)  # every worker paused for memory: one line, not the wait's error
         raise
@@ -39,9 +41,9 @@ def plan(cfg: dict, client=None) -> dict:
     return plan_summary(cfg, planned)
 
 
-def plan_summary(cfg: dict, planned) -> dict:
+def plan_summary(cfg: Config, planned) -> dict:
     c = planned.counts
-    sr, ch = cfg["audio"]["sampling_rate"], cfg["audio"]["channels"]
+    sr, ch = cfg.audio.sampling_rate, cfg.audio.channels
     merged: dict = {}
     for name, (n, sec) in c.splits.items():  # before decoding, reserve rows count as train
         key = "train" if name == RESERVE else name
@@ -57,7 +59,7 @@ def plan_summary(cfg: dict, planned) -> dict:
             "gb_flac": gb["flac"],
             "gb_wav": gb["wav"],
         }
-        if has_speaker(cfg):
+        if planned.shape.speaker:
             splits[name]["speakers"] = len(speakers)
     rejects = {r: int(c.reasons.get(r, 0)) for r in REJECT_REASONS if r not in DECODE_TIME_REASONS}
     return {
