@@ -521,3 +521,47 @@ def test_one_user_error_for_every_stage():
 
     assert not hasattr(etl.config, "ConfigError")  # one name: UserError, in etl.errors
     assert issubclass(etl.errors.UserError, Exception)
+
+
+# ---------------------------------------------------------------- the typed values
+
+
+def test_the_config_is_frozen_typed_values_that_pickle(tmp_path, monkeypatch):
+    import dataclasses
+    import pickle
+
+    from etl.config import Config, FiltersConfig
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["filters.min_similarity=0.5"], check_inputs=False)
+    assert isinstance(cfg, Config) and isinstance(cfg.filters, FiltersConfig)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.filters.min_similarity = 0.9  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(cfg)) == cfg  # it travels to the workers
+    assert cfg.to_dict() == asdict(cfg) and cfg.to_dict()["filters"]["min_similarity"] == 0.5
+    assert DEFAULTS == Config().to_dict()  # the defaults are declared once, on the fields
+
+
+def test_the_input_formats_are_declared_once_with_one_reader_each():
+    from etl.config import _CHOICES, INPUT_FORMATS
+    from etl.ingest import formats, table
+
+    names = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi")
+    aligners = ("textgrid", "ctm", "nemo", "lhotse", "subtitles")
+    assert tuple(INPUT_FORMATS) == names + aligners == _CHOICES["input.format"]
+    assert table.READERS.keys() == INPUT_FORMATS.keys()
+    assert tuple(formats.PARTITIONS) == aligners
+    assert tuple(n for n, f in INPUT_FORMATS.items() if f.kind == "aligner") == aligners
+    assert [n for n, f in INPUT_FORMATS.items() if f.speakers == "always"] == ["textgrid", "lhotse"]
+    assert [n for n, f in INPUT_FORMATS.items() if not f.own_ids] == [
+        "textgrid",
+        "ctm",
+        "nemo",
+        "subtitles",
+    ]
+    assert formats.EXTENSIONS == {
+        ".textgrid": "textgrid",
+        ".ctm": "ctm",
+        ".vtt": "subtitles",
+        ".srt": "subtitles",
+    }
