@@ -266,7 +266,8 @@ def _leaf_specs(cls, prefix: str = "") -> tuple[dict[str, tuple], dict[str, tupl
     return accepted, choices
 
 
-# Allowed types per leaf (a leaf listed with None also accepts null), and the choices of the others.
+# Allowed types per leaf (a leaf listed with None also accepts null), and the choices of a Literal
+# field (or of input.format: the registry's names).
 _TYPES, _CHOICES = _leaf_specs(Config)
 
 
@@ -297,7 +298,7 @@ def is_url(path: str) -> bool:
     return "://" in str(path)
 
 
-def _type_name(types: tuple) -> str:
+def _type_name(accepted: tuple) -> str:
     names = {
         int: "integer",
         float: "number",
@@ -307,7 +308,7 @@ def _type_name(types: tuple) -> str:
         list: "a list",
         None: "null",
     }
-    return " or ".join(dict.fromkeys(names[t] for t in types))
+    return " or ".join(dict.fromkeys(names[t] for t in accepted))
 
 
 def _check(tree: dict, defaults: dict, prefix: str = "") -> None:
@@ -321,14 +322,14 @@ def _check(tree: dict, defaults: dict, prefix: str = "") -> None:
                 raise UserError(f"config key '{dotted}' must be a mapping, got {value!r}")
             _check(value, defaults[key], dotted + ".")
             continue
-        types = _TYPES[dotted]
-        ok = (value is None and None in types) or (
+        accepted = _TYPES[dotted]
+        ok = (value is None and None in accepted) or (
             value is not None
-            and isinstance(value, tuple(t for t in types if t is not None))
-            and not (isinstance(value, bool) and bool not in types)
+            and isinstance(value, tuple(t for t in accepted if t is not None))
+            and not (isinstance(value, bool) and bool not in accepted)
         )
         if not ok:
-            raise UserError(f"config key '{dotted}' must be {_type_name(types)}, got {value!r}")
+            raise UserError(f"config key '{dotted}' must be {_type_name(accepted)}, got {value!r}")
         if dotted in _CHOICES and value is not None and value not in _CHOICES[dotted]:
             choices = " | ".join(str(c) for c in _CHOICES[dotted])
             raise UserError(f"config key '{dotted}' must be one of {choices}, got {value!r}")
