@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides)
         from .cluster.session import start_forkserver
 
-        start_forkserver(cfg["cluster"])  # the workers' imports, while this process does its own
+        start_forkserver(cfg.cluster)  # the workers' imports, while this process does its own
         if args.command == "sample":
             from .commands.sample import sample
             from .review.sample import format_sample
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(_summary(report, cfg["output"]["path"]))
+    print(_summary(report, cfg.output.path))
     return 0
 
 

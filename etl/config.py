@@ -1,13 +1,24 @@
-"""The typed config: defaults, YAML loading, ``--set`` overrides, and one clear error per bad key.
+"""The typed config: one frozen dataclass per section, its defaults declared on its fields, YAML
+loading, ``--set`` overrides, and one clear error per bad key.
 
-``conf/default.yaml`` is the documented copy of ``DEFAULTS`` (a test keeps them equal).
+A key is declared once, as a field: its type (``Literal[...]`` for a choice) and its default.
+``DEFAULTS`` (the nested dict of every default) is derived from ``Config()``; ``conf/default.yaml``
+is its documented copy (a test keeps them equal). ``load_config`` checks the YAML's tree against the
+fields' types, merges it over the defaults and returns a ``Config``; ``dataclasses.asdict(cfg)`` is
+the same nested dict as the YAML (report.json's "config", the build's fingerprint).
+
+The input formats (``input.format``) are the registry ``INPUT_FORMATS``: one entry per format.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
-from typing import Any
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import yaml
 
@@ -15,151 +26,263 @@ from .errors import UserError
 
 _NUM = (int, float)
 
-DEFAULTS: dict[str, Any] = {
-    "input": {
-        "alignment": "alignment.json",
-        "audio": "audio/",
-        "format": None,
-        "columns": {
-            "id": "id",
-            "recording": "recording",
-            "start": "start",
-            "end": "end",
-            "text": "text",
-            "hypothesis": None,
-            "speaker": None,
-        },
-        "id_template": "{recording}_{start:.1f}-{end:.1f}",
-        "recording_pattern": None,
-        "segmentation": {"max_pause": 0.5, "max_duration": 20.0},
-        "textgrid": {"tier": "words", "hypothesis_tier": None},
-        "ctm": {"hypothesis": None},
-        "subtitles": {"language": None, "hypothesis_language": None},
-    },
-    "output": {"path": "out/", "audio_format": "flac", "shard_hours": 2.0, "arrow": False},
-    "audio": {"sampling_rate": 16000, "channels": 1, "decoder": "av", "ffmpeg": None},
-    "text": {"lowercase": True, "strip_punctuation": True, "unicode_form": "NFC"},
-    "filters": {
-        "min_similarity": 0.8,
-        "min_duration": 0.0,
-        "max_duration": 20.0,
-        "chars_per_second": None,
-        "min_rms_db": -70.0,
-        "max_clipped_fraction": None,
-        "max_silence_fraction": None,
-    },
-    "splits": {
-        "seed": 0,
-        "by": "segment",
-        "dev_size": 500,
-        "dev_hours": None,
-        "test_ids": None,
-        "exclude_ids": [],
-        "low_similarity": "drop",
-        "keep_previous_dev": True,
-    },
-    "budget": {"train_hours": None, "total_gb": None},
-    "cluster": {
-        "kind": "local",
-        "address": None,
-        "scheduler_file": None,
-        "n_workers": None,
-        "threads_per_worker": 1,
-        "dashboard_address": "127.0.0.1:8787",
-        "memory_limit": "auto",
-        "jobs": 1,
-        "slurm": None,
-        "profile": False,
-        "start_method": "spawn",
-        "stall_timeout": 600,
-    },
+
+# ---------------------------------------------------------------- the input formats
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """One alignment format etl reads: its ``input.format`` name and what a reader of it gives.
+
+    Adding a format is one entry here plus its reader in ``etl.ingest`` (``table.READERS``, and for
+    an aligner's output ``ingest.formats.PARTITIONS``); an import-time check keeps them equal."""
+
+    name: str
+    # who names the columns: "table" (the user's, through input.columns), "kaldi" (the data dir's
+    # segments/text/utt2spk), "aligner" (a reader of etl.ingest.formats: canonical names, words)
+    kind: Literal["table", "kaldi", "aligner"]
+    extensions: tuple[str, ...] = ()  # file extensions that decide the format alone (lowercase)
+    # where speakers come from: "column" (input.columns.speaker), "files" (Kaldi's utt2spk or
+    # spk2utt, when there), "always" (the files name them), "never"
+    speakers: Literal["column", "files", "always", "never"] = "never"
+    own_ids: bool = True  # may hold its own segment ids (kept as source_id); else input.id_template
+
+
+INPUT_FORMATS: dict[str, InputFormat] = {
+    f.name: f
+    for f in (
+        InputFormat("csv", "table", (".csv",), speakers="column"),
+        InputFormat("tsv", "table", (".tsv",), speakers="column"),
+        InputFormat("json", "table", (".json",), speakers="column"),  # also nemo/lhotse, sniffed
+        InputFormat("jsonl", "table", (".jsonl", ".ndjson"), speakers="column"),
+        InputFormat("parquet", "table", (".parquet", ".pq"), speakers="column"),
+        InputFormat("kaldi", "kaldi", speakers="files"),  # a folder holding `segments`
+        InputFormat("textgrid", "aligner", (".textgrid",), speakers="always", own_ids=False),
+        InputFormat("ctm", "aligner", (".ctm",), own_ids=False),
+        InputFormat("nemo", "aligner", own_ids=False),  # a .json(l) manifest, by its first line
+        InputFormat("lhotse", "aligner", speakers="always"),  # supervisions .jsonl(.gz), ditto
+        InputFormat("subtitles", "aligner", (".vtt", ".srt"), own_ids=False),
+    )
 }
 
-# Allowed types per leaf; a leaf listed with None also accepts null.
-_TYPES: dict[str, tuple] = {
-    "input.alignment": (str,),
-    "input.audio": (str, None),
-    "input.format": (str, None),
-    "input.columns.id": (str, None),
-    "input.columns.recording": (str,),
-    "input.columns.start": (str,),
-    "input.columns.end": (str,),
-    "input.columns.text": (str,),
-    "input.columns.hypothesis": (str, None),
-    "input.columns.speaker": (str, None),
-    "input.id_template": (str,),
-    "input.recording_pattern": (str, None),
-    "input.segmentation.max_pause": _NUM,
-    "input.segmentation.max_duration": _NUM,
-    "input.textgrid.tier": (str,),
-    "input.textgrid.hypothesis_tier": (str, None),
-    "input.ctm.hypothesis": (str, None),
-    "input.subtitles.language": (str, None),
-    "input.subtitles.hypothesis_language": (str, None),
-    "output.path": (str,),
-    "output.audio_format": (str,),
-    "output.shard_hours": _NUM,
-    "output.arrow": (bool,),
-    "audio.sampling_rate": (int,),
-    "audio.channels": (int,),
-    "audio.decoder": (str,),
-    "audio.ffmpeg": (str, None),
-    "text.lowercase": (bool,),
-    "text.strip_punctuation": (bool,),
-    "text.unicode_form": (str,),
-    "filters.min_similarity": _NUM + (None,),
-    "filters.min_duration": _NUM + (None,),
-    "filters.max_duration": _NUM + (None,),
-    "filters.chars_per_second": (list, None),
-    "filters.min_rms_db": _NUM + (None,),
-    "filters.max_clipped_fraction": _NUM + (None,),
-    "filters.max_silence_fraction": _NUM + (None,),
-    "splits.seed": (int,),
-    "splits.by": (str,),
-    "splits.dev_size": (int,),
-    "splits.dev_hours": _NUM + (None,),
-    "splits.test_ids": (str, None),
-    "splits.exclude_ids": (list, str),
-    "splits.low_similarity": (str,),
-    "splits.keep_previous_dev": (bool,),
-    "budget.train_hours": _NUM + (None,),
-    "budget.total_gb": _NUM + (None,),
-    "cluster.address": (str, None),
-    "cluster.n_workers": (int, None),
-    "cluster.threads_per_worker": (int,),
-    "cluster.dashboard_address": (str, None),
-    "cluster.memory_limit": (str, int, None),
-    "cluster.kind": (str,),
-    "cluster.scheduler_file": (str, None),
-    "cluster.jobs": (int,),
-    "cluster.slurm": (dict, None),  # free-form: passed through to dask_jobqueue.SLURMCluster
-    "cluster.profile": (bool,),
-    "cluster.start_method": (str,),
-    "cluster.stall_timeout": _NUM + (None,),
-}
-_CHOICES = {
-    "output.audio_format": ("flac", "wav"),
-    "audio.decoder": ("av", "ffmpeg", "pydub"),
-    "input.format": (
-        None,
-        "csv",
-        "tsv",
-        "json",
-        "jsonl",
-        "parquet",
-        "kaldi",
-        "textgrid",
-        "ctm",
-        "nemo",
-        "lhotse",
-        "subtitles",
-    ),
-    "cluster.kind": ("local", "slurm"),
-    "cluster.start_method": ("forkserver", "spawn"),
-    "splits.by": ("segment", "recording", "speaker"),
-    "splits.low_similarity": ("drop", "split"),
-    "text.unicode_form": ("NFC", "NFKC"),
-}
+
+# ---------------------------------------------------------------- the sections
+#
+# A field's annotation is the type it holds once loaded, and (as ``_accepts`` reads it) the YAML types
+# it accepts: ``float`` takes an integer too, ``X | None`` takes null. ``accepts`` metadata overrides
+# that; ``choices`` metadata lists the values of a field that is not a Literal.
+
+
+def _default(factory):
+    return field(default_factory=factory)
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    """``input.columns``: the table's column of each canonical column (tables only)."""
+
+    id: str | None = "id"
+    recording: str = "recording"
+    start: str = "start"
+    end: str = "end"
+    text: str = "text"
+    hypothesis: str | None = None
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """``input.segmentation``: word-level inputs -> segments."""
+
+    max_pause: float = 0.5
+    max_duration: float = 20.0
+
+
+@dataclass(frozen=True)
+class TextGridConfig:
+    tier: str = "words"
+    hypothesis_tier: str | None = None
+
+
+@dataclass(frozen=True)
+class CtmConfig:
+    hypothesis: str | None = None
+
+
+@dataclass(frozen=True)
+class SubtitlesConfig:
+    language: str | None = None
+    hypothesis_language: str | None = None
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    alignment: str = "alignment.json"
+    audio: str | None = "audio/"
+    format: str | None = field(default=None, metadata={"choices": tuple(INPUT_FORMATS)})
+    columns: ColumnsConfig = _default(ColumnsConfig)
+    id_template: str = "{recording}_{start:.1f}-{end:.1f}"
+    recording_pattern: str | None = None
+    segmentation: SegmentationConfig = _default(SegmentationConfig)
+    textgrid: TextGridConfig = _default(TextGridConfig)
+    ctm: CtmConfig = _default(CtmConfig)
+    subtitles: SubtitlesConfig = _default(SubtitlesConfig)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str = "out/"
+    audio_format: Literal["flac", "wav"] = "flac"
+    shard_hours: float = 2.0
+    arrow: bool = False
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sampling_rate: int = 16000
+    channels: int = 1
+    decoder: Literal["av", "ffmpeg", "pydub"] = "av"
+    ffmpeg: str | None = None
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    unicode_form: Literal["NFC", "NFKC"] = "NFC"
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    """Row filters (null disables one); those on the cut samples' measures apply in the shard task."""
+
+    min_similarity: float | None = 0.8
+    min_duration: float | None = 0.0
+    max_duration: float | None = 20.0
+    chars_per_second: list | None = None  # [min, max], either may be null
+    min_rms_db: float | None = -70.0
+    max_clipped_fraction: float | None = None
+    max_silence_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class SplitsConfig:
+    seed: int = 0
+    by: Literal["segment", "recording", "speaker"] = "segment"
+    dev_size: int = 500
+    dev_hours: float | None = None
+    test_ids: str | None = None
+    # one file needs no list: a string is loaded as a list of one
+    exclude_ids: list[str] = field(default_factory=list, metadata={"accepts": (list, str)})
+    low_similarity: Literal["drop", "split"] = "drop"
+    keep_previous_dev: bool = True
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    train_hours: float | None = None
+    total_gb: float | None = None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kind: Literal["local", "slurm"] = "local"
+    address: str | None = None
+    scheduler_file: str | None = None
+    n_workers: int | None = None
+    threads_per_worker: int = 1
+    dashboard_address: str | None = "127.0.0.1:8787"
+    memory_limit: str | int | None = "auto"
+    jobs: int = 1
+    slurm: dict | None = None  # free-form: passed through to dask_jobqueue.SLURMCluster
+    profile: bool = False
+    start_method: Literal["forkserver", "spawn"] = "spawn"
+    stall_timeout: float | None = 600
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole config, as ``load_config`` returns it: ``cfg.filters.min_similarity``."""
+
+    input: InputConfig = _default(InputConfig)
+    output: OutputConfig = _default(OutputConfig)
+    audio: AudioConfig = _default(AudioConfig)
+    text: TextConfig = _default(TextConfig)
+    filters: FiltersConfig = _default(FiltersConfig)
+    splits: SplitsConfig = _default(SplitsConfig)
+    budget: BudgetConfig = _default(BudgetConfig)
+    cluster: ClusterConfig = _default(ClusterConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The nested dict of every key (``dataclasses.asdict``): what report.json records."""
+        return dataclasses.asdict(self)
+
+
+DEFAULTS: dict[str, Any] = Config().to_dict()
+
+
+def _accepts(hint, meta) -> tuple:
+    """The YAML types a leaf accepts (None: null), in the order its annotation names them."""
+    if "accepts" in meta:
+        return meta["accepts"]
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    out: list = []
+    for m in members:
+        if m is type(None):
+            out.append(None)
+        elif m is float:
+            out += list(_NUM)
+        elif typing.get_origin(m) is Literal:
+            out.append(type(typing.get_args(m)[0]))
+        else:
+            out.append(typing.get_origin(m) or m)
+    return tuple(out)
+
+
+def _choices(hint, meta) -> tuple | None:
+    if "choices" in meta:
+        return meta["choices"]
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    lits = [m for m in members if typing.get_origin(m) is Literal]
+    return typing.get_args(lits[0]) if lits else None
+
+
+def _leaf_specs(cls, prefix: str = "") -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """Every leaf's dotted key -> the types it accepts, and -> its choices (Literal fields)."""
+    accepted: dict[str, tuple] = {}
+    choices: dict[str, tuple] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted, hint = prefix + f.name, hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            sub_types, sub_choices = _leaf_specs(hint, dotted + ".")
+            accepted.update(sub_types)
+            choices.update(sub_choices)
+            continue
+        accepted[dotted] = _accepts(hint, f.metadata)
+        listed = _choices(hint, f.metadata)
+        if listed is not None:
+            choices[dotted] = listed
+    return accepted, choices
+
+
+# Allowed types per leaf (a leaf listed with None also accepts null), and the choices of a Literal
+# field (or of input.format: the registry's names).
+_TYPES, _CHOICES = _leaf_specs(Config)
+
+
+def _typed(cls, tree: dict):
+    """The merged, checked tree as ``cls`` (a section dataclass), sections within it typed too."""
+    hints = typing.get_type_hints(cls)
+    kw = {
+        f.name: _typed(hints[f.name], tree[f.name])
+        if dataclasses.is_dataclass(hints[f.name])
+        else tree[f.name]
+        for f in dataclasses.fields(cls)
+    }
+    return cls(**kw)
+
+
 _PATH_KEYS = (
     "input.alignment",
     "input.audio",
@@ -175,7 +298,7 @@ def is_url(path: str) -> bool:
     return "://" in str(path)
 
 
-def _type_name(types: tuple) -> str:
+def _type_name(accepted: tuple) -> str:
     names = {
         int: "integer",
         float: "number",
@@ -185,7 +308,7 @@ def _type_name(types: tuple) -> str:
         list: "a list",
         None: "null",
     }
-    return " or ".join(dict.fromkeys(names[t] for t in types))
+    return " or ".join(dict.fromkeys(names[t] for t in accepted))
 
 
 def _check(tree: dict, defaults: dict, prefix: str = "") -> None:
@@ -199,16 +322,16 @@ def _check(tree: dict, defaults: dict, prefix: str = "") -> None:
                 raise UserError(f"config key '{dotted}' must be a mapping, got {value!r}")
             _check(value, defaults[key], dotted + ".")
             continue
-        types = _TYPES[dotted]
-        ok = (value is None and None in types) or (
+        accepted = _TYPES[dotted]
+        ok = (value is None and None in accepted) or (
             value is not None
-            and isinstance(value, tuple(t for t in types if t is not None))
-            and not (isinstance(value, bool) and bool not in types)
+            and isinstance(value, tuple(t for t in accepted if t is not None))
+            and not (isinstance(value, bool) and bool not in accepted)
         )
         if not ok:
-            raise UserError(f"config key '{dotted}' must be {_type_name(types)}, got {value!r}")
-        if dotted in _CHOICES and value not in _CHOICES[dotted]:
-            choices = " | ".join(str(c) for c in _CHOICES[dotted] if c is not None)
+            raise UserError(f"config key '{dotted}' must be {_type_name(accepted)}, got {value!r}")
+        if dotted in _CHOICES and value is not None and value not in _CHOICES[dotted]:
+            choices = " | ".join(str(c) for c in _CHOICES[dotted])
             raise UserError(f"config key '{dotted}' must be one of {choices}, got {value!r}")
 
 
@@ -249,89 +372,96 @@ def _put(tree: dict, dotted: str, value) -> None:
 
 
 def load_config(
-    path: str | os.PathLike | None, overrides: list[str] = (), check_inputs: bool = True
-) -> dict:
+    path: str | os.PathLike | None, overrides: typing.Sequence[str] = (), check_inputs: bool = True
+) -> Config:
     """Defaults <- YAML file <- ``--set`` overrides; validated; relative paths resolved against the
     config file's folder (the working directory when there is no file)."""
-    user: dict = {}
-    base_dir = os.getcwd()
-    if path is not None:
-        if not os.path.isfile(path):
-            raise UserError(f"config file not found: {path}")
-        try:
-            with open(path, encoding="utf-8") as f:
-                user = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            where = getattr(e, "problem_mark", None)
-            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise UserError(f"config file {path} is not valid YAML{at}: {problem}") from None
-        if not isinstance(user, dict):
-            raise UserError(f"config file {path} must hold a mapping of sections")
-        base_dir = os.path.dirname(os.path.abspath(path))
+    user: dict = {} if path is None else _read_yaml(path)
+    base_dir = os.getcwd() if path is None else os.path.dirname(os.path.abspath(path))
     for item in overrides:
         _apply_set(user, item)
     _check(user, DEFAULTS)
-    cfg = _merge(DEFAULTS, user)
-    if isinstance(cfg["splits"]["exclude_ids"], str):  # one file needs no list
-        cfg["splits"]["exclude_ids"] = [cfg["splits"]["exclude_ids"]]
-    bad = [p for p in cfg["splits"]["exclude_ids"] if not isinstance(p, str) or not p]
+    tree = _merge(DEFAULTS, user)
+    if isinstance(tree["splits"]["exclude_ids"], str):  # one file needs no list
+        tree["splits"]["exclude_ids"] = [tree["splits"]["exclude_ids"]]
+    bad = [p for p in tree["splits"]["exclude_ids"] if not isinstance(p, str) or not p]
     if bad:
         raise UserError(f"config key 'splits.exclude_ids' must list files, got {bad[0]!r}")
     for key in _PATH_KEYS:
-        value = _get(cfg, key)
+        value = _get(tree, key)
         if value and not is_url(value):
-            _put(cfg, key, _resolve(base_dir, value))
-    cfg["splits"]["exclude_ids"] = [
-        _resolve(base_dir, p) if not is_url(p) else p for p in cfg["splits"]["exclude_ids"]
+            _put(tree, key, _resolve(base_dir, value))
+    tree["splits"]["exclude_ids"] = [
+        _resolve(base_dir, p) if not is_url(p) else p for p in tree["splits"]["exclude_ids"]
     ]
+    cfg = _typed(Config, tree)
     _check_values(cfg)
     if check_inputs:
         check_inputs_exist(cfg)
     return cfg
 
 
+def _read_yaml(path: str | os.PathLike) -> dict:
+    if not os.path.isfile(path):
+        raise UserError(f"config file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            user = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"config file {path} is not valid YAML{at}: {problem}") from None
+    if not isinstance(user, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections")
+    return user
+
+
 def _resolve(base_dir: str, value: str) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
-def _check_values(cfg: dict) -> None:
-    if cfg["audio"]["sampling_rate"] <= 0:
+def _check_values(cfg: Config) -> None:
+    if cfg.audio.sampling_rate <= 0:
         raise UserError("config key 'audio.sampling_rate' must be positive")
-    if cfg["audio"]["channels"] not in (1, 2):
+    if cfg.audio.channels not in (1, 2):
         raise UserError("config key 'audio.channels' must be 1 or 2")
-    if cfg["input"]["segmentation"]["max_pause"] < 0:
+    if cfg.input.segmentation.max_pause < 0:
         raise UserError("config key 'input.segmentation.max_pause' must be >= 0")
-    if cfg["input"]["segmentation"]["max_duration"] <= 0:
+    if cfg.input.segmentation.max_duration <= 0:
         raise UserError("config key 'input.segmentation.max_duration' must be positive")
-    if cfg["output"]["shard_hours"] <= 0:
+    if cfg.output.shard_hours <= 0:
         raise UserError("config key 'output.shard_hours' must be positive")
-    if cfg["splits"]["dev_size"] < 0:
+    if cfg.splits.dev_size < 0:
         raise UserError("config key 'splits.dev_size' must be >= 0")
-    for key in ("splits.dev_hours", "budget.train_hours", "budget.total_gb"):
-        if _get(cfg, key) is not None and _get(cfg, key) < 0:
+    for key, value in (
+        ("splits.dev_hours", cfg.splits.dev_hours),
+        ("budget.train_hours", cfg.budget.train_hours),
+        ("budget.total_gb", cfg.budget.total_gb),
+    ):
+        if value is not None and value < 0:
             raise UserError(f"config key '{key}' must be >= 0")
-    _check_quality_filters(cfg["filters"])
-    if cfg["cluster"]["n_workers"] is not None and cfg["cluster"]["n_workers"] < 1:
+    _check_quality_filters(cfg.filters)
+    if cfg.cluster.n_workers is not None and cfg.cluster.n_workers < 1:
         raise UserError("config key 'cluster.n_workers' must be >= 1")
-    if cfg["cluster"]["threads_per_worker"] < 1:
+    if cfg.cluster.threads_per_worker < 1:
         raise UserError("config key 'cluster.threads_per_worker' must be >= 1")
-    if cfg["cluster"]["jobs"] < 1:
+    if cfg.cluster.jobs < 1:
         raise UserError("config key 'cluster.jobs' must be >= 1")
-    if cfg["cluster"]["stall_timeout"] is not None and cfg["cluster"]["stall_timeout"] <= 0:
+    if cfg.cluster.stall_timeout is not None and cfg.cluster.stall_timeout <= 0:
         raise UserError(
             "config key 'cluster.stall_timeout' must be > 0 (seconds), or null to wait without end"
         )
     try:
-        cfg["input"]["id_template"].format(recording="r", start=0.0, end=1.0)
+        cfg.input.id_template.format(recording="r", start=0.0, end=1.0)
     except (KeyError, IndexError, ValueError) as e:
         raise UserError(
             f"config key 'input.id_template' is not a valid template "
             f"(fields: recording, start, end): {e}"
         ) from None
-    _check_recording_pattern(cfg["input"]["recording_pattern"])
+    _check_recording_pattern(cfg.input.recording_pattern)
     # splits.by: speaker without input.columns.speaker is checked against the alignment's format when
-    # the table is read (``ingest.table.check_speakers``): lhotse and TextGrid name their own speakers.
+    # the table is read (``ingest.resolved.check_speakers``): lhotse and TextGrid name their own speakers.
 
 
 def _check_recording_pattern(pattern: str | None) -> None:
@@ -352,8 +482,8 @@ def _check_recording_pattern(pattern: str | None) -> None:
         )
 
 
-def _check_quality_filters(f: dict) -> None:
-    cps = f["chars_per_second"]
+def _check_quality_filters(f: FiltersConfig) -> None:
+    cps = f.chars_per_second
     if cps is not None:
         ok = len(cps) == 2 and all(
             v is None or (isinstance(v, _NUM) and not isinstance(v, bool)) for v in cps
@@ -363,37 +493,40 @@ def _check_quality_filters(f: dict) -> None:
                 f"config key 'filters.chars_per_second' must be [min, max] (numbers or null, "
                 f"min <= max), got {cps!r}"
             )
-    for key in ("max_clipped_fraction", "max_silence_fraction"):
-        if f[key] is not None and not 0 <= f[key] <= 1:
+    for key, value in (
+        ("max_clipped_fraction", f.max_clipped_fraction),
+        ("max_silence_fraction", f.max_silence_fraction),
+    ):
+        if value is not None and not 0 <= value <= 1:
             raise UserError(
-                f"config key 'filters.{key}' must be a fraction in [0, 1], got {f[key]!r}"
+                f"config key 'filters.{key}' must be a fraction in [0, 1], got {value!r}"
             )
 
 
-def check_inputs_exist(cfg: dict) -> None:
+def check_inputs_exist(cfg: Config) -> None:
     import fsspec
 
     def exists(url: str) -> bool:
         fs, p = fsspec.core.url_to_fs(url)
         return fs.exists(p)
 
-    align = cfg["input"]["alignment"]
+    align = cfg.input.alignment
     if not exists(align):
         raise UserError(f"input.alignment not found: {align}")
-    audio = cfg["input"]["audio"]
+    audio = cfg.input.audio
     if audio is not None and not exists(audio):
         raise UserError(f"input.audio not found: {audio}")
     for key, files in (
-        ("splits.test_ids", [cfg["splits"]["test_ids"]]),
-        ("splits.exclude_ids", cfg["splits"]["exclude_ids"]),
-        ("input.ctm.hypothesis", [cfg["input"]["ctm"]["hypothesis"]]),
+        ("splits.test_ids", [cfg.splits.test_ids]),
+        ("splits.exclude_ids", cfg.splits.exclude_ids),
+        ("input.ctm.hypothesis", [cfg.input.ctm.hypothesis]),
     ):
         for f in files:
             if f is not None and not exists(f):
                 raise UserError(f"{key}: file not found: {f}")
-    ff = cfg["audio"]["ffmpeg"]
+    ff = cfg.audio.ffmpeg
     if ff is not None and not os.path.isfile(ff):
         raise UserError(f"audio.ffmpeg not found: {ff}")
-    out = cfg["output"]["path"]
+    out = cfg.output.path
     if not is_url(out) and os.path.isfile(out):
         raise UserError(f"output.path is a file, not a folder: {out}")

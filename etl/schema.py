@@ -377,59 +377,67 @@ _OUTPUT = [
 ]
 
 
-def _fields(with_source_id: bool, with_speaker: bool = False, with_words: bool = False):
-    out = [
-        f
-        for f in _OUTPUT
-        if (with_source_id or f[0] != "source_id") and (with_speaker or f[0] != SPEAKER)
-    ]
-    return out + ([("words", WORDS_TYPE, WORDS_FEATURE)] if with_words else [])
+@dataclass(frozen=True)
+class DatasetShape:
+    """Which optional columns a dataset has, decided once per build by planning
+    (``PlannedTable.shape``) and handed to every writer, the card and the report:
 
+    - ``source_id``: the table holds its own segment ids (``ResolvedInput.own_ids``);
+    - ``speaker``: the input names speakers (``ResolvedInput.speaker``): the rejects carry it too;
+    - ``words``: word timings (word-level inputs whose rows have them: ``PlanCounts.has_words``).
+    """
 
-def output_columns(
-    with_source_id: bool, with_speaker: bool = False, with_words: bool = False
-) -> list[str]:
-    return [name for name, _, _ in _fields(with_source_id, with_speaker, with_words)]
+    source_id: bool = False
+    speaker: bool = False
+    words: bool = False
 
+    def _fields(self) -> list[tuple]:
+        out = [
+            f
+            for f in _OUTPUT
+            if (self.source_id or f[0] != "source_id") and (self.speaker or f[0] != SPEAKER)
+        ]
+        return out + ([("words", WORDS_TYPE, WORDS_FEATURE)] if self.words else [])
 
-def hf_features(
-    sampling_rate: int, with_source_id: bool, with_speaker: bool = False, with_words: bool = False
-) -> dict:
-    """The `datasets.Features.to_dict()` form of the output columns."""
-    return {
-        name: feat if feat is not None else {"sampling_rate": int(sampling_rate), "_type": "Audio"}
-        for name, _, feat in _fields(with_source_id, with_speaker, with_words)
-    }
+    def columns(self) -> list[str]:
+        """The output columns, in file order."""
+        return [name for name, _, _ in self._fields()]
 
+    def features(self, sampling_rate: int) -> dict:
+        """The `datasets.Features.to_dict()` form of the output columns."""
+        return {
+            name: feat
+            if feat is not None
+            else {"sampling_rate": int(sampling_rate), "_type": "Audio"}
+            for name, _, feat in self._fields()
+        }
 
-def output_schema(
-    sampling_rate: int, with_source_id: bool, with_speaker: bool = False, with_words: bool = False
-) -> pa.Schema:
-    """Arrow schema of a split shard, with the `huggingface` metadata `datasets` reads back."""
-    fields = [
-        pa.field(name, typ) for name, typ, _ in _fields(with_source_id, with_speaker, with_words)
-    ]
-    meta = {
-        "info": {"features": hf_features(sampling_rate, with_source_id, with_speaker, with_words)}
-    }
-    return pa.schema(fields).with_metadata({"huggingface": json.dumps(meta)})
+    def schema(self, sampling_rate: int) -> pa.Schema:
+        """Arrow schema of a split shard, with the `huggingface` metadata `datasets` reads back."""
+        fields = [pa.field(name, typ) for name, typ, _ in self._fields()]
+        meta = {"info": {"features": self.features(sampling_rate)}}
+        return pa.schema(fields).with_metadata({"huggingface": json.dumps(meta)})
 
+    def card_features(self, sampling_rate: int) -> list[dict]:
+        """The `dataset_info.features` list of a dataset card (as `Features._to_yaml_list()`
+        writes it)."""
+        out = []
+        for name, feat in self.features(sampling_rate).items():
+            if isinstance(feat, list):  # a list of structs
+                out.append(
+                    {
+                        "name": name,
+                        "list": [{"name": k, "dtype": v["dtype"]} for k, v in feat[0].items()],
+                    }
+                )
+            elif feat["_type"] == "Audio":
+                out.append(
+                    {"name": name, "dtype": {"audio": {"sampling_rate": feat["sampling_rate"]}}}
+                )
+            else:
+                out.append({"name": name, "dtype": feat["dtype"]})
+        return out
 
-def card_features_yaml(
-    sampling_rate: int, with_source_id: bool, with_speaker: bool = False, with_words: bool = False
-) -> list[dict]:
-    """The `dataset_info.features` list of a dataset card (as `Features._to_yaml_list()` writes it)."""
-    out = []
-    for name, feat in hf_features(sampling_rate, with_source_id, with_speaker, with_words).items():
-        if isinstance(feat, list):  # a list of structs
-            out.append(
-                {
-                    "name": name,
-                    "list": [{"name": k, "dtype": v["dtype"]} for k, v in feat[0].items()],
-                }
-            )
-        elif feat["_type"] == "Audio":
-            out.append({"name": name, "dtype": {"audio": {"sampling_rate": feat["sampling_rate"]}}})
-        else:
-            out.append({"name": name, "dtype": feat["dtype"]})
-    return out
+    def rejects_schema(self) -> pa.Schema:
+        """The schema of rejects.parquet (and of every rejects part)."""
+        return rejects_schema(self.speaker)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import psutil
 import pyarrow.parquet as pq
@@ -18,7 +19,7 @@ import yaml
 
 from etl.cli import main
 from etl.cluster.session import ClusterSession, slurm_cluster
-from etl.config import DEFAULTS, load_config
+from etl.config import DEFAULTS, ClusterConfig, load_config
 from etl.errors import UserError
 
 from .conftest import config_file, write_config
@@ -146,7 +147,7 @@ def test_an_unreachable_scheduler_or_missing_scheduler_file_is_one_clear_error(
 def test_the_scheduler_file_resolves_against_the_config_folder(tmp_path):
     config_file(tmp_path, {"cluster": {"scheduler_file": "sched.json"}}, "c.yaml")
     cfg = load_config(str(tmp_path / "c.yaml"), check_inputs=False)
-    assert cfg["cluster"]["scheduler_file"] == str(tmp_path / "sched.json")
+    assert cfg.cluster.scheduler_file == str(tmp_path / "sched.json")
 
 
 SLURM = {
@@ -161,7 +162,7 @@ SLURM = {
 
 
 def test_slurm_keys_are_passed_through_to_the_job_script():
-    cluster = slurm_cluster({"kind": "slurm", "slurm": SLURM, "dashboard_address": None})
+    cluster = slurm_cluster(ClusterConfig(kind="slurm", slurm=SLURM, dashboard_address=None))
     try:
         script = cluster.job_script()
     finally:
@@ -182,7 +183,7 @@ def test_slurm_keys_are_passed_through_to_the_job_script():
 def test_slurm_workers_profile_only_when_asked_and_the_users_prologue_stays(profile):
     slurm = {**SLURM, "job_script_prologue": ["module load ffmpeg"]}
     cluster = slurm_cluster(
-        {"kind": "slurm", "slurm": slurm, "dashboard_address": None, "profile": profile}
+        ClusterConfig(kind="slurm", slurm=slurm, dashboard_address=None, profile=profile)
     )
     try:
         lines = cluster.job_script().splitlines()
@@ -201,9 +202,7 @@ def test_no_dashboard_takes_no_fixed_port():
     import urllib.error
     import urllib.request
 
-    with ClusterSession(
-        {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None}
-    ) as session:
+    with ClusterSession(ClusterConfig(n_workers=1, dashboard_address=None)) as session:
         client = session.client
         ports = {
             c.laddr.port
@@ -220,7 +219,7 @@ def test_no_dashboard_takes_no_fixed_port():
 def test_local_workers_profile_only_when_asked(profile):
     """The statistical profiler costs a decoding worker ~3 % of its CPU: off unless cluster.profile."""
     with ClusterSession(
-        {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "profile": profile}
+        ClusterConfig(n_workers=1, dashboard_address=None, profile=profile)
     ) as session:
         client = session.client
         running = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
@@ -247,7 +246,7 @@ def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method
     environment for its workers (OMP_NUM_THREADS=1) holds either way, and the fork server (which
     imported numpy) started with it."""
     with ClusterSession(
-        {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": None, "start_method": method}
+        ClusterConfig(n_workers=1, dashboard_address=None, start_method=method)
     ) as session:
         client = session.client
         [got] = client.run(_how_started).values()
@@ -283,12 +282,7 @@ def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpu
 def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(monkeypatch):
     """The fork server keeps the environment it started with; a variable set afterwards (credentials
     in a notebook, here between two clusters) still reaches the workers, as with spawn."""
-    cfg = {
-        **DEFAULTS["cluster"],
-        "n_workers": 1,
-        "dashboard_address": None,
-        "start_method": "forkserver",
-    }
+    cfg = ClusterConfig(n_workers=1, dashboard_address=None, start_method="forkserver")
     with ClusterSession(cfg):  # the fork server runs from here on
         pass
     monkeypatch.setenv("ETL_TEST_LATE_VARIABLE", "set after the fork server started")
@@ -342,9 +336,9 @@ def test_an_unknown_start_method_is_one_clear_error(tmp_path):
 def test_the_commented_slurm_example_config_is_valid_and_builds_a_job_script():
     path = os.path.join(os.path.dirname(__file__), "..", "conf", "slurm.yaml")
     cfg = load_config(path, check_inputs=False)
-    assert cfg["cluster"]["kind"] == "slurm" and cfg["cluster"]["jobs"] >= 1
+    assert cfg.cluster.kind == "slurm" and cfg.cluster.jobs >= 1
     cluster = slurm_cluster(
-        {**cfg["cluster"], "dashboard_address": "127.0.0.1:0"}
+        replace(cfg.cluster, dashboard_address="127.0.0.1:0")
     )  # a free port in tests
     try:
         assert "#SBATCH" in cluster.job_script()
@@ -361,7 +355,7 @@ def test_the_commented_slurm_example_config_is_valid_and_builds_a_job_script():
 )
 def test_bad_slurm_keys_are_one_clear_error(slurm, needle):
     with pytest.raises(UserError, match=needle) as e:
-        slurm_cluster({"kind": "slurm", "slurm": slurm})
+        slurm_cluster(ClusterConfig(kind="slurm", slurm=slurm, dashboard_address=None))
     assert str(e.value).startswith("cluster.slurm: ") and "\n" not in str(e.value)
 
 
@@ -377,7 +371,7 @@ def test_slurm_without_sbatch_is_one_clear_error(corpus, tmp_path, capsys, monke
 def test_slurm_without_dask_jobqueue_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # what an environment without it sees
     with pytest.raises(UserError, match=r"pip install 'etl\[slurm\]'"):
-        with ClusterSession({"kind": "slurm", "slurm": SLURM}):
+        with ClusterSession(ClusterConfig(kind="slurm", slurm=SLURM, dashboard_address=None)):
             pass
 
 
@@ -395,9 +389,7 @@ def test_the_local_cluster_and_its_dashboard_listen_on_loopback_only():
     assert DEFAULTS["cluster"]["dashboard_address"].startswith("127.0.0.1:")
     me = psutil.Process()
     before = _listening([me])
-    with ClusterSession(
-        {**DEFAULTS["cluster"], "n_workers": 1, "dashboard_address": "127.0.0.1:0"}
-    ):
+    with ClusterSession(ClusterConfig(n_workers=1, dashboard_address="127.0.0.1:0")):
         new = _listening([me, *me.children(recursive=True)]) - before
         assert new, "the scheduler and the dashboard listen somewhere"
         assert {a.ip for a in new} == {"127.0.0.1"}, new

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_no_config_file_gives_the_defaults_with_paths_resolved(tmp_path, monkeyp
     expected["input"]["alignment"] = str(tmp_path / "alignment.json")
     expected["input"]["audio"] = str(tmp_path / "audio")
     expected["output"]["path"] = str(tmp_path / "out")
-    assert cfg == expected
+    assert asdict(cfg) == expected
 
 
 def test_loading_does_not_modify_the_defaults(tmp_path):
@@ -110,13 +111,13 @@ def test_a_partial_section_keeps_the_other_defaults(tmp_path):
     cfg = load_config(
         str(_write(tmp_path, {"input": {"columns": {"hypothesis": "asr"}}})), check_inputs=False
     )
-    assert cfg["input"]["columns"] == {**DEFAULTS["input"]["columns"], "hypothesis": "asr"}
-    assert cfg["filters"] == DEFAULTS["filters"]
+    assert asdict(cfg.input.columns) == {**DEFAULTS["input"]["columns"], "hypothesis": "asr"}
+    assert asdict(cfg.filters) == DEFAULTS["filters"]
 
 
 def test_an_empty_config_file_is_all_defaults(tmp_path):
     cfg = load_config(str(_write(tmp_path, "# nothing\n")), check_inputs=False)
-    assert cfg["splits"] == DEFAULTS["splits"]
+    assert asdict(cfg.splits) == DEFAULTS["splits"]
 
 
 # ---------------------------------------------------------------- validation
@@ -209,13 +210,13 @@ def test_values_that_accept_null_or_several_types(tmp_path):
         "cluster": {"memory_limit": 4_000_000_000, "dashboard_address": None},
     }
     cfg = load_config(str(_write(tmp_path, doc)), check_inputs=False)
-    assert {k: cfg["filters"][k] for k in doc["filters"]} == {
+    assert {k: getattr(cfg.filters, k) for k in doc["filters"]} == {
         "min_similarity": None,
         "min_duration": 1,
         "max_duration": 12.5,
     }
-    assert cfg["input"]["audio"] is None and cfg["input"]["columns"]["id"] is None
-    assert cfg["cluster"]["memory_limit"] == 4_000_000_000
+    assert cfg.input.audio is None and cfg.input.columns.id is None
+    assert cfg.cluster.memory_limit == 4_000_000_000
 
 
 def test_invalid_yaml_is_a_config_error(tmp_path):
@@ -259,31 +260,31 @@ def test_set_values_are_parsed_as_yaml(tmp_path):
         ],
         check_inputs=False,
     )
-    assert cfg["splits"]["dev_size"] == 7 and type(cfg["splits"]["dev_size"]) is int
-    assert cfg["cluster"]["address"] is None
-    assert cfg["text"]["lowercase"] is False
-    assert cfg["filters"]["max_duration"] == 12.5
-    assert cfg["input"]["columns"]["hypothesis"] == "asr"
-    assert cfg["cluster"]["memory_limit"] == "4GiB"
-    assert cfg["input"]["id_template"] == "{recording}-{start}"
+    assert cfg.splits.dev_size == 7 and type(cfg.splits.dev_size) is int
+    assert cfg.cluster.address is None
+    assert cfg.text.lowercase is False
+    assert cfg.filters.max_duration == 12.5
+    assert cfg.input.columns.hypothesis == "asr"
+    assert cfg.cluster.memory_limit == "4GiB"
+    assert cfg.input.id_template == "{recording}-{start}"
 
 
 def test_set_overrides_the_file_and_the_last_set_wins(tmp_path):
     path = _write(tmp_path, {"splits": {"dev_size": 3, "seed": 5}})
     cfg = load_config(str(path), ["splits.dev_size=7", "splits.dev_size=9"], check_inputs=False)
-    assert (cfg["splits"]["dev_size"], cfg["splits"]["seed"]) == (9, 5)
+    assert (cfg.splits.dev_size, cfg.splits.seed) == (9, 5)
 
 
 def test_set_with_an_empty_value_is_null(tmp_path):
     cfg = load_config(str(_write(tmp_path, {})), ["filters.min_similarity="], check_inputs=False)
-    assert cfg["filters"]["min_similarity"] is None
+    assert cfg.filters.min_similarity is None
 
 
 def test_set_value_containing_equals_signs(tmp_path):
     cfg = load_config(
         str(_write(tmp_path, {})), ["cluster.address=tcp://h:8786?a=b"], check_inputs=False
     )
-    assert cfg["cluster"]["address"] == "tcp://h:8786?a=b"
+    assert cfg.cluster.address == "tcp://h:8786?a=b"
 
 
 @pytest.mark.parametrize(
@@ -306,7 +307,7 @@ def test_set_without_equals_sign_is_a_config_error(tmp_path):
 def test_set_works_without_a_config_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load_config(None, ["splits.dev_size=7"], check_inputs=False)
-    assert cfg["splits"]["dev_size"] == 7
+    assert cfg.splits.dev_size == 7
 
 
 # ---------------------------------------------------------------- paths
@@ -324,16 +325,16 @@ def test_relative_paths_resolve_against_the_config_files_folder(tmp_path, monkey
         },
     )
     cfg = load_config(str(path.relative_to(tmp_path)), check_inputs=False)
-    assert cfg["input"]["alignment"] == str(tmp_path / "project" / "data" / "align.csv")
-    assert cfg["input"]["audio"] == str(conf / "audio")
-    assert cfg["output"]["path"] == str(conf / "out")
-    assert cfg["audio"]["ffmpeg"] == str(conf / "bin" / "ffmpeg")
+    assert cfg.input.alignment == str(tmp_path / "project" / "data" / "align.csv")
+    assert cfg.input.audio == str(conf / "audio")
+    assert cfg.output.path == str(conf / "out")
+    assert cfg.audio.ffmpeg == str(conf / "bin" / "ffmpeg")
 
 
 def test_relative_path_from_set_resolves_against_the_config_files_folder(tmp_path):
     conf = tmp_path / "conf"
     cfg = load_config(str(_write(conf, {})), ["output.path=built"], check_inputs=False)
-    assert cfg["output"]["path"] == str(conf / "built")
+    assert cfg.output.path == str(conf / "built")
 
 
 def test_absolute_paths_and_urls_are_kept(tmp_path):
@@ -342,15 +343,15 @@ def test_absolute_paths_and_urls_are_kept(tmp_path):
         "output": {"path": str(tmp_path / "elsewhere")},
     }
     cfg = load_config(str(_write(tmp_path / "conf", doc)), check_inputs=False)
-    assert cfg["input"]["alignment"] == "memory://bucket/align.csv"
-    assert cfg["input"]["audio"] == "s3://bucket/audio/"
-    assert cfg["output"]["path"] == str(tmp_path / "elsewhere")
+    assert cfg.input.alignment == "memory://bucket/align.csv"
+    assert cfg.input.audio == "s3://bucket/audio/"
+    assert cfg.output.path == str(tmp_path / "elsewhere")
 
 
 def test_home_directory_is_expanded(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     cfg = load_config(str(_write(tmp_path, {"output": {"path": "~/ds"}})), check_inputs=False)
-    assert cfg["output"]["path"] == str(tmp_path / "home" / "ds")
+    assert cfg.output.path == str(tmp_path / "home" / "ds")
 
 
 # ---------------------------------------------------------------- inputs must exist
@@ -377,10 +378,10 @@ def test_id_list_paths_resolve_from_the_config_folder_and_must_exist(tmp_path):
         "splits": {"exclude_ids": "review/bad_ids.txt", "test_ids": "review/bad_ids.txt"},
     }
     cfg = load_config(str(_write(tmp_path, doc)))
-    assert cfg["splits"]["exclude_ids"] == [
+    assert cfg.splits.exclude_ids == [
         str(tmp_path / "review" / "bad_ids.txt")
     ]  # one file: no list needed
-    assert cfg["splits"]["test_ids"] == str(tmp_path / "review" / "bad_ids.txt")
+    assert cfg.splits.test_ids == str(tmp_path / "review" / "bad_ids.txt")
     doc["splits"]["exclude_ids"] = ["review/bad_ids.txt", "review/gone.txt"]
     with pytest.raises(UserError, match=r"splits\.exclude_ids: file not found: .*gone\.txt"):
         load_config(str(_write(tmp_path, doc)))
@@ -412,7 +413,7 @@ def test_existing_inputs_pass_the_check(tmp_path):
     cfg = load_config(
         str(_write(tmp_path, {"input": {"alignment": "align.csv", "audio": "audio"}}))
     )
-    assert cfg["input"]["alignment"] == str(tmp_path / "align.csv")
+    assert cfg.input.alignment == str(tmp_path / "align.csv")
 
 
 # ---------------------------------------------------------------- through the command line
@@ -518,3 +519,47 @@ def test_one_user_error_for_every_stage():
 
     assert not hasattr(etl.config, "ConfigError")  # one name: UserError, in etl.errors
     assert issubclass(etl.errors.UserError, Exception)
+
+
+# ---------------------------------------------------------------- the typed values
+
+
+def test_the_config_is_frozen_typed_values_that_pickle(tmp_path, monkeypatch):
+    import dataclasses
+    import pickle
+
+    from etl.config import Config, FiltersConfig
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, ["filters.min_similarity=0.5"], check_inputs=False)
+    assert isinstance(cfg, Config) and isinstance(cfg.filters, FiltersConfig)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.filters.min_similarity = 0.9  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(cfg)) == cfg  # it travels to the workers
+    assert cfg.to_dict() == asdict(cfg) and cfg.to_dict()["filters"]["min_similarity"] == 0.5
+    assert DEFAULTS == Config().to_dict()  # the defaults are declared once, on the fields
+
+
+def test_the_input_formats_are_declared_once_with_one_reader_each():
+    from etl.config import _CHOICES, INPUT_FORMATS
+    from etl.ingest import formats, table
+
+    names = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi")
+    aligners = ("textgrid", "ctm", "nemo", "lhotse", "subtitles")
+    assert tuple(INPUT_FORMATS) == names + aligners == _CHOICES["input.format"]
+    assert table.READERS.keys() == INPUT_FORMATS.keys()
+    assert tuple(formats.PARTITIONS) == aligners
+    assert tuple(n for n, f in INPUT_FORMATS.items() if f.kind == "aligner") == aligners
+    assert [n for n, f in INPUT_FORMATS.items() if f.speakers == "always"] == ["textgrid", "lhotse"]
+    assert [n for n, f in INPUT_FORMATS.items() if not f.own_ids] == [
+        "textgrid",
+        "ctm",
+        "nemo",
+        "subtitles",
+    ]
+    assert formats.EXTENSIONS == {
+        ".textgrid": "textgrid",
+        ".ctm": "ctm",
+        ".vtt": "subtitles",
+        ".srt": "subtitles",
+    }

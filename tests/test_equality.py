@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from etl.config import Config
+
 from .conftest import config_file
 
 pytestmark = pytest.mark.cluster
@@ -145,7 +147,7 @@ def config(root: pathlib.Path, name: str, out: pathlib.Path) -> dict:
     return load_config(str(config_file(root, cfg, f"{name}.yaml")))
 
 
-def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
+def placement(cfg: Config, previous_dev, in_memory: bool = False) -> dict:
     """Per input row (in input order): its split code or '!reason', and a digest of the details.
     ``in_memory``: the one-frame planning of ``etl.testing.reference`` (tests and small tables), else the cluster's."""
     if in_memory:
@@ -161,9 +163,7 @@ def placement(cfg: dict, previous_dev, in_memory: bool = False) -> dict:
         df = pd.concat(CLIENT.gather(planned.parts)).sort_values("row")
         assert df["row"].tolist() == list(range(planned.rows_in))
     codes = [CODES[s] if isinstance(s, str) else f"!{r}" for s, r in zip(df["split"], df["reason"])]
-    root = os.path.dirname(
-        cfg["input"]["alignment"]
-    )  # details name files: compared without the folder
+    root = os.path.dirname(cfg.input.alignment)  # details name files: compared without the folder
     details = "\n".join(
         f"{i}\t{d}".replace(root, "ROOT")
         for i, d in zip(df["id"], df["detail"])

@@ -371,7 +371,7 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
             },
         )
     )
-    with ClusterSession(cfg["cluster"]) as session:
+    with ClusterSession(cfg.cluster) as session:
         client = session.client
         [high] = client.run(fragment_heap).values()
         limit = 4 * 2**30
@@ -455,7 +455,7 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
             )
         )
         cfg = load_config(str(tmp_path / "c.yaml"))
-        with ClusterSession(cfg["cluster"]) as session:
+        with ClusterSession(cfg.cluster) as session:
             client = session.client
             before = client.run(os.getpid)
             report = build(cfg, client)

@@ -10,7 +10,7 @@ import os
 import pandas as pd
 import pytest
 
-from etl.config import load_config
+from etl.config import CtmConfig, InputConfig, SegmentationConfig, load_config
 from etl.errors import UserError
 from etl.ingest import table
 from etl.ingest.formats import subtitles
@@ -352,7 +352,10 @@ def test_ctm_words_overlapping_or_negative_reject_their_recording_naming_the_lin
         "d 1 zero 0.5 nan\n",
         encoding="utf-8",
     )
-    inp = {"ctm": {"hypothesis": None}, "segmentation": {"max_pause": 0.5, "max_duration": 20.0}}
+    inp = InputConfig(
+        ctm=CtmConfig(hypothesis=None),
+        segmentation=SegmentationConfig(max_pause=0.5, max_duration=20.0),
+    )
     rows = ctm.read(str(tmp_path / "x.ctm"), inp)
     errors = {r["recording"]: r["alignment_error"] for r in rows if r["alignment_error"]}
     assert errors == {
@@ -395,7 +398,7 @@ def test_short_form_textgrid_and_lhotse_word_alignments_are_read(tmp_path):
             + json.dumps({"id": "u2", "recording_id": "r", "start": 3.0, "duration": -1.0})
             + "\n"
         )
-    rows = manifests.read_lhotse(str(tmp_path / "s.jsonl.gz"), {})
+    rows = manifests.read_lhotse(str(tmp_path / "s.jsonl.gz"), InputConfig(audio=None))
     assert rows[0]["words"] == [
         {"word": "dobar", "start": 0.0, "end": 0.6},
         {"word": "dan", "start": 0.7, "end": 1.5},
@@ -460,8 +463,8 @@ def test_many_partitions_give_the_rows_of_one_in_input_order(
         cfg = _config(tmp_path, corpus, path, **extra)
     one, _ = read_checked_table(cfg)
     _tiny_partitions(monkeypatch)
-    fmt = table.detect_format(cfg["input"]["alignment"], cfg["input"]["format"])
-    ddf = table.read_raw(cfg["input"]["alignment"], fmt, cfg["input"])
+    fmt = table.detect_format(cfg.input.alignment, cfg.input.format)
+    ddf = table.read_raw(cfg.input.alignment, fmt, cfg.input)
     assert ddf.npartitions > 2
     many, _ = read_checked_table(cfg)
     pd.testing.assert_frame_equal(_nulls_as_none(many), _nulls_as_none(one))
@@ -522,7 +525,7 @@ def test_etl_plan_reads_alignment_files_on_the_workers_never_on_the_client(
     _tiny_partitions(monkeypatch)
     monkeypatch.setattr(builtins, "open", guarded)
     path = formats["textgrid_speakers"][0]
-    inp = _config(tmp_path, corpus, path)["input"]
+    inp = _config(tmp_path, corpus, path).input
     assert table.read_raw(str(path), "textgrid", inp).npartitions > 2  # listed, not opened
 
     def run(**textgrid):

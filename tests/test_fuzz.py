@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import unicodedata
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -273,7 +274,7 @@ def check_properties(alignment: str, audio: str, n_rows: int, out: str, hyp: boo
         overrides.append("input.columns.hypothesis=hyp")
     cfg = load_config(None, overrides)
     if fmt:
-        cfg["input"]["format"] = fmt
+        cfg = replace(cfg, input=replace(cfg.input, format=fmt))
     try:
         df, _ = read_checked_table(cfg)
         df = plan_rows(cfg, df).frame

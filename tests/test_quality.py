@@ -15,7 +15,7 @@ import soundfile as sf
 from etl.audio.measures import MEASURE_COLUMNS, judge, measure
 from etl.cli import main
 from etl.commands.plan import plan
-from etl.config import load_config
+from etl.config import FiltersConfig, load_config
 from etl.schema import QUALITY_COLUMNS
 from etl.testing.synth import dominant_frequency
 
@@ -147,8 +147,8 @@ def test_measures_of_real_samples():
     s = measure(np.repeat(tone[:, None], 2, axis=1), sr)
     assert all(abs(s[k] - m[k]) < 1e-3 for k in MEASURE_COLUMNS)
     assert (
-        judge(m, {"min_rms_db": -70.0}) is None
-        and judge(measure(np.zeros(10, np.int16), sr), {"min_rms_db": -70})[0] == "silent"
+        judge(m, FiltersConfig(min_rms_db=-70.0)) is None
+        and judge(measure(np.zeros(10, np.int16), sr), FiltersConfig(min_rms_db=-70))[0] == "silent"
     )
     assert list(MEASURE_COLUMNS) == list(QUALITY_COLUMNS[1:])
 
@@ -339,11 +339,11 @@ def test_the_suspect_rule_flags_outliers_only():
 
 
 def test_char_rate_filter_with_one_open_bound_rejects_only_beyond_the_other():
-    import copy
+    from dataclasses import replace
 
     import pandas as pd
 
-    from etl.config import DEFAULTS
+    from etl.config import Config
     from etl.ingest.rows import check_rows
 
     table = pd.DataFrame(
@@ -359,6 +359,6 @@ def test_char_rate_filter_with_one_open_bound_rejects_only_beyond_the_other():
         }
     )
     for bounds, rejected in (([5, None], {"slow"}), ([None, 5], {"fast"})):
-        filters = copy.deepcopy(DEFAULTS["filters"]) | {"chars_per_second": bounds}
-        out = check_rows(table, DEFAULTS["text"], filters, "{recording}")
+        filters = replace(Config().filters, chars_per_second=bounds)
+        out = check_rows(table, Config().text, filters, "{recording}")
         assert set(out.loc[out["reason"] == "bad_char_rate", "id"]) == rejected

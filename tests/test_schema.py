@@ -85,7 +85,7 @@ def test_the_cluster_planner_and_the_plan_store_hold_the_declared_columns(corpus
     assert list(planned.counts.recordings.columns) == schema.RECORDING_COLUMNS
     shard_of = {r: 0 for p in parts for r in p["recording"]}
     for p, pdf in enumerate(parts):
-        store.write_partition(pdf, out, p, shard_of, with_speaker=False, buckets=2)
+        store.write_partition(pdf, out, p, shard_of, shape=planned.shape, buckets=2)
     plan = store.plan_dir(out)
     shard = store.read_shard(out, 0)
     assert list(shard.columns) == [c for c in schema.PLANNED_COLUMNS if c in parts[0]]

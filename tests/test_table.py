@@ -9,15 +9,17 @@ import json
 import math
 import os
 import uuid
+from dataclasses import replace
 
 import fsspec
 import pandas as pd
 import pytest
 
-from etl.config import load_config
+from etl.config import FiltersConfig, InputConfig, TextConfig, load_config
 from etl.errors import UserError
 from etl.ingest import table
 from etl.ingest.recordings import list_audio, resolve
+from etl.ingest.resolved import resolve_input
 from etl.ingest.rows import check_rows, mark_duplicates
 from etl.testing.reference import read_checked_table
 
@@ -54,8 +56,8 @@ ROWS = [
 ]
 EXPECTED_TEXT = ["dobar dan svima", "na", "čestitam", "hvala lijepa"]
 
-TEXT_CFG = {"lowercase": True, "strip_punctuation": True}
-NO_FILTERS = {"min_similarity": None, "min_duration": None, "max_duration": None}
+TEXT_CFG = TextConfig(lowercase=True, strip_punctuation=True)
+NO_FILTERS = FiltersConfig(min_similarity=None, min_duration=None, max_duration=None)
 TEMPLATE = "{recording}_{start:.1f}-{end:.1f}"
 
 
@@ -155,7 +157,7 @@ def _canon(**cols) -> pd.DataFrame:
 
 def _check(df: pd.DataFrame, filters: dict | None = None) -> pd.DataFrame:
     return check_rows(
-        df, TEXT_CFG, NO_FILTERS if filters is None else {**NO_FILTERS, **filters}, TEMPLATE
+        df, TEXT_CFG, NO_FILTERS if filters is None else replace(NO_FILTERS, **filters), TEMPLATE
     )
 
 
@@ -324,7 +326,7 @@ def test_jsonl_integers_beyond_64_bits_are_that_rows_reject_or_its_exact_id(tmp_
     monkeypatch.setattr(table, "JSONL_SAMPLE", 200)
     monkeypatch.setattr(table, "JSONL_BLOCK", 300)  # several blocks, the odd lines past the sample
     cfg = _config(tmp_path, "align.jsonl")
-    assert table.read_raw(cfg["input"]["alignment"], "jsonl").npartitions > 3
+    assert table.read_raw(cfg.input.alignment, "jsonl").npartitions > 3
     df, _ = read_checked_table(cfg)
     assert len(df) == 33
     assert df["id"].tolist()[-3:] == ["neg", "99999999999999999999999", "s"]
@@ -406,7 +408,7 @@ def test_a_malformed_jsonl_line_in_any_block_is_one_reject_naming_the_file_line(
 
     nemo = tmp_path / "m.json"  # the same bad line in a NeMo manifest: the same words
     nemo.write_bytes(b'{"audio_filepath": "r.wav", "duration": 1}\n' * 2 + bad[3] + b"\n")
-    assert manifests.read_nemo(str(nemo), {})[2]["alignment_error"] == (
+    assert manifests.read_nemo(str(nemo), InputConfig(audio=None))[2]["alignment_error"] == (
         rejected.loc["align.jsonl:3", "detail"].replace("align.jsonl", "m.json")
     )
 
@@ -526,7 +528,7 @@ def test_kaldi_utt2spk_gives_each_row_its_speaker_and_an_unlisted_utterance_none
     (tmp_path / "data" / "utt2spk").write_text("u1 anna\nu2  ben\n", encoding="utf-8")
     df = _kaldi_table(tmp_path, "u1 r1 0 1\nu2 r1 1 2\nu3 r2 0 1\n", "u1 a\nu2 b\nu3 c\n")
     assert [None if pd.isna(s) else s for s in df["speaker"]] == ["anna", "ben", None]
-    assert table.has_speaker(_config(tmp_path, "data"))
+    assert resolve_input(_config(tmp_path, "data").input).speaker
 
 
 def test_kaldi_spk2utt_alone_names_speakers_too(tmp_path):
@@ -538,7 +540,7 @@ def test_kaldi_spk2utt_alone_names_speakers_too(tmp_path):
 
 def test_kaldi_dir_without_utt2spk_has_no_speakers(tmp_path):
     df = _kaldi_table(tmp_path, "u1 r1 0 1\n", "u1 a\n")
-    assert df["speaker"].isna().all() and not table.has_speaker(_config(tmp_path, "data"))
+    assert df["speaker"].isna().all() and not resolve_input(_config(tmp_path, "data").input).speaker
 
 
 def test_wav_scp_maps_recordings_to_paths_and_pipes_to_none(tmp_path):

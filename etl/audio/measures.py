@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import FiltersConfig
 from ..schema import reasons_where
 
 FLOOR_DB = -120.0
@@ -90,16 +91,16 @@ def measure(samples: np.ndarray, sampling_rate: int) -> dict:
     }
 
 
-def judge(m: dict, filters: dict) -> tuple[str, str] | None:
+def judge(m: dict, filters: FiltersConfig) -> tuple[str, str] | None:
     """The first of ``REASONS`` whose filter (``filters.min_rms_db``, ``max_clipped_fraction``,
     ``max_silence_fraction``; None disables one) the measures fail, with a detail; else None."""
-    lo = filters.get("min_rms_db")
+    lo = filters.min_rms_db
     if lo is not None and m["rms_db"] < lo:
         return "silent", f"rms {m['rms_db']:.1f} dBFS < {lo}"
-    hi = filters.get("max_clipped_fraction")
+    hi = filters.max_clipped_fraction
     if hi is not None and m["clipped_fraction"] > hi:
         return "clipped", f"{m['clipped_fraction']:.4f} of samples at full scale > {hi}"
-    hi = filters.get("max_silence_fraction")
+    hi = filters.max_silence_fraction
     if hi is not None and m["silence_fraction"] > hi:
         return "mostly_silence", (
             f"{m['silence_fraction']:.2f} of 10 ms frames {SILENCE_BELOW_DB:g} dB below "

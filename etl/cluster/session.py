@@ -1,7 +1,7 @@
 """Opening a Dask client: an existing scheduler (address or scheduler file), SLURM jobs through
 dask-jobqueue, or a LocalCluster sized to the machine. The only module that knows cluster kinds.
 
-``ClusterSession`` is how a command uses one: ``with ClusterSession(cfg["cluster"]) as s:`` gives
+``ClusterSession`` is how a command uses one: ``with ClusterSession(cfg.cluster) as s:`` gives
 ``s.client``; the session keeps the cluster it started and the client's ``stall.StallWatch``, turns
 an error the watch caused into its one line, and closes client and cluster on the way out."""
 
@@ -14,11 +14,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..config import ClusterConfig
 from ..errors import UserError
 
 
-def local_worker_count(cfg_cluster: dict, n_tasks: int | None = None) -> int:
-    n = cfg_cluster.get("n_workers") or os.cpu_count() or 1
+def local_worker_count(cfg_cluster: ClusterConfig, n_tasks: int | None = None) -> int:
+    n = cfg_cluster.n_workers or os.cpu_count() or 1
     if n_tasks is not None:
         n = max(1, min(n, n_tasks))  # idle workers only cost start-up time
     return n
@@ -33,7 +34,7 @@ class ClusterSession:
     raises the stall's one line instead if the watch stopped the work (a ``KeyboardInterrupt`` passes
     as it is), and always closes what the session opened."""
 
-    def __init__(self, cfg_cluster: dict, n_tasks: int | None = None, client: Any = None):
+    def __init__(self, cfg_cluster: ClusterConfig, n_tasks: int | None = None, client: Any = None):
         self.cfg_cluster, self.n_tasks = cfg_cluster, n_tasks
         self.client: Any = client
         self.cluster: Any = None
@@ -54,7 +55,7 @@ class ClusterSession:
             self.client, self.cluster = _open_client(self.cfg_cluster, self.n_tasks)
             from .stall import StallWatch
 
-            self.watch = StallWatch(self.client, self.cfg_cluster.get("stall_timeout")).start()
+            self.watch = StallWatch(self.client, self.cfg_cluster.stall_timeout).start()
             if then is not None:
                 then(self.client)
         except BaseException as e:
@@ -100,19 +101,19 @@ class ClusterSession:
             self.client = self.cluster = self.watch = None
 
 
-def _open_client(cfg_cluster: dict, n_tasks: int | None = None) -> tuple[Any, Any]:
+def _open_client(cfg_cluster: ClusterConfig, n_tasks: int | None = None) -> tuple[Any, Any]:
     """A connected ``distributed.Client`` and the cluster started for it (None: an existing one)."""
     from distributed import Client, LocalCluster
 
-    if cfg_cluster.get("address"):
-        where = cfg_cluster["address"]
+    if cfg_cluster.address:
+        where = cfg_cluster.address
         return _connect("cluster.address", where, address=where), None
-    if cfg_cluster.get("scheduler_file"):
-        path = cfg_cluster["scheduler_file"]
+    if cfg_cluster.scheduler_file:
+        path = cfg_cluster.scheduler_file
         if not os.path.isfile(path):  # Client would wait for it to appear until its timeout
             raise UserError(f"cluster.scheduler_file not found: {path}")
         return _connect("cluster.scheduler_file", path, scheduler_file=path), None
-    if cfg_cluster.get("kind") == "slurm":
+    if cfg_cluster.kind == "slurm":
         cluster = slurm_cluster(cfg_cluster)
         if shutil.which(cluster.job_cls.submit_command) is None:
             cluster.close()
@@ -120,25 +121,25 @@ def _open_client(cfg_cluster: dict, n_tasks: int | None = None) -> tuple[Any, An
                 f"cluster.kind: slurm needs '{cluster.job_cls.submit_command}' on PATH: "
                 "run etl on a SLURM login node"
             )
-        cluster.scale(jobs=cfg_cluster.get("jobs") or 1)
+        cluster.scale(jobs=cfg_cluster.jobs or 1)
     else:
         cluster = _local_cluster(cfg_cluster, n_tasks, LocalCluster)
     return quiet_user_errors(Client(cluster)), cluster
 
 
-def _local_cluster(cfg_cluster: dict, n_tasks: int | None, LocalCluster):
+def _local_cluster(cfg_cluster: ClusterConfig, n_tasks: int | None, LocalCluster):
     with _worker_config(cfg_cluster):  # a Nanny hands the config of its creation to its worker
         return LocalCluster(
             n_workers=local_worker_count(cfg_cluster, n_tasks),
-            threads_per_worker=cfg_cluster.get("threads_per_worker", 1),
+            threads_per_worker=cfg_cluster.threads_per_worker,
             processes=True,
             host="127.0.0.1",  # scheduler and workers on loopback: nothing listens on the network
-            dashboard_address=cfg_cluster.get("dashboard_address") or None,
+            dashboard_address=cfg_cluster.dashboard_address or None,
             # no dashboard: the scheduler's HTTP server (health, metrics) would still take 8787
             scheduler_kwargs=None
-            if cfg_cluster.get("dashboard_address")
+            if cfg_cluster.dashboard_address
             else {"dashboard_address": "127.0.0.1:0"},
-            memory_limit=cfg_cluster.get("memory_limit") or "auto",
+            memory_limit=cfg_cluster.memory_limit or "auto",
             silence_logs=logging.ERROR,
             # a forked worker has the fork server's environment, which may be older than ours:
             # it gets ours as it is now (credentials, HF_* ...), as a spawned one would
@@ -172,11 +173,11 @@ WORKER_MODULES = (
 START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 
 
-def _worker_config(cfg_cluster: dict):
+def _worker_config(cfg_cluster: ClusterConfig):
     """The Dask config a LocalCluster's nannies start their workers with (set while it starts)."""
     import dask
 
-    settings: dict[str, object] = {PROFILE_KEY: bool(cfg_cluster.get("profile", False))}
+    settings: dict[str, object] = {PROFILE_KEY: bool(cfg_cluster.profile)}
     if _forked(cfg_cluster):
         settings[START_METHOD_KEY] = "forkserver"
         # the nanny sets these in the environment it starts the fork server with
@@ -187,8 +188,8 @@ def _worker_config(cfg_cluster: dict):
     return dask.config.set(settings)
 
 
-def _forked(cfg_cluster: dict) -> bool:
-    return cfg_cluster.get("start_method", "spawn") == "forkserver" and _forkserver_available()
+def _forked(cfg_cluster: ClusterConfig) -> bool:
+    return cfg_cluster.start_method == "forkserver" and _forkserver_available()
 
 
 def _forkserver_available() -> bool:
@@ -219,14 +220,14 @@ WORKER_START_ENV = {
 }
 
 
-def start_forkserver(cfg_cluster: dict) -> None:
+def start_forkserver(cfg_cluster: ClusterConfig) -> None:
     """Start the fork server now, so it imports WORKER_MODULES while this process still imports its
     own (the CLI calls this first): the LocalCluster started later forks its workers from it at once.
     Does nothing unless etl will start a LocalCluster with ``start_method: forkserver``."""
     if (
-        cfg_cluster.get("address")
-        or cfg_cluster.get("scheduler_file")
-        or cfg_cluster.get("kind", "local") != "local"
+        cfg_cluster.address
+        or cfg_cluster.scheduler_file
+        or cfg_cluster.kind != "local"
         or not _forked(cfg_cluster)
     ):
         return
@@ -292,7 +293,7 @@ class UserErrorLogFilter(logging.Filter):
         )
 
 
-def slurm_cluster(cfg_cluster: dict):
+def slurm_cluster(cfg_cluster: ClusterConfig):
     """A ``dask_jobqueue.SLURMCluster`` from ``cluster.slurm`` (passed through), no jobs submitted yet:
     ``cluster.job_script()`` shows what ``sbatch`` would get."""
     try:
@@ -301,13 +302,13 @@ def slurm_cluster(cfg_cluster: dict):
         raise UserError(
             "cluster.kind: slurm needs dask-jobqueue: pip install 'etl[slurm]'"
         ) from None
-    opts = dict(cfg_cluster.get("slurm") or {})
+    opts = dict(cfg_cluster.slurm or {})
     # The dashboard stays on loopback unless configured (reach it with an ssh tunnel); the scheduler
     # itself must listen where the compute nodes can reach it (dask-jobqueue's default, or `interface`).
     opts.setdefault("scheduler_options", {}).setdefault(
-        "dashboard_address", cfg_cluster.get("dashboard_address") or "127.0.0.1:0"
+        "dashboard_address", cfg_cluster.dashboard_address or "127.0.0.1:0"
     )
-    if not cfg_cluster.get("profile", False):
+    if not cfg_cluster.profile:
         _no_profiler_in_jobs(opts)
     try:
         return SLURMCluster(**opts)

@@ -18,9 +18,10 @@ import pandas as pd
 from ..audio.decoders import decoder_identity
 from ..cluster.lease import Lease
 from ..cluster.session import ClusterSession
+from ..config import ClusterConfig, Config
 from ..curate.splits import RESERVE, promote_reserve
 from ..errors import UserError
-from ..ingest.table import check_speakers, has_speaker
+from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
 from ..output import resume, storage
 from ..output.previous import previous_dev_ids
 from ..planning import store as plan_store
@@ -38,7 +39,7 @@ def _say(msg: str) -> None:
 MIN_SHARDS = 16
 
 
-def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTask]:
+def make_tasks(client, cfg: Config, planned) -> list[ShardTask]:
     """Shards from the per-recording aggregates; the workers write their placed rows by shard
     (``plan_store``), so a task carries no rows."""
     recs = planned.counts.recordings
@@ -46,12 +47,12 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
     if not recs.empty:
         # At most shard_hours per shard, and at least MIN_SHARDS shards when recordings allow, so every
         # worker stays busy to the end. Depends on the data only, never on the worker count.
-        target = min(cfg["output"]["shard_hours"] * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
+        target = min(cfg.output.shard_hours * 3600, float(recs["seconds"].sum()) / MIN_SHARDS)
         shards = pack_files(recs, target)
     [shard_of] = client.scatter(
         [{r: i for i, shard in enumerate(shards) for r in shard}], broadcast=True, hash=False
     )
-    out = cfg["output"]["path"]
+    out = cfg.output.path
     client.gather(
         client.map(
             plan_store.write_partition,
@@ -59,13 +60,13 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
             [out] * len(planned.parts),
             range(len(planned.parts)),
             shard_of=shard_of,
-            with_speaker=has_speaker(cfg),
+            shape=planned.shape,
             buckets=max(1, len(planned.parts)),
         )
     )
     url_of = dict(zip(recs["recording"], recs["url"]))
     sec_of = dict(zip(recs["recording"], recs["seconds"]))
-    a = cfg["audio"]
+    a = cfg.audio
     tasks = []
     for i, shard in enumerate(shards):
         named = [(r, url_of[r]) for r in shard]
@@ -78,18 +79,16 @@ def make_tasks(client, cfg: dict, planned, with_source_id: bool) -> list[ShardTa
                     sum(max(sec_of[r] for r in names) for names in files_of(named).values())
                 ),  # a file once
                 out=out,
-                sampling_rate=a["sampling_rate"],
-                channels=a["channels"],
-                decoder=a["decoder"],
-                ffmpeg=a["ffmpeg"],  # None: imageio-ffmpeg's bundled binary on every worker
+                sampling_rate=a.sampling_rate,
+                channels=a.channels,
+                decoder=a.decoder,
+                ffmpeg=a.ffmpeg,  # None: imageio-ffmpeg's bundled binary on every worker
                 decoder_identity=decoder_identity(
-                    a["decoder"], a["ffmpeg"]
+                    a.decoder, a.ffmpeg
                 ),  # a task on another one stops
-                audio_format=cfg["output"]["audio_format"],
-                with_source_id=with_source_id,
-                filters=cfg["filters"],
-                with_speaker=has_speaker(cfg),
-                with_words=planned.counts.has_words,
+                audio_format=cfg.output.audio_format,
+                shape=planned.shape,
+                filters=cfg.filters,
             )
         )
     return tasks
@@ -150,12 +149,12 @@ def advance(bar, step: float) -> None:
     bar.update(step)
 
 
-def check_decoders(client, cfg: dict) -> str:
+def check_decoders(client, cfg: Config) -> str:
     """The decoder identity of this build (the client's), after asking every worker for its own:
     one that differs (another PyAV, FFmpeg or ffmpeg binary) stops the build before it writes anything."""
-    a = cfg["audio"]
-    mine = decoder_identity(a["decoder"], a["ffmpeg"])
-    theirs = client.run(decoder_identity, a["decoder"], a["ffmpeg"], on_error="return")
+    a = cfg.audio
+    mine = decoder_identity(a.decoder, a.ffmpeg)
+    theirs = client.run(decoder_identity, a.decoder, a.ffmpeg, on_error="return")
     differ = {
         w: v if isinstance(v, str) else f"{type(v).__name__}: {v}"
         for w, v in sorted(theirs.items())
@@ -163,7 +162,7 @@ def check_decoders(client, cfg: dict) -> str:
     }
     if differ:
         raise UserError(
-            f"audio.decoder {a['decoder']} is not the same on every node: client {mine}; "
+            f"audio.decoder {a.decoder} is not the same on every node: client {mine}; "
             + "; ".join(f"{w} {v}" for w, v in differ.items())
             + " (install the same versions everywhere, or set audio.ffmpeg to one binary)"
         )
@@ -171,21 +170,20 @@ def check_decoders(client, cfg: dict) -> str:
 
 
 def _settle_reserve(
-    client, cfg: dict, results: list[ShardResult], recorded: ShardResult | None = None
+    client, cfg: Config, results: list[ShardResult], recorded: ShardResult | None = None
 ) -> tuple[list[ShardResult], set]:
     """Fill dev back up to dev_size from the reserve rows that survived decoding; the rest -> train.
     ``recorded``: the re-split's completion record from an earlier run (then it is not redone)."""
     reserve_files = [r.parts[RESERVE].file for r in results if RESERVE in r.parts]
     if not reserve_files:
         return results, set()
-    by_hours = cfg["splits"]["dev_hours"] is not None
+    dev_hours = cfg.splits.dev_hours
+    by_hours = dev_hours is not None
     unit = "seconds" if by_hours else "rows"
     dev_has = sum(getattr(r.parts["dev"], unit) for r in results if "dev" in r.parts)
-    target = cfg["splits"]["dev_hours"] * 3600 if by_hours else cfg["splits"]["dev_size"]
+    target = dev_hours * 3600 if dev_hours is not None else cfg.splits.dev_size
     written = [i for r in results if RESERVE in r.parts for i in r.parts[RESERVE].ids or []]
-    planned = client.submit(
-        plan_store.reserve_rows, cfg["output"]["path"], RESERVE, pure=False
-    ).result()
+    planned = client.submit(plan_store.reserve_rows, cfg.output.path, RESERVE, pure=False).result()
     rows = planned.set_index("id").loc[written]  # kept ids are unique
     rows = pd.DataFrame(
         {
@@ -201,7 +199,7 @@ def _settle_reserve(
         recorded
         or client.submit(
             resplit_reserve,
-            cfg["output"]["path"],
+            cfg.output.path,
             reserve_files,
             promoted,
             len(results),
@@ -215,11 +213,11 @@ def _settle_reserve(
     return without + [extra], promoted
 
 
-def _announce(cfg_cluster: dict):
+def _announce(cfg_cluster: ClusterConfig):
     def say(client) -> None:
         _say(
             f"Dask dashboard: {client.dashboard_link}"
-            if cfg_cluster.get("dashboard_address") or cfg_cluster.get("address")
+            if cfg_cluster.dashboard_address or cfg_cluster.address
             else f"Dask cluster: {client.scheduler.address} (no dashboard)"
         )
 
@@ -245,18 +243,18 @@ def _up_to_date(fs, root: str, fp: str) -> Report | None:
     return report if expected <= present else None  # a file removed by hand: build again
 
 
-def _unfinished(fs, root: str, cfg: dict, fp: str, force: bool) -> dict | None:
+def _unfinished(fs, root: str, cfg: Config, fp: str, force: bool) -> dict | None:
     """The manifest of an unfinished build to resume; refuses one of another fingerprint."""
     manifest = resume.read_manifest(fs, root)
     if manifest is not None and manifest.get("fingerprint") != fp and not force:
         raise UserError(
-            f"output.path {cfg['output']['path']} holds an unfinished build of another config or "
+            f"output.path {cfg.output.path} holds an unfinished build of another config or "
             f"table; rerun with that config to resume it, or add --force to discard it"
         )
     return None if force or manifest is None or manifest.get("fingerprint") != fp else manifest
 
 
-def _start_or_resume(cfg: dict, fp: str, manifest: dict | None) -> dict:
+def _start_or_resume(cfg: Config, fp: str, manifest: dict | None) -> dict:
     """The manifest of this build: the unfinished one with the same fingerprint, or a new one (not yet
     written: ``_write_start`` does that once the cluster has been checked)."""
     return (
@@ -275,34 +273,36 @@ def _write_start(fs, root: str, manifest: dict, new: bool) -> None:
         resume.remove_temporaries(fs, root)
 
 
-def plan_build(client, cfg: dict, fp: str, unfinished: dict | None):
+def plan_build(
+    client, cfg: Config, fp: str, unfinished: dict | None, resolved: ResolvedInput | None = None
+):
     """The table read, checked and placed on the cluster: (planned table, manifest)."""
     manifest = _start_or_resume(cfg, fp, unfinished)
-    return plan_table(client, cfg, set(manifest["previous_dev"])), manifest
+    return plan_table(client, cfg, set(manifest["previous_dev"]), resolved), manifest
 
 
-def prepare(cfg: dict, client) -> list[ShardTask]:
+def prepare(cfg: Config, client) -> list[ShardTask]:
     """A new build set up on ``client`` (benchmarks, profiling): its tasks, for ``run_shard``."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs, root = storage.fs_and_path(cfg.output.path)
     planned, manifest = plan_build(client, cfg, resume.fingerprint(cfg), None)
     _write_start(fs, root, manifest, new=True)
-    return make_tasks(client, cfg, planned, planned.has_id)
+    return make_tasks(client, cfg, planned)
 
 
-def build(cfg: dict, client=None, force: bool = False) -> Report:
+def build(cfg: Config, client=None, force: bool = False) -> Report:
     """Run a whole build, or resume an unfinished one with the same config and table. With ``client``
-    given, use it; else open one from ``cfg['cluster']``. ``force``: discard unfinished work.
+    given, use it; else open one from ``cfg.cluster``. ``force``: discard unfinished work.
     One build per output folder: another one running there stops this one at once (``lease``)."""
-    with Lease(cfg["output"]["path"], _say) as lease:
+    with Lease(cfg.output.path, _say) as lease:
         return _build(cfg, client, force, lease)
 
 
 def _cut_shards(
-    client, cfg: dict, tasks: list[ShardTask], what: str
+    client, cfg: Config, tasks: list[ShardTask], what: str
 ) -> tuple[list[ShardResult], set]:
     """Run the shards an earlier run left undone (none if it was killed while finalizing) and settle
     the reserve: every shard's result in shard order, and the promoted ids."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs, root = storage.fs_and_path(cfg.output.path)
     if resume.read_journal(fs, root) is not None:  # killed while finalizing: only that is left
         _say("resuming: every shard is done; finishing the dataset")
         return [], set()
@@ -318,14 +318,15 @@ def _cut_shards(
     return _settle_reserve(client, cfg, results, done.get(len(tasks)))
 
 
-def _plan_cut_finalize(client, cfg: dict, fp: str, unfinished, lease: Lease, t0: float):
+def _plan_cut_finalize(
+    client, cfg: Config, fp: str, unfinished, lease: Lease, t0: float, resolved: ResolvedInput
+):
     """Plan, cut the shards and finalize on ``client``: the report and report.html's counts."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
-    planned, manifest = plan_build(client, cfg, fp, unfinished)
-    with_source_id = planned.has_id
+    fs, root = storage.fs_and_path(cfg.output.path)
+    planned, manifest = plan_build(client, cfg, fp, unfinished, resolved)
     check_decoders(client, cfg)  # before anything is written
     _write_start(fs, root, manifest, new=unfinished is None)
-    tasks = make_tasks(client, cfg, planned, with_source_id)
+    tasks = make_tasks(client, cfg, planned)
     n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
     planned.parts = []  # the placed rows are on storage now: free the workers' memory
     t_table = time.perf_counter() - t0
@@ -339,7 +340,6 @@ def _plan_cut_finalize(client, cfg: dict, fp: str, unfinished, lease: Lease, t0:
         planned,
         results,
         promoted,
-        with_source_id,
         {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)},
         t0,
         fp,
@@ -347,27 +347,28 @@ def _plan_cut_finalize(client, cfg: dict, fp: str, unfinished, lease: Lease, t0:
     return report, plot_counts(client, cfg)
 
 
-def _build(cfg: dict, client, force: bool, lease: Lease) -> Report:
+def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
     t0 = time.perf_counter()
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs, root = storage.fs_and_path(cfg.output.path)
     fp = resume.fingerprint(cfg)
     if not force:
         done = _up_to_date(fs, root, fp)
         if done is not None:
             _say(
-                f"{cfg['output']['path']} is already built from this config and table "
+                f"{cfg.output.path} is already built from this config and table "
                 f"(fingerprint {fp[:12]}): nothing to do (--force rebuilds it)"
             )
             return {**done, "up_to_date": True}
     unfinished = _unfinished(fs, root, cfg, fp, force)  # before starting anything
-    check_speakers(cfg)  # a config mistake is told before the cluster starts
+    resolved = resolve_input(cfg.input)  # the format, columns, speakers: once
+    check_speakers(cfg.splits, resolved)  # a config mistake is told before the cluster starts
     finisher = concurrent.futures.ThreadPoolExecutor(1)
     # the cluster starts while the table is read and checked
-    session = ClusterSession(cfg["cluster"], client=client).start(_announce(cfg["cluster"]))
+    session = ClusterSession(cfg.cluster, client=client).start(_announce(cfg.cluster))
     if session.owned:
         import dask.dataframe  # noqa: F401  (planning builds on it: imported here while the cluster starts)
     with session as s:
-        report, plots = _plan_cut_finalize(s.client, cfg, fp, unfinished, lease, t0)
+        report, plots = _plan_cut_finalize(s.client, cfg, fp, unfinished, lease, t0, resolved)
         finishing = finisher.submit(finish, cfg, report, plots)
     finishing.result()  # its errors are the build's
     finisher.shutdown()

@@ -8,45 +8,45 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import asdict
 
 import pandas as pd
 
 from ..audio.decoders import decoder_identity
+from ..config import Config
 from ..curate.splits import RESERVE, SPLITS
 from ..curate.suspects import find_suspects, report_section, suspects_text
 from ..curate.vocab import build_vocab, missing_from_counts
-from ..ingest.table import has_speaker
 from ..ingest.text import invisible_characters
 from ..output import card, report_html, resume, storage
 from ..planning import store as plan_store
 from ..records import PlotCounts, Report, ShardResult, SplitReport
-from ..schema import REJECT_REASONS
+from ..schema import REJECT_REASONS, DatasetShape
 
 
 def finalize(
     client,
-    cfg: dict,
+    cfg: Config,
     planned,
     results: list[ShardResult],
     promoted: set,
-    with_source_id: bool,
     timings: dict,
     t0: float,
     fp: str,
 ) -> Report:
     """Name the shard files, write rejects.parquet, report.json and the dataset card.
     Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs, root = storage.fs_and_path(cfg.output.path)
     journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
     splits, promoted = journal["splits"], set(journal["promoted"])
-    results = _journaled_results(cfg, journal["results"])
+    results = _journaled_results(cfg, journal["results"], planned.shape)
     _move_into_place(fs, root, journal["moves"])
-    if cfg["output"]["arrow"]:  # zero-copy copy for load_from_disk, converted on the workers
+    if cfg.output.arrow:  # zero-copy copy for load_from_disk, converted on the workers
         from ..output.arrow_export import export
 
-        export(client, cfg["output"]["path"], {s: len(v["files"]) for s, v in splits.items()})
+        export(client, cfg.output.path, {s: len(v["files"]) for s, v in splits.items()})
     late = [r.rejects.file for r in results if r.rejects.file]
-    reasons, stats = _reduce_rows(client, cfg, late, promoted)
+    reasons, stats = _reduce_rows(client, cfg, late, promoted, planned.shape)
     vocab = build_vocab(stats["chars"].get("train", {}))
     if "train" in stats["chars"]:
         storage.write_bytes(
@@ -70,13 +70,7 @@ def finalize(
     storage.write_bytes(
         fs,
         storage.join(root, storage.README_FILE),
-        card.dataset_card(
-            report,
-            cfg["audio"]["sampling_rate"],
-            with_source_id,
-            has_speaker(cfg),
-            planned.counts.has_words,
-        ).encode(),
+        card.dataset_card(report, cfg.audio.sampling_rate, planned.shape).encode(),
     )
     return report
 
@@ -126,12 +120,14 @@ def _move_into_place(fs, root: str, moves: list) -> None:
             fs.mv(src, dst)
 
 
-def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dict, dict]:
+def _reduce_rows(
+    client, cfg: Config, late: list[str], promoted: set, shape: DatasetShape
+) -> tuple[dict, dict]:
     """rejects.parquet (rows per reason) and the final splits' character counts and speakers:
     streamed on a worker from the placed rows, so no row reaches the client."""
-    out, with_speaker = cfg["output"]["path"], has_speaker(cfg)
+    out = cfg.output.path
     late_f, promoted_f = client.scatter([late, promoted], broadcast=True, hash=False)
-    reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, with_speaker, pure=False)
+    reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, shape, pure=False)
     chunks = _chunks(client, plan_store.shard_dirs(out))
     stats = client.map(
         plan_store.text_stats,
@@ -140,7 +136,7 @@ def _reduce_rows(client, cfg: dict, late: list[str], promoted: set) -> tuple[dic
         late_files=late_f,
         promoted=promoted_f,
         reserve=RESERVE,
-        with_speaker=with_speaker,
+        shape=shape,
         pure=False,
     )
     return reasons.result(), plan_store.combine_text_stats(client.gather(stats))
@@ -152,10 +148,10 @@ def _chunks(client, items: list) -> list[list]:
     return [items[i::n] for i in range(n) if items[i::n]]
 
 
-def plot_counts(client, cfg: dict) -> PlotCounts:
+def plot_counts(client, cfg: Config) -> PlotCounts:
     """report.html's histograms, counted on the workers from the final files and rejects.parquet, one
     record batch at a time: the client adds up counts, never rows."""
-    out = cfg["output"]["path"]
+    out = cfg.output.path
     fs, root = storage.fs_and_path(out)
     chunks = _chunks(client, report_html.plot_pieces(fs, root))
     longest = [
@@ -165,7 +161,7 @@ def plot_counts(client, cfg: dict) -> PlotCounts:
         )
         if m is not None
     ]
-    ranges = report_html.plot_ranges(cfg["filters"], max(longest) if longest else None)
+    ranges = report_html.plot_ranges(asdict(cfg.filters), max(longest) if longest else None)
     parts = client.gather(
         client.map(report_html.count_pieces, [out] * len(chunks), chunks, ranges=ranges, pure=False)
     )
@@ -173,7 +169,7 @@ def plot_counts(client, cfg: dict) -> PlotCounts:
 
 
 def _report(
-    cfg: dict,
+    cfg: Config,
     planned,
     splits: dict,
     results: list[ShardResult],
@@ -195,7 +191,7 @@ def _report(
         }
         for s in order
     }
-    if has_speaker(cfg):  # distinct speakers per split
+    if planned.shape.speaker:  # distinct speakers per split
         for s in order:
             split_report[s]["speakers"] = len(stats["speakers"].get(s, ()))
     return {
@@ -224,34 +220,34 @@ def _report(
             },
         },
         "audio": _audio_section(cfg),
-        "config": cfg,  # the resolved config, for reproducing the build
+        "config": cfg.to_dict(),  # the resolved config, for reproducing the build
         "recordings": suspects["recordings"],
         "suspects": suspects["suspects"],
         "timings": timings,
     }
 
 
-def _audio_section(cfg: dict) -> dict:
-    a = cfg["audio"]
+def _audio_section(cfg: Config) -> dict:
+    a = cfg.audio
     return {
-        "sampling_rate": a["sampling_rate"],
-        "channels": a["channels"],
-        "format": cfg["output"]["audio_format"],
-        "decoder": a["decoder"],
-        "decoder_identity": decoder_identity(a["decoder"], a["ffmpeg"]),
+        "sampling_rate": a.sampling_rate,
+        "channels": a.channels,
+        "format": cfg.output.audio_format,
+        "decoder": a.decoder,
+        "decoder_identity": decoder_identity(a.decoder, a.ffmpeg),
     }
 
 
-def _suspect_recordings(client, cfg: dict, late: list[str], results: list[ShardResult]) -> dict:
+def _suspect_recordings(client, cfg: Config, late: list[str], results: list[ShardResult]) -> dict:
     """Per-recording statistics and suspects (etl/curate/suspects.py) for report.json; writes suspect_recordings.txt.
     The statistics are computed by the workers, one bucket of recordings each; the client ranks them."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs, root = storage.fs_and_path(cfg.output.path)
     measured = {k: v for r in results for k, v in (r.recordings or {}).items()}
-    buckets = plan_store.recording_buckets(cfg["output"]["path"])
+    buckets = plan_store.recording_buckets(cfg.output.path)
     parts = client.gather(
         client.map(
             plan_store.recording_stats_of_bucket,
-            [cfg["output"]["path"]] * len(buckets),
+            [cfg.output.path] * len(buckets),
             buckets,
             late_files=client.scatter([late], broadcast=True, hash=False)[0],
             measured=client.scatter([measured], broadcast=True, hash=False)[0],
@@ -270,16 +266,14 @@ def _suspect_recordings(client, cfg: dict, late: list[str], results: list[ShardR
     }
 
 
-def _journaled_results(cfg: dict, results: list[dict]) -> list[ShardResult]:
+def _journaled_results(cfg: Config, results: list[dict], shape: DatasetShape) -> list[ShardResult]:
     """The shards' results as the journal holds them; one whose rejects an earlier version journaled
     unfiled (a list of rows) has them filed now."""
     out = []
     for d in results:
         late = d.get("rejects") or []
         if isinstance(late, list):
-            path = plan_store.write_late_rejects(
-                cfg["output"]["path"], d["shard"], late, has_speaker(cfg)
-            )
+            path = plan_store.write_late_rejects(cfg.output.path, d["shard"], late, shape)
             d = {**d, "rejects": {"file": path, "count": len(late)}}
         out.append(ShardResult.from_json(d))
     return out
@@ -292,12 +286,10 @@ def _invisible(counts: dict) -> dict:
     return invisible_characters([c * n for c, n in counts.items() if is_invisible(c)])
 
 
-def finish(cfg: dict, report: dict, plots: PlotCounts) -> None:
+def finish(cfg: Config, report: dict, plots: PlotCounts) -> None:
     """report.html, then the end of the build's own state (runs while the cluster closes)."""
-    report_html.write_report_html(
-        cfg["output"]["path"], report, plots
-    )  # matplotlib: imported only here
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    report_html.write_report_html(cfg.output.path, report, plots)  # matplotlib: imported only here
+    fs, root = storage.fs_and_path(cfg.output.path)
     parts_dir = storage.join(root, storage.PARTS_DIR)
     if fs.exists(
         parts_dir

@@ -8,9 +8,10 @@ import json
 import pandas as pd
 
 from ..audio.media import estimated_clip_bytes
+from ..config import Config
 from ..curate.splits import RESERVE, SPLITS
 from ..ingest.recordings import format_listing_summary
-from ..ingest.table import check_speakers, has_speaker
+from ..ingest.resolved import check_speakers, resolve_input
 from ..output.previous import previous_dev_ids
 from ..planning.client import plan_table
 from ..schema import REJECT_REASONS, reasons_where
@@ -18,20 +19,21 @@ from ..schema import REJECT_REASONS, reasons_where
 DECODE_TIME_REASONS = reasons_where(before_decoding=False)
 
 
-def plan(cfg: dict, client=None) -> dict:
-    """The dry run, on the cluster (``client``, else one opened from ``cfg['cluster']``): the client
+def plan(cfg: Config, client=None) -> dict:
+    """The dry run, on the cluster (``client``, else one opened from ``cfg.cluster``): the client
     receives counts and per-recording aggregates only."""
     from ..cluster.session import ClusterSession
 
-    check_speakers(cfg)  # a config mistake is told before the cluster starts
-    with ClusterSession(cfg["cluster"], client=client) as s:
-        planned = plan_table(s.client, cfg, previous_dev_ids(cfg))
+    resolved = resolve_input(cfg.input)
+    check_speakers(cfg.splits, resolved)  # a config mistake is told before the cluster starts
+    with ClusterSession(cfg.cluster, client=client) as s:
+        planned = plan_table(s.client, cfg, previous_dev_ids(cfg), resolved)
     return plan_summary(cfg, planned)
 
 
-def plan_summary(cfg: dict, planned) -> dict:
+def plan_summary(cfg: Config, planned) -> dict:
     c = planned.counts
-    sr, ch = cfg["audio"]["sampling_rate"], cfg["audio"]["channels"]
+    sr, ch = cfg.audio.sampling_rate, cfg.audio.channels
     merged: dict = {}
     for name, (n, sec) in c.splits.items():  # before decoding, reserve rows count as train
         key = "train" if name == RESERVE else name
@@ -47,7 +49,7 @@ def plan_summary(cfg: dict, planned) -> dict:
             "gb_flac": gb["flac"],
             "gb_wav": gb["wav"],
         }
-        if has_speaker(cfg):
+        if planned.shape.speaker:
             splits[name]["speakers"] = len(speakers)
     rejects = {r: int(c.reasons.get(r, 0)) for r in REJECT_REASONS if r not in DECODE_TIME_REASONS}
     return {

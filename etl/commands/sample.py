@@ -15,6 +15,7 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
+from ..config import Config, FiltersConfig
 from ..curate.splits import hash_rank, id_list_line, read_id_list
 from ..errors import UserError
 from ..output import storage
@@ -23,7 +24,7 @@ from ..review.sample import EXAMPLE_ROW, SPARE, cut_recording, select
 
 
 def sample(
-    cfg: dict, n: int, seed: int, out: str, where: str | None = None, force: bool = False
+    cfg: Config, n: int, seed: int, out: str, where: str | None = None, force: bool = False
 ) -> dict:
     """Select, cut and write a review sample into ``out``. Returns a summary for the CLI."""
     from ..review.spreadsheet import write_review_xlsx
@@ -42,14 +43,14 @@ def sample(
     clips_dir = storage.join(root, CLIPS_DIR)
     fs.makedirs(clips_dir, exist_ok=True)
     picked, problems, replaced = _cut_replacing(
-        cfg, ranked, n, clips_dir, cfg["filters"] if where is None else None
+        cfg, ranked, n, clips_dir, cfg.filters if where is None else None
     )
     _remove_stale_clips(fs, clips_dir, {clip_name(i) for i in picked["id"]})
     storage.write_bytes(
         fs, storage.join(root, IDS_FILE), "".join(id_list_line(i) for i in picked["id"]).encode()
     )
     about = {
-        "alignment": cfg["input"]["alignment"],
+        "alignment": cfg.input.alignment,
         "seed": seed,
         "n": n,
         "where": where or "",
@@ -68,13 +69,13 @@ def sample(
 
 
 def _rank_on_cluster(
-    cfg: dict, n: int, seed: int, where: str | None, names: dict | None
+    cfg: Config, n: int, seed: int, where: str | None, names: dict | None
 ) -> pd.DataFrame:
     """The candidates in sample order, as ``select(..., None, ...)`` on the whole table gives them, up to
     ``SPARE``·n + 100 (the replacements of clips that fail): each placed partition's smallest on the
     workers, then ranked once more on the client over those few rows."""
     from ..cluster.session import ClusterSession
-    from ..ingest.table import check_speakers
+    from ..ingest.resolved import check_speakers, resolve_input
     from ..output.previous import previous_dev_ids
     from ..planning.client import plan_table
 
@@ -83,9 +84,10 @@ def _rank_on_cluster(
     keep = SPARE * n + 100
     if where is not None:  # a mistake in the expression: one line at once, before the table is read
         select(pd.DataFrame([EXAMPLE_ROW]), 1, seed, where, names)
-    check_speakers(cfg)  # a config mistake is told before the cluster starts
-    with ClusterSession(cfg["cluster"]) as s:
-        planned = plan_table(s.client, cfg, previous_dev_ids(cfg))
+    resolved = resolve_input(cfg.input)
+    check_speakers(cfg.splits, resolved)  # a config mistake is told before the cluster starts
+    with ClusterSession(cfg.cluster) as s:
+        planned = plan_table(s.client, cfg, previous_dev_ids(cfg), resolved)
         parts = s.client.gather(
             s.client.map(select, planned.parts, n=keep, seed=seed, where=where, names=names)
         )
@@ -94,9 +96,9 @@ def _rank_on_cluster(
     return best.assign(sample_rank=rank)[rank < keep].sort_values("sample_rank")
 
 
-def _suspects(cfg: dict) -> list:
+def _suspects(cfg: Config) -> list:
     """The recording ids in output.path/suspect_recordings.txt (written by `etl build`)."""
-    fs, root = storage.fs_and_path(cfg["output"]["path"])
+    fs, root = storage.fs_and_path(cfg.output.path)
     path = storage.join(root, SUSPECTS_FILE)
     if not fs.exists(path):
         raise UserError(f"--where uses @suspects but {path} does not exist: run etl build first")
@@ -104,7 +106,9 @@ def _suspects(cfg: dict) -> list:
         return sorted(read_id_list(f.read().decode("utf-8")))
 
 
-def _cut_replacing(cfg: dict, ranked: pd.DataFrame, n: int, clips_dir: str, filters: dict | None):
+def _cut_replacing(
+    cfg: Config, ranked: pd.DataFrame, n: int, clips_dir: str, filters: FiltersConfig | None
+):
     """Cut the first ``n`` ranked rows; each that fails (or, with ``filters``, would be rejected on its
     measures) is replaced by the next in hash order, until n clips exist or no candidate is left.
     The result is the n smallest-ranked rows that cut (deterministic), topped up with failures only
@@ -126,7 +130,7 @@ def _cut_replacing(cfg: dict, ranked: pd.DataFrame, n: int, clips_dir: str, filt
 
 
 def _cut_all(
-    cfg: dict, picked: pd.DataFrame, clips_dir: str, filters: dict | None = None
+    cfg: Config, picked: pd.DataFrame, clips_dir: str, filters: FiltersConfig | None = None
 ) -> dict[str, str | None]:
     """One task per recording on a thread pool: the decoding runs in ffmpeg child processes, so threads
     run as many ffmpegs at once as processes would, without start-up or pickling costs."""
@@ -134,11 +138,11 @@ def _cut_all(
         (str(url), g.sort_values(["start", "end"]).to_dict("records"))
         for url, g in picked.groupby("url")
     ]
-    workers = max(1, min(cfg["cluster"]["n_workers"] or os.cpu_count() or 1, len(groups)))
+    workers = max(1, min(cfg.cluster.n_workers or os.cpu_count() or 1, len(groups)))
     problems: dict[str, str | None] = {}
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         futures = [
-            pool.submit(cut_recording, url, rows, clips_dir, cfg["audio"], filters)
+            pool.submit(cut_recording, url, rows, clips_dir, cfg.audio, filters)
             for url, rows in groups
         ]
         for f in tqdm(

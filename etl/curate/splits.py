@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..audio.media import CLIP_OVERHEAD_BYTES
+from ..config import Config
 
 # Units ranked just after dev are written to reserve files: when dev rows are lost while decoding
 # (unreadable_audio, beyond_end, which only decoding can tell), the best-ranked surviving reserve
@@ -88,21 +89,21 @@ class SplitPolicy:
     )
 
     @classmethod
-    def from_config(cls, cfg: dict) -> SplitPolicy:
+    def from_config(cls, cfg: Config) -> SplitPolicy:
         from ..audio.media import encoded_bytes_per_second
 
-        s, b = cfg["splits"], cfg["budget"]
+        s, b = cfg.splits, cfg.budget
         return cls(
-            seed=s["seed"],
-            by=s["by"],
-            dev_size=s["dev_size"],
-            dev_hours=s["dev_hours"],
-            train_hours=b["train_hours"],
-            total_bytes=None if b["total_gb"] is None else b["total_gb"] * 1e9,
+            seed=s.seed,
+            by=s.by,
+            dev_size=s.dev_size,
+            dev_hours=s.dev_hours,
+            train_hours=b.train_hours,
+            total_bytes=None if b.total_gb is None else b.total_gb * 1e9,
             bytes_per_second=encoded_bytes_per_second(
-                cfg["audio"]["sampling_rate"],
-                cfg["audio"]["channels"],
-                cfg["output"]["audio_format"],
+                cfg.audio.sampling_rate,
+                cfg.audio.channels,
+                cfg.output.audio_format,
             ),
         )
 

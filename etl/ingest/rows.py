@@ -7,10 +7,13 @@ runs per partition; ``mark_duplicates`` and ``mark_missing_audio`` need the whol
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 
 from ..audio.measures import chars_per_second
+from ..config import FiltersConfig, TextConfig
 from ..schema import REJECT_REASONS
 from .recordings import reference_problem
 from .text import normalize_many, similarities
@@ -38,8 +41,8 @@ def reject(df: pd.DataFrame, mask, reason: str, detail) -> None:
 
 def check_rows(
     df: pd.DataFrame,
-    text_cfg: dict,
-    filters: dict,
+    text_cfg: TextConfig,
+    filters: FiltersConfig,
     id_template: str,
     absolute_recordings: bool = False,
 ) -> pd.DataFrame:
@@ -103,20 +106,21 @@ def check_rows(
             for r, s, e in zip(rec[missing_id], start[missing_id], end[missing_id])
         ]
 
-    df["text"] = normalize_many(df["text_raw"], **text_cfg)
+    df["text"] = normalize_many(df["text_raw"], **asdict(text_cfg))
     reject(df, df["text"] == "", "empty_text", lambda d: "text_raw=" + d["text_raw"].map(repr))
 
     _length_filters(df, filters)
 
     has_hyp = df["hypothesis"].notna()
     hyp_norm = [
-        h if ok else None for h, ok in zip(normalize_many(df["hypothesis"], **text_cfg), has_hyp)
+        h if ok else None
+        for h, ok in zip(normalize_many(df["hypothesis"], **asdict(text_cfg)), has_hyp)
     ]
     df["similarity"] = pd.Series(
         similarities(df["text"], hyp_norm), index=df.index, dtype="float64"
     )
-    if filters.get("min_similarity") is not None:
-        lo = float(filters["min_similarity"])
+    if filters.min_similarity is not None:
+        lo = float(filters.min_similarity)
         reject(
             df,
             has_hyp & (df["similarity"] < lo),
@@ -126,19 +130,19 @@ def check_rows(
     return df
 
 
-def _length_filters(df: pd.DataFrame, filters: dict) -> None:
+def _length_filters(df: pd.DataFrame, filters: FiltersConfig) -> None:
     """``too_short``, ``too_long`` and ``bad_char_rate``; adds ``chars_per_second``."""
     dur = df["duration"]
-    if filters.get("min_duration") is not None:
-        lo = float(filters["min_duration"])
+    if filters.min_duration is not None:
+        lo = float(filters.min_duration)
         reject(
             df,
             dur < lo,
             "too_short",
             lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s < {lo}"),
         )
-    if filters.get("max_duration") is not None:
-        hi = float(filters["max_duration"])
+    if filters.max_duration is not None:
+        hi = float(filters.max_duration)
         reject(
             df,
             dur > hi,
@@ -146,10 +150,10 @@ def _length_filters(df: pd.DataFrame, filters: dict) -> None:
             lambda d: d["duration"].map(lambda x: f"duration {x:.3f} s > {hi}"),
         )
     df["chars_per_second"] = chars_per_second(df["text"], dur)
-    if filters.get("chars_per_second") is not None:
+    if filters.chars_per_second is not None:
         lo, hi = (
             bound if v is None else float(v)
-            for v, bound in zip(filters["chars_per_second"], (float("-inf"), float("inf")))
+            for v, bound in zip(filters.chars_per_second, (float("-inf"), float("inf")))
         )
         cps = df["chars_per_second"]
         reject(

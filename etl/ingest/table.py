@@ -12,26 +12,26 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import fsspec
 import pandas as pd
 
-from ..config import is_url
+from ..config import INPUT_FORMATS, ColumnsConfig, InputConfig, is_url
 from ..errors import UserError
 from ..schema import BAD_LINE, BAD_LINE_ID, EXTRA_TABLE_COLUMNS, JSON_KEY, KALDI_COLUMNS
 from . import formats
 from .text import without_surrogates
 
-FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "kaldi") + formats.FORMATS
-_EXT = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".json": "json",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+# File extension -> format, for the formats an extension decides (``config.INPUT_FORMATS``).
+_EXT = {ext: f.name for f in INPUT_FORMATS.values() for ext in f.extensions}
+_JSON_EXT = (
+    ".json",
+    ".jsonl",
+    ".ndjson",
+)  # a NeMo manifest or lhotse supervisions, by the first line
 
 
 def detect_format(path: str, forced: str | None = None) -> str:
@@ -42,18 +42,12 @@ def detect_format(path: str, forced: str | None = None) -> str:
         return _folder_format(fs, p, path)
     base = p[:-3] if p.endswith(".gz") else p
     ext = os.path.splitext(base)[1].lower()
-    if ext in formats.EXTENSIONS:
-        return formats.EXTENSIONS[ext]
-    if ext in (
-        ".json",
-        ".jsonl",
-        ".ndjson",
-    ):  # a NeMo manifest or lhotse supervisions, by their first line
+    if ext in _JSON_EXT:
         return formats.sniff_json_lines(path) or _EXT[ext]
     if ext not in _EXT:
         raise UserError(
             f"input.alignment: cannot tell the format of {path} from its extension; "
-            f"set input.format to one of {', '.join(FORMATS)}"
+            f"set input.format to one of {', '.join(INPUT_FORMATS)}"
         )
     return _EXT[ext]
 
@@ -71,90 +65,69 @@ def _folder_format(fs, p: str, path: str) -> str:
     return found[0] if found else "kaldi"
 
 
-def reader_columns(fmt: str, columns: dict) -> dict:
+def reader_columns(fmt: str, columns: ColumnsConfig) -> ColumnsConfig:
     """The column mapping for ``canonical``: the user's, or fixed for formats whose readers name them."""
-    if fmt == "kaldi":  # speaker: from utt2spk (None without one)
-        return {
-            "id": "id",
-            "recording": "recording",
-            "start": "start",
-            "end": "end",
-            "text": "text",
-            "hypothesis": None,
-            "speaker": "speaker",
-        }
-    if fmt in formats.FORMATS:
-        return {
-            "id": "id",
-            "recording": "recording",
-            "start": "start",
-            "end": "end",
-            "text": "text",
-            "hypothesis": "hypothesis",
-        }
-    return dict(columns)
+    kind = INPUT_FORMATS[fmt].kind
+    if kind == "kaldi":  # speaker: from utt2spk (None without one)
+        return ColumnsConfig(hypothesis=None, speaker="speaker")
+    if kind == "aligner":  # speaker: as the reader gives it (``canonical``'s reader_extras)
+        return ColumnsConfig(hypothesis="hypothesis", speaker=None)
+    return columns
 
 
-def has_speaker(cfg: dict) -> bool:
+def has_speaker(inp: InputConfig, fmt: str) -> bool:
     """Whether the table maps a speaker column, or its format names speakers (lhotse, TextGrid, a
     Kaldi dir with ``utt2spk`` or ``spk2utt``): then the dataset and the rejects carry ``speaker``."""
-    inp = cfg["input"]
-    fmt = detect_format(inp["alignment"], inp["format"])
-    if fmt in formats.SPEAKER_FORMATS:
-        return True
-    if fmt == "kaldi":
-        fs, folder = fsspec.core.url_to_fs(inp["alignment"])
+    speakers = INPUT_FORMATS[fmt].speakers
+    if speakers == "files":
+        fs, folder = fsspec.core.url_to_fs(inp.alignment)
         return any(fs.exists(folder.rstrip("/") + "/" + name) for name in KALDI_SPEAKER_FILES)
-    return bool(inp["columns"].get("speaker")) and fmt != "kaldi" and fmt not in formats.FORMATS
+    return speakers == "always" or (speakers == "column" and bool(inp.columns.speaker))
 
 
-def check_speakers(cfg: dict) -> None:
-    """``splits.by: speaker`` needs speakers: a mapped column, or a format that names them."""
-    if cfg["splits"]["by"] == "speaker" and not has_speaker(cfg):
-        raise UserError(
-            "config key 'splits.by' is speaker but the alignment has no speakers "
-            "(input.columns.speaker names no column; a Kaldi dir needs utt2spk)"
-        )
-
-
-def has_own_ids(fmt: str, present: list[str], columns: dict) -> bool:
+def has_own_ids(fmt: str, present: list[str], columns: ColumnsConfig) -> bool:
     """Whether the table holds its own segment ids (kept as ``source_id``); TextGrids, CTMs,
     subtitles and NeMo manifests have none: their ids follow ``input.id_template``."""
-    if fmt in formats.FORMATS and fmt != "lhotse":
+    if not INPUT_FORMATS[fmt].own_ids:
         return False
-    return bool(columns.get("id")) and (columns["id"] in present or JSON_KEY in present)
+    return bool(columns.id) and (columns.id in present or JSON_KEY in present)
 
 
-def read_raw(path: str, fmt: str, inp: dict | None = None):
-    """The table as a dask dataframe of the user's own columns (for the alignment formats of
-    ``etl.ingest.formats``, of canonical ones; ``inp`` is the ``input`` config they read their options from).
+def read_raw(path: str, fmt: str, inp: InputConfig | None = None):
+    """The table as a dask dataframe of the user's own columns (for the aligner formats of
+    ``etl.ingest.formats``, of canonical ones; ``inp`` is the ``input`` config they read their
+    options from). ``READERS`` holds the reader of each format.
 
     Lazy, with ``meta`` given: its partitions are read where they are computed (on the workers), in
     input order. The client lists files at most; only a JSON document has its columns read first, by
     one task on the default scheduler (they are the user's, and decide the checks made on the client).
     """
+    if fmt not in READERS:
+        raise UserError(f"input.format: unknown format {fmt!r}")
+    return READERS[fmt](path, inp if inp is not None else InputConfig())
+
+
+def _aligner(path: str, inp: InputConfig, fmt: str):
     import dask.dataframe as dd
 
-    if fmt in formats.FORMATS:
-        return dd.from_delayed(
-            formats.partitions(path, fmt, inp), meta=formats.META, verify_meta=False
-        )
-    if fmt in ("csv", "tsv"):
-        kw = dict(
-            dtype=str, keep_default_na=False, na_filter=False, blocksize=2**23
-        )  # 8 MiB: several per worker
-        if fmt == "tsv":
-            kw.update(sep="\t", quoting=csv.QUOTE_NONE)
-        return dd.read_csv(path, **kw)
-    if fmt == "jsonl":
-        return _json_lines(path)
-    if fmt == "parquet":
-        return dd.read_parquet(path)
-    if fmt == "json":
-        return _json_document(path)
-    if fmt == "kaldi":
-        return _kaldi_dir(path)
-    raise UserError(f"input.format: unknown format {fmt!r}")
+    return dd.from_delayed(formats.partitions(path, fmt, inp), meta=formats.META, verify_meta=False)
+
+
+def _csv(path: str, inp: InputConfig, sep: str = ","):
+    import dask.dataframe as dd
+
+    kw = dict(
+        dtype=str, keep_default_na=False, na_filter=False, blocksize=2**23
+    )  # 8 MiB: several per worker
+    if sep == "\t":
+        kw.update(sep="\t", quoting=csv.QUOTE_NONE)
+    return dd.read_csv(path, **kw)
+
+
+def _parquet(path: str, inp: InputConfig):
+    import dask.dataframe as dd
+
+    return dd.read_parquet(path)
 
 
 def _json_document(path: str):
@@ -390,9 +363,9 @@ def _kaldi_speakers(fs, folder: str) -> dict:
     lines = _kaldi_file(fs, folder, "utt2spk")
     if lines is not None:
         return {p[0]: p[1] for p in (line.split() for line in lines) if len(p) > 1}
-    out = {}
+    out: dict[str, str] = {}
     for line in _kaldi_file(fs, folder, "spk2utt") or []:
-        spk, *utts = line.split() or [None]
+        spk, *utts = line.split() or [""]
         out.update((u, spk) for u in utts)
     return out
 
@@ -409,7 +382,7 @@ def read_wav_scp(path: str) -> dict[str, str | None] | None:
     base = os.path.dirname(parent) if os.path.basename(parent) == "data" else parent
     remote = is_url(path)
     proto = path.split("://", 1)[0] + "://" if remote else ""
-    out = {}
+    out: dict[str, str | None] = {}
     for line in lines:
         if not line.strip():
             continue
@@ -426,7 +399,7 @@ def read_wav_scp(path: str) -> dict[str, str | None] | None:
 
 
 def canonical(
-    df: pd.DataFrame, columns: dict, id_template: str, reader_extras: bool = False
+    df: pd.DataFrame, columns: ColumnsConfig, id_template: str, reader_extras: bool = False
 ) -> pd.DataFrame:
     """User columns -> canonical ones (``schema.TABLE_COLUMNS`` minus ``row``). Pure.
 
@@ -438,21 +411,21 @@ def canonical(
     template ids are filled in later by ``rows.check_rows`` once start/end are parsed.
     """
     if JSON_KEY in df.columns:  # JSON dict keyed by id: the key is the id
-        df = df.rename(columns={JSON_KEY: columns.get("id") or "id"})
+        df = df.rename(columns={JSON_KEY: columns.id or "id"})
     out = pd.DataFrame(index=df.index)
-    id_col = columns.get("id")
+    id_col = columns.id
     if id_col and id_col in df.columns:
         out["source_id"] = df[id_col].map(_as_str)
     else:
         out["source_id"] = None
     out["id"] = out["source_id"]
-    out["recording"] = df[columns["recording"]].map(_as_str)
-    out["start"] = df[columns["start"]]
-    out["end"] = df[columns["end"]]
-    out["text_raw"] = df[columns["text"]].map(_as_str)
-    hyp = columns.get("hypothesis")
+    out["recording"] = df[columns.recording].map(_as_str)
+    out["start"] = df[columns.start]
+    out["end"] = df[columns.end]
+    out["text_raw"] = df[columns.text].map(_as_str)
+    hyp = columns.hypothesis
     out["hypothesis"] = df[hyp].map(_as_str) if hyp else None
-    spk = columns.get("speaker")
+    spk = columns.speaker
     if spk:
         out["speaker"] = df[spk].map(_as_str)
     elif (
@@ -472,18 +445,18 @@ def canonical(
     return out.astype({"source_id": object, "id": object, "hypothesis": object, "speaker": object})
 
 
-def check_columns(present: list[str], columns: dict, fmt: str) -> None:
-    if fmt == "kaldi" or fmt in formats.FORMATS:
+def check_columns(present: list[str], columns: ColumnsConfig, fmt: str) -> None:
+    if INPUT_FORMATS[fmt].kind != "table":  # the reader names the columns
         return
     present_set = set(present) | ({JSON_KEY} if JSON_KEY in present else set())
     for key in ("recording", "start", "end", "text", "hypothesis", "speaker"):
-        name = columns.get(key)
+        name = getattr(columns, key)
         if name and name not in present_set:
             raise UserError(
                 f"input.columns.{key}: column {name!r} is not in the table "
                 f"(columns: {', '.join(c for c in present if c != JSON_KEY)})"
             )
-    id_col = columns.get("id")
+    id_col = columns.id
     if id_col and id_col != "id" and id_col not in present_set and JSON_KEY not in present_set:
         raise UserError(
             f"input.columns.id: column {id_col!r} is not in the table "
@@ -499,3 +472,23 @@ def _as_str(v):
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return without_surrogates(v if isinstance(v, str) else str(v))
+
+
+def _path_only(read) -> Callable[[str, InputConfig], Any]:
+    return lambda path, inp: read(path)
+
+
+# The reader of each format of ``config.INPUT_FORMATS``: (path, input config) -> a lazy dask frame.
+READERS: dict[str, Callable[[str, InputConfig], Any]] = {
+    "csv": _csv,
+    "tsv": partial(_csv, sep="\t"),
+    "json": _path_only(_json_document),
+    "jsonl": _path_only(_json_lines),
+    "parquet": _parquet,
+    "kaldi": _path_only(_kaldi_dir),
+    **{fmt: partial(_aligner, fmt=fmt) for fmt in formats.PARTITIONS},
+}
+if READERS.keys() != INPUT_FORMATS.keys():  # a format declared without its reader, or the reverse
+    raise ImportError(
+        f"etl.ingest.table.READERS {sorted(READERS)} != config.INPUT_FORMATS {sorted(INPUT_FORMATS)}"
+    )

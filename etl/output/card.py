@@ -7,15 +7,13 @@ import json
 import yaml
 
 from ..records import Report
-from ..schema import REJECT_REASONS, card_features_yaml
+from ..schema import REJECT_REASONS, DatasetShape
 
 
 def dataset_card(
     report: Report,
     sampling_rate: int,
-    with_source_id: bool,
-    with_speaker: bool = False,
-    with_words: bool = False,
+    shape: DatasetShape,
 ) -> str:
     splits = report["splits"]
     front = {
@@ -26,7 +24,7 @@ def dataset_card(
             }
         ],
         "dataset_info": {
-            "features": card_features_yaml(sampling_rate, with_source_id, with_speaker, with_words),
+            "features": shape.card_features(sampling_rate),
             "splits": [
                 {"name": s, "num_bytes": v["bytes"], "num_examples": v["rows"]}
                 for s, v in splits.items()

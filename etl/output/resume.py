@@ -14,6 +14,7 @@ import json
 import fsspec
 
 from ..audio.decoders import decoder_identity
+from ..config import Config
 from ..ingest.recordings import AUDIO_EXTENSIONS
 from ..records import ShardResult
 from . import storage
@@ -36,20 +37,21 @@ def _file_bytes_hash(h, url: str) -> None:
                 h.update(block)
 
 
-def fingerprint(cfg: dict) -> str:
+def fingerprint(cfg: Config) -> str:
     """Hash of the content-deciding config, of the decoder's identity and of the bytes of the table and the id lists.
     (Audio files are identified by the table's recording ids, not hashed: too slow for terabytes.)"""
     h = hashlib.blake2b(digest_size=16)
-    content = {k: cfg[k] for k in _CONTENT_KEYS}
-    content["output"] = {k: v for k, v in cfg["output"].items() if k != "path"}
+    tree = cfg.to_dict()
+    content = {k: tree[k] for k in _CONTENT_KEYS}
+    content["output"] = {k: v for k, v in tree["output"].items() if k != "path"}
     h.update(json.dumps(content, sort_keys=True, default=str).encode())
     # the decoder's library versions decide the samples too (e.g. AAC differs between FFmpeg releases)
-    h.update(decoder_identity(cfg["audio"]["decoder"], cfg["audio"]["ffmpeg"]).encode())
+    h.update(decoder_identity(cfg.audio.decoder, cfg.audio.ffmpeg).encode())
     for url in [
-        cfg["input"]["alignment"],
-        cfg["input"]["ctm"]["hypothesis"],
-        cfg["splits"]["test_ids"],
-        *cfg["splits"]["exclude_ids"],
+        cfg.input.alignment,
+        cfg.input.ctm.hypothesis,
+        cfg.splits.test_ids,
+        *cfg.splits.exclude_ids,
     ]:
         if url:
             _file_bytes_hash(h, url)

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..config import Config
 from ..curate.splits import (
     SplitPolicy,
     dev_target,
@@ -37,10 +38,10 @@ from ..curate.splits import (
     unit_roles,
 )
 from ..errors import UserError
-from ..ingest import formats, table
+from ..ingest import table
 from ..ingest.recordings import list_audio, listing_summary
-from ..ingest.table import has_speaker
-from ..schema import RECORDING_COLUMNS
+from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
+from ..schema import RECORDING_COLUMNS, DatasetShape
 from .worker import (
     check_part,
     label_part,
@@ -70,6 +71,8 @@ class PlannedTable:
     ids_from_template: int = (
         0  # rows of a table with ids whose own id was missing (null, NaN, empty)
     )
+    input: ResolvedInput | None = None  # the input as planning read it
+    shape: DatasetShape = DatasetShape()  # the dataset's optional columns
 
 
 # ---- client side: what each pass hands the next ----
@@ -102,29 +105,27 @@ class Placement(NamedTuple):
     sums: list[dict]  # ``worker.summary_part`` of each partition
 
 
-def read_checked(client, cfg: dict) -> CheckedTable:
+def read_checked(client, cfg: Config, resolved: ResolvedInput) -> CheckedTable:
     """The checked partitions and what the duplicates search needs. One round trip."""
     import dask
 
-    inp = cfg["input"]
-    fmt = table.detect_format(inp["alignment"], inp["format"])
-    columns = table.reader_columns(fmt, inp["columns"])
+    inp, fmt = cfg.input, resolved.format
     with dask.config.set({"dataframe.convert-string": False}):
         try:
-            ddf = table.read_raw(inp["alignment"], fmt, inp)
+            ddf = resolved.read_raw()
             present = [str(c) for c in ddf.columns]
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
-            raise unreadable_table(inp["alignment"], fmt, e) from None
-        table.check_columns(present, columns, fmt)
-        has_id = table.has_own_ids(fmt, present, columns)
+            raise unreadable_table(inp.alignment, fmt, e) from None
+        table.check_columns(present, resolved.columns, fmt)
+        has_id = resolved.own_ids(present)
         checked = client.map(
             check_part,
             client.compute(ddf.to_delayed()),
-            columns=columns,
+            columns=resolved.columns,
             inp=inp,
-            text=cfg["text"],
-            filters=cfg["filters"],
-            reader_extras=fmt in formats.FORMATS,
+            text=cfg.text,
+            filters=cfg.filters,
+            reader_extras=resolved.reader_extras,
         )
         parts, lengths = _field(client, checked, "rows"), _field(client, checked, "n")
         root = _tree(client, merge_hashes, _field(client, checked, "id_hashes"))
@@ -133,7 +134,7 @@ def read_checked(client, cfg: dict) -> CheckedTable:
                 lengths + [client.submit(operator.attrgetter("repeated"), root)]
             )
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
-            raise unreadable_table(inp["alignment"], fmt, e) from None
+            raise unreadable_table(inp.alignment, fmt, e) from None
     return CheckedTable(parts, lengths, has_id, dup)
 
 
@@ -190,33 +191,37 @@ def _read_text(path: str) -> str:
         return f.read()
 
 
-def _join_inputs(cfg: dict) -> dict:
+def _join_inputs(cfg: Config, resolved: ResolvedInput) -> dict:
     """What the file join needs on every worker: the listing (or wav.scp) and the exclusion lists."""
-    inp, s = cfg["input"], cfg["splits"]
-    wav_scp = None
-    if table.detect_format(inp["alignment"], inp["format"]) == "kaldi" and inp["audio"] is None:
-        wav_scp = table.read_wav_scp(inp["alignment"])
-    listing = None if inp["audio"] is None else list_audio(inp["audio"], inp["recording_pattern"])
+    inp, s = cfg.input, cfg.splits
+    wav_scp = resolved.wav_scp
+    listing = None if inp.audio is None else list_audio(inp.audio, inp.recording_pattern)
     if wav_scp is not None:
         where = "wav.scp (or its file does not exist)"
     else:
-        where = inp["audio"] or "input.audio: null (absolute paths and URLs only)"
-    excludes = [(path, read_id_list(_read_text(path)), s["by"]) for path in s["exclude_ids"]]
+        where = inp.audio or "input.audio: null (absolute paths and URLs only)"
+    excludes = [(path, read_id_list(_read_text(path)), s.by) for path in s.exclude_ids]
     return {"listing": listing, "wav_scp": wav_scp, "where": where, "excludes": excludes}
 
 
 def join_audio(
-    client, cfg: dict, parts: list, offsets: list, first_row: dict, test_keys: set
+    client,
+    cfg: Config,
+    resolved: ResolvedInput,
+    parts: list,
+    offsets: list,
+    first_row: dict,
+    test_keys: set,
 ) -> JoinedTable:
     """Number the rows, mark the duplicates, join with the audio listing (broadcast), apply the
     exclusion lists and hash the units, in one pass."""
-    s = cfg["splits"]
-    join = _join_inputs(cfg)
+    s = cfg.splits
+    join = _join_inputs(cfg, resolved)
     units = {
-        "by": s["by"],
-        "seed": s["seed"],
+        "by": s.by,
+        "seed": s.seed,
         "test_keys": _shared(client, test_keys),
-        "low_split": s["low_similarity"] == "split",
+        "low_split": s.low_similarity == "split",
     }
     triples = client.map(
         prepare_part,
@@ -304,15 +309,15 @@ def _find_cut(
     return _key(units.iloc[int(np.nonzero(c + offset > limit)[0][0])])
 
 
-def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy) -> Pool:
+def _pool(client, parts: list, cfg: Config, test_units: set, previous_dev, policy) -> Pool:
     """Test, low_similarity and the pool."""
-    s = cfg["splits"]
+    s = cfg.splits
     quads = client.map(
         pool_part,
         parts,
-        by=s["by"],
+        by=s.by,
         test_units=_shared(client, test_units),
-        low_split=s["low_similarity"] == "split",
+        low_split=s.low_similarity == "split",
         previous_dev=_shared(client, set(previous_dev)),
         policy=policy,
     )
@@ -335,7 +340,9 @@ def _pool(client, parts: list, cfg: dict, test_units: set, previous_dev, policy)
     return Pool(parts, prev, fixed, got[-1])
 
 
-def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: dict) -> Placement:
+def place(
+    client, cfg: Config, parts: list, test_units: set, previous_dev, count: dict
+) -> Placement:
     """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them
     (``count``: the arguments of each part's ``summary_part``)."""
     policy = SplitPolicy.from_config(cfg)
@@ -397,15 +404,18 @@ def place(client, cfg: dict, parts: list, test_units: set, previous_dev, count: 
     return Placement(parts, head[head["role"] != "train"], client.gather(sums))
 
 
-def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
+def plan_table(
+    client, cfg: Config, previous_dev=frozenset(), resolved: ResolvedInput | None = None
+) -> PlannedTable:
     """Read, check, de-duplicate, join and place the table on the cluster: five passes over the
     partitions, each one task per partition and one round trip (plus one per repeated-id search,
-    dev head and budget cut)."""
-    table.check_speakers(cfg)
+    dev head and budget cut). ``resolved``: the input as the command resolved it (else here)."""
+    resolved = resolve_input(cfg.input) if resolved is None else resolved
+    check_speakers(cfg.splits, resolved)
     from tqdm import tqdm
 
-    s = cfg["splits"]
-    test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
+    s = cfg.splits
+    test_keys = read_id_list(_read_text(s.test_ids)) if s.test_ids else set()
     with tqdm(
         total=len(STEPS),
         desc="plan",
@@ -415,20 +425,20 @@ def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
         bar_format="{l_bar}{bar}| {n}/{total} steps [{elapsed}] {postfix}",
     ) as bar:
         bar.set_postfix_str(STEPS[0])
-        parts, lengths, has_id, dup = read_checked(client, cfg)
+        parts, lengths, has_id, dup = read_checked(client, cfg, resolved)
         _step(bar, f"{sum(lengths):,} rows")
         offsets = _offsets(lengths)
         first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
         parts, listing, selection, test_units = join_audio(
-            client, cfg, parts, offsets, first_row, test_keys
+            client, cfg, resolved, parts, offsets, first_row, test_keys
         )
         _step(bar)
         count = {
             "test_keys": _shared(client, test_keys),
-            "by": s["by"],
+            "by": s.by,
             "previous_dev": _shared(client, set(previous_dev)),
-            "with_speaker": has_speaker(cfg),
+            "with_speaker": resolved.speaker,
         }
         parts, head, sums = place(client, cfg, parts, test_units, previous_dev, count)
         _step(bar)
@@ -436,6 +446,9 @@ def plan_table(client, cfg: dict, previous_dev=frozenset()) -> PlannedTable:
             parts=parts, rows_in=int(sum(lengths)), has_id=has_id, listing=listing, head=head
         )
         _select(cfg, planned, selection, sums, test_keys, previous_dev)
+        planned.input = resolved
+        words = planned.counts is not None and planned.counts.has_words
+        planned.shape = DatasetShape(source_id=has_id, speaker=resolved.speaker, words=words)
         _step(bar)
     return planned
 
@@ -471,10 +484,10 @@ class PlanCounts:
 def _select(
     cfg, planned: PlannedTable, selection: dict, sums: list, test_keys, previous_dev
 ) -> None:
-    s = cfg["splits"]
+    s = cfg.splits
     planned.counts = _combine(sums)
     planned.ids_from_template = sum(x["ids_from_template"] for x in sums) if planned.has_id else 0
-    if s["test_ids"]:
+    if s.test_ids:
         selection["test_ids"] = {
             "listed": len(test_keys),
             "rows_matched": sum(x["test_matched"] for x in sums),
@@ -485,7 +498,7 @@ def _select(
             "ids": len(previous_dev),
             "still_in_dev": sum(x["prev_in_dev"] for x in sums),
         }
-    if s["by"] == "speaker":
+    if s.by == "speaker":
         selection["by_speaker"] = {"rows_without_speaker": sum(x["without_speaker"] for x in sums)}
     planned.selection = selection
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..output import storage
-from ..schema import PLANNED_COLUMNS, RECORDING_ROW_COLUMNS, SPEAKER, rejects_schema
+from ..schema import PLANNED_COLUMNS, RECORDING_ROW_COLUMNS, SPEAKER, DatasetShape
 
 
 def plan_dir(out: str) -> str:
@@ -31,7 +31,7 @@ def shard_dir(out: str, shard: int) -> str:
 
 
 def write_partition(
-    pdf: pd.DataFrame, out: str, p: int, shard_of: dict, with_speaker: bool, buckets: int
+    pdf: pd.DataFrame, out: str, p: int, shard_of: dict, shape: DatasetShape, buckets: int
 ) -> int:
     """One placed partition: its kept rows by shard, its rejects, and every row's recording
     statistics inputs by recording bucket (``recording_stats_of_bucket``); returns the rows written."""
@@ -46,7 +46,7 @@ def write_partition(
             pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), f)
     rej = pdf[pdf["reason"].notna()]
     if len(rej):
-        schema = rejects_schema(with_speaker)
+        schema = shape.rejects_schema()
         d = storage.join(plan_dir(out), storage.PLAN_REJECTS_DIR)
         fs.makedirs(d, exist_ok=True)
         with storage.atomic_open(fs, storage.join(d, storage.plan_part_name(p))) as f:
@@ -148,7 +148,9 @@ def reserve_rows(out: str, reserve: str) -> pd.DataFrame:
     )
 
 
-def write_late_rejects(out: str, shard: int, rejects: list[dict], with_speaker: bool) -> str | None:
+def write_late_rejects(
+    out: str, shard: int, rejects: list[dict], shape: DatasetShape
+) -> str | None:
     """A shard's decode-time rejects (with ``row``) as one file; returns its path (None: none)."""
     if not rejects:
         return None
@@ -156,9 +158,9 @@ def write_late_rejects(out: str, shard: int, rejects: list[dict], with_speaker: 
     d = storage.join(plan_dir(out), storage.LATE_DIR)
     fs.makedirs(d, exist_ok=True)
     path = storage.join(d, storage.late_name(shard))
-    df = pd.DataFrame(rejects).reindex(columns=rejects_schema(with_speaker).names + ["row"])
+    df = pd.DataFrame(rejects).reindex(columns=shape.rejects_schema().names + ["row"])
     with storage.atomic_open(fs, path) as f:
-        pq.write_table(_rejects_table(df, rejects_schema(with_speaker)), f)
+        pq.write_table(_rejects_table(df, shape.rejects_schema()), f)
     return path
 
 
@@ -175,11 +177,11 @@ def read_late(out: str, files: list[str], columns: list[str] | None = None) -> p
     )
 
 
-def merge_rejects(out: str, late_files: list[str], with_speaker: bool) -> dict:
+def merge_rejects(out: str, late_files: list[str], shape: DatasetShape) -> dict:
     """``rejects.parquet``: the partitions' rejects and those found while decoding (``late_files``,
     with ``row``), in input order, streamed one partition at a time. Returns rows per reason."""
     fs, root = storage.fs_and_path(out)
-    schema = rejects_schema(with_speaker)
+    schema = shape.rejects_schema()
     files = sorted(
         fs.glob(storage.join(plan_dir(out), storage.PLAN_REJECTS_DIR, storage.PLAN_PART_GLOB))
     )
@@ -230,9 +232,9 @@ class _NoRejects(Exception):
     """No rejects: the temporary file is removed (no empty Parquet file, ever)."""
 
 
-def merge_rejects_if_any(out: str, late_files: list[str], with_speaker: bool) -> dict:
+def merge_rejects_if_any(out: str, late_files: list[str], shape: DatasetShape) -> dict:
     try:
-        return merge_rejects(out, late_files, with_speaker)
+        return merge_rejects(out, late_files, shape)
     except _NoRejects:
         return {}
 
@@ -259,14 +261,14 @@ def text_stats(
     late_files: list[str],
     promoted: set,
     reserve: str,
-    with_speaker: bool,
+    shape: DatasetShape,
 ) -> dict:
     """Per final split: character counts of ``text`` (vocab.json, characters dev lacks) and speakers.
     Streams shard by shard: a shard's rows lost while decoding are in that shard's own late file."""
     fs, _ = storage.fs_and_path(out)
     chars: dict = {}
     speakers: dict = {}
-    cols = ["id", "split", "text"] + ([SPEAKER] if with_speaker else [])
+    cols = ["id", "split", "text"] + ([SPEAKER] if shape.speaker else [])
     late_of = {
         name.rsplit("/", 1)[-1].split(".")[0]: name for name in late_files
     }  # "shard-00003" -> file
@@ -285,6 +287,6 @@ def text_stats(
                 c = chars.setdefault(s, Counter())
                 for text in g["text"]:
                     c.update(text)
-                if with_speaker:
+                if shape.speaker:
                     speakers.setdefault(s, set()).update(g[SPEAKER].dropna())
     return {"chars": {s: dict(c) for s, c in chars.items()}, "speakers": speakers}

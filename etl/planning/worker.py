@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..config import ColumnsConfig, FiltersConfig, InputConfig, TextConfig
 from ..curate.splits import (
     listed,
     seeded_hash,
@@ -74,19 +75,24 @@ class LabelledPart(NamedTuple):
 
 
 def check_part(
-    pdf: pd.DataFrame, columns: dict, inp: dict, text: dict, filters: dict, reader_extras: bool
+    pdf: pd.DataFrame,
+    columns: ColumnsConfig,
+    inp: InputConfig,
+    text: TextConfig,
+    filters: FiltersConfig,
+    reader_extras: bool,
 ) -> CheckedPart:
     """One partition checked; returns (frame, rows, its id hashes for the duplicates)."""
-    texts = {columns.get(k) for k in ("id", "recording", "text", "hypothesis", "speaker")} | {
+    texts = {getattr(columns, k) for k in ("id", "recording", "text", "hypothesis", "speaker")} | {
         JSON_KEY
     }
     # the cells canonical() reads one by one: iterating Arrow-backed strings costs several times more
     pdf = pdf.astype(
         {c: object for c in pdf.columns if c in texts and isinstance(pdf[c].dtype, pd.StringDtype)}
     )
-    canon = table.canonical(pdf, columns, inp["id_template"], reader_extras=reader_extras)
+    canon = table.canonical(pdf, columns, inp.id_template, reader_extras=reader_extras)
     checked = rowchecks.check_rows(
-        canon, text, filters, inp["id_template"], absolute_recordings=inp["audio"] is None
+        canon, text, filters, inp.id_template, absolute_recordings=inp.audio is None
     )
     check_frame_columns(checked.columns, CHECKED_COLUMNS, "checked")
     return CheckedPart(checked, len(checked), _id_hashes(checked))

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..audio import media as audio
 from ..audio.measures import judge, measure
+from ..config import AudioConfig, FiltersConfig
 from ..curate.splits import RESERVE, hash_rank
 from ..errors import UserError
 from ..output import storage
@@ -81,7 +82,7 @@ def select(
 
 
 def cut_recording(
-    url: str, rows: list[dict], clips_dir: str, a: dict, filters: dict | None = None
+    url: str, rows: list[dict], clips_dir: str, a: AudioConfig, filters: FiltersConfig | None = None
 ) -> dict[str, str | None]:
     """Decode one recording once, write each row's clip (WAV PCM16, atomically) as the stream passes it.
     Returns {id: None when written, else why not}. The decode stops after the last needed clip.
@@ -91,16 +92,16 @@ def cut_recording(
     from ..shards.task import Unreadable, decode_spans
 
     fs, _ = storage.fs_and_path(clips_dir)
-    sr = a["sampling_rate"]
+    sr = a.sampling_rate
     spans = [(audio.sample_index(r["start"], sr), audio.sample_index(r["end"], sr)) for r in rows]
     problems: dict[str, str | None] = {}
     segments = decode_spans(
         url,
         spans,
-        a["decoder"],
-        a["ffmpeg"],
+        a.decoder,
+        a.ffmpeg,
         sr,
-        a["channels"],
+        a.channels,
         int(round(audio.END_TOLERANCE_S * sr)),
     )
     try:

@@ -10,7 +10,7 @@ files them and returns and records a ``records.ShardResult``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -20,11 +20,12 @@ import pyarrow.parquet as pq
 from ..audio import decoders, measures
 from ..audio import media as audio
 from ..audio.spans import Unreadable, decode_spans
+from ..config import FiltersConfig
 from ..curate.splits import RESERVE
 from ..output import resume, storage
 from ..planning import store as plan_store
 from ..records import LateRejects, ShardResult, SplitPart
-from ..schema import QUALITY_COLUMNS, output_columns, output_schema
+from ..schema import QUALITY_COLUMNS, DatasetShape
 from .pack import files_of
 
 ROW_GROUP_BYTES = (
@@ -47,15 +48,12 @@ class ShardTask:
     decoder: str = "av"
     ffmpeg: str | None = None
     audio_format: str = "flac"
-    with_source_id: bool = False
-    with_speaker: bool = False
-    with_words: bool = False  # a `words` column (word-level inputs)
+    shape: DatasetShape = DatasetShape()  # the optional output columns (source_id, speaker, words)
     decoder_identity: str | None = (
         None  # the build's (build.check_decoders); a worker with another refuses
     )
-    filters: dict = field(
-        default_factory=dict
-    )  # the config's filters: those on the cut samples apply here
+    # the config's filters: those on the cut samples apply here (None: none)
+    filters: FiltersConfig | None = None
 
 
 class _SplitWriter:
@@ -182,10 +180,8 @@ def run_shard(task: ShardTask) -> ShardCut:
     t0 = time.perf_counter()
     _check_decoder(task)
     fs, root = storage.fs_and_path(task.out)
-    schema = output_schema(
-        task.sampling_rate, task.with_source_id, task.with_speaker, task.with_words
-    )
-    columns = output_columns(task.with_source_id, task.with_speaker, task.with_words)
+    schema = task.shape.schema(task.sampling_rate)
+    columns = task.shape.columns()
     ext = "flac" if task.audio_format == "flac" else "wav"
     rejects: list[dict] = []
     decoded = 0.0
@@ -259,7 +255,7 @@ def run_shard_filed(task: ShardTask) -> ShardResult:
     """``run_shard``, its decode-time rejects then filed under OUT/.parts/plan/late/ (the result and
     its record keep the file, not the rows: a table of rejects never crosses the scheduler)."""
     cut = run_shard(task)
-    path = plan_store.write_late_rejects(task.out, task.index, cut.rejects, task.with_speaker)
+    path = plan_store.write_late_rejects(task.out, task.index, cut.rejects, task.shape)
     result = ShardResult(
         shard=cut.shard,
         parts=cut.parts,
@@ -296,7 +292,7 @@ def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writ
         )
         return None
     m = measures.measure(samples, task.sampling_rate)
-    verdict = measures.judge(m, task.filters)
+    verdict = None if task.filters is None else measures.judge(m, task.filters)
     if verdict is not None:
         rejects.append(_reject({**r, **m}, *verdict))
         return m

@@ -13,11 +13,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..config import Config
 from ..curate.splits import SplitPolicy, listed, read_id_list
 from ..errors import UserError
-from ..ingest import formats, table
 from ..ingest import rows as rowchecks
+from ..ingest import table
 from ..ingest.recordings import list_audio, listing_summary, resolve
+from ..ingest.resolved import check_speakers, resolve_input
 from ..schema import CHECKED_COLUMNS, PLACED_COLUMNS, check_frame_columns
 from .reference_splits import assign
 
@@ -51,19 +53,19 @@ class PlannedRows(NamedTuple):
     selection: dict
 
 
-def read_checked_table(cfg: dict) -> CheckedTable:
+def read_checked_table(cfg: Config) -> CheckedTable:
     """The alignment table, canonical and row-checked, as one pandas frame in input order, and
     whether the table had its own id column."""
     import dask
     import dask.dataframe  # noqa: F401  (registers the dataframe config)
 
-    inp = cfg["input"]
-    fmt = table.detect_format(inp["alignment"], inp["format"])
-    columns = table.reader_columns(fmt, inp["columns"])
-    table.check_speakers(cfg)
+    inp = cfg.input
+    resolved = resolve_input(inp)
+    fmt, columns = resolved.format, resolved.columns
+    check_speakers(cfg.splits, resolved)
     with dask.config.set({"dataframe.convert-string": False}):
         try:
-            ddf = table.read_raw(inp["alignment"], fmt, inp)
+            ddf = resolved.read_raw()
             present = [str(c) for c in ddf.columns]
         except (
             ValueError,
@@ -71,26 +73,26 @@ def read_checked_table(cfg: dict) -> CheckedTable:
             OSError,
             UnicodeDecodeError,
         ) as e:  # a malformed table: the user's input
-            raise _unreadable_table(inp["alignment"], fmt, e) from None
+            raise _unreadable_table(inp.alignment, fmt, e) from None
         table.check_columns(present, columns, fmt)
-        has_id = table.has_own_ids(fmt, present, columns)
+        has_id = resolved.own_ids(present)
 
         def per_partition(pdf: pd.DataFrame) -> pd.DataFrame:
             canon = table.canonical(
-                pdf, columns, inp["id_template"], reader_extras=fmt in formats.FORMATS
+                pdf, columns, inp.id_template, reader_extras=resolved.reader_extras
             )
             return rowchecks.check_rows(
                 canon,
-                cfg["text"],
-                cfg["filters"],
-                inp["id_template"],
-                absolute_recordings=inp["audio"] is None,
+                cfg.text,
+                cfg.filters,
+                inp.id_template,
+                absolute_recordings=inp.audio is None,
             )
 
         try:
             (df,) = dask.compute(ddf.map_partitions(per_partition), scheduler="threads")
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
-            raise _unreadable_table(inp["alignment"], fmt, e) from None
+            raise _unreadable_table(inp.alignment, fmt, e) from None
     df = df.reset_index(drop=True)
     df.insert(0, "row", np.arange(len(df), dtype=np.int64))
     check_frame_columns(df.columns, ["row", *CHECKED_COLUMNS], "checked")
@@ -109,16 +111,14 @@ def _unreadable_table(path: str, fmt: str, e: Exception) -> UserError:
     )
 
 
-def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> PlannedRows:
+def plan_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> PlannedRows:
     """Whole-table checks and split assignment of ``read_checked_table``'s frame (changed in place);
     adds ``url``, ``recording_key``, ``split`` (None when rejected), ``unit`` and ``order`` (see
     ``splits.assign``)."""
-    inp = cfg["input"]
+    inp = cfg.input
     rowchecks.mark_duplicates(df)
-    wav_scp = None
-    if table.detect_format(inp["alignment"], inp["format"]) == "kaldi" and inp["audio"] is None:
-        wav_scp = table.read_wav_scp(inp["alignment"])
-    listing = None if inp["audio"] is None else list_audio(inp["audio"], inp["recording_pattern"])
+    wav_scp = resolve_input(inp).wav_scp
+    listing = None if inp.audio is None else list_audio(inp.audio, inp.recording_pattern)
     refs = df["recording"].where(
         df["reason"].ne("invalid_recording_id"), None
     )  # invalid: never looked up
@@ -137,7 +137,7 @@ def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> PlannedR
             "wav.scp entry is a command pipe; etl never runs commands",
         )
     else:
-        where = inp["audio"] or "input.audio: null (absolute paths and URLs only)"
+        where = inp.audio or "input.audio: null (absolute paths and URLs only)"
     ambiguous = found["candidates"].notna()
     rowchecks.mark_missing_audio(
         df, found["url"].mask(ambiguous, ""), where
@@ -149,18 +149,18 @@ def plan_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> PlannedR
     return PlannedRows(df, summary, selection)
 
 
-def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> dict:
+def place_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> dict:
     """Exclusions, test ids, dev, reserve, train, budgets: fills ``split``, ``unit``, ``order``.
     Returns what each id list matched (report.json's ``selection``)."""
-    s = cfg["splits"]
+    s = cfg.splits
     selection: dict = {"exclude_ids": {}}  # what each list matched, for report.json and the plan
-    for path in s["exclude_ids"]:
+    for path in s.exclude_ids:
         ids = read_id_list(_read_text(path))
-        hit = listed(df, ids, s["by"])
+        hit = listed(df, ids, s.by)
         rowchecks.reject(df, hit, "excluded", f"listed in {path}")
         selection["exclude_ids"][path] = {"listed": len(ids), "rows_matched": int(hit.sum())}
-    test_keys = read_id_list(_read_text(s["test_ids"])) if s["test_ids"] else set()
-    low_split = s["low_similarity"] == "split"
+    test_keys = read_id_list(_read_text(s.test_ids)) if s.test_ids else set()
+    low_split = s.low_similarity == "split"
     eligible = df["reason"].isna() | (low_split & df["reason"].eq("low_similarity").fillna(False))
     cols = ["id", "recording", "duration", "reason"] + [
         c for c in ("recording_key", "speaker") if c in df
@@ -176,8 +176,8 @@ def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> dict:
     df.loc[kept_low, ["reason", "detail"]] = None  # a split of its own, not a reject
     over = placed["over_budget"].reindex(df.index)
     rowchecks.reject(df, over.notna(), "over_budget", over)
-    if s["test_ids"]:
-        hit = listed(df, test_keys, s["by"])
+    if s.test_ids:
+        hit = listed(df, test_keys, s.by)
         selection["test_ids"] = {
             "listed": len(test_keys),
             "rows_matched": int(hit.sum()),
@@ -188,7 +188,7 @@ def place_rows(cfg: dict, df: pd.DataFrame, previous_dev=frozenset()) -> dict:
             "ids": len(previous_dev),
             "still_in_dev": int((df["id"].isin(previous_dev) & df["split"].eq("dev")).sum()),
         }
-    if s["by"] == "speaker":  # rows without a speaker were placed by their recording
+    if s.by == "speaker":  # rows without a speaker were placed by their recording
         selection["by_speaker"] = {
             "rows_without_speaker": int((df["split"].notna() & df["speaker"].isna()).sum())
         }

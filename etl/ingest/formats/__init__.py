@@ -17,54 +17,83 @@ from __future__ import annotations
 
 import json
 import operator
+from collections.abc import Callable
 
 import fsspec
 import pandas as pd
 
+from ...config import INPUT_FORMATS, InputConfig
 from . import ctm, manifests, subtitles, textgrid
 from .common import frame
 
-FORMATS = ("textgrid", "ctm", "nemo", "lhotse", "subtitles")
-# Formats whose files name speakers (lhotse supervisions; MFA's per-speaker "<speaker> - words" tiers):
-# their datasets carry a ``speaker`` column, as a table's mapped ``input.columns.speaker`` does.
-SPEAKER_FORMATS = ("textgrid", "lhotse")
-# File extension -> format, for the formats an extension decides alone.
-EXTENSIONS = {".textgrid": "textgrid", ".ctm": "ctm", ".vtt": "subtitles", ".srt": "subtitles"}
+# File extension -> aligner format, for the formats an extension decides alone (a folder's files).
+EXTENSIONS = {
+    ext: f.name for f in INPUT_FORMATS.values() if f.kind == "aligner" for ext in f.extensions
+}
 # The columns of every partition (what ``frame`` gives), for ``meta``: nothing is read to infer them.
 META = frame([])
 
 
-def partitions(path: str, fmt: str, inp: dict) -> list:
-    """The canonical frames of an alignment in one of ``FORMATS``, as dask delayed objects in input
-    order (one per partition). Building them lists files only; reading happens when they are computed."""
+def partitions(path: str, fmt: str, inp: InputConfig) -> list:
+    """The canonical frames of an alignment in one of the aligner formats (``PARTITIONS``), as dask
+    delayed objects in input order (one per partition). Building them lists files only; reading
+    happens when they are computed."""
+    return PARTITIONS[fmt](path, inp)
+
+
+def _textgrid(path: str, inp: InputConfig) -> list:
     from dask import delayed
 
     part = delayed(_frame_of)
-    if fmt == "textgrid":
-        return [
-            part(textgrid.read_part, files, inp, path if k == 0 else None)
-            for k, files in enumerate(textgrid.parts(path))
-        ]
-    if fmt == "subtitles":
-        return [part(subtitles.read_part, items, inp) for items in subtitles.parts(path, inp)]
-    if fmt == "ctm":
-        hyp = (
-            delayed(ctm.hypothesis)(inp) if inp["ctm"]["hypothesis"] else None
-        )  # read once, for every part
-        return [part(ctm.read_part, files, inp, hyp) for files in ctm.parts(path)]
-    read = {"nemo": manifests.read_nemo_part, "lhotse": manifests.read_lhotse_part}[fmt]
-    out, first, prev = [], 1, None
-    for block in manifests.blocks(
-        path
-    ):  # a block's first line: 1 + the lines of its file's blocks before it
-        first = (
-            1
-            if block.lo == 0
-            else delayed(operator.add)(first, delayed(manifests.count_lines)(prev))
-        )
-        out.append(part(read, block, inp, first))
-        prev = block
-    return out or [part(_no_rows)]
+    return [
+        part(textgrid.read_part, files, inp, path if k == 0 else None)
+        for k, files in enumerate(textgrid.parts(path))
+    ]
+
+
+def _subtitles(path: str, inp: InputConfig) -> list:
+    from dask import delayed
+
+    part = delayed(_frame_of)
+    return [part(subtitles.read_part, items, inp) for items in subtitles.parts(path, inp)]
+
+
+def _ctm(path: str, inp: InputConfig) -> list:
+    from dask import delayed
+
+    part = delayed(_frame_of)
+    hyp = delayed(ctm.hypothesis)(inp) if inp.ctm.hypothesis else None  # read once, for every part
+    return [part(ctm.read_part, files, inp, hyp) for files in ctm.parts(path)]
+
+
+def _manifest(read) -> Callable[[str, InputConfig], list]:
+    def parts(path: str, inp: InputConfig) -> list:
+        from dask import delayed
+
+        part = delayed(_frame_of)
+        out, first, prev = [], 1, None
+        for block in manifests.blocks(path):
+            # a block's first line: 1 + the lines of its file's blocks before it
+            first = (
+                1
+                if block.lo == 0
+                else delayed(operator.add)(first, delayed(manifests.count_lines)(prev))
+            )
+            out.append(part(read, block, inp, first))
+            prev = block
+        return out or [part(_no_rows)]
+
+    return parts
+
+
+# The reader of each aligner format of ``config.INPUT_FORMATS``: (path, input config) -> partitions.
+PARTITIONS: dict[str, Callable[[str, InputConfig], list]] = {
+    "textgrid": _textgrid,
+    "ctm": _ctm,
+    "nemo": _manifest(manifests.read_nemo_part),
+    "lhotse": _manifest(manifests.read_lhotse_part),
+    "subtitles": _subtitles,
+}
 
 
 def _frame_of(read_part, *args) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import fsspec
 import pandas as pd
 
+from ...config import SegmentationConfig
 from ...schema import EXTRA_TABLE_COLUMNS
 from .. import segmentation
 
@@ -77,12 +78,10 @@ def error_row(name: str, err: Malformed, recording=None) -> dict:
 
 
 def segment_rows(
-    recording, units, seg_cfg: dict, *, hyp_units=None, with_words=True, **extra
+    recording, units, seg_cfg: SegmentationConfig, *, hyp_units=None, with_words=True, **extra
 ) -> list[dict]:
     """Timed units of one recording (or one speaker of it) -> one row per segment."""
-    segs = segmentation.segment(
-        segmentation.speech(units), seg_cfg["max_pause"], seg_cfg["max_duration"]
-    )
+    segs = segmentation.segment(segmentation.speech(units), seg_cfg.max_pause, seg_cfg.max_duration)
     hyps = (
         segmentation.overlay(segs, segmentation.speech(hyp_units))
         if hyp_units is not None

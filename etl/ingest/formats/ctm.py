@@ -11,6 +11,7 @@ The hypothesis CTM is read once (``hypothesis``) and handed to every partition.
 
 from __future__ import annotations
 
+from ...config import InputConfig
 from ..segmentation import Unit
 from .common import (
     File,
@@ -76,18 +77,18 @@ def parts(path: str) -> list[list[File]]:
     return groups(list_files(path, EXTENSIONS))
 
 
-def hypothesis(inp: dict) -> dict | None:
+def hypothesis(inp: InputConfig) -> dict | None:
     """{recording: [Unit]} of ``input.ctm.hypothesis``, or None when it is not set."""
-    if not inp["ctm"]["hypothesis"]:
+    if not inp.ctm.hypothesis:
         return None
     hyp_units: dict[str, list] = {}
-    for f in list_files(inp["ctm"]["hypothesis"], EXTENSIONS):
+    for f in list_files(inp.ctm.hypothesis, EXTENSIONS):
         for (rec, _), units in parse(f.url)[0].items():
             hyp_units.setdefault(rec, []).extend(u for u, _ in units)
     return hyp_units
 
 
-def read_part(files: list[File], inp: dict, hyp_units: dict | None) -> list[dict]:
+def read_part(files: list[File], inp: InputConfig, hyp_units: dict | None) -> list[dict]:
     """The rows of one partition's files, in file order."""
     rows: list[dict] = []
     for f in files:
@@ -102,7 +103,7 @@ def read_part(files: list[File], inp: dict, hyp_units: dict | None) -> list[dict
             rows += segment_rows(
                 rec,
                 [u for u, _ in units],
-                inp["segmentation"],
+                inp.segmentation,
                 hyp_units=hyp_units.get(rec) if hyp_units is not None else None,
             )
         rows += [
@@ -113,7 +114,7 @@ def read_part(files: list[File], inp: dict, hyp_units: dict | None) -> list[dict
     return rows
 
 
-def read(path: str, inp: dict) -> list[dict]:
+def read(path: str, inp: InputConfig) -> list[dict]:
     """All rows of ``path`` in one process (what the partitions give, concatenated)."""
     hyp_units = hypothesis(inp)
     return [r for files in parts(path) for r in read_part(files, inp, hyp_units)]

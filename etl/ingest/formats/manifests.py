@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from ...config import InputConfig
 from . import common
 from .common import Malformed, block_lines, error_row, iter_lines, json_record, list_files, row
 
@@ -86,7 +87,7 @@ def relative_recording(audio_filepath: str, audio_root: str | None) -> str:
     return audio_filepath
 
 
-def read_nemo_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]:
+def read_nemo_part(block: Block, inp: InputConfig, first_line: int = 1) -> list[dict]:
     """The rows of one block of a NeMo manifest whose first line is ``first_line`` of its file."""
     rows = []
     for _n, rec in _records(block, first_line, ("audio_filepath", "duration")):
@@ -97,7 +98,7 @@ def read_nemo_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]:
         hyp = rec.get("pred_text")
         rows.append(
             row(
-                relative_recording(str(rec["audio_filepath"]), inp.get("audio")),
+                relative_recording(str(rec["audio_filepath"]), inp.audio),
                 start,
                 _end(start, dur),
                 rec.get("text") or "",
@@ -107,7 +108,7 @@ def read_nemo_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]:
     return rows
 
 
-def read_lhotse_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]:
+def read_lhotse_part(block: Block, inp: InputConfig, first_line: int = 1) -> list[dict]:
     """The rows of one block of lhotse supervisions whose first line is ``first_line`` of its file."""
     rows = []
     for _n, rec in _records(block, first_line, ("recording_id", "start", "duration")):
@@ -129,17 +130,17 @@ def read_lhotse_part(block: Block, inp: dict, first_line: int = 1) -> list[dict]
     return rows
 
 
-def read_nemo(path: str, inp: dict) -> list[dict]:
+def read_nemo(path: str, inp: InputConfig) -> list[dict]:
     """All rows of ``path`` in one process (what the partitions give, concatenated)."""
     return _read_all(read_nemo_part, path, inp)
 
 
-def read_lhotse(path: str, inp: dict) -> list[dict]:
+def read_lhotse(path: str, inp: InputConfig) -> list[dict]:
     """All rows of ``path`` in one process (what the partitions give, concatenated)."""
     return _read_all(read_lhotse_part, path, inp)
 
 
-def _read_all(read_part, path: str, inp: dict) -> list[dict]:
+def _read_all(read_part, path: str, inp: InputConfig) -> list[dict]:
     rows, first = [], 1
     for b in blocks(path):
         first = 1 if b.lo == 0 else first

@@ -20,6 +20,7 @@ import html
 import re
 from dataclasses import dataclass, field
 
+from ...config import InputConfig
 from ...errors import UserError
 from ..segmentation import Unit
 from .common import File, Malformed, error_row, groups, list_files, read_text, segment_rows
@@ -144,12 +145,12 @@ def choose(files: list[File], language: str | None, hyp_language: str | None) ->
     return out
 
 
-def parts(path: str, inp: dict) -> list[list[tuple]]:
+def parts(path: str, inp: InputConfig) -> list[list[tuple]]:
     """(recording, main File, hypothesis File | None) of each recording, grouped into partitions.
     From the listing alone: a recording with several languages and no ``input.subtitles.language``
     is a config error here, before any file is read."""
-    opts = inp["subtitles"]
-    chosen = choose(list_files(path, EXTENSIONS), opts["language"], opts["hypothesis_language"])
+    opts = inp.subtitles
+    chosen = choose(list_files(path, EXTENSIONS), opts.language, opts.hypothesis_language)
     items = [(rec, main, hyp) for rec, (main, hyp) in chosen.items()]
     return groups(items, size=lambda item: item[1].size + (item[2].size if item[2] else 0))
 
@@ -158,9 +159,9 @@ def _read_units(f: File) -> tuple[list[Unit], bool]:
     return units(parse_cues(read_text(f.url), f.name.lower().endswith(".vtt")))
 
 
-def read_part(items: list[tuple], inp: dict) -> list[dict]:
+def read_part(items: list[tuple], inp: InputConfig) -> list[dict]:
     """The rows of one partition's recordings, in order."""
-    opts = inp["subtitles"]
+    opts = inp.subtitles
     rows: list[dict] = []
     for rec, main, hyp in items:
         try:
@@ -169,18 +170,18 @@ def read_part(items: list[tuple], inp: dict) -> list[dict]:
             rows.append(error_row(main.name, e, recording=rec))
             continue
         hyp_units = None
-        if opts["hypothesis_language"]:
+        if opts.hypothesis_language:
             try:
                 hyp_units = _read_units(hyp)[0] if hyp else None
             except Malformed as e:
                 rows.append(error_row(hyp.name, e, recording=rec))
                 continue
         rows += segment_rows(
-            rec, main_units, inp["segmentation"], hyp_units=hyp_units, with_words=timed
+            rec, main_units, inp.segmentation, hyp_units=hyp_units, with_words=timed
         )
     return rows
 
 
-def read(path: str, inp: dict) -> list[dict]:
+def read(path: str, inp: InputConfig) -> list[dict]:
     """All rows of ``path`` in one process (what the partitions give, concatenated)."""
     return [r for items in parts(path, inp) for r in read_part(items, inp)]

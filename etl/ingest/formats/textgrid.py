@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from ...config import InputConfig
 from ...errors import UserError
 from ..segmentation import Unit
 from .common import (
@@ -102,16 +103,16 @@ def speaker_tiers(tiers: list[dict], name: str) -> dict:
     }
 
 
-def _rows_of_file(text: str, rec: str, inp: dict) -> list[dict]:
-    opts = inp["textgrid"]
+def _rows_of_file(text: str, rec: str, inp: InputConfig) -> list[dict]:
+    opts = inp.textgrid
     tiers = parse(text)
-    main = speaker_tiers(tiers, opts["tier"])
+    main = speaker_tiers(tiers, opts.tier)
     if not main:
         raise Malformed(
             None,
-            f"no tier {opts['tier']!r} (tiers: {', '.join(t['name'] for t in tiers) or 'none'})",
+            f"no tier {opts.tier!r} (tiers: {', '.join(t['name'] for t in tiers) or 'none'})",
         )
-    hyp = speaker_tiers(tiers, opts["hypothesis_tier"]) if opts["hypothesis_tier"] else {}
+    hyp = speaker_tiers(tiers, opts.hypothesis_tier) if opts.hypothesis_tier else {}
     hyp_units = [u for entries in hyp.values() for u, _ in entries]
     rows = []
     for spk, entries in main.items():
@@ -119,8 +120,8 @@ def _rows_of_file(text: str, rec: str, inp: dict) -> list[dict]:
         rows += segment_rows(
             rec,
             [u for u, _ in entries],
-            inp["segmentation"],
-            hyp_units=hyp_units if opts["hypothesis_tier"] else None,
+            inp.segmentation,
+            hyp_units=hyp_units if opts.hypothesis_tier else None,
             speaker=spk,
         )
     return rows
@@ -131,7 +132,7 @@ def parts(path: str) -> list[list[File]]:
     return groups(list_files(path, EXTENSIONS))
 
 
-def read_part(files: list[File], inp: dict, first_of: str | None = None) -> list[dict]:
+def read_part(files: list[File], inp: InputConfig, first_of: str | None = None) -> list[dict]:
     """The rows of one partition's files, in file order. ``first_of``: the first partition names the
     alignment path; if none of its files has the tier and no later file has it either, the config
     names a tier that does not exist (a later partition that lacks it says nothing)."""
@@ -155,7 +156,7 @@ def read_part(files: list[File], inp: dict, first_of: str | None = None) -> list
     return rows
 
 
-def _tier_after(path: str, last: File, inp: dict) -> bool:
+def _tier_after(path: str, last: File, inp: InputConfig) -> bool:
     """Whether some file listed after ``last`` is anything but a file without the tier."""
     for f in list_files(path, EXTENSIONS):
         if f.name <= last.name:
@@ -169,7 +170,7 @@ def _tier_after(path: str, last: File, inp: dict) -> bool:
     return False
 
 
-def read(path: str, inp: dict) -> list[dict]:
+def read(path: str, inp: InputConfig) -> list[dict]:
     """All rows of ``path`` in one process (what the partitions give, concatenated)."""
     return [
         r
