@@ -11,6 +11,7 @@ import pytest
 
 from etl.audio import measures
 from etl.commands import plan
+from etl.config import FiltersConfig
 from etl.curate import suspects
 from etl.review import sample
 from etl.schema import REASON, REASONS, REJECT_REASONS, STAGES, reasons_where
@@ -119,11 +120,17 @@ def test_every_reason_given_in_the_code_is_declared_and_every_declared_one_is_gi
     assert set(REASON) - emitted == set(), "declared but never given by any check"
 
 
+def _only(key: str, bound: float) -> FiltersConfig:
+    """The filters with only ``key`` set: the other quality filters off."""
+    off = {"min_rms_db": None, "max_clipped_fraction": None, "max_silence_fraction": None}
+    return FiltersConfig(**{**off, key: bound})
+
+
 @pytest.mark.parametrize("reason", [r for r in REASONS if r.stage == "quality"], ids=str)
 def test_a_quality_reason_is_what_judge_gives_when_its_measure_fails_its_filter(reason):
     ok = {"rms_db": -20.0, "peak_db": -1.0, "clipped_fraction": 0.0, "silence_fraction": 0.0}
     bound = 0.5 if reason.filter.startswith("max_") else -60.0
     worse = bound + 0.1 if reason.filter.startswith("max_") else bound - 10.0
-    verdict = measures.judge({**ok, reason.measure: worse}, {reason.filter: bound})
+    verdict = measures.judge({**ok, reason.measure: worse}, _only(reason.filter, bound))
     assert verdict is not None and verdict[0] == reason.name
-    assert measures.judge(ok, {reason.filter: bound}) is None
+    assert measures.judge(ok, _only(reason.filter, bound)) is None
