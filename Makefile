@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m etl.demo demo/
 
-# ruff (format and lint) first: a formatting slip fails in a second, before the suite's minutes.
+# ruff (format and lint) and mypy first: a formatting slip fails in a second, before the suite's minutes.
 test: lint
 	$(BIN)/python -m pytest -q tests --durations=15
 
@@ -31,6 +31,7 @@ test-fast: lint
 lint: $(STAMP)
 	$(BIN)/ruff format --check etl tests benchmarks examples
 	$(BIN)/ruff check etl tests benchmarks examples
+	$(BIN)/mypy etl
 
 # The fuzzer's long random profile (`make test` runs its short seeded one): random tables through reading,
 # checking and planning. FUZZ_PROFILE=long by default.

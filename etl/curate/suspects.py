@@ -50,10 +50,14 @@ def recording_stats(rows: pd.DataFrame, measured: dict) -> pd.DataFrame:
     fault = rows["reason"].notna() & ~rows["reason"].isin(NOT_FAULTS)
     stats["fault_share"] = fault.groupby(rows["recording"]).mean()
     shares = pd.crosstab(rows["recording"], rows["reason"].fillna("kept"), normalize="index")
-    stats["reject_share"] = [
-        {r: round(float(v), 4) for r, v in shares.loc[rec].items() if v > 0 and r != "kept"}
-        for rec in stats.index
-    ]
+    stats["reject_share"] = pd.Series(
+        [
+            {r: round(float(v), 4) for r, v in shares.loc[rec].items() if v > 0 and r != "kept"}
+            for rec in stats.index
+        ],
+        index=stats.index,
+        dtype=object,
+    )
     m = pd.DataFrame.from_dict(measured, orient="index") if measured else pd.DataFrame()
     for col in ("median_rms_db", "median_silence_fraction", "median_peak_db", "clipped_clips"):
         stats[col] = m[col].reindex(stats.index) if col in m else np.nan

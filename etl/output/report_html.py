@@ -120,7 +120,9 @@ def plot_pieces(fs, root: str) -> list[tuple]:
     files = (
         sorted(fs.glob(storage.join(data_dir, storage.DATA_GLOB))) if fs.exists(data_dir) else []
     )
-    pieces = [(path, split, None) for path in files for split in [storage.split_of(path)] if split]
+    pieces: list[tuple[str, str, int | None]] = [
+        (path, split, None) for path in files for split in [storage.split_of(path)] if split
+    ]
     rej = storage.join(root, storage.REJECTS_FILE)
     if fs.exists(rej):
         with fs.open(rej, "rb") as f:
