@@ -36,7 +36,7 @@ lint: $(STAMP)
 # The fuzzer's long random profile (`make test` runs its short seeded one): random tables through reading,
 # checking and planning. FUZZ_PROFILE=long by default.
 fuzz: $(STAMP)
-	ETL_FUZZ_PROFILE=$${FUZZ_PROFILE:-long} $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+	ETL_FUZZ_PROFILE=$${FUZZ_PROFILE:-long} $(BIN)/python -m pytest -q -p no:cacheprovider tests/ingest/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench

@@ -1,5 +1,5 @@
 """The errors etl raises on purpose. Every one pickles (a value a worker cannot unpickle hangs the
-task that fetched it, dask/distributed#7060; ``tests/test_cluster.py`` checks each class).
+task that fetched it, dask/distributed#7060; ``tests/cluster/test_cluster.py`` checks each class).
 
 - ``UserError``: the user's mistake (config, command line, an unreadable input, a folder in use),
   printed as one line, exit code 2. Raised from every stage.

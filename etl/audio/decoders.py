@@ -272,7 +272,7 @@ def stream_av(
 
 
 # Codecs whose decode, restarted PREROLL_S before a sample, gives that sample bit for bit as a full
-# decode does (tests/test_decoders.py checks it on real files). AAC (priming, edit lists) and Opus
+# decode does (tests/audio/test_decoders.py checks it on real files). AAC (priming, edit lists) and Opus
 # (its state converges but is not exact) are decoded whole, up to the last needed sample.
 SKIPPABLE_CODECS = ("mp3", "mp3float", "mp2", "mp2float", "vorbis")
 PREROLL_S = 0.25  # decoded before a region and thrown away: the codec's and the resampler's warm-up

@@ -21,11 +21,11 @@ import pytest
 
 from etl.config import Config
 
-from .conftest import config_file
+from ..conftest import config_file
 
 pytestmark = pytest.mark.cluster
 
-GOLDEN = pathlib.Path(__file__).parent / "golden"
+GOLDEN = pathlib.Path(__file__).parent.parent / "golden"
 CODES = {"train": "T", "dev": "D", "test": "E", "low_similarity": "L", "_reserve": "R"}
 
 CONFIGS = {

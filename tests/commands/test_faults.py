@@ -203,8 +203,8 @@ def test_a_worker_killed_mid_build_costs_nothing(built, corpus, tmp_path):
     from etl.commands.build import build
     from etl.config import load_config
 
-    from .conftest import write_config
-    from .test_cluster import dask_processes, dataset_content
+    from ..cluster.test_cluster import dask_processes, dataset_content
+    from ..conftest import write_config
 
     out = tmp_path / "out"
     cfg = load_config(write_config(corpus, out))
@@ -252,8 +252,8 @@ def test_workers_paused_for_memory_with_nothing_to_run_stop_the_build_with_one_l
 
     from etl.cli import main
 
-    from .conftest import write_config
-    from .test_cluster import dataset_content
+    from ..cluster.test_cluster import dataset_content
+    from ..conftest import write_config
 
     out = tmp_path / "out"
     cfg = write_config(
@@ -298,7 +298,7 @@ def test_plan_and_sample_on_workers_paused_for_memory_stop_with_the_same_one_lin
 
     from etl.cli import main
 
-    from .conftest import write_config
+    from ..conftest import write_config
 
     cfg = write_config(
         corpus,
@@ -355,8 +355,8 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
     from etl.commands.build import build
     from etl.config import load_config
 
-    from .conftest import write_config
-    from .test_cluster import dataset_content
+    from ..cluster.test_cluster import dataset_content
+    from ..conftest import write_config
 
     out = tmp_path / "out"
     cfg = load_config(

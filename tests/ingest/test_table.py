@@ -23,7 +23,7 @@ from etl.ingest.resolved import resolve_input
 from etl.ingest.rows import check_rows, mark_duplicates
 from etl.testing.reference import read_checked_table
 
-from .conftest import config_file
+from ..conftest import config_file
 
 # The same 4-row table, written in every format. Row 0 has an id that looks like a number and row 1
 # a transcript that pandas would read as missing: both must survive as strings.

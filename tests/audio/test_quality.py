@@ -19,7 +19,7 @@ from etl.config import FiltersConfig, load_config
 from etl.schema import QUALITY_COLUMNS
 from etl.testing.synth import dominant_frequency
 
-from .conftest import read_splits, write_config
+from ..conftest import read_splits, write_config
 
 pytestmark = pytest.mark.cluster
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from .conftest import write_config
+from ..conftest import write_config
 
 pytestmark = pytest.mark.cluster
 

@@ -13,8 +13,8 @@ import s3fs
 from etl.cli import main
 from etl.output import storage
 
-from .conftest import write_config
-from .test_cluster import dataset_content
+from ..cluster.test_cluster import dataset_content
+from ..conftest import write_config
 
 pytestmark = pytest.mark.cluster
 

@@ -8,7 +8,7 @@ import pathlib
 
 from etl.output import storage
 
-ETL = pathlib.Path(__file__).resolve().parent.parent / "etl"
+ETL = pathlib.Path(__file__).resolve().parents[2] / "etl"
 
 
 def _literal_joins() -> list[str]:

@@ -17,8 +17,8 @@ from etl.ingest.formats import subtitles
 from etl.ingest.segmentation import Unit, segment
 from etl.testing.reference import plan_rows, read_checked_table
 
-from . import alignment_writers as w
-from .conftest import RECORDINGS, config_file
+from .. import alignment_writers as w
+from ..conftest import RECORDINGS, config_file
 
 DURATIONS = {os.path.splitext(name)[0]: seconds for name, seconds, *_ in RECORDINGS}
 EXT_OF = {os.path.splitext(name)[0]: os.path.splitext(name)[1] for name, *_ in RECORDINGS}

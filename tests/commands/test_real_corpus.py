@@ -16,7 +16,7 @@ import soundfile as sf
 
 from etl.testing.synth import Segment, dominant_frequency, tone_segments, write_tone_recording
 
-from .conftest import config_file, read_splits
+from ..conftest import config_file, read_splits
 
 pytestmark = pytest.mark.cluster
 

@@ -14,7 +14,7 @@ from etl.review.sample import clip_name, select
 from etl.testing.reference import plan_rows, read_checked_table
 from etl.testing.synth import dominant_frequency
 
-from .conftest import EXPECTED_REJECTS, read_splits, write_config
+from ..conftest import EXPECTED_REJECTS, read_splits, write_config
 
 pytestmark = pytest.mark.cluster
 

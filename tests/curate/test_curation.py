@@ -15,7 +15,7 @@ import soundfile as sf
 from etl.cli import main
 from etl.testing.synth import dominant_frequency
 
-from .conftest import read_splits, write_config
+from ..conftest import read_splits, write_config
 
 pytestmark = pytest.mark.cluster
 

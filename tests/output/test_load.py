@@ -21,7 +21,7 @@ from etl.commands.build import build
 from etl.config import load_config
 from etl.testing.synth import dominant_frequency
 
-from .conftest import write_config
+from ..conftest import write_config
 
 pytestmark = pytest.mark.cluster
 

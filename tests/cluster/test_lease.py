@@ -20,8 +20,8 @@ from etl.cluster.lease import Lease, LeaseHeld
 from etl.commands.build import advance
 from etl.output.storage import LEASE_FILE as LEASE
 
-from .conftest import write_config
-from .test_s3 import s3  # noqa: F401  (the moto S3 server fixture)
+from ..conftest import write_config
+from ..output.test_s3 import s3  # noqa: F401  (the moto S3 server fixture)
 
 pytestmark = pytest.mark.cluster
 

@@ -20,7 +20,7 @@ from etl.config import load_config
 from etl.errors import UserError
 from etl.testing.synth import Segment, dominant_frequency, write_tone_recording
 
-from .conftest import ffmpeg_reference, read_splits, write_config
+from ..conftest import ffmpeg_reference, read_splits, write_config
 
 pytestmark = pytest.mark.cluster
 

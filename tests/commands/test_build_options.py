@@ -18,7 +18,7 @@ from etl.commands.build import build
 from etl.config import load_config
 from etl.testing.synth import dominant_frequency
 
-from .conftest import read_splits, write_config
+from ..conftest import read_splits, write_config
 
 pytestmark = pytest.mark.cluster
 
@@ -289,8 +289,8 @@ def test_a_file_the_table_spells_two_ways_is_decoded_once_and_every_row_gets_its
     """Every other row of each recording names its file with the extension (``mp3_48k_stereo.mp3``), the
     rest without: one file, two spellings (tables merged from two tools). Each file is decoded once, as in
     the reference build (``hours_decoded``), and the dataset is the reference's, row for row and byte for byte."""
-    from .conftest import RECORDINGS
-    from .test_cluster import dataset_content
+    from ..cluster.test_cluster import dataset_content
+    from ..conftest import RECORDINGS
 
     ext = {name.rsplit(".", 1)[0]: name for name, *_ in RECORDINGS}
     rows, n = [], 0

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from etl.testing.synth import dominant_frequency
 
-from .conftest import EXPECTED_REJECTS, ffmpeg_reference, read_splits, write_config
+from ..conftest import EXPECTED_REJECTS, ffmpeg_reference, read_splits, write_config
 
 pytestmark = pytest.mark.cluster
 

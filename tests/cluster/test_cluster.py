@@ -22,7 +22,7 @@ from etl.cluster.session import ClusterSession, slurm_cluster
 from etl.config import DEFAULTS, ClusterConfig, load_config
 from etl.errors import UserError
 
-from .conftest import config_file, write_config
+from ..conftest import config_file, write_config
 
 pytestmark = pytest.mark.cluster
 
@@ -334,7 +334,7 @@ def test_an_unknown_start_method_is_one_clear_error(tmp_path):
 
 
 def test_the_commented_slurm_example_config_is_valid_and_builds_a_job_script():
-    path = os.path.join(os.path.dirname(__file__), "..", "conf", "slurm.yaml")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "slurm.yaml")
     cfg = load_config(path, check_inputs=False)
     assert cfg.cluster.kind == "slurm" and cfg.cluster.jobs >= 1
     cluster = slurm_cluster(

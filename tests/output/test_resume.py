@@ -13,7 +13,7 @@ import pytest
 
 from etl.cli import main
 
-from .conftest import write_config
+from ..conftest import write_config
 
 pytestmark = pytest.mark.cluster
 
