@@ -351,9 +351,12 @@ def test_the_printed_dashboard_link_serves_the_dask_dashboard():
     import urllib.request
 
     from etl.cluster.session import close_client, open_client
+    from etl.config import ClusterConfig
 
     client = open_client(
-        {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": "127.0.0.1:0"}
+        ClusterConfig(
+            n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0", stall_timeout=None
+        )
     )
     try:
         link = client.dashboard_link
