@@ -352,9 +352,12 @@ def test_the_printed_dashboard_link_serves_the_dask_dashboard():
     import urllib.request
 
     from etl.cluster.session import ClusterSession
+    from etl.config import ClusterConfig
 
     with ClusterSession(
-        {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": "127.0.0.1:0"}
+        ClusterConfig(
+            n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0", stall_timeout=None
+        )
     ) as session:
         client = session.client
         link = client.dashboard_link

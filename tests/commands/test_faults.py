@@ -398,7 +398,7 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
 def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
     from etl.cluster.session import ClusterSession
     from etl.commands.build import build
-    from etl.config import load_config
+    from etl.config import ClusterConfig, load_config
     from etl.testing.synth import tone_segments, write_tone_recording
 
     def worker_rss():
@@ -412,7 +412,13 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
         return psutil.Process().memory_info().rss
 
     with ClusterSession(
-        {"n_workers": 1, "threads_per_worker": 1, "dashboard_address": None, "memory_limit": "4GB"}
+        ClusterConfig(
+            n_workers=1,
+            threads_per_worker=1,
+            dashboard_address=None,
+            memory_limit="4GB",
+            stall_timeout=None,
+        )
     ) as _s_probe:
         probe = _s_probe.client
         idle = max(probe.run(worker_rss).values())
