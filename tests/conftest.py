@@ -159,17 +159,24 @@ def read_splits(out, split: str | None = None, columns: list[str] | None = None)
     return pd.concat(frames, ignore_index=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_client():
-    """One LocalCluster with 2 worker processes for the whole session: the tests that run
+    """One LocalCluster with 2 worker processes per test module: the module's tests that run
     ``build(cfg, client=...)`` or planning on a real cluster share it (their own clusters cost
-    seconds each). A test that needs its own cluster (a dying worker, an in-process one for
-    ``memory://``) starts it itself."""
+    seconds each). Per module, not per session: it is the default client while it lives, and a
+    later module's CLI build (with its own environment, e.g. S3 credentials) must not find it. A
+    test that needs its own cluster (a dying worker, an in-process one for ``memory://``) starts
+    it itself."""
     from distributed import Client, LocalCluster
 
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # no dashboard, and the scheduler's HTTP server off 8787 (a test checks that port)
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         ) as cluster,
         Client(cluster) as c,
     ):
