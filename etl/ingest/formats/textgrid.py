@@ -1,7 +1,8 @@
 """Praat TextGrids, one per recording (Montreal Forced Aligner's output): ``<recording>.TextGrid``.
 
-Parsed by praatio (long and short text forms). The intervals of the tier ``input.textgrid.tier``
-(``words``) become segments (``etl.ingest.segmentation``); MFA's multi-speaker files name their tiers
+Read as Praat writes them (UTF-8, or UTF-16 with a BOM: ``read_textgrid``) and parsed by praatio
+(long and short text forms). The intervals of the tier ``input.textgrid.tier`` (``words``) become
+segments (``etl.ingest.segmentation``; pause labels, ``input.silence_labels``, are the gaps); MFA's multi-speaker files name their tiers
 ``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
 names a second tier whose text, laid over each segment, is the hypothesis. A malformed file (or one
 without the tier) is one ``unreadable_alignment`` row naming the file and line; if no file has the
