@@ -2,8 +2,8 @@
 
 Read as Praat writes them (UTF-8, or UTF-16 with a BOM: ``read_textgrid``) and parsed by praatio
 (long and short text forms). The intervals of the tier ``input.textgrid.tier`` (``words``) become
-segments (``etl.ingest.segmentation``; pause labels, ``input.silence_labels``, are the gaps); MFA's multi-speaker files name their tiers
-``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
+segments (``etl.ingest.segmentation``; pause labels, ``input.silence_labels``, are the gaps); MFA's
+multi-speaker files name their tiers ``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
 names a second tier whose text, laid over each segment, is the hypothesis. A malformed file (or one
 without the tier) is one ``unreadable_alignment`` row naming the file and line; if no file has the
 tier, the config names a tier that does not exist: one line, exit 2. Partitions are groups of files
