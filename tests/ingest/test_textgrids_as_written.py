@@ -195,9 +195,9 @@ def test_p2fa_sp_pauses_are_no_words_and_the_list_is_configurable(tmp_path):
     """FAVE's `sp STATUTE sp`: one clip of the word alone; with no pause labels, the old behaviour
     (a 4.5 s clip opening with 1.1 s of `sp`), so the key is what decides."""
     tg = {"BREY00538.TextGrid": (DATA / "BREY00538.TextGrid").read_bytes()}
-    _, df = _corpus(tmp_path / "a", tg, textgrid={"tier": "word"})
-    assert [(r.start, r.end, r.text_raw) for r in df.itertuples()] == [
-        (1.10752834467, 1.89573696145, "STATUTE")
+    _, df = _corpus(tmp_path / "a", tg, textgrid={"tier": "word", "hypothesis_tier": "phone"})
+    assert [(r.start, r.end, r.text_raw, r.hypothesis) for r in df.itertuples()] == [
+        (1.10752834467, 1.89573696145, "STATUTE", "S T AE1 CH UW0 T")  # a hypothesis: no `sp`
     ]
     _, df = _corpus(tmp_path / "b", tg, textgrid={"tier": "word"}, silence_labels=[])
     assert [(r.start, r.end, r.text_raw) for r in df.itertuples()] == [
