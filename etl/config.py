@@ -115,6 +115,25 @@ class SubtitlesConfig:
     hypothesis_language: str | None = None
 
 
+# Labels that mark a pause or noise, not speech, in aligner output (P2FA/FAVE `sp`, HTK/Kaldi `sil`
+# `!sil` `<eps>` `<sil>`, MFA `spn` `<unk>`, CMU Sphinx `{SL}`, NeMo/ESPnet `<b>` `<s>` `</s>`): the
+# default of ``input.silence_labels``. Matched case-insensitively after strip; a blank label always is one.
+SILENCE_LABELS = (
+    "sp",
+    "sil",
+    "!sil",
+    "<sil>",
+    "<silence>",
+    "{SL}",
+    "<eps>",
+    "spn",
+    "<unk>",
+    "<b>",
+    "<s>",
+    "</s>",
+)
+
+
 @dataclass(frozen=True)
 class InputConfig:
     alignment: str = "alignment.json"
@@ -127,6 +146,7 @@ class InputConfig:
     textgrid: TextGridConfig = _default(TextGridConfig)
     ctm: CtmConfig = _default(CtmConfig)
     subtitles: SubtitlesConfig = _default(SubtitlesConfig)
+    silence_labels: list[str] = field(default_factory=lambda: list(SILENCE_LABELS))
 
 
 @dataclass(frozen=True)
@@ -430,6 +450,9 @@ def _check_values(cfg: Config) -> None:
         raise UserError("config key 'input.segmentation.max_pause' must be >= 0")
     if cfg.input.segmentation.max_duration <= 0:
         raise UserError("config key 'input.segmentation.max_duration' must be positive")
+    bad = [x for x in cfg.input.silence_labels if not isinstance(x, str)]
+    if bad:
+        raise UserError(f"config key 'input.silence_labels' must list strings, got {bad[0]!r}")
     if cfg.output.shard_hours <= 0:
         raise UserError("config key 'output.shard_hours' must be positive")
     if cfg.splits.dev_size < 0:

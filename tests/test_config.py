@@ -159,6 +159,7 @@ def test_unknown_key_error_lists_the_known_keys_of_its_section(tmp_path):
         ({"audio": {"sampling_rate": 16000.0}}, "audio.sampling_rate"),
         ({"cluster": {"n_workers": "4"}}, "cluster.n_workers"),
         ({"filters": 0.8}, "filters"),  # a section must be a mapping
+        ({"input": {"silence_labels": "sp"}}, "input.silence_labels"),  # a list, not one label
         ({"input": {"columns": ["id"]}}, "input.columns"),
     ],
 )
@@ -183,6 +184,7 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, doc, key):
         ({"input": {"id_template": "{recording}_{speaker}"}}, "input.id_template"),
         ({"input": {"id_template": "{start:.1q}"}}, "input.id_template"),
         ({"splits": {"by": "language"}}, "splits.by"),
+        ({"input": {"silence_labels": ["sp", 3]}}, "input.silence_labels"),
         (
             {"input": {"recording_pattern": "\\[(?P<id>[a-z]+"}},
             "input.recording_pattern",

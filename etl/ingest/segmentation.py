@@ -7,10 +7,10 @@ segment never starts or ends inside a word.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-# Unit texts that mark silence in aligner output (Kaldi <eps>, MFA/NFA blanks), not speech.
-SILENCE = frozenset({"", "<eps>", "<sil>", "sil", "!sil", "<b>", "<s>", "</s>", "<silence>"})
+from ..config import SILENCE_LABELS
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,18 @@ class Segment:
         ]
 
 
-def speech(units) -> list[Unit]:
-    """The units that are speech (silence markers dropped), in time order."""
-    return sorted(
-        (u for u in units if u.text.strip().lower() not in SILENCE), key=lambda u: (u.start, u.end)
-    )
+def pause_test(labels: Iterable[str] = SILENCE_LABELS):
+    """Whether a unit's text marks a pause: blank, or one of ``labels`` (``input.silence_labels``),
+    compared case-insensitively after strip."""
+    known = frozenset(x.strip().casefold() for x in labels)
+    return lambda text: not text.strip() or text.strip().casefold() in known
+
+
+def speech(units, labels: Iterable[str] = SILENCE_LABELS) -> list[Unit]:
+    """The units that are speech, in time order: pause and noise labels dropped, so the time they
+    held is a gap between the words around them (``segment`` breaks there at ``max_pause``)."""
+    is_pause = pause_test(labels)
+    return sorted((u for u in units if not is_pause(u.text)), key=lambda u: (u.start, u.end))
 
 
 def segment(units, max_pause: float = 0.5, max_duration: float = 20.0) -> list[Segment]:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import fsspec
 import pandas as pd
 
-from ...config import SegmentationConfig
+from ...config import InputConfig
 from ...schema import EXTRA_TABLE_COLUMNS
 from .. import segmentation
 
@@ -78,12 +78,16 @@ def error_row(name: str, err: Malformed, recording=None) -> dict:
 
 
 def segment_rows(
-    recording, units, seg_cfg: SegmentationConfig, *, hyp_units=None, with_words=True, **extra
+    recording, units, inp: InputConfig, *, hyp_units=None, with_words=True, **extra
 ) -> list[dict]:
-    """Timed units of one recording (or one speaker of it) -> one row per segment."""
-    segs = segmentation.segment(segmentation.speech(units), seg_cfg.max_pause, seg_cfg.max_duration)
+    """Timed units of one recording (or one speaker of it) -> one row per segment. Units whose text
+    is a pause label (``input.silence_labels``, or blank) are no words: they are the pauses."""
+    seg_cfg, labels = inp.segmentation, inp.silence_labels
+    segs = segmentation.segment(
+        segmentation.speech(units, labels), seg_cfg.max_pause, seg_cfg.max_duration
+    )
     hyps = (
-        segmentation.overlay(segs, segmentation.speech(hyp_units))
+        segmentation.overlay(segs, segmentation.speech(hyp_units, labels))
         if hyp_units is not None
         else [None] * len(segs)
     )

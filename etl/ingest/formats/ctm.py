@@ -103,7 +103,7 @@ def read_part(files: list[File], inp: InputConfig, hyp_units: dict | None) -> li
             rows += segment_rows(
                 rec,
                 [u for u, _ in units],
-                inp.segmentation,
+                inp,
                 hyp_units=hyp_units.get(rec) if hyp_units is not None else None,
             )
         rows += [

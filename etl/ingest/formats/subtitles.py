@@ -176,9 +176,7 @@ def read_part(items: list[tuple], inp: InputConfig) -> list[dict]:
             except Malformed as e:
                 rows.append(error_row(hyp.name, e, recording=rec))
                 continue
-        rows += segment_rows(
-            rec, main_units, inp.segmentation, hyp_units=hyp_units, with_words=timed
-        )
+        rows += segment_rows(rec, main_units, inp, hyp_units=hyp_units, with_words=timed)
     return rows
 
 

@@ -1,8 +1,9 @@
 """Praat TextGrids, one per recording (Montreal Forced Aligner's output): ``<recording>.TextGrid``.
 
-Parsed by praatio (long and short text forms). The intervals of the tier ``input.textgrid.tier``
-(``words``) become segments (``etl.ingest.segmentation``); MFA's multi-speaker files name their tiers
-``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
+Read as Praat writes them (UTF-8, or UTF-16 with a BOM: ``read_textgrid``) and parsed by praatio
+(long and short text forms). The intervals of the tier ``input.textgrid.tier`` (``words``) become
+segments (``etl.ingest.segmentation``; pause labels, ``input.silence_labels``, are the gaps); MFA's
+multi-speaker files name their tiers ``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
 names a second tier whose text, laid over each segment, is the hypothesis. A malformed file (or one
 without the tier) is one ``unreadable_alignment`` row naming the file and line; if no file has the
 tier, the config names a tier that does not exist: one line, exit 2. Partitions are groups of files
@@ -11,7 +12,10 @@ tier, the config names a tier that does not exist: one line, exit 2. Partitions 
 
 from __future__ import annotations
 
+import codecs
 import re
+
+import fsspec
 
 from ...config import InputConfig
 from ...errors import UserError
@@ -23,7 +27,6 @@ from .common import (
     error_row,
     groups,
     list_files,
-    read_text,
     segment_rows,
 )
 
@@ -31,6 +34,22 @@ EXTENSIONS = (".textgrid",)
 _ENTRY = re.compile(r"^\s*(?:intervals|points)\s*\[\d+\]\s*:?\s*$")
 _ITEM = re.compile(r"^\s*item\s*\[\d+\]\s*:?\s*$")
 _FIELD = re.compile(r"^\s*(xmin|xmax|number|time)\s*=\s*(\S*)\s*$")
+
+
+def read_textgrid(url: str) -> str:
+    """A TextGrid's text as Praat writes it: UTF-16 with a byte order mark (either order; Praat's
+    choice when a label is not ASCII), else UTF-8 (a BOM ignored). Anything else is malformed."""
+    with fsspec.open(url, "rb", compression="infer") as f:
+        data = f.read()
+    utf16 = data.startswith((codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE))
+    try:
+        return data.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as e:
+        if utf16:  # what precedes the bad code unit decodes: count its lines
+            line = data[: e.start - e.start % 2].decode("utf-16").count("\n") + 1
+            raise Malformed(line, "not UTF-16 text (the file starts with a UTF-16 BOM)") from None
+        line = data[: e.start].count(b"\n") + 1
+        raise Malformed(line, "not UTF-8 or UTF-16 text") from None
 
 
 def _entry_lines(text: str) -> list[list[int]]:
@@ -92,9 +111,14 @@ def speaker_tiers(tiers: list[dict], name: str) -> dict:
     out: dict = {}
     for t in tiers:
         if t["name"] == name:
-            out[None] = t
+            spk = None
         elif t["name"].endswith(" - " + name):
-            out[t["name"][: -len(" - " + name)]] = t
+            spk = t["name"][: -len(" - " + name)]
+        else:
+            continue
+        if spk in out:  # which one holds the words? (praatio's openTextgrid refuses it too)
+            raise Malformed(None, f"two tiers are named {t['name']!r}")
+        out[spk] = t
     for _spk, t in out.items():
         if t["class"] != "IntervalTier":
             raise Malformed(None, f"tier {t['name']!r} is a point tier, not an interval tier")
@@ -120,7 +144,7 @@ def _rows_of_file(text: str, rec: str, inp: InputConfig) -> list[dict]:
         rows += segment_rows(
             rec,
             [u for u, _ in entries],
-            inp.segmentation,
+            inp,
             hyp_units=hyp_units if opts.hypothesis_tier else None,
             speaker=spk,
         )
@@ -141,7 +165,7 @@ def read_part(files: list[File], inp: InputConfig, first_of: str | None = None) 
     for f in files:
         rec = f.name.rsplit(".", 1)[0]
         try:
-            rows += _rows_of_file(read_text(f.url), rec, inp)
+            rows += _rows_of_file(read_textgrid(f.url), rec, inp)
         except Malformed as e:
             if e.message.startswith("no tier "):
                 no_tier.append((f.name, e.message))
@@ -162,7 +186,7 @@ def _tier_after(path: str, last: File, inp: InputConfig) -> bool:
         if f.name <= last.name:
             continue
         try:
-            _rows_of_file(read_text(f.url), f.name.rsplit(".", 1)[0], inp)
+            _rows_of_file(read_textgrid(f.url), f.name.rsplit(".", 1)[0], inp)
             return True
         except Malformed as e:
             if not e.message.startswith("no tier "):
