@@ -19,6 +19,7 @@ from etl.ingest.formats.common import File
 from etl.ingest.formats.cues import parse_cues
 from etl.ingest.formats.decode import decode
 from etl.ingest.segmentation import speech
+from etl.schema import ENCODING
 
 DATA = Path(__file__).parent.parent / "data" / "subtitles"
 FILES = sorted(p.name for p in DATA.iterdir() if p.suffix in (".vtt", ".srt"))
@@ -201,3 +202,58 @@ def test_subtitles_in_other_encodings_are_decoded_and_the_encoding_is_told(
         assert [u.text for u in got.units] == ["你好，欢迎收看新闻联播。", "今天天气很好。"]
     else:
         assert got.units == _ours(DATA / name)[0].units
+
+
+@pytest.mark.cluster
+def test_a_build_reports_the_encodings_its_subtitles_were_decoded_from(corpus, tmp_path, capfd):
+    """A real build of SRTs in UTF-8, UTF-16 (BOM) and cp1250: every cue is a clip, and report.json
+    and the summary say which encodings were read."""
+    import json
+
+    from etl.cli import main
+
+    from .. import alignment_writers as w
+    from ..conftest import config_file
+    from .test_formats import _segments
+
+    segs = _segments(corpus)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    recs = sorted({s[0] for s in segs})
+    for k, rec in enumerate(recs):
+        w.srt(subs / f"{rec}.srt", [s for s in segs if s[0] == rec])
+        text = (subs / f"{rec}.srt").read_text(encoding="utf-8")
+        encoding = {0: "utf-16", 1: "cp1250"}.get(k, "utf-8")
+        (subs / f"{rec}.srt").write_bytes(text.encode(encoding))
+    cfg = {
+        "input": {"alignment": str(subs), "audio": str(corpus["root"] / "audio")},
+        "output": {"path": str(tmp_path / "out"), "shard_hours": 0.01},
+        "splits": {"dev_size": 3},
+        "cluster": {"n_workers": 1, "dashboard_address": None},
+    }
+    config_file(tmp_path, cfg, "b.yaml")
+    assert main(["build", str(tmp_path / "b.yaml")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["rows_in"] == report["rows_out"] == len(segs)
+    found = report["alignment_encodings"]
+    assert found.pop("utf-16-le") == 1 and found.pop("utf-8") == len(recs) - 2
+    assert list(found.values()) == [1]  # cp1250 text: the legacy code page charset-normalizer names
+    assert "alignment files by encoding: " in capfd.readouterr().out
+
+
+def test_input_subtitles_encoding_reads_a_short_file_detection_would_misname(tmp_path):
+    from etl.config import SubtitlesConfig, load_config
+    from etl.errors import UserError
+
+    text = "1\n00:00:01,000 --> 00:00:02,000\n句子 1\n"
+    path = tmp_path / "short.srt"
+    path.write_bytes(text.encode("gb2312"))
+    assert decode(path.read_bytes())[1] != "gb2312"  # too little text to tell GB2312 apart
+    inp = InputConfig(subtitles=SubtitlesConfig(encoding="gb2312"))
+    rows = subtitles.read(str(path), inp)
+    assert [r["text"] for r in rows] == ["句子 1"] and rows[0][ENCODING] == ("gb2312",)
+    path.write_bytes("1\n00:00:01,000 --> 00:00:02,000\n€\n".encode("cp1252"))
+    (bad,) = subtitles.read(str(path), inp)
+    assert bad["alignment_error"] == "short.srt line 3: not gb2312 text (input.subtitles.encoding)"
+    with pytest.raises(UserError, match="'input.subtitles.encoding': 'klingon' is not an encoding"):
+        load_config(None, ["input.subtitles.encoding=klingon"], check_inputs=False)

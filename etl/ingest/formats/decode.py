@@ -22,8 +22,16 @@ BOMS = (
 )
 
 
-def decode(data: bytes) -> tuple[str, str]:
-    """(text, encoding) of a whole file's bytes; Malformed when no encoding reads them."""
+def decode(data: bytes, encoding: str | None = None) -> tuple[str, str]:
+    """(text, encoding) of a whole file's bytes; Malformed when no encoding reads them. With
+    ``encoding`` (``input.subtitles.encoding``), that one, after a BOM of its own."""
+    if encoding is not None:
+        name = codecs.lookup(encoding).name
+        try:
+            return data.decode("utf-8-sig" if name == "utf-8" else name), name
+        except UnicodeDecodeError as e:
+            line = data[: e.start].count(b"\n") + 1
+            raise Malformed(line, f"not {encoding} text (input.subtitles.encoding)") from None
     for bom, name in BOMS:
         if data.startswith(bom):
             try:
@@ -40,7 +48,7 @@ def decode(data: bytes) -> tuple[str, str]:
     return str(best), codecs.lookup(best.encoding).name
 
 
-def read_decoded(url: str) -> tuple[str, str]:
+def read_decoded(url: str, encoding: str | None = None) -> tuple[str, str]:
     """A whole (possibly compressed) text file, decoded: (text, encoding)."""
     with fsspec.open(url, "rb", compression="infer") as f:
-        return decode(f.read())
+        return decode(f.read(), encoding)

@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 from ...config import InputConfig
 from ...errors import UserError
+from ...schema import ENCODING
 from ..segmentation import Unit
 from .common import File, Malformed, error_row, groups, list_files, segment_rows
 from .cues import Cue, parse_cues, seconds
@@ -139,9 +140,10 @@ class Read(NamedTuple):
     encoding: str
 
 
-def read_file(f: File) -> Read:
-    """A subtitle file decoded and parsed; Malformed when it cannot be read at all."""
-    text, encoding = read_decoded(f.url)
+def read_file(f: File, encoding: str | None = None) -> Read:
+    """A subtitle file decoded (in ``encoding`` if given) and parsed; Malformed when it cannot be
+    read at all."""
+    text, encoding = read_decoded(f.url, encoding)
     cues, bad = parse_cues(text, f.name.lower().endswith(".vtt"))
     speech, timed = units(cues)
     return Read(speech, timed, bad, encoding)
@@ -149,14 +151,16 @@ def read_file(f: File) -> Read:
 
 def read_part(items: list[tuple], inp: InputConfig) -> list[dict]:
     """The rows of one partition's recordings, in order: each recording's segments, then one
-    ``unreadable_alignment`` row per malformed cue (or per file that cannot be read)."""
+    ``unreadable_alignment`` row per malformed cue (or per file that cannot be read). A
+    recording's first row holds the encodings of its files (``schema.ENCODING``)."""
     rows: list[dict] = []
     for rec, main, hyp in items:
+        first = len(rows)
         files = [main] + ([hyp] if inp.subtitles.hypothesis_language and hyp else [])
         got: list[Read] = []
         for f in files:
             try:
-                got.append(read_file(f))
+                got.append(read_file(f, inp.subtitles.encoding))
             except Malformed as e:
                 rows.append(error_row(f.name, e, recording=rec))
                 break
@@ -166,6 +170,8 @@ def read_part(items: list[tuple], inp: InputConfig) -> list[dict]:
                 rec, got[0].units, inp.segmentation, hyp_units=hyp_units, with_words=got[0].timed
             )
         rows += [error_row(f.name, e, recording=rec) for f, r in zip(files, got) for e in r.bad]
+        if got and len(rows) > first:  # the encodings of the files read, on their first row
+            rows[first][ENCODING] = tuple(r.encoding for r in got)
     return rows
 
 
