@@ -257,3 +257,15 @@ def test_input_subtitles_encoding_reads_a_short_file_detection_would_misname(tmp
     assert bad["alignment_error"] == "short.srt line 3: not gb2312 text (input.subtitles.encoding)"
     with pytest.raises(UserError, match="'input.subtitles.encoding': 'klingon' is not an encoding"):
         load_config(None, ["input.subtitles.encoding=klingon"], check_inputs=False)
+
+
+def test_rolling_captions_whose_lines_of_one_space_were_stripped_still_say_each_word_once():
+    text = (DATA / "rolling_twice.en.vtt").read_text(encoding="utf-8")
+    stripped = "\n".join(line.rstrip() for line in text.split("\n"))
+    cues, bad = parse_cues(stripped, vtt=True)
+    got, _ = subtitles.units(cues)
+    assert " ".join(u.text for u in got) == "india juliet kilo lima india juliet kilo lima [Music]"
+    # the first cue's empty top line ends it: its words are text outside any cue, one reject
+    assert [(b.line, b.message.split(":")[0]) for b in bad] == [
+        (7, "text outside any cue (no timing line)")
+    ]

@@ -11,7 +11,7 @@ word by word (inline times), and scroll it up into the next cue's top row; a 10-
 the finished line above an empty one. A file is rolling captions when its cues carry those inline
 word times (``<00:00:01.234><c>``), decided per file. There each cue's words are its bottom line's:
 spoken from the cue's start and the inline times on; the lines above it were spoken in the cues
-before. Nothing is dropped by comparing texts, so a phrase said twice is kept twice; every other
+before, and a hold cue (under ``HOLD_SECONDS``) holds no new speech. Nothing is dropped by comparing texts, so a phrase said twice is kept twice; every other
 file keeps every line of every cue (two speakers saying the same line keep both).
 
 A malformed cue is one ``unreadable_alignment`` row naming the file and line, and the file's other
@@ -44,6 +44,7 @@ EXTENSIONS = (".vtt", ".srt")
 _INLINE = re.compile(r"<((?:\d+:)?\d{2}:\d{2}\.\d{3})>")
 _ROLLING = re.compile(r"<(?:\d+:)?\d{2}:\d{2}\.\d{3}><c>")  # YouTube's timed words
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")
+HOLD_SECONDS = 0.05  # YouTube's hold cues last 10 ms; a cue that types words lasts far longer
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 __all__ = ["Cue", "parse_cues", "units", "is_rolling", "read", "read_part", "parts"]
@@ -78,7 +79,7 @@ def units(cues: list[Cue], rolling: bool | None = None) -> tuple[list[Unit], boo
     timed = False
     for cue in cues:
         plain = []
-        for line in cue.lines[-1:] if rolling else cue.lines:
+        for line in _speech_lines(cue, rolling):
             if _INLINE.search(line):
                 out += _timed_words(line, cue)
                 timed = True
@@ -87,6 +88,16 @@ def units(cues: list[Cue], rolling: bool | None = None) -> tuple[list[Unit], boo
         if plain:
             out.append(Unit(" ".join(plain), cue.start, cue.end))
     return out, timed
+
+
+def _speech_lines(cue: Cue, rolling: bool) -> list[str]:
+    """A cue's lines that hold speech: all of them, or in rolling captions the bottom one, unless
+    the cue is one of YouTube's hold cues (shorter than ``HOLD_SECONDS``: the finished line shown
+    alone, its words already timed in the cue before; a file whose lines of one space were
+    stripped shows it as the bottom line)."""
+    if not rolling:
+        return cue.lines
+    return [] if cue.end - cue.start < HOLD_SECONDS else cue.lines[-1:]
 
 
 def split_name(name: str) -> tuple[str, str | None]:
