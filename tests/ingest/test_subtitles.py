@@ -264,8 +264,8 @@ def test_rolling_captions_whose_lines_of_one_space_were_stripped_still_say_each_
     stripped = "\n".join(line.rstrip() for line in text.split("\n"))
     cues, bad = parse_cues(stripped, vtt=True)
     got, _ = subtitles.units(cues)
-    assert " ".join(u.text for u in got) == "india juliet kilo lima india juliet kilo lima [Music]"
-    # the first cue's empty top line ends it: its words are text outside any cue, one reject
-    assert [(b.line, b.message.split(":")[0]) for b in bad] == [
-        (7, "text outside any cue (no timing line)")
-    ]
+    # the first cue's empty top line ends it by the rules; its timed words are still its own
+    assert bad == [] and " ".join(u.text for u in got) == (
+        "alpha bravo charlie delta india juliet kilo lima india juliet kilo lima [Music]"
+    )
+    assert [(u.start, u.end) for u in got if u.text == "india"] == [(2.36, 2.52), (4.279, 4.52)]

@@ -8,6 +8,9 @@ them (https://www.w3.org/TR/webvtt1/#file-parsing):
 - a block's timing is its first or second line; a line before it is the cue's identifier;
 - WebVTT's header (``WEBVTT`` and the lines after it), ``NOTE``, ``STYLE`` and ``REGION`` blocks,
   and blocks before the first cue hold no cues;
+- one departure: a block of YouTube's timed words (``<00:00:01.234><c>``) right after a cue with no
+  text is that cue's bottom line (YouTube writes a line of one space above it, which some tools
+  strip; the rules would drop the words);
 - timestamps are ``[h:]mm:ss.ttt`` (``,`` too), and the short forms other tools write
   (``0:01.5``, ``00:0.120``).
 
@@ -29,6 +32,7 @@ _STAMP = re.compile(rf"^{_TIME}$")
 _ARROW = re.compile(r"-->|^\s*\d[\d:.,]*\s*-+>")  # a timing line, well-formed or not
 _NOT_CUES = re.compile(r"^(?:NOTE|STYLE|REGION)(?:[ \t]|$)")
 _INDEX = re.compile(r"^\s*\d+\s*$")
+YOUTUBE_WORDS = re.compile(r"<(?:\d+:)?\d{2}:\d{2}\.\d{3}><c>")  # YouTube's timed words
 
 
 @dataclass
@@ -112,8 +116,13 @@ def parse_cues(text: str, vtt: bool) -> tuple[list[Cue], list[Malformed]]:
     lines = split_lines(text)
     cues: list[Cue] = []
     bad: list[Malformed] = []
+    empty: Cue | None = None  # the cue of the block before, if it had no text
     for block in blocks(lines, _header_end(lines) if vtt else 0, vtt):
         got = _cue(block)
+        if got is None and empty is not None and YOUTUBE_WORDS.search(block[0][1]):
+            empty.lines = ["", *(line for _, line in block)]  # its line of one space was stripped
+            continue
+        empty = got if isinstance(got, Cue) and not got.lines else None
         if isinstance(got, Cue):
             cues.append(got)
             if not vtt and got.identifier is not None and not _INDEX.match(got.identifier):

@@ -37,12 +37,11 @@ from ...errors import UserError
 from ...schema import ENCODING
 from ..segmentation import Unit
 from .common import File, Malformed, error_row, groups, list_files, segment_rows
-from .cues import Cue, parse_cues, seconds
+from .cues import YOUTUBE_WORDS, Cue, parse_cues, seconds
 from .decode import read_decoded
 
 EXTENSIONS = (".vtt", ".srt")
 _INLINE = re.compile(r"<((?:\d+:)?\d{2}:\d{2}\.\d{3})>")
-_ROLLING = re.compile(r"<(?:\d+:)?\d{2}:\d{2}\.\d{3}><c>")  # YouTube's timed words
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")
 HOLD_SECONDS = 0.05  # YouTube's hold cues last 10 ms; a cue that types words lasts far longer
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -66,7 +65,9 @@ def _timed_words(line: str, cue: Cue) -> list[Unit]:
 def is_rolling(cues: list[Cue]) -> bool:
     """Whether a file is YouTube's rolling captions: its cues carry YouTube's inline word times
     (``<00:00:01.234><c>``), each on its cue's bottom line alone."""
-    timed = [(k, cue) for cue in cues for k, line in enumerate(cue.lines) if _ROLLING.search(line)]
+    timed = [
+        (k, cue) for cue in cues for k, line in enumerate(cue.lines) if YOUTUBE_WORDS.search(line)
+    ]
     return bool(timed) and all(k == len(cue.lines) - 1 for k, cue in timed)
 
 
