@@ -20,6 +20,10 @@ def _summary(report: Report, out: str) -> str:
     for r, n in report["rejects"].items():
         if n:
             lines.append(f"  rejected {r:<20} {n:>8}")
+    if set(report.get("alignment_encodings") or {}) - {"utf-8"}:  # a file was not UTF-8
+        from .commands.plan import format_encodings
+
+        lines.append(f"  {format_encodings(report['alignment_encodings'])}")
     t = report["timings"]
     if not report.get("up_to_date"):
         lines.append(

@@ -12,6 +12,7 @@ The input formats (``input.format``) are the registry ``INPUT_FORMATS``: one ent
 
 from __future__ import annotations
 
+import codecs
 import copy
 import dataclasses
 import os
@@ -113,6 +114,9 @@ class CtmConfig:
 class SubtitlesConfig:
     language: str | None = None
     hypothesis_language: str | None = None
+    # the files' encoding (a Python codec name: gb2312, cp1252 …); None: a BOM's, else UTF-8, else
+    # the one charset-normalizer finds (which may misname a short file's)
+    encoding: str | None = None
 
 
 # Labels that mark a pause or noise, not speech, in aligner output (P2FA/FAVE `sp`, HTK/Kaldi `sil`
@@ -441,6 +445,16 @@ def _resolve(base_dir: str, value: str) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
+def _check_encoding(name: str | None) -> None:
+    try:
+        if name is not None:
+            codecs.lookup(name)
+    except LookupError:
+        raise UserError(
+            f"config key 'input.subtitles.encoding': {name!r} is not an encoding Python knows"
+        ) from None
+
+
 def _check_values(cfg: Config) -> None:
     if cfg.audio.sampling_rate <= 0:
         raise UserError("config key 'audio.sampling_rate' must be positive")
@@ -465,6 +479,7 @@ def _check_values(cfg: Config) -> None:
         if value is not None and value < 0:
             raise UserError(f"config key '{key}' must be >= 0")
     _check_quality_filters(cfg.filters)
+    _check_encoding(cfg.input.subtitles.encoding)
     if cfg.cluster.n_workers is not None and cfg.cluster.n_workers < 1:
         raise UserError("config key 'cluster.n_workers' must be >= 1")
     if cfg.cluster.threads_per_worker < 1:

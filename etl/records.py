@@ -133,6 +133,7 @@ class Report(TypedDict):
     invisible_characters: dict
     selection: dict  # what test_ids / exclude_ids / the previous dev matched
     listing: dict  # how table and audio folder fit
+    alignment_encodings: dict  # alignment files read per encoding they were decoded from
     fingerprint: str
     content_hash: str
     vocab: dict

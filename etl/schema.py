@@ -97,6 +97,10 @@ JSON_KEY = SCRATCH + "key"  # a JSON document keyed by id: the key (``ingest.tab
 # a malformed jsonl line: its ``unreadable_alignment`` detail and its id (``ingest.table``)
 BAD_LINE = SCRATCH + "alignment_error"
 BAD_LINE_ID = SCRATCH + "alignment_error_id"
+# an alignment reader's row: the encoding its file was decoded from, on the file's first row only
+# (``ingest.formats``); ``planning.worker.check_part`` counts them (report.json's
+# ``alignment_encodings``) and ``ingest.table.canonical`` leaves the column behind
+ENCODING = SCRATCH + "encoding"
 # planning.worker, from the units pass to the labels: the unit's seeded hash, eligible for a split,
 # a listed test row, in the pool dev / reserve / train are drawn from
 HASH = SCRATCH + "hash"

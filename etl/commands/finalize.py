@@ -209,6 +209,7 @@ def _report(
         },  # expected {}
         "selection": planned.selection,  # what test_ids / exclude_ids / the previous dev matched
         "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
+        "alignment_encodings": planned.encodings,  # subtitle files read per encoding: {"utf-8": n, ...}
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {

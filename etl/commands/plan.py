@@ -62,6 +62,7 @@ def plan_summary(cfg: Config, planned) -> dict:
         "selection": planned.selection,
         "listing": planned.listing,
         "ids_from_template": planned.ids_from_template,
+        "alignment_encodings": planned.encodings,
     }
 
 
@@ -123,9 +124,16 @@ def format_plan(p: dict) -> str:
         lines.append(
             f"rows without a speaker, placed by recording: {sel['by_speaker']['rows_without_speaker']:,}"
         )
+    if set(p.get("alignment_encodings") or {}) - {"utf-8"}:
+        lines.append(format_encodings(p["alignment_encodings"]))
     if p.get("listing"):
         lines += format_listing_summary(p["listing"])
     return "\n".join(lines)
+
+
+def format_encodings(encodings: dict) -> str:
+    """One line: the alignment files read per encoding."""
+    return "alignment files by encoding: " + ", ".join(f"{e} {n:,}" for e, n in encodings.items())
 
 
 def plan_json(p: dict) -> str:

@@ -71,6 +71,7 @@ class PlannedTable:
     ids_from_template: int = (
         0  # rows of a table with ids whose own id was missing (null, NaN, empty)
     )
+    encodings: dict = field(default_factory=dict)  # alignment files decoded per encoding
     input: ResolvedInput | None = None  # the input as planning read it
     shape: DatasetShape = DatasetShape()  # the dataset's optional columns
 
@@ -83,6 +84,7 @@ class CheckedTable(NamedTuple):
     lengths: list[int]  # rows of each
     has_id: bool
     repeated: np.ndarray  # the hashes of the ids that repeat
+    encodings: dict  # alignment files decoded per encoding (report.json's alignment_encodings)
 
 
 class JoinedTable(NamedTuple):
@@ -129,13 +131,23 @@ def read_checked(client, cfg: Config, resolved: ResolvedInput) -> CheckedTable:
         )
         parts, lengths = _field(client, checked, "rows"), _field(client, checked, "n")
         root = _tree(client, merge_hashes, _field(client, checked, "id_hashes"))
+        encodings = client.submit(_add_counts, *_field(client, checked, "encodings"))
         try:
-            *lengths, dup = client.gather(
-                lengths + [client.submit(operator.attrgetter("repeated"), root)]
+            *lengths, dup, encodings = client.gather(
+                lengths + [client.submit(operator.attrgetter("repeated"), root), encodings]
             )
         except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
             raise unreadable_table(inp.alignment, fmt, e) from None
-    return CheckedTable(parts, lengths, has_id, dup)
+    return CheckedTable(parts, lengths, has_id, dup, encodings)
+
+
+def _add_counts(*counts: dict) -> dict:
+    """Counts of the partitions, added: {key: total}, sorted by key."""
+    total: dict = {}
+    for c in counts:
+        for k, n in c.items():
+            total[k] = total.get(k, 0) + n
+    return dict(sorted(total.items()))
 
 
 def _offsets(lengths: list) -> list:
@@ -425,7 +437,7 @@ def plan_table(
         bar_format="{l_bar}{bar}| {n}/{total} steps [{elapsed}] {postfix}",
     ) as bar:
         bar.set_postfix_str(STEPS[0])
-        parts, lengths, has_id, dup = read_checked(client, cfg, resolved)
+        parts, lengths, has_id, dup, encodings = read_checked(client, cfg, resolved)
         _step(bar, f"{sum(lengths):,} rows")
         offsets = _offsets(lengths)
         first_row = first_rows(client, parts, offsets, dup)
@@ -443,7 +455,12 @@ def plan_table(
         parts, head, sums = place(client, cfg, parts, test_units, previous_dev, count)
         _step(bar)
         planned = PlannedTable(
-            parts=parts, rows_in=int(sum(lengths)), has_id=has_id, listing=listing, head=head
+            parts=parts,
+            rows_in=int(sum(lengths)),
+            has_id=has_id,
+            listing=listing,
+            head=head,
+            encodings=encodings,
         )
         _select(cfg, planned, selection, sums, test_keys, previous_dev)
         planned.input = resolved

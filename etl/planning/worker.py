@@ -22,6 +22,7 @@ from ..ingest.recordings import resolve
 from ..schema import (
     CHECKED_COLUMNS,
     ELIGIBLE,
+    ENCODING,
     HASH,
     JOINED_COLUMNS,
     JSON_KEY,
@@ -51,6 +52,7 @@ class CheckedPart(NamedTuple):
     rows: pd.DataFrame
     n: int
     id_hashes: IdHashes
+    encodings: dict  # alignment files decoded per encoding (``schema.ENCODING``)
 
 
 class PreparedPart(NamedTuple):
@@ -95,7 +97,14 @@ def check_part(
         canon, text, filters, inp.id_template, absolute_recordings=inp.audio is None
     )
     check_frame_columns(checked.columns, CHECKED_COLUMNS, "checked")
-    return CheckedPart(checked, len(checked), _id_hashes(checked))
+    return CheckedPart(checked, len(checked), _id_hashes(checked), encodings_of(pdf))
+
+
+def encodings_of(pdf: pd.DataFrame) -> dict[str, int]:
+    """{encoding: files} of a reader's partition (``schema.ENCODING``: a tuple per recording)."""
+    if ENCODING not in pdf.columns:
+        return {}
+    return {str(k): int(n) for k, n in pdf[ENCODING].dropna().explode().value_counts().items()}
 
 
 def _number(pdf: pd.DataFrame, offset: int) -> pd.DataFrame:

@@ -161,7 +161,7 @@ def test_word_level_inputs_keep_each_segments_words_and_speakers(formats, corpus
 
 def test_youtube_rolling_captions_give_each_word_once(formats):
     text = (formats["subtitles"][0] / "wav_16k_mono.hr.vtt").read_text(encoding="utf-8")
-    units, timed = subtitles.units(subtitles.parse_cues(text, vtt=True))
+    units, timed = subtitles.units(subtitles.parse_cues(text, vtt=True)[0])
     spoken = " ".join(u.text for u in units).split()
     assert timed and len(spoken) == len(set(spoken)) or spoken.count("Rečenica") == 4
     assert spoken == " ".join(f"Rečenica broj {k}, snimka wav_16k_mono!" for k in range(4)).split()
@@ -173,7 +173,7 @@ def test_subtitle_cues_lose_tags_and_settings_and_merge_across_short_pauses():
         "WEBVTT\n\nNOTE a comment\n\n1\n00:01.000 --> 00:02.000 align:start position:10%\n<v Ana><b>Dobar</b> "
         "dan,</v>\n\n00:00:02.100 --> 00:00:03.000\n{\\an8}kako &amp; ste?\n\n00:05.000 --> 00:06.000\nnovo\n"
     )
-    units, timed = subtitles.units(subtitles.parse_cues(doc, vtt=True))
+    units, timed = subtitles.units(subtitles.parse_cues(doc, vtt=True)[0])
     assert not timed and [u.text for u in units] == ["Dobar dan,", "kako & ste?", "novo"]
     segs = segment(units, max_pause=0.5, max_duration=20)
     assert [(s.start, s.end, s.text) for s in segs] == [
@@ -223,9 +223,9 @@ def _bad_inputs(root, corpus) -> dict:
     w.youtube_vtt(subs / "wav_16k_mono.vtt", wav)
     w.youtube_vtt(subs / "mp3_48k_stereo.vtt", mp3)
     good = (subs / "mp3_48k_stereo.vtt").read_text().splitlines()
-    good[4] = "00:00:01.000 -> 00:00:02.000"  # a broken timing on line 5
+    good[4] = "00:00:01.000 -> 00:00:02.000"  # a broken timing on line 5: that cue alone
     (subs / "mp3_48k_stereo.vtt").write_text("\n".join(good))
-    (subs / "opus_48k.srt").write_bytes(b"1\n00:00:01,000 --> 00:00:02,000\n\xff\xfe bad\n")
+    (subs / "opus_48k.vtt").write_text("1\n00:00:01.000 --> 00:00:02.000\nno signature\n")
     tg = root / "tg"
     w.textgrids(tg, wav + mp3, DURATIONS)
     text = (tg / "mp3_48k_stereo.TextGrid").read_text()
@@ -249,7 +249,7 @@ def _bad_inputs(root, corpus) -> dict:
     with open(root / "m.json", "a") as f:
         f.write('{"audio_filepath": "x.wav", "duration": \n{"offset": 1}\n')
     return {
-        "subtitles": (subs, 2, len(wav)),
+        "subtitles": (subs, 2, len(wav) + len(mp3) - 1),  # a broken cue loses only its line
         "textgrid": (tg, 2, len(wav)),
         "ctm": (root / "a.ctm", 1, len(wav)),
         "nemo": (root / "m.json", 2, len(wav)),
@@ -264,13 +264,14 @@ def test_a_malformed_file_is_one_reject_naming_file_and_line_and_the_rest_is_rea
     df, _ = read_checked_table(_config(tmp_path, corpus, path, format=fmt))
     bad = df[df["reason"] == "unreadable_alignment"]
     assert len(bad) == n_bad and len(df) == n_bad + n_good  # rows_in: what the files held
-    assert df.loc[df["reason"].isna(), "recording"].str.startswith("wav_16k_mono").all()
+    kept = df.loc[df["reason"].isna(), "recording"]
+    assert kept.str.startswith("wav_16k_mono" if fmt != "subtitles" else ("wav", "mp3")).all()
     assert bad["detail"].str.contains(r"line \d+: ").all() or fmt == "textgrid"
     assert bad["detail"].str.contains(r"\.(?:vtt|srt|TextGrid|ctm|json)").all()
     if fmt == "subtitles":
         assert sorted(bad["detail"]) == [
             "mp3_48k_stereo.vtt line 5: not a cue timing: '00:00:01.000 -> 00:00:02.000'",
-            "opus_48k.srt line 3: not UTF-8 text",
+            "opus_48k.vtt line 1: a WebVTT file starts with 'WEBVTT'",
         ]
     if fmt == "nemo":
         assert (

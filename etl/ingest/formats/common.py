@@ -16,7 +16,7 @@ import fsspec
 import pandas as pd
 
 from ...config import InputConfig
-from ...schema import EXTRA_TABLE_COLUMNS
+from ...schema import ENCODING, EXTRA_TABLE_COLUMNS
 from .. import segmentation
 
 ROW_KEYS = (
@@ -28,6 +28,7 @@ ROW_KEYS = (
     "hypothesis",
     "speaker",
     *EXTRA_TABLE_COLUMNS,
+    ENCODING,
 )
 # A partition: at most this many files, or about this many bytes (a single larger file is one partition).
 FILES_PER_PART = 256
