@@ -19,35 +19,12 @@ from dataclasses import dataclass, field
 import fsspec
 import pandas as pd
 
+from ..audio.media import AUDIO_FORMATS
 from ..schema import RESOLVED_COLUMNS
 
-# Extensions ffmpeg reads that hold audio; anything else in the folder (txt, json, ...) is ignored.
-AUDIO_EXTENSIONS = (
-    ".wav",
-    ".flac",
-    ".mp3",
-    ".m4a",
-    ".mp4",
-    ".aac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".webm",
-    ".mka",
-    ".mkv",
-    ".wma",
-    ".aif",
-    ".aiff",
-    ".au",
-    ".caf",
-    ".amr",
-    ".3gp",
-    ".mov",
-    ".ac3",
-    ".mp2",
-    ".wv",
-    ".ape",
-)
+# Extensions of the audio formats (``audio.media.AUDIO_FORMATS``); anything else in the folder (txt,
+# json, ...) is ignored.
+AUDIO_EXTENSIONS = tuple(AUDIO_FORMATS)
 # When one recording has several files (rec.wav and rec.mp3), the lossless or earliest-listed wins.
 _PREFERENCE = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
