@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import fsspec
 import pandas as pd
 
-from ..audio.media import AUDIO_FORMATS
+from ..audio.media import AUDIO_FORMATS, split_channel
 from ..schema import RESOLVED_COLUMNS
 
 # Extensions of the audio formats (``audio.media.AUDIO_FORMATS``); anything else in the folder (txt,
@@ -155,15 +155,16 @@ def existing_files(paths: list[str]) -> set[str]:
 def resolve(
     recordings: pd.Series,
     listing: AudioListing | None,
-    wav_scp: dict[str, str | None] | None = None,
+    wav_scp: dict | None = None,
 ) -> pd.DataFrame:
     """Per row (on ``recordings.index``): ``url`` of its file or None; ``key``, the recording it names
     whatever the spelling (relative path without extension; the wav.scp id; the path as given with
     ``input.audio: null``) or None; ``candidates``, the files an ambiguous name names, else None.
 
     ``recordings`` holds stripped references already checked by ``reference_problem`` (pass None for
-    the others: they are never looked up). Without a listing, the wav.scp entries whose file exists,
-    else the references themselves, taken as absolute paths or URLs that must exist."""
+    the others: they are never looked up). Without a listing, the wav.scp entries whose file exists
+    (``table.read_wav_scp``: a URL naming a channel is kept as it is), else the references
+    themselves, taken as absolute paths or URLs that must exist."""
     keys = [_nfc(r) if isinstance(r, str) else None for r in recordings.tolist()]
     refs = {k for k in keys if k is not None}
     if listing is not None:
@@ -176,13 +177,14 @@ def resolve(
                 else (None, None, cands or None)
             )
     else:
-        if wav_scp is not None:
-            targets = {r: p for r, p in wav_scp.items() if p}
+        if wav_scp is not None:  # a file, or one channel of it (media.with_channel)
+            targets = {r: p for r, p in wav_scp.items() if isinstance(p, str) and p}
         else:  # input.audio: null: absolute paths and URLs only, never relative to the working folder
             targets = {r: r for r in refs if _URL.match(r) or r.startswith("/")}
-        present = existing_files(list(targets.values()))
+        files = {r: split_channel(p)[0] if wav_scp is not None else p for r, p in targets.items()}
+        present = existing_files(list(files.values()))
         table = {
-            r: (targets[r], r, None) if targets.get(r) in present else (None, None, None)
+            r: (targets[r], r, None) if files.get(r) in present else (None, None, None)
             for r in refs
         }
     none = (None, None, None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..config import INPUT_FORMATS, ColumnsConfig, InputConfig, InputFormat, SplitsConfig
 from ..errors import UserError
 from . import table
+from .wav_scp import UnreadPipe
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class ResolvedInput:
     format: str  # the alignment's format (input.format, or detected): a key of INPUT_FORMATS
     columns: ColumnsConfig  # the reader's columns: the user's for a table, fixed for the others
     speaker: bool  # it names speakers: the dataset and the rejects carry ``speaker``
-    wav_scp: dict[str, str | None] | None = None  # a Kaldi dir's, when input.audio is null
+    # a Kaldi dir's (``table.read_wav_scp``), when input.audio is null
+    wav_scp: dict[str, str | UnreadPipe] | None = None
 
     @property
     def spec(self) -> InputFormat:

@@ -127,15 +127,9 @@ def plan_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> Planne
     df["recording_key"] = found[
         "key"
     ]  # one key per file, however the table spells it (split units)
+    rowchecks.mark_unread_pipes(df, wav_scp)
     if wav_scp is not None:
-        pipes = {r for r, p in wav_scp.items() if p is None}
         where = "wav.scp (or its file does not exist)"
-        rowchecks.reject(
-            df,
-            df["recording"].isin(pipes),
-            "missing_audio",
-            "wav.scp entry is a command pipe; etl never runs commands",
-        )
     else:
         where = inp.audio or "input.audio: null (absolute paths and URLs only)"
     ambiguous = found["candidates"].notna()
