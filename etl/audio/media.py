@@ -77,9 +77,10 @@ _PLAYLISTS = (
 
 
 # One channel of a many-channel file (a Kaldi ``sph2pipe -c 2`` pipe, a CTM's channel B) is named by
-# its file's URL and this suffix with the channel counted from 1: ``/corpus/sw02001.sph#channel=2``.
-# The listing never holds such a name (its extension is not an audio one), so the suffix is
-# unambiguous; every decoder takes that channel alone, before resampling, instead of the downmix.
+# its file's URL, or a table's recording reference, and this suffix with the channel counted from 1:
+# ``/corpus/sw02001.sph#channel=2``, ``sw02001#channel=2``. The listing never holds such a name (its
+# extension is not an audio one), so the suffix is unambiguous; every decoder takes that channel
+# alone, before resampling, instead of the downmix.
 CHANNEL_MARK = "#channel="
 
 
@@ -94,6 +95,13 @@ def split_channel(url: str) -> tuple[str, int | None]:
     if mark and n.isdigit() and int(n) >= 1:
         return base, int(n)
     return url, None
+
+
+def channel_id(ref: str) -> str:
+    """A reference as default ids spell it: ``sw02001#channel=2`` -> ``sw02001_ch2`` (a reference
+    without a channel is unchanged)."""
+    base, channel = split_channel(ref)
+    return base if channel is None else f"{base}_ch{channel}"
 
 
 class DecodeError(Exception):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import fsspec
 import pandas as pd
 
-from ..audio.media import AUDIO_FORMATS, split_channel
+from ..audio.media import AUDIO_FORMATS, split_channel, with_channel
 from ..schema import RESOLVED_COLUMNS
 
 # Extensions of the audio formats (``audio.media.AUDIO_FORMATS``); anything else in the folder (txt,
@@ -169,10 +169,15 @@ def resolve(
     refs = {k for k in keys if k is not None}
     if listing is not None:
         table = {}
-        for ref in refs:
-            rel, cands = listing.locate(ref)
+        for ref in refs:  # a reference naming one channel (media.with_channel): that of its file
+            base, channel = split_channel(ref)
+            rel, cands = listing.locate(base)
             table[ref] = (
-                (listing.files[rel], os.path.splitext(rel)[0], None)
+                (
+                    with_channel(listing.files[rel], channel),
+                    with_channel(os.path.splitext(rel)[0], channel),
+                    None,
+                )
                 if rel
                 else (None, None, cands or None)
             )
@@ -181,7 +186,7 @@ def resolve(
             targets = {r: p for r, p in wav_scp.items() if isinstance(p, str) and p}
         else:  # input.audio: null: absolute paths and URLs only, never relative to the working folder
             targets = {r: r for r in refs if _URL.match(r) or r.startswith("/")}
-        files = {r: split_channel(p)[0] if wav_scp is not None else p for r, p in targets.items()}
+        files = {r: split_channel(p)[0] for r, p in targets.items()}
         present = existing_files(list(files.values()))
         table = {
             r: (targets[r], r, None) if files.get(r) in present else (None, None, None)
@@ -215,7 +220,7 @@ def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.
         },
     }
     if listing is not None:
-        used = set(resolved["url"].dropna())
+        used = {split_channel(u)[0] for u in resolved["url"].dropna()}
         unused = [rel for rel, url in listing.files.items() if url not in used]
         out = {
             "audio_files": len(listing.files),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..audio.measures import chars_per_second
+from ..audio.media import channel_id
 from ..config import FiltersConfig, TextConfig
 from ..schema import REJECT_REASONS
 from .recordings import reference_problem
@@ -207,6 +208,8 @@ def _clock_seconds(v: str) -> float:
 
 
 def _make_id(template: str, recording, start, end) -> str:
+    if isinstance(recording, str):  # one channel of a file: sw02001#channel=2 -> sw02001_ch2
+        recording = channel_id(recording)
     try:
         return template.format(recording=recording, start=start, end=end)
     except (

@@ -103,3 +103,52 @@ def test_a_pipe_of_another_form_is_one_reject_naming_it_and_every_row_is_account
     assert rejects["reason"].tolist() == ["missing_audio"]
     assert "-t 0:60" in rejects["detail"].iloc[0] and "never runs" in rejects["detail"].iloc[0]
     assert len(ldc_build["rows"]) + len(rejects) == len(recipe["segments"])
+
+
+CTM_SEGMENTS = {  # channel label -> [(start, end, freq)]: A and B talk at once at 0.5-2.5 s
+    "A": [(0.5, 2.5, 440.0), (3.0, 4.4, 560.0)],
+    "B": [(0.5, 2.5, 1000.0), (5.0, 6.6, 760.0)],
+}
+
+
+def _ctm_lines(rec: str) -> list[str]:
+    """Each segment as three words (0.1 s gaps: one segment each), in time order across channels."""
+    words = []
+    for label, segs in CTM_SEGMENTS.items():
+        for start, end, _ in segs:
+            step = (end - start) / 3
+            for k in range(3):
+                a = start + k * step
+                words.append((a, f"{rec} {label} {a:.2f} {step - 0.1:.2f} w{k} 0.9"))
+    return [line for _, line in sorted(words)]
+
+
+def test_a_two_channel_ctm_cuts_each_channel_from_its_own_audio_with_ids_of_its_own(tmp_path):
+    """Words on channel A and B at the same times: two clips, not one duplicate_id, each with its own
+    channel's pitch (no downmix); a one-channel CTM keeps its ids as they were."""
+    (tmp_path / "audio").mkdir()
+    sides = [[Segment(a, b, f) for a, b, f in CTM_SEGMENTS[s]] for s in SIDES]
+    sf.write(str(tmp_path / "audio" / "call.wav"), channel_tones(7.0, sides, 16000), 16000)
+    (tmp_path / "align.ctm").write_text("\n".join(_ctm_lines("call")) + "\n")
+    out = tmp_path / "out"
+    cfg = {
+        "input": {"alignment": str(tmp_path / "align.ctm"), "audio": str(tmp_path / "audio")},
+        "output": {"path": str(out)},
+        "filters": {"min_duration": 0.5, "max_duration": 15.0},
+        "splits": {"dev_size": 0},
+        "cluster": {"n_workers": 2, "dashboard_address": None},
+    }
+    assert main(["build", str(config_file(tmp_path, cfg))]) == 0
+    rows = read_splits(out).sort_values(["recording", "start"])
+    assert not (out / "rejects.parquet").exists() or pd.read_parquet(out / "rejects.parquet").empty
+    want = sorted(
+        (f"call_ch{SIDES[s]}_{a:.1f}-{b - 0.1:.1f}", f)
+        for s, segs in CTM_SEGMENTS.items()
+        for a, b, f in segs
+    )
+    assert sorted(rows["id"]) == [i for i, _ in want]
+    assert set(rows["recording"]) == {"call#channel=1", "call#channel=2"}
+    for rid, a in zip(rows["id"], rows["audio"]):
+        x, sr = sf.read(io.BytesIO(a["bytes"]), dtype="int16", always_2d=True)
+        assert abs(dominant_frequency(x[:, 0], sr) - dict(want)[rid]) < 3, rid
+        assert np.abs(x).max() > 15000, rid  # the tone at full level: its own channel
