@@ -38,7 +38,7 @@ def _segments(folder) -> pd.DataFrame:
 def recipe(tmp_path_factory):
     """The fixture recipe folder, with sw02001.sph written beside it: 8 kHz, two channels, each
     segment a tone of its own on its side's channel alone (A and B talk at once at 0.5-2.5 s), and
-    sw03439.sph the real shorten-compressed SWB1 excerpt."""
+    sw03439.sph the real shorten-compressed SWB1 excerpt, sw04940.sph a real ulaw-shorten one."""
     root = tmp_path_factory.mktemp("recipe")
     shutil.copytree(DATA / "kaldi" / "data", root / "data")
     (root / "swb1").mkdir()
@@ -50,6 +50,7 @@ def recipe(tmp_path_factory):
     ]
     write_sphere(str(root / "swb1" / "sw02001.sph"), channel_tones(11.0, sides), 8000)
     shutil.copy(DATA / "sphere" / "ex5_p_sh.sph", root / "swb1" / "sw03439.sph")
+    shutil.copy(DATA / "sphere" / "ex5_sh.sph", root / "swb1" / "sw04940.sph")  # ulaw-shorten
     (root / "swb1" / "sw04000.sph").write_bytes((root / "swb1" / "sw02001.sph").read_bytes())
     return {"root": root, "segments": seg}
 
@@ -98,11 +99,19 @@ def test_a_real_shorten_compressed_conversation_gives_each_side_its_samples(reci
 def test_a_pipe_of_another_form_is_one_reject_naming_it_and_every_row_is_accounted_for(
     recipe, ldc_build
 ):
-    rejects = ldc_build["rejects"]
-    assert rejects["id"].tolist() == ["sw04000-A_000100-000300"]
-    assert rejects["reason"].tolist() == ["missing_audio"]
-    assert "-t 0:60" in rejects["detail"].iloc[0] and "never runs" in rejects["detail"].iloc[0]
+    rejects = ldc_build["rejects"].set_index("id")
+    pipe = rejects.loc["sw04000-A_000100-000300"]
+    assert pipe["reason"] == "missing_audio"
+    assert "-t 0:60" in pipe["detail"] and "never runs" in pipe["detail"]
     assert len(ldc_build["rows"]) + len(rejects) == len(recipe["segments"])
+
+
+def test_a_sphere_coding_ffmpeg_cannot_decode_is_unreadable_audio_saying_so(ldc_build):
+    rejects = ldc_build["rejects"].set_index("id")
+    (ulaw,) = [i for i in rejects.index if i.startswith("sw04940")]
+    assert rejects.loc[ulaw, "reason"] == "unreadable_audio"
+    assert "'ulaw,embedded-shorten-v2.00'" in rejects.loc[ulaw, "detail"]
+    assert "sph2pipe" in rejects.loc[ulaw, "detail"]
 
 
 CTM_SEGMENTS = {  # channel label -> [(start, end, freq)]: A and B talk at once at 0.5-2.5 s
