@@ -55,17 +55,20 @@ def recipe(tmp_path_factory):
     return {"root": root, "segments": seg}
 
 
-@pytest.fixture(scope="module")
-def ldc_build(recipe):
-    out = recipe["root"] / "out"
+@pytest.fixture(scope="module", params=["wav.scp", "audio folder"])
+def ldc_build(recipe, request):
+    """The recipe built with ``input.audio: null`` (wav.scp's paths) and with the audio folder
+    ``swb1/`` (the files wav.scp names, found there): the same rows either way."""
+    out = recipe["root"] / f"out-{request.param.replace(' ', '-')}"
+    audio = None if request.param == "wav.scp" else str(recipe["root"] / "swb1")
     cfg = {
-        "input": {"alignment": str(recipe["root"] / "data" / "train"), "audio": None},
+        "input": {"alignment": str(recipe["root"] / "data" / "train"), "audio": audio},
         "output": {"path": str(out)},
         "filters": {"min_duration": 0.5, "max_duration": 15.0},
         "splits": {"dev_size": 0},
         "cluster": {"n_workers": 2, "dashboard_address": None},
     }
-    assert main(["build", str(config_file(recipe["root"], cfg))]) == 0
+    assert main(["build", str(config_file(recipe["root"], cfg, f"{out.name}.yaml"))]) == 0
     return {"rows": read_splits(out), "rejects": pd.read_parquet(out / "rejects.parquet")}
 
 

@@ -56,3 +56,30 @@ def test_default_ids_spell_the_channel(tmp_path):
         _make_id("{recording}_{start:.1f}-{end:.1f}", "r1#channel=2", 0.5, 1.0) == "r1_ch2_0.5-1.0"
     )
     assert _make_id("{recording}_{start:.1f}-{end:.1f}", "r1", 0.5, 1.0) == "r1_0.5-1.0"
+
+
+def test_with_an_audio_folder_a_wav_scp_entry_is_found_there_by_path_or_file_name(tmp_path):
+    """The recipe ran elsewhere (/export/corpora/...): its files are found in the audio folder by
+    name, never opened where wav.scp says; an entry inside the folder is that file; an unread pipe
+    finds nothing, not even a file named like its recording id."""
+    from etl.ingest.wav_scp import UnreadPipe
+
+    (tmp_path / "swb1" / "disc2").mkdir(parents=True)
+    for name in ("sw02001.sph", "disc2/sw02002.sph", "sw02003-A.wav"):
+        (tmp_path / "swb1" / name).write_bytes(b"")
+    listing = list_audio(str(tmp_path / "swb1"))
+    scp = {
+        "sw02001-B": "/export/corpora3/LDC/LDC97S62/swb1/sw02001.sph#channel=2",
+        "sw02002-A": str(tmp_path / "swb1" / "disc2" / "sw02002.sph") + "#channel=1",
+        "sw02003-A": UnreadPipe("sox x -t wav - trim 0 1 |"),
+        "sw02004-A": "/elsewhere/sw02004.sph",
+    }
+    got = resolve(pd.Series(list(scp)), listing, scp)
+    root = str(tmp_path / "swb1")
+    assert got["url"].tolist() == [
+        root + "/sw02001.sph#channel=2",
+        root + "/disc2/sw02002.sph#channel=1",
+        None,
+        None,
+    ]
+    assert got["key"].tolist()[:2] == ["sw02001#channel=2", "disc2/sw02002#channel=1"]
