@@ -328,7 +328,8 @@ class _Output:
     for bit), and the calls cost less: decode + resample of a 19.8-min MP3 took 1.9-2.1 CPU s against
     2.2-3.3 s frame by frame (BENCHMARKS.md). Samples were already placed by timestamp upstream
     (``_trimmed``, ``_from_sample``), so the FIFO gets frames without timestamps. With ``channel``
-    (from 1), each decoded frame is cut to that channel alone before the FIFO (``one_channel``)."""
+    (from 1), each block read from the FIFO is cut to that channel alone before the resampler
+    (``one_channel``)."""
 
     def __init__(
         self, sampling_rate: int, channels: int, chunk_seconds: float, channel: int | None = None
@@ -366,8 +367,6 @@ class _Output:
         resampler, fifo, block = self.resampler, self.fifo, 0
         assert resampler is not None and fifo is not None  # restart() made them
         for frame in frames:
-            if self.channel is not None:
-                frame = one_channel(frame, self.channel)
             if not block:
                 block = self._block(frame)
             elif (frame.format.name, frame.layout.name, frame.sample_rate) != self.source:
@@ -378,11 +377,14 @@ class _Output:
             frame.pts = None
             fifo.write(frame)
             while fifo.samples >= block:
-                yield from self._emit(resampler.resample(fifo.read(block)))
+                yield from self._emit(resampler.resample(self._pick(fifo.read(block))))
         if flush:
             if fifo.samples:
-                yield from self._emit(resampler.resample(fifo.read()))
+                yield from self._emit(resampler.resample(self._pick(fifo.read())))
             yield from self._emit(resampler.resample(None))
+
+    def _pick(self, frame):
+        return frame if self.channel is None else one_channel(frame, self.channel)
 
     def _block(self, frame) -> int:
         """Input samples per resampler call, from the first frame (whose format the FIFO keeps):
