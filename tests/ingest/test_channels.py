@@ -83,3 +83,13 @@ def test_with_an_audio_folder_a_wav_scp_entry_is_found_there_by_path_or_file_nam
         None,
     ]
     assert got["key"].tolist()[:2] == ["sw02001#channel=2", "disc2/sw02002#channel=1"]
+
+
+def test_each_channel_gets_the_hypothesis_words_of_its_own_channel(tmp_path):
+    from etl.config import CtmConfig
+
+    (tmp_path / "a.ctm").write_text("r1 A 0.5 0.3 hi\nr1 B 0.5 0.3 hello\n")
+    (tmp_path / "h.ctm").write_text("r1 A 0.5 0.3 high\nr1 B 0.5 0.3 yellow\n")
+    inp = InputConfig(ctm=CtmConfig(hypothesis=str(tmp_path / "h.ctm")))
+    rows = ctm.read(str(tmp_path / "a.ctm"), inp)
+    assert [(r["text"], r["hypothesis"]) for r in rows] == [("hi", "high"), ("hello", "yellow")]
