@@ -209,7 +209,9 @@ def stream_av(
 ) -> Iterator[np.ndarray]:
     """Yield int16 arrays of shape (frames, channels): PyAV decode + libswresample, in this process.
     With ``need`` (see ``Decoder.stream``), codecs of ``SKIPPABLE_CODECS`` skip the packets no span
-    needs (``decode_regions``), and every codec stops after the last needed sample."""
+    needs (``decode_regions``), and every codec stops after the last needed sample. A
+    ``media.with_channel`` URL gives that channel of the file alone (``_Output``), not the downmix."""
+    url, channel = audio.split_channel(url)
     try:
         import av
     except ImportError as e:
@@ -232,8 +234,11 @@ def stream_av(
             if not container.streams.audio:
                 raise DecodeError("no audio stream")
             stream = container.streams.audio[0]
+            if stream.codec_context is None:  # a codec this FFmpeg cannot decode
+                why = None if f is not None else audio.sphere_refusal(url.removeprefix("file://"))
+                raise DecodeError(why or "no decoder for the audio stream's codec")
             stream.thread_type = "NONE"  # one core per worker: frame threads only add hand-offs
-            out = _Output(sampling_rate, channels, chunk_seconds)
+            out = _Output(sampling_rate, channels, chunk_seconds, channel)
             skippable = (
                 stream.codec_context.name in SKIPPABLE_CODECS
                 and not container.format.name.startswith("mov")
@@ -322,10 +327,15 @@ class _Output:
     libswresample's output does not depend on how its input is split (the tests compare clips bit
     for bit), and the calls cost less: decode + resample of a 19.8-min MP3 took 1.9-2.1 CPU s against
     2.2-3.3 s frame by frame (BENCHMARKS.md). Samples were already placed by timestamp upstream
-    (``_trimmed``, ``_from_sample``), so the FIFO gets frames without timestamps."""
+    (``_trimmed``, ``_from_sample``), so the FIFO gets frames without timestamps. With ``channel``
+    (from 1), each block read from the FIFO is cut to that channel alone before the resampler
+    (``one_channel``)."""
 
-    def __init__(self, sampling_rate: int, channels: int, chunk_seconds: float):
+    def __init__(
+        self, sampling_rate: int, channels: int, chunk_seconds: float, channel: int | None = None
+    ):
         self.rate, self.channels, self.pos = sampling_rate, channels, 0
+        self.channel = channel
         self.chunk_seconds = chunk_seconds
         self.frame_size = max(1, int(chunk_seconds * sampling_rate))
         self.resampler: av.AudioResampler | None = None
@@ -367,11 +377,14 @@ class _Output:
             frame.pts = None
             fifo.write(frame)
             while fifo.samples >= block:
-                yield from self._emit(resampler.resample(fifo.read(block)))
+                yield from self._emit(resampler.resample(self._pick(fifo.read(block))))
         if flush:
             if fifo.samples:
-                yield from self._emit(resampler.resample(fifo.read()))
+                yield from self._emit(resampler.resample(self._pick(fifo.read())))
             yield from self._emit(resampler.resample(None))
+
+    def _pick(self, frame):
+        return frame if self.channel is None else one_channel(frame, self.channel)
 
     def _block(self, frame) -> int:
         """Input samples per resampler call, from the first frame (whose format the FIFO keeps):
@@ -392,6 +405,23 @@ class _Output:
             if len(x):
                 self.pos += len(x)
                 yield x
+
+
+def one_channel(frame, channel: int):
+    """Channel ``channel`` (from 1) of a decoded audio frame, as a mono frame of the same sample
+    format and rate: no downmix. A channel the frame lacks is a DecodeError naming both."""
+    import av
+
+    have = len(frame.layout.channels)
+    if channel > have:
+        raise DecodeError(f"channel {channel} asked for, the recording has {have}")
+    x = frame.to_ndarray()  # planar: (channels, samples); packed: (1, samples * channels)
+    x = x[channel - 1] if frame.format.is_planar else x.reshape(-1, have)[:, channel - 1]
+    out = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(x).reshape(1, -1), format=frame.format.name, layout="mono"
+    )
+    out.sample_rate = frame.sample_rate
+    return out
 
 
 def _decode_regions(

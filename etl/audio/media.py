@@ -26,28 +26,47 @@ CHUNK_SECONDS = 2.0
 END_TOLERANCE_S = 0.05
 # Containers that need a seekable input (MP4's index may sit at the end): copied locally when remote.
 _NEEDS_SEEK = {".m4a", ".mp4", ".mov", ".3gp", ".caf", ".mkv", ".webm", ".mka"}
-# The only demuxers any decoder may open (libav's names; "mov" is mov/mp4/m4a/3gp, "matroska" is
-# matroska/webm, "mp3" also reads MP2). Playlists (hls, concat), images, devices, lavfi and anything
-# else that could open a second file are refused, whatever the file's name.
-AUDIO_DEMUXERS = (
-    "mp3",
-    "mov",
-    "wav",
-    "w64",
-    "flac",
-    "ogg",
-    "matroska",
-    "aac",
-    "aiff",
-    "caf",
-    "asf",
-    "amr",
-    "ac3",
-    "eac3",
-    "au",
-    "wv",
-    "ape",
-)
+# The audio formats, in one place: file extension -> the libav demuxer that reads it. The listing
+# takes files of these extensions (``ingest.recordings``; when one recording has several files, the
+# earliest here wins), and the decoders open only these demuxers (libav's names; "mov" is
+# mov/mp4/m4a/3gp, "matroska" is matroska/webm, "mp3" also reads MP2, "nistsphere" is NIST SPHERE,
+# LDC's .sph and WSJ's .wv1/.wv2). Playlists (hls, concat), images, devices, lavfi and anything else
+# that could open a second file are refused, whatever the file's name.
+AUDIO_FORMATS = {
+    ".wav": "wav",
+    ".flac": "flac",
+    ".mp3": "mp3",
+    ".m4a": "mov",
+    ".mp4": "mov",
+    ".aac": "aac",
+    ".ogg": "ogg",
+    ".oga": "ogg",
+    ".opus": "ogg",
+    ".webm": "matroska",
+    ".mka": "matroska",
+    ".mkv": "matroska",
+    ".wma": "asf",
+    ".aif": "aiff",
+    ".aiff": "aiff",
+    ".au": "au",
+    ".caf": "caf",
+    ".amr": "amr",
+    ".3gp": "mov",
+    ".mov": "mov",
+    ".ac3": "ac3",
+    ".mp2": "mp3",
+    ".wv": "wv",
+    ".ape": "ape",
+    ".sph": "nistsphere",
+    ".wv1": "nistsphere",
+    ".wv2": "nistsphere",
+    ".w64": "w64",
+    ".eac3": "eac3",
+    ".m4b": "mov",
+    ".spx": "ogg",
+    ".snd": "au",
+}
+AUDIO_DEMUXERS = tuple(dict.fromkeys(AUDIO_FORMATS.values()))
 # The first bytes of files that name other files (the reason a refusal gives).
 _PLAYLISTS = (
     (b"#EXTM3U", "an HLS playlist (#EXTM3U)"),
@@ -55,6 +74,34 @@ _PLAYLISTS = (
     (b"[playlist]", "a PLS playlist"),
     (b"<?xml", "an XML file (a DASH manifest?)"),
 )
+
+
+# One channel of a many-channel file (a Kaldi ``sph2pipe -c 2`` pipe, a CTM's channel B) is named by
+# its file's URL, or a table's recording reference, and this suffix with the channel counted from 1:
+# ``/corpus/sw02001.sph#channel=2``, ``sw02001#channel=2``. The listing never holds such a name (its
+# extension is not an audio one), so the suffix is unambiguous; every decoder takes that channel
+# alone, before resampling, instead of the downmix.
+CHANNEL_MARK = "#channel="
+
+
+def with_channel(url: str, channel: int | None) -> str:
+    """``url`` naming channel ``channel`` (1 = the first) of its file; ``url`` itself for None."""
+    return url if channel is None else f"{url}{CHANNEL_MARK}{int(channel)}"
+
+
+def split_channel(url: str) -> tuple[str, int | None]:
+    """(the file's URL, its channel counted from 1, or None: the downmix) of a ``with_channel`` URL."""
+    base, mark, n = url.rpartition(CHANNEL_MARK)
+    if mark and n.isdigit() and int(n) >= 1:
+        return base, int(n)
+    return url, None
+
+
+def channel_id(ref: str) -> str:
+    """A reference as default ids spell it: ``sw02001#channel=2`` -> ``sw02001_ch2`` (a reference
+    without a channel is unchanged)."""
+    base, channel = split_channel(ref)
+    return base if channel is None else f"{base}_ch{channel}"
 
 
 class DecodeError(Exception):
@@ -75,9 +122,14 @@ def ffmpeg_binary(configured: str | None = None) -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def ffmpeg_command(ffmpeg: str, source: str, sampling_rate: int, channels: int) -> list[str]:
+def ffmpeg_command(
+    ffmpeg: str, source: str, sampling_rate: int, channels: int, channel: int | None = None
+) -> list[str]:
     # asetnsamples hands the muxer 1-second frames instead of one per MP3 frame (~1152 samples): the
     # same samples, bit for bit, with far fewer hand-offs between ffmpeg's threads (~25% less CPU).
+    # ``channel`` (from 1): that channel alone, before resampling, instead of the downmix (channelmap,
+    # unlike pan, fails on a channel the file lacks instead of giving silence).
+    pick = f"channelmap=map={channel - 1}:channel_layout=mono," if channel else ""
     return [
         ffmpeg,
         "-nostdin",
@@ -98,7 +150,7 @@ def ffmpeg_command(ffmpeg: str, source: str, sampling_rate: int, channels: int) 
         "-sn",
         "-dn",
         "-af",
-        f"aresample={sampling_rate},asetnsamples=n={sampling_rate}:p=0",
+        f"{pick}aresample={sampling_rate},asetnsamples=n={sampling_rate}:p=0",
         "-ac",
         str(channels),
         "-ar",
@@ -134,6 +186,31 @@ def refusal_detail(head: bytes, reason: str | None = None) -> str | None:
     return (
         f"refused: {why}; etl opens only audio demuxers ({','.join(AUDIO_DEMUXERS)}), "
         "never a file another file names"
+    )
+
+
+# NIST SPHERE sample codings FFmpeg's nistsphere demuxer decodes (plus "pcm,embedded-shorten-*"). LDC
+# files in another (e.g. "ulaw,embedded-shorten-v2.00") open with no decoder: ``sphere_refusal`` says so.
+_SPHERE_CODINGS = ("pcm", "alaw", "ulaw", "mu-law")
+
+
+def sphere_refusal(path: str) -> str | None:
+    """Why a local NIST SPHERE file cannot be decoded, from its header's ``sample_coding`` (None: it is
+    not SPHERE, or its coding is one FFmpeg decodes)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(1024)
+    except OSError:
+        return None
+    if not header.startswith(b"NIST_1A"):
+        return None
+    fields = (line.split(None, 2) for line in header.decode("latin-1").splitlines())
+    coding = next((p[2].strip() for p in fields if len(p) == 3 and p[0] == "sample_coding"), "pcm")
+    if coding.lower() in _SPHERE_CODINGS or coding.lower().startswith("pcm,embedded-shorten"):
+        return None
+    return (
+        f"NIST SPHERE sample_coding {coding!r} has no decoder in FFmpeg; "
+        "decompress it first (e.g. sph2pipe -f wav)"
     )
 
 
@@ -214,9 +291,11 @@ def stream_ffmpeg(
     ffmpeg: str | None = None,
     chunk_seconds: float = CHUNK_SECONDS,
 ) -> Iterator[np.ndarray]:
-    """Yield int16 arrays of shape (frames, channels) from one streaming ffmpeg decode."""
+    """Yield int16 arrays of shape (frames, channels) from one streaming ffmpeg decode (of one
+    channel of the file for a ``with_channel`` URL)."""
+    url, channel = split_channel(url)
     src = _Source(url)
-    cmd = ffmpeg_command(ffmpeg or ffmpeg_binary(), src.arg, sampling_rate, channels)
+    cmd = ffmpeg_command(ffmpeg or ffmpeg_binary(), src.arg, sampling_rate, channels, channel)
     if src.feed:
         cmd.remove("-nostdin")
     try:
@@ -263,7 +342,10 @@ def stream_ffmpeg(
             refused = (
                 "its format is not on ffmpeg's -format_whitelist" if "on whitelist" in msg else None
             )
-            raise DecodeError(refusal_detail(src.head(), refused) or msg.splitlines()[-1][:500])
+            lines = msg.splitlines()
+            said = next((ln for ln in lines if "not available from input layout" in ln), lines[-1])
+            sphere = None if src.feed else sphere_refusal(src.arg.removeprefix("file:"))
+            raise DecodeError(refusal_detail(src.head(), refused) or sphere or said[:500])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -318,6 +400,7 @@ def stream_pydub(
         from pydub import AudioSegment
 
     AudioSegment.converter = ffmpeg or ffmpeg_binary()
+    url, channel = split_channel(url)
     ext = os.path.splitext(url)[1].lower()
     src = _Source(url)
     try:
@@ -333,7 +416,7 @@ def stream_pydub(
         # pydub takes no input options (no -format_whitelist): the demuxer is forced from the extension
         # (-f, below) and a playlist is refused by its first bytes before ffmpeg sees it.
         head = local_head(path) if isinstance(path, str) else data.getvalue()[:HEAD_BYTES]
-        fmt = _PYDUB_FORMATS.get(ext, ext.lstrip("."))
+        fmt = _PYDUB_FORMATS.get(ext) or AUDIO_FORMATS.get(ext, ext.lstrip("."))
         refused = refusal_detail(
             head, None if fmt in _PYDUB_ALLOWED else f"pydub reads no {ext} files"
         )
@@ -349,6 +432,10 @@ def stream_pydub(
         ) from None
     finally:
         src.close()
+    if channel is not None:  # that channel alone, before resampling
+        if channel > seg.channels:
+            raise DecodeError(f"channel {channel} asked for, the recording has {seg.channels}")
+        seg = seg.split_to_mono()[channel - 1]
     seg = seg.set_sample_width(2).set_channels(channels).set_frame_rate(sampling_rate)
     pcm = np.frombuffer(seg.raw_data, dtype="<i2").reshape(-1, channels)
     step = max(1, int(chunk_seconds * sampling_rate))

@@ -19,35 +19,12 @@ from dataclasses import dataclass, field
 import fsspec
 import pandas as pd
 
+from ..audio.media import AUDIO_FORMATS, split_channel, with_channel
 from ..schema import RESOLVED_COLUMNS
 
-# Extensions ffmpeg reads that hold audio; anything else in the folder (txt, json, ...) is ignored.
-AUDIO_EXTENSIONS = (
-    ".wav",
-    ".flac",
-    ".mp3",
-    ".m4a",
-    ".mp4",
-    ".aac",
-    ".ogg",
-    ".oga",
-    ".opus",
-    ".webm",
-    ".mka",
-    ".mkv",
-    ".wma",
-    ".aif",
-    ".aiff",
-    ".au",
-    ".caf",
-    ".amr",
-    ".3gp",
-    ".mov",
-    ".ac3",
-    ".mp2",
-    ".wv",
-    ".ape",
-)
+# Extensions of the audio formats (``audio.media.AUDIO_FORMATS``); anything else in the folder (txt,
+# json, ...) is ignored.
+AUDIO_EXTENSIONS = tuple(AUDIO_FORMATS)
 # When one recording has several files (rec.wav and rec.mp3), the lossless or earliest-listed wins.
 _PREFERENCE = {ext: i for i, ext in enumerate(AUDIO_EXTENSIONS)}
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -178,34 +155,31 @@ def existing_files(paths: list[str]) -> set[str]:
 def resolve(
     recordings: pd.Series,
     listing: AudioListing | None,
-    wav_scp: dict[str, str | None] | None = None,
+    wav_scp: dict | None = None,
 ) -> pd.DataFrame:
     """Per row (on ``recordings.index``): ``url`` of its file or None; ``key``, the recording it names
     whatever the spelling (relative path without extension; the wav.scp id; the path as given with
     ``input.audio: null``) or None; ``candidates``, the files an ambiguous name names, else None.
 
     ``recordings`` holds stripped references already checked by ``reference_problem`` (pass None for
-    the others: they are never looked up). Without a listing, the wav.scp entries whose file exists,
-    else the references themselves, taken as absolute paths or URLs that must exist."""
+    the others: they are never looked up). With a listing and a Kaldi dir's ``wav_scp``, its
+    recording ids are looked up as the files their entries name (``scp_reference``); without a
+    listing, the wav.scp entries whose file exists
+    (``table.read_wav_scp``: a URL naming a channel is kept as it is), else the references
+    themselves, taken as absolute paths or URLs that must exist."""
     keys = [_nfc(r) if isinstance(r, str) else None for r in recordings.tolist()]
     refs = {k for k in keys if k is not None}
     if listing is not None:
-        table = {}
-        for ref in refs:
-            rel, cands = listing.locate(ref)
-            table[ref] = (
-                (listing.files[rel], os.path.splitext(rel)[0], None)
-                if rel
-                else (None, None, cands or None)
-            )
+        table = _resolve_listed(refs, listing, wav_scp)
     else:
-        if wav_scp is not None:
-            targets = {r: p for r, p in wav_scp.items() if p}
+        if wav_scp is not None:  # a file, or one channel of it (media.with_channel)
+            targets = {r: p for r, p in wav_scp.items() if isinstance(p, str) and p}
         else:  # input.audio: null: absolute paths and URLs only, never relative to the working folder
             targets = {r: r for r in refs if _URL.match(r) or r.startswith("/")}
-        present = existing_files(list(targets.values()))
+        files = {r: split_channel(p)[0] for r, p in targets.items()}
+        present = existing_files(list(files.values()))
         table = {
-            r: (targets[r], r, None) if targets.get(r) in present else (None, None, None)
+            r: (targets[r], r, None) if files.get(r) in present else (None, None, None)
             for r in refs
         }
     none = (None, None, None)
@@ -216,6 +190,55 @@ def resolve(
             for i, col in enumerate(RESOLVED_COLUMNS)
         }
     )
+
+
+def missing_audio_where(audio: str | None, wav_scp: dict | None) -> str:
+    """Where a ``missing_audio`` row's file was looked for (its detail)."""
+    if audio is not None:
+        return audio + (" (the files wav.scp names, by path or file name)" if wav_scp else "")
+    if wav_scp is not None:
+        return "wav.scp (or its file does not exist)"
+    return "input.audio: null (absolute paths and URLs only)"
+
+
+def _resolve_listed(refs: set, listing: AudioListing, wav_scp: dict | None) -> dict:
+    """``resolve``'s (url, key, candidates) per reference, found in the listing only. A reference
+    naming one channel (``media.with_channel``) finds its file and keeps the channel. A recording id
+    of ``wav_scp`` is looked up as the file its entry names (``scp_reference``), else as itself (as
+    without a wav.scp); an entry that is an unread pipe finds nothing."""
+    table: dict[str, tuple] = {}
+    for ref in refs:
+        looks = [ref]
+        if wav_scp is not None and ref in wav_scp:
+            named = scp_reference(wav_scp[ref], listing.folder)
+            looks = [named, ref] if named is not None else []
+        table[ref] = (None, None, None)
+        for look in looks:
+            base, channel = split_channel(look)
+            rel, cands = listing.locate(base)
+            if rel:
+                url = with_channel(listing.files[rel], channel)
+                table[ref] = (url, with_channel(os.path.splitext(rel)[0], channel), None)
+                break
+            if cands:
+                table[ref] = (None, None, cands)
+                break
+    return table
+
+
+def scp_reference(entry, folder: str) -> str | None:
+    """A wav.scp entry (``table.read_wav_scp``: a path, maybe naming a channel) as a reference into
+    the audio folder: its path relative to the folder when it lies inside, else its file name (the
+    corpus copied elsewhere: found by name in the listing, so no byte from outside the folder is
+    read); a channel stays. None for an unread pipe."""
+    if not isinstance(entry, str) or not entry:
+        return None
+    path, channel = split_channel(entry)
+    root = folder if _URL.match(folder) else os.path.abspath(folder)
+    root = root.rstrip("/") + "/"
+    inside = path.startswith(root) and ".." not in path[len(root) :].split("/")
+    ref = path[len(root) :] if inside else path.rsplit("/", 1)[-1]
+    return with_channel(_nfc(ref), channel)
 
 
 def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.DataFrame) -> dict:
@@ -236,7 +259,7 @@ def listing_summary(listing: AudioListing | None, refs: pd.Series, resolved: pd.
         },
     }
     if listing is not None:
-        used = set(resolved["url"].dropna())
+        used = {split_channel(u)[0] for u in resolved["url"].dropna()}
         unused = [rel for rel, url in listing.files.items() if url not in used]
         out = {
             "audio_files": len(listing.files),

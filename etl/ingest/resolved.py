@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..config import INPUT_FORMATS, ColumnsConfig, InputConfig, InputFormat, SplitsConfig
 from ..errors import UserError
 from . import table
+from .wav_scp import UnreadPipe
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class ResolvedInput:
     format: str  # the alignment's format (input.format, or detected): a key of INPUT_FORMATS
     columns: ColumnsConfig  # the reader's columns: the user's for a table, fixed for the others
     speaker: bool  # it names speakers: the dataset and the rejects carry ``speaker``
-    wav_scp: dict[str, str | None] | None = None  # a Kaldi dir's, when input.audio is null
+    # a Kaldi dir's (``table.read_wav_scp``): its files, or with input.audio, the files it names there
+    wav_scp: dict[str, str | UnreadPipe] | None = None
 
     @property
     def spec(self) -> InputFormat:
@@ -44,7 +46,7 @@ class ResolvedInput:
 
 def resolve_input(inp: InputConfig) -> ResolvedInput:
     fmt = table.detect_format(inp.alignment, inp.format)
-    wav_scp = table.read_wav_scp(inp.alignment) if fmt == "kaldi" and inp.audio is None else None
+    wav_scp = table.read_wav_scp(inp.alignment) if fmt == "kaldi" else None
     return ResolvedInput(
         config=inp,
         format=fmt,

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 
 from ..audio.measures import chars_per_second
+from ..audio.media import channel_id
 from ..config import FiltersConfig, TextConfig
 from ..schema import REJECT_REASONS
 from .recordings import reference_problem
 from .text import normalize_many, similarities
+from .wav_scp import UnreadPipe
 
 _PRIORITY = {r: i for i, r in enumerate(REJECT_REASONS)}
 
@@ -206,6 +208,8 @@ def _clock_seconds(v: str) -> float:
 
 
 def _make_id(template: str, recording, start, end) -> str:
+    if isinstance(recording, str):  # one channel of a file: sw02001#channel=2 -> sw02001_ch2
+        recording = channel_id(recording)
     try:
         return template.format(recording=recording, start=start, end=end)
     except (
@@ -249,3 +253,13 @@ def mark_missing_audio(df: pd.DataFrame, audio_url: pd.Series, where: str) -> No
         "missing_audio",
         lambda d: "no audio file for '" + d["recording"].astype(str) + f".*' in {where}",
     )
+
+
+def mark_unread_pipes(df: pd.DataFrame, wav_scp: dict | None) -> None:
+    """``missing_audio`` for rows whose wav.scp entry is a command pipe of no known form
+    (``wav_scp.UnreadPipe``): never run, the detail names the command."""
+    pipes = {r: p.detail for r, p in (wav_scp or {}).items() if isinstance(p, UnreadPipe)}
+    if pipes:
+        reject(
+            df, df["recording"].isin(pipes), "missing_audio", lambda d: d["recording"].map(pipes)
+        )

@@ -19,11 +19,13 @@ from typing import Any
 import fsspec
 import pandas as pd
 
+from ..audio.media import with_channel
 from ..config import INPUT_FORMATS, ColumnsConfig, InputConfig, is_url
 from ..errors import UserError
 from ..schema import BAD_LINE, BAD_LINE_ID, EXTRA_TABLE_COLUMNS, JSON_KEY, KALDI_COLUMNS
 from . import formats
 from .text import without_surrogates
+from .wav_scp import UnreadPipe, parse_entry
 
 # File extension -> format, for the formats an extension decides (``config.INPUT_FORMATS``).
 _EXT = {ext: f.name for f in INPUT_FORMATS.values() for ext in f.extensions}
@@ -370,10 +372,12 @@ def _kaldi_speakers(fs, folder: str) -> dict:
     return out
 
 
-def read_wav_scp(path: str) -> dict[str, str | None] | None:
-    """Kaldi wav.scp: recording id -> file. Relative paths resolve against the recipe folder Kaldi
-    runs from: the parent of ``data/`` when the data dir is ``.../data/<name>``, else the data dir's
-    parent. Command pipes ("... |") map to None: etl never runs them."""
+def read_wav_scp(path: str) -> dict[str, str | UnreadPipe] | None:
+    """Kaldi wav.scp: recording id -> the file it names, or the ``UnreadPipe`` of a command pipe of no
+    known form (``ingest.wav_scp``; no command is ever run). A pipe of a known form (``sph2pipe -c 2
+    X.sph |``) names its file, and its channel as a ``media.with_channel`` URL. Relative paths resolve
+    against the recipe folder Kaldi runs from: the parent of ``data/`` when the data dir is
+    ``.../data/<name>``, else the data dir's parent."""
     fs, folder = fsspec.core.url_to_fs(path)
     lines = _kaldi_file(fs, folder, "wav.scp")
     if lines is None:
@@ -382,19 +386,22 @@ def read_wav_scp(path: str) -> dict[str, str | None] | None:
     base = os.path.dirname(parent) if os.path.basename(parent) == "data" else parent
     remote = is_url(path)
     proto = path.split("://", 1)[0] + "://" if remote else ""
-    out: dict[str, str | None] = {}
+    out: dict[str, str | UnreadPipe] = {}
     for line in lines:
         if not line.strip():
             continue
         parts = line.strip().split(maxsplit=1)
-        rec, target = parts[0], (parts[1].strip() if len(parts) > 1 else "")
-        if target.endswith("|"):
-            out[rec] = None
-        elif is_url(target) or target.startswith("/"):
-            out[rec] = (proto + target.lstrip("/")) if remote and not is_url(target) else target
+        entry = parse_entry(parts[1] if len(parts) > 1 else "")
+        if isinstance(entry, UnreadPipe):
+            out[parts[0]] = entry
+            continue
+        target = entry.path
+        if is_url(target) or target.startswith("/"):
+            found = (proto + target.lstrip("/")) if remote and not is_url(target) else target
         else:
             joined = os.path.normpath(os.path.join(base, target))
-            out[rec] = proto + joined if remote else joined
+            found = proto + joined if remote else joined
+        out[parts[0]] = with_channel(found, entry.channel)
     return out
 
 

@@ -39,7 +39,7 @@ from ..curate.splits import (
 )
 from ..errors import UserError
 from ..ingest import table
-from ..ingest.recordings import list_audio, listing_summary
+from ..ingest.recordings import list_audio, listing_summary, missing_audio_where
 from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
 from ..schema import RECORDING_COLUMNS, DatasetShape
 from .worker import (
@@ -208,10 +208,7 @@ def _join_inputs(cfg: Config, resolved: ResolvedInput) -> dict:
     inp, s = cfg.input, cfg.splits
     wav_scp = resolved.wav_scp
     listing = None if inp.audio is None else list_audio(inp.audio, inp.recording_pattern)
-    if wav_scp is not None:
-        where = "wav.scp (or its file does not exist)"
-    else:
-        where = inp.audio or "input.audio: null (absolute paths and URLs only)"
+    where = missing_audio_where(inp.audio, wav_scp)
     excludes = [(path, read_id_list(_read_text(path)), s.by) for path in s.exclude_ids]
     return {"listing": listing, "wav_scp": wav_scp, "where": where, "excludes": excludes}
 

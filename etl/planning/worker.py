@@ -162,14 +162,7 @@ def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: lis
     found, refs_found = _resolve_distinct(refs, listing, wav_scp)
     pdf["url"] = found["url"]
     pdf["recording_key"] = found["key"]
-    if wav_scp is not None:
-        pipes = {r for r, p in wav_scp.items() if p is None}
-        rowchecks.reject(
-            pdf,
-            pdf["recording"].isin(pipes),
-            "missing_audio",
-            "wav.scp entry is a command pipe; etl never runs commands",
-        )
+    rowchecks.mark_unread_pipes(pdf, wav_scp)
     ambiguous = found["candidates"].notna()
     rowchecks.mark_missing_audio(pdf, found["url"].mask(ambiguous, ""), where)
     rowchecks.mark_ambiguous(pdf, found["candidates"])

@@ -18,7 +18,7 @@ from ..curate.splits import SplitPolicy, listed, read_id_list
 from ..errors import UserError
 from ..ingest import rows as rowchecks
 from ..ingest import table
-from ..ingest.recordings import list_audio, listing_summary, resolve
+from ..ingest.recordings import list_audio, listing_summary, missing_audio_where, resolve
 from ..ingest.resolved import check_speakers, resolve_input
 from ..schema import CHECKED_COLUMNS, PLACED_COLUMNS, check_frame_columns
 from .reference_splits import assign
@@ -127,17 +127,8 @@ def plan_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> Planne
     df["recording_key"] = found[
         "key"
     ]  # one key per file, however the table spells it (split units)
-    if wav_scp is not None:
-        pipes = {r for r, p in wav_scp.items() if p is None}
-        where = "wav.scp (or its file does not exist)"
-        rowchecks.reject(
-            df,
-            df["recording"].isin(pipes),
-            "missing_audio",
-            "wav.scp entry is a command pipe; etl never runs commands",
-        )
-    else:
-        where = inp.audio or "input.audio: null (absolute paths and URLs only)"
+    rowchecks.mark_unread_pipes(df, wav_scp)
+    where = missing_audio_where(inp.audio, wav_scp)
     ambiguous = found["candidates"].notna()
     rowchecks.mark_missing_audio(
         df, found["url"].mask(ambiguous, ""), where

@@ -113,6 +113,42 @@ def tone_segments(
     return out
 
 
+def write_sphere(path: str, pcm: np.ndarray, sampling_rate: int = 8000) -> None:
+    """A NIST SPHERE file (LDC's ``.sph``) of int16 ``pcm`` (frames, channels): the 1024-byte
+    ``NIST_1A`` header, then the samples interleaved, little-endian, as LDC's telephone speech is."""
+    pcm = np.asarray(pcm, dtype="<i2").reshape(len(pcm), -1)
+    fields = [
+        "database_id -s7 etltest",
+        f"sample_count -i {len(pcm)}",
+        f"sample_rate -i {sampling_rate}",
+        f"channel_count -i {pcm.shape[1]}",
+        "sample_byte_format -s2 01",
+        "sample_n_bytes -i 2",
+        "sample_coding -s3 pcm",
+        "end_head",
+    ]
+    header = ("NIST_1A\n   1024\n" + "\n".join(fields) + "\n").encode("ascii")
+    with open(path, "wb") as f:
+        f.write(header.ljust(1024, b" ") + pcm.tobytes())
+
+
+def channel_tones(
+    duration: float, channels: list[list[Segment]], sampling_rate: int = 8000
+) -> np.ndarray:
+    """int16 (frames, len(channels)): channel k a sine at each of ``channels[k]``'s segments, quiet
+    noise elsewhere, so each channel's clips prove they came from that channel alone."""
+    t = np.arange(int(round(duration * sampling_rate))) / sampling_rate
+    rng = np.random.default_rng(len(channels))
+    out = np.empty((len(t), len(channels)), dtype="<i2")
+    for k, segs in enumerate(channels):
+        x = rng.normal(0, 0.002, len(t))
+        for s in segs:
+            on = (t >= s.start) & (t < s.end)
+            x[on] = 0.5 * np.sin(2 * np.pi * s.freq * t[on])
+        out[:, k] = (np.clip(x, -1, 1) * 32767).astype("<i2")
+    return out
+
+
 def dominant_frequency(samples: np.ndarray, sampling_rate: int) -> float:
     """Frequency (Hz) of the strongest FFT bin of a mono signal (Hann window)."""
     x = np.asarray(samples, dtype=np.float64).reshape(-1)

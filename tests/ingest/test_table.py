@@ -21,6 +21,7 @@ from etl.ingest import table
 from etl.ingest.recordings import list_audio, resolve
 from etl.ingest.resolved import resolve_input
 from etl.ingest.rows import check_rows, mark_duplicates
+from etl.ingest.wav_scp import UnreadPipe
 from etl.testing.reference import read_checked_table
 
 from ..conftest import config_file
@@ -543,19 +544,22 @@ def test_kaldi_dir_without_utt2spk_has_no_speakers(tmp_path):
     assert df["speaker"].isna().all() and not resolve_input(_config(tmp_path, "data").input).speaker
 
 
-def test_wav_scp_maps_recordings_to_paths_and_pipes_to_none(tmp_path):
+def test_wav_scp_maps_recordings_to_paths_and_unknown_pipes_to_their_command(tmp_path):
     d = tmp_path / "data"
     d.mkdir()
     (d / "wav.scp").write_text(
-        "r1 audio/r1.wav\n\nr2 sox in.wav -t wav - |\nr3 /abs/r3.flac\nr4 memory://bucket/r4.mp3\n",
+        "r1 audio/r1.wav\n\nr2 sox in.wav -t wav - |\nr3 /abs/r3.flac\nr4 memory://bucket/r4.mp3\n"
+        "r5 sph2pipe -f wav -p -c 2 /abs/r5.sph |\nr6 wav-reverberate r6.wav - |\n",
         encoding="utf-8",
     )
     scp = table.read_wav_scp(str(d))
     assert scp == {
         "r1": os.path.join(str(tmp_path), "audio", "r1.wav"),  # relative to the data dir's parent
-        "r2": None,
+        "r2": os.path.join(str(tmp_path), "in.wav"),  # a pipe's file resolves as a path does
         "r3": "/abs/r3.flac",
         "r4": "memory://bucket/r4.mp3",
+        "r5": "/abs/r5.sph#channel=2",
+        "r6": UnreadPipe("wav-reverberate r6.wav - |"),
     }
 
 
@@ -824,7 +828,11 @@ def test_uppercase_extensions_are_audio(tmp_path):
 
 def test_resolve_uses_wav_scp_when_given_and_only_files_that_exist(tmp_path):
     (tmp_path / "r1.wav").write_bytes(b"")
-    scp = {"r1": str(tmp_path / "r1.wav"), "r2": None, "r4": str(tmp_path / "gone.wav")}
+    scp = {
+        "r1": str(tmp_path / "r1.wav"),
+        "r2": UnreadPipe("x |"),
+        "r4": str(tmp_path / "gone.wav"),
+    }
     got = resolve(pd.Series(["r1", "r2", "r3", "r4"]), None, scp)
     assert got["url"].tolist() == [str(tmp_path / "r1.wav"), None, None, None]
     assert got["key"].tolist() == ["r1", None, None, None]
