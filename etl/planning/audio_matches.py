@@ -61,20 +61,23 @@ def match_recordings(hashes, rules: MatchRules = MatchRules()) -> pd.DataFrame:
     keys = ["recording_a", "recording_b", "offset", "tbin"]
     counts = pairs.groupby(keys).size().rename("n").reset_index()
     by_pair = counts.shuffle(on=["recording_a", "recording_b"])
-    meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _MATCH_DTYPES.items()})
-    found = by_pair.map_partitions(best_offsets, rules, meta=meta).compute()
+    found = by_pair.map_partitions(best_offsets, rules, meta=_no_matches()).compute()
     return found.sort_values(["recording_a", "recording_b"]).reset_index(drop=True)
 
 
 _MATCH_DTYPES = {
-    "recording_a": object,
-    "recording_b": object,
+    "recording_a": "object",
+    "recording_b": "object",
     "offset": "float64",
     "start_a": "float64",
     "end_a": "float64",
     "shared_seconds": "float64",
     "hits": "int64",
 }
+
+
+def _no_matches() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _MATCH_DTYPES.items()})
 
 
 def _frequent_dropped(hashes, max_recordings: int):
@@ -87,7 +90,7 @@ def _frequent_dropped(hashes, max_recordings: int):
 def best_offsets(counts: pd.DataFrame, rules: MatchRules) -> pd.DataFrame:
     """The matching pairs of ``counts`` (recording_a, recording_b, offset, tbin, n), every pair's
     counts in this frame: the best offset (±1 frame), its shared bins, the rule applied."""
-    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in _MATCH_DTYPES.items()})
+    empty = _no_matches()
     if counts.empty:
         return empty
     pair = ["recording_a", "recording_b"]
