@@ -122,3 +122,66 @@ def write(
         for f in resampler.resample(None):
             out.mux(stream.encode(f))
         out.mux(stream.encode(None))
+
+
+@dataclass(frozen=True)
+class Planted:
+    """A copy in a duplicate test set: audio at t in ``original`` is at t + ``offset`` in ``copy``."""
+
+    original: str
+    copy: str
+    offset: float
+
+
+def duplicate_corpus(folder: str, seconds: float = 60.0) -> tuple[list[str], list[Planted]]:
+    """A test set of speech recordings (file names under ``folder``) and the copies planted in it:
+    three originals (MP3 64k, 44.1 kHz stereo); a re-upload of the first as AAC 96k at 48 kHz mono,
+    -6 dB, after a 7-s intro of other speech; a re-upload of the second as Opus 32k at 48 kHz, +6 dB;
+    an excerpt of the third from 20 s to 20 + seconds/2 as MP3 128k, mono; the first two sentences
+    said again by other voices; and two other recordings that share only a 5-s jingle (not a copy)."""
+    n = int(seconds / 0.42)  # syllables: about 0.42 s each with the pauses
+    man, woman, boy = Voice(115, 1.0, 1), Voice(210, 1.17, 2), Voice(260, 1.25, 3)
+    orig = [speak(sentence(n, k), man) for k in range(3)]
+    intro = speak(sentence(18, 10), woman)[: 7 * RATE]
+    jingle = speak(sentence(12, 11), boy)[: 5 * RATE]
+    files: dict[str, tuple[np.ndarray, str, int, int, int, float]] = {
+        "orig0.mp3": (orig[0], "libmp3lame", 44100, 2, 64000, 0.0),
+        "orig1.mp3": (orig[1], "libmp3lame", 44100, 2, 64000, 0.0),
+        "orig2.mp3": (orig[2], "libmp3lame", 44100, 2, 64000, 0.0),
+        "reup0.m4a": (np.concatenate([intro, orig[0]]), "aac", 48000, 1, 96000, -6.0),
+        "reup1.opus": (orig[1], "libopus", 48000, 2, 32000, 6.0),
+        "excerpt2.mp3": (
+            orig[2][20 * RATE : int((20 + seconds / 2) * RATE)],
+            "libmp3lame",
+            44100,
+            1,
+            128000,
+            0.0,
+        ),
+        "voice0.mp3": (speak(sentence(n, 0), woman), "libmp3lame", 44100, 2, 64000, 0.0),
+        "voice1.m4a": (speak(sentence(n, 1), boy), "aac", 44100, 2, 96000, 0.0),
+        "jingle3.mp3": (
+            np.concatenate([jingle, speak(sentence(n // 2, 3), man)]),
+            "libmp3lame",
+            44100,
+            2,
+            64000,
+            0.0,
+        ),
+        "jingle4.mp3": (
+            np.concatenate([jingle, speak(sentence(n // 2, 4), man)]),
+            "libmp3lame",
+            44100,
+            2,
+            64000,
+            0.0,
+        ),
+    }
+    for name, (x, codec, rate, channels, bitrate, gain) in files.items():
+        write(f"{folder}/{name}", x, codec, rate, channels, bitrate, gain)
+    planted = [
+        Planted("orig0.mp3", "reup0.m4a", 7.0),
+        Planted("orig1.mp3", "reup1.opus", 0.0),
+        Planted("orig2.mp3", "excerpt2.mp3", -20.0),
+    ]
+    return list(files), planted
