@@ -33,6 +33,11 @@ FAN_OUT = 3  # targets per anchor
 MAX_DT = 40  # target zone: up to 40 frames (1.28 s) after the anchor ...
 MAX_DF = 63  # ... within ±63 bins (±984 Hz)
 HASH_DTYPE = np.dtype([("hash", "<u4"), ("t", "<i4")])
+# what decides the hashes: fingerprints made with other settings are never compared
+VERSION = (
+    f"landmarks-1 rate={RATE} fft={N_FFT}/{HOP} bins={LOW_BIN}-{HIGH_BIN} "
+    f"peak={PEAK_FRAMES}x{PEAK_BINS} floor={FLOOR_DB} fan={FAN_OUT} zone={MAX_DT}x{MAX_DF}"
+)
 
 _WINDOW = np.hanning(N_FFT).astype(np.float32)
 # the power of a peak FLOOR_DB below a full-scale int16 sine's (Hann-windowed)

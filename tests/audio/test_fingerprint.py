@@ -6,15 +6,24 @@ real Dask cluster."""
 
 from __future__ import annotations
 
+import json
+
+import av
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from etl.audio import decoders
 from etl.audio import fingerprint as fp
-from etl.planning.audio_matches import MATCH_COLUMNS, match_recordings
+from etl.commands.build import build
+from etl.config import load_config
+from etl.output import fingerprints
+from etl.planning.audio_matches import MATCH_COLUMNS, MatchRules, match_recordings
 from etl.testing import speech
+
+from ..conftest import config_file
 
 
 def _fingerprint_file(path: str) -> np.ndarray:
@@ -73,11 +82,52 @@ def test_every_planted_copy_is_found_with_its_offset_and_nothing_else(corpus, da
 
 def test_a_shared_jingle_alone_is_no_match_but_a_longer_shared_part_is(corpus, dask_client):
     """The 5-s jingle of jingle3/jingle4 is below the 10-s rule; a 10-s rule of 4 s finds it."""
-    from etl.planning.audio_matches import MatchRules
-
     hashes, _ = corpus
     two = dd.from_pandas(hashes[hashes["recording"].str.startswith("jingle")], npartitions=2)
     assert match_recordings(two).empty
     short = match_recordings(two, MatchRules(min_seconds=4.0, min_hits=5))
     assert list(zip(short["recording_a"], short["recording_b"])) == [("jingle3.mp3", "jingle4.mp3")]
     assert abs(short["offset"].iloc[0]) <= 0.05 and short["start_a"].iloc[0] == 0.0
+
+
+def _alignment(folder, names: list[str], step: float = 5.0) -> list[dict]:
+    """Rows of ``step`` seconds over the whole of every recording."""
+    rows = []
+    for name in names:
+        with av.open(str(folder / name)) as c:
+            seconds = c.duration / 1e6
+        rec = name.rsplit(".", 1)[0]
+        rows += [
+            {"id": f"{rec}-{k}", "recording": rec, "start": t, "end": t + step, "text": "a b"}
+            for k, t in enumerate(np.arange(0.0, seconds - step, step).round(3).tolist())
+        ]
+    return rows
+
+
+def test_a_build_keeps_the_fingerprints_of_what_it_decoded(tmp_path, dask_client):
+    """The shard tasks fingerprint the audio they decode (no second decode); finalize keeps
+    OUT/fingerprints.parquet, which finds the planted copies; a later build keeps it whole."""
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    names, planted = speech.duplicate_corpus(str(audio_dir))
+    (tmp_path / "rows.json").write_text(json.dumps(_alignment(audio_dir, names)))
+    out = tmp_path / "out"
+    doc = {
+        "input": {"alignment": str(tmp_path / "rows.json"), "audio": str(audio_dir)},
+        "output": {"path": str(out), "shard_hours": 0.05},  # 3 min: several shards
+        "splits": {"dev_size": 2},
+    }
+    cfg = load_config(str(config_file(tmp_path, doc)))
+    build(cfg, client=dask_client)
+    assert not (out / ".parts").exists()
+    kept = pq.read_table(out / "fingerprints.parquet").to_pandas()
+    assert sorted(kept["recording"].unique()) == sorted(n.rsplit(".", 1)[0] for n in names)
+    found = match_recordings(fingerprints.read(str(out)))
+    want = {tuple(sorted(p.rsplit(".", 1)[0] for p in (x.original, x.copy))) for x in planted}
+    assert set(zip(found["recording_a"], found["recording_b"])) == want
+    build(cfg, client=dask_client, force=True)  # every recording decoded again: the same hashes
+    again = pq.read_table(out / "fingerprints.parquet").to_pandas()
+    key = ["recording", "t", "hash"]
+    pd.testing.assert_frame_equal(
+        again.sort_values(key).reset_index(drop=True), kept.sort_values(key).reset_index(drop=True)
+    )
