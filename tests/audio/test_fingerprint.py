@@ -90,6 +90,14 @@ def test_a_shared_jingle_alone_is_no_match_but_a_longer_shared_part_is(corpus, d
     assert abs(short["offset"].iloc[0]) <= 0.05 and short["start_a"].iloc[0] == 0.0
 
 
+def test_hashes_in_too_many_recordings_are_dropped(corpus, dask_client):
+    """The document-frequency cut: with every hash allowed in one recording only, nothing matches."""
+    hashes, _ = corpus
+    assert match_recordings(
+        dd.from_pandas(hashes, npartitions=2), MatchRules(max_recordings=1)
+    ).empty
+
+
 def _alignment(folder, names: list[str], step: float = 5.0) -> list[dict]:
     """Rows of ``step`` seconds over the whole of every recording."""
     rows = []
