@@ -62,8 +62,8 @@ def cost(folder: str, minutes: float) -> dict:
     }
 
 
-def finding(folder: str) -> dict:
-    names, planted = speech.duplicate_corpus(folder)
+def finding(folder: str, seed: int = 0) -> dict:
+    names, planted = speech.duplicate_corpus(folder, seed=seed)
     hashes = pd.concat(
         [
             _frame(n, h)
@@ -89,15 +89,17 @@ def finding(folder: str) -> dict:
                 else round(1000 * abs(sign * r.offset - p.offset), 1),
             }
         )
-    return {"recordings": len(names), "planted": len(planted), "pairs": pairs}
+    return {"seed": seed, "recordings": len(names), "planted": len(planted), "pairs": pairs}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--seeds", type=int, default=1, help="test sets (other sentences and voices)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps({"cost": cost(tmp, args.minutes), "finding": finding(tmp)}, indent=1))
+        found = [finding(tmp, seed) for seed in range(args.seeds)]
+        print(json.dumps({"cost": cost(tmp, args.minutes), "finding": found}, indent=1))
 
 
 if __name__ == "__main__":

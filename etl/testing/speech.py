@@ -133,17 +133,25 @@ class Planted:
     offset: float
 
 
-def duplicate_corpus(folder: str, seconds: float = 60.0) -> tuple[list[str], list[Planted]]:
+def duplicate_corpus(
+    folder: str, seconds: float = 60.0, seed: int = 0
+) -> tuple[list[str], list[Planted]]:
     """A test set of speech recordings (file names under ``folder``) and the copies planted in it:
     three originals (MP3 64k, 44.1 kHz stereo); a re-upload of the first as AAC 96k at 48 kHz mono,
     -6 dB, after a 7-s intro of other speech; a re-upload of the second as Opus 32k at 48 kHz, +6 dB;
     an excerpt of the third from 20 s to 20 + seconds/2 as MP3 128k, mono; the first two sentences
-    said again by other voices; and two other recordings that share only a 5-s jingle (not a copy)."""
+    said again by other voices; and two other recordings that share only a 5-s jingle (not a copy).
+    ``seed``: other sentences and voices."""
     n = int(seconds / 0.42)  # syllables: about 0.42 s each with the pauses
-    man, woman, boy = Voice(115, 1.0, 1), Voice(210, 1.17, 2), Voice(260, 1.25, 3)
-    orig = [speak(sentence(n, k), man) for k in range(3)]
-    intro = speak(sentence(18, 10), woman)[: 7 * RATE]
-    jingle = speak(sentence(12, 11), boy)[: 5 * RATE]
+    s0, up = 100 * seed, 1 + 0.05 * seed
+    man, woman, boy = (
+        Voice(115 * up, 1.0, 1 + s0),
+        Voice(210 * up, 1.17, 2 + s0),
+        Voice(260, 1.25, 3),
+    )
+    orig = [speak(sentence(n, k + s0), man) for k in range(3)]
+    intro = speak(sentence(18, 10 + s0), woman)[: 7 * RATE]
+    jingle = speak(sentence(12, 11 + s0), boy)[: 5 * RATE]
     files: dict[str, tuple[np.ndarray, str, int, int, int, float]] = {
         "orig0.mp3": (orig[0], "libmp3lame", 44100, 2, 64000, 0.0),
         "orig1.mp3": (orig[1], "libmp3lame", 44100, 2, 64000, 0.0),
@@ -158,10 +166,10 @@ def duplicate_corpus(folder: str, seconds: float = 60.0) -> tuple[list[str], lis
             128000,
             0.0,
         ),
-        "voice0.mp3": (speak(sentence(n, 0), woman), "libmp3lame", 44100, 2, 64000, 0.0),
-        "voice1.m4a": (speak(sentence(n, 1), boy), "aac", 44100, 2, 96000, 0.0),
+        "voice0.mp3": (speak(sentence(n, s0), woman), "libmp3lame", 44100, 2, 64000, 0.0),
+        "voice1.m4a": (speak(sentence(n, 1 + s0), boy), "aac", 44100, 2, 96000, 0.0),
         "jingle3.mp3": (
-            np.concatenate([jingle, speak(sentence(n // 2, 3), man)]),
+            np.concatenate([jingle, speak(sentence(n // 2, 3 + s0), man)]),
             "libmp3lame",
             44100,
             2,
@@ -169,7 +177,7 @@ def duplicate_corpus(folder: str, seconds: float = 60.0) -> tuple[list[str], lis
             0.0,
         ),
         "jingle4.mp3": (
-            np.concatenate([jingle, speak(sentence(n // 2, 4), man)]),
+            np.concatenate([jingle, speak(sentence(n // 2, 4 + s0), man)]),
             "libmp3lame",
             44100,
             2,
