@@ -187,6 +187,9 @@ class FiltersConfig:
     min_rms_db: float | None = -70.0
     max_clipped_fraction: float | None = None
     max_silence_fraction: float | None = None
+    # a later copy's row is duplicate_audio when at least this share of it is audio a kept row of
+    # the first copy holds (curate/duplicates.py); null: the copies are only reported
+    duplicate_audio: float | None = 0.5
 
 
 @dataclass(frozen=True)
@@ -534,6 +537,7 @@ def _check_quality_filters(f: FiltersConfig) -> None:
     for key, value in (
         ("max_clipped_fraction", f.max_clipped_fraction),
         ("max_silence_fraction", f.max_silence_fraction),
+        ("duplicate_audio", f.duplicate_audio),
     ):
         if value is not None and not 0 <= value <= 1:
             raise UserError(

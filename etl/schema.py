@@ -188,12 +188,7 @@ class Reason:
 #
 # Adding a reason is one entry here, at its place in check order, plus its check (a call of
 # ``etl.ingest.rows.reject`` with its name, or a verdict of ``etl.audio.measures.judge``). The
-# deny-lists (``reasons_where``), the card, report.html and report.json follow. For example:
-#
-#     Reason("duplicate_audio",
-#            "the same audio as an earlier row (the first is kept)",
-#            stage="plan", recording_fault=False),
-#     # and in etl/planning/worker.py: rowchecks.reject(pdf, dup, "duplicate_audio", detail)
+# deny-lists (``reasons_where``), the card, report.html and report.json follow.
 REASONS: tuple[Reason, ...] = (
     Reason(
         "unreadable_alignment",
@@ -270,6 +265,13 @@ REASONS: tuple[Reason, ...] = (
         stage="check",
         measure="similarity",
         filter="min_similarity",
+    ),
+    Reason(
+        "duplicate_audio",
+        "at least filters.duplicate_audio of the clip is audio a kept row of an earlier recording "
+        "(in input order) already holds: a re-upload, excerpt or repeat (etl/curate/duplicates.py)",
+        stage="plan",
+        recording_fault=False,
     ),
     Reason(
         "over_budget",

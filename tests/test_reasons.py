@@ -42,6 +42,7 @@ def test_the_derived_lists_are_what_they_were_before_the_registry():
         "duplicate_id",
         "missing_audio",
         "invalid_recording_id",
+        "duplicate_audio",
     }
 
 
@@ -59,6 +60,7 @@ def test_reject_reasons_is_the_names_and_descriptions_in_check_order():
         "too_long",
         "bad_char_rate",
         "low_similarity",
+        "duplicate_audio",
         "over_budget",
         "unreadable_audio",
         "beyond_end",

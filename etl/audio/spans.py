@@ -31,12 +31,16 @@ def decode_spans(
     channels: int = 1,
     tolerance: int = 0,
     stats: dict | None = None,
+    tap=None,
 ):
     """``audio.cut`` of one recording, each span yielded once as ``(index, samples or None, total)``.
     A transient read error restarts the decode from the beginning (after a pause), skipping the spans
     already yielded, so no clip is lost or written twice; corrupt data raises ``Unreadable`` at once.
     Errors in the caller (writing the output) are not caught here. ``stats``: the decoder's
-    (``skipped_seconds``: audio no span needed, not decoded). Used by the shard task and ``etl sample``."""
+    (``skipped_seconds``: audio no span needed, not decoded). ``tap``: an object with ``restart()``
+    and ``feed(block)`` that sees every decoded block in order (a fingerprinter), restarted with the
+    decode; skipped stretches reach it as the decoder's zeros. Used by the shard task and
+    ``etl sample``."""
     dec = decoders.get_decoder(decoder, ffmpeg)
     stats = {} if stats is None else stats
     done: set = set()
@@ -44,6 +48,9 @@ def decode_spans(
         stats["skipped_seconds"] = 0.0
         try:
             chunks = dec.stream(url, sampling_rate, channels, need=spans, stats=stats)
+            if tap is not None:
+                tap.restart()
+                chunks = _tapped(chunks, tap)
             for i, samples, total in audio.cut(chunks, spans, tolerance):
                 if i not in done:
                     done.add(i)
@@ -67,3 +74,14 @@ def decode_spans(
             time.sleep(READ_RETRY_DELAYS[attempt])
         except Exception as e:
             raise Unreadable(f"{type(e).__name__}: {e}") from None
+
+
+def _tapped(chunks, tap):
+    """``chunks``, each also fed to ``tap``; closing this closes the decoder's stream."""
+    try:
+        for chunk in chunks:
+            tap.feed(chunk)
+            yield chunk
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()

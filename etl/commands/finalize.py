@@ -18,7 +18,7 @@ from ..curate.splits import RESERVE, SPLITS
 from ..curate.suspects import find_suspects, report_section, suspects_text
 from ..curate.vocab import build_vocab, missing_from_counts
 from ..ingest.text import invisible_characters
-from ..output import card, report_html, resume, storage
+from ..output import card, fingerprints, report_html, resume, storage
 from ..planning import store as plan_store
 from ..records import PlotCounts, Report, ShardResult, SplitReport
 from ..schema import REJECT_REASONS, DatasetShape
@@ -46,6 +46,7 @@ def finalize(
 
         export(client, cfg.output.path, {s: len(v["files"]) for s, v in splits.items()})
     late = [r.rejects.file for r in results if r.rejects.file]
+    merged = client.submit(fingerprints.merge_parts, cfg.output.path, pure=False)  # on a worker
     reasons, stats = _reduce_rows(client, cfg, late, promoted, planned.shape)
     vocab = build_vocab(stats["chars"].get("train", {}))
     if "train" in stats["chars"]:
@@ -55,6 +56,7 @@ def finalize(
             json.dumps(vocab, ensure_ascii=False, indent=1).encode(),
         )
     suspects = _suspect_recordings(client, cfg, late, results)
+    merged.result()  # OUT/fingerprints.parquet
     timings = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
     report = _report(cfg, planned, splits, results, (reasons, stats, vocab), fp, suspects, timings)
     if (

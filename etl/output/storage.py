@@ -31,6 +31,8 @@ REPORT_HTML = "report.html"  # output/report_html.write_report_html (`etl report
 REJECTS_FILE = "rejects.parquet"  # planning/store.merge_rejects, on a worker (commands/finalize)
 VOCAB_FILE = "vocab.json"  # commands/finalize.finalize (curate/vocab.build_vocab)
 SUSPECTS_FILE = "suspect_recordings.txt"  # commands/finalize._suspect_recordings (curate/suspects)
+# the audio fingerprints of the decoded recordings, kept for later builds (not in OUR_FILES):
+FINGERPRINTS_FILE = "fingerprints.parquet"  # output/fingerprints.merge_parts (commands/finalize)
 # Removed by clear_previous_output before a dataset replaces another (not suspect_recordings.txt).
 OUR_FILES = (README_FILE, REPORT_JSON, REPORT_HTML, REJECTS_FILE, VOCAB_FILE)
 LEASE_FILE = ".lease.json"  # cluster/lease.Lease: one build at a time per output folder
@@ -50,6 +52,8 @@ PLAN_DIR = "plan"
 PLAN_REJECTS_DIR = "rejects"  # plan/rejects/part-*.parquet: rows rejected before decoding
 PLAN_RECORDINGS_DIR = "recordings"  # plan/recordings/bucket-*/part-*.parquet: per-recording rows
 LATE_DIR = "late"  # plan/late/shard-*.parquet: the rejects a shard task found while decoding
+FINGERPRINT_PARTS_DIR = "fingerprints"  # .parts/fingerprints/ (fingerprint_part_name)
+FINGERPRINT_PART_GLOB = "shard-*.parquet"  # its files
 PLAN_SHARD_GLOB = "shard-*"  # plan/shard-{i:05d}/ (plan_shard_name): the kept rows shard i cuts
 PLAN_PART_GLOB = "part-*.parquet"  # plan_part_name: one per input partition
 BUCKET_GLOB = "bucket-*"  # bucket_name
@@ -95,6 +99,11 @@ def late_name(shard: int) -> str:
     """.parts/plan/late/: the rejects shard ``shard`` found while decoding (its shard folder's name:
     planning/store.text_stats pairs them by it)."""
     return plan_shard_name(shard) + ".parquet"
+
+
+def fingerprint_part_name(shard: int) -> str:
+    """.parts/fingerprints/: the hashes of shard ``shard``'s recordings (output/fingerprints.write_part)."""
+    return f"shard-{shard:05d}.parquet"
 
 
 def plan_part_name(p: int) -> str:

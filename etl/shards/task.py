@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 
 from ..audio import decoders, measures
 from ..audio import media as audio
+from ..audio.fingerprint import Fingerprinter
 from ..audio.spans import Unreadable, decode_spans
 from ..config import FiltersConfig
 from ..curate.splits import RESERVE
-from ..output import resume, storage
+from ..output import fingerprints, resume, storage
 from ..planning import store as plan_store
 from ..records import LateRejects, ShardResult, SplitPart
 from ..schema import QUALITY_COLUMNS, DatasetShape
@@ -54,6 +55,8 @@ class ShardTask:
     )
     # the config's filters: those on the cut samples apply here (None: none)
     filters: FiltersConfig | None = None
+    # the decoded audio's fingerprints under OUT/.parts/fingerprints/ (16 kHz builds only)
+    fingerprint: bool = True
 
 
 class _SplitWriter:
@@ -186,6 +189,7 @@ def run_shard(task: ShardTask) -> ShardCut:
     rejects: list[dict] = []
     decoded = 0.0
     per_recording: dict = {}  # measures.summarize of each recording's clips (a recording is in one shard)
+    prints: dict = {}  # each file's hashes, under its first spelling
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
         rows_of = (
             task.rows
@@ -201,22 +205,34 @@ def run_shard(task: ShardTask) -> ShardCut:
                 if len(names) > 1
                 else by_recording[names[0]]
             )
-            seconds, measured = _cut_file(task, url, rows, columns, ext, writers, rejects)
+            tap = Fingerprinter(task.sampling_rate) if task.fingerprint else None
+            seconds, measured = _cut_file(task, url, rows, columns, ext, writers, rejects, tap)
+            if tap is not None and tap.usable:
+                prints[names[0]] = tap.finish()
             decoded += seconds
             for name in names:  # each spelling's own clips
                 per_recording[name] = measures.summarize(
                     [m for r, m in measured if r == name and m is not None]
                 )
+    fingerprints.write_part(task.out, task.index, prints)
     return ShardCut(
         task.index, writers.stats(), rejects, decoded, time.perf_counter() - t0, per_recording
     )
 
 
 def _cut_file(
-    task: ShardTask, url: str, rows: pd.DataFrame, columns, ext: str, writers, rejects: list
+    task: ShardTask,
+    url: str,
+    rows: pd.DataFrame,
+    columns,
+    ext: str,
+    writers,
+    rejects: list,
+    tap=None,
 ) -> tuple:
-    """Decode one file once and write the clips of ``rows`` (of every spelling that names it). Returns
-    the seconds decoded and each clip's (recording, measures or None)."""
+    """Decode one file once and write the clips of ``rows`` (of every spelling that names it); ``tap``
+    sees the decoded blocks (``decode_spans``). Returns the seconds decoded and each clip's
+    (recording, measures or None)."""
     rows = rows.sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
     spans = [
         (audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
@@ -238,6 +254,7 @@ def _cut_file(
             task.channels,
             tolerance,
             stats,
+            tap,
         ):
             seen.add(i)
             measured.append(

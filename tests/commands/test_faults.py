@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import pathlib
 import signal
 import time
 
@@ -135,6 +136,10 @@ def test_a_read_error_mid_recording_is_retried_and_every_clip_is_written_once(
     for rid, (data, freq) in got.items():
         assert data == expected[rid][0], rid  # bit-identical to a clean read
         assert abs(freq - corpus["freqs"][rid]) < 3.0, rid
+    # the fingerprinter restarts with the decode: the same hashes, none twice
+    part = pathlib.Path(".parts") / "fingerprints" / "shard-00000.parquet"
+    prints = pq.read_table(tmp_path / "clean" / part)
+    assert prints.num_rows > 0 and pq.read_table(tmp_path / "flaky" / part).equals(prints)
 
 
 def test_a_recording_that_keeps_failing_is_rejected_after_the_retries_not_the_build(

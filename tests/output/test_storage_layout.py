@@ -63,6 +63,11 @@ def test_the_names_are_the_ones_the_outputs_have_always_had():
     assert storage.plan_shard_name(3) == "shard-00003"
     assert storage.late_name(3) == "shard-00003.parquet"
     assert storage.plan_part_name(3) == "part-00003.parquet"
+    assert (storage.FINGERPRINTS_FILE, storage.FINGERPRINT_PARTS_DIR) == (
+        "fingerprints.parquet",
+        "fingerprints",
+    )
+    assert storage.fingerprint_part_name(3) == "shard-00003.parquet"
     assert storage.bucket_name(3) == "bucket-00003"
     assert (storage.CLIPS_DIR, storage.IDS_FILE, storage.REVIEW_FILE, storage.BAD_IDS_FILE) == (
         "clips",

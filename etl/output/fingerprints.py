@@ -1,0 +1,111 @@
+"""The audio fingerprints a build keeps: each shard task writes its recordings' hashes
+(``write_part``, OUT/.parts/fingerprints/), finalize merges them into OUT/fingerprints.parquet
+(``merge_parts``) with the earlier build's hashes of the recordings this build did not decode, so a
+recording decoded once is never decoded again for its fingerprint. ``read`` gives them to matching
+(``planning/audio_matches.match_recordings``) as a Dask frame of (recording, hash, t).
+
+A file made with other fingerprint settings (``fingerprint.VERSION``, in the Parquet metadata) is
+ignored: its hashes are not comparable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..audio import fingerprint
+from . import storage
+
+_META = {b"etl_fingerprint": fingerprint.VERSION.encode()}
+SCHEMA = pa.schema(
+    [("recording", pa.string()), ("hash", pa.uint32()), ("t", pa.int32())], metadata=_META
+)
+
+
+def table(prints: dict[str, np.ndarray]) -> pa.Table:
+    """One table of the hashes of each recording (``fingerprint.HASH_DTYPE`` arrays)."""
+    rows = [(r, h) for r, h in prints.items() if len(h)]
+    empty = np.zeros(0, dtype=fingerprint.HASH_DTYPE)
+    hashes = np.concatenate([h for _, h in rows]) if rows else empty
+    names = [np.full(len(h), r, dtype=object) for r, h in rows]
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.concatenate(names) if names else [], pa.string()),
+            pa.array(hashes["hash"], pa.uint32()),
+            pa.array(hashes["t"], pa.int32()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+def write_part(out: str, shard: int, prints: dict[str, np.ndarray]) -> None:
+    """The hashes of shard ``shard``'s recordings, under OUT/.parts/fingerprints/ (a silent
+    recording has no rows; a shard without fingerprints writes no file)."""
+    if not prints:
+        return
+    fs, root = storage.fs_and_path(out)
+    folder = storage.join(root, storage.PARTS_DIR, storage.FINGERPRINT_PARTS_DIR)
+    fs.makedirs(folder, exist_ok=True)
+    path = storage.join(folder, storage.fingerprint_part_name(shard))
+    with storage.atomic_open(fs, path) as f:
+        pq.write_table(table(prints), f, compression="zstd")
+
+
+def _comparable(fs, path: str) -> bool:
+    if not fs.exists(path):
+        return False
+    with fs.open(path, "rb") as f:
+        meta = pq.read_schema(f).metadata or {}
+    return meta.get(b"etl_fingerprint") == _META[b"etl_fingerprint"]
+
+
+def merge_parts(out: str) -> int:
+    """OUT/fingerprints.parquet: this build's parts, then the earlier file's recordings that no part
+    holds (one part, one batch at a time). Returns the recordings written (0: none, nothing written)."""
+    fs, root = storage.fs_and_path(out)
+    folder = storage.join(root, storage.PARTS_DIR, storage.FINGERPRINT_PARTS_DIR)
+    parts = (
+        sorted(fs.glob(storage.join(folder, storage.FINGERPRINT_PART_GLOB)))
+        if fs.exists(folder)
+        else []
+    )
+    if not parts:
+        return 0
+    final = storage.join(root, storage.FINGERPRINTS_FILE)
+    earlier = _comparable(fs, final)
+    seen: set[str] = set()
+    # atomic_open writes beside `final` (or an uncommitted upload): the earlier file stays readable
+    with storage.atomic_open(fs, final) as f, pq.ParquetWriter(f, SCHEMA, compression="zstd") as w:
+        for p in parts:
+            with fs.open(p, "rb") as src:
+                t = pq.read_table(src).cast(SCHEMA)
+            seen.update(t.column("recording").unique().to_pylist())
+            w.write_table(t)
+        mine = pa.array(sorted(seen), pa.string())
+        for t in _earlier_tables(fs, final) if earlier else ():
+            t = t.filter(pc.invert(pc.is_in(t.column("recording"), value_set=mine)))
+            seen.update(t.column("recording").unique().to_pylist())
+            w.write_table(t)
+    return len(seen)
+
+
+def _earlier_tables(fs, path: str):
+    with fs.open(path, "rb") as src:
+        for batch in pq.ParquetFile(src).iter_batches(batch_size=1 << 20):
+            yield pa.Table.from_batches([batch]).cast(SCHEMA)
+
+
+def read(out: str):
+    """OUT/fingerprints.parquet as a Dask frame of (recording, hash, t), or None (none, or made
+    with other settings)."""
+    import dask.dataframe as dd
+
+    fs, root = storage.fs_and_path(out)
+    path = storage.join(root, storage.FINGERPRINTS_FILE)
+    if not _comparable(fs, path):
+        return None
+    return dd.read_parquet(
+        out.rstrip("/") + "/" + storage.FINGERPRINTS_FILE, columns=["recording", "hash", "t"]
+    )
