@@ -11,17 +11,20 @@ import time
 from dataclasses import asdict
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ..audio.decoders import decoder_identity
 from ..config import Config
 from ..curate.splits import RESERVE, SPLITS
 from ..curate.suspects import find_suspects, report_section, suspects_text
 from ..curate.vocab import build_vocab, missing_from_counts
+from ..ingest.recordings import identities_digest
 from ..ingest.text import invisible_characters
 from ..output import card, report_html, resume, storage
+from ..output.previous import audio_settings
 from ..planning import store as plan_store
 from ..records import PlotCounts, Report, ShardResult, SplitReport
-from ..schema import REJECT_REASONS, DatasetShape
+from ..schema import DATASET_RECORDINGS_SCHEMA, REJECT_REASONS, DatasetShape
 
 
 def finalize(
@@ -41,6 +44,7 @@ def finalize(
     splits, promoted = journal["splits"], set(journal["promoted"])
     results = _journaled_results(cfg, journal["results"], planned.shape)
     _move_into_place(fs, root, journal["moves"])
+    write_recordings(fs, root, results, journal["moves"])
     if cfg.output.arrow:  # zero-copy copy for load_from_disk, converted on the workers
         from ..output.arrow_export import export
 
@@ -202,6 +206,7 @@ def _report(
         "rejects": {r: int(reasons.get(r, 0)) for r in REJECT_REASONS},
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r.decoded_seconds for r in results) / 3600,
+        "hours_reused": sum(r.reused_seconds for r in results) / 3600,
         "shards": len(results),
         "ids_from_template": planned.ids_from_template,  # a table id missing: the id template's
         "invisible_characters": {
@@ -210,6 +215,15 @@ def _report(
         "selection": planned.selection,  # what test_ids / exclude_ids / the previous dev matched
         "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
+        "audio_identity": identities_digest(
+            planned.identities
+            or {
+                i.url: i.identity
+                for r in results
+                for i in (r.identities or {}).values()
+                if i.identity is not None
+            }
+        ),  # of the audio files it was cut from (a replaced file: not up to date)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {
             "size": len(vocab),
@@ -219,7 +233,7 @@ def _report(
                 if s != "train"
             },
         },
-        "audio": _audio_section(cfg),
+        "audio": audio_settings(cfg),
         "config": cfg.to_dict(),  # the resolved config, for reproducing the build
         "recordings": suspects["recordings"],
         "suspects": suspects["suspects"],
@@ -227,15 +241,28 @@ def _report(
     }
 
 
-def _audio_section(cfg: Config) -> dict:
-    a = cfg.audio
-    return {
-        "sampling_rate": a.sampling_rate,
-        "channels": a.channels,
-        "format": cfg.output.audio_format,
-        "decoder": a.decoder,
-        "decoder_identity": decoder_identity(a.decoder, a.ffmpeg),
-    }
+def write_recordings(fs, root: str, results: list[ShardResult], moves: list) -> None:
+    """recordings.parquet: each recording's file, its identity and the data/ files holding its clips
+    (its shard's files, and the reserve re-split's, which may hold any recording's)."""
+    final = {src.rsplit("/", 1)[-1]: dst.rsplit("/", 1)[-1] for src, dst in moves}
+    shared = [final[p.file] for r in results if r.identities is None for p in r.parts.values()]
+    rows = [
+        {
+            "recording": name,
+            "url": ident.url,
+            "identity": ident.identity,
+            "length": ident.length,
+            "files": sorted({final[p.file] for p in r.parts.values()} | set(shared)),
+        }
+        for r in results
+        for name, ident in sorted((r.identities or {}).items())
+    ]
+    table = pa.Table.from_pylist(rows, schema=DATASET_RECORDINGS_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    storage.write_bytes(
+        fs, storage.join(root, storage.RECORDINGS_FILE), sink.getvalue().to_pybytes()
+    )
 
 
 def _suspect_recordings(client, cfg: Config, late: list[str], results: list[ShardResult]) -> dict:

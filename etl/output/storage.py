@@ -5,6 +5,7 @@ Every name etl gives a file or folder it writes is declared below, each with the
 writes it (the modules use these names, never a literal). A finished build leaves, in ``output.path``:
 
     README.md  report.json  report.html  rejects.parquet  vocab.json  suspect_recordings.txt
+    recordings.parquet
     data/{split}-{i:05d}-of-{n:05d}.parquet
     arrow/  (output.arrow) dataset_dict.json, {split}/data-{i:05d}-of-{n:05d}.arrow, state.json
 
@@ -31,8 +32,12 @@ REPORT_HTML = "report.html"  # output/report_html.write_report_html (`etl report
 REJECTS_FILE = "rejects.parquet"  # planning/store.merge_rejects, on a worker (commands/finalize)
 VOCAB_FILE = "vocab.json"  # commands/finalize.finalize (curate/vocab.build_vocab)
 SUSPECTS_FILE = "suspect_recordings.txt"  # commands/finalize._suspect_recordings (curate/suspects)
+# each recording's file and its identity, for the next build's reuse (schema.DATASET_RECORDING_COLUMNS):
+RECORDINGS_FILE = (
+    "recordings.parquet"  # commands/finalize.write_recordings; output/previous reads it
+)
 # Removed by clear_previous_output before a dataset replaces another (not suspect_recordings.txt).
-OUR_FILES = (README_FILE, REPORT_JSON, REPORT_HTML, REJECTS_FILE, VOCAB_FILE)
+OUR_FILES = (README_FILE, REPORT_JSON, REPORT_HTML, REJECTS_FILE, VOCAB_FILE, RECORDINGS_FILE)
 LEASE_FILE = ".lease.json"  # cluster/lease.Lease: one build at a time per output folder
 # output.arrow: the splits in the datasets.save_to_disk layout, output/arrow_export.export:
 ARROW_DIR = "arrow"

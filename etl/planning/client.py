@@ -73,6 +73,8 @@ class PlannedTable:
     )
     input: ResolvedInput | None = None  # the input as planning read it
     shape: DatasetShape = DatasetShape()  # the dataset's optional columns
+    # url -> file_identity of every file of the audio listing ({} without one: input.audio null)
+    identities: dict = field(default_factory=dict)
 
 
 # ---- client side: what each pass hands the next ----
@@ -90,6 +92,7 @@ class JoinedTable(NamedTuple):
     listing: dict  # listing_summary: how table and audio folder fit
     selection: dict  # what the exclusion lists matched
     test_units: set  # units with a row in splits.test_ids
+    identities: dict  # url -> file_identity of the listing's files ({} without a listing)
 
 
 class Pool(NamedTuple):
@@ -242,7 +245,8 @@ def join_audio(
             for k, (path, ids, _) in enumerate(join["excludes"])
         }
     }
-    return JoinedTable(parts, summary, selection, set().union(*tests))
+    identities = {} if join["listing"] is None else join["listing"].identities
+    return JoinedTable(parts, summary, selection, set().union(*tests), identities)
 
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
@@ -430,7 +434,7 @@ def plan_table(
         offsets = _offsets(lengths)
         first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
-        parts, listing, selection, test_units = join_audio(
+        parts, listing, selection, test_units, identities = join_audio(
             client, cfg, resolved, parts, offsets, first_row, test_keys
         )
         _step(bar)
@@ -447,6 +451,7 @@ def plan_table(
         )
         _select(cfg, planned, selection, sums, test_keys, previous_dev)
         planned.input = resolved
+        planned.identities = identities
         words = planned.counts is not None and planned.counts.has_words
         planned.shape = DatasetShape(source_id=has_id, speaker=resolved.speaker, words=words)
         _step(bar)
