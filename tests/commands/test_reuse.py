@@ -14,6 +14,7 @@ import pytest
 
 from etl.audio.media import CHUNK_SECONDS
 from etl.commands.build import build
+from etl.commands.plan import plan
 from etl.config import load_config
 from etl.testing.synth import tone_segments, write_tone_recording
 
@@ -209,6 +210,9 @@ def test_a_growing_corpus_and_a_replaced_file(tmp_path, dask_client):
         )
     (corpus["root"] / "alignment2.json").write_text(json.dumps(rows, ensure_ascii=False))
     grown = {"input": {"alignment": str(corpus["root"] / "alignment2.json")}}
+    told = plan(load_config(write_config(corpus, out, **grown)), client=dask_client)["reuse"]
+    assert told["files_to_decode"] == 1 and told["files_unchanged"] == 5  # broken.mp3 counts
+    assert told["hours_to_decode_at_most"] == pytest.approx(segs[-1].end / 3600)
     report = _build(corpus, out, dask_client, **grown)
     assert segs[-1].end <= _decoded_s(report) <= segs[-1].end + CHUNK_SECONDS  # extra.mp3 only
     assert report["hours_reused"] == pytest.approx(first["hours_out"], abs=1e-9)
