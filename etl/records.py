@@ -153,6 +153,9 @@ class SplitReport(TypedDict):
     files: int
     bytes: int
     speakers: NotRequired[int]  # with a speaker column
+    # each file's content digest (sum of its row digests), in file order: a rebuild keeps a file
+    # whose new content is the same (commands/finalize); absent in datasets of earlier versions
+    digests: NotRequired[list[str]]
 
 
 class Report(TypedDict):

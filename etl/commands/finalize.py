@@ -43,6 +43,7 @@ def finalize(
     journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
     splits, promoted = journal["splits"], set(journal["promoted"])
     results = _journaled_results(cfg, journal["results"], planned.shape)
+    _replace_previous(fs, root, journal)
     _move_into_place(fs, root, journal["moves"])
     write_recordings(fs, root, results, journal["moves"])
     if cfg.output.arrow:  # zero-copy copy for load_from_disk, converted on the workers
@@ -81,7 +82,8 @@ def finalize(
 
 def _start_journal(fs, root: str, results: list[ShardResult], promoted: set) -> dict:
     """The splits' files in shard order (deterministic names) and their final names, journaled before
-    anything moves; then the previous dataset is removed (every shard of this one is done)."""
+    anything moves, with the files of the previous dataset whose content a new file has (``keeps``:
+    that file is kept, renamed, instead of the new copy)."""
     parts_dir = storage.join(root, storage.PARTS_DIR)
     data_dir = storage.join(root, storage.DATA_DIR)
     splits: dict[str, dict] = {}
@@ -109,12 +111,52 @@ def _start_journal(fs, root: str, results: list[ShardResult], promoted: set) -> 
     journal = {
         "splits": {s: splits[s] for s in order},
         "moves": moves,
+        "keeps": _identical_files(fs, root, splits),
         "results": [r.to_json() for r in results],
         "promoted": sorted(promoted),
     }
     resume.write_journal(fs, root, journal)
-    storage.clear_previous_output(fs, root, keep_parts=True)
     return journal
+
+
+def _identical_files(fs, root: str, splits: dict) -> list:
+    """(previous data/ file, new part) pairs of the same split and content digest (report.json's
+    ``digests`` of the dataset there): the previous file replaces the new copy, no byte rewritten."""
+    old = resume.read_json(fs, storage.join(root, storage.REPORT_JSON)) or {}
+    keeps = []
+    for split, sp in splits.items():
+        before = (old.get("splits") or {}).get(split) or {}
+        by_digest = {
+            d: storage.final_name(split, i, before.get("files", 0))
+            for i, d in enumerate(before.get("digests") or [])
+        }
+        for name, digest in zip(sp["files"], sp["digests"]):
+            if digest in by_digest:
+                keeps.append(
+                    (
+                        storage.join(root, storage.DATA_DIR, by_digest.pop(digest)),
+                        storage.join(root, storage.PARTS_DIR, name),
+                    )
+                )
+    return keeps
+
+
+def _replace_previous(fs, root: str, journal: dict) -> None:
+    """Before the first rename: the previous files the journal keeps take their new copies' place
+    under .parts/; then the previous dataset's other files are removed. Redone by a rerun of a
+    killed finalize: a file already renamed into data/ is never removed."""
+    moves = journal["moves"]
+    if all(fs.exists(src) for src, _ in moves):  # no rename done yet
+        for old, part in journal.get("keeps", []):
+            if fs.exists(old):
+                fs.mv(old, part)
+    placed = {dst for src, dst in moves if not fs.exists(src)}
+    data_dir = storage.join(root, storage.DATA_DIR)
+    if fs.exists(data_dir):
+        for p in fs.ls(data_dir, detail=False):
+            if storage.join(data_dir, p.rsplit("/", 1)[-1]) not in placed:
+                fs.rm(p, recursive=True)
+    storage.clear_previous_output(fs, root, keep_parts=True, keep_data=True)
 
 
 def _move_into_place(fs, root: str, moves: list) -> None:
@@ -192,6 +234,7 @@ def _report(
             "hours": splits[s]["seconds"] / 3600,
             "files": len(splits[s]["files"]),
             "bytes": splits[s]["bytes"],
+            "digests": list(splits[s]["digests"]),
         }
         for s in order
     }

@@ -181,10 +181,13 @@ def write_bytes(fs, path: str, data: bytes) -> None:
         f.write(data)
 
 
-def clear_previous_output(fs, root: str, keep_parts: bool = False) -> None:
+def clear_previous_output(fs, root: str, keep_parts: bool = False, keep_data: bool = False) -> None:
     """Remove what an earlier build left (only our own files), so shards never mix across runs.
-    ``keep_parts``: keep this build's finished parts (used when the new dataset replaces the old)."""
-    for sub in (DATA_DIR, ARROW_DIR) if keep_parts else (DATA_DIR, ARROW_DIR, PARTS_DIR):
+    ``keep_parts``: keep this build's finished parts (used when the new dataset replaces the old);
+    ``keep_data``: leave data/ to the caller (finalize removes the previous files it does not keep)."""
+    kept = {DATA_DIR} if keep_data else set()
+    kept |= {PARTS_DIR} if keep_parts else set()
+    for sub in [s for s in (DATA_DIR, ARROW_DIR, PARTS_DIR) if s not in kept]:
         p = join(root, sub)
         if fs.exists(p):
             fs.rm(p, recursive=True)
