@@ -297,11 +297,12 @@ def plan_build(
 
 
 def prepare(cfg: Config, client) -> list[ShardTask]:
-    """A new build set up on ``client`` (benchmarks, profiling): its tasks, for ``run_shard``."""
+    """A new build set up on ``client`` (benchmarks, profiling): its tasks, for ``run_shard``, which
+    decode everything (they take no clip from a dataset already there)."""
     fs, root = storage.fs_and_path(cfg.output.path)
     planned, manifest = plan_build(client, cfg, resume.fingerprint(cfg), None)
     _write_start(fs, root, manifest, new=True)
-    return make_tasks(client, cfg, planned)
+    return make_tasks(client, cfg, planned, reuse=False)
 
 
 def build(cfg: Config, client=None, force: bool = False) -> Report:

@@ -95,24 +95,30 @@ def previous_files(cfg: Config, report: dict | None) -> dict[str, PreviousFile]:
 
 
 def previous_clips(out: str, prev: PreviousFile, sampling_rate: int) -> dict[tuple, dict]:
-    """(first, stop) sample span -> a clip the dataset in ``out`` holds of ``prev``'s file: its audio
-    bytes and measures (``audio`` None: a clip the quality filters rejected, its measures kept in
-    rejects.parquet). Read on a worker, one recording's rows at a time."""
+    """(first, stop) sample span -> a clip the dataset in ``out`` holds of ``prev``'s file: its
+    measures and ``audio``, a callable that reads its bytes (None: a clip the quality filters
+    rejected, its measures kept in rejects.parquet). Read on a worker; the bytes are read when taken,
+    one row group in memory at a time (a shard takes them in file order)."""
     fs, root = storage.fs_and_path(out)
-    names = list(prev.names)
+    names = set(prev.names)
     clips: dict[tuple, dict] = {}
     keep = ["recording", "start", "end", *MEASURE_COLUMNS]
-    for reason_rows in _read_filtered(
-        fs,
-        storage.join(root, storage.REJECTS_FILE),
-        [*keep, "reason"],
-        [("recording", "in", names), ("reason", "in", list(QUALITY_REASONS))],
-    ):
-        clips[_span(reason_rows, sampling_rate)] = {**reason_rows, "audio": None}
+    try:
+        rejected = pq.read_table(
+            storage.join(root, storage.REJECTS_FILE),
+            columns=keep,
+            filters=[("recording", "in", sorted(names)), ("reason", "in", list(QUALITY_REASONS))],
+            filesystem=fs,
+        ).to_pylist()
+    except OSError:  # gone or unreadable: nothing to take from it
+        rejected = []
+    for r in rejected:
+        clips[_span(r, sampling_rate)] = {**r, "audio": None}
+    reader = _AudioReader(fs)
     for name in prev.files:
         path = storage.join(root, storage.DATA_DIR, name)
-        for r in _read_filtered(fs, path, [*keep, "audio"], [("recording", "in", names)]):
-            clips[_span(r, sampling_rate)] = {**r, "audio": r["audio"]["bytes"]}
+        for r, group, i in _rows_of(fs, path, keep, names):
+            clips[_span(r, sampling_rate)] = {**r, "audio": reader.bytes_of(path, group, i)}
     return clips
 
 
@@ -120,12 +126,45 @@ def _span(r: dict, sampling_rate: int) -> tuple[int, int]:
     return (int(round(r["start"] * sampling_rate)), int(round(r["end"] * sampling_rate)))
 
 
-def _read_filtered(fs, path: str, columns: list[str], filters: list) -> list[dict]:
-    """The rows of one Parquet file of the dataset that pass ``filters`` (none if it is gone)."""
+def _rows_of(fs, path: str, columns: list[str], names: set):
+    """(row, row group, index in it) of the rows of ``names`` in one data file (without its audio);
+    row groups whose recording statistics exclude them are skipped. Nothing if the file is gone."""
     try:
-        return pq.read_table(path, columns=columns, filters=filters, filesystem=fs).to_pylist()
-    except OSError:  # gone (FileNotFoundError) or unreadable: nothing to take from it
-        return []
+        with fs.open(path, "rb") as f:
+            pf = pq.ParquetFile(f)
+            col = pf.schema_arrow.get_field_index("recording")
+            for g in range(pf.num_row_groups):
+                st = pf.metadata.row_group(g).column(col).statistics
+                if (
+                    st is not None
+                    and st.has_min_max
+                    and not any(st.min <= n <= st.max for n in names)
+                ):
+                    continue
+                for i, r in enumerate(pf.read_row_group(g, columns=columns).to_pylist()):
+                    if r["recording"] in names:
+                        yield r, g, i
+    except OSError:
+        return
+
+
+class _AudioReader:
+    """The audio bytes of the previous clips, read when taken: one row group in memory at a time."""
+
+    def __init__(self, fs):
+        self.fs = fs
+        self.key: tuple | None = None
+        self.rows: list = []
+
+    def bytes_of(self, path: str, group: int, i: int):
+        def read() -> bytes:
+            if self.key != (path, group):
+                with self.fs.open(path, "rb") as f:
+                    table = pq.ParquetFile(f).read_row_group(group, columns=["audio"])
+                self.rows, self.key = table.column("audio").to_pylist(), (path, group)
+            return self.rows[i]["bytes"]
+
+        return read
 
 
 def current_audio_identity(cfg: Config) -> str:

@@ -420,9 +420,9 @@ def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writ
 
 def _reused(task: ShardTask, r: dict, clip: dict, columns, ext: str, writers, rejects: list):
     """A clip the previous dataset holds: its measures judged by this build's filters, its bytes
-    copied (never decoded). Returns its measures."""
+    copied (never decoded; read only if it is kept). Returns its measures."""
     m = {k: clip[k] for k in measures.MEASURE_COLUMNS}
-    return _place(task, r, m, lambda: clip["audio"], (columns, ext, writers, rejects))
+    return _place(task, r, m, clip["audio"], (columns, ext, writers, rejects))
 
 
 def _place(task: ShardTask, r: dict, m: dict, audio_bytes, into: tuple):
