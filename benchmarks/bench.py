@@ -579,13 +579,19 @@ def measure_av_floor(paths_seconds: list[tuple[str, float]], workers: int) -> di
 
 
 def write_etl_config(
-    path: str, corpus: Corpus, out: str, workers: int, audio_format: str, dev_size: int
+    path: str,
+    corpus: Corpus,
+    out: str,
+    workers: int,
+    audio_format: str,
+    dev_size: int,
+    alignment: str | None = None,
 ) -> str:
     import yaml
 
     cfg = {
         "input": {
-            "alignment": os.path.abspath(corpus.alignment),
+            "alignment": os.path.abspath(alignment or corpus.alignment),
             "audio": os.path.abspath(corpus.audio),
             "columns": {"hypothesis": "hypothesis"},
         },
@@ -600,13 +606,30 @@ def write_etl_config(
 
 
 def measure_etl(
-    name: str, out_root: str, corpus: Corpus, workers: int, audio_format: str, dev_size: int
+    name: str,
+    out_root: str,
+    corpus: Corpus,
+    workers: int,
+    audio_format: str,
+    dev_size: int,
+    rebuild: tuple[str, ...] | None = None,
+    alignment: str | None = None,
 ) -> dict:
+    """``etl build`` as a subprocess, measured. ``rebuild``: ``--set`` overrides of a rebuild of the
+    dataset already in OUT/NAME (it takes the clips it holds); else a clean build (``--force``:
+    a rerun must not be a no-op, and decodes everything)."""
     out = os.path.join(out_root, name)
     cfg = write_etl_config(
-        os.path.join(out_root, f"{name}.yaml"), corpus, out, workers, audio_format, dev_size
+        os.path.join(out_root, f"{name}.yaml"),
+        corpus,
+        out,
+        workers,
+        audio_format,
+        dev_size,
+        alignment,
     )
-    cmd = [sys.executable, "-m", "etl", "build", cfg, "--force"]  # a rerun must not be a no-op
+    cmd = [sys.executable, "-m", "etl", "build", cfg]
+    cmd += ["--force"] if rebuild is None else [a for kv in rebuild for a in ("--set", kv)]
     _say(f"{name}: {' '.join(cmd[1:])}")
     r = run_measured(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if r["rc"] != 0:
@@ -628,6 +651,7 @@ def measure_etl(
             "rejects": {k: v for k, v in report["rejects"].items() if v},
             "hours_out": report["hours_out"],
             "hours_decoded": report["hours_decoded"],
+            "hours_reused": report.get("hours_reused", 0.0),
             "shards": report["shards"],
             "output_bytes": report.get("splits")
             and sum(v["bytes"] for v in report["splits"].values()),
@@ -637,6 +661,82 @@ def measure_etl(
         }
     )
     return res
+
+
+GROWN_SHARE = 0.10  # the rebuild after new recordings: this share of the recordings is new
+
+
+def measure_rebuilds(
+    out_root: str, corpus: Corpus, workers: int, dev_size: int, first_out: str
+) -> dict:
+    """Two curation rebuilds (issue 24). ``etl_rebuild_text``: a copy of the flac build (``first_out``)
+    rebuilt with ``text.lowercase=false`` (no audio changed: nothing to decode). ``etl_rebuild_grow``:
+    the table without the last 10 % of the recordings built clean (``etl_before_grow``), then rebuilt
+    with the whole table (only the new recordings to decode)."""
+    import shutil
+
+    import pandas as pd
+
+    text_out = os.path.join(out_root, "etl_rebuild_text")
+    shutil.rmtree(text_out, ignore_errors=True)
+    shutil.copytree(first_out, text_out)
+    out = {
+        "etl_rebuild_text": measure_etl(
+            "etl_rebuild_text",
+            out_root,
+            corpus,
+            workers,
+            "flac",
+            dev_size,
+            rebuild=("text.lowercase=false",),
+        )
+    }
+    names = sorted(r["name"] for r in corpus.recordings)
+    kept = set(names[: int(round(len(names) * (1 - GROWN_SHARE)))])
+    table = pd.read_csv(corpus.alignment)
+    fewer = os.path.join(out_root, "alignment-before-grow.csv")
+    table[table["recording"].astype(str).isin(kept)].to_csv(fewer, index=False)
+    grow_out = os.path.join(out_root, "etl_rebuild_grow")
+    shutil.rmtree(grow_out, ignore_errors=True)
+    out["etl_before_grow"] = measure_etl(
+        "etl_rebuild_grow", out_root, corpus, workers, "flac", dev_size, alignment=fewer
+    )
+    out["etl_rebuild_grow"] = measure_etl(
+        "etl_rebuild_grow", out_root, corpus, workers, "flac", dev_size, rebuild=()
+    )
+    return out
+
+
+def _rebuild_targets(m: dict) -> list[dict]:
+    """Issue 24's rebuild targets, against the per-build cost (``etl_fixed``) and the first build."""
+    if "etl_rebuild_text" not in m or "etl_fixed" not in m:
+        return []
+    text, fixed, first = m["etl_rebuild_text"], m["etl_fixed"], m["etl_flac"]
+    grow = m["etl_rebuild_grow"]
+    return [
+        _target(
+            "rebuild after a text-normalization change: hours decoded",
+            text["hours_decoded"],
+            "<=",
+            0.0,
+            f"{text['hours_decoded']:.3f} h decoded, {text['hours_reused']:.2f} h reused",
+        ),
+        _target(
+            "rebuild after a text change: wall / (per-build cost + 10 % of the first build)",
+            text["wall_s"] / (fixed["wall_s"] + 0.1 * first["wall_s"]),
+            "<=",
+            1.0,
+            f"{text['wall_s']:.1f} s vs {fixed['wall_s']:.1f} + 0.1 x {first['wall_s']:.1f} s",
+        ),
+        _target(
+            "rebuild after +10 % recordings: CPU beyond the per-build cost / a clean build's",
+            (grow["cpu_s"] - fixed["cpu_s"]) / (first["cpu_s"] - fixed["cpu_s"]),
+            "<=",
+            0.15,
+            f"({grow['cpu_s']:.1f} - {fixed['cpu_s']:.1f})/({first['cpu_s']:.1f} - "
+            f"{fixed['cpu_s']:.1f}) CPU s; {grow['hours_decoded']:.2f} h decoded",
+        ),
+    ]
 
 
 def measure_plan(out_root: str, corpus: Corpus, n_rows: int) -> dict:
@@ -1242,6 +1342,7 @@ def targets(m: dict, rss: dict, workers: int) -> list[dict]:
             lambda r: f"{r['etl_flac']['cpu_s']:.1f}/{r['floor_av']['cpu_s']:.1f} CPU s",
         ),
         *_beyond_fixed(m),
+        *_rebuild_targets(m),
         _target(
             "naive wall / etl wall",
             m["naive"]["wall_s"] / etl,
@@ -1356,6 +1457,9 @@ LABELS = {
     "etl_wav": "etl build, wav",
     "etl_flac_1worker": "etl build, flac, 1 worker",
     "etl_fixed": "etl build, flac, a 30-s corpus (the per-build cost)",
+    "etl_rebuild_text": "etl rebuild, flac, after text.lowercase=false (reuses every clip)",
+    "etl_before_grow": "etl build, flac, the table without the last 10 % of the recordings",
+    "etl_rebuild_grow": "etl rebuild, flac, after adding those 10 % (decodes only them)",
     "naive": "naive pydub per segment (EXTRAPOLATED)",
     "seek": "ffmpeg -ss/-to per segment (EXTRAPOLATED)",
 }
@@ -1543,6 +1647,9 @@ def measure_methods(
                 {"wall_s": round(r["wall_s"], 3), "cpu_s": round(r["cpu_s"], 3)} for r in runs
             ],
         }
+    methods.update(
+        measure_rebuilds(out_root, corpus, workers, dev_size, methods["etl_flac"]["output"])
+    )
     methods["etl_wav"] = best_of(measure_etl, "etl_wav", out_root, corpus, workers, "wav", dev_size)
     _say(f"etl_wav: {methods['etl_wav']['wall_s']:.1f} s")
     if workers > 1:

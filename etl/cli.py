@@ -27,7 +27,9 @@ def _summary(report: Report, out: str) -> str:
     t = report["timings"]
     if not report.get("up_to_date"):
         lines.append(
-            f"decoded {report['hours_decoded']:.3f} h of recordings in {t['total_s']:.1f} s"
+            f"decoded {report['hours_decoded']:.3f} h of recordings, reused "
+            f"{report.get('hours_reused', 0.0):.3f} h of clips from the dataset there, "
+            f"in {t['total_s']:.1f} s"
         )
     lines.append(
         f"content hash: {report.get('content_hash', '-')}   (rows, splits and audio bytes)"

@@ -57,6 +57,39 @@ class LateRejects:
 
 
 @dataclass(frozen=True)
+class RecordingIdentity:
+    """One recording as a dataset records it (a row of its ``recordings.parquet``, the columns of
+    ``schema.DATASET_RECORDING_COLUMNS``): the file it was cut from and that file's identity then
+    (``ingest.recordings.file_identity``; None: unknown, never reused). ``length``: the samples the
+    file decodes to at the build's rate, when the decode reached its end (else None). ``files``: the
+    dataset's data/ files that hold its clips (filled in by finalize)."""
+
+    url: str
+    identity: str | None
+    length: int | None = None
+    files: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"url": self.url, "identity": self.identity, "length": self.length}
+
+    @classmethod
+    def from_json(cls, d: dict) -> RecordingIdentity:
+        return cls(d["url"], d.get("identity"), d.get("length"), tuple(d.get("files") or ()))
+
+
+@dataclass(frozen=True)
+class PreviousFile:
+    """What the dataset already in output.path holds of one audio file, for a build that may take its
+    clips instead of decoding them (``output.previous.previous_files``; ``shards.task`` reads them):
+    its identity then, the recording names its rows carry, the data/ files holding them, its length."""
+
+    identity: str
+    names: tuple[str, ...]
+    files: tuple[str, ...]
+    length: int | None = None
+
+
+@dataclass(frozen=True)
 class ShardResult:
     """What a shard task returns once its rejects are filed (``shards.task.run_shard_filed``, or the
     reserve re-split), and records in OUT/.parts/shard-i.done.json for resume (``to_json``)."""
@@ -68,6 +101,9 @@ class ShardResult:
     wall_seconds: float
     # recording -> measures.summarize(...) of its clips (suspects); None: the reserve re-split's
     recordings: dict[str, Any] | None = field(default=None)
+    reused_seconds: float = 0.0  # clips taken from the previous dataset instead of decoded
+    # recording -> the file it was cut from (the dataset's recordings.parquet); None: the re-split's
+    identities: dict[str, RecordingIdentity] | None = field(default=None)
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {
@@ -79,6 +115,9 @@ class ShardResult:
         }
         if self.recordings is not None:
             out["recordings"] = self.recordings
+        if self.identities is not None:  # a shard task's (the re-split reuses and names no file)
+            out["reused_seconds"] = self.reused_seconds
+            out["identities"] = {r: v.to_json() for r, v in self.identities.items()}
         return out
 
     @classmethod
@@ -95,6 +134,10 @@ class ShardResult:
             decoded_seconds=d["decoded_seconds"],
             wall_seconds=d["wall_seconds"],
             recordings=d.get("recordings"),
+            reused_seconds=d.get("reused_seconds", 0.0),
+            identities=None
+            if d.get("identities") is None
+            else {r: RecordingIdentity.from_json(v) for r, v in d["identities"].items()},
         )
 
     @staticmethod
@@ -110,6 +153,9 @@ class SplitReport(TypedDict):
     files: int
     bytes: int
     speakers: NotRequired[int]  # with a speaker column
+    # each file's content digest (sum of its row digests), in file order: a rebuild keeps a file
+    # whose new content is the same (commands/finalize); absent in datasets of earlier versions
+    digests: NotRequired[list[str]]
 
 
 class Report(TypedDict):
@@ -127,7 +173,8 @@ class Report(TypedDict):
     splits: dict[str, SplitReport]
     rejects: dict[str, int]  # reason (schema.REJECT_REASONS) -> rows
     hours_out: float
-    hours_decoded: float
+    hours_decoded: float  # audio decoded by this build
+    hours_reused: float  # clips taken from the dataset already there instead of decoded
     shards: int
     ids_from_template: int
     invisible_characters: dict
@@ -135,6 +182,7 @@ class Report(TypedDict):
     listing: dict  # how table and audio folder fit
     alignment_encodings: dict  # alignment files read per encoding they were decoded from
     fingerprint: str
+    audio_identity: str  # identities_digest of the audio files (a replaced one: built again)
     content_hash: str
     vocab: dict
     audio: dict

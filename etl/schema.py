@@ -86,6 +86,11 @@ RECORDING_ROW_COLUMNS = ["recording", "id", "similarity", "chars_per_second", "r
 # ``planning.worker.summary_part``): what ``commands.build`` packs into shards (``shards.pack``)
 # and ``commands.plan`` counts (seconds = the last segment's end: the audio to decode).
 RECORDING_COLUMNS = ["recording", "seconds", "url", "rows"]
+# The dataset's own record of its recordings (``storage.RECORDINGS_FILE``, ``records.RecordingIdentity``):
+# one row per recording name its kept rows or decode-time rejects come from, with the file it was cut
+# from and that file's identity. Written by ``commands.finalize``, read by ``output.previous`` so a
+# later build takes the clips of unchanged files instead of decoding them again.
+DATASET_RECORDING_COLUMNS = ["recording", "url", "identity", "length", "files"]
 # Per split unit of the pool, as ``planning.worker.unit_partials`` sums it for the client
 # (``planning.client``: the dev head, the budget cuts; ``curate.splits.unit_roles``).
 UNIT_COLUMNS = ["unit", "hash", "rows", "seconds", "bytes", "prev"]
@@ -349,6 +354,17 @@ def rejects_schema(with_speaker: bool = False) -> pa.Schema:
         REJECT_COLUMNS.index("recording") + 1, pa.field(SPEAKER, pa.string())
     )
 
+
+DATASET_RECORDINGS_SCHEMA = pa.schema(
+    [
+        ("recording", pa.string()),
+        ("url", pa.string()),
+        ("identity", pa.string()),
+        ("length", pa.int64()),
+        ("files", pa.list_(pa.string())),
+    ]
+)
+assert DATASET_RECORDINGS_SCHEMA.names == DATASET_RECORDING_COLUMNS
 
 AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 # Word timings of word-level inputs (CTM, TextGrid tiers, timed subtitles, lhotse alignments): seconds

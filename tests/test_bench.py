@@ -106,9 +106,11 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert _number(res["scaling"]["speedup"])
 
     targets = {t["name"]: t for t in res["targets"]}
-    assert (
-        len(targets) == 10
-    )  # plain floor, tuned floor, PyAV CPU, both beyond the per-build cost, naive, seek, RSS, scaling, plan
+    # plain floor, tuned floor, PyAV CPU, both beyond the per-build cost, the three rebuild targets,
+    # naive, seek, RSS, scaling, plan
+    assert len(targets) == 13
+    assert targets["rebuild after a text-normalization change: hours decoded"]["value"] == 0
+    assert methods["etl_rebuild_grow"]["hours_decoded"] < methods["etl_flac"]["hours_decoded"]
     assert {
         "etl wall / tuned ffmpeg floor wall",
         "etl CPU / PyAV decode-only CPU",

@@ -21,9 +21,15 @@ from ..cluster.session import ClusterSession
 from ..config import ClusterConfig, Config
 from ..curate.splits import RESERVE, promote_reserve
 from ..errors import UserError
+from ..ingest.recordings import identities_of
 from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
 from ..output import resume, storage
-from ..output.previous import previous_dev_ids
+from ..output.previous import (
+    current_audio_identity,
+    previous_dev_ids,
+    previous_files,
+    previous_report,
+)
 from ..planning import store as plan_store
 from ..planning.client import plan_table
 from ..records import Report, ShardResult
@@ -39,9 +45,10 @@ def _say(msg: str) -> None:
 MIN_SHARDS = 16
 
 
-def make_tasks(client, cfg: Config, planned) -> list[ShardTask]:
+def make_tasks(client, cfg: Config, planned, reuse: bool = True) -> list[ShardTask]:
     """Shards from the per-recording aggregates; the workers write their placed rows by shard
-    (``plan_store``), so a task carries no rows."""
+    (``plan_store``), so a task carries no rows. ``reuse``: each task may take the clips the dataset
+    already in output.path holds of its unchanged files (``--force``: it decodes everything)."""
     recs = planned.counts.recordings
     shards = []
     if not recs.empty:
@@ -66,10 +73,14 @@ def make_tasks(client, cfg: Config, planned) -> list[ShardTask]:
     )
     url_of = dict(zip(recs["recording"], recs["url"]))
     sec_of = dict(zip(recs["recording"], recs["seconds"]))
+    identities = planned.identities or identities_of(recs["url"])
+    # the clips the dataset there lends (its files, their identities then)
+    prev = previous_files(cfg, previous_report(cfg)) if reuse else {}
     a = cfg.audio
     tasks = []
     for i, shard in enumerate(shards):
         named = [(r, url_of[r]) for r in shard]
+        urls = {u for _, u in named}
         tasks.append(
             ShardTask(
                 index=i,
@@ -89,6 +100,8 @@ def make_tasks(client, cfg: Config, planned) -> list[ShardTask]:
                 audio_format=cfg.output.audio_format,
                 shape=planned.shape,
                 filters=cfg.filters,
+                identities={u: identities[u] for u in urls if u in identities},
+                previous={u: prev[u] for u in urls if u in prev},
             )
         )
     return tasks
@@ -224,13 +237,15 @@ def _announce(cfg_cluster: ClusterConfig):
     return say
 
 
-def _up_to_date(fs, root: str, fp: str) -> Report | None:
+def _up_to_date(fs, root: str, cfg: Config, fp: str) -> Report | None:
     """The report of a complete dataset built from the same fingerprint, if that is what is there."""
     if resume.read_manifest(fs, root) is not None:
         return None  # an unfinished build is in the way
     report = resume.read_json(fs, storage.join(root, storage.REPORT_JSON))
     if not report or report.get("fingerprint") != fp:
         return None
+    if report.get("audio_identity") != current_audio_identity(cfg):
+        return None  # an audio file replaced, added or removed: build again (reusing the rest)
     present = {
         p.rsplit("/", 1)[-1]
         for p in fs.glob(storage.join(root, storage.DATA_DIR, storage.DATA_GLOB))
@@ -282,11 +297,12 @@ def plan_build(
 
 
 def prepare(cfg: Config, client) -> list[ShardTask]:
-    """A new build set up on ``client`` (benchmarks, profiling): its tasks, for ``run_shard``."""
+    """A new build set up on ``client`` (benchmarks, profiling): its tasks, for ``run_shard``, which
+    decode everything (they take no clip from a dataset already there)."""
     fs, root = storage.fs_and_path(cfg.output.path)
     planned, manifest = plan_build(client, cfg, resume.fingerprint(cfg), None)
     _write_start(fs, root, manifest, new=True)
-    return make_tasks(client, cfg, planned)
+    return make_tasks(client, cfg, planned, reuse=False)
 
 
 def build(cfg: Config, client=None, force: bool = False) -> Report:
@@ -319,14 +335,22 @@ def _cut_shards(
 
 
 def _plan_cut_finalize(
-    client, cfg: Config, fp: str, unfinished, lease: Lease, t0: float, resolved: ResolvedInput
+    client,
+    cfg: Config,
+    fp: str,
+    unfinished,
+    lease: Lease,
+    t0: float,
+    resolved: ResolvedInput,
+    reuse: bool = True,
 ):
-    """Plan, cut the shards and finalize on ``client``: the report and report.html's counts."""
+    """Plan, cut the shards and finalize on ``client``: the report and report.html's counts.
+    ``reuse``: take the clips the dataset there holds of unchanged files instead of decoding them."""
     fs, root = storage.fs_and_path(cfg.output.path)
     planned, manifest = plan_build(client, cfg, fp, unfinished, resolved)
     check_decoders(client, cfg)  # before anything is written
     _write_start(fs, root, manifest, new=unfinished is None)
-    tasks = make_tasks(client, cfg, planned)
+    tasks = make_tasks(client, cfg, planned, reuse)
     n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
     planned.parts = []  # the placed rows are on storage now: free the workers' memory
     t_table = time.perf_counter() - t0
@@ -352,7 +376,7 @@ def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
     fs, root = storage.fs_and_path(cfg.output.path)
     fp = resume.fingerprint(cfg)
     if not force:
-        done = _up_to_date(fs, root, fp)
+        done = _up_to_date(fs, root, cfg, fp)
         if done is not None:
             _say(
                 f"{cfg.output.path} is already built from this config and table "
@@ -368,7 +392,9 @@ def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
     if session.owned:
         import dask.dataframe  # noqa: F401  (planning builds on it: imported here while the cluster starts)
     with session as s:
-        report, plots = _plan_cut_finalize(s.client, cfg, fp, unfinished, lease, t0, resolved)
+        report, plots = _plan_cut_finalize(
+            s.client, cfg, fp, unfinished, lease, t0, resolved, reuse=not force
+        )
         finishing = finisher.submit(finish, cfg, report, plots)
     finishing.result()  # its errors are the build's
     finisher.shutdown()

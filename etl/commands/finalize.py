@@ -11,17 +11,20 @@ import time
 from dataclasses import asdict
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ..audio.decoders import decoder_identity
 from ..config import Config
 from ..curate.splits import RESERVE, SPLITS
 from ..curate.suspects import find_suspects, report_section, suspects_text
 from ..curate.vocab import build_vocab, missing_from_counts
+from ..ingest.recordings import identities_digest
 from ..ingest.text import invisible_characters
 from ..output import card, fingerprints, report_html, resume, storage
+from ..output.previous import audio_settings
 from ..planning import store as plan_store
 from ..records import PlotCounts, Report, ShardResult, SplitReport
-from ..schema import REJECT_REASONS, DatasetShape
+from ..schema import DATASET_RECORDINGS_SCHEMA, REJECT_REASONS, DatasetShape
 
 
 def finalize(
@@ -40,7 +43,9 @@ def finalize(
     journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
     splits, promoted = journal["splits"], set(journal["promoted"])
     results = _journaled_results(cfg, journal["results"], planned.shape)
+    _replace_previous(fs, root, journal)
     _move_into_place(fs, root, journal["moves"])
+    write_recordings(fs, root, results, journal["moves"])
     if cfg.output.arrow:  # zero-copy copy for load_from_disk, converted on the workers
         from ..output.arrow_export import export
 
@@ -79,7 +84,8 @@ def finalize(
 
 def _start_journal(fs, root: str, results: list[ShardResult], promoted: set) -> dict:
     """The splits' files in shard order (deterministic names) and their final names, journaled before
-    anything moves; then the previous dataset is removed (every shard of this one is done)."""
+    anything moves, with the files of the previous dataset whose content a new file has (``keeps``:
+    that file is kept, renamed, instead of the new copy)."""
     parts_dir = storage.join(root, storage.PARTS_DIR)
     data_dir = storage.join(root, storage.DATA_DIR)
     splits: dict[str, dict] = {}
@@ -107,12 +113,52 @@ def _start_journal(fs, root: str, results: list[ShardResult], promoted: set) -> 
     journal = {
         "splits": {s: splits[s] for s in order},
         "moves": moves,
+        "keeps": _identical_files(fs, root, splits),
         "results": [r.to_json() for r in results],
         "promoted": sorted(promoted),
     }
     resume.write_journal(fs, root, journal)
-    storage.clear_previous_output(fs, root, keep_parts=True)
     return journal
+
+
+def _identical_files(fs, root: str, splits: dict) -> list:
+    """(previous data/ file, new part) pairs of the same split and content digest (report.json's
+    ``digests`` of the dataset there): the previous file replaces the new copy, no byte rewritten."""
+    old = resume.read_json(fs, storage.join(root, storage.REPORT_JSON)) or {}
+    keeps = []
+    for split, sp in splits.items():
+        before = (old.get("splits") or {}).get(split) or {}
+        by_digest = {
+            d: storage.final_name(split, i, before.get("files", 0))
+            for i, d in enumerate(before.get("digests") or [])
+        }
+        for name, digest in zip(sp["files"], sp["digests"]):
+            if digest in by_digest:
+                keeps.append(
+                    (
+                        storage.join(root, storage.DATA_DIR, by_digest.pop(digest)),
+                        storage.join(root, storage.PARTS_DIR, name),
+                    )
+                )
+    return keeps
+
+
+def _replace_previous(fs, root: str, journal: dict) -> None:
+    """Before the first rename: the previous files the journal keeps take their new copies' place
+    under .parts/; then the previous dataset's other files are removed. Redone by a rerun of a
+    killed finalize: a file already renamed into data/ is never removed."""
+    moves = journal["moves"]
+    if all(fs.exists(src) for src, _ in moves):  # no rename done yet
+        for old, part in journal.get("keeps", []):
+            if fs.exists(old):
+                fs.mv(old, part)
+    placed = {dst for src, dst in moves if not fs.exists(src)}
+    data_dir = storage.join(root, storage.DATA_DIR)
+    if fs.exists(data_dir):
+        for p in fs.ls(data_dir, detail=False):
+            if storage.join(data_dir, p.rsplit("/", 1)[-1]) not in placed:
+                fs.rm(p, recursive=True)
+    storage.clear_previous_output(fs, root, keep_parts=True, keep_data=True)
 
 
 def _move_into_place(fs, root: str, moves: list) -> None:
@@ -190,6 +236,7 @@ def _report(
             "hours": splits[s]["seconds"] / 3600,
             "files": len(splits[s]["files"]),
             "bytes": splits[s]["bytes"],
+            "digests": list(splits[s]["digests"]),
         }
         for s in order
     }
@@ -204,6 +251,7 @@ def _report(
         "rejects": {r: int(reasons.get(r, 0)) for r in REJECT_REASONS},
         "hours_out": sum(v["hours"] for v in split_report.values()),
         "hours_decoded": sum(r.decoded_seconds for r in results) / 3600,
+        "hours_reused": sum(r.reused_seconds for r in results) / 3600,
         "shards": len(results),
         "ids_from_template": planned.ids_from_template,  # a table id missing: the id template's
         "invisible_characters": {
@@ -213,6 +261,15 @@ def _report(
         "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
         "alignment_encodings": planned.encodings,  # subtitle files read per encoding: {"utf-8": n, ...}
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
+        "audio_identity": identities_digest(
+            planned.identities
+            or {
+                i.url: i.identity
+                for r in results
+                for i in (r.identities or {}).values()
+                if i.identity is not None
+            }
+        ),  # of the audio files it was cut from (a replaced file: not up to date)
         "content_hash": resume.content_hash(d for s in order for d in splits[s]["digests"]),
         "vocab": {
             "size": len(vocab),
@@ -222,7 +279,7 @@ def _report(
                 if s != "train"
             },
         },
-        "audio": _audio_section(cfg),
+        "audio": audio_settings(cfg),
         "config": cfg.to_dict(),  # the resolved config, for reproducing the build
         "recordings": suspects["recordings"],
         "suspects": suspects["suspects"],
@@ -230,15 +287,28 @@ def _report(
     }
 
 
-def _audio_section(cfg: Config) -> dict:
-    a = cfg.audio
-    return {
-        "sampling_rate": a.sampling_rate,
-        "channels": a.channels,
-        "format": cfg.output.audio_format,
-        "decoder": a.decoder,
-        "decoder_identity": decoder_identity(a.decoder, a.ffmpeg),
-    }
+def write_recordings(fs, root: str, results: list[ShardResult], moves: list) -> None:
+    """recordings.parquet: each recording's file, its identity and the data/ files holding its clips
+    (its shard's files, and the reserve re-split's, which may hold any recording's)."""
+    final = {src.rsplit("/", 1)[-1]: dst.rsplit("/", 1)[-1] for src, dst in moves}
+    shared = [final[p.file] for r in results if r.identities is None for p in r.parts.values()]
+    rows = [
+        {
+            "recording": name,
+            "url": ident.url,
+            "identity": ident.identity,
+            "length": ident.length,
+            "files": sorted({final[p.file] for p in r.parts.values()} | set(shared)),
+        }
+        for r in results
+        for name, ident in sorted((r.identities or {}).items())
+    ]
+    table = pa.Table.from_pylist(rows, schema=DATASET_RECORDINGS_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    storage.write_bytes(
+        fs, storage.join(root, storage.RECORDINGS_FILE), sink.getvalue().to_pybytes()
+    )
 
 
 def _suspect_recordings(client, cfg: Config, late: list[str], results: list[ShardResult]) -> dict:

@@ -10,9 +10,9 @@ import pandas as pd
 from ..audio.media import estimated_clip_bytes
 from ..config import Config
 from ..curate.splits import RESERVE, SPLITS
-from ..ingest.recordings import format_listing_summary
+from ..ingest.recordings import format_listing_summary, identities_of
 from ..ingest.resolved import check_speakers, resolve_input
-from ..output.previous import previous_dev_ids
+from ..output.previous import audio_settings, previous_dev_ids, previous_files, previous_report
 from ..planning.client import plan_table
 from ..schema import REJECT_REASONS, reasons_where
 
@@ -28,7 +28,50 @@ def plan(cfg: Config, client=None) -> dict:
     check_speakers(cfg.splits, resolved)  # a config mistake is told before the cluster starts
     with ClusterSession(cfg.cluster, client=client) as s:
         planned = plan_table(s.client, cfg, previous_dev_ids(cfg), resolved)
-    return plan_summary(cfg, planned)
+    p = plan_summary(cfg, planned)
+    report = previous_report(cfg)
+    if report is not None:
+        p["reuse"] = reuse_summary(cfg, planned, report, p)
+    return p
+
+
+def reuse_summary(cfg: Config, planned, report: dict, p: dict) -> dict:
+    """What a build into the folder that holds a dataset (``report``: its report.json) would take from
+    it: the files unchanged since (their clips are copied; only spans it lacks are decoded), the
+    audio at most to decode (the new or changed files), and the extra disk while the new dataset is
+    written beside the old one (removed once the new one is finalized)."""
+    recs = planned.counts.recordings
+    identities = planned.identities or identities_of(recs["url"])
+    prev = previous_files(cfg, report)
+    by_file = recs.groupby("url")["seconds"].max()
+    same = [u for u in by_file.index if u in prev and prev[u].identity == identities.get(u)]
+    fmt = "gb_flac" if cfg.output.audio_format == "flac" else "gb_wav"
+    return {
+        "settings_match": report.get("audio") == audio_settings(cfg),
+        "files_unchanged": len(same),
+        "hours_of_unchanged_files": float(by_file[same].sum() / 3600),
+        "files_to_decode": int(len(by_file) - len(same)),
+        "hours_to_decode_at_most": float(by_file.drop(same).sum() / 3600),
+        "extra_gb_while_writing": float(sum(v[fmt] for v in p["splits"].values())),
+        "previous_gb": float(sum(v["bytes"] for v in report.get("splits", {}).values()) / 1e9),
+    }
+
+
+def _reuse_lines(r: dict) -> list[str]:
+    if not r["settings_match"]:
+        head = "the dataset there has other audio settings (rate, channels, format, decoder): nothing reused"
+    else:
+        head = (
+            f"the dataset there: {r['files_unchanged']:,} files unchanged "
+            f"({r['hours_of_unchanged_files']:.2f} h; their clips are copied, only spans it lacks decoded)"
+        )
+    return [
+        head,
+        f"to decode: {r['files_to_decode']:,} new or changed files "
+        f"(at most {r['hours_to_decode_at_most']:.2f} h)",
+        f"extra disk while the new dataset is written: ~{r['extra_gb_while_writing']:.3f} GB "
+        f"(the old one, {r['previous_gb']:.3f} GB, is removed when the new one is finalized)",
+    ]
 
 
 def plan_summary(cfg: Config, planned) -> dict:
@@ -128,6 +171,8 @@ def format_plan(p: dict) -> str:
         lines.append(format_encodings(p["alignment_encodings"]))
     if p.get("listing"):
         lines += format_listing_summary(p["listing"])
+    if p.get("reuse"):
+        lines += _reuse_lines(p["reuse"])
     return "\n".join(lines)
 
 

@@ -10,6 +10,8 @@ short name (no folder) that names files in two places is ambiguous: etl never gu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 import re
@@ -74,6 +76,11 @@ class AudioListing:
         default_factory=dict
     )  # stem / file name / pattern id -> tuple of files it names
     ignored: tuple = ()  # audio files whose name recording_pattern did not match (they have no id)
+    identities: dict = field(default_factory=dict)  # URL (files' values) -> file_identity
+
+    def digest(self) -> str:
+        """``identities_digest`` of every listed file: another, a removed or a replaced file changes it."""
+        return identities_digest(self.identities)
 
     def locate(self, ref: str) -> tuple[str | None, tuple]:
         """(relative file path, ()) when ``ref`` names one file; (None, candidates) when it names
@@ -96,8 +103,9 @@ def list_audio(folder: str, pattern: str | None = None) -> AudioListing:
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
     local = protocol in ("file", "local")
     regex = re.compile(pattern) if pattern else None
-    files, rank, ids, ignored = {}, {}, {}, []
-    for name in sorted(fs.find(root)):
+    files, rank, ids, ignored, identities = {}, {}, {}, [], {}
+    found = fs.find(root, detail=True)
+    for name in sorted(found):
         rel = name[len(root) + 1 :] if name.startswith(root + "/") else name.rsplit("/", 1)[-1]
         parts = rel.split("/")
         stem, ext = os.path.splitext(parts[-1])
@@ -111,11 +119,63 @@ def list_audio(folder: str, pattern: str | None = None) -> AudioListing:
             else:  # no id; still found by its path, stem or name
                 ignored.append(rel)
         files[rel] = name if local else fs.unstrip_protocol(name)
+        identities[files[rel]] = file_identity(found[name])
         rank[rel] = _PREFERENCE[ext.lower()]
-    return _index(folder, files, rank, ids, tuple(ignored))
+    return _index(folder, files, rank, ids, tuple(ignored), identities)
 
 
-def _index(folder: str, files: dict, rank: dict, ids: dict, ignored: tuple) -> AudioListing:
+# fsspec ``info`` keys that tell one version of a file from another, most telling first: an object
+# store's version or generation, its ETag/MD5, else the modification time (local: with the inode).
+_VERSION_KEYS = ("VersionId", "version_id", "generation", "ETag", "etag", "md5Hash")
+_TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "mtime_ns", "created")
+
+
+def file_identity(info: dict) -> str:
+    """What a build records of one audio file to tell whether it changed since (its clips are reused
+    only while this is the same): size plus the version/ETag on object stores, else the
+    modification time (and the inode, locally). A JSON string, one per file."""
+    out: dict = {"size": info.get("size")}
+    version = next((k for k in _VERSION_KEYS if info.get(k) not in (None, "")), None)
+    if version is not None:
+        out[version] = str(info[version])
+    else:
+        when = next((k for k in _TIME_KEYS if info.get(k) not in (None, "")), None)
+        if when is not None:
+            out[when] = str(info[when])
+        if info.get("ino") is not None:
+            out["ino"] = int(info["ino"])
+    return json.dumps(out, sort_keys=True)
+
+
+def identities_of(urls) -> dict:
+    """``file_identity`` of each of ``urls`` (files given as paths or URLs): one listing per distinct
+    folder, not a stat per file. A file that is gone has none (it is left out)."""
+    out: dict = {}
+    by_dir: dict[str, set] = {}
+    for u in set(urls):
+        by_dir.setdefault(u.rsplit("/", 1)[0] if "/" in u else ".", set()).add(u)
+    for folder, members in by_dir.items():
+        fs, root = fsspec.core.url_to_fs(folder)
+        try:
+            infos = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e for e in fs.ls(root, detail=True)}
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for u in members:
+            info = infos.get(u.rsplit("/", 1)[-1])
+            if info is not None:
+                out[u] = file_identity(info)
+    return out
+
+
+def identities_digest(identities: dict) -> str:
+    """One hash of {url: file_identity}: what report.json keeps to tell a rerun the audio changed."""
+    text = json.dumps(sorted(identities.items()), ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _index(
+    folder: str, files: dict, rank: dict, ids: dict, ignored: tuple, identities: dict
+) -> AudioListing:
     recordings: dict[str, str] = {}
     for rel in files:  # sorted: the earliest-listed of equally preferred formats wins
         key = os.path.splitext(rel)[0]
@@ -132,7 +192,12 @@ def _index(folder: str, files: dict, rank: dict, ids: dict, ignored: tuple) -> A
         if rel in ids:
             names.setdefault(ids[rel], set()).add(preferred)
     return AudioListing(
-        folder, files, recordings, {k: tuple(sorted(v)) for k, v in names.items()}, ignored
+        folder,
+        files,
+        recordings,
+        {k: tuple(sorted(v)) for k, v in names.items()},
+        ignored,
+        identities,
     )
 
 

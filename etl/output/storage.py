@@ -5,6 +5,7 @@ Every name etl gives a file or folder it writes is declared below, each with the
 writes it (the modules use these names, never a literal). A finished build leaves, in ``output.path``:
 
     README.md  report.json  report.html  rejects.parquet  vocab.json  suspect_recordings.txt
+    recordings.parquet
     data/{split}-{i:05d}-of-{n:05d}.parquet
     arrow/  (output.arrow) dataset_dict.json, {split}/data-{i:05d}-of-{n:05d}.arrow, state.json
 
@@ -33,8 +34,12 @@ VOCAB_FILE = "vocab.json"  # commands/finalize.finalize (curate/vocab.build_voca
 SUSPECTS_FILE = "suspect_recordings.txt"  # commands/finalize._suspect_recordings (curate/suspects)
 # the audio fingerprints of the decoded recordings, kept for later builds (not in OUR_FILES):
 FINGERPRINTS_FILE = "fingerprints.parquet"  # output/fingerprints.merge_parts (commands/finalize)
+# each recording's file and its identity, for the next build's reuse (schema.DATASET_RECORDING_COLUMNS):
+RECORDINGS_FILE = (
+    "recordings.parquet"  # commands/finalize.write_recordings; output/previous reads it
+)
 # Removed by clear_previous_output before a dataset replaces another (not suspect_recordings.txt).
-OUR_FILES = (README_FILE, REPORT_JSON, REPORT_HTML, REJECTS_FILE, VOCAB_FILE)
+OUR_FILES = (README_FILE, REPORT_JSON, REPORT_HTML, REJECTS_FILE, VOCAB_FILE, RECORDINGS_FILE)
 LEASE_FILE = ".lease.json"  # cluster/lease.Lease: one build at a time per output folder
 # output.arrow: the splits in the datasets.save_to_disk layout, output/arrow_export.export:
 ARROW_DIR = "arrow"
@@ -185,10 +190,13 @@ def write_bytes(fs, path: str, data: bytes) -> None:
         f.write(data)
 
 
-def clear_previous_output(fs, root: str, keep_parts: bool = False) -> None:
+def clear_previous_output(fs, root: str, keep_parts: bool = False, keep_data: bool = False) -> None:
     """Remove what an earlier build left (only our own files), so shards never mix across runs.
-    ``keep_parts``: keep this build's finished parts (used when the new dataset replaces the old)."""
-    for sub in (DATA_DIR, ARROW_DIR) if keep_parts else (DATA_DIR, ARROW_DIR, PARTS_DIR):
+    ``keep_parts``: keep this build's finished parts (used when the new dataset replaces the old);
+    ``keep_data``: leave data/ to the caller (finalize removes the previous files it does not keep)."""
+    kept = {DATA_DIR} if keep_data else set()
+    kept |= {PARTS_DIR} if keep_parts else set()
+    for sub in [s for s in (DATA_DIR, ARROW_DIR, PARTS_DIR) if s not in kept]:
         p = join(root, sub)
         if fs.exists(p):
             fs.rm(p, recursive=True)

@@ -74,6 +74,8 @@ class PlannedTable:
     encodings: dict = field(default_factory=dict)  # alignment files decoded per encoding
     input: ResolvedInput | None = None  # the input as planning read it
     shape: DatasetShape = DatasetShape()  # the dataset's optional columns
+    # url -> file_identity of every file of the audio listing ({} without one: input.audio null)
+    identities: dict = field(default_factory=dict)
 
 
 # ---- client side: what each pass hands the next ----
@@ -92,6 +94,7 @@ class JoinedTable(NamedTuple):
     listing: dict  # listing_summary: how table and audio folder fit
     selection: dict  # what the exclusion lists matched
     test_units: set  # units with a row in splits.test_ids
+    identities: dict  # url -> file_identity of the listing's files ({} without a listing)
 
 
 class Pool(NamedTuple):
@@ -251,7 +254,8 @@ def join_audio(
             for k, (path, ids, _) in enumerate(join["excludes"])
         }
     }
-    return JoinedTable(parts, summary, selection, set().union(*tests))
+    identities = {} if join["listing"] is None else join["listing"].identities
+    return JoinedTable(parts, summary, selection, set().union(*tests), identities)
 
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
@@ -439,7 +443,7 @@ def plan_table(
         offsets = _offsets(lengths)
         first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
-        parts, listing, selection, test_units = join_audio(
+        parts, listing, selection, test_units, identities = join_audio(
             client, cfg, resolved, parts, offsets, first_row, test_keys
         )
         _step(bar)
@@ -461,6 +465,7 @@ def plan_table(
         )
         _select(cfg, planned, selection, sums, test_keys, previous_dev)
         planned.input = resolved
+        planned.identities = identities
         words = planned.counts is not None and planned.counts.has_words
         planned.shape = DatasetShape(source_id=has_id, speaker=resolved.speaker, words=words)
         _step(bar)

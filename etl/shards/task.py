@@ -23,9 +23,9 @@ from ..audio.fingerprint import Fingerprinter
 from ..audio.spans import Unreadable, decode_spans
 from ..config import FiltersConfig
 from ..curate.splits import RESERVE
-from ..output import fingerprints, resume, storage
+from ..output import fingerprints, previous, resume, storage
 from ..planning import store as plan_store
-from ..records import LateRejects, ShardResult, SplitPart
+from ..records import LateRejects, RecordingIdentity, ShardResult, SplitPart
 from ..schema import QUALITY_COLUMNS, DatasetShape
 from .pack import files_of
 
@@ -57,6 +57,10 @@ class ShardTask:
     filters: FiltersConfig | None = None
     # the decoded audio's fingerprints under OUT/.parts/fingerprints/ (16 kHz builds only)
     fingerprint: bool = True
+    identities: dict | None = None  # url -> its file_identity now (None or missing: unknown)
+    # url -> what the dataset already in ``out`` holds of that file (output.previous.previous_files):
+    # its clips are taken, not decoded, while the file's identity is the same
+    previous: dict | None = None
 
 
 class _SplitWriter:
@@ -175,6 +179,8 @@ class ShardCut(NamedTuple):
     decoded_seconds: float
     wall_seconds: float
     recordings: dict[str, Any]  # recording -> measures.summarize(...) of its clips
+    reused_seconds: float = 0.0  # clips taken from the previous dataset
+    identities: dict[str, RecordingIdentity] | None = None  # recording -> its file's identity
 
 
 def run_shard(task: ShardTask) -> ShardCut:
@@ -187,9 +193,10 @@ def run_shard(task: ShardTask) -> ShardCut:
     columns = task.shape.columns()
     ext = "flac" if task.audio_format == "flac" else "wav"
     rejects: list[dict] = []
-    decoded = 0.0
+    decoded = reused = 0.0
     per_recording: dict = {}  # measures.summarize of each recording's clips (a recording is in one shard)
     prints: dict = {}  # each file's hashes, under its first spelling
+    identities: dict[str, RecordingIdentity] = {}
     with _ShardWriters(fs, storage.join(root, storage.PARTS_DIR), task.index, schema) as writers:
         rows_of = (
             task.rows
@@ -205,67 +212,178 @@ def run_shard(task: ShardTask) -> ShardCut:
                 if len(names) > 1
                 else by_recording[names[0]]
             )
-            tap = Fingerprinter(task.sampling_rate) if task.fingerprint else None
-            seconds, measured = _cut_file(task, url, rows, columns, ext, writers, rejects, tap)
-            if tap is not None and tap.usable:
-                prints[names[0]] = tap.finish()
-            decoded += seconds
+            cut = _cut_file(task, url, rows, columns, ext, writers, rejects)
+            decoded += cut.decoded_seconds
+            reused += cut.reused_seconds
+            if cut.prints is not None:
+                prints[names[0]] = cut.prints
             for name in names:  # each spelling's own clips
                 per_recording[name] = measures.summarize(
-                    [m for r, m in measured if r == name and m is not None]
+                    [m for r, m in cut.measured if r == name and m is not None]
                 )
+                identities[name] = RecordingIdentity(url, cut.identity, cut.length)
     fingerprints.write_part(task.out, task.index, prints)
     return ShardCut(
-        task.index, writers.stats(), rejects, decoded, time.perf_counter() - t0, per_recording
+        task.index,
+        writers.stats(),
+        rejects,
+        decoded,
+        time.perf_counter() - t0,
+        per_recording,
+        reused,
+        identities,
     )
 
 
+class _FileCut(NamedTuple):
+    """What ``_cut_file`` did with one file."""
+
+    decoded_seconds: float
+    reused_seconds: float
+    measured: list  # each clip's (recording, measures or None)
+    identity: str | None  # the file's identity now
+    length: int | None  # samples it decodes to, when known (its end was reached, now or before)
+    prints: object | None  # an np.ndarray: its fingerprint's hashes, when decoded whole (``task.fingerprint``)
+
+
+class _Reuse(NamedTuple):
+    """The clips of one file a shard takes from the previous dataset: span index -> the old clip
+    (``previous.previous_clips``), the spans known to lie past the file's end, and that length."""
+
+    clips: dict
+    beyond: set
+    length: int | None
+
+
+def _reusable(task: ShardTask, url: str, spans: list, tolerance: int) -> _Reuse:
+    """The spans of ``url`` this shard need not decode: an old clip of the same span of the same
+    file (identity unchanged; settings were compared by the client) whose bytes are there, or whose
+    measures the filters still reject; and, the file's length known, the spans past its end."""
+    identity = (task.identities or {}).get(url)
+    prev = (task.previous or {}).get(url)
+    if identity is None or prev is None or prev.identity != identity:
+        return _Reuse({}, set(), None)
+    old = previous.previous_clips(task.out, prev, task.sampling_rate)
+    clips = {}
+    for i, span in enumerate(spans):
+        c = old.get(span)
+        if c is not None and (
+            c["audio"] is not None
+            or (task.filters is not None and measures.judge(c, task.filters) is not None)
+        ):
+            clips[i] = c
+    n = prev.length
+    beyond = (
+        set()
+        if n is None
+        else {
+            i
+            for i, (first, stop) in enumerate(spans)
+            if i not in clips and stop > n and not (stop - n <= tolerance and first < n)
+        }
+    )
+    return _Reuse(clips, beyond, n)
+
+
 def _cut_file(
-    task: ShardTask,
-    url: str,
-    rows: pd.DataFrame,
-    columns,
-    ext: str,
-    writers,
-    rejects: list,
-    tap=None,
-) -> tuple:
-    """Decode one file once and write the clips of ``rows`` (of every spelling that names it); ``tap``
-    sees the decoded blocks (``decode_spans``). Returns the seconds decoded and each clip's
-    (recording, measures or None)."""
+    task: ShardTask, url: str, rows: pd.DataFrame, columns, ext: str, writers, rejects: list
+) -> _FileCut:
+    """Write the clips of ``rows`` (of every spelling that names one file): those the previous
+    dataset holds are taken from it, the others cut from one decode of only the spans they need (none:
+    the file is not opened). Clips are written in the order a full decode yields them. A file
+    decoded whole (no clip taken) is fingerprinted as it streams; one partly taken keeps the
+    fingerprint the earlier build made of it (``output.fingerprints.merge_parts``)."""
     rows = rows.sort_values(["end", "start", "id"], kind="stable").reset_index(drop=True)
+    sr = task.sampling_rate
     spans = [
-        (audio.sample_index(s, task.sampling_rate), audio.sample_index(e, task.sampling_rate))
+        (audio.sample_index(s, sr), audio.sample_index(e, sr))
         for s, e in zip(rows["start"], rows["end"])
     ]
     records = rows.to_dict("records")
-    seen: set = set()
-    total = 0
-    measured: list = []
+    tolerance = int(round(audio.END_TOLERANCE_S * sr))
+    reuse = _reusable(task, url, spans, tolerance)
+    missing = [i for i in range(len(spans)) if i not in reuse.clips and i not in reuse.beyond]
     stats = {"skipped_seconds": 0.0}
-    tolerance = int(round(audio.END_TOLERANCE_S * task.sampling_rate))
-    try:
-        for i, samples, total in decode_spans(
-            url,
-            spans,
-            task.decoder,
-            task.ffmpeg,
-            task.sampling_rate,
-            task.channels,
-            tolerance,
-            stats,
-            tap,
-        ):
-            seen.add(i)
-            measured.append(
-                (
-                    records[i]["recording"],
-                    _emit(task, records[i], samples, total, columns, ext, writers, rejects),
-                )
+    tap = Fingerprinter(sr) if task.fingerprint and not reuse.clips and missing else None
+    stream = _Decoded(task, url, spans, missing, tolerance, stats, tap)
+    measured: list = []
+    reused = 0.0
+    for i in sorted(range(len(spans)), key=lambda i: (spans[i][1], i)):  # a full decode's order
+        r = records[i]
+        if i in reuse.clips:
+            m = _reused(task, r, reuse.clips[i], columns, ext, writers, rejects)
+            reused += (spans[i][1] - spans[i][0]) / sr
+        elif i in reuse.beyond:
+            m = _emit(task, r, None, reuse.length or 0, columns, ext, writers, rejects)
+        else:
+            got = stream.take(i)
+            if got is None:  # the file failed before this span
+                rejects.append(_reject(r, "unreadable_audio", stream.failed or "not decoded"))
+                continue
+            m = _emit(task, r, got[0], got[1], columns, ext, writers, rejects)
+        measured.append((r["recording"], m))
+    decoded = max(0.0, stream.total / sr - stats["skipped_seconds"])
+    ends = stream.total if stream.reached_end() else reuse.length
+    prints = tap.finish() if tap is not None and tap.usable else None
+    return _FileCut(decoded, reused, measured, (task.identities or {}).get(url), ends, prints)
+
+
+class _Decoded:
+    """One decode of the spans ``missing`` of a file, taken span by span in the order it yields them
+    (started on the first ``take``: a file nothing is decoded from is never opened)."""
+
+    def __init__(
+        self,
+        task: ShardTask,
+        url: str,
+        spans: list,
+        missing: list,
+        tolerance: int,
+        stats,
+        tap=None,
+    ):
+        self.spans, self.missing = spans, missing
+        self._it = (
+            decode_spans(
+                url,
+                [spans[i] for i in missing],
+                task.decoder,
+                task.ffmpeg,
+                task.sampling_rate,
+                task.channels,
+                tolerance,
+                stats,
+                tap,
             )
-    except Unreadable as e:
-        _reject_unseen(records, seen, str(e), rejects)
-    return max(0.0, total / task.sampling_rate - stats["skipped_seconds"]), measured
+            if missing
+            else iter(())
+        )
+        self.pending: dict = {}
+        self.failed: str | None = None
+        self.total = 0
+        self.yielded = 0
+        self.done = not missing
+
+    def take(self, i: int):
+        """(samples or None, total) of span ``i``; None if the file failed before it."""
+        while i not in self.pending and not self.done:
+            try:
+                j, samples, self.total = next(self._it)
+                self.pending[self.missing[j]] = (samples, self.total)
+                self.yielded += 1
+            except StopIteration:
+                self.done = True
+            except Unreadable as e:
+                self.failed, self.done = str(e), True
+        return self.pending.pop(i, None)
+
+    def reached_end(self) -> bool:
+        """The decode ran to the file's end (a span lay past it): ``total`` is its length."""
+        return (
+            self.failed is None
+            and self.yielded == len(self.missing) > 0
+            and max(self.spans[i][1] for i in self.missing) > self.total
+        )
 
 
 def run_shard_filed(task: ShardTask) -> ShardResult:
@@ -280,6 +398,8 @@ def run_shard_filed(task: ShardTask) -> ShardResult:
         decoded_seconds=cut.decoded_seconds,
         wall_seconds=cut.wall_seconds,
         recordings=cut.recordings,
+        reused_seconds=cut.reused_seconds,
+        identities=cut.identities,
     )
     fs, root = storage.fs_and_path(task.out)
     resume.write_record(fs, root, task.index, result)  # after the files: the shard is whole
@@ -309,23 +429,34 @@ def _emit(task: ShardTask, r: dict, samples, total: int, columns, ext: str, writ
         )
         return None
     m = measures.measure(samples, task.sampling_rate)
+    return _place(
+        task,
+        r,
+        m,
+        lambda: audio.encode(samples, task.sampling_rate, task.audio_format),
+        (columns, ext, writers, rejects),
+    )
+
+
+def _reused(task: ShardTask, r: dict, clip: dict, columns, ext: str, writers, rejects: list):
+    """A clip the previous dataset holds: its measures judged by this build's filters, its bytes
+    copied (never decoded; read only if it is kept). Returns its measures."""
+    m = {k: clip[k] for k in measures.MEASURE_COLUMNS}
+    return _place(task, r, m, clip["audio"], (columns, ext, writers, rejects))
+
+
+def _place(task: ShardTask, r: dict, m: dict, audio_bytes, into: tuple):
+    """A measured clip: a reject of the filters on its measures (``measures.REASONS``), or a row of
+    its split's file with ``audio_bytes()``. Returns the measures."""
+    columns, ext, writers, rejects = into
     verdict = None if task.filters is None else measures.judge(m, task.filters)
     if verdict is not None:
         rejects.append(_reject({**r, **m}, *verdict))
         return m
     row = {c: _clean({**r, **m}.get(c)) for c in columns if c != "audio"}
-    row["audio"] = {
-        "bytes": audio.encode(samples, task.sampling_rate, task.audio_format),
-        "path": f"{r['id']}.{ext}",
-    }
+    row["audio"] = {"bytes": audio_bytes(), "path": f"{r['id']}.{ext}"}
     writers.add(r["split"], row)
     return m
-
-
-def _reject_unseen(records: list, seen: set, detail: str, rejects: list) -> None:
-    rejects.extend(
-        _reject(r, "unreadable_audio", detail) for j, r in enumerate(records) if j not in seen
-    )
 
 
 def _reject(r: dict, reason: str, detail: str) -> dict:

@@ -76,7 +76,9 @@ def test_force_rebuilds_a_complete_output(corpus, tmp_path, capsys):
 
 def _kill_build_midway(cfg: str, out) -> bool:
     """Start `etl build` in its own process group and SIGKILL the group (client, nannies, workers)
-    once the first shard is recorded as done. False if the build finished first."""
+    once the first shard is recorded as done. False if the build finished first, or had begun to
+    finalize (its .parts/ gone, or holding the finalize journal): a folder that held a dataset before
+    (a rebuild) has a report.json all along."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "etl", "build", cfg],
         start_new_session=True,
@@ -89,8 +91,8 @@ def _kill_build_midway(cfg: str, out) -> bool:
             if parts.is_dir() and any(p.name.endswith(".done.json") for p in parts.iterdir()):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                return not (out / "report.json").exists()
-            time.sleep(0.01)
+                return parts.is_dir() and not (parts / "finalize.json").exists()
+            time.sleep(0.005)
         return False
     finally:
         if proc.poll() is None:

@@ -42,6 +42,7 @@ def test_the_names_are_the_ones_the_outputs_have_always_had():
         "report.html",
         "rejects.parquet",
         "vocab.json",
+        "recordings.parquet",  # each recording's file identity, for the next build's reuse
     )
     assert (storage.DATA_DIR, storage.PARTS_DIR, storage.ARROW_DIR) == ("data", ".parts", "arrow")
     assert (storage.SUSPECTS_FILE, storage.LEASE_FILE) == ("suspect_recordings.txt", ".lease.json")
