@@ -16,6 +16,7 @@ from dataclasses import replace
 import pandas as pd
 
 from ..audio.decoders import decoder_identity
+from ..audio.media import split_channel
 from ..cluster.lease import Lease
 from ..cluster.session import ClusterSession
 from ..config import ClusterConfig, Config
@@ -73,7 +74,8 @@ def make_tasks(client, cfg: Config, planned, reuse: bool = True) -> list[ShardTa
     )
     url_of = dict(zip(recs["recording"], recs["url"]))
     sec_of = dict(zip(recs["recording"], recs["seconds"]))
-    identities = planned.identities or identities_of(recs["url"])
+    # a file's identity is its channels' too (``sw02001.sph#channel=2``)
+    identities = planned.identities or identities_of({split_channel(u)[0] for u in recs["url"]})
     # the clips the dataset there lends (its files, their identities then)
     prev = previous_files(cfg, previous_report(cfg)) if reuse else {}
     a = cfg.audio
@@ -100,7 +102,9 @@ def make_tasks(client, cfg: Config, planned, reuse: bool = True) -> list[ShardTa
                 audio_format=cfg.output.audio_format,
                 shape=planned.shape,
                 filters=cfg.filters,
-                identities={u: identities[u] for u in urls if u in identities},
+                identities={
+                    u: identities[f] for u in urls if (f := split_channel(u)[0]) in identities
+                },
                 previous={u: prev[u] for u in urls if u in prev},
             )
         )

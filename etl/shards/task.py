@@ -243,7 +243,8 @@ class _FileCut(NamedTuple):
     measured: list  # each clip's (recording, measures or None)
     identity: str | None  # the file's identity now
     length: int | None  # samples it decodes to, when known (its end was reached, now or before)
-    prints: object | None  # an np.ndarray: its fingerprint's hashes, when decoded whole (``task.fingerprint``)
+    # its fingerprint's hashes (an np.ndarray), when decoded whole (``task.fingerprint``)
+    prints: object | None
 
 
 class _Reuse(NamedTuple):

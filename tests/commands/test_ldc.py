@@ -6,6 +6,7 @@ naming it."""
 from __future__ import annotations
 
 import io
+import json
 import pathlib
 import shutil
 
@@ -164,3 +165,10 @@ def test_a_two_channel_ctm_cuts_each_channel_from_its_own_audio_with_ids_of_its_
         x, sr = sf.read(io.BytesIO(a["bytes"]), dtype="int16", always_2d=True)
         assert abs(dominant_frequency(x[:, 0], sr) - dict(want)[rid]) < 3, rid
         assert np.abs(x).max() > 15000, rid  # the tone at full level: its own channel
+    # a rebuild after a text change takes each channel's clips from the dataset: nothing decoded
+    cfg["text"] = {"lowercase": False}
+    assert main(["build", str(config_file(tmp_path, cfg, "rebuild.yaml"))]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["hours_decoded"] == 0 and report["hours_reused"] > 0
+    again = read_splits(out).sort_values(["recording", "start"])
+    assert [a["bytes"] for a in again["audio"]] == [a["bytes"] for a in rows["audio"]]
