@@ -169,6 +169,7 @@ WORKER_MODULES = (
     "etl.planning.client",
     "etl.planning.worker",
     "etl.planning.store",
+    "etl.cluster.frozen",  # last: freezes what the others imported (no copy-on-write by the GC)
 )
 START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 
