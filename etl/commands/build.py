@@ -29,7 +29,7 @@ from ..planning.client import plan_table
 from ..records import Report, ShardResult
 from ..shards.pack import files_of, pack_files
 from ..shards.task import ShardTask, resplit_reserve, run_shard_filed
-from .finalize import finalize, finish, plot_counts, warm_report_imports
+from .finalize import finalize, finish, plot_counts
 
 
 def _say(msg: str) -> None:
@@ -94,9 +94,8 @@ def make_tasks(client, cfg: Config, planned) -> list[ShardTask]:
     return tasks
 
 
-def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[ShardResult]:
-    """Submit shards longest first; progress bar with ETA in hours of audio. ``on_tail`` is called
-    once when fewer shards are left than workers, i.e. when a core falls idle."""
+def run_tasks(client, tasks: list[ShardTask]) -> list[ShardResult]:
+    """Submit shards longest first; progress bar with ETA in hours of audio."""
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -133,11 +132,6 @@ def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[ShardResult]
             finally:
                 f.release()
             advance(bar, t.seconds / 3600)
-            if on_tail is not None and len(tasks) - len(results) < len(
-                client.scheduler_info()["workers"]
-            ):
-                on_tail()
-                on_tail = None
     return sorted(results, key=lambda r: r.shard)
 
 
