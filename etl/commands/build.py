@@ -306,8 +306,7 @@ def _cut_shards(
         f"{what} {sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards"
         + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else "")
     )
-    # matplotlib for report.html: imported on the core the last shards leave idle
-    new = run_tasks(client, todo, on_tail=warm_report_imports) if todo else []
+    new = run_tasks(client, todo) if todo else []
     results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r.shard)
     return _settle_reserve(client, cfg, results, done.get(len(tasks)))
 
@@ -359,8 +358,6 @@ def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
     finisher = concurrent.futures.ThreadPoolExecutor(1)
     # the cluster starts while the table is read and checked
     session = ClusterSession(cfg.cluster, client=client).start(_announce(cfg.cluster))
-    if session.owned:
-        import dask.dataframe  # noqa: F401  (planning builds on it: imported here while the cluster starts)
     with session as s:
         report, plots = _plan_cut_finalize(s.client, cfg, fp, unfinished, lease, t0, resolved)
         finishing = finisher.submit(finish, cfg, report, plots)

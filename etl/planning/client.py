@@ -43,13 +43,16 @@ from ..ingest.recordings import list_audio, listing_summary
 from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
 from ..schema import RECORDING_COLUMNS, DatasetShape
 from .worker import (
+    TableLayout,
     check_part,
     label_part,
     merge_hashes,
     pool_histogram,
     pool_part,
     prepare_part,
+    read_partition,
     rows_with_hashes,
+    table_layout,
     unit_partials,
 )
 
@@ -106,36 +109,38 @@ class Placement(NamedTuple):
 
 
 def read_checked(client, cfg: Config, resolved: ResolvedInput) -> CheckedTable:
-    """The checked partitions and what the duplicates search needs. One round trip."""
-    import dask
-
+    """The checked partitions and what the duplicates search needs. Two round trips: the table's
+    layout (worked out on a worker), then read + check + id hashes."""
     inp, fmt = cfg.input, resolved.format
-    with dask.config.set({"dataframe.convert-string": False}):
-        try:
-            ddf = resolved.read_raw()
-            present = [str(c) for c in ddf.columns]
-        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
-            raise unreadable_table(inp.alignment, fmt, e) from None
-        table.check_columns(present, resolved.columns, fmt)
-        has_id = resolved.own_ids(present)
-        checked = client.map(
-            check_part,
-            client.compute(ddf.to_delayed()),
-            columns=resolved.columns,
-            inp=inp,
-            text=cfg.text,
-            filters=cfg.filters,
-            reader_extras=resolved.reader_extras,
+    layout = client.submit(table_layout, resolved, pure=False)
+    try:
+        present, n = client.submit(_columns_and_count, layout).result()
+    except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+        raise unreadable_table(inp.alignment, fmt, e) from None
+    table.check_columns(present, resolved.columns, fmt)
+    has_id = resolved.own_ids(present)
+    checked = client.map(
+        check_part,
+        client.map(read_partition, [layout] * n, range(n)),
+        columns=resolved.columns,
+        inp=inp,
+        text=cfg.text,
+        filters=cfg.filters,
+        reader_extras=resolved.reader_extras,
+    )
+    parts, lengths = _field(client, checked, "rows"), _field(client, checked, "n")
+    root = _tree(client, merge_hashes, _field(client, checked, "id_hashes"))
+    try:
+        *lengths, dup = client.gather(
+            lengths + [client.submit(operator.attrgetter("repeated"), root)]
         )
-        parts, lengths = _field(client, checked, "rows"), _field(client, checked, "n")
-        root = _tree(client, merge_hashes, _field(client, checked, "id_hashes"))
-        try:
-            *lengths, dup = client.gather(
-                lengths + [client.submit(operator.attrgetter("repeated"), root)]
-            )
-        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
-            raise unreadable_table(inp.alignment, fmt, e) from None
+    except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+        raise unreadable_table(inp.alignment, fmt, e) from None
     return CheckedTable(parts, lengths, has_id, dup)
+
+
+def _columns_and_count(layout: TableLayout) -> tuple[list[str], int]:
+    return layout.columns, layout.partitions
 
 
 def _offsets(lengths: list) -> list:
