@@ -335,6 +335,28 @@ def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpu
     assert r.stdout.splitlines()[-1].split() == ["0", "1", "1", "6640", "1"], r.stderr[-2000:]
 
 
+def test_the_cli_opens_the_cluster_early_and_closes_it_when_no_command_took_it(corpus, tmp_path):
+    """`etl build` opens its LocalCluster while it imports the command, and the build takes that one
+    (one cluster opened per command); a build with nothing to do closes it again: no worker is left."""
+    code = (
+        "import sys, psutil; import etl.cluster.session as s; opened = []; f = s._open_client; "
+        "s._open_client = lambda *a: opened.append(1) or f(*a); "
+        "from etl.cli import main; rcs = [main(sys.argv[1:]), main(sys.argv[1:])]; "
+        "tree = psutil.Process().children(recursive=True); "
+        "alive = [p for p in tree if p.status() != psutil.STATUS_ZOMBIE "
+        "and 'forkserver' not in ' '.join(p.cmdline()) and 'resource_tracker' not in ' '.join(p.cmdline())]; "
+        "print(rcs, len(opened), len(alive))"
+    )
+    cfg = write_config(
+        corpus, tmp_path / "out", cluster={"n_workers": 2, "dashboard_address": None}
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "build", cfg], capture_output=True, text=True, timeout=600
+    )
+    assert r.stdout.splitlines()[-1] == "[0, 0] 2 0", r.stderr[-2000:]
+    assert "nothing to do" in r.stderr
+
+
 def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(monkeypatch):
     """The fork server keeps the environment it started with; a variable set afterwards (credentials
     in a notebook, here between two clusters) still reaches the workers, as with spawn."""
