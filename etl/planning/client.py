@@ -159,10 +159,11 @@ def unreadable_table(path: str, fmt: str, e: Exception) -> UserError:
     )
 
 
-def _shared(client, obj):
-    """``obj`` on every worker once, as a future: a task argument that never travels inline in the
-    graph (where a large dict or set could be taken apart into tasks of its own)."""
-    return client.scatter([obj], broadcast=True, hash=False)[0]
+def _shared(client, *objs) -> list:
+    """Each of ``objs`` on every worker once, as futures, in one round trip: task arguments that
+    never travel inline in the graph (where a large dict or set could be taken apart into tasks of
+    its own)."""
+    return client.scatter(list(objs), broadcast=True, hash=False)
 
 
 def _field(client, futures: list, name: str) -> list:
@@ -183,7 +184,8 @@ def first_rows(client, parts: list, offsets: list, dup: np.ndarray) -> dict:
     rows whose id hash repeats come to the client."""
     if not len(dup):
         return {}
-    got = client.gather(client.map(rows_with_hashes, parts, hashes=_shared(client, dup)))
+    [hashes] = _shared(client, dup)
+    got = client.gather(client.map(rows_with_hashes, parts, hashes=hashes))
     rows = pd.concat([g.assign(row=g["at"] + off) for g, off in zip(got, offsets)])
     rows = rows[rows["id"].duplicated(keep=False)].sort_values("row")
     return rows.drop_duplicates("id").set_index("id")["row"].astype(int).to_dict()
@@ -216,25 +218,21 @@ def join_audio(
     parts: list,
     offsets: list,
     first_row: dict,
-    test_keys: set,
+    test_keys,
 ) -> JoinedTable:
     """Number the rows, mark the duplicates, join with the audio listing (broadcast), apply the
-    exclusion lists and hash the units, in one pass."""
+    exclusion lists and hash the units, in one pass. ``test_keys``: their future (``_shared``)."""
     s = cfg.splits
     join = _join_inputs(cfg, resolved)
     units = {
         "by": s.by,
         "seed": s.seed,
-        "test_keys": _shared(client, test_keys),
+        "test_keys": test_keys,
         "low_split": s.low_similarity == "split",
     }
+    first_row_f, join_f = _shared(client, first_row, join)
     triples = client.map(
-        prepare_part,
-        parts,
-        offsets,
-        first_row=_shared(client, first_row),
-        join=_shared(client, join),
-        units=units,
+        prepare_part, parts, offsets, first_row=first_row_f, join=join_f, units=units
     )
     parts = _field(client, triples, "rows")
     got = client.gather(_field(client, triples, "summary") + _field(client, triples, "test_units"))
@@ -252,14 +250,9 @@ def join_audio(
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
     """The units of the given buckets (and the prev units), whole, in order."""
+    [prev_f] = _shared(client, prev_units)
     got = client.gather(
-        client.map(
-            unit_partials,
-            parts,
-            prev_units=_shared(client, prev_units),
-            buckets=list(buckets),
-            policy=policy,
-        )
+        client.map(unit_partials, parts, prev_units=prev_f, buckets=list(buckets), policy=policy)
     )
     units = (
         pd.concat(got)
@@ -315,15 +308,17 @@ def _find_cut(
 
 
 def _pool(client, parts: list, cfg: Config, test_units: set, previous_dev, policy) -> Pool:
-    """Test, low_similarity and the pool."""
+    """Test, low_similarity and the pool. ``previous_dev``: (the ids, their future)."""
     s = cfg.splits
+    previous_dev, previous_dev_f = previous_dev
+    [test_units_f] = _shared(client, test_units)
     quads = client.map(
         pool_part,
         parts,
         by=s.by,
-        test_units=_shared(client, test_units),
+        test_units=test_units_f,
         low_split=s.low_similarity == "split",
-        previous_dev=_shared(client, set(previous_dev)),
+        previous_dev=previous_dev_f,
         policy=policy,
     )
     parts = _field(client, quads, "rows")
@@ -338,7 +333,7 @@ def _pool(client, parts: list, cfg: Config, test_units: set, previous_dev, polic
             _tree(
                 client,
                 operator.add,
-                client.map(pool_histogram, parts, prev_units=_shared(client, prev)),
+                client.map(pool_histogram, parts, prev_units=_shared(client, prev)[0]),
             )
         ]
         got.append(hist[0].result())
@@ -349,7 +344,8 @@ def place(
     client, cfg: Config, parts: list, test_units: set, previous_dev, count: dict
 ) -> Placement:
     """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them
-    (``count``: the arguments of each part's ``summary_part``)."""
+    (``count``: the arguments of each part's ``summary_part``; ``previous_dev``: the ids and their
+    future)."""
     policy = SplitPolicy.from_config(cfg)
     parts, prev, fixed, hist = _pool(client, parts, cfg, test_units, previous_dev, policy)
     column, target = dev_target(policy)
@@ -397,13 +393,9 @@ def place(
     roles = {
         u: (r, o) for u, r, o in zip(head["unit"], head["role"], head["order"]) if r != "train"
     }
+    roles_f, prev_f, cuts_f = _shared(client, roles, prev, cuts)
     labelled = client.map(
-        label_part,
-        parts,
-        head=_shared(client, roles),
-        prev_units=_shared(client, prev),
-        cuts=_shared(client, cuts),
-        count=count,
+        label_part, parts, head=roles_f, prev_units=prev_f, cuts=cuts_f, count=count
     )
     parts, sums = _field(client, labelled, "rows"), _field(client, labelled, "summary")
     return Placement(parts, head[head["role"] != "train"], client.gather(sums))
@@ -435,17 +427,19 @@ def plan_table(
         offsets = _offsets(lengths)
         first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
+        test_keys_f, previous_dev_f = _shared(client, test_keys, set(previous_dev))
         parts, listing, selection, test_units = join_audio(
-            client, cfg, resolved, parts, offsets, first_row, test_keys
+            client, cfg, resolved, parts, offsets, first_row, test_keys_f
         )
         _step(bar)
         count = {
-            "test_keys": _shared(client, test_keys),
+            "test_keys": test_keys_f,
             "by": s.by,
-            "previous_dev": _shared(client, set(previous_dev)),
+            "previous_dev": previous_dev_f,
             "with_speaker": resolved.speaker,
         }
-        parts, head, sums = place(client, cfg, parts, test_units, previous_dev, count)
+        previous = (previous_dev, previous_dev_f)
+        parts, head, sums = place(client, cfg, parts, test_units, previous, count)
         _step(bar)
         planned = PlannedTable(
             parts=parts, rows_in=int(sum(lengths)), has_id=has_id, listing=listing, head=head
