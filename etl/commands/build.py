@@ -1,8 +1,8 @@
 """`etl build`: plan on the cluster, cut the shards, finalize. Orchestration only.
 
-Data flows one way. The table is read, checked and placed by ``planning`` (dask.dataframe threads,
-while the cluster starts in the background), each shard of recordings becomes one task on the
-cluster that writes its own files, and ``finalize`` names them and writes the report.
+Data flows one way. The table is read, checked and placed by ``planning`` on the workers, each
+shard of recordings becomes one task on the cluster that writes its own files, and ``finalize``
+names them and writes the report.
 """
 
 from __future__ import annotations
