@@ -153,13 +153,17 @@ def plot_counts(client, cfg: Config) -> PlotCounts:
     out = cfg.output.path
     fs, root = storage.fs_and_path(out)
     chunks = _chunks(client, report_html.plot_pieces(fs, root))
-    longest = [
-        m
-        for m in client.gather(
-            client.map(report_html.kept_max_duration, [out] * len(chunks), chunks, pure=False)
-        )
-        if m is not None
-    ]
+    longest = (
+        []  # no kept row is longer than filters.max_duration, which sets duration's range then
+        if cfg.filters.max_duration is not None
+        else [
+            m
+            for m in client.gather(
+                client.map(report_html.kept_max_duration, [out] * len(chunks), chunks, pure=False)
+            )
+            if m is not None
+        ]
+    )
     ranges = report_html.plot_ranges(asdict(cfg.filters), max(longest) if longest else None)
     parts = client.gather(
         client.map(report_html.count_pieces, [out] * len(chunks), chunks, ranges=ranges, pure=False)
