@@ -405,8 +405,8 @@ def plan_table(
     client, cfg: Config, previous_dev=frozenset(), resolved: ResolvedInput | None = None
 ) -> PlannedTable:
     """Read, check, de-duplicate, join and place the table on the cluster: five passes over the
-    partitions, each one task per partition and one round trip (plus one per repeated-id search,
-    dev head and budget cut). ``resolved``: the input as the command resolved it (else here)."""
+    partitions, each one task per partition and one round trip (plus the table's layout, and one
+    per repeated-id search, dev head and budget cut). ``resolved``: the input as the command resolved it (else here)."""
     resolved = resolve_input(cfg.input) if resolved is None else resolved
     check_speakers(cfg.splits, resolved)
     from tqdm import tqdm
