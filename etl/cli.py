@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from .cluster import session as cluster_session
 from .config import load_config
 from .errors import UserError
 from .records import Report
@@ -118,9 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_run_without_config(args))
             return 0
         cfg = load_config(args.config, args.overrides)
-        from .cluster.session import start_forkserver
-
-        start_forkserver(cfg.cluster)  # the workers' imports, while this process does its own
+        cluster_session.start_forkserver(cfg.cluster)  # the workers' imports, while we do ours
+        cluster_session.open_early(cfg.cluster)  # the cluster starts while we import the command
         if args.command == "sample":
             from .commands.sample import sample
             from .review.sample import format_sample
@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        cluster_session.close_early()  # a cluster opened early that no command took
     print(_summary(report, cfg.output.path))
     return 0
 

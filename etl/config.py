@@ -223,7 +223,7 @@ class ClusterConfig:
     jobs: int = 1
     slurm: dict | None = None  # free-form: passed through to dask_jobqueue.SLURMCluster
     profile: bool = False
-    start_method: Literal["forkserver", "spawn"] = "spawn"
+    start_method: Literal["forkserver", "spawn"] = "forkserver"
     stall_timeout: float | None = 600
 
 

@@ -52,7 +52,9 @@ class ClusterSession:
 
     def _open(self, then: Callable[[Any], None] | None = None) -> None:
         try:
-            self.client, self.cluster = _open_client(self.cfg_cluster, self.n_tasks)
+            self.client, self.cluster = _take_early(self.cfg_cluster, self.n_tasks) or _open_client(
+                self.cfg_cluster, self.n_tasks
+            )
             from .stall import StallWatch
 
             self.watch = StallWatch(self.client, self.cfg_cluster.stall_timeout).start()
@@ -169,6 +171,7 @@ WORKER_MODULES = (
     "etl.planning.client",
     "etl.planning.worker",
     "etl.planning.store",
+    "etl.cluster.frozen",  # last: freezes what the others imported (no copy-on-write by the GC)
 )
 START_METHOD_KEY = "distributed.worker.multiprocessing-method"
 
@@ -220,16 +223,16 @@ WORKER_START_ENV = {
 }
 
 
+def _starts_local(cfg_cluster: ClusterConfig) -> bool:
+    """Whether etl starts a LocalCluster for ``cfg_cluster`` (not a scheduler it connects to, not SLURM)."""
+    return not (cfg_cluster.address or cfg_cluster.scheduler_file or cfg_cluster.kind != "local")
+
+
 def start_forkserver(cfg_cluster: ClusterConfig) -> None:
     """Start the fork server now, so it imports WORKER_MODULES while this process still imports its
     own (the CLI calls this first): the LocalCluster started later forks its workers from it at once.
     Does nothing unless etl will start a LocalCluster with ``start_method: forkserver``."""
-    if (
-        cfg_cluster.address
-        or cfg_cluster.scheduler_file
-        or cfg_cluster.kind != "local"
-        or not _forked(cfg_cluster)
-    ):
+    if not _starts_local(cfg_cluster) or not _forked(cfg_cluster):
         return
     import multiprocessing
     from multiprocessing import forkserver
@@ -242,6 +245,52 @@ def start_forkserver(cfg_cluster: ClusterConfig) -> None:
     finally:
         for k in added:
             del os.environ[k]
+
+
+# A LocalCluster opened ahead of its command (``open_early``): (its config, the opening thread, what
+# it opened: {"opened": (client, cluster)} or {"error": e}), until a ClusterSession takes it.
+_EARLY: list[tuple[ClusterConfig, threading.Thread, dict]] = []
+
+
+def open_early(cfg_cluster: ClusterConfig) -> None:
+    """Start opening the command's LocalCluster now, on a thread, so that its scheduler and workers
+    start while this process still imports the command (the CLI calls this after start_forkserver,
+    ~0.5 s of every command's start). The first ClusterSession of the same config takes it;
+    ``close_early`` closes it if none did (a build with nothing to do, an error before)."""
+    if not _starts_local(cfg_cluster) or _EARLY:
+        return
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["opened"] = _open_client(cfg_cluster)
+        except BaseException as e:  # raised by the session that takes it
+            box["error"] = e
+
+    opening = threading.Thread(target=run, daemon=True)
+    opening.start()
+    _EARLY.append((cfg_cluster, opening, box))
+
+
+def _take_early(cfg_cluster: ClusterConfig, n_tasks: int | None) -> tuple[Any, Any] | None:
+    """The (client, cluster) ``open_early`` opened for this config, once open; None if it opened none
+    (or one sized for another number of tasks)."""
+    if n_tasks is not None or not _EARLY or _EARLY[0][0] != cfg_cluster:
+        return None
+    _, opening, box = _EARLY.pop()
+    opening.join()
+    if "error" in box:
+        raise box["error"]
+    return box["opened"]
+
+
+def close_early() -> None:
+    """Close the cluster ``open_early`` opened if no session took it (after it has opened)."""
+    while _EARLY:
+        _, opening, box = _EARLY.pop()
+        opening.join()
+        if "opened" in box:
+            close_client(*box["opened"])
 
 
 def _preload_worker_modules() -> None:

@@ -1,8 +1,8 @@
 """`etl build`: plan on the cluster, cut the shards, finalize. Orchestration only.
 
-Data flows one way. The table is read, checked and placed by ``planning`` (dask.dataframe threads,
-while the cluster starts in the background), each shard of recordings becomes one task on the
-cluster that writes its own files, and ``finalize`` names them and writes the report.
+Data flows one way. The table is read, checked and placed by ``planning`` on the workers, each
+shard of recordings becomes one task on the cluster that writes its own files, and ``finalize``
+names them and writes the report.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ..planning.client import plan_table
 from ..records import Report, ShardResult
 from ..shards.pack import files_of, pack_files
 from ..shards.task import ShardTask, resplit_reserve, run_shard_filed
-from .finalize import finalize, finish, plot_counts, warm_report_imports
+from .finalize import finalize, finish, plot_counts
 
 
 def _say(msg: str) -> None:
@@ -111,9 +111,8 @@ def make_tasks(client, cfg: Config, planned, reuse: bool = True) -> list[ShardTa
     return tasks
 
 
-def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[ShardResult]:
-    """Submit shards longest first; progress bar with ETA in hours of audio. ``on_tail`` is called
-    once when fewer shards are left than workers, i.e. when a core falls idle."""
+def run_tasks(client, tasks: list[ShardTask]) -> list[ShardResult]:
+    """Submit shards longest first; progress bar with ETA in hours of audio."""
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -150,11 +149,6 @@ def run_tasks(client, tasks: list[ShardTask], on_tail=None) -> list[ShardResult]
             finally:
                 f.release()
             advance(bar, t.seconds / 3600)
-            if on_tail is not None and len(tasks) - len(results) < len(
-                client.scheduler_info()["workers"]
-            ):
-                on_tail()
-                on_tail = None
     return sorted(results, key=lambda r: r.shard)
 
 
@@ -332,8 +326,7 @@ def _cut_shards(
         f"{what} {sum(len(t.recordings) for t in tasks)} recordings in {len(tasks)} shards"
         + (f" ({len(tasks) - len(todo)} done by an earlier run)" if len(todo) < len(tasks) else "")
     )
-    # matplotlib for report.html: imported on the core the last shards leave idle
-    new = run_tasks(client, todo, on_tail=warm_report_imports) if todo else []
+    new = run_tasks(client, todo) if todo else []
     results = sorted([done[t.index] for t in tasks if t.index in done] + new, key=lambda r: r.shard)
     return _settle_reserve(client, cfg, results, done.get(len(tasks)))
 
@@ -393,8 +386,6 @@ def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
     finisher = concurrent.futures.ThreadPoolExecutor(1)
     # the cluster starts while the table is read and checked
     session = ClusterSession(cfg.cluster, client=client).start(_announce(cfg.cluster))
-    if session.owned:
-        import dask.dataframe  # noqa: F401  (planning builds on it: imported here while the cluster starts)
     with session as s:
         report, plots = _plan_cut_finalize(
             s.client, cfg, fp, unfinished, lease, t0, resolved, reuse=not force

@@ -6,7 +6,6 @@ report.html's counts, all reduced on the workers: no row reaches the client.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import asdict
 
@@ -202,13 +201,17 @@ def plot_counts(client, cfg: Config) -> PlotCounts:
     out = cfg.output.path
     fs, root = storage.fs_and_path(out)
     chunks = _chunks(client, report_html.plot_pieces(fs, root))
-    longest = [
-        m
-        for m in client.gather(
-            client.map(report_html.kept_max_duration, [out] * len(chunks), chunks, pure=False)
-        )
-        if m is not None
-    ]
+    longest = (
+        []  # no kept row is longer than filters.max_duration, which sets duration's range then
+        if cfg.filters.max_duration is not None
+        else [
+            m
+            for m in client.gather(
+                client.map(report_html.kept_max_duration, [out] * len(chunks), chunks, pure=False)
+            )
+            if m is not None
+        ]
+    )
     ranges = report_html.plot_ranges(asdict(cfg.filters), max(longest) if longest else None)
     parts = client.gather(
         client.map(report_html.count_pieces, [out] * len(chunks), chunks, ranges=ranges, pure=False)
@@ -361,24 +364,10 @@ def _invisible(counts: dict) -> dict:
 
 def finish(cfg: Config, report: dict, plots: PlotCounts) -> None:
     """report.html, then the end of the build's own state (runs while the cluster closes)."""
-    report_html.write_report_html(cfg.output.path, report, plots)  # matplotlib: imported only here
+    report_html.write_report_html(cfg.output.path, report, plots)
     fs, root = storage.fs_and_path(cfg.output.path)
     parts_dir = storage.join(root, storage.PARTS_DIR)
     if fs.exists(
         parts_dir
     ):  # last: until here a rerun completes this build instead of starting over
         fs.rm(parts_dir, recursive=True)
-
-
-def warm_report_imports() -> None:
-    threading.Thread(target=_import_report_modules, daemon=True).start()
-
-
-def _import_report_modules() -> None:
-    try:
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-
-        from ..output import report_html  # noqa: F401
-    except Exception:  # the real import in finalize reports any problem
-        pass

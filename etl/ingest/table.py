@@ -100,9 +100,10 @@ def read_raw(path: str, fmt: str, inp: InputConfig | None = None):
     ``etl.ingest.formats``, of canonical ones; ``inp`` is the ``input`` config they read their
     options from). ``READERS`` holds the reader of each format.
 
-    Lazy, with ``meta`` given: its partitions are read where they are computed (on the workers), in
-    input order. The client lists files at most; only a JSON document has its columns read first, by
-    one task on the default scheduler (they are the user's, and decide the checks made on the client).
+    Lazy, with ``meta`` given: its partitions are read where they are computed, in input order. A
+    build makes it on a worker (``planning.worker.table_layout``), which lists the files, samples a
+    CSV's first block, and reads a JSON document's columns (the user's: they decide the checks made
+    on the client).
     """
     if fmt not in READERS:
         raise UserError(f"input.format: unknown format {fmt!r}")
@@ -146,9 +147,7 @@ def _json_document(path: str):
 
 
 JSONL_BLOCK = 2**23  # 8 MiB: several per worker
-JSONL_SAMPLE = (
-    2**20
-)  # what the client reads of the first file, for the column names (as dd.read_json did)
+JSONL_SAMPLE = 2**20  # what is read of the first file, for the column names (as dd.read_json did)
 # A malformed JSON line's row in a jsonl block: its ``unreadable_alignment`` detail and its id (file
 # and line, as the manifest readers give them): ``schema.BAD_LINE``, ``schema.BAD_LINE_ID``;
 # ``canonical`` takes them. Only a block holding one has them.

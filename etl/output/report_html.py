@@ -1,4 +1,4 @@
-"""report.html: one self-contained page (plots as embedded PNG, no network) beside report.json.
+"""report.html: one self-contained page (plots as inline SVG, no network) beside report.json.
 
 Rendered from report.json and ``PlotCounts`` (records.py): per group and plotted column, counts over
 fixed bin edges, reduced file by file (row group by row group for ``rejects.parquet``) from the
@@ -9,9 +9,7 @@ audio column, never all rows at once). `etl build` counts on the workers and wri
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 
 import numpy as np
@@ -21,7 +19,7 @@ import pyarrow.parquet as pq
 from ..errors import UserError
 from ..records import ColumnHistogram, PlotCounts
 from ..schema import REJECT_REASONS
-from . import storage
+from . import charts, storage
 
 REJECTED = "rejected"
 _COLORS = {
@@ -31,6 +29,7 @@ _COLORS = {
     "low_similarity": "#c44e52",
     REJECTED: "#9a9a9a",
 }
+_OTHER = "#8172b3"  # a group of no colour of its own
 
 PLOTTED = ["duration", "similarity", "chars_per_second", "rms_db", "silence_fraction"]
 BINS = 50
@@ -188,27 +187,6 @@ def _counts_of_rows(rows: pd.DataFrame, filters: dict) -> PlotCounts:
     return count_rows(rows, plot_ranges(filters, float(kept.max()) if len(kept) else None))
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96)
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _figure(width: float = 7.5, height: float = 3.2, left: float = 0.8):
-    """A figure with one axes and fixed margins in inches (``left``: room for the y tick labels):
-    drawn once. ``bbox_inches="tight"`` or a layout engine draws each figure twice, and report.html,
-    written at the end of every build, took ~0.6 s longer that way."""
-    from matplotlib.figure import (
-        Figure,  # no pyplot: no global state, no GUI backend (renders with Agg)
-    )
-
-    fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(
-        left=left / width, right=1 - 0.2 / width, bottom=0.6 / height, top=1 - 0.15 / height
-    )
-    return fig, fig.subplots()
-
-
 def _histogram(plots: PlotCounts, column: str, marks: dict, xlabel: str) -> str:
     """Stacked histogram per group; values outside [lo, hi] are counted in the end bins (said on the plot)."""
     h = plots["columns"][column]
@@ -219,72 +197,30 @@ def _histogram(plots: PlotCounts, column: str, marks: dict, xlabel: str) -> str:
     ]
     if not any(h["values"].get(g) for g in groups):
         return "<p>No rows to plot.</p>"
-    fig, ax = _figure()
-    edges = _edges(h["lo"], h["hi"])
-    # stacked as filled steps, one patch per group (ax.hist draws one bar per bin: 5x slower to render)
-    bottom = np.zeros(len(edges) - 1)
-    for g in groups:
-        top = bottom + np.asarray(h["counts"].get(g, [0] * BINS), dtype=float)
-        ax.stairs(
-            top,
-            edges,
-            baseline=bottom,
-            fill=True,
-            color=_COLORS.get(g),
-            label=f"{g} ({h['values'].get(g, 0)})",
+    layers = [
+        (
+            f"{g} ({h['values'].get(g, 0)})",
+            _COLORS.get(g, _OTHER),
+            [float(n) for n in h["counts"].get(g, [0] * BINS)],
         )
-        bottom = top
-    ax.set_ylim(bottom=0)
-    for label, x in marks.items():
-        if x is not None:
-            ax.axvline(x, color="black", linestyle="--", linewidth=1)
-            ax.annotate(
-                f"{label} {x:g}",
-                (x, 1),
-                xycoords=("data", "axes fraction"),
-                xytext=(3, -12),
-                textcoords="offset points",
-                fontsize=8,
-            )
+        for g in groups
+    ]
     outside = h["outside"]
-    ax.set_xlabel(
+    return charts.stacked_steps(
+        _edges(h["lo"], h["hi"]).tolist(),
+        layers,
+        marks,
         xlabel
-        + (f"   ({outside} row(s) outside the range counted in the end bins)" if outside else "")
+        + (f"   ({outside} row(s) outside the range counted in the end bins)" if outside else ""),
     )
-    ax.set_ylabel("rows")
-    ax.legend(fontsize=8)
-    return _png(fig)
 
 
 def _plotted(plots: PlotCounts, column: str) -> bool:
     return any(plots["columns"][column]["values"].values())
 
 
-def _bars(labels: list[str], values: list[float], xlabel: str, fmt: str, colors=None) -> str:
-    # y tick labels at 10 pt: ~0.08 in per character
-    fig, ax = _figure(
-        height=0.3 * len(labels) + 1.0, left=0.3 + 0.08 * max(len(str(x)) for x in labels)
-    )
-    y = np.arange(len(labels))
-    ax.barh(y, values, color=colors or "#4c72b0")
-    ax.set_yticks(y, labels)
-    ax.invert_yaxis()
-    for i, v in enumerate(values):
-        ax.annotate(
-            format(v, fmt),
-            (v, i),
-            xytext=(3, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
-        )
-    ax.set_xlabel(xlabel)
-    ax.margins(x=0.15)
-    if fmt == "d":
-        from matplotlib.ticker import MaxNLocator
-
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _png(fig)
+def _bars(labels: list[str], values: list[float], xlabel: str, fmt: str, colors: list[str]) -> str:
+    return charts.hbars(labels, values, xlabel, fmt, colors)
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -354,7 +290,7 @@ def render(report: dict, plots: PlotCounts | pd.DataFrame) -> str:
                 [v["hours"] for v in splits.values()],
                 "hours",
                 ".3f",
-                [_COLORS.get(s, "#4c72b0") for s in splits],
+                [_COLORS.get(s, _OTHER) for s in splits],
             )
         )
 
@@ -362,7 +298,15 @@ def render(report: dict, plots: PlotCounts | pd.DataFrame) -> str:
     rejects = report["rejects"]
     reasons = [r for r in (*REJECT_REASONS, *sorted(set(rejects) - set(REJECT_REASONS)))]
     if any(rejects.values()):
-        parts.append(_bars(reasons, [rejects.get(r, 0) for r in reasons], "rows", "d", "#9a9a9a"))
+        parts.append(
+            _bars(
+                reasons,
+                [rejects.get(r, 0) for r in reasons],
+                "rows",
+                "d",
+                [_COLORS[REJECTED]] * len(reasons),
+            )
+        )
     parts.append(
         _table(
             ["reason", "rows", "meaning"],
@@ -446,7 +390,7 @@ _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>etl build report</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em}}
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}
-img{{max-width:100%}}</style></head>
+img,svg{{max-width:100%;height:auto}}</style></head>
 <body>
 {body}
 </body></html>

@@ -43,13 +43,16 @@ from ..ingest.recordings import list_audio, listing_summary, missing_audio_where
 from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
 from ..schema import RECORDING_COLUMNS, DatasetShape
 from .worker import (
+    TableLayout,
     check_part,
     label_part,
     merge_hashes,
     pool_histogram,
     pool_part,
     prepare_part,
+    read_partition,
     rows_with_hashes,
+    table_layout,
     unit_partials,
 )
 
@@ -111,36 +114,34 @@ class Placement(NamedTuple):
 
 
 def read_checked(client, cfg: Config, resolved: ResolvedInput) -> CheckedTable:
-    """The checked partitions and what the duplicates search needs. One round trip."""
-    import dask
-
+    """The checked partitions and what the duplicates search needs. Two round trips: the table's
+    layout (worked out on a worker), then read + check + id hashes."""
     inp, fmt = cfg.input, resolved.format
-    with dask.config.set({"dataframe.convert-string": False}):
-        try:
-            ddf = resolved.read_raw()
-            present = [str(c) for c in ddf.columns]
-        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
-            raise unreadable_table(inp.alignment, fmt, e) from None
-        table.check_columns(present, resolved.columns, fmt)
-        has_id = resolved.own_ids(present)
-        checked = client.map(
-            check_part,
-            client.compute(ddf.to_delayed()),
-            columns=resolved.columns,
-            inp=inp,
-            text=cfg.text,
-            filters=cfg.filters,
-            reader_extras=resolved.reader_extras,
+    layout = client.submit(table_layout, resolved, pure=False)
+    try:
+        present, n = client.submit(_columns_and_count, layout).result()
+    except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+        raise unreadable_table(inp.alignment, fmt, e) from None
+    table.check_columns(present, resolved.columns, fmt)
+    has_id = resolved.own_ids(present)
+    checked = client.map(
+        check_part,
+        client.map(read_partition, [layout] * n, range(n)),
+        columns=resolved.columns,
+        inp=inp,
+        text=cfg.text,
+        filters=cfg.filters,
+        reader_extras=resolved.reader_extras,
+    )
+    parts, lengths = _field(client, checked, "rows"), _field(client, checked, "n")
+    root = _tree(client, merge_hashes, _field(client, checked, "id_hashes"))
+    encodings = client.submit(_add_counts, *_field(client, checked, "encodings"))
+    try:
+        *lengths, dup, encodings = client.gather(
+            lengths + [client.submit(operator.attrgetter("repeated"), root), encodings]
         )
-        parts, lengths = _field(client, checked, "rows"), _field(client, checked, "n")
-        root = _tree(client, merge_hashes, _field(client, checked, "id_hashes"))
-        encodings = client.submit(_add_counts, *_field(client, checked, "encodings"))
-        try:
-            *lengths, dup, encodings = client.gather(
-                lengths + [client.submit(operator.attrgetter("repeated"), root), encodings]
-            )
-        except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
-            raise unreadable_table(inp.alignment, fmt, e) from None
+    except (ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+        raise unreadable_table(inp.alignment, fmt, e) from None
     return CheckedTable(parts, lengths, has_id, dup, encodings)
 
 
@@ -151,6 +152,10 @@ def _add_counts(*counts: dict) -> dict:
         for k, n in c.items():
             total[k] = total.get(k, 0) + n
     return dict(sorted(total.items()))
+
+
+def _columns_and_count(layout: TableLayout) -> tuple[list[str], int]:
+    return layout.columns, layout.partitions
 
 
 def _offsets(lengths: list) -> list:
@@ -169,10 +174,11 @@ def unreadable_table(path: str, fmt: str, e: Exception) -> UserError:
     )
 
 
-def _shared(client, obj):
-    """``obj`` on every worker once, as a future: a task argument that never travels inline in the
-    graph (where a large dict or set could be taken apart into tasks of its own)."""
-    return client.scatter([obj], broadcast=True, hash=False)[0]
+def _shared(client, *objs) -> list:
+    """Each of ``objs`` on every worker once, as futures, in one round trip: task arguments that
+    never travel inline in the graph (where a large dict or set could be taken apart into tasks of
+    its own)."""
+    return client.scatter(list(objs), broadcast=True, hash=False)
 
 
 def _field(client, futures: list, name: str) -> list:
@@ -193,7 +199,8 @@ def first_rows(client, parts: list, offsets: list, dup: np.ndarray) -> dict:
     rows whose id hash repeats come to the client."""
     if not len(dup):
         return {}
-    got = client.gather(client.map(rows_with_hashes, parts, hashes=_shared(client, dup)))
+    [hashes] = _shared(client, dup)
+    got = client.gather(client.map(rows_with_hashes, parts, hashes=hashes))
     rows = pd.concat([g.assign(row=g["at"] + off) for g, off in zip(got, offsets)])
     rows = rows[rows["id"].duplicated(keep=False)].sort_values("row")
     return rows.drop_duplicates("id").set_index("id")["row"].astype(int).to_dict()
@@ -223,25 +230,21 @@ def join_audio(
     parts: list,
     offsets: list,
     first_row: dict,
-    test_keys: set,
+    test_keys,
 ) -> JoinedTable:
     """Number the rows, mark the duplicates, join with the audio listing (broadcast), apply the
-    exclusion lists and hash the units, in one pass."""
+    exclusion lists and hash the units, in one pass. ``test_keys``: their future (``_shared``)."""
     s = cfg.splits
     join = _join_inputs(cfg, resolved)
     units = {
         "by": s.by,
         "seed": s.seed,
-        "test_keys": _shared(client, test_keys),
+        "test_keys": test_keys,
         "low_split": s.low_similarity == "split",
     }
+    first_row_f, join_f = _shared(client, first_row, join)
     triples = client.map(
-        prepare_part,
-        parts,
-        offsets,
-        first_row=_shared(client, first_row),
-        join=_shared(client, join),
-        units=units,
+        prepare_part, parts, offsets, first_row=first_row_f, join=join_f, units=units
     )
     parts = _field(client, triples, "rows")
     got = client.gather(_field(client, triples, "summary") + _field(client, triples, "test_units"))
@@ -260,14 +263,9 @@ def join_audio(
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
     """The units of the given buckets (and the prev units), whole, in order."""
+    [prev_f] = _shared(client, prev_units)
     got = client.gather(
-        client.map(
-            unit_partials,
-            parts,
-            prev_units=_shared(client, prev_units),
-            buckets=list(buckets),
-            policy=policy,
-        )
+        client.map(unit_partials, parts, prev_units=prev_f, buckets=list(buckets), policy=policy)
     )
     units = (
         pd.concat(got)
@@ -323,15 +321,17 @@ def _find_cut(
 
 
 def _pool(client, parts: list, cfg: Config, test_units: set, previous_dev, policy) -> Pool:
-    """Test, low_similarity and the pool."""
+    """Test, low_similarity and the pool. ``previous_dev``: (the ids, their future)."""
     s = cfg.splits
+    previous_dev, previous_dev_f = previous_dev
+    [test_units_f] = _shared(client, test_units)
     quads = client.map(
         pool_part,
         parts,
         by=s.by,
-        test_units=_shared(client, test_units),
+        test_units=test_units_f,
         low_split=s.low_similarity == "split",
-        previous_dev=_shared(client, set(previous_dev)),
+        previous_dev=previous_dev_f,
         policy=policy,
     )
     parts = _field(client, quads, "rows")
@@ -346,7 +346,7 @@ def _pool(client, parts: list, cfg: Config, test_units: set, previous_dev, polic
             _tree(
                 client,
                 operator.add,
-                client.map(pool_histogram, parts, prev_units=_shared(client, prev)),
+                client.map(pool_histogram, parts, prev_units=_shared(client, prev)[0]),
             )
         ]
         got.append(hist[0].result())
@@ -357,7 +357,8 @@ def place(
     client, cfg: Config, parts: list, test_units: set, previous_dev, count: dict
 ) -> Placement:
     """Test, low_similarity, dev, reserve, train and the budgets, as ``splits.assign`` places them
-    (``count``: the arguments of each part's ``summary_part``)."""
+    (``count``: the arguments of each part's ``summary_part``; ``previous_dev``: the ids and their
+    future)."""
     policy = SplitPolicy.from_config(cfg)
     parts, prev, fixed, hist = _pool(client, parts, cfg, test_units, previous_dev, policy)
     column, target = dev_target(policy)
@@ -405,13 +406,9 @@ def place(
     roles = {
         u: (r, o) for u, r, o in zip(head["unit"], head["role"], head["order"]) if r != "train"
     }
+    roles_f, prev_f, cuts_f = _shared(client, roles, prev, cuts)
     labelled = client.map(
-        label_part,
-        parts,
-        head=_shared(client, roles),
-        prev_units=_shared(client, prev),
-        cuts=_shared(client, cuts),
-        count=count,
+        label_part, parts, head=roles_f, prev_units=prev_f, cuts=cuts_f, count=count
     )
     parts, sums = _field(client, labelled, "rows"), _field(client, labelled, "summary")
     return Placement(parts, head[head["role"] != "train"], client.gather(sums))
@@ -421,8 +418,8 @@ def plan_table(
     client, cfg: Config, previous_dev=frozenset(), resolved: ResolvedInput | None = None
 ) -> PlannedTable:
     """Read, check, de-duplicate, join and place the table on the cluster: five passes over the
-    partitions, each one task per partition and one round trip (plus one per repeated-id search,
-    dev head and budget cut). ``resolved``: the input as the command resolved it (else here)."""
+    partitions, each one task per partition and one round trip (plus the table's layout, and one
+    per repeated-id search, dev head and budget cut). ``resolved``: the input as the command resolved it (else here)."""
     resolved = resolve_input(cfg.input) if resolved is None else resolved
     check_speakers(cfg.splits, resolved)
     from tqdm import tqdm
@@ -443,17 +440,19 @@ def plan_table(
         offsets = _offsets(lengths)
         first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
+        test_keys_f, previous_dev_f = _shared(client, test_keys, set(previous_dev))
         parts, listing, selection, test_units, identities = join_audio(
-            client, cfg, resolved, parts, offsets, first_row, test_keys
+            client, cfg, resolved, parts, offsets, first_row, test_keys_f
         )
         _step(bar)
         count = {
-            "test_keys": _shared(client, test_keys),
+            "test_keys": test_keys_f,
             "by": s.by,
-            "previous_dev": _shared(client, set(previous_dev)),
+            "previous_dev": previous_dev_f,
             "with_speaker": resolved.speaker,
         }
-        parts, head, sums = place(client, cfg, parts, test_units, previous_dev, count)
+        previous = (previous_dev, previous_dev_f)
+        parts, head, sums = place(client, cfg, parts, test_units, previous, count)
         _step(bar)
         planned = PlannedTable(
             parts=parts,

@@ -5,6 +5,8 @@ and sum them up. ``planning.client`` drives these passes and combines their smal
 
 from __future__ import annotations
 
+import functools
+import pickle
 from typing import NamedTuple
 
 import numpy as np
@@ -19,6 +21,7 @@ from ..curate.splits import (
 from ..ingest import rows as rowchecks
 from ..ingest import table
 from ..ingest.recordings import resolve
+from ..ingest.resolved import ResolvedInput
 from ..schema import (
     CHECKED_COLUMNS,
     ELIGIBLE,
@@ -36,6 +39,41 @@ from ..schema import (
 )
 
 BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row table holds ~760 units
+
+
+class TableLayout(NamedTuple):
+    """The table as its reader sees it, worked out on a worker (``table_layout``)."""
+
+    columns: list[str]  # the user's columns, as read
+    partitions: int
+    graph: bytes  # the partitions' lazy Dask frame, pickled: opaque to the client
+
+
+def table_layout(resolved: ResolvedInput) -> TableLayout:
+    """On a worker: the table as a lazy dask frame (``ResolvedInput.read_raw``: files listed, a
+    CSV's first block sampled, a JSON document's columns read here), its columns and partitions.
+    The client never builds it, so it never imports dask.dataframe (~1 s of every command's start)."""
+    import cloudpickle
+    import dask
+
+    with dask.config.set({"dataframe.convert-string": False, "scheduler": "sync"}):
+        ddf = resolved.read_raw()
+        parts = ddf.to_delayed()
+    return TableLayout([str(c) for c in ddf.columns], len(parts), cloudpickle.dumps(parts))
+
+
+@functools.lru_cache(maxsize=1)
+def _partitions(graph: bytes) -> list:
+    return pickle.loads(graph)  # written by table_layout, on this cluster
+
+
+def read_partition(layout: TableLayout, i: int) -> pd.DataFrame:
+    """Partition ``i`` of the table, read here (in input order, as ``table_layout`` cut it)."""
+    import dask
+
+    with dask.config.set({"dataframe.convert-string": False}):
+        (frame,) = dask.compute(_partitions(layout.graph)[i], scheduler="sync")
+    return frame
 
 
 # ---- what each pass returns for one partition (the client takes the fields apart as futures) ----

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -241,8 +242,8 @@ def _how_started() -> dict:
 
 @pytest.mark.parametrize("method", ["forkserver", "spawn"])
 def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method):
-    """forkserver: each worker is forked from one process that imported etl's libraries once, so a
-    worker costs no imports of its own; spawn (the default): a fresh interpreter, as Dask does. Dask's
+    """forkserver (the default): each worker is forked from one process that imported etl's libraries
+    once, so a worker costs no imports of its own; spawn: a fresh interpreter, as Dask does. Dask's
     environment for its workers (OMP_NUM_THREADS=1) holds either way, and the fork server (which
     imported numpy) started with it."""
     with ClusterSession(
@@ -257,6 +258,61 @@ def test_local_workers_are_forked_with_etl_imported_or_spawned_on_request(method
             got["parent_threads"] == 1
         )  # it forks from its only thread (no jemalloc background thread)
     assert got["omp"] == "1"
+
+
+# Held by a thread of the client while its cluster starts: a worker forked from the client itself
+# would hold it too, for ever (no thread of its own would release it).
+CLIENT_LOCK = threading.Lock()
+
+
+def _client_lock_is_free() -> bool:
+    free = CLIENT_LOCK.acquire(blocking=False)
+    if free:
+        CLIENT_LOCK.release()
+    return free
+
+
+def _worker_gc() -> dict:
+    import gc
+
+    import psutil
+
+    before = psutil.Process().memory_full_info().uss
+    gc.collect()
+    return {
+        "frozen": gc.get_freeze_count(),
+        "copied": psutil.Process().memory_full_info().uss - before,
+    }
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forkserver: Linux only")
+def test_default_workers_are_forked_from_a_fresh_server_untouched_by_the_clients_threads():
+    """The default cluster forks its workers from the fork server, not from this process: a lock a
+    client thread holds while they start is free in them, and its busy thread is not in them. The
+    fork server froze what it imported, so a worker's full garbage collection copies nothing of it."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with CLIENT_LOCK:
+            held.set()
+            release.wait()
+
+    busy = threading.Thread(target=hold, daemon=True)
+    busy.start()
+    held.wait()
+    try:
+        with ClusterSession(ClusterConfig(n_workers=2, dashboard_address=None)) as session:
+            client = session.client
+            started = list(client.run(_how_started).values())
+            free = list(client.run(_client_lock_is_free).values())
+            gcs = list(client.run(_worker_gc).values())
+    finally:
+        release.set()
+        busy.join()
+    assert DEFAULTS["cluster"]["start_method"] == "forkserver"
+    assert all("forkserver" in g["parent"] and g["parent_threads"] == 1 for g in started)
+    assert free == [True, True]
+    assert all(g["frozen"] > 10_000 and g["copied"] < (5 << 20) for g in gcs)
 
 
 def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpus, tmp_path):
@@ -277,6 +333,28 @@ def test_the_cli_starts_the_fork_server_first_with_the_workers_environment(corpu
         [sys.executable, "-c", code, "build", cfg], capture_output=True, text=True, timeout=600
     )
     assert r.stdout.splitlines()[-1].split() == ["0", "1", "1", "6640", "1"], r.stderr[-2000:]
+
+
+def test_the_cli_opens_the_cluster_early_and_closes_it_when_no_command_took_it(corpus, tmp_path):
+    """`etl build` opens its LocalCluster while it imports the command, and the build takes that one
+    (one cluster opened per command); a build with nothing to do closes it again: no worker is left."""
+    code = (
+        "import sys, psutil; import etl.cluster.session as s; opened = []; f = s._open_client; "
+        "s._open_client = lambda *a: opened.append(1) or f(*a); "
+        "from etl.cli import main; rcs = [main(sys.argv[1:]), main(sys.argv[1:])]; "
+        "tree = psutil.Process().children(recursive=True); "
+        "alive = [p for p in tree if p.status() != psutil.STATUS_ZOMBIE "
+        "and 'forkserver' not in ' '.join(p.cmdline()) and 'resource_tracker' not in ' '.join(p.cmdline())]; "
+        "print(rcs, len(opened), len(alive))"
+    )
+    cfg = write_config(
+        corpus, tmp_path / "out", cluster={"n_workers": 2, "dashboard_address": None}
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "build", cfg], capture_output=True, text=True, timeout=600
+    )
+    assert r.stdout.splitlines()[-1] == "[0, 0] 2 0", r.stderr[-2000:]
+    assert "nothing to do" in r.stderr
 
 
 def test_forked_workers_get_the_environment_as_it_is_when_their_cluster_starts(monkeypatch):

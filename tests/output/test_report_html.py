@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import shutil
+import xml.etree.ElementTree as ET
 
 import pandas as pd
 import pytest
@@ -16,11 +16,13 @@ from etl.schema import REJECT_REASONS
 pytestmark = pytest.mark.cluster
 
 
-def _images(page: str) -> list[bytes]:
-    return [
-        base64.b64decode(b)
-        for b in re.findall(r'<img alt="" src="data:image/png;base64,([^"]+)">', page)
-    ]
+def _images(page: str) -> list[ET.Element]:
+    """The page's charts, each parsed as the SVG document it is (inline, so nothing to fetch)."""
+    return [ET.fromstring(s) for s in re.findall(r"<svg .*?</svg>", page, re.S)]
+
+
+def _drawn(svg: ET.Element, tag: str) -> list[ET.Element]:
+    return svg.findall(f".//{{http://www.w3.org/2000/svg}}{tag}")
 
 
 def test_build_writes_a_self_contained_report_with_the_seven_plots(built):
@@ -29,7 +31,16 @@ def test_build_writes_a_self_contained_report_with_the_seven_plots(built):
     assert (
         len(images) == 7
     )  # duration, similarity, chars/s, rms, silence, hours per split, rows per reject reason
-    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000 for png in images)
+    report = built["report"]
+    histograms, (hours, reasons) = images[:5], images[5:]
+    # a filled area per group of rows (the splits and the rejected), a legend entry naming each
+    labels = [t.text for t in _drawn(histograms[0], "text")]
+    assert len(_drawn(histograms[0], "polygon")) == len(report["splits"]) + 1
+    assert all(any(t.startswith(f"{s} (") for t in labels) for s in [*report["splits"], "rejected"])
+    # a bar per split and per reject reason, each with its value written beside it
+    assert len(_drawn(hours, "rect")) == len(report["splits"])
+    assert f"{report['splits']['train']['hours']:.3f}" in [t.text for t in _drawn(hours, "text")]
+    assert len(_drawn(reasons, "rect")) == len(REJECT_REASONS)
     assert (
         not re.search(r"(src|href)=\"(?!data:)", page) and "<script" not in page
     )  # nothing to fetch
