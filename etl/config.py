@@ -135,6 +135,7 @@ class OutputConfig:
     audio_format: Literal["flac", "wav"] = "flac"
     shard_hours: float = 2.0
     arrow: bool = False
+    check_space: bool = True  # compare the output's size estimate with the free space before decoding
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ class ClusterConfig:
     profile: bool = False
     start_method: Literal["forkserver", "spawn"] = "spawn"
     stall_timeout: float | None = 600
+    log_dir: str | None = None  # the Dask logs of clusters etl starts (None: OUT/.parts/logs/ when local)
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,7 @@ _PATH_KEYS = (
     "output.path",
     "audio.ffmpeg",
     "cluster.scheduler_file",
+    "cluster.log_dir",
     "splits.test_ids",
     "input.ctm.hypothesis",
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import uuid
 from urllib.parse import quote
 
@@ -42,6 +43,8 @@ ARROW_STATE_FILE = "state.json"  # arrow/{split}/: the split's files (write_meta
 
 # -- OUT/.parts/: a build's own state, removed by commands/finalize.finish when it is done -----
 PARTS_DIR = ".parts"  # per-task shard files (part_name) before their final {split}-i-of-n names
+PART_GLOB = "*-shard*.parquet"  # every part_name file: the clips a build has already written
+LOGS_DIR = "logs"  # .parts/logs/: the Dask logs of the cluster etl started (cluster/session)
 MANIFEST_FILE = "manifest.json"  # output/resume.write_manifest: the build to resume (build)
 JOURNAL_FILE = "finalize.json"  # output/resume.write_journal: the renames (commands/finalize)
 TMP_MARK = ".tmp-"  # atomic_open's temporary names; output/resume.remove_temporaries clears them
@@ -171,6 +174,22 @@ def atomic_open(fs, path: str):
         raise
 
 
+def free_bytes(fs, path: str) -> int | None:
+    """Free bytes of the file system ``path`` is (or will be) on: a local disk's, from its nearest
+    existing parent; None for an object store (it states no free space)."""
+    if not is_local(fs):
+        return None
+    p = os.path.abspath(path)
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    return shutil.disk_usage(p).free
+
+
+def written_bytes(fs, root: str) -> int:
+    """Bytes of the shard files an unfinished build has written under ``.parts`` (``part_name``)."""
+    return sum(int(fs.size(p) or 0) for p in fs.glob(join(root, PARTS_DIR, PART_GLOB)))
+
+
 def write_bytes(fs, path: str, data: bytes) -> None:
     with atomic_open(fs, path) as f:
         f.write(data)
@@ -190,7 +209,16 @@ def clear_previous_output(fs, root: str, keep_parts: bool = False) -> None:
 
 
 def clear_parts(fs, root: str) -> None:
-    """Remove parts a failed earlier build left; the previous dataset itself stays until replaced."""
+    """Remove parts a failed earlier build left; the previous dataset itself stays until replaced.
+    ``logs/`` stays: the running cluster writes into it."""
     p = join(root, PARTS_DIR)
     if fs.exists(p):
-        fs.rm(p, recursive=True)
+        for child in fs.ls(p, detail=False):
+            if child.rstrip("/").rsplit("/", 1)[-1] != LOGS_DIR:
+                fs.rm(child, recursive=True)
+
+
+def logs_dir(out: str) -> str | None:
+    """``OUT/.parts/logs/``, the Dask logs of a build's cluster: on a local disk only (None else)."""
+    fs, root = fs_and_path(out)
+    return join(root, PARTS_DIR, LOGS_DIR) if is_local(fs) else None
