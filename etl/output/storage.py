@@ -132,6 +132,10 @@ def is_local(fs) -> bool:
     return _protocol(fs) in ("file", "local")
 
 
+def is_s3(fs) -> bool:
+    return _protocol(fs) in ("s3", "s3a")
+
+
 _FINAL = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
 
 
@@ -148,7 +152,7 @@ def atomic_open(fs, path: str):
     ``autocommit=False``) becomes visible only when ``commit()`` completes it, and ``discard()`` aborts
     it; a killed process leaves only an incomplete upload, never an object (a bucket lifecycle rule
     for incomplete multipart uploads reclaims the space). A rename there would copy the whole file."""
-    if _protocol(fs) in ("s3", "s3a"):
+    if is_s3(fs):
         f = fs.open(path, "wb", autocommit=False)
         try:
             yield f
