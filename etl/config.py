@@ -135,7 +135,9 @@ class OutputConfig:
     audio_format: Literal["flac", "wav"] = "flac"
     shard_hours: float = 2.0
     arrow: bool = False
-    check_space: bool = True  # compare the output's size estimate with the free space before decoding
+    check_space: bool = (
+        True  # compare the output's size estimate with the free space before decoding
+    )
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,9 @@ class ClusterConfig:
     profile: bool = False
     start_method: Literal["forkserver", "spawn"] = "spawn"
     stall_timeout: float | None = 600
-    log_dir: str | None = None  # the Dask logs of clusters etl starts (None: OUT/.parts/logs/ when local)
+    log_dir: str | None = (
+        None  # the Dask logs of clusters etl starts (None: OUT/.parts/logs/ when local)
+    )
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,10 @@ class Lease:
         except FileNotFoundError:
             return None, None
         except (ValueError, UnicodeDecodeError):
-            return {}, None  # unreadable: half-written by a killed writer, on a store without atomic writes
+            return (
+                {},
+                None,
+            )  # unreadable: half-written by a killed writer, on a store without atomic writes
 
     def _data(self) -> bytes:
         return json.dumps(self.record).encode()

@@ -129,12 +129,12 @@ class DaskLogs:
         self._saved = []
         self._handler.close()
         if self.log_dir is not None:
-            self._tidy(remove)
+            self._tidy(self.log_dir, remove)
 
-    def _tidy(self, remove: bool) -> None:
+    def _tidy(self, log_dir: str, remove: bool) -> None:
         with contextlib.suppress(OSError):
-            for name in set(os.listdir(self.log_dir)) - self._before:
-                p = os.path.join(self.log_dir, name)
+            for name in set(os.listdir(log_dir)) - self._before:
+                p = os.path.join(log_dir, name)
                 if remove or os.path.getsize(p) == 0:
                     os.remove(p)
         for d in self._made:

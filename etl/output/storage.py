@@ -29,7 +29,7 @@ DATA_GLOB = "*.parquet"  # every file of data/ (split_of tells a split file's sp
 README_FILE = "README.md"  # the dataset card: commands/finalize.finalize (output/card.dataset_card)
 REPORT_JSON = "report.json"  # commands/finalize.finalize (output/card.report_json)
 REPORT_HTML = "report.html"  # output/report_html.write_report_html (`etl report` rewrites it)
-REJECTS_FILE = "rejects.parquet"  # planning/store.merge_rejects, on a worker (commands/finalize)
+REJECTS_FILE = "rejects.parquet"  # planning/store.combine_rejects, on a worker (commands/finalize)
 VOCAB_FILE = "vocab.json"  # commands/finalize.finalize (curate/vocab.build_vocab)
 SUSPECTS_FILE = "suspect_recordings.txt"  # commands/finalize._suspect_recordings (curate/suspects)
 # Removed by clear_previous_output before a dataset replaces another (not suspect_recordings.txt).
@@ -53,6 +53,7 @@ PLAN_DIR = "plan"
 PLAN_REJECTS_DIR = "rejects"  # plan/rejects/part-*.parquet: rows rejected before decoding
 PLAN_RECORDINGS_DIR = "recordings"  # plan/recordings/bucket-*/part-*.parquet: per-recording rows
 LATE_DIR = "late"  # plan/late/shard-*.parquet: the rejects a shard task found while decoding
+PLAN_MERGED_DIR = "merged"  # plan/merged/run-*.parquet (merged_run_name): rejects.parquet's runs
 PLAN_SHARD_GLOB = "shard-*"  # plan/shard-{i:05d}/ (plan_shard_name): the kept rows shard i cuts
 PLAN_PART_GLOB = "part-*.parquet"  # plan_part_name: one per input partition
 BUCKET_GLOB = "bucket-*"  # bucket_name
@@ -98,6 +99,11 @@ def late_name(shard: int) -> str:
     """.parts/plan/late/: the rejects shard ``shard`` found while decoding (its shard folder's name:
     planning/store.text_stats pairs them by it)."""
     return plan_shard_name(shard) + ".parquet"
+
+
+def merged_run_name(j: int) -> str:
+    """.parts/plan/merged/: run ``j`` of rejects.parquet, sorted (planning/store.merge_rejects_chunk)."""
+    return f"run-{j:05d}.parquet"
 
 
 def plan_part_name(p: int) -> str:

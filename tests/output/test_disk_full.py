@@ -55,7 +55,13 @@ def tones(tmp_path_factory):
         noise = rng.integers(-8000, 8000, int(SECONDS * 16000), dtype=np.int16)
         sf.write(str(root / "audio" / f"rec{r}.wav"), noise, 16000, subtype="PCM_16")
         rows += [
-            {"id": f"rec{r}-{k}", "recording": f"rec{r}", "start": s.start, "end": s.end, "text": "a b"}
+            {
+                "id": f"rec{r}-{k}",
+                "recording": f"rec{r}",
+                "start": s.start,
+                "end": s.end,
+                "text": "a b",
+            }
             for k, s in enumerate(segs)
         ]
     (root / "alignment.json").write_text(json.dumps(rows))
@@ -136,7 +142,8 @@ def test_a_disk_that_fills_ends_in_one_line_and_a_rerun_with_space_resumes(
     clean = tmp_path / "clean"
     assert _etl("build", _config(tones, clean)).returncode == 0
     resumed = json.loads((out / storage.REPORT_JSON).read_text())
-    assert resumed["content_hash"] == json.loads((clean / storage.REPORT_JSON).read_text())[
-        "content_hash"
-    ]
+    assert (
+        resumed["content_hash"]
+        == json.loads((clean / storage.REPORT_JSON).read_text())["content_hash"]
+    )
     assert resumed["rows_out"] == json.loads((clean / storage.REPORT_JSON).read_text())["rows_out"]
