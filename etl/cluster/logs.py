@@ -24,6 +24,12 @@ LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 class _QuietFile(logging.FileHandler):
     """A log file whose write errors (a full disk) are dropped, not printed with a traceback."""
 
+    def emit(self, record: logging.LogRecord) -> None:
+        try:  # FileHandler opens its file (delay=True) outside its own error handling
+            super().emit(record)
+        except Exception:
+            pass
+
     def handleError(self, record: logging.LogRecord) -> None:
         pass
 

@@ -229,9 +229,10 @@ def merge_rejects_chunk(
         with fs.open(name, "rb") as f:
             parts.append(pq.read_table(f).select(names).replace_schema_metadata(None))
     hi = None if last or not parts else int(parts[-1].column("row")[-1].as_py())
-    t = pa.concat_tables(parts + _late_rows(fs, late_files, names, lo, hi)).sort_by("row")
-    if t.num_rows == 0:
+    tables = parts + _late_rows(fs, late_files, names, lo, hi)
+    if not tables or sum(t.num_rows for t in tables) == 0:
         return None, {}
+    t = pa.concat_tables(tables).sort_by("row")
     counts = pc.value_counts(t.column("reason")).to_pylist()
     d = storage.join(plan_dir(out), storage.PLAN_MERGED_DIR)
     fs.makedirs(d, exist_ok=True)
