@@ -1,6 +1,7 @@
 """Client memory and wall of `etl plan` and `etl build` on large generated tables (issue 15).
 
     python -m benchmarks.plan [--rows 250000 1000000 4000000] [--build 250000 4000000] [--out DIR]
+    python -m benchmarks.plan merge-rejects ROWS [WORKERS]   # finalize's rejects.parquet step alone
 
 2,000 recordings of 5 s (tiny WAVs, so a build decodes little: almost every row ends past the end
 of its recording and is rejected ``beyond_end``, which stresses the rejects path), and a CSV table of
@@ -125,10 +126,90 @@ def run(argv: list[str]) -> int:
     return rc
 
 
+def fake_plan(out: str, n_rows: int, partitions: int = 32, shards: int = 64) -> list[str]:
+    """OUT/.parts/plan as the benchmark's build leaves it for finalize: 10 % of ``n_rows`` rejected
+    before decoding (``partitions`` files), the rest ``beyond_end`` in ``shards`` late files."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from etl.planning import store
+    from etl.schema import DatasetShape
+
+    rng = np.random.default_rng(0)
+    shape = DatasetShape()
+    df = pd.DataFrame(
+        {
+            "id": np.char.add("seg", np.arange(n_rows).astype(str)).astype(object),
+            "recording": np.char.add("rec", (np.arange(n_rows) % RECORDINGS).astype(str)),
+            "start": rng.uniform(0, 3000, n_rows),
+            "end": rng.uniform(0, 3000, n_rows),
+            "text_raw": "Dobar dan, poštovani zastupnici!",
+            "reason": "beyond_end",
+            "detail": "the recording ends before the segment",
+            "row": np.arange(n_rows),
+        }
+    )
+    early = rng.random(n_rows) < 0.1
+    df.loc[early, "reason"] = "missing_audio"
+    d = os.path.join(store.plan_dir(out), "rejects")
+    os.makedirs(d, exist_ok=True)
+    e = df[early]
+    for p, idx in enumerate(np.array_split(np.arange(len(e)), partitions)):
+        table = store._rejects_table(e.iloc[idx], shape.rejects_schema())
+        pq.write_table(table, os.path.join(d, f"part-{p:05d}.parquet"))
+    late = df[~early]
+    shard = late.index.to_numpy() % shards
+    return [
+        store.write_late_rejects(out, s, late[shard == s].to_dict("records"), shape)
+        for s in range(shards)
+    ]
+
+
+def merge_rejects(n_rows: int, workers: int, root: str) -> dict:
+    """rejects.parquet from a fake plan of ``n_rows`` rows on ``workers`` workers: wall, and each
+    task's time (the longest is the step's critical piece)."""
+    import shutil
+
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from etl.planning import store
+    from etl.schema import DatasetShape
+
+    out = os.path.join(root, f"merge-rejects-{n_rows}")
+    shutil.rmtree(out, ignore_errors=True)
+    late = fake_plan(out, n_rows)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as c:
+        with Client(c) as client, get_task_stream(client) as ts:
+            t0 = time.perf_counter()
+            counts = store.submit_merge_rejects(client, out, late, DatasetShape()).result()
+            wall = time.perf_counter() - t0
+    tasks = sorted(
+        (sum(x["stop"] - x["start"] for x in t["startstops"] if x["action"] == "compute"))
+        for t in ts.data
+    )
+    return {
+        "step": "merge_rejects",
+        "rows": n_rows,
+        "workers": workers,
+        "wall_s": round(wall, 2),
+        "tasks": len(tasks),
+        "longest_task_s": round(tasks[-1], 2),
+        "task_s_total": round(sum(tasks), 2),
+        "rejects": sum(counts.values()),
+        "load": round(os.getloadavg()[0], 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "run":
         return run(argv[1:])
+    if (
+        argv and argv[0] == "merge-rejects"
+    ):  # python -m benchmarks.plan merge-rejects ROWS [WORKERS]
+        workers = int(argv[2]) if len(argv) > 2 else 2
+        print(json.dumps(merge_rejects(int(argv[1]), workers, os.path.abspath("bench-plan"))))
+        return 0
     ap = argparse.ArgumentParser(prog="python -m benchmarks.plan")
     ap.add_argument("--rows", type=int, nargs="*", default=[250_000, 1_000_000, 4_000_000])
     ap.add_argument("--build", type=int, nargs="*", default=[250_000, 4_000_000])

@@ -159,6 +159,9 @@ class OutputConfig:
     audio_format: Literal["flac", "wav"] = "flac"
     shard_hours: float = 2.0
     arrow: bool = False
+    check_space: bool = (
+        True  # compare the output's size estimate with the free space before decoding
+    )
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,9 @@ class ClusterConfig:
     profile: bool = False
     start_method: Literal["forkserver", "spawn"] = "forkserver"
     stall_timeout: float | None = 600
+    log_dir: str | None = (
+        None  # the Dask logs of clusters etl starts (None: OUT/.parts/logs/ when local)
+    )
 
 
 @dataclass(frozen=True)
@@ -316,6 +322,7 @@ _PATH_KEYS = (
     "output.path",
     "audio.ffmpeg",
     "cluster.scheduler_file",
+    "cluster.log_dir",
     "splits.test_ids",
     "input.ctm.hypothesis",
 )

@@ -7,15 +7,29 @@ when its process is gone (same host: no such pid, or a pid reused by another pro
 heartbeat is older than ``STALE_AFTER_S`` (another host that died). `etl plan` and `etl sample` only
 read, and take no lease.
 
-Taking a lease is atomic where the store allows it: an exclusive create on a local disk (one of two
-simultaneous builds wins, always); on an object store (no exclusive create through fsspec), write,
-wait ``SETTLE_S``, and read back: the build whose token is there holds it. Each heartbeat checks
-the token is still this build's; ``ensure_held`` is called before the output is replaced.
+Taking a lease, and taking a stale one over, is atomic, and a takeover is never overwritten by the
+build it replaced:
+
+- a local disk: an exclusive create (the lease written whole beside, then hard-linked into place;
+  a stale one is first renamed aside, which only one of two builds taking it over can do). The
+  heartbeat never rewrites the file: it sets its modification time (``os.utime``), which is the
+  heartbeat a reader sees; a beat that races a takeover touches the new lease, which is harmless.
+- S3: conditional writes. A lease is created with ``If-None-Match: *``, a stale one is replaced
+  with ``If-Match`` of the ETag it was read with, and each heartbeat rewrites it with ``If-Match``
+  of the ETag of the build's own last write: a lease another build wrote in between fails the
+  write (412), and this build knows it lost the lease.
+- any other fsspec store (no exclusive or conditional write through fsspec): write, wait
+  ``SETTLE_S``, and read back: the build whose token is there holds it. Such a store does not
+  protect a takeover against a heartbeat racing it.
+
+Each heartbeat checks the token is still this build's; ``ensure_held`` is called before the output
+is replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -95,19 +109,35 @@ class Lease:
             "command": " ".join(me.cmdline()[:6])[:200],
         }
         self.lost: dict | None = None  # the lease that replaced ours, if any
+        self._tag: str | None = None  # S3: the ETag of the lease as last read or written
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- reading and writing the lease file --
     def read(self) -> dict | None:
+        """The lease there (None: none; {}: unreadable). Local: its heartbeat is the file's mtime."""
+        lease, _ = self._read_tagged()
+        return lease
+
+    def _read_tagged(self) -> tuple[dict | None, str | None]:
+        """The lease and, on S3, the ETag it was read with (for a conditional replace)."""
+        if not storage.is_local(self.fs):
+            self.fs.invalidate_cache(self.path)
         try:
+            tag = str(self.fs.info(self.path).get("ETag")) if storage.is_s3(self.fs) else None
             with self.fs.open(self.path, "rb") as f:
                 doc = json.loads(f.read().decode("utf-8"))
-            return doc if isinstance(doc, dict) else {}
+            if storage.is_local(self.fs) and isinstance(doc, dict):
+                beat = os.stat(self.path).st_mtime
+                doc["heartbeat"] = max(float(doc.get("heartbeat", 0)), beat)
+            return (doc if isinstance(doc, dict) else {}), tag
         except FileNotFoundError:
-            return None
+            return None, None
         except (ValueError, UnicodeDecodeError):
-            return {}  # unreadable: half-written by a killed writer on a store without atomic writes
+            return (
+                {},
+                None,
+            )  # unreadable: half-written by a killed writer, on a store without atomic writes
 
     def _data(self) -> bytes:
         return json.dumps(self.record).encode()
@@ -141,15 +171,33 @@ class Lease:
                 with contextlib.suppress(OSError):
                     os.remove(aside)
             return self._create_exclusive()
+        if storage.is_s3(self.fs):  # over nothing, or over the very lease that was read stale
+            return self._put_s3(mode="create") if old is None else self._put_s3(IfMatch=self._tag)
         storage.write_bytes(self.fs, self.path, self._data())
         time.sleep(SETTLE_S)  # a build that wrote at the same moment has written by now
         return (self.read() or {}).get("token") == self.record["token"]
+
+    def _put_s3(self, **condition) -> bool:
+        """A conditional put of our lease; False when its condition failed (another build's lease
+        is there). Keeps the ETag of our write: the next heartbeat's condition."""
+        condition = {k: v for k, v in condition.items() if v is not None}  # no ETag known: plain
+        try:
+            out = self.fs.pipe_file(self.path, self._data(), **condition)
+        except FileExistsError:
+            return False
+        except OSError as e:  # s3fs: 412 PreconditionFailed is EINVAL
+            if e.errno == errno.EINVAL:
+                return False
+            raise
+        self._tag = str((out or {}).get("ETag")) if out else None
+        self.fs.invalidate_cache(self.path)
+        return True
 
     # -- the public life cycle --
     def acquire(self) -> Lease:
         self._made_root = storage.is_local(self.fs) and not self.fs.exists(self.root)
         for _ in range(3):  # a lease can vanish between reading and taking it: look again
-            current = self.read()
+            current, self._tag = self._read_tagged()
             if current is None:
                 if self._take(None):
                     break
@@ -183,13 +231,26 @@ class Lease:
                 self.log(f"lease heartbeat on {self.url} failed: {type(e).__name__}: {e}")
 
     def heartbeat(self) -> None:
+        """Refresh the lease, never over another build's (see the module's doc)."""
         current = self.read()
         if current is not None and current.get("token") not in (None, self.record["token"]):
-            self.lost = current
-            self._stop.set()
+            self._lose(current)
             return
         self.record["heartbeat"] = _now()
-        storage.write_bytes(self.fs, self.path, self._data())
+        if storage.is_local(self.fs):
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:  # removed by hand: written again, exclusively
+                self._create_exclusive()
+        elif storage.is_s3(self.fs):
+            if not self._put_s3(IfMatch=self._tag):
+                self._lose(self.read() or {})
+        else:
+            storage.write_bytes(self.fs, self.path, self._data())
+
+    def _lose(self, current: dict) -> None:
+        self.lost = current
+        self._stop.set()
 
     def ensure_held(self) -> None:
         """Raise if another build took the lease over (then this one must not touch the output)."""

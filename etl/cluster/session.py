@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import ClusterConfig
 from ..errors import UserError
+from .logs import DaskLogs, redirect_workers
 
 
 def local_worker_count(cfg_cluster: ClusterConfig, n_tasks: int | None = None) -> int:
@@ -34,8 +35,16 @@ class ClusterSession:
     raises the stall's one line instead if the watch stopped the work (a ``KeyboardInterrupt`` passes
     as it is), and always closes what the session opened."""
 
-    def __init__(self, cfg_cluster: ClusterConfig, n_tasks: int | None = None, client: Any = None):
+    def __init__(
+        self,
+        cfg_cluster: ClusterConfig,
+        n_tasks: int | None = None,
+        client: Any = None,
+        log_dir: str | None = None,
+    ):
         self.cfg_cluster, self.n_tasks = cfg_cluster, n_tasks
+        # the Dask logs of a cluster etl starts: cluster.log_dir, else the command's (logs.py)
+        self.logs = DaskLogs(cfg_cluster.log_dir or log_dir)
         self.client: Any = client
         self.cluster: Any = None
         self.watch: Any = None  # stall.StallWatch
@@ -52,9 +61,12 @@ class ClusterSession:
 
     def _open(self, then: Callable[[Any], None] | None = None) -> None:
         try:
+            self.logs.start()  # before the cluster: its first records are not the terminal's either
             self.client, self.cluster = _take_early(self.cfg_cluster, self.n_tasks) or _open_client(
                 self.cfg_cluster, self.n_tasks
             )
+            if self.logs.log_dir is not None and self.cfg_cluster.kind == "local" and self.cluster:
+                redirect_workers(self.client, self.logs.log_dir)  # they share our terminal
             from .stall import StallWatch
 
             self.watch = StallWatch(self.client, self.cfg_cluster.stall_timeout).start()
@@ -74,7 +86,7 @@ class ClusterSession:
                 self.close(quiet=True)
                 raise
         if self._error is not None:
-            self.close()
+            self.close(remove_logs=isinstance(self._error, UserError))
             raise self._error
         return self
 
@@ -83,24 +95,27 @@ class ClusterSession:
             if isinstance(exc, Exception):
                 self.raise_if_stalled()  # every worker paused for memory: one line, not the wait's
         finally:
-            self.close(quiet=exc is not None)
+            self.close(quiet=exc is not None, remove_logs=isinstance(exc, UserError))
 
     def raise_if_stalled(self) -> None:
         if self.watch is not None:
             self.watch.raise_if_stalled()
 
-    def close(self, quiet: bool = False) -> None:
+    def close(self, quiet: bool = False, remove_logs: bool = False) -> None:
         """Close the client, and the cluster if etl started it (``quiet``: an error while closing is
-        not raised: the block's own error is the one that matters). A borrowed client stays open."""
-        if not self.owned or self.client is None:
+        not raised: the block's own error is the one that matters). A borrowed client stays open.
+        The Dask logs stop once all is closed (``remove_logs``: a user error leaves none)."""
+        if not self.owned:
             return
         try:
-            close_client(self.client, self.cluster, self.watch)
+            if self.client is not None:
+                close_client(self.client, self.cluster, self.watch)
         except Exception:
             if not quiet:
                 raise
         finally:
             self.client = self.cluster = self.watch = None
+            self.logs.stop(remove=remove_logs)
 
 
 def _open_client(cfg_cluster: ClusterConfig, n_tasks: int | None = None) -> tuple[Any, Any]:

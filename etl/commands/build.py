@@ -31,6 +31,7 @@ from ..output.previous import (
     previous_files,
     previous_report,
 )
+from ..output.space import check_space
 from ..planning import store as plan_store
 from ..planning.client import plan_table
 from ..records import Report, ShardResult
@@ -346,6 +347,7 @@ def _plan_cut_finalize(
     fs, root = storage.fs_and_path(cfg.output.path)
     planned, manifest = plan_build(client, cfg, fp, unfinished, resolved)
     check_decoders(client, cfg)  # before anything is written
+    check_space(cfg, planned.counts.splits)  # a dataset that cannot fit is told before decoding
     _write_start(fs, root, manifest, new=unfinished is None)
     tasks = make_tasks(client, cfg, planned, reuse)
     n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
@@ -385,7 +387,9 @@ def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
     check_speakers(cfg.splits, resolved)  # a config mistake is told before the cluster starts
     finisher = concurrent.futures.ThreadPoolExecutor(1)
     # the cluster starts while the table is read and checked
-    session = ClusterSession(cfg.cluster, client=client).start(_announce(cfg.cluster))
+    session = ClusterSession(
+        cfg.cluster, client=client, log_dir=storage.logs_dir(cfg.output.path)
+    ).start(_announce(cfg.cluster))
     with session as s:
         report, plots = _plan_cut_finalize(
             s.client, cfg, fp, unfinished, lease, t0, resolved, reuse=not force

@@ -174,7 +174,7 @@ def _reduce_rows(
     streamed on a worker from the placed rows, so no row reaches the client."""
     out = cfg.output.path
     late_f, promoted_f = client.scatter([late, promoted], broadcast=True, hash=False)
-    reasons = client.submit(plan_store.merge_rejects_if_any, out, late_f, shape, pure=False)
+    reasons = plan_store.submit_merge_rejects(client, out, late_f, shape)
     chunks = _chunks(client, plan_store.shard_dirs(out))
     stats = client.map(
         plan_store.text_stats,

@@ -43,7 +43,9 @@ def fingerprint(cfg: Config) -> str:
     h = hashlib.blake2b(digest_size=16)
     tree = cfg.to_dict()
     content = {k: tree[k] for k in _CONTENT_KEYS}
-    content["output"] = {k: v for k, v in tree["output"].items() if k != "path"}
+    content["output"] = {
+        k: v for k, v in tree["output"].items() if k not in ("path", "check_space")
+    }
     h.update(json.dumps(content, sort_keys=True, default=str).encode())
     # the decoder's library versions decide the samples too (e.g. AAC differs between FFmpeg releases)
     h.update(decoder_identity(cfg.audio.decoder, cfg.audio.ffmpeg).encode())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import uuid
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ DATA_GLOB = "*.parquet"  # every file of data/ (split_of tells a split file's sp
 README_FILE = "README.md"  # the dataset card: commands/finalize.finalize (output/card.dataset_card)
 REPORT_JSON = "report.json"  # commands/finalize.finalize (output/card.report_json)
 REPORT_HTML = "report.html"  # output/report_html.write_report_html (`etl report` rewrites it)
-REJECTS_FILE = "rejects.parquet"  # planning/store.merge_rejects, on a worker (commands/finalize)
+REJECTS_FILE = "rejects.parquet"  # planning/store.combine_rejects, on a worker (commands/finalize)
 VOCAB_FILE = "vocab.json"  # commands/finalize.finalize (curate/vocab.build_vocab)
 SUSPECTS_FILE = "suspect_recordings.txt"  # commands/finalize._suspect_recordings (curate/suspects)
 # the audio fingerprints of the decoded recordings, kept for later builds (not in OUR_FILES):
@@ -49,6 +50,8 @@ ARROW_STATE_FILE = "state.json"  # arrow/{split}/: the split's files (write_meta
 
 # -- OUT/.parts/: a build's own state, removed by commands/finalize.finish when it is done -----
 PARTS_DIR = ".parts"  # per-task shard files (part_name) before their final {split}-i-of-n names
+PART_GLOB = "*-shard*.parquet"  # every part_name file: the clips a build has already written
+LOGS_DIR = "logs"  # .parts/logs/: the Dask logs of the cluster etl started (cluster/session)
 MANIFEST_FILE = "manifest.json"  # output/resume.write_manifest: the build to resume (build)
 JOURNAL_FILE = "finalize.json"  # output/resume.write_journal: the renames (commands/finalize)
 TMP_MARK = ".tmp-"  # atomic_open's temporary names; output/resume.remove_temporaries clears them
@@ -59,6 +62,7 @@ PLAN_RECORDINGS_DIR = "recordings"  # plan/recordings/bucket-*/part-*.parquet: p
 LATE_DIR = "late"  # plan/late/shard-*.parquet: the rejects a shard task found while decoding
 FINGERPRINT_PARTS_DIR = "fingerprints"  # .parts/fingerprints/ (fingerprint_part_name)
 FINGERPRINT_PART_GLOB = "shard-*.parquet"  # its files
+PLAN_MERGED_DIR = "merged"  # plan/merged/run-*.parquet (merged_run_name): rejects.parquet's runs
 PLAN_SHARD_GLOB = "shard-*"  # plan/shard-{i:05d}/ (plan_shard_name): the kept rows shard i cuts
 PLAN_PART_GLOB = "part-*.parquet"  # plan_part_name: one per input partition
 BUCKET_GLOB = "bucket-*"  # bucket_name
@@ -109,6 +113,9 @@ def late_name(shard: int) -> str:
 def fingerprint_part_name(shard: int) -> str:
     """.parts/fingerprints/: the hashes of shard ``shard``'s recordings (output/fingerprints.write_part)."""
     return f"shard-{shard:05d}.parquet"
+def merged_run_name(j: int) -> str:
+    """.parts/plan/merged/: run ``j`` of rejects.parquet, sorted (planning/store.merge_rejects_chunk)."""
+    return f"run-{j:05d}.parquet"
 
 
 def plan_part_name(p: int) -> str:
@@ -143,6 +150,10 @@ def is_local(fs) -> bool:
     return _protocol(fs) in ("file", "local")
 
 
+def is_s3(fs) -> bool:
+    return _protocol(fs) in ("s3", "s3a")
+
+
 _FINAL = re.compile(r"^(?P<split>.+)-\d{5}-of-\d{5}\.parquet$")
 
 
@@ -159,7 +170,7 @@ def atomic_open(fs, path: str):
     ``autocommit=False``) becomes visible only when ``commit()`` completes it, and ``discard()`` aborts
     it; a killed process leaves only an incomplete upload, never an object (a bucket lifecycle rule
     for incomplete multipart uploads reclaims the space). A rename there would copy the whole file."""
-    if _protocol(fs) in ("s3", "s3a"):
+    if is_s3(fs):
         f = fs.open(path, "wb", autocommit=False)
         try:
             yield f
@@ -185,6 +196,22 @@ def atomic_open(fs, path: str):
         raise
 
 
+def free_bytes(fs, path: str) -> int | None:
+    """Free bytes of the file system ``path`` is (or will be) on: a local disk's, from its nearest
+    existing parent; None for an object store (it states no free space)."""
+    if not is_local(fs):
+        return None
+    p = os.path.abspath(path)
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    return shutil.disk_usage(p).free
+
+
+def written_bytes(fs, root: str) -> int:
+    """Bytes of the shard files an unfinished build has written under ``.parts`` (``part_name``)."""
+    return sum(int(fs.size(p) or 0) for p in fs.glob(join(root, PARTS_DIR, PART_GLOB)))
+
+
 def write_bytes(fs, path: str, data: bytes) -> None:
     with atomic_open(fs, path) as f:
         f.write(data)
@@ -207,7 +234,16 @@ def clear_previous_output(fs, root: str, keep_parts: bool = False, keep_data: bo
 
 
 def clear_parts(fs, root: str) -> None:
-    """Remove parts a failed earlier build left; the previous dataset itself stays until replaced."""
+    """Remove parts a failed earlier build left; the previous dataset itself stays until replaced.
+    ``logs/`` stays: the running cluster writes into it."""
     p = join(root, PARTS_DIR)
     if fs.exists(p):
-        fs.rm(p, recursive=True)
+        for child in fs.ls(p, detail=False):
+            if child.rstrip("/").rsplit("/", 1)[-1] != LOGS_DIR:
+                fs.rm(child, recursive=True)
+
+
+def logs_dir(out: str) -> str | None:
+    """``OUT/.parts/logs/``, the Dask logs of a build's cluster: on a local disk only (None else)."""
+    fs, root = fs_and_path(out)
+    return join(root, PARTS_DIR, LOGS_DIR) if is_local(fs) else None

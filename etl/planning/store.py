@@ -3,7 +3,7 @@
 ``shard-{i:05d}/part-{p:05d}.parquet`` holds the kept rows of input partition ``p`` that shard ``i``
 cuts (the columns of ``schema.PLANNED_COLUMNS`` only), ``rejects/part-{p:05d}.parquet`` the rows
 rejected before decoding. A shard task reads only its own folder, so no row passes through the
-scheduler or the client; ``merge_rejects`` and ``text_stats`` stream these files into
+scheduler or the client; ``submit_merge_rejects`` and ``text_stats`` stream these files into
 ``rejects.parquet`` and the vocabulary's character counts.
 """
 
@@ -15,6 +15,7 @@ from typing import cast
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..output import storage
@@ -159,8 +160,11 @@ def write_late_rejects(
     fs.makedirs(d, exist_ok=True)
     path = storage.join(d, storage.late_name(shard))
     df = pd.DataFrame(rejects).reindex(columns=shape.rejects_schema().names + ["row"])
+    df = df.sort_values("row", kind="stable")  # in input order: merge_rejects_chunk reads its rows'
     with storage.atomic_open(fs, path) as f:
-        pq.write_table(_rejects_table(df, shape.rejects_schema()), f)
+        pq.write_table(
+            _rejects_table(df, shape.rejects_schema()), f, row_group_size=LATE_GROUP_ROWS
+        )
     return path
 
 
@@ -177,66 +181,136 @@ def read_late(out: str, files: list[str], columns: list[str] | None = None) -> p
     )
 
 
-def merge_rejects(out: str, late_files: list[str], shape: DatasetShape) -> dict:
-    """``rejects.parquet``: the partitions' rejects and those found while decoding (``late_files``,
-    with ``row``), in input order, streamed one partition at a time. Returns rows per reason."""
-    fs, root = storage.fs_and_path(out)
-    schema = shape.rejects_schema()
+def submit_merge_rejects(client, out: str, late_files, shape: DatasetShape, per_worker: int = 2):
+    """``rejects.parquet`` by several tasks: ``merge_rejects_chunk`` sorts the rejects of a run of
+    consecutive partitions, and the decode-time rejects of their rows (``late_files``), into input
+    order, all runs at once; ``combine_rejects`` then copies the sorted runs, in order, into the one
+    file. Returns the future of the rows per reason."""
+    fs, _ = storage.fs_and_path(out)
     files = sorted(
         fs.glob(storage.join(plan_dir(out), storage.PLAN_REJECTS_DIR, storage.PLAN_PART_GLOB))
     )
-    late_df = (
-        read_late(out, late_files)
-        .reindex(columns=schema.names + ["row"])
-        .sort_values("row", kind="stable")
-    )
-    late_t = _rejects_table(late_df, schema) if len(late_df) else None
+    n = max(1, min(len(files), len(client.scheduler_info()["workers"]) * per_worker))
+    runs = [files[len(files) * j // n : len(files) * (j + 1) // n] for j in range(n)]
+    chunks = [
+        client.submit(
+            merge_rejects_chunk,
+            out,
+            j,
+            run,
+            runs[j - 1][-1] if j else None,
+            late_files,
+            shape,
+            last=j == n - 1,
+            pure=False,
+        )
+        for j, run in enumerate(runs)
+    ]
+    return client.submit(combine_rejects, out, chunks, shape, pure=False)
+
+
+def merge_rejects_chunk(
+    out: str,
+    j: int,
+    files: list[str],
+    previous: str | None,
+    late_files: list[str],
+    shape: DatasetShape,
+    last: bool,
+) -> tuple[str | None, dict]:
+    """Run ``j``: the rejects of ``files`` (consecutive partitions) and the late rejects whose input
+    row falls after ``previous``'s last row and up to the run's own last (to the end, for the last
+    run), sorted by input row, as ``plan/merged/run-j.parquet``: (its path or None, rows per reason)."""
+    fs, _ = storage.fs_and_path(out)
+    names = shape.rejects_schema().names + ["row"]
+    lo = _last_row(fs, previous) if previous is not None else -1
+    parts = []
+    for name in files:
+        with fs.open(name, "rb") as f:
+            parts.append(pq.read_table(f).select(names).replace_schema_metadata(None))
+    hi = None if last or not parts else int(parts[-1].column("row")[-1].as_py())
+    tables = parts + _late_rows(fs, late_files, names, lo, hi)
+    if not tables or sum(t.num_rows for t in tables) == 0:
+        return None, {}
+    t = pa.concat_tables(tables).sort_by("row")
+    counts = pc.value_counts(t.column("reason")).to_pylist()
+    d = storage.join(plan_dir(out), storage.PLAN_MERGED_DIR)
+    fs.makedirs(d, exist_ok=True)
+    path = storage.join(d, storage.merged_run_name(j))
+    with storage.atomic_open(fs, path) as f:  # a scratch copy: fast to write, read once
+        pq.write_table(
+            t.drop_columns(["row"]),
+            f,
+            compression="none",
+            use_dictionary=False,
+            row_group_size=REJECT_GROUP_ROWS,
+        )
+    return path, {c["values"]: c["counts"] for c in counts}
+
+
+# the columns of rejects.parquet with few distinct values (a dictionary pays only for those)
+DICTIONARY = ("recording", SPEAKER, "reason", "detail", "hypothesis")
+REJECT_GROUP_ROWS = 1 << 17  # rows per row group of rejects.parquet (report.html counts by group)
+LATE_GROUP_ROWS = 2048  # a late file's row groups, sorted by row: a run reads only its rows'
+
+
+def _last_row(fs, name: str) -> int:
+    with fs.open(name, "rb") as f:
+        t = pq.read_table(f, columns=["row"])
+    return int(t.column("row")[-1].as_py())
+
+
+def _late_rows(fs, files: list[str], names: list[str], lo: int, hi: int | None) -> list[pa.Table]:
+    """The late rejects with lo < row <= hi (hi None: no bound), reading only the row groups whose
+    statistics can hold such rows."""
+    out = []
+    for name in files:
+        with fs.open(name, "rb") as f:
+            pf = pq.ParquetFile(f)
+            col = pf.schema_arrow.get_field_index("row")
+            for g in range(pf.num_row_groups):
+                st = pf.metadata.row_group(g).column(col).statistics
+                if (
+                    st is not None
+                    and st.has_min_max
+                    and (st.max <= lo or (hi is not None and st.min > hi))
+                ):
+                    continue
+                t = pf.read_row_group(g).select(names).replace_schema_metadata(None)
+                keep = pc.greater(t.column("row"), lo)
+                if hi is not None:
+                    keep = pc.and_(keep, pc.less_equal(t.column("row"), hi))
+                out.append(t.filter(keep))
+    return out
+
+
+def combine_rejects(out: str, runs: list[tuple[str | None, dict]], shape: DatasetShape) -> dict:
+    """``rejects.parquet`` from the sorted runs, in order (row group by row group: flat memory);
+    the runs are removed. No rejects: no file (never an empty Parquet file). Rows per reason."""
+    fs, root = storage.fs_and_path(out)
     counts: Counter = Counter()
-    writer = None
-    with storage.atomic_open(fs, storage.join(root, storage.REJECTS_FILE)) as f:
-        done = -1
-        for _i, name in enumerate(files + [None]):
-            if name is not None:
-                with fs.open(name, "rb") as fh:
-                    t = pq.read_table(fh)
-                hi = int(t.column("row")[-1].as_py())
-            else:
-                t, hi = None, None
-            if late_t is not None:  # the late rejects up to this partition's last row
-                rows = late_df["row"].to_numpy()
-                sel = (rows > done) & ((rows <= hi) if hi is not None else True)
-                if sel.any():
-                    extra = late_t.filter(pa.array(sel))
-                    t = (
-                        extra
-                        if t is None
-                        else pa.concat_tables(
-                            [t.replace_schema_metadata(None), extra.replace_schema_metadata(None)]
-                        ).sort_by("row")
-                    )
-            if hi is not None:
-                done = hi
-            if t is None or t.num_rows == 0:
-                continue
-            counts.update(t.column("reason").to_pylist())
-            if writer is None:
-                writer = pq.ParquetWriter(f, schema, compression="zstd")
-            writer.write_table(t.select(schema.names))
-        if writer is None:
-            raise _NoRejects()
-        writer.close()
-    return dict(counts)
-
-
-class _NoRejects(Exception):
-    """No rejects: the temporary file is removed (no empty Parquet file, ever)."""
-
-
-def merge_rejects_if_any(out: str, late_files: list[str], shape: DatasetShape) -> dict:
-    try:
-        return merge_rejects(out, late_files, shape)
-    except _NoRejects:
+    for _, c in runs:
+        counts.update(c)
+    paths = [p for p, _ in runs if p is not None]
+    if not paths:
         return {}
+    with storage.atomic_open(fs, storage.join(root, storage.REJECTS_FILE)) as f:
+        schema = shape.rejects_schema()
+        writer = pq.ParquetWriter(
+            f,
+            schema,
+            compression="zstd",
+            use_dictionary=[c for c in DICTIONARY if c in schema.names],
+        )
+        for p in paths:
+            with fs.open(p, "rb") as fh:
+                pf = pq.ParquetFile(fh)
+                for g in range(pf.num_row_groups):
+                    writer.write_table(pf.read_row_group(g))
+        writer.close()
+    for p in paths:
+        fs.rm(p)
+    return dict(counts)
 
 
 def shard_dirs(out: str) -> list[str]:

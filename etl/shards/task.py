@@ -9,6 +9,8 @@ files them and returns and records a ``records.ShardResult``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -106,18 +108,26 @@ class _SplitWriter:
         self.rows, self.pending_bytes = [], 0
 
     def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._ctx.__exit__(None, None, None)
+        try:
+            self.flush()
+            if self._writer is not None:
+                self._writer.close()
+        except BaseException as e:  # a full disk, most often: the file is not left half-written
+            self.abort(e)
+            raise
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            ctx.__exit__(None, None, None)
 
     def abort(self, exc) -> None:
+        """Remove the temporary file (atomic_open does); an error while doing so (a disk still full)
+        is not raised: ``exc`` is the one that matters."""
         if self._ctx is not None:
-            try:
+            ctx, self._ctx = self._ctx, None
+            with contextlib.suppress(Exception):
                 self._writer.close()
-            except Exception:
-                pass
-            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+            with contextlib.suppress(Exception):
+                ctx.__exit__(type(exc), exc, exc.__traceback__)
 
 
 def _compression(schema: pa.Schema, first_row: dict):
@@ -149,8 +159,17 @@ class _ShardWriters:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if exc is None:
+            try:
+                for w in self.by_split.values():
+                    w.close()
+                return False
+            except BaseException as e:  # one split's file failed: none of the shard's stays
+                for w in self.by_split.values():
+                    w.abort(e)
+                raise
         for w in self.by_split.values():
-            w.abort(exc) if exc is not None else w.close()
+            w.abort(exc)
         return False
 
     def stats(self) -> dict[str, SplitPart]:
@@ -387,10 +406,31 @@ class _Decoded:
         )
 
 
+class OutputFull(OSError):
+    """The output's file system filled up while a shard was written (ENOSPC). Its files were
+    removed; the shards already finished are kept, so the same command resumes once there is space."""
+
+    def __init__(self, out: str, *_):
+        super().__init__(
+            errno.ENOSPC,
+            f"No space left on device: output.path {out} is full; free some space (or build into "
+            "another output.path) and run the same command again: the finished shards are kept",
+        )
+        self.out = out
+
+    def __reduce__(self):
+        return (OutputFull, (self.out,))
+
+
 def run_shard_filed(task: ShardTask) -> ShardResult:
     """``run_shard``, its decode-time rejects then filed under OUT/.parts/plan/late/ (the result and
     its record keep the file, not the rows: a table of rejects never crosses the scheduler)."""
-    cut = run_shard(task)
+    try:
+        cut = run_shard(task)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OutputFull(task.out) from None  # one line: the traceback says nothing more
+        raise
     path = plan_store.write_late_rejects(task.out, task.index, cut.rejects, task.shape)
     result = ShardResult(
         shard=cut.shard,

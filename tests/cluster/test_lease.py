@@ -63,6 +63,7 @@ def test_a_stale_lease_is_taken_over_and_the_takeover_is_logged(tmp_path, kind):
     if kind == "old heartbeat":  # a build on another host that stopped beating
         old.update(host="some-other-node", pid=1, heartbeat=now - leases.STALE_AFTER_S - 10)
     (out / LEASE).write_text(json.dumps(old))
+    os.utime(out / LEASE, (old["heartbeat"], old["heartbeat"]))  # a local lease beats by its mtime
     said = []
     with Lease(str(out), said.append) as lease:
         assert json.loads((out / LEASE).read_text())["token"] == lease.record["token"]
@@ -74,13 +75,11 @@ def test_the_heartbeat_refreshes_the_lease_and_notices_a_takeover(tmp_path, monk
     monkeypatch.setattr(leases, "HEARTBEAT_S", 0.05)
     out = tmp_path / "out"
     with Lease(str(out)) as lease:
-        first = json.loads((out / LEASE).read_text())["heartbeat"]
+        first = Lease(str(out)).read()["heartbeat"]
         deadline = time.time() + 60
-        while (
-            json.loads((out / LEASE).read_text())["heartbeat"] == first and time.time() < deadline
-        ):
+        while Lease(str(out)).read()["heartbeat"] == first and time.time() < deadline:
             time.sleep(0.05)
-        assert json.loads((out / LEASE).read_text())["heartbeat"] > first
+        assert Lease(str(out)).read()["heartbeat"] > first  # the file's time: its bytes stay
         lease.ensure_held()
         # stop the beats first, so the takeover below is not overwritten by a beat that read the file
         # just before it (a race only a 0.05 s heartbeat makes likely); ensure_held must see it alone
@@ -93,6 +92,41 @@ def test_the_heartbeat_refreshes_the_lease_and_notices_a_takeover(tmp_path, monk
     assert (
         json.loads((out / LEASE).read_text())["token"] == "someone-else"
     )  # never removes another's lease
+
+
+HOLDER = """
+import sys, time
+from etl.cluster import lease as leases
+leases.HEARTBEAT_S = 0.002  # a beat every 2 ms: any read-check-write would race the takeover
+with leases.Lease(sys.argv[1]) as lease:
+    print("held", flush=True)
+    deadline = time.time() + 30
+    while lease.lost is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # beats that raced the takeover have landed by now
+    print("lost" if lease.lost is not None else "held on", flush=True)
+"""
+
+
+def test_a_takeover_is_never_overwritten_by_the_heartbeat_of_the_build_it_replaced(tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        taker = Lease(str(out))
+        assert taker._take(taker.read())  # what acquire does with a lease it found stale
+        tokens = set()
+        for _ in range(200):  # while the holder beats: the lease stays the taker's
+            tokens.add((taker.read() or {}).get("token"))
+            time.sleep(0.002)
+        assert tokens == {taker.record["token"]}
+        assert holder.stdout.readline().strip() == "lost"
+        assert taker.read()["token"] == taker.record["token"]
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.fixture
@@ -113,6 +147,28 @@ def test_the_lease_works_on_s3(s3_alone):
             Lease(url).acquire()
     s3.invalidate_cache()
     assert not s3.exists(f"etl-test/lease-out/{LEASE}")
+
+
+def test_on_s3_a_takeover_fails_the_heartbeat_of_the_build_it_replaced(s3_alone):
+    url = "s3://etl-test/lease-race"
+    held = Lease(url).acquire()
+    try:
+        held.heartbeat()  # a conditional rewrite of its own lease succeeds
+        taker = Lease(url)
+        current, tag = taker._read_tagged()
+        taker._tag = tag
+        assert taker._take(current)  # If-Match the lease it read
+        second = Lease(url)
+        second._tag = tag
+        assert not second._take(current)  # a second taker of the same stale lease loses
+        held.heartbeat()  # its If-Match fails: it knows, and writes nothing
+        assert held.lost is not None and held.lost.get("token") == taker.record["token"]
+        assert taker.read()["token"] == taker.record["token"]
+        with pytest.raises(LeaseHeld, match="taken over"):
+            held.ensure_held()
+    finally:
+        held.release()
+        s3_alone.rm("etl-test/lease-race", recursive=True)
 
 
 def test_a_build_is_refused_beside_a_running_build_and_plan_still_runs(corpus, tmp_path, capsys):
