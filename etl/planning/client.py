@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config
+from ..curate.duplicates import applied_pairs, decide
 from ..curate.splits import (
     SplitPolicy,
     dev_target,
@@ -41,9 +42,12 @@ from ..errors import UserError
 from ..ingest import table
 from ..ingest.recordings import list_audio, listing_summary, missing_audio_where
 from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
+from ..output import fingerprints
 from ..schema import RECORDING_COLUMNS, DatasetShape
+from .audio_matches import MATCH_COLUMNS, match_recordings
 from .worker import (
     check_part,
+    duplicate_audio_part,
     label_part,
     merge_hashes,
     pool_histogram,
@@ -74,6 +78,8 @@ class PlannedTable:
     encodings: dict = field(default_factory=dict)  # alignment files decoded per encoding
     input: ResolvedInput | None = None  # the input as planning read it
     shape: DatasetShape = DatasetShape()  # the dataset's optional columns
+    # the pairs of recordings sharing audio the policy applied (None: no fingerprints were known)
+    audio_pairs: pd.DataFrame | None = None
 
 
 # ---- client side: what each pass hands the next ----
@@ -92,6 +98,7 @@ class JoinedTable(NamedTuple):
     listing: dict  # listing_summary: how table and audio folder fit
     selection: dict  # what the exclusion lists matched
     test_units: set  # units with a row in splits.test_ids
+    audio_pairs: pd.DataFrame  # the pairs of recordings sharing audio the policy applied
 
 
 class Pool(NamedTuple):
@@ -148,6 +155,10 @@ def _add_counts(*counts: dict) -> dict:
         for k, n in c.items():
             total[k] = total.get(k, 0) + n
     return dict(sorted(total.items()))
+
+
+def _no_pairs() -> pd.DataFrame:
+    return pd.DataFrame(columns=MATCH_COLUMNS)
 
 
 def _offsets(lengths: list) -> list:
@@ -221,9 +232,11 @@ def join_audio(
     offsets: list,
     first_row: dict,
     test_keys: set,
+    pairs: pd.DataFrame,
 ) -> JoinedTable:
     """Number the rows, mark the duplicates, join with the audio listing (broadcast), apply the
-    exclusion lists and hash the units, in one pass."""
+    exclusion lists and hash the units, in one pass; then, with ``pairs`` of recordings sharing
+    audio, their policy (one more pass when it rejects or merges anything)."""
     s = cfg.splits
     join = _join_inputs(cfg, resolved)
     units = {
@@ -232,6 +245,7 @@ def join_audio(
         "test_keys": _shared(client, test_keys),
         "low_split": s.low_similarity == "split",
     }
+    sharing = set(pairs["recording_a"]) | set(pairs["recording_b"])
     triples = client.map(
         prepare_part,
         parts,
@@ -239,10 +253,14 @@ def join_audio(
         first_row=_shared(client, first_row),
         join=_shared(client, join),
         units=units,
+        sharing=_shared(client, sharing),
     )
     parts = _field(client, triples, "rows")
     got = client.gather(_field(client, triples, "summary") + _field(client, triples, "test_units"))
     sums, tests = got[: len(parts)], got[len(parts) :]
+    parts, test_units, applied = _shared_audio(
+        client, cfg, parts, _field(client, triples, "audio_rows"), pairs, set().union(*tests)
+    )
     refs = pd.concat([x["refs"] for x in sums]).drop_duplicates("ref").reset_index(drop=True)
     summary = listing_summary(join["listing"], refs["ref"], refs)
     selection = {
@@ -251,7 +269,29 @@ def join_audio(
             for k, (path, ids, _) in enumerate(join["excludes"])
         }
     }
-    return JoinedTable(parts, summary, selection, set().union(*tests))
+    return JoinedTable(parts, summary, selection, test_units, applied)
+
+
+def _shared_audio(client, cfg: Config, parts, audio_rows, pairs, test_units: set):
+    """The duplicate-audio policy (``curate.duplicates.decide``) on the eligible rows of the
+    recordings in ``pairs``, the only rows that come to the client; applied per partition when it
+    rejects or merges anything. Returns (parts, the units with a test row, the pairs applied)."""
+    if pairs.empty:
+        return parts, test_units, pairs
+    rows = pd.concat(client.gather(audio_rows), ignore_index=True)
+    applied = applied_pairs(pairs, set(rows["recording"]))
+    rejects, merges = decide(rows, applied, cfg.filters.duplicate_audio)
+    if rejects or merges:
+        done = client.map(
+            duplicate_audio_part,
+            parts,
+            rejects=_shared(client, rejects),
+            merges=_shared(client, merges),
+            units={"by": cfg.splits.by, "seed": cfg.splits.seed},
+        )
+        parts = _field(client, done, "rows")
+        test_units = set().union(*client.gather(_field(client, done, "test_units")))
+    return parts, test_units, applied
 
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
@@ -307,7 +347,8 @@ def _find_cut(
         return _key(head_cand.iloc[hit[0]])
     running = float(c_head[-1]) if len(c_head) else 0.0
     rest = running + np.cumsum(hist_vals[b_head + 1 :])
-    cross = np.nonzero(rest + offset > limit)[0]
+    # the first bucket holding units (an empty one crosses too when the offset alone is over)
+    cross = np.nonzero((rest + offset > limit) & (hist_vals[b_head + 1 :] > 0))[0]
     if not len(cross):
         return None
     b = b_head + 1 + int(cross[0])
@@ -413,12 +454,29 @@ def place(
     return Placement(parts, head[head["role"] != "train"], client.gather(sums))
 
 
+def known_pairs(cfg: Config) -> pd.DataFrame | None:
+    """The pairs of recordings sharing audio (``audio_matches.MATCH_COLUMNS``) that the output
+    folder's fingerprints of an earlier build show, matched on the cluster; None without them."""
+    hashes = fingerprints.read(cfg.output.path)
+    return None if hashes is None else match_recordings(hashes)
+
+
 def plan_table(
-    client, cfg: Config, previous_dev=frozenset(), resolved: ResolvedInput | None = None
+    client,
+    cfg: Config,
+    previous_dev=frozenset(),
+    resolved: ResolvedInput | None = None,
+    audio_pairs: pd.DataFrame | None = None,
 ) -> PlannedTable:
     """Read, check, de-duplicate, join and place the table on the cluster: five passes over the
     partitions, each one task per partition and one round trip (plus one per repeated-id search,
-    dev head and budget cut). ``resolved``: the input as the command resolved it (else here)."""
+    dev head and budget cut). ``resolved``: the input as the command resolved it (else here).
+    ``audio_pairs``: the recordings known to share audio (``audio_matches.MATCH_COLUMNS``), whose
+    policy planning applies (``curate.duplicates``); None: those of OUT/fingerprints.parquet
+    (``known_pairs``), if an earlier build left one."""
+    if audio_pairs is None:
+        audio_pairs = known_pairs(cfg)
+    pairs = _no_pairs() if audio_pairs is None else audio_pairs
     resolved = resolve_input(cfg.input) if resolved is None else resolved
     check_speakers(cfg.splits, resolved)
     from tqdm import tqdm
@@ -439,8 +497,8 @@ def plan_table(
         offsets = _offsets(lengths)
         first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
-        parts, listing, selection, test_units = join_audio(
-            client, cfg, resolved, parts, offsets, first_row, test_keys
+        parts, listing, selection, test_units, applied = join_audio(
+            client, cfg, resolved, parts, offsets, first_row, test_keys, pairs
         )
         _step(bar)
         count = {
@@ -458,6 +516,7 @@ def plan_table(
             listing=listing,
             head=head,
             encodings=encodings,
+            audio_pairs=None if audio_pairs is None else applied,
         )
         _select(cfg, planned, selection, sums, test_keys, previous_dev)
         planned.input = resolved
