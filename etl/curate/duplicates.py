@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..ingest.rows import reject
+from ..records import DuplicateAudio
 
 
 def merged_units(rows: pd.DataFrame, pairs: pd.DataFrame) -> dict:
@@ -136,3 +137,24 @@ def applied_pairs(pairs: pd.DataFrame, recordings) -> pd.DataFrame:
     """The pairs whose both recordings are among ``recordings`` (those with eligible rows)."""
     keep = pairs["recording_a"].isin(recordings) & pairs["recording_b"].isin(recordings)
     return pairs[keep].reset_index(drop=True)
+
+
+def said(pairs: pd.DataFrame | None) -> DuplicateAudio:
+    """What report.json and `etl plan` say of the pairs planning applied (None: no fingerprints
+    of an earlier build were known)."""
+    rows = [] if pairs is None else pairs.to_dict("records")
+    return {
+        "fingerprints": pairs is not None,
+        "pairs": [
+            {
+                "recording_a": str(p["recording_a"]),
+                "recording_b": str(p["recording_b"]),
+                "offset": round(float(p["offset"]), 3),
+                "start_a": round(float(p["start_a"]), 3),
+                "end_a": round(float(p["end_a"]), 3),
+                "shared_hours": float(p["shared_seconds"]) / 3600,
+                "hits": int(p["hits"]),
+            }
+            for p in rows
+        ],
+    }
