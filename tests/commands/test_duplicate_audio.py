@@ -16,6 +16,7 @@ import pytest
 from etl.commands.build import build
 from etl.commands.plan import format_plan, plan
 from etl.config import load_config
+from etl.planning.client import known_pairs
 from etl.testing import speech
 
 from ..conftest import config_file, read_splits
@@ -97,3 +98,5 @@ def test_a_second_build_rejects_the_copys_rows_and_keeps_both_copies_in_one_spli
     html = (out / "report.html").read_text()
     assert "Recordings sharing audio" in html and "reup" in html
     assert "| duplicate_audio | 6 |" in (out / "README.md").read_text()
+    # the second build decoded the re-upload's intro only: its earlier hashes are kept
+    assert len(known_pairs(cfg)) == 1
