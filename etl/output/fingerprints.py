@@ -65,9 +65,9 @@ def _comparable(fs, path: str) -> bool:
 
 def merge_parts(out: str) -> int:
     """OUT/fingerprints.parquet: this build's parts, then the earlier file's hashes in the 2-s bins
-    of each recording that no part has a hash in: its recordings this build did not decode, and the
-    parts of those it decoded less of (rows now rejected, decoding stopped sooner, skipped stretches),
-    so a recording's fingerprint never shrinks. One part, one batch at a time. Returns the
+    of each recording that no part has a hash in, or after its part's last hash: its recordings
+    this build did not decode, and the parts of those it decoded less of (rows now rejected,
+    decoding stopped sooner, skipped stretches), so a recording's fingerprint never shrinks. One part, one batch at a time. Returns the
     recordings written (0: none, nothing written)."""
     fs, root = storage.fs_and_path(out)
     folder = storage.join(root, storage.PARTS_DIR, storage.FINGERPRINT_PARTS_DIR)
@@ -81,33 +81,39 @@ def merge_parts(out: str) -> int:
     final = storage.join(root, storage.FINGERPRINTS_FILE)
     earlier = _comparable(fs, final)
     seen: set[str] = set()
-    bins = []  # (recording, 2-s bin) this build has hashes in
+    bins = []  # (recording, 2-s bin, last t) this build has hashes in
     # atomic_open writes beside `final` (or an uncommitted upload): the earlier file stays readable
     with storage.atomic_open(fs, final) as f, pq.ParquetWriter(f, SCHEMA, compression="zstd") as w:
         for p in parts:
             with fs.open(p, "rb") as src:
                 t = pq.read_table(src).cast(SCHEMA)
             seen.update(t.column("recording").unique().to_pylist())
-            bins.append(_bins(t).drop_duplicates())
+            bins.append(_bins(t).groupby(["recording", "bin"], as_index=False).agg(t=("t", "max")))
             w.write_table(t)
-        mine = pd.concat(bins, ignore_index=True).drop_duplicates()
+        mine = pd.concat(bins, ignore_index=True)
+        last = mine.groupby("recording")["t"].max()
+        held = mine[["recording", "bin"]].drop_duplicates()
         for t in _earlier_tables(fs, final) if earlier else ():
-            t = t.filter(pa.array(_not_in(_bins(t), mine)))
+            t = t.filter(pa.array(_not_in(_bins(t), held, last)))
             seen.update(t.column("recording").unique().to_pylist())
             w.write_table(t)
     return len(seen)
 
 
 def _bins(t: pa.Table) -> pd.DataFrame:
-    """(recording, bin): the 2-s bin of each hash's time."""
-    frames = t.column("t").to_numpy() // BIN_FRAMES
-    return pd.DataFrame({"recording": t.column("recording").to_numpy(), "bin": frames})
+    """(recording, bin, t): each hash's time and its 2-s bin."""
+    frames = t.column("t").to_numpy()
+    return pd.DataFrame(
+        {"recording": t.column("recording").to_numpy(), "bin": frames // BIN_FRAMES, "t": frames}
+    )
 
 
-def _not_in(keys: pd.DataFrame, mine: pd.DataFrame) -> np.ndarray:
-    """Per row of ``keys``: its (recording, bin) holds none of this build's hashes."""
+def _not_in(keys: pd.DataFrame, mine: pd.DataFrame, last: pd.Series) -> np.ndarray:
+    """Per row of ``keys``: its (recording, bin) holds none of this build's hashes, or it is
+    later than this build's last hash of its recording (where decoding stopped)."""
     hit = keys.merge(mine.assign(_mine=True), on=["recording", "bin"], how="left")["_mine"]
-    return hit.isna().to_numpy()
+    after = keys["t"].to_numpy() > keys["recording"].map(last).fillna(np.inf).to_numpy()
+    return hit.isna().to_numpy() | after
 
 
 def _earlier_tables(fs, path: str):

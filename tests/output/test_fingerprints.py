@@ -69,9 +69,9 @@ def test_a_recording_decoded_less_keeps_its_earlier_hashes_where_this_build_has_
     fingerprints.write_part(str(out), 0, {"a": whole})
     fingerprints.merge_parts(str(out))
     _next_build(out)
-    start = _hashes(2, 40)  # t 0..39: bin 0 only, other hashes there (this build's win)
+    start = _hashes(2, 40)  # t 0..39, in bin 0: other hashes there (this build's win up to t 39)
     fingerprints.write_part(str(out), 0, {"a": start})
     assert fingerprints.merge_parts(str(out)) == 1
     t = pq.read_table(out / storage.FINGERPRINTS_FILE).to_pandas()
-    want = sorted(start["hash"].tolist() + whole["hash"][64:].tolist())
+    want = sorted(start["hash"].tolist() + whole["hash"][40:].tolist())  # the earlier after t 39
     assert sorted(t["hash"].tolist()) == want
