@@ -158,6 +158,28 @@ class SplitReport(TypedDict):
     digests: NotRequired[list[str]]
 
 
+class SharedAudioPair(TypedDict):
+    """Two recordings that share audio (``planning/audio_matches.MATCH_COLUMNS``, rounded)."""
+
+    recording_a: str
+    recording_b: str
+    offset: float  # seconds: audio at t in a is at t + offset in b
+    start_a: float  # the shared audio in a, seconds
+    end_a: float
+    shared_hours: float
+    hits: int  # the score: hashes shared at the offset
+
+
+class DuplicateAudio(TypedDict):
+    """report.json's and `etl plan`'s ``duplicate_audio``: whether fingerprints of an earlier build
+    were known before decoding (else copies are only found while decoding), and the pairs of
+    recordings sharing audio that planning applied (``curate.duplicates``); the rows it rejected
+    are counted in ``rejects``."""
+
+    fingerprints: bool
+    pairs: list[SharedAudioPair]
+
+
 class Report(TypedDict):
     """report.json: every input row is in ``splits`` or counted in ``rejects`` (rows_in = rows_out +
     rows_rejected). Its keys in this order (``commands.finalize._report`` builds it in one go).
@@ -181,6 +203,7 @@ class Report(TypedDict):
     selection: dict  # what test_ids / exclude_ids / the previous dev matched
     listing: dict  # how table and audio folder fit
     alignment_encodings: dict  # alignment files read per encoding they were decoded from
+    duplicate_audio: DuplicateAudio  # recordings sharing audio, known before decoding
     fingerprint: str
     audio_identity: str  # identities_digest of the audio files (a replaced one: built again)
     content_hash: str

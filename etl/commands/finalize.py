@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import Config
+from ..curate import duplicates
 from ..curate.splits import RESERVE, SPLITS
 from ..curate.suspects import find_suspects, report_section, suspects_text
 from ..curate.vocab import build_vocab, missing_from_counts
@@ -263,6 +264,7 @@ def _report(
         "selection": planned.selection,  # what test_ids / exclude_ids / the previous dev matched
         "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
         "alignment_encodings": planned.encodings,  # subtitle files read per encoding: {"utf-8": n, ...}
+        "duplicate_audio": duplicates.said(planned.audio_pairs),  # recordings sharing audio
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "audio_identity": identities_digest(
             planned.identities

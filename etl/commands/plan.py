@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..audio.media import estimated_clip_bytes
 from ..config import Config
+from ..curate import duplicates
 from ..curate.splits import RESERVE, SPLITS
 from ..ingest.recordings import format_listing_summary, identities_of
 from ..ingest.resolved import check_speakers, resolve_input
@@ -106,6 +107,7 @@ def plan_summary(cfg: Config, planned) -> dict:
         "listing": planned.listing,
         "ids_from_template": planned.ids_from_template,
         "alignment_encodings": planned.encodings,
+        "duplicate_audio": duplicates.said(planned.audio_pairs),
     }
 
 
@@ -173,7 +175,27 @@ def format_plan(p: dict) -> str:
         lines += format_listing_summary(p["listing"])
     if p.get("reuse"):
         lines += _reuse_lines(p["reuse"])
+    lines += format_shared_audio(p["duplicate_audio"])
     return "\n".join(lines)
+
+
+def format_shared_audio(d: dict) -> list[str]:
+    """The pairs of recordings sharing audio, or where they are found."""
+    if not d["fingerprints"]:
+        return [
+            "recordings sharing audio: no fingerprints of an earlier build here; copies are "
+            "found while decoding (docs/duplicates.md)"
+        ]
+    lines = [
+        f"recordings sharing audio (fingerprints of an earlier build): {len(d['pairs'])} pairs"
+    ]
+    lines += [
+        f"  {x['recording_a']} ~ {x['recording_b']}: offset {x['offset']:+.2f} s, "
+        f"{x['shared_hours']:.3f} h shared ({x['start_a']:.0f}-{x['end_a']:.0f} s of the first), "
+        f"{x['hits']} hits"
+        for x in d["pairs"]
+    ]
+    return lines
 
 
 def format_encodings(encodings: dict) -> str:

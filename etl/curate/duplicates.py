@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..ingest.rows import reject
+from ..records import DuplicateAudio
 
 
 def merged_units(rows: pd.DataFrame, pairs: pd.DataFrame) -> dict:
@@ -108,3 +109,52 @@ def _held_share(df: pd.DataFrame, p) -> tuple[pd.Series, pd.Series]:
         for k, r in best.iterrows()
     ]
     return share, detail
+
+
+def decide(rows: pd.DataFrame, pairs: pd.DataFrame, min_share: float | None) -> tuple[dict, dict]:
+    """Both policies over ``rows``: the eligible rows (id, recording, start, end, row, reason,
+    unit; reason None: kept) of the recordings in ``pairs``, from any partitions. Returns
+    ({row: detail} of the rows that become ``duplicate_audio``, {unit: the unit it merges into}
+    over the rows still eligible)."""
+    if pairs.empty or rows.empty:
+        return {}, {}
+    df = rows.sort_values("row").reset_index(drop=True)
+    before = df["reason"].copy()
+    reject_duplicate_audio(df, pairs, min_share)
+    new = df["reason"].eq("duplicate_audio") & before.isna()
+    rejects = dict(zip(df.loc[new, "row"].astype(int), df.loc[new, "detail"]))
+    return rejects, merged_units(df.loc[~new, ["recording", "unit", "row"]], pairs)
+
+
+def merged(unit: pd.Series, merges: dict) -> pd.Series:
+    """``unit`` with every merging unit replaced by the unit it merges into."""
+    if not merges:
+        return unit
+    return unit.where(~unit.isin(list(merges)), unit.map(merges))
+
+
+def applied_pairs(pairs: pd.DataFrame, recordings) -> pd.DataFrame:
+    """The pairs whose both recordings are among ``recordings`` (those with eligible rows)."""
+    keep = pairs["recording_a"].isin(recordings) & pairs["recording_b"].isin(recordings)
+    return pairs[keep].reset_index(drop=True)
+
+
+def said(pairs: pd.DataFrame | None) -> DuplicateAudio:
+    """What report.json and `etl plan` say of the pairs planning applied (None: no fingerprints
+    of an earlier build were known)."""
+    rows = [] if pairs is None else pairs.to_dict("records")
+    return {
+        "fingerprints": pairs is not None,
+        "pairs": [
+            {
+                "recording_a": str(p["recording_a"]),
+                "recording_b": str(p["recording_b"]),
+                "offset": round(float(p["offset"]), 3),
+                "start_a": round(float(p["start_a"]), 3),
+                "end_a": round(float(p["end_a"]), 3),
+                "shared_hours": float(p["shared_seconds"]) / 3600,
+                "hits": int(p["hits"]),
+            }
+            for p in rows
+        ],
+    }

@@ -1,7 +1,8 @@
 """The audio fingerprints a build keeps: each shard task writes its recordings' hashes
 (``write_part``, OUT/.parts/fingerprints/), finalize merges them into OUT/fingerprints.parquet
-(``merge_parts``) with the earlier build's hashes of the recordings this build did not decode, so a
-recording decoded once is never decoded again for its fingerprint. ``read`` gives them to matching
+(``merge_parts``) with the earlier build's hashes of the audio this build did not decode (a
+recording not decoded, or decoded less: its rows now rejected as copies), so a recording decoded
+once is never decoded again for its fingerprint, and its fingerprint never shrinks. ``read`` gives them to matching
 (``planning/audio_matches.match_recordings``) as a Dask frame of (recording, hash, t).
 
 A file made with other fingerprint settings (``fingerprint.VERSION``, in the Parquet metadata) is
@@ -11,13 +12,14 @@ ignored: its hashes are not comparable.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..audio import fingerprint
 from . import storage
 
+BIN_FRAMES = 64  # 2.048 s: an earlier build's hashes are kept in the bins this build has none in
 _META = {b"etl_fingerprint": fingerprint.VERSION.encode()}
 SCHEMA = pa.schema(
     [("recording", pa.string()), ("hash", pa.uint32()), ("t", pa.int32())], metadata=_META
@@ -62,8 +64,11 @@ def _comparable(fs, path: str) -> bool:
 
 
 def merge_parts(out: str) -> int:
-    """OUT/fingerprints.parquet: this build's parts, then the earlier file's recordings that no part
-    holds (one part, one batch at a time). Returns the recordings written (0: none, nothing written)."""
+    """OUT/fingerprints.parquet: this build's parts, then the earlier file's hashes in the 2-s bins
+    of each recording that no part has a hash in, or after its part's last hash: its recordings
+    this build did not decode, and the parts of those it decoded less of (rows now rejected,
+    decoding stopped sooner, skipped stretches), so a recording's fingerprint never shrinks. One part, one batch at a time. Returns the
+    recordings written (0: none, nothing written)."""
     fs, root = storage.fs_and_path(out)
     folder = storage.join(root, storage.PARTS_DIR, storage.FINGERPRINT_PARTS_DIR)
     parts = (
@@ -76,19 +81,39 @@ def merge_parts(out: str) -> int:
     final = storage.join(root, storage.FINGERPRINTS_FILE)
     earlier = _comparable(fs, final)
     seen: set[str] = set()
+    bins = []  # (recording, 2-s bin, last t) this build has hashes in
     # atomic_open writes beside `final` (or an uncommitted upload): the earlier file stays readable
     with storage.atomic_open(fs, final) as f, pq.ParquetWriter(f, SCHEMA, compression="zstd") as w:
         for p in parts:
             with fs.open(p, "rb") as src:
                 t = pq.read_table(src).cast(SCHEMA)
             seen.update(t.column("recording").unique().to_pylist())
+            bins.append(_bins(t).groupby(["recording", "bin"], as_index=False).agg(t=("t", "max")))
             w.write_table(t)
-        mine = pa.array(sorted(seen), pa.string())
+        mine = pd.concat(bins, ignore_index=True)
+        last = mine.groupby("recording")["t"].max()
+        held = mine[["recording", "bin"]].drop_duplicates()
         for t in _earlier_tables(fs, final) if earlier else ():
-            t = t.filter(pc.invert(pc.is_in(t.column("recording"), value_set=mine)))
+            t = t.filter(pa.array(_not_in(_bins(t), held, last)))
             seen.update(t.column("recording").unique().to_pylist())
             w.write_table(t)
     return len(seen)
+
+
+def _bins(t: pa.Table) -> pd.DataFrame:
+    """(recording, bin, t): each hash's time and its 2-s bin."""
+    frames = t.column("t").to_numpy()
+    return pd.DataFrame(
+        {"recording": t.column("recording").to_numpy(), "bin": frames // BIN_FRAMES, "t": frames}
+    )
+
+
+def _not_in(keys: pd.DataFrame, mine: pd.DataFrame, last: pd.Series) -> np.ndarray:
+    """Per row of ``keys``: its (recording, bin) holds none of this build's hashes, or it is
+    later than this build's last hash of its recording (where decoding stopped)."""
+    hit = keys.merge(mine.assign(_mine=True), on=["recording", "bin"], how="left")["_mine"]
+    after = keys["t"].to_numpy() > keys["recording"].map(last).fillna(np.inf).to_numpy()
+    return hit.isna().to_numpy() | after
 
 
 def _earlier_tables(fs, path: str):

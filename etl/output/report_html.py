@@ -314,6 +314,8 @@ def render(report: dict, plots: PlotCounts | pd.DataFrame) -> str:
         )
     )
 
+    parts += _shared_audio_section(report)
+
     parts.append("<h2>Characters outside the vocabulary</h2>")
     vocab = report.get("vocab", {})
     missing = vocab.get("missing_characters", {})
@@ -328,6 +330,28 @@ def render(report: dict, plots: PlotCounts | pd.DataFrame) -> str:
         else "<p>none</p>"
     )
     return _PAGE.format(body="\n".join(parts))
+
+
+def _shared_audio_section(report: dict) -> list[str]:
+    """The pairs of recordings sharing audio (report.json's ``duplicate_audio``)."""
+    d = report.get("duplicate_audio") or {"fingerprints": False, "pairs": []}
+    out = ["<h2>Recordings sharing audio</h2>"]
+    if not d["fingerprints"]:
+        return out + [
+            "<p>No fingerprints of an earlier build were known before decoding: copies are found "
+            "while decoding (docs/duplicates.md).</p>"
+        ]
+    rows = [
+        [x["recording_a"], x["recording_b"], f"{x['offset']:+.2f}", f"{x['shared_hours']:.3f}"]
+        + [f"{x['start_a']:.0f}-{x['end_a']:.0f}", x["hits"]]
+        for x in d["pairs"]
+    ]
+    return out + [
+        f"<p>{len(rows)} pairs; the later copy's rows on audio the first copy's kept rows hold are "
+        f"rejected as duplicate_audio ({report['rejects'].get('duplicate_audio', 0)} rows), and "
+        "the copies are placed in one split.</p>",
+        _table(["recording", "copy in", "offset (s)", "hours shared", "shared (s)", "hits"], rows),
+    ]
 
 
 def _quality_sections(report: dict, plots: PlotCounts, filters: dict) -> list[str]:

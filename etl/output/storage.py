@@ -113,6 +113,8 @@ def late_name(shard: int) -> str:
 def fingerprint_part_name(shard: int) -> str:
     """.parts/fingerprints/: the hashes of shard ``shard``'s recordings (output/fingerprints.write_part)."""
     return f"shard-{shard:05d}.parquet"
+
+
 def merged_run_name(j: int) -> str:
     """.parts/plan/merged/: run ``j`` of rejects.parquet, sorted (planning/store.merge_rejects_chunk)."""
     return f"run-{j:05d}.parquet"

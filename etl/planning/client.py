@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config
+from ..curate.duplicates import applied_pairs, decide
 from ..curate.splits import (
     SplitPolicy,
     dev_target,
@@ -41,10 +42,13 @@ from ..errors import UserError
 from ..ingest import table
 from ..ingest.recordings import list_audio, listing_summary, missing_audio_where
 from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
+from ..output import fingerprints
 from ..schema import RECORDING_COLUMNS, DatasetShape
+from .audio_matches import MATCH_COLUMNS, match_recordings
 from .worker import (
     TableLayout,
     check_part,
+    duplicate_audio_part,
     label_part,
     merge_hashes,
     pool_histogram,
@@ -79,6 +83,8 @@ class PlannedTable:
     shape: DatasetShape = DatasetShape()  # the dataset's optional columns
     # url -> file_identity of every file of the audio listing ({} without one: input.audio null)
     identities: dict = field(default_factory=dict)
+    # the pairs of recordings sharing audio the policy applied (None: no fingerprints were known)
+    audio_pairs: pd.DataFrame | None = None
 
 
 # ---- client side: what each pass hands the next ----
@@ -97,6 +103,7 @@ class JoinedTable(NamedTuple):
     listing: dict  # listing_summary: how table and audio folder fit
     selection: dict  # what the exclusion lists matched
     test_units: set  # units with a row in splits.test_ids
+    audio_pairs: pd.DataFrame  # the pairs of recordings sharing audio the policy applied
     identities: dict  # url -> file_identity of the listing's files ({} without a listing)
 
 
@@ -156,6 +163,10 @@ def _add_counts(*counts: dict) -> dict:
 
 def _columns_and_count(layout: TableLayout) -> tuple[list[str], int]:
     return layout.columns, layout.partitions
+
+
+def _no_pairs() -> pd.DataFrame:
+    return pd.DataFrame(columns=MATCH_COLUMNS)
 
 
 def _offsets(lengths: list) -> list:
@@ -231,9 +242,12 @@ def join_audio(
     offsets: list,
     first_row: dict,
     test_keys,
+    pairs: pd.DataFrame,
 ) -> JoinedTable:
     """Number the rows, mark the duplicates, join with the audio listing (broadcast), apply the
-    exclusion lists and hash the units, in one pass. ``test_keys``: their future (``_shared``)."""
+    exclusion lists and hash the units, in one pass (``test_keys``: their future, ``_shared``);
+    then, with ``pairs`` of recordings sharing audio, their policy (one more pass when it rejects
+    or merges anything)."""
     s = cfg.splits
     join = _join_inputs(cfg, resolved)
     units = {
@@ -242,13 +256,23 @@ def join_audio(
         "test_keys": test_keys,
         "low_split": s.low_similarity == "split",
     }
-    first_row_f, join_f = _shared(client, first_row, join)
+    sharing = set(pairs["recording_a"]) | set(pairs["recording_b"])
+    first_row_f, join_f, sharing_f = _shared(client, first_row, join, sharing)
     triples = client.map(
-        prepare_part, parts, offsets, first_row=first_row_f, join=join_f, units=units
+        prepare_part,
+        parts,
+        offsets,
+        first_row=first_row_f,
+        join=join_f,
+        units=units,
+        sharing=sharing_f,
     )
     parts = _field(client, triples, "rows")
     got = client.gather(_field(client, triples, "summary") + _field(client, triples, "test_units"))
     sums, tests = got[: len(parts)], got[len(parts) :]
+    parts, test_units, applied = _shared_audio(
+        client, cfg, parts, _field(client, triples, "audio_rows"), pairs, set().union(*tests)
+    )
     refs = pd.concat([x["refs"] for x in sums]).drop_duplicates("ref").reset_index(drop=True)
     summary = listing_summary(join["listing"], refs["ref"], refs)
     selection = {
@@ -258,7 +282,30 @@ def join_audio(
         }
     }
     identities = {} if join["listing"] is None else join["listing"].identities
-    return JoinedTable(parts, summary, selection, set().union(*tests), identities)
+    return JoinedTable(parts, summary, selection, test_units, applied, identities)
+
+
+def _shared_audio(client, cfg: Config, parts, audio_rows, pairs, test_units: set):
+    """The duplicate-audio policy (``curate.duplicates.decide``) on the eligible rows of the
+    recordings in ``pairs``, the only rows that come to the client; applied per partition when it
+    rejects or merges anything. Returns (parts, the units with a test row, the pairs applied)."""
+    if pairs.empty:
+        return parts, test_units, pairs
+    rows = pd.concat(client.gather(audio_rows), ignore_index=True)
+    applied = applied_pairs(pairs, set(rows["recording"]))
+    rejects, merges = decide(rows, applied, cfg.filters.duplicate_audio)
+    if rejects or merges:
+        rejects_f, merges_f = _shared(client, rejects, merges)
+        done = client.map(
+            duplicate_audio_part,
+            parts,
+            rejects=rejects_f,
+            merges=merges_f,
+            units={"by": cfg.splits.by, "seed": cfg.splits.seed},
+        )
+        parts = _field(client, done, "rows")
+        test_units = set().union(*client.gather(_field(client, done, "test_units")))
+    return parts, test_units, applied
 
 
 def _fetch_units(client, parts: list, prev_units: set, buckets, policy) -> pd.DataFrame:
@@ -309,7 +356,8 @@ def _find_cut(
         return _key(head_cand.iloc[hit[0]])
     running = float(c_head[-1]) if len(c_head) else 0.0
     rest = running + np.cumsum(hist_vals[b_head + 1 :])
-    cross = np.nonzero(rest + offset > limit)[0]
+    # the first bucket holding units (an empty one crosses too when the offset alone is over)
+    cross = np.nonzero((rest + offset > limit) & (hist_vals[b_head + 1 :] > 0))[0]
     if not len(cross):
         return None
     b = b_head + 1 + int(cross[0])
@@ -414,12 +462,29 @@ def place(
     return Placement(parts, head[head["role"] != "train"], client.gather(sums))
 
 
+def known_pairs(cfg: Config) -> pd.DataFrame | None:
+    """The pairs of recordings sharing audio (``audio_matches.MATCH_COLUMNS``) that the output
+    folder's fingerprints of an earlier build show, matched on the cluster; None without them."""
+    hashes = fingerprints.read(cfg.output.path)
+    return None if hashes is None else match_recordings(hashes)
+
+
 def plan_table(
-    client, cfg: Config, previous_dev=frozenset(), resolved: ResolvedInput | None = None
+    client,
+    cfg: Config,
+    previous_dev=frozenset(),
+    resolved: ResolvedInput | None = None,
+    audio_pairs: pd.DataFrame | None = None,
 ) -> PlannedTable:
     """Read, check, de-duplicate, join and place the table on the cluster: five passes over the
     partitions, each one task per partition and one round trip (plus the table's layout, and one
-    per repeated-id search, dev head and budget cut). ``resolved``: the input as the command resolved it (else here)."""
+    per repeated-id search, dev head and budget cut). ``resolved``: the input as the command resolved it (else here).
+    ``audio_pairs``: the recordings known to share audio (``audio_matches.MATCH_COLUMNS``), whose
+    policy planning applies (``curate.duplicates``); None: those of OUT/fingerprints.parquet
+    (``known_pairs``), if an earlier build left one."""
+    if audio_pairs is None:
+        audio_pairs = known_pairs(cfg)
+    pairs = _no_pairs() if audio_pairs is None else audio_pairs
     resolved = resolve_input(cfg.input) if resolved is None else resolved
     check_speakers(cfg.splits, resolved)
     from tqdm import tqdm
@@ -441,8 +506,8 @@ def plan_table(
         first_row = first_rows(client, parts, offsets, dup)
         _step(bar)
         test_keys_f, previous_dev_f = _shared(client, test_keys, set(previous_dev))
-        parts, listing, selection, test_units, identities = join_audio(
-            client, cfg, resolved, parts, offsets, first_row, test_keys_f
+        parts, listing, selection, test_units, applied, identities = join_audio(
+            client, cfg, resolved, parts, offsets, first_row, test_keys_f, pairs
         )
         _step(bar)
         count = {
@@ -461,6 +526,7 @@ def plan_table(
             listing=listing,
             head=head,
             encodings=encodings,
+            audio_pairs=None if audio_pairs is None else applied,
         )
         _select(cfg, planned, selection, sums, test_keys, previous_dev)
         planned.input = resolved

@@ -38,6 +38,9 @@ from ..schema import (
     check_frame_columns,
 )
 
+# what the duplicate-audio policy needs of a row (``curate.duplicates.decide``)
+AUDIO_ROW_COLUMNS = ["id", "recording", "start", "end", "row", "reason", "unit"]
+
 BUCKET_BITS = 16  # 65,536 buckets of the seeded hash: a bucket of a 50M-row table holds ~760 units
 
 
@@ -97,6 +100,7 @@ class PreparedPart(NamedTuple):
     rows: pd.DataFrame
     summary: dict  # the join's: refs found ("refs"), rows each exclusion list matched ("excluded")
     test_units: set  # units with a row listed in splits.test_ids
+    audio_rows: pd.DataFrame  # AUDIO_ROW_COLUMNS of the eligible rows of recordings sharing audio
 
 
 class PooledPart(NamedTuple):
@@ -184,14 +188,39 @@ def _mark_duplicates(pdf: pd.DataFrame, first_row: dict) -> pd.DataFrame:
 
 
 def prepare_part(
-    pdf: pd.DataFrame, offset: int, first_row: dict, join: dict, units: dict
+    pdf: pd.DataFrame, offset: int, first_row: dict, join: dict, units: dict, sharing: set
 ) -> PreparedPart:
     """Numbered, duplicates marked, joined with the audio files, units hashed: one task per partition.
-    Returns (frame, join summary, units with a listed test row)."""
+    Returns (frame, join summary, units with a listed test row, the eligible rows of the recordings
+    in ``sharing``: those in a pair of recordings sharing audio)."""
     pdf = _mark_duplicates(_number(pdf, offset), first_row)
     pdf, summary = _resolve_part(pdf, **join)
     pdf, tests = _units_part(pdf, **units)
-    return PreparedPart(pdf, summary, tests)
+    audio = pdf.loc[pdf[ELIGIBLE] & pdf["recording"].isin(sharing), AUDIO_ROW_COLUMNS]
+    return PreparedPart(pdf, summary, tests, audio.reset_index(drop=True))
+
+
+class SharedAudioPart(NamedTuple):
+    rows: pd.DataFrame
+    test_units: set  # units with a row listed in splits.test_ids, after the policy
+
+
+def duplicate_audio_part(pdf: pd.DataFrame, rejects: dict, merges: dict, units: dict):
+    """The planning policy for recordings sharing audio (``curate.duplicates.decide``'s result):
+    ``rejects`` {row: detail} become ``duplicate_audio`` (no longer eligible, no unit), and every
+    unit in ``merges`` is replaced by the unit it merges into, hashed again. ``units``: by, seed."""
+    hit = pdf["row"].isin(list(rejects))
+    rowchecks.reject(pdf, hit, "duplicate_audio", pdf["row"].map(rejects))
+    pdf.loc[hit, ELIGIBLE] = False
+    pdf.loc[hit, TEST] = False
+    pdf.loc[hit, "unit"] = None
+    pdf.loc[hit, HASH] = np.uint64(0)
+    moved = pdf[ELIGIBLE] & pdf["unit"].isin(list(merges))
+    if moved.any():
+        pdf.loc[moved, "unit"] = pdf.loc[moved, "unit"].map(merges)
+        pdf.loc[moved, HASH] = seeded_hash(pdf.loc[moved, "unit"], units["seed"])
+    tests = set(pdf.loc[pdf[TEST], "unit"]) if units["by"] != "segment" else set()
+    return SharedAudioPart(pdf, tests)
 
 
 def _resolve_part(pdf: pd.DataFrame, listing, wav_scp, where: str, excludes: list) -> tuple:

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config
-from ..curate.splits import SplitPolicy, listed, read_id_list
+from ..curate.duplicates import applied_pairs, decide
+from ..curate.splits import SplitPolicy, listed, read_id_list, split_units
 from ..errors import UserError
 from ..ingest import rows as rowchecks
 from ..ingest import table
@@ -111,10 +112,12 @@ def _unreadable_table(path: str, fmt: str, e: Exception) -> UserError:
     )
 
 
-def plan_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> PlannedRows:
+def plan_rows(
+    cfg: Config, df: pd.DataFrame, previous_dev=frozenset(), audio_pairs=None
+) -> PlannedRows:
     """Whole-table checks and split assignment of ``read_checked_table``'s frame (changed in place);
     adds ``url``, ``recording_key``, ``split`` (None when rejected), ``unit`` and ``order`` (see
-    ``splits.assign``)."""
+    ``splits.assign``). ``audio_pairs``: recordings sharing audio (``audio_matches.MATCH_COLUMNS``)."""
     inp = cfg.input
     rowchecks.mark_duplicates(df)
     wav_scp = resolve_input(inp).wav_scp
@@ -135,14 +138,14 @@ def plan_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> Planne
     )  # earlier reasons stay
     rowchecks.mark_ambiguous(df, found["candidates"])
     summary = listing_summary(listing, refs, found)
-    selection = place_rows(cfg, df, previous_dev)
+    selection = place_rows(cfg, df, previous_dev, audio_pairs)
     check_frame_columns(df.columns, PLACED_COLUMNS, "placed")
     return PlannedRows(df, summary, selection)
 
 
-def place_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> dict:
-    """Exclusions, test ids, dev, reserve, train, budgets: fills ``split``, ``unit``, ``order``.
-    Returns what each id list matched (report.json's ``selection``)."""
+def place_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset(), audio_pairs=None) -> dict:
+    """Exclusions, duplicate audio, test ids, dev, reserve, train, budgets: fills ``split``,
+    ``unit``, ``order``. Returns what each id list matched (report.json's ``selection``)."""
     s = cfg.splits
     selection: dict = {"exclude_ids": {}}  # what each list matched, for report.json and the plan
     for path in s.exclude_ids:
@@ -156,8 +159,15 @@ def place_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> dict:
     cols = ["id", "recording", "duration", "reason"] + [
         c for c in ("recording_key", "speaker") if c in df
     ]
+    merges = _shared_audio(cfg, df, eligible, audio_pairs)
+    eligible &= ~df["reason"].eq("duplicate_audio")
     placed = assign(
-        df.loc[eligible, cols], SplitPolicy.from_config(cfg), test_keys, previous_dev, low_split
+        df.loc[eligible, cols],
+        SplitPolicy.from_config(cfg),
+        test_keys,
+        previous_dev,
+        low_split,
+        merges,
     )
     df["split"] = pd.Series(None, index=df.index, dtype=object)
     df["unit"] = pd.Series(None, index=df.index, dtype=object)
@@ -184,6 +194,24 @@ def place_rows(cfg: Config, df: pd.DataFrame, previous_dev=frozenset()) -> dict:
             "rows_without_speaker": int((df["split"].notna() & df["speaker"].isna()).sum())
         }
     return selection
+
+
+def _shared_audio(cfg: Config, df: pd.DataFrame, eligible: pd.Series, pairs) -> dict:
+    """``curate.duplicates.decide`` on the eligible rows of the recordings in ``pairs``: marks
+    their ``duplicate_audio`` rows, returns the units that merge."""
+    if pairs is None or pairs.empty:
+        return {}
+    sharing = set(pairs["recording_a"]) | set(pairs["recording_b"])
+    rows = df.loc[eligible & df["recording"].isin(sharing)]
+    rows = rows.assign(unit=split_units(rows, cfg.splits.by))
+    rejects, merges = decide(
+        rows[["id", "recording", "start", "end", "row", "reason", "unit"]],
+        applied_pairs(pairs, set(rows["recording"])),
+        cfg.filters.duplicate_audio,
+    )
+    hit = df["row"].isin(list(rejects))
+    rowchecks.reject(df, hit, "duplicate_audio", df["row"].map(rejects))
+    return merges
 
 
 def _read_text(path: str) -> str:

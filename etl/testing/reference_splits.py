@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..curate.duplicates import merged
 from ..curate.splits import SplitPolicy, listed, seeded_hash, split_units, unit_roles
 
 
@@ -17,18 +18,20 @@ def assign(
     test_keys=frozenset(),
     previous_dev=frozenset(),
     low_similarity_split: bool = False,
+    merges: dict | None = None,
 ) -> pd.DataFrame:
     """Place the rows that passed the checks (and, with ``low_similarity_split``, those whose only
     fault is ``low_similarity``: column ``reason``). ``rows`` has id, recording, duration, reason, and
     optionally ``recording_key`` (one key per file however the table spells it; default ``recording``)
     and ``speaker`` (None: no speaker). ``test_keys`` match ids, recordings and (by speaker) speakers.
 
-    Returns a frame on ``rows.index``: ``split`` (train/dev/test/low_similarity/RESERVE, or None when
+    ``merges``: units that merge into another (``curate.duplicates.decide``: recordings sharing
+    audio). Returns a frame on ``rows.index``: ``split`` (train/dev/test/low_similarity/RESERVE, or None when
     over budget), ``unit`` (the hashed key), ``order`` (position in hash order; dev, reserve and train
     are consecutive runs of it) and ``over_budget`` (the budget that excluded the row, else None).
     """
     out = pd.DataFrame(index=rows.index)
-    unit = split_units(rows, policy.by)
+    unit = merged(split_units(rows, policy.by), merges or {})
     out["unit"] = unit.astype(object)
     out["split"] = pd.Series(None, index=rows.index, dtype=object)
     out["over_budget"] = pd.Series(None, index=rows.index, dtype=object)

@@ -59,3 +59,19 @@ def test_a_build_without_fingerprints_leaves_the_file_and_other_settings_are_ign
     fingerprints.write_part(str(out), 0, {"b": _hashes(2)})
     assert fingerprints.merge_parts(str(out)) == 1  # the other settings' hashes are dropped
     assert set(_by_recording(out)) == {"b"}
+
+
+def test_a_recording_decoded_less_keeps_its_earlier_hashes_where_this_build_has_none(tmp_path):
+    """A later build that decodes only the start of a recording (its other rows now rejected as a
+    copy's) keeps the earlier hashes of the rest, so the copy is still found next time."""
+    out = tmp_path / "out"
+    whole = _hashes(1, 256)  # t 0..255: four 2-s bins (64 frames each)
+    fingerprints.write_part(str(out), 0, {"a": whole})
+    fingerprints.merge_parts(str(out))
+    _next_build(out)
+    start = _hashes(2, 40)  # t 0..39, in bin 0: other hashes there (this build's win up to t 39)
+    fingerprints.write_part(str(out), 0, {"a": start})
+    assert fingerprints.merge_parts(str(out)) == 1
+    t = pq.read_table(out / storage.FINGERPRINTS_FILE).to_pandas()
+    want = sorted(start["hash"].tolist() + whole["hash"][40:].tolist())  # the earlier after t 39
+    assert sorted(t["hash"].tolist()) == want

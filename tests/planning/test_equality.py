@@ -261,3 +261,62 @@ def test_the_built_corpus_keeps_every_rows_final_split_and_reason(built):
     if os.environ.get("ETL_WRITE_GOLDEN"):
         path.write_text(json.dumps(built_placement(built["out"]), indent=0, sort_keys=True) + "\n")
     assert built_placement(built["out"]) == json.loads(path.read_text())
+
+
+# Recordings that share audio (as matched from fingerprints): r000 holds r004 from 0-40 s at +3 s,
+# and r012 is an excerpt of r004's 45-80 s; r020 and r021 share 20 s. (The table spells a file
+# several ways; a pair names one spelling, as the fingerprint does.)
+SHARED_AUDIO = pd.DataFrame(
+    [
+        ("r000", "r004", 3.0, 0.0, 40.0, 40.0, 300),
+        ("r004", "r012", -45.0, 45.0, 80.0, 35.0, 300),
+        ("r020", "r021", 0.0, 0.0, 20.0, 20.0, 100),
+    ],
+    columns=["recording_a", "recording_b", "offset", "start_a", "end_a", "shared_seconds", "hits"],
+)
+
+
+def _placed_frames(cfg: Config, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from etl.planning.client import plan_table
+    from etl.testing.reference import plan_rows, read_checked_table
+
+    cols = ["row", "id", "recording", "split", "reason", "detail"]
+    ref = plan_rows(cfg, read_checked_table(cfg).frame, audio_pairs=pairs).frame
+    planned = plan_table(CLIENT, cfg, audio_pairs=pairs)
+    got = pd.concat(CLIENT.gather(planned.parts))
+    assert planned.audio_pairs is not None and len(planned.audio_pairs) == len(pairs)
+    ref, got = (
+        f.sort_values("row")[cols].reset_index(drop=True).astype(object) for f in (ref, got)
+    )
+    return ref.where(ref.notna(), None), got.where(got.notna(), None)  # None or NaN: no split
+
+
+@pytest.mark.parametrize(
+    "name", ["segment_default", "recording_hours_budget_lowsplit", "speaker_test_exclude_gb"]
+)
+def test_shared_audio_is_planned_by_the_cluster_as_by_the_reference(
+    client, table_root, tmp_path, name, monkeypatch
+):
+    from etl.ingest import table
+
+    read_raw = table.read_raw
+    monkeypatch.setattr(
+        table, "read_raw", lambda *a, **k: read_raw(*a, **k).repartition(npartitions=7)
+    )
+    cfg = config(table_root, name, tmp_path / "out")
+    ref, got = _placed_frames(cfg, SHARED_AUDIO)
+    pd.testing.assert_frame_equal(got, ref)
+    dup = got[got["reason"].eq("duplicate_audio")]
+    # r012 (row 42) comes before r004 (row 86); r020 or r021 first as low_similarity rows count
+    assert {"r004"} < set(dup["recording"]) < {"r004", "r020", "r021"}
+    assert (
+        dup["detail"].str.match(r"the audio of r0(12|20|21) row \d+ \(r0\d\d-s\d{3}\), at ").all()
+    )
+    kept = got[got["split"].notna() & got["split"].ne("low_similarity")]  # placed on its own
+    for family in ({"r000", "r004", "r012"}, {"r020", "r021"}):  # one split each (by: segment too)
+        rows = kept[kept["recording"].isin(family)]
+        if rows["recording"].nunique() > 1:  # copies with kept rows (r021 has none left)
+            assert rows["split"].nunique() == 1, family
+    base = placement(cfg, PREVIOUS_DEV.get(name, []), in_memory=True)["rejects"]
+    moved = {int(r) for r in got.loc[got["reason"].notna(), "row"]}
+    assert moved - set(base) == set(dup["row"])  # no other reject changes
