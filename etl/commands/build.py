@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from dataclasses import replace
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -33,8 +34,8 @@ from ..output.previous import (
 )
 from ..output.space import check_space
 from ..planning import store as plan_store
-from ..planning.client import plan_table
-from ..records import Report, ShardResult
+from ..planning.client import known_pairs, plan_table
+from ..records import PlotCounts, Report, ShardResult
 from ..shards.pack import files_of, pack_files
 from ..shards.task import ShardTask, resplit_reserve, run_shard_filed
 from .finalize import finalize, finish, plot_counts
@@ -288,11 +289,20 @@ def _write_start(fs, root: str, manifest: dict, new: bool) -> None:
 
 
 def plan_build(
-    client, cfg: Config, fp: str, unfinished: dict | None, resolved: ResolvedInput | None = None
+    client,
+    cfg: Config,
+    fp: str,
+    unfinished: dict | None,
+    resolved: ResolvedInput | None = None,
+    audio_pairs: pd.DataFrame | None = None,
+    manifest: dict | None = None,
 ):
-    """The table read, checked and placed on the cluster: (planned table, manifest)."""
-    manifest = _start_or_resume(cfg, fp, unfinished)
-    return plan_table(client, cfg, set(manifest["previous_dev"]), resolved), manifest
+    """The table read, checked and placed on the cluster: (planned table, manifest). ``audio_pairs``:
+    the recordings sharing audio (None: those of an earlier build's fingerprints, if any);
+    ``manifest``: a new build's, given (else the unfinished one's, or a new one)."""
+    manifest = manifest or _start_or_resume(cfg, fp, unfinished)
+    planned = plan_table(client, cfg, set(manifest["previous_dev"]), resolved, audio_pairs)
+    return planned, manifest
 
 
 def prepare(cfg: Config, client) -> list[ShardTask]:
@@ -341,14 +351,17 @@ def _plan_cut_finalize(
     t0: float,
     resolved: ResolvedInput,
     reuse: bool = True,
-):
+    audio_pairs: pd.DataFrame | None = None,
+    manifest: dict | None = None,
+    earlier: Report | None = None,
+) -> Pass:
     """Plan, cut the shards and finalize on ``client``: the report and report.html's counts.
     ``reuse``: take the clips the dataset there holds of unchanged files instead of decoding them."""
     fs, root = storage.fs_and_path(cfg.output.path)
-    planned, manifest = plan_build(client, cfg, fp, unfinished, resolved)
+    planned, manifest = plan_build(client, cfg, fp, unfinished, resolved, audio_pairs, manifest)
     check_decoders(client, cfg)  # before anything is written
     check_space(cfg, planned.counts.splits)  # a dataset that cannot fit is told before decoding
-    _write_start(fs, root, manifest, new=unfinished is None)
+    _write_start(fs, root, manifest, new=unfinished is None)  # a kill from here on: resumed
     tasks = make_tasks(client, cfg, planned, reuse)
     n_rows, n_cut = planned.rows_in, sum(n for s, (n, _) in planned.counts.splits.items())
     planned.parts = []  # the placed rows are on storage now: free the workers' memory
@@ -366,8 +379,43 @@ def _plan_cut_finalize(
         {"table_s": round(t_table, 3), "decode_cut_write_s": round(t_cut, 3)},
         t0,
         fp,
+        None if earlier is None else (earlier["hours_decoded"], earlier["hours_reused"]),
     )
-    return report, plot_counts(client, cfg)
+    kept = set(planned.counts.recordings["recording"])
+    return Pass(report, plot_counts(client, cfg), planned.audio_pairs, kept, manifest)
+
+
+class Pass(NamedTuple):
+    """What one plan + cut + finalize left: the report and report.html's counts, the pairs of
+    recordings sharing audio its plan applied (None: none known), the recordings with kept rows,
+    and the build's manifest."""
+
+    report: Report
+    plots: PlotCounts
+    audio_pairs: pd.DataFrame | None
+    kept: set
+    manifest: dict
+
+
+def _pair_keys(pairs: pd.DataFrame | None, recordings: set) -> set:
+    if pairs is None:
+        return set()
+    both = pairs["recording_a"].isin(recordings) & pairs["recording_b"].isin(recordings)
+    return set(zip(pairs.loc[both, "recording_a"], pairs.loc[both, "recording_b"]))
+
+
+def _found_while_decoding(cfg: Config, done: Pass) -> pd.DataFrame | None:
+    """The pairs of recordings sharing audio that this build's fingerprints show among its kept
+    recordings and its plan did not apply (None: none). The build's state stays in ``OUT/.parts``
+    until ``finish``, so a kill before then is resumed, and this is asked again."""
+    if done.audio_pairs is not None and not done.report["hours_decoded"]:
+        return None  # nothing decoded: the fingerprints are the ones the plan matched
+    pairs = known_pairs(cfg)
+    if pairs is None or not (
+        _pair_keys(pairs, done.kept) - _pair_keys(done.audio_pairs, done.kept)
+    ):
+        return None
+    return pairs
 
 
 def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
@@ -391,10 +439,19 @@ def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
         cfg.cluster, client=client, log_dir=storage.logs_dir(cfg.output.path)
     ).start(_announce(cfg.cluster))
     with session as s:
-        report, plots = _plan_cut_finalize(
-            s.client, cfg, fp, unfinished, lease, t0, resolved, reuse=not force
-        )
-        finishing = finisher.submit(finish, cfg, report, plots)
+        ran = _plan_cut_finalize(s.client, cfg, fp, unfinished, lease, t0, resolved, not force)
+        found = _found_while_decoding(cfg, ran)
+        if found is not None:  # copies the plan did not know: placed again, every clip reused
+            _say(
+                f"{len(found)} pairs of recordings share audio, found while decoding: placing "
+                "their rows again (their clips are copied, not decoded)"
+            )
+            # a new build of the same inputs, with the first one's previous dev (none was there)
+            ran = _plan_cut_finalize(
+                s.client, cfg, fp, None, lease, t0, resolved, True, found, ran.manifest, ran.report
+            )
+        report, plots = ran.report, ran.plots
+        finishing = finisher.submit(finish, cfg, dict(report), plots)
     finishing.result()  # its errors are the build's
     finisher.shutdown()
     return report

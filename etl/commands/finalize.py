@@ -36,9 +36,12 @@ def finalize(
     timings: dict,
     t0: float,
     fp: str,
+    earlier: tuple[float, float] | None = None,
 ) -> Report:
     """Name the shard files, write rejects.parquet, report.json and the dataset card.
-    Restartable: the renames are journaled first, so a killed finalize is completed by a rerun."""
+    Restartable: the renames are journaled first, so a killed finalize is completed by a rerun.
+    ``earlier``: (hours decoded, hours reused) of this build's first pass, when this is its second
+    (copies found while decoding placed again: its clips come from the first)."""
     fs, root = storage.fs_and_path(cfg.output.path)
     journal = resume.read_journal(fs, root) or _start_journal(fs, root, results, promoted)
     splits, promoted = journal["splits"], set(journal["promoted"])
@@ -64,6 +67,9 @@ def finalize(
     merged.result()  # OUT/fingerprints.parquet
     timings = {**timings, "total_s": round(time.perf_counter() - t0, 3)}
     report = _report(cfg, planned, splits, results, (reasons, stats, vocab), fp, suspects, timings)
+    if earlier is not None:
+        report["hours_decoded"] += earlier[0]
+        report["hours_reused"] = earlier[1]
     if (
         report["rows_in"] != report["rows_out"] + report["rows_rejected"]
     ):  # the contract; never expected to fire
@@ -264,7 +270,9 @@ def _report(
         "selection": planned.selection,  # what test_ids / exclude_ids / the previous dev matched
         "listing": planned.listing,  # how table and audio folder fit: unused files, unmatched, ambiguous
         "alignment_encodings": planned.encodings,  # subtitle files read per encoding: {"utf-8": n, ...}
-        "duplicate_audio": duplicates.said(planned.audio_pairs),  # recordings sharing audio
+        "duplicate_audio": duplicates.said(  # recordings sharing audio
+            planned.audio_pairs, fingerprints.exists(cfg.output.path)
+        ),
         "fingerprint": fp,  # of the config and table this dataset was built from (resume, no-op reruns)
         "audio_identity": identities_digest(
             planned.identities

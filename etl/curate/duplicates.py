@@ -139,12 +139,14 @@ def applied_pairs(pairs: pd.DataFrame, recordings) -> pd.DataFrame:
     return pairs[keep].reset_index(drop=True)
 
 
-def said(pairs: pd.DataFrame | None) -> DuplicateAudio:
+def said(pairs: pd.DataFrame | None, fingerprints: bool | None = None) -> DuplicateAudio:
     """What report.json and `etl plan` say of the pairs planning applied (None: no fingerprints
-    of an earlier build were known)."""
+    of an earlier build were known). ``fingerprints``: whether there are fingerprints to match
+    (default: whether planning had some); a build's report says so of its own, made while
+    decoding and matched after (the pairs then are those its last plan applied)."""
     rows = [] if pairs is None else pairs.to_dict("records")
     return {
-        "fingerprints": pairs is not None,
+        "fingerprints": pairs is not None if fingerprints is None else fingerprints,
         "pairs": [
             {
                 "recording_a": str(p["recording_a"]),

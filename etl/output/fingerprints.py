@@ -63,6 +63,12 @@ def _comparable(fs, path: str) -> bool:
     return meta.get(b"etl_fingerprint") == _META[b"etl_fingerprint"]
 
 
+def exists(out: str) -> bool:
+    """OUT/fingerprints.parquet is there, made with this version's settings (``read`` gives it)."""
+    fs, root = storage.fs_and_path(out)
+    return _comparable(fs, storage.join(root, storage.FINGERPRINTS_FILE))
+
+
 def merge_parts(out: str) -> int:
     """OUT/fingerprints.parquet: this build's parts, then the earlier file's hashes in the 2-s bins
     of each recording that no part has a hash in, or after its part's last hash: its recordings

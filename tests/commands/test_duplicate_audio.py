@@ -1,5 +1,6 @@
-"""A build of a folder whose fingerprints an earlier build left applies the duplicate-audio policy
-in planning: a re-upload (AAC, 48 kHz mono, -6 dB, after a 7-s intro) of an MP3 recording is found
+"""The first build finds a re-upload while decoding and places its rows again (their clips copied,
+not decoded); a build of a folder whose fingerprints an earlier build left applies the policy in
+planning, with the same dataset: a re-upload (AAC, 48 kHz mono, -6 dB, after a 7-s intro) of an MP3 recording is found
 before decoding, its rows on the original's audio are ``duplicate_audio`` rejects naming the
 original's row and the offset, its intro row is kept, both copies land in one split, every input
 row is accounted for; `etl plan` shows the pair, report.json and report.html too. Generated
@@ -74,8 +75,10 @@ def test_a_second_build_rejects_the_copys_rows_and_keeps_both_copies_in_one_spli
     cfg = load_config(str(config_file(tmp_path, doc)))
     ids = [r["id"] for r in table]
     first = build(cfg, client=dask_client)
-    assert first["duplicate_audio"] == {"fingerprints": False, "pairs": []}
-    assert first["rejects"]["duplicate_audio"] == 0 and (out / "fingerprints.parquet").exists()
+    assert first["duplicate_audio"]["fingerprints"] and len(first["duplicate_audio"]["pairs"]) == 1
+    assert first["rejects"]["duplicate_audio"] == 6 and (out / "fingerprints.parquet").exists()
+    assert first["hours_reused"] == 0 and first["hours_decoded"] * 3600 > 80  # decoded once
+    rows_first = read_splits(out, columns=["id", "audio"])
 
     planned = plan(cfg, client=dask_client)
     (pair,) = planned["duplicate_audio"]["pairs"]
@@ -84,7 +87,7 @@ def test_a_second_build_rejects_the_copys_rows_and_keeps_both_copies_in_one_spli
     assert "orig ~ reup: offset +7.0" in format_plan(planned)
     assert planned["rejects"]["duplicate_audio"] == 6
 
-    second = build(cfg, client=dask_client, force=True)
+    second = build(cfg, client=dask_client, force=True)  # decodes everything, pairs known
     kept, rejects = _accounted(out, ids)
     dup = rejects[rejects["reason"] == "duplicate_audio"]
     assert sorted(dup.index) == [f"reup-{k}" for k in range(1, 7)]  # the intro's row is kept
@@ -94,7 +97,12 @@ def test_a_second_build_rejects_the_copys_rows_and_keeps_both_copies_in_one_spli
     assert {"orig-0", "other-0", "reup-0"} <= set(kept["id"])
     by_rec = kept.assign(rec=kept["id"].str.split("-").str[0]).groupby("rec")["split"].unique()
     assert list(by_rec["orig"]) == list(by_rec["reup"])  # no clip's audio in two splits
-    assert second["rejects"]["duplicate_audio"] == 6 and second["duplicate_audio"]["pairs"]
+    assert second["rejects"] == first["rejects"] and second["splits"] == first["splits"]
+    assert second["content_hash"] == first["content_hash"]  # the first build's two passes: the same
+    again = read_splits(out, columns=["id", "audio"])
+    assert (
+        again.sort_values("id")["audio"].tolist() == rows_first.sort_values("id")["audio"].tolist()
+    )
     html = (out / "report.html").read_text()
     assert "Recordings sharing audio" in html and "reup" in html
     assert "| duplicate_audio | 6 |" in (out / "README.md").read_text()
