@@ -108,7 +108,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
     targets = {t["name"]: t for t in res["targets"]}
     # plain floor, tuned floor, PyAV CPU, both beyond the per-build cost, the three rebuild targets,
     # naive, seek, RSS, scaling, plan
-    assert len(targets) == 13
+    assert len(targets) == 14
     assert targets["rebuild after a text-normalization change: hours decoded"]["value"] == 0
     assert methods["etl_rebuild_grow"]["hours_decoded"] < methods["etl_flac"]["hours_decoded"]
     assert {

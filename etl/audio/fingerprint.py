@@ -5,7 +5,8 @@ A spectrogram (1024-sample Hann window, 512-sample hop: one frame is 32 ms) is t
 4 kHz; its peaks are the points that are the maximum of their neighbourhood (±``PEAK_FRAMES`` frames,
 ±``PEAK_BINS`` bins) and louder than ``FLOOR_DB`` (silence and the zeros of skipped stretches have
 none). Each peak (the anchor) is paired with the next ``FAN_OUT`` peaks in its target zone (1 to
-``MAX_DT`` frames later, within ±``MAX_DF`` bins); a pair's hash packs (f1, f2 - f1, dt) into a
+``MAX_DT`` frames later, within ±``MAX_DF`` bins, never its own bin: a held pitch, a tone or hum,
+would give the same hashes in every recording that holds it); a pair's hash packs (f1, f2 - f1, dt) into a
 uint32, and its time is the anchor's frame. The hashes depend on where peaks sit in time and
 frequency, not on level (gain), codec or source rate, and two copies' hashes agree at one constant
 frame offset whatever the offset of the copy: matching (``etl/planning/duplicates.py``) counts the
@@ -35,7 +36,7 @@ MAX_DF = 63  # ... within ±63 bins (±984 Hz)
 HASH_DTYPE = np.dtype([("hash", "<u4"), ("t", "<i4")])
 # what decides the hashes: fingerprints made with other settings are never compared
 VERSION = (
-    f"landmarks-1 rate={RATE} fft={N_FFT}/{HOP} bins={LOW_BIN}-{HIGH_BIN} "
+    f"landmarks-2 (df 0 dropped) rate={RATE} fft={N_FFT}/{HOP} bins={LOW_BIN}-{HIGH_BIN} "
     f"peak={PEAK_FRAMES}x{PEAK_BINS} floor={FLOOR_DB} fan={FAN_OUT} zone={MAX_DT}x{MAX_DF}"
 )
 
@@ -145,7 +146,9 @@ def landmark_hashes(peaks: np.ndarray) -> np.ndarray:
         dt, df = t[a + k] - t[a], f[a + k] - f[a]
         if not (dt <= MAX_DT).any():
             break
-        ok = (dt >= 1) & (dt <= MAX_DT) & (np.abs(df) <= MAX_DF) & (taken[a] < FAN_OUT)
+        # df 0: a held pitch (a test tone, mains hum, a music bed's sustained note) paired with
+        # itself, the same hash in every recording that holds that pitch: never a landmark
+        ok = (dt >= 1) & (dt <= MAX_DT) & (np.abs(df) <= MAX_DF) & (df != 0) & (taken[a] < FAN_OUT)
         a = a[ok]
         taken[a] += 1
         h = (f[a] << 13) | ((df[ok] + MAX_DF) << 6) | dt[ok]

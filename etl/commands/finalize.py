@@ -377,7 +377,5 @@ def finish(cfg: Config, report: dict, plots: PlotCounts) -> None:
     report_html.write_report_html(cfg.output.path, report, plots)
     fs, root = storage.fs_and_path(cfg.output.path)
     parts_dir = storage.join(root, storage.PARTS_DIR)
-    if fs.exists(
-        parts_dir
-    ):  # last: until here a rerun completes this build instead of starting over
-        fs.rm(parts_dir, recursive=True)
+    # last: until here a rerun completes this build instead of starting over
+    storage.remove_tree(fs, parts_dir)

@@ -245,6 +245,20 @@ def clear_parts(fs, root: str) -> None:
                 fs.rm(child, recursive=True)
 
 
+def remove_tree(fs, path: str, attempts: int = 5) -> None:
+    """Remove ``path`` and all in it, while another thread may be removing files of it too (the
+    session's log files, as the cluster closes): a file already gone is not an error."""
+    for _ in range(attempts):
+        if not fs.exists(path):
+            return
+        try:
+            fs.rm(path, recursive=True)
+            return
+        except FileNotFoundError:
+            continue
+    fs.rm(path, recursive=True)
+
+
 def logs_dir(out: str) -> str | None:
     """``OUT/.parts/logs/``, the Dask logs of a build's cluster: on a local disk only (None else)."""
     fs, root = fs_and_path(out)
