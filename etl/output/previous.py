@@ -132,15 +132,10 @@ def _rows_of(fs, path: str, columns: list[str], names: set):
     try:
         with fs.open(path, "rb") as f:
             pf = pq.ParquetFile(f)
-            col = pf.schema_arrow.get_field_index("recording")
-            for g in range(pf.num_row_groups):
-                st = pf.metadata.row_group(g).column(col).statistics
-                if (
-                    st is not None
-                    and st.has_min_max
-                    and not any(st.min <= n <= st.max for n in names)
-                ):
-                    continue
+            groups = storage.row_groups_that_may_hold(
+                pf, "recording", lambda lo, hi: any(lo <= n <= hi for n in names)
+            )
+            for g in groups:
                 for i, r in enumerate(pf.read_row_group(g, columns=columns).to_pylist()):
                     if r["recording"] in names:
                         yield r, g, i

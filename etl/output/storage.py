@@ -245,6 +245,19 @@ def clear_parts(fs, root: str) -> None:
                 fs.rm(child, recursive=True)
 
 
+def row_groups_that_may_hold(pf, column: str, may_hold) -> list[int]:
+    """The row groups of the ``pyarrow.parquet.ParquetFile`` ``pf`` whose statistics of ``column``
+    may hold a wanted value (``may_hold(min, max)``), and every one without statistics: the rest
+    need not be read."""
+    col = pf.schema_arrow.get_field_index(column)
+    out = []
+    for g in range(pf.num_row_groups):
+        st = pf.metadata.row_group(g).column(col).statistics
+        if st is None or not st.has_min_max or may_hold(st.min, st.max):
+            out.append(g)
+    return out
+
+
 def remove_tree(fs, path: str, attempts: int = 5) -> None:
     """Remove ``path`` and all in it, while another thread may be removing files of it too (the
     session's log files, as the cluster closes): a file already gone is not an error."""

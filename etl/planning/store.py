@@ -267,15 +267,10 @@ def _late_rows(fs, files: list[str], names: list[str], lo: int, hi: int | None) 
     for name in files:
         with fs.open(name, "rb") as f:
             pf = pq.ParquetFile(f)
-            col = pf.schema_arrow.get_field_index("row")
-            for g in range(pf.num_row_groups):
-                st = pf.metadata.row_group(g).column(col).statistics
-                if (
-                    st is not None
-                    and st.has_min_max
-                    and (st.max <= lo or (hi is not None and st.min > hi))
-                ):
-                    continue
+            groups = storage.row_groups_that_may_hold(
+                pf, "row", lambda a, b: b > lo and (hi is None or a <= hi)
+            )
+            for g in groups:
                 t = pf.read_row_group(g).select(names).replace_schema_metadata(None)
                 keep = pc.greater(t.column("row"), lo)
                 if hi is not None:
