@@ -7,8 +7,8 @@ when every worker is paused the build waits with no message. ``StallWatch`` look
 a daemon thread of the client. When every worker is paused with nothing executing, it
 
 1. asks them to give memory back (``release_memory``: a garbage collection, PyArrow's pool, glibc's
-   ``malloc_trim``), which often unpauses them: a worker keeps ~60 MB the allocator could return
-   after a 4 h build's last tasks;
+   ``malloc_trim``), at every look while they stay so, which often unpauses them: a worker keeps
+   ~60 MB the allocator could return after a 4 h build's last tasks;
 2. if they stay paused while the client waits for results, says so once after ``warn_after`` seconds
    (what the workers hold against their limit);
 3. after ``limit`` seconds (``cluster.stall_timeout``; None: never) closes the client, so the wait
@@ -127,14 +127,15 @@ class StallWatch:
             if not state or not state["workers"] or len(state["stuck"]) < state["workers"]:
                 since, warned, released = None, False, False
                 continue
-            if (
-                not released
-            ):  # whether or not the client waits yet (a scatter waits for a running worker)
+            # at every look, whether or not the client waits yet (a scatter waits for a running
+            # worker): a worker unpaused by the last release can be paused again by the next
+            # task between two looks, and a release once per stall would leave it there
+            try:
+                self.client.run(release_memory, workers=state["stuck"], on_error="ignore")
+            except Exception:
+                pass
+            if not released:  # the first look: give the release a look's time to unpause them
                 released = True
-                try:
-                    self.client.run(release_memory, workers=state["stuck"], on_error="ignore")
-                except Exception:
-                    pass
                 continue
             if not waiting:  # the client's own work: not a stall of the build
                 since, warned = None, False

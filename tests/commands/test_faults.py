@@ -357,6 +357,7 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
     """Memory freed by Python but kept by the allocator pauses a worker that Dask alone never resumes:
     etl's watch asks it to give the memory back (``stall.release_memory``), and the build goes on."""
     from etl.cluster.session import ClusterSession
+    from etl.cluster.stall import release_memory
     from etl.commands.build import build
     from etl.config import load_config
 
@@ -364,20 +365,19 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
     from ..conftest import write_config
 
     out = tmp_path / "out"
-    cfg = load_config(
-        write_config(
-            corpus,
-            out,
-            cluster={
-                "n_workers": 1,
-                "dashboard_address": None,
-                "memory_limit": "4GiB",
-                "stall_timeout": 60,
-            },
-        )
-    )
+    cluster = {
+        "n_workers": 1,
+        "dashboard_address": None,
+        "memory_limit": "4GiB",
+        "stall_timeout": 60,
+    }
+    cfg = load_config(write_config(corpus, out, cluster=cluster))
     with ClusterSession(cfg.cluster) as session:
         client = session.client
+        # the worker as a build leaves it (its modules loaded, its caches filled), so the pause
+        # below is against what the build itself needs, not against a fresh worker's memory
+        build(load_config(write_config(corpus, tmp_path / "warm", cluster=cluster)), client)
+        client.run(release_memory)
         [high] = client.run(fragment_heap).values()
         limit = 4 * 2**30
         # paused from now on: its memory is 100 MB over the pause threshold, until it gives some back
@@ -400,33 +400,41 @@ def test_a_worker_paused_by_memory_the_allocator_kept_is_unpaused_and_the_build_
     assert "paused for memory" not in capsys.readouterr().err  # freed at the first look: no warning
 
 
+def _tone_corpus(folder, seconds: float, segs, memory_limit) -> str:
+    """FOLDER/audio/long.wav (16 kHz mono, SECONDS long, SEGS its tones), its rows and a 1-worker
+    config with MEMORY_LIMIT; the config's path."""
+    from etl.testing.synth import write_tone_recording
+
+    (folder / "audio").mkdir(parents=True)
+    write_tone_recording(str(folder / "audio" / "long.wav"), seconds, segs, 16000, 1)
+    rows = [
+        {"id": f"long-{k}", "recording": "long", "start": s.start, "end": s.end, "text": f"t {k}"}
+        for k, s in enumerate(segs)
+    ]
+    (folder / "alignment.json").write_text(json.dumps(rows))
+    cluster = {"n_workers": 1, "memory_limit": memory_limit, "dashboard_address": None}
+    doc = {
+        "input": {"alignment": "alignment.json", "audio": "audio"},
+        "output": {"path": "out"},
+        "splits": {"dev_size": 2},
+        "cluster": {**cluster, "stall_timeout": 120},  # a stall fails with its line, not a timeout
+    }
+    (folder / "c.yaml").write_text(yaml.safe_dump(doc))
+    return str(folder / "c.yaml")
+
+
 def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes_it(tmp_path):
     from etl.cluster.session import ClusterSession
+    from etl.cluster.stall import release_memory
     from etl.commands.build import build
-    from etl.config import ClusterConfig, load_config
-    from etl.testing.synth import tone_segments, write_tone_recording
+    from etl.config import load_config
+    from etl.testing.synth import tone_segments
 
-    def worker_rss():
-        import dask.dataframe  # noqa: F401  (an idle worker as it is when a shard starts: it planned the
-        import psutil
-
-        import etl.planning.client  # noqa: F401   table too, so the planning modules are loaded)
-        import etl.planning.store  # noqa: F401
-        import etl.shards.task  # noqa: F401
-
-        return psutil.Process().memory_info().rss
-
-    with ClusterSession(
-        ClusterConfig(
-            n_workers=1,
-            threads_per_worker=1,
-            dashboard_address=None,
-            memory_limit="4GB",
-            stall_timeout=None,
-        )
-    ) as _s_probe:
-        probe = _s_probe.client
-        idle = max(probe.run(worker_rss).values())
+    # the worker's memory as a build leaves it: a short build of the same kind on a roomy worker
+    warm = load_config(_tone_corpus(tmp_path / "warm", 20.0, tone_segments(3, length=3.0), "4GB"))
+    with ClusterSession(warm.cluster) as _s_probe:
+        build(warm, _s_probe.client)
+        idle = max(_s_probe.client.run(release_memory).values())
     limit = idle + (120 << 20)  # dask pauses a worker at 80% of it and kills it at 95%
     decoded_per_hour = 16000 * 2 * 3600  # 16 kHz int16 mono: 115 MB an hour
     hours = math.ceil(2 * limit / decoded_per_hour * 2) / 2  # decoded size at least twice the limit
@@ -435,37 +443,9 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
     for k, s in enumerate(segs):  # spread over the whole recording, the last at its very end
         s.start = round((seconds - 4.0) * k / (len(segs) - 1), 3)
         s.end = round(s.start + 3.0, 3)
-    audio_dir = tmp_path / "audio"
-    audio_dir.mkdir()
-    long_wav = audio_dir / "long.wav"
-    write_tone_recording(str(long_wav), seconds, segs, 16000, 1)
+    folder = tmp_path / "long"
     try:
-        rows = [
-            {
-                "id": f"long-{k}",
-                "recording": "long",
-                "start": s.start,
-                "end": s.end,
-                "text": f"t {k}",
-            }
-            for k, s in enumerate(segs)
-        ]
-        (tmp_path / "alignment.json").write_text(json.dumps(rows))
-        (tmp_path / "c.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "input": {"alignment": "alignment.json", "audio": "audio"},
-                    "output": {"path": "out"},
-                    "splits": {"dev_size": 2},
-                    "cluster": {
-                        "n_workers": 1,
-                        "memory_limit": int(limit),
-                        "dashboard_address": None,
-                    },
-                }
-            )
-        )
-        cfg = load_config(str(tmp_path / "c.yaml"))
+        cfg = load_config(_tone_corpus(folder, seconds, segs, int(limit)))
         with ClusterSession(cfg.cluster) as session:
             client = session.client
             before = client.run(os.getpid)
@@ -477,17 +457,17 @@ def test_a_memory_limit_far_below_a_long_recordings_decoded_size_still_processes
                 ).values()
             )
     finally:
-        long_wav.unlink()
+        (folder / "audio" / "long.wav").unlink()
     assert before == after, "the worker was restarted (killed for memory)"
     assert report["rows_out"] == len(segs) and report["rows_rejected"] == 0
     assert report["hours_decoded"] == pytest.approx(hours, abs=0.01)
     assert peak < limit < decoded_per_hour * hours / 2
     clips = {}
-    for part in (tmp_path / "out" / "data").glob("*.parquet"):
+    for part in (folder / "out" / "data").glob("*.parquet"):
         for row in pq.read_table(part, columns=["id", "audio"]).to_pylist():
             x, sr = sf.read(io.BytesIO(row["audio"]["bytes"]), dtype="int16", always_2d=True)
             clips[row["id"]] = dominant_frequency(x[:, 0], sr)
-    assert sorted(clips) == sorted(r["id"] for r in rows)
+    assert sorted(clips) == sorted(f"long-{k}" for k in range(len(segs)))
     for k, s in enumerate(segs):
         assert abs(clips[f"long-{k}"] - s.freq) < 3.0
     print(
