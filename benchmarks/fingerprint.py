@@ -16,14 +16,12 @@ import os
 import tempfile
 import time
 
-import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
 from etl.audio import decoders
 from etl.audio import fingerprint as fp
-from etl.planning.audio_matches import match_recordings
+from etl.planning.audio_matches import MatchRules, match_local
 from etl.testing import speech
 
 
@@ -50,8 +48,7 @@ def cost(folder: str, minutes: float) -> dict:
     assert h is not None
     hashes = pd.concat([_frame("a", h), _frame("b", h)], ignore_index=True)
     c0 = time.process_time()
-    with dask.config.set(scheduler="sync"):
-        match_recordings(dd.from_pandas(hashes, npartitions=4))
+    match_local([hashes], MatchRules())
     match = time.process_time() - c0
     return {
         "hours": round(hours, 3),
@@ -71,8 +68,7 @@ def finding(folder: str, seed: int = 0) -> dict:
             for _, h in [_decode(os.path.join(folder, n), fp.Fingerprinter())]
         ]
     )
-    with dask.config.set(scheduler="sync"):
-        found = match_recordings(dd.from_pandas(hashes, npartitions=4))
+    found = match_local([hashes], MatchRules())
     want = {tuple(sorted((p.original, p.copy))): p for p in planted}
     pairs = []
     for r in found.itertuples():

@@ -404,13 +404,13 @@ def _pair_keys(pairs: pd.DataFrame | None, recordings: set) -> set:
     return set(zip(pairs.loc[both, "recording_a"], pairs.loc[both, "recording_b"]))
 
 
-def _found_while_decoding(cfg: Config, done: Pass) -> pd.DataFrame | None:
+def _found_while_decoding(client, cfg: Config, done: Pass) -> pd.DataFrame | None:
     """The pairs of recordings sharing audio that this build's fingerprints show among its kept
     recordings and its plan did not apply (None: none). The build's state stays in ``OUT/.parts``
     until ``finish``, so a kill before then is resumed, and this is asked again."""
     if done.audio_pairs is not None and not done.report["hours_decoded"]:
         return None  # nothing decoded: the fingerprints are the ones the plan matched
-    pairs = known_pairs(cfg)
+    pairs = known_pairs(client, cfg)
     if pairs is None or not (
         _pair_keys(pairs, done.kept) - _pair_keys(done.audio_pairs, done.kept)
     ):
@@ -440,7 +440,7 @@ def _build(cfg: Config, client, force: bool, lease: Lease) -> Report:
     ).start(_announce(cfg.cluster))
     with session as s:
         ran = _plan_cut_finalize(s.client, cfg, fp, unfinished, lease, t0, resolved, not force)
-        found = _found_while_decoding(cfg, ran)
+        found = _found_while_decoding(s.client, cfg, ran)
         if found is not None:  # copies the plan did not know: placed again, every clip reused
             _say(
                 f"{len(found)} pairs of recordings share audio, found while decoding: placing "

@@ -2,8 +2,8 @@
 (``write_part``, OUT/.parts/fingerprints/), finalize merges them into OUT/fingerprints.parquet
 (``merge_parts``) with the earlier build's hashes of the audio this build did not decode (a
 recording not decoded, or decoded less: its rows now rejected as copies), so a recording decoded
-once is never decoded again for its fingerprint, and its fingerprint never shrinks. ``read`` gives them to matching
-(``planning/audio_matches.match_recordings``) as a Dask frame of (recording, hash, t).
+once is never decoded again for its fingerprint, and its fingerprint never shrinks. Matching
+(``planning/audio_matches.match_recordings``) reads the file at ``url`` on the workers.
 
 A file made with other fingerprint settings (``fingerprint.VERSION``, in the Parquet metadata) is
 ignored: its hashes are not comparable.
@@ -64,7 +64,7 @@ def _comparable(fs, path: str) -> bool:
 
 
 def exists(out: str) -> bool:
-    """OUT/fingerprints.parquet is there, made with this version's settings (``read`` gives it)."""
+    """OUT/fingerprints.parquet is there, made with this version's settings (``url`` gives it)."""
     fs, root = storage.fs_and_path(out)
     return _comparable(fs, storage.join(root, storage.FINGERPRINTS_FILE))
 
@@ -128,15 +128,10 @@ def _earlier_tables(fs, path: str):
             yield pa.Table.from_batches([batch]).cast(SCHEMA)
 
 
-def read(out: str):
-    """OUT/fingerprints.parquet as a Dask frame of (recording, hash, t), or None (none, or made
-    with other settings)."""
-    import dask.dataframe as dd
-
+def url(out: str) -> str | None:
+    """The URL of OUT/fingerprints.parquet (matching reads it on the workers:
+    ``planning/audio_matches.parquet_pieces``), or None (none, or made with other settings)."""
     fs, root = storage.fs_and_path(out)
-    path = storage.join(root, storage.FINGERPRINTS_FILE)
-    if not _comparable(fs, path):
+    if not _comparable(fs, storage.join(root, storage.FINGERPRINTS_FILE)):
         return None
-    return dd.read_parquet(
-        out.rstrip("/") + "/" + storage.FINGERPRINTS_FILE, columns=["recording", "hash", "t"]
-    )
+    return out.rstrip("/") + "/" + storage.FINGERPRINTS_FILE

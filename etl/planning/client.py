@@ -44,7 +44,7 @@ from ..ingest.recordings import list_audio, listing_summary, missing_audio_where
 from ..ingest.resolved import ResolvedInput, check_speakers, resolve_input
 from ..output import fingerprints
 from ..schema import RECORDING_COLUMNS, DatasetShape
-from .audio_matches import MATCH_COLUMNS, match_recordings
+from .audio_matches import MATCH_COLUMNS, match_recordings, parquet_pieces
 from .worker import (
     TableLayout,
     check_part,
@@ -462,11 +462,12 @@ def place(
     return Placement(parts, head[head["role"] != "train"], client.gather(sums))
 
 
-def known_pairs(cfg: Config) -> pd.DataFrame | None:
+def known_pairs(client, cfg: Config) -> pd.DataFrame | None:
     """The pairs of recordings sharing audio (``audio_matches.MATCH_COLUMNS``) that the output
-    folder's fingerprints of an earlier build show, matched on the cluster; None without them."""
-    hashes = fingerprints.read(cfg.output.path)
-    return None if hashes is None else match_recordings(hashes)
+    folder's fingerprints of an earlier build show, matched on ``client``'s cluster; None without
+    them."""
+    url = fingerprints.url(cfg.output.path)
+    return None if url is None else match_recordings(client, parquet_pieces(url))
 
 
 def plan_table(
@@ -483,7 +484,7 @@ def plan_table(
     policy planning applies (``curate.duplicates``); None: those of OUT/fingerprints.parquet
     (``known_pairs``), if an earlier build left one."""
     if audio_pairs is None:
-        audio_pairs = known_pairs(cfg)
+        audio_pairs = known_pairs(client, cfg)
     pairs = _no_pairs() if audio_pairs is None else audio_pairs
     resolved = resolve_input(cfg.input) if resolved is None else resolved
     check_speakers(cfg.splits, resolved)

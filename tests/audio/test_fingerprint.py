@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import av
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -20,10 +19,21 @@ from etl.audio import fingerprint as fp
 from etl.commands.build import build
 from etl.config import load_config
 from etl.output import fingerprints
-from etl.planning.audio_matches import MATCH_COLUMNS, MatchRules, match_recordings
+from etl.planning.audio_matches import (
+    MATCH_COLUMNS,
+    MatchRules,
+    match_recordings,
+    parquet_pieces,
+)
 from etl.testing import speech
 
 from ..conftest import config_file
+
+
+def _parts(hashes: pd.DataFrame, n: int) -> list[pd.DataFrame]:
+    """``hashes`` in ``n`` pieces of consecutive rows, as a table's partitions are."""
+    edges = np.linspace(0, len(hashes), n + 1).astype(int)
+    return [hashes.iloc[a:b] for a, b in zip(edges[:-1], edges[1:])]
 
 
 def _fingerprint_file(path: str) -> np.ndarray:
@@ -68,7 +78,7 @@ def test_another_rate_is_not_fingerprinted():
 
 def test_every_planted_copy_is_found_with_its_offset_and_nothing_else(corpus, dask_client):
     hashes, planted = corpus
-    found = match_recordings(dd.from_pandas(hashes, npartitions=4))
+    found = match_recordings(dask_client, _parts(hashes, 4))
     assert list(found.columns) == MATCH_COLUMNS
     got = {(r.recording_a, r.recording_b): r for r in found.itertuples()}
     want = {tuple(sorted((p.original, p.copy))): p for p in planted}
@@ -83,9 +93,9 @@ def test_every_planted_copy_is_found_with_its_offset_and_nothing_else(corpus, da
 def test_a_shared_jingle_alone_is_no_match_but_a_longer_shared_part_is(corpus, dask_client):
     """The 5-s jingle of jingle3/jingle4 is below the 10-s rule; a 10-s rule of 4 s finds it."""
     hashes, _ = corpus
-    two = dd.from_pandas(hashes[hashes["recording"].str.startswith("jingle")], npartitions=2)
-    assert match_recordings(two).empty
-    short = match_recordings(two, MatchRules(min_seconds=4.0, min_hits=5))
+    two = _parts(hashes[hashes["recording"].str.startswith("jingle")], 2)
+    assert match_recordings(dask_client, two).empty
+    short = match_recordings(dask_client, two, MatchRules(min_seconds=4.0, min_hits=5))
     assert list(zip(short["recording_a"], short["recording_b"])) == [("jingle3.mp3", "jingle4.mp3")]
     assert abs(short["offset"].iloc[0]) <= 0.05 and short["start_a"].iloc[0] == 0.0
 
@@ -93,9 +103,17 @@ def test_a_shared_jingle_alone_is_no_match_but_a_longer_shared_part_is(corpus, d
 def test_hashes_in_too_many_recordings_are_dropped(corpus, dask_client):
     """The document-frequency cut: with every hash allowed in one recording only, nothing matches."""
     hashes, _ = corpus
-    assert match_recordings(
-        dd.from_pandas(hashes, npartitions=2), MatchRules(max_recordings=1)
-    ).empty
+    assert match_recordings(dask_client, _parts(hashes, 2), MatchRules(max_recordings=1)).empty
+
+
+def test_a_corpus_matched_in_many_buckets_gives_what_one_task_gives(corpus, dask_client):
+    """A large corpus is split by hash and by pair over many tasks: the same pairs, offsets and
+    scores as the whole match in one task."""
+    hashes, _ = corpus
+    one = match_recordings(dask_client, _parts(hashes, 3))
+    many = match_recordings(dask_client, _parts(hashes, 3), rows_per_bucket=len(hashes) // 7)
+    assert len(one) >= 3
+    pd.testing.assert_frame_equal(many, one)
 
 
 def _alignment(folder, names: list[str], step: float = 5.0) -> list[dict]:
@@ -130,7 +148,7 @@ def test_a_build_keeps_the_fingerprints_of_what_it_decoded(tmp_path, dask_client
     assert not (out / ".parts").exists()
     kept = pq.read_table(out / "fingerprints.parquet").to_pandas()
     assert sorted(kept["recording"].unique()) == sorted(n.rsplit(".", 1)[0] for n in names)
-    found = match_recordings(fingerprints.read(str(out)))
+    found = match_recordings(dask_client, parquet_pieces(fingerprints.url(str(out))))
     want = {tuple(sorted(p.rsplit(".", 1)[0] for p in (x.original, x.copy))) for x in planted}
     assert set(zip(found["recording_a"], found["recording_b"])) == want
     # the next build applies the policy: the copies' rows are rejected, so less of them is decoded;
@@ -145,6 +163,6 @@ def test_a_build_keeps_the_fingerprints_of_what_it_decoded(tmp_path, dask_client
 
     pd.testing.assert_frame_equal(whole(again), whole(kept))
     assert len(again) == len(kept)  # a few hashes where a copy's decoding stopped differ
-    found_again = match_recordings(fingerprints.read(str(out)))
+    found_again = match_recordings(dask_client, parquet_pieces(fingerprints.url(str(out))))
     assert set(zip(found_again["recording_a"], found_again["recording_b"])) == want
     assert np.allclose(found_again["offset"], found["offset"], atol=0.05)

@@ -107,4 +107,4 @@ def test_a_second_build_rejects_the_copys_rows_and_keeps_both_copies_in_one_spli
     assert "Recordings sharing audio" in html and "reup" in html
     assert "| duplicate_audio | 6 |" in (out / "README.md").read_text()
     # the second build decoded the re-upload's intro only: its earlier hashes are kept
-    assert len(known_pairs(cfg)) == 1
+    assert len(known_pairs(dask_client, cfg)) == 1

@@ -39,12 +39,12 @@ def test_a_later_build_keeps_the_hashes_of_recordings_it_did_not_decode(tmp_path
     second = _by_recording(out)
     assert second["a"] == first["a"] and second["c"] == first["c"]
     assert second["b"] == sorted(_hashes(4)["hash"].tolist())
-    assert fingerprints.read(str(out)).compute().shape == (150, 3)
+    assert pq.read_table(fingerprints.url(str(out))).shape == (150, 3)
 
 
 def test_a_build_without_fingerprints_leaves_the_file_and_other_settings_are_ignored(tmp_path):
     out = tmp_path / "out"
-    assert fingerprints.merge_parts(str(out)) == 0 and fingerprints.read(str(out)) is None
+    assert fingerprints.merge_parts(str(out)) == 0 and fingerprints.url(str(out)) is None
     fingerprints.write_part(str(out), 0, {"a": _hashes(1)})
     fingerprints.merge_parts(str(out))
     _next_build(out)
@@ -54,7 +54,7 @@ def test_a_build_without_fingerprints_leaves_the_file_and_other_settings_are_ign
     pq.write_table(
         table.replace_schema_metadata({b"etl_fingerprint": b"other"}), out / "fingerprints.parquet"
     )
-    assert fingerprints.read(str(out)) is None
+    assert fingerprints.url(str(out)) is None
     _next_build(out)
     fingerprints.write_part(str(out), 0, {"b": _hashes(2)})
     assert fingerprints.merge_parts(str(out)) == 1  # the other settings' hashes are dropped
