@@ -82,6 +82,28 @@ def _run_without_config(args) -> str:
     return f"report: {write_report_html(args.out)}"
 
 
+def run() -> None:
+    """The ``etl`` command (and ``python -m etl``): ``main``, then the exit without the interpreter's
+    teardown. Once ``main`` returns, every file etl wrote is closed and its cluster is closed; the
+    exit handlers still run (logging's flush, Dask's, multiprocessing's), and only the freeing of
+    every module and object one by one is skipped (~0.3 s of a build's per-build cost)."""
+    import atexit
+
+    try:
+        code = main()
+    except SystemExit as e:  # argparse: --help, --version, a usage error
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (etl plan | head): nothing more to say
+            pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="etl", description="Long recordings + alignment table -> ASR dataset."
