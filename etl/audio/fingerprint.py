@@ -12,7 +12,7 @@ frequency, not on level (gain), codec or source rate, and two copies' hashes agr
 frame offset whatever the offset of the copy: matching (``etl/planning/duplicates.py``) counts the
 hashes two recordings share at each offset.
 
-Memory: the samples of one block, a few frames of context and the peaks found (about 20 per second,
+Memory: the samples of 16 s (``BATCH``: the FFT is taken in batches of frames), a few frames of context and the peaks found (about 20 per second,
 8 bytes each); the hashes (about ``FAN_OUT`` per peak) are the result. The fingerprint is defined on
 16 kHz audio: a stream at another rate is not fingerprinted (``Fingerprinter.usable``).
 """
@@ -33,6 +33,9 @@ FLOOR_DB = -55.0  # relative to a full-scale sine: quieter peaks are silence, hi
 FAN_OUT = 3  # targets per anchor
 MAX_DT = 40  # target zone: up to 40 frames (1.28 s) after the anchor ...
 MAX_DF = 63  # ... within ±63 bins (±984 Hz)
+# samples gathered before a spectrum is taken: numpy's FFT costs ~2.5x as much per frame in calls
+# of a 2-s block's 61 frames as in calls of 500 (measured: 1.5 against 0.6 CPU s per hour)
+BATCH = 16 * RATE
 HASH_DTYPE = np.dtype([("hash", "<u4"), ("t", "<i4")])
 # what decides the hashes: fingerprints made with other settings are never compared
 VERSION = (
@@ -56,6 +59,8 @@ class Fingerprinter:
 
     def restart(self) -> None:
         self._pending = np.zeros(0, dtype=np.float32)  # samples not yet in a frame
+        self._blocks: list[np.ndarray] = []  # blocks fed since, mono float32
+        self._gathered = 0  # samples in _pending and _blocks
         self._context = np.zeros((0, HIGH_BIN - LOW_BIN), dtype=np.float32)  # undecided frames
         self._context_t0 = 0  # frame index of _context[0]
         self._decided = 0  # frames whose peaks are found
@@ -67,21 +72,29 @@ class Fingerprinter:
             return
         x = np.asarray(block, dtype=np.float32)
         mono = x if x.ndim == 1 else x[:, 0] if x.shape[1] == 1 else x.mean(axis=1)
-        self._pending = np.concatenate([self._pending, mono])
-        n = (len(self._pending) - N_FFT) // HOP + 1
-        if n <= 0:
-            return
-        spec = _spectrum(self._pending, n)
-        self._pending = self._pending[n * HOP :]
-        self._add_frames(spec, final=False)
+        self._blocks.append(mono.copy() if mono is block else mono)
+        self._gathered += len(mono)
+        if self._gathered >= BATCH:
+            self._flush()
 
     def finish(self) -> np.ndarray:
         """The hashes of everything fed (the last partial frame is dropped)."""
         if not self.usable:
             return np.zeros(0, dtype=HASH_DTYPE)
+        self._flush()
         self._add_frames(np.zeros((0, HIGH_BIN - LOW_BIN), dtype=np.float32), final=True)
         peaks = np.concatenate(self._peaks) if self._peaks else np.zeros((0, 2), dtype=np.int32)
         return landmark_hashes(peaks)
+
+    def _flush(self) -> None:
+        """The spectrum of the whole frames of what was fed; the rest waits for the next blocks."""
+        pending = np.concatenate([self._pending, *self._blocks])
+        self._blocks = []
+        n = (len(pending) - N_FFT) // HOP + 1
+        if n > 0:
+            self._add_frames(_spectrum(pending, n), final=False)
+            pending = pending[n * HOP :]
+        self._pending, self._gathered = pending, len(pending)
 
     def _add_frames(self, spec: np.ndarray, final: bool) -> None:
         """Find the peaks of the frames whose neighbourhood is complete; keep the context the next
