@@ -707,6 +707,71 @@ def measure_rebuilds(
     return out
 
 
+def measure_fingerprints(corpus: Corpus, built: str, hours_cap: float = 0.5) -> dict:
+    """Issue 25's cost in this corpus' terms: the fingerprinter fed PyAV's 16 kHz mono blocks of the
+    shortest recordings (up to ``hours_cap`` hours, in this process, as a shard task feeds it),
+    scaled to the corpus' hours, and the matching of the build's own OUT/fingerprints.parquet in one
+    task's code (``match_local``), both as CPU s."""
+    import pyarrow.parquet as pq
+
+    from etl.audio import decoders
+    from etl.audio import fingerprint as fp
+    from etl.output import fingerprints
+    from etl.planning.audio_matches import MatchRules, match_local, parquet_pieces
+
+    fp.fingerprint_samples(np.zeros(fp.BATCH * 2, dtype=np.int16))  # numpy's FFT set up, untimed
+    fp_cpu, measured = 0.0, 0.0
+    for r in sorted(corpus.recordings, key=lambda r: r["seconds"]):
+        if measured >= hours_cap * 3600:
+            break
+        blocks = list(decoders.get_decoder("av").stream(corpus.path(r), 16000, 1))
+        c0 = time.process_time()
+        f = fp.Fingerprinter()
+        for b in blocks:
+            f.feed(b)
+        f.finish()
+        fp_cpu += time.process_time() - c0
+        measured += r["seconds"]
+    hours = sum(r["seconds"] for r in corpus.recordings) / 3600
+    url = fingerprints.url(built)
+    c0 = time.process_time()
+    pairs = match_local(parquet_pieces(url), MatchRules()) if url else None
+    match_cpu = time.process_time() - c0
+    fp_total = fp_cpu / (measured / 3600) * hours
+    out = {
+        "wall_s": fp_total + match_cpu,  # one process: its CPU
+        "cpu_s": fp_total + match_cpu,
+        "fingerprint_cpu_s": round(fp_total, 3),
+        "fingerprint_cpu_s_per_hour": round(fp_cpu / (measured / 3600), 3),
+        "hours_fingerprinted": round(measured / 3600, 3),
+        "match_cpu_s": round(match_cpu, 3),
+        "hashes": pq.read_metadata(url).num_rows if url else 0,
+        "pairs": 0 if pairs is None else len(pairs),
+    }
+    _say(
+        f"fingerprints: {out['fingerprint_cpu_s_per_hour']:.2f} CPU s per hour -> {fp_total:.1f} s "
+        f"for {hours:.2f} h; matching {out['hashes']:,} hashes {match_cpu:.2f} CPU s"
+    )
+    return out
+
+
+def _fingerprint_targets(m: dict) -> list[dict]:
+    """Issue 25's cost target: fingerprinting and matching against the first build's CPU."""
+    if "etl_fingerprints" not in m:
+        return []
+    f, first = m["etl_fingerprints"], m["etl_flac"]
+    return [
+        _target(
+            "fingerprints + matching: CPU / the build's CPU",
+            f["cpu_s"] / first["cpu_s"],
+            "<=",
+            0.10,
+            f"({f['fingerprint_cpu_s']:.1f} + {f['match_cpu_s']:.2f}) / {first['cpu_s']:.1f} CPU s "
+            f"({f['fingerprint_cpu_s_per_hour']:.2f} CPU s per hour; {f['hashes']:,} hashes)",
+        )
+    ]
+
+
 def _rebuild_targets(m: dict) -> list[dict]:
     """Issue 24's rebuild targets, against the per-build cost (``etl_fixed``) and the first build."""
     if "etl_rebuild_text" not in m or "etl_fixed" not in m:
@@ -1350,6 +1415,7 @@ def targets(m: dict, rss: dict, workers: int) -> list[dict]:
         ),
         *_beyond_fixed(m),
         *_rebuild_targets(m),
+        *_fingerprint_targets(m),
         _target(
             "naive wall / etl wall",
             m["naive"]["wall_s"] / etl,
@@ -1467,6 +1533,7 @@ LABELS = {
     "etl_rebuild_text": "etl rebuild, flac, after text.lowercase=false (reuses every clip)",
     "etl_before_grow": "etl build, flac, the table without the last 10 % of the recordings",
     "etl_rebuild_grow": "etl rebuild, flac, after adding those 10 % (decodes only them)",
+    "etl_fingerprints": "fingerprints (scaled from the shortest recordings) + matching, CPU",
     "naive": "naive pydub per segment (EXTRAPOLATED)",
     "seek": "ffmpeg -ss/-to per segment (EXTRAPOLATED)",
 }
@@ -1654,6 +1721,9 @@ def measure_methods(
                 {"wall_s": round(r["wall_s"], 3), "cpu_s": round(r["cpu_s"], 3)} for r in runs
             ],
         }
+    methods["etl_fingerprints"] = measure_fingerprints(
+        corpus, methods["etl_flac"]["output"], 0.05 if params["quick"] else 0.5
+    )
     methods.update(
         measure_rebuilds(out_root, corpus, workers, dev_size, methods["etl_flac"]["output"])
     )

@@ -106,9 +106,11 @@ def test_quick_bench_writes_every_figure(tmp_path):
     assert _number(res["scaling"]["speedup"])
 
     targets = {t["name"]: t for t in res["targets"]}
-    # plain floor, tuned floor, PyAV CPU, both beyond the per-build cost, the three rebuild targets,
-    # naive, seek, RSS, scaling, plan
-    assert len(targets) == 14
+    # plain floor, tuned floor, PyAV CPU, both beyond the per-build cost, the per-build cost and the
+    # three rebuild targets, the fingerprints' cost, naive, seek, RSS, scaling, plan
+    assert len(targets) == 15
+    fps = methods["etl_fingerprints"]
+    assert fps["fingerprint_cpu_s"] > 0 and fps["hours_fingerprinted"] > 0 and fps["hashes"] >= 0
     assert targets["rebuild after a text-normalization change: hours decoded"]["value"] == 0
     assert methods["etl_rebuild_grow"]["hours_decoded"] < methods["etl_flac"]["hours_decoded"]
     assert {
