@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -136,33 +137,37 @@ def main(argv: list[str] | None = None) -> int:
     _add_review_commands(sub)
     args = parser.parse_args(argv)
 
+    interrupted = False
     try:
         if args.command in ("review", "report"):  # they read what etl wrote, not a config
             print(_run_without_config(args))
             return 0
-        cfg = load_config(args.config, args.overrides)
-        cluster_session.start_forkserver(cfg.cluster)  # the workers' imports, while we do ours
-        cluster_session.open_early(cfg.cluster)  # the cluster starts while we import the command
+        with _ctrl_c_after_imports():
+            cfg = load_config(args.config, args.overrides)
+            cluster_session.start_forkserver(cfg.cluster)  # the workers' imports, while we do ours
+            cluster_session.open_early(
+                cfg.cluster
+            )  # the cluster starts while we import the command
+            if args.command == "sample":
+                from .commands.sample import sample
+                from .review.sample import format_sample
+            elif args.command == "plan":
+                from .commands.plan import format_plan, plan, plan_json
+            else:
+                from .commands.build import build
         if args.command == "sample":
-            from .commands.sample import sample
-            from .review.sample import format_sample
-
             print(format_sample(sample(cfg, args.n, args.seed, args.out, args.where, args.force)))
             return 0
         if args.command == "plan":
-            from .commands.plan import format_plan, plan, plan_json
-
             p = plan(cfg)
             print(plan_json(p) if args.json else format_plan(p))
             return 0
-        from .commands.build import build
-
         report = build(cfg, force=args.force)
     except UserError as e:
         print(f"etl: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("etl: interrupted", file=sys.stderr)
+        interrupted = _interrupted(interrupted)
         return 130
     except Exception as e:  # not the user's mistake: one line, the traceback on request
         if os.environ.get("ETL_DEBUG"):
@@ -173,9 +178,49 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     finally:
-        cluster_session.close_early()  # a cluster opened early that no command took
+        try:  # a cluster opened early that no command took (after a Ctrl-C: no waiting for it)
+            cluster_session.close_early(wait=not interrupted)
+        except KeyboardInterrupt:  # Ctrl-C while it closes: left to end with this process
+            interrupted = _interrupted(interrupted)
+    if interrupted:
+        return 130
     print(_summary(report, cfg.output.path))
     return 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_after_imports():
+    """A Ctrl-C while the command's modules import is raised once they are imported: a
+    KeyboardInterrupt inside the import machinery can be swallowed ("Exception ignored"), print
+    a traceback, or leave a module lock held that the thread opening the cluster then waits on."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hit: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda *_: hit.append(1))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if hit:
+        raise KeyboardInterrupt
+
+
+def _interrupted(already: bool) -> bool:
+    """A Ctrl-C: one line, the first time. SIGINT is ignored from then on: this process is ending,
+    and a second Ctrl-C while it closes would be a traceback (what is left to close ends with it:
+    its workers watch it)."""
+    import signal
+    import threading
+
+    if not already:
+        print("etl: interrupted", file=sys.stderr)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return True
 
 
 if __name__ == "__main__":

@@ -501,11 +501,11 @@ def _check_values(cfg: Config) -> None:
             "config key 'cluster.stall_timeout' must be > 0 (seconds), or null to wait without end"
         )
     try:
-        cfg.input.id_template.format(recording="r", start=0.0, end=1.0)
+        cfg.input.id_template.format(recording="r", speaker="s", start=0.0, end=1.0)
     except (KeyError, IndexError, ValueError) as e:
         raise UserError(
             f"config key 'input.id_template' is not a valid template "
-            f"(fields: recording, start, end): {e}"
+            f"(fields: recording, speaker, start, end): {e}"
         ) from None
     _check_recording_pattern(cfg.input.recording_pattern)
     # splits.by: speaker without input.columns.speaker is checked against the alignment's format when

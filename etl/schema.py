@@ -106,6 +106,10 @@ BAD_LINE_ID = SCRATCH + "alignment_error_id"
 # (``ingest.formats``); ``planning.worker.check_part`` counts them (report.json's
 # ``alignment_encodings``) and ``ingest.table.canonical`` leaves the column behind
 ENCODING = SCRATCH + "encoding"
+# an alignment reader's row: True when its speaker belongs in a template id (a TextGrid with several
+# speaker tiers: ``ingest.formats.textgrid``); ``ingest.table.canonical`` keeps it and
+# ``ingest.rows.check_rows`` reads it (``rows.speaker_template``) and drops it
+SPEAKER_IN_ID = SCRATCH + "speaker_in_id"
 # planning.worker, from the units pass to the labels: the unit's seeded hash, eligible for a split,
 # a listed test row, in the pool dev / reserve / train are drawn from
 HASH = SCRATCH + "hash"

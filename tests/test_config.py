@@ -181,7 +181,7 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, doc, key):
         ({"splits": {"dev_size": -1}}, "splits.dev_size"),
         ({"cluster": {"n_workers": 0}}, "cluster.n_workers"),
         ({"cluster": {"threads_per_worker": 0}}, "cluster.threads_per_worker"),
-        ({"input": {"id_template": "{recording}_{speaker}"}}, "input.id_template"),
+        ({"input": {"id_template": "{recording}_{channel}"}}, "input.id_template"),
         ({"input": {"id_template": "{start:.1q}"}}, "input.id_template"),
         ({"splits": {"by": "language"}}, "splits.by"),
         ({"input": {"silence_labels": ["sp", 3]}}, "input.silence_labels"),
@@ -202,6 +202,14 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, doc, key):
 )
 def test_bad_value_is_an_error_naming_the_key(tmp_path, doc, key):
     assert f"'{key}'" in _error(tmp_path, doc)
+
+
+def test_id_template_may_name_the_speaker_and_a_bad_field_lists_the_fields(tmp_path):
+    doc = {"input": {"id_template": "{recording}_{speaker}_{start:.2f}"}}
+    cfg = load_config(str(_write(tmp_path, doc)), check_inputs=False)
+    assert cfg.input.id_template == "{recording}_{speaker}_{start:.2f}"
+    message = _error(tmp_path, {"input": {"id_template": "{recording}_{channel}"}})
+    assert "(fields: recording, speaker, start, end)" in message and "'channel'" in message
 
 
 def test_values_that_accept_null_or_several_types(tmp_path):

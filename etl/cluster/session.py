@@ -7,9 +7,11 @@ an error the watch caused into its one line, and closes client and cluster on th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -256,10 +258,30 @@ def start_forkserver(cfg_cluster: ClusterConfig) -> None:
     added = [k for k in WORKER_START_ENV if k not in os.environ]
     os.environ.update({k: WORKER_START_ENV[k] for k in added})
     try:
-        forkserver.ensure_running()
+        with _sigint_ignored():
+            forkserver.ensure_running()
     finally:
         for k in added:
             del os.environ[k]
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the fork server starts (a fork and an exec: milliseconds). A terminal's
+    Ctrl-C reaches its whole process group: the fork server, and the workers forked from it, would
+    each print a KeyboardInterrupt traceback (the server's while it imports WORKER_MODULES, seconds;
+    Python ignores SIGINT only after that). A process started with SIGINT ignored keeps it ignored
+    (Python installs no KeyboardInterrupt handler then), and the fork server hands its workers the
+    disposition it started with: they end when their nanny or this process ends them, and this
+    process alone answers the Ctrl-C (``cli.main``: one line, exit 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers are the main thread's to set
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # A LocalCluster opened ahead of its command (``open_early``): (its config, the opening thread, what
@@ -299,13 +321,18 @@ def _take_early(cfg_cluster: ClusterConfig, n_tasks: int | None) -> tuple[Any, A
     return box["opened"]
 
 
-def close_early() -> None:
-    """Close the cluster ``open_early`` opened if no session took it (after it has opened)."""
+def close_early(wait: bool = True) -> None:
+    """Close the cluster ``open_early`` opened if no session took it (after it has opened).
+    ``wait=False`` (after a Ctrl-C): a cluster still opening is left to end with this process (its
+    thread may never end: an import the Ctrl-C interrupted can leave an import lock held)."""
     while _EARLY:
         _, opening, box = _EARLY.pop()
-        opening.join()
+        opening.join(None if wait else EARLY_CLOSE_WAIT)
         if "opened" in box:
             close_client(*box["opened"])
+
+
+EARLY_CLOSE_WAIT = 2.0  # seconds
 
 
 def _preload_worker_modules() -> None:

@@ -7,6 +7,7 @@ runs per partition; ``mark_duplicates`` and ``mark_missing_audio`` need the whol
 
 from __future__ import annotations
 
+import string
 from dataclasses import asdict
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 from ..audio.measures import chars_per_second
 from ..audio.media import channel_id
 from ..config import FiltersConfig, TextConfig
-from ..schema import REJECT_REASONS
+from ..schema import REJECT_REASONS, SPEAKER_IN_ID
 from .recordings import reference_problem
 from .text import normalize_many, similarities
 from .wav_scp import UnreadPipe
@@ -100,12 +101,27 @@ def check_rows(
     # Ids: the table's own (stripped), else the seed's nomenclature from the template.
     # A missing id (null, NaN, empty or blank cell) is repaired from the template, as for a table
     # without an id column; ``source_id`` stays null for that row.
+    # A row of one of a TextGrid's several speaker tiers (``SPEAKER_IN_ID``) names its speaker even
+    # when the template does not (``speaker_template``): two speakers at the same times keep two ids.
     df["id"] = df["id"].map(lambda v: v.strip() if isinstance(v, str) else None)
     missing_id = df["id"].isna() | df["id"].eq("")
+    speaker = df["speaker"] if "speaker" in df.columns else pd.Series(None, index=df.index)
+    in_id = (
+        df.pop(SPEAKER_IN_ID).fillna(False).astype(bool) & speaker.notna()
+        if SPEAKER_IN_ID in df.columns
+        else pd.Series(False, index=df.index)
+    )
     if missing_id.any():
+        templates = {False: id_template, True: speaker_template(id_template)}
         df.loc[missing_id, "id"] = [
-            _make_id(id_template, r, s, e)
-            for r, s, e in zip(rec[missing_id], start[missing_id], end[missing_id])
+            _make_id(templates[k], r, s, e, spk)
+            for r, s, e, spk, k in zip(
+                rec[missing_id],
+                start[missing_id],
+                end[missing_id],
+                speaker[missing_id],
+                in_id[missing_id],
+            )
         ]
 
     df["text"] = normalize_many(df["text_raw"], **asdict(text_cfg))
@@ -207,16 +223,46 @@ def _clock_seconds(v: str) -> float:
     return total
 
 
-def _make_id(template: str, recording, start, end) -> str:
+def _make_id(template: str, recording, start, end, speaker=None) -> str:
+    """A template id. ``{speaker}`` is the row's speaker as given (stripped), like ``{recording}``:
+    ids are text, spaces and '/' included (``storage.clip_name`` escapes them where an id names a
+    file); a row without a speaker formats it as ''."""
     if isinstance(recording, str):  # one channel of a file: sw02001#channel=2 -> sw02001_ch2
         recording = channel_id(recording)
+    speaker = speaker if isinstance(speaker, str) else ""
     try:
-        return template.format(recording=recording, start=start, end=end)
+        return template.format(recording=recording, start=start, end=end, speaker=speaker)
     except (
         TypeError,
         ValueError,
     ):  # NaN timestamps or no recording: still a readable, unique-ish id
-        return f"{recording}_{start}-{end}"
+        named = f"_{speaker}" if speaker and "{speaker" in template else ""
+        return f"{recording}{named}_{start}-{end}"
+
+
+def speaker_template(template: str) -> str:
+    """The id template of a row from one of a file's several speaker tiers: ``template`` itself if it
+    names ``{speaker}``, else ``template`` with ``_{speaker}`` after its ``{recording}`` field (before
+    it all when it has none). The default gives ``{recording}_{speaker}_{start:.1f}-{end:.1f}``."""
+    fields = list(string.Formatter().parse(template))
+    if any(name == "speaker" for _, name, _, _ in fields):
+        return template
+    out, placed = [], False
+    for literal, name, spec, conversion in fields:
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is None:
+            continue
+        out.append(
+            "{"
+            + name
+            + (f"!{conversion}" if conversion else "")
+            + (f":{spec}" if spec else "")
+            + "}"
+        )
+        if name == "recording" and not placed:
+            out.append("_{speaker}")
+            placed = True
+    return "".join(out) if placed else "{speaker}_" + "".join(out)
 
 
 def mark_duplicates(df: pd.DataFrame) -> None:

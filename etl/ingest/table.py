@@ -22,7 +22,14 @@ import pandas as pd
 from ..audio.media import with_channel
 from ..config import INPUT_FORMATS, ColumnsConfig, InputConfig, is_url
 from ..errors import UserError
-from ..schema import BAD_LINE, BAD_LINE_ID, EXTRA_TABLE_COLUMNS, JSON_KEY, KALDI_COLUMNS
+from ..schema import (
+    BAD_LINE,
+    BAD_LINE_ID,
+    EXTRA_TABLE_COLUMNS,
+    JSON_KEY,
+    KALDI_COLUMNS,
+    SPEAKER_IN_ID,
+)
 from . import formats
 from .text import without_surrogates
 from .wav_scp import UnreadPipe, parse_entry
@@ -409,8 +416,8 @@ def canonical(
 ) -> pd.DataFrame:
     """User columns -> canonical ones (``schema.TABLE_COLUMNS`` minus ``row``). Pure.
 
-    ``reader_extras``: ``df`` comes from an alignment reader (``etl/formats``), whose ``speaker`` and
-    ``schema.EXTRA_TABLE_COLUMNS`` are kept; a user's table column that happens to be called ``words``
+    ``reader_extras``: ``df`` comes from an alignment reader (``etl/formats``), whose ``speaker``,
+    ``schema.EXTRA_TABLE_COLUMNS`` and ``schema.SPEAKER_IN_ID`` are kept; a user's table column that happens to be called ``words``
     or ``speaker`` is never taken for them.
 
     ``id`` is the table's id if it has one (kept as ``source_id`` too), else ``id_template``;
@@ -445,7 +452,7 @@ def canonical(
     ):  # a jsonl line that is not a JSON object: its reject, as a manifest's
         out["id"] = out["id"].where(df[BAD_LINE].isna(), df[BAD_LINE_ID])
         out["alignment_error"] = df[BAD_LINE]
-    for extra in EXTRA_TABLE_COLUMNS:  # words, alignment_error: as the alignment readers gave them
+    for extra in (*EXTRA_TABLE_COLUMNS, SPEAKER_IN_ID):  # as the alignment readers gave them
         if reader_extras and extra in df.columns:
             out[extra] = df[extra]
     return out.astype({"source_id": object, "id": object, "hypothesis": object, "speaker": object})

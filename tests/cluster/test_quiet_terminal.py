@@ -1,13 +1,16 @@
 """The terminal shows etl's lines only: no traceback from Dask, tornado or a worker while clusters open
 and close on a machine whose every core is busy, whether the work succeeds, raises the user's error
-or fails; the Dask logs go to the log folder instead."""
+or fails, or is interrupted (Ctrl-C); the Dask logs go to the log folder instead."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -76,3 +79,42 @@ def test_no_traceback_reaches_the_terminal_under_cpu_contention(corpus, tmp_path
     kept = "".join(p.read_text() for p in logs.glob("*.log"))
     assert "a bug" in kept and "a user's mistake" not in kept
     assert not (out / storage.PARTS_DIR).exists()
+
+
+def _group_gone(pgid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("after", [0.3, 1.0, 2.0])
+def test_ctrl_c_while_the_workers_start_is_one_line_and_exit_130(corpus, tmp_path, after):
+    """A terminal's Ctrl-C reaches the whole foreground process group: etl, its fork server (which
+    imports the workers' modules for seconds) and the workers forked from it. etl alone answers: one
+    line, exit 130, no traceback from any of them; and none of them outlives it."""
+    cfg = write_config(corpus, tmp_path / "out")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "etl", "build", cfg],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    try:
+        time.sleep(after)
+        os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 130, err
+        assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
+        assert err.strip().splitlines()[-1] == "etl: interrupted"
+        assert _group_gone(p.pid, 10), "a process of etl's outlived it"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()

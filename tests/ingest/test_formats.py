@@ -124,11 +124,18 @@ def test_every_alignment_format_gives_the_same_kept_clips_and_texts(
     if name in (
         "lhotse",
         "nemo",
-    ):  # other ids (lhotse's own; NeMo names files: rec.mp3): splits hash other ids
+        "textgrid_speakers",
+    ):  # other ids (lhotse's own; NeMo names files: rec.mp3; several speaker tiers name the
+        # speaker: rec_A_0.0-2.3): splits hash other ids
         assert has_id == (name == "lhotse")
         assert sorted((os.path.splitext(g[0])[0], *g[1:4]) for g in got) == [
             e[:4] for e in expected
         ]
+        if name == "textgrid_speakers":
+            assert (
+                df["id"]
+                == [f"{r.recording}_{r.speaker}_{r.start:.1f}-{r.end:.1f}" for r in df.itertuples()]
+            ).all()
     else:
         assert not has_id and got == expected
     assert df["reason"].isna().all()

@@ -20,7 +20,7 @@ from etl.errors import UserError
 from etl.ingest import table
 from etl.ingest.recordings import list_audio, resolve
 from etl.ingest.resolved import resolve_input
-from etl.ingest.rows import check_rows, mark_duplicates
+from etl.ingest.rows import check_rows, mark_duplicates, speaker_template
 from etl.ingest.wav_scp import UnreadPipe
 from etl.testing.reference import read_checked_table
 
@@ -270,6 +270,42 @@ def test_custom_id_template_is_used(tmp_path):
     cfg = _config(tmp_path, "align.jsonl", id_template="{recording}-{start:08.3f}")
     df, _ = read_checked_table(cfg)
     assert df["id"].tolist() == ["rec1-0000.500", "rec1-0003.000", "rec2-0000.000", "rec2-0001.500"]
+
+
+def test_id_template_may_name_the_speaker_and_a_row_without_one_formats_it_empty(tmp_path):
+    rows = [
+        {k: v for k, v in r.items() if k != "id"} | {"who": w}
+        for r, w in zip(ROWS, ["ana", " ivo ", "", "ana"])
+    ]
+    (tmp_path / "align.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    named = _config(
+        tmp_path,
+        "align.jsonl",
+        columns={"speaker": "who"},
+        id_template="{speaker}/{recording}_{start}",
+    )
+    df, _ = read_checked_table(named)
+    assert df["id"].tolist() == ["ana/rec1_0.5", "ivo/rec1_3.0", "/rec2_0.0", "ana/rec2_1.5"]
+    # a table's speakers never reach the default id (the ids of tables are as they always were)
+    df, _ = read_checked_table(_config(tmp_path, "align.jsonl", columns={"speaker": "who"}))
+    assert df["id"].tolist() == ["rec1_0.5-2.0", "rec1_3.0-4.5", "rec2_0.0-1.0", "rec2_1.5-3.0"]
+
+
+@pytest.mark.parametrize(
+    "template, with_speaker",
+    [
+        (InputConfig().id_template, "{recording}_{speaker}_{start:.1f}-{end:.1f}"),
+        ("{speaker}-{recording}-{start}", "{speaker}-{recording}-{start}"),  # names it: as is
+        ("{recording!s}/{{x}}{start:08.3f}", "{recording!s}_{speaker}/{{x}}{start:08.3f}"),
+        ("{start}-{end}", "{speaker}_{start}-{end}"),  # no recording: the speaker leads
+    ],
+)
+def test_speaker_template_puts_the_speaker_after_the_recording(template, with_speaker):
+    assert speaker_template(template) == with_speaker
+    one = dict(recording="r", start=1.0, end=2.0)
+    assert with_speaker.format(speaker="s", **one) != with_speaker.format(speaker="t", **one)
 
 
 def test_id_column_set_to_null_ignores_the_tables_ids(tmp_path):

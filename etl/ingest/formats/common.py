@@ -16,7 +16,7 @@ import fsspec
 import pandas as pd
 
 from ...config import InputConfig
-from ...schema import ENCODING, EXTRA_TABLE_COLUMNS
+from ...schema import ENCODING, EXTRA_TABLE_COLUMNS, SPEAKER_IN_ID
 from .. import segmentation
 
 ROW_KEYS = (
@@ -29,6 +29,7 @@ ROW_KEYS = (
     "speaker",
     *EXTRA_TABLE_COLUMNS,
     ENCODING,
+    SPEAKER_IN_ID,
 )
 # A partition: at most this many files, or about this many bytes (a single larger file is one partition).
 FILES_PER_PART = 256

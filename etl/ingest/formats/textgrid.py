@@ -3,7 +3,10 @@
 Read as Praat writes them (UTF-8, or UTF-16 with a BOM: ``read_textgrid``) and parsed by praatio
 (long and short text forms). The intervals of the tier ``input.textgrid.tier`` (``words``) become
 segments (``etl.ingest.segmentation``; pause labels, ``input.silence_labels``, are the gaps); MFA's
-multi-speaker files name their tiers ``<speaker> - words``, which gives each segment its ``speaker``. ``input.textgrid.hypothesis_tier``
+multi-speaker files name their tiers ``<speaker> - words``, which gives each segment its ``speaker``;
+in a file of several speaker tiers the speaker is in each segment's id too (``rows.speaker_template``:
+``<recording>_<speaker>_<start>-<end>`` by default), so two speakers at the same times keep both
+segments. ``input.textgrid.hypothesis_tier``
 names a second tier whose text, laid over each segment, is the hypothesis. A malformed file (or one
 without the tier) is one ``unreadable_alignment`` row naming the file and line; if no file has the
 tier, the config names a tier that does not exist: one line, exit 2. Partitions are groups of files
@@ -19,6 +22,7 @@ import fsspec
 
 from ...config import InputConfig
 from ...errors import UserError
+from ...schema import SPEAKER_IN_ID
 from ..segmentation import Unit
 from .common import (
     File,
@@ -147,6 +151,9 @@ def _rows_of_file(text: str, rec: str, inp: InputConfig) -> list[dict]:
             inp,
             hyp_units=hyp_units if opts.hypothesis_tier else None,
             speaker=spk,
+            # several speakers: their ids name them (two at the same times keep two ids); a file of
+            # one tier keeps the ids it always had
+            **{SPEAKER_IN_ID: len(main) > 1 and spk is not None},
         )
     return rows
 
