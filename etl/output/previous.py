@@ -144,20 +144,23 @@ def _rows_of(fs, path: str, columns: list[str], names: set):
 
 
 class _AudioReader:
-    """The audio bytes of the previous clips, read when taken: one row group in memory at a time."""
+    """The audio bytes of the previous clips, read when taken: per data file, one row group in memory
+    at a time. A shard takes a recording's clips in time order, and with ``splits.by: segment`` they
+    alternate between the train and the dev file: each file keeps its own group, so each group is
+    read once (one group for all files read each 8-MB train group again after every dev clip)."""
 
     def __init__(self, fs):
         self.fs = fs
-        self.key: tuple | None = None
-        self.rows: list = []
+        self.groups: dict[str, tuple[int, list]] = {}  # path -> (row group, its rows' audio)
 
     def bytes_of(self, path: str, group: int, i: int):
         def read() -> bytes:
-            if self.key != (path, group):
+            held = self.groups.get(path)
+            if held is None or held[0] != group:
                 with self.fs.open(path, "rb") as f:
                     table = pq.ParquetFile(f).read_row_group(group, columns=["audio"])
-                self.rows, self.key = table.column("audio").to_pylist(), (path, group)
-            return self.rows[i]["bytes"]
+                held = self.groups[path] = (group, table.column("audio").to_pylist())
+            return held[1][i]["bytes"]
 
         return read
 
