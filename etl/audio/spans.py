@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from . import decoders
+from . import allocator, decoders
 from . import media as audio
 
 # A read error of a recording (network, object store) is retried after these pauses, restarting its
@@ -41,6 +41,7 @@ def decode_spans(
     and ``feed(block)`` that sees every decoded block in order (a fingerprinter), restarted with the
     decode; skipped stretches reach it as the decoder's zeros. Used by the shard task and
     ``etl sample``."""
+    allocator.tune()  # a worker's decode reuses its memory instead of faulting in fresh pages
     dec = decoders.get_decoder(decoder, ffmpeg)
     stats = {} if stats is None else stats
     done: set = set()

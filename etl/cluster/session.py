@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..audio import allocator
 from ..config import ClusterConfig
 from ..errors import UserError
 from .logs import DaskLogs, redirect_workers
@@ -198,6 +199,9 @@ def _worker_config(cfg_cluster: ClusterConfig):
     import dask
 
     settings: dict[str, object] = {PROFILE_KEY: bool(cfg_cluster.profile)}
+    settings.update(
+        {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in ALLOCATOR_ENV.items()}
+    )
     if _forked(cfg_cluster):
         settings[START_METHOD_KEY] = "forkserver"
         # the nanny sets these in the environment it starts the fork server with
@@ -227,6 +231,12 @@ def _forkserver_available() -> bool:
 # background thread when the library loads (PyArrow allocates with mimalloc, so jemalloc's thread
 # has nothing to do), and a fork next to a running thread is where fork-safety bugs live.
 FORK_SERVER_ENV = {"JE_ARROW_MALLOC_CONF": "background_thread:false"}
+# glibc's thresholds for the workers, from their start (``audio/allocator.py``): Dask's nanny would
+# start them with MALLOC_TRIM_THRESHOLD_=65536, which freezes the mmap threshold at 128 KiB
+ALLOCATOR_ENV = {
+    "MALLOC_TRIM_THRESHOLD_": str(allocator.TRIM_THRESHOLD),
+    "MALLOC_MMAP_THRESHOLD_": str(allocator.MMAP_THRESHOLD),
+}
 # What Dask's nanny puts in the environment before it starts a worker (the defaults of
 # distributed.nanny.pre-spawn-environ, and the PYTHONHASHSEED it sets), and FORK_SERVER_ENV: read
 # when a process starts, so the fork server must start with them. Values already set win, as in Dask.
@@ -234,7 +244,7 @@ WORKER_START_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
-    "MALLOC_TRIM_THRESHOLD_": "65536",
+    **ALLOCATOR_ENV,
     "PYTHONHASHSEED": "6640",
     **FORK_SERVER_ENV,
 }

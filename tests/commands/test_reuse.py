@@ -146,6 +146,31 @@ def test_split_changes_decode_nothing(first, corpus, tmp_path, tmp_path_factory,
     )
 
 
+def test_exclusions_test_ids_and_budgets_decode_nothing(
+    first, corpus, tmp_path, tmp_path_factory, dask_client
+):
+    """Rows excluded by id, a recording moved to test, and train capped below its hours: the clips
+    are all in the dataset already, so nothing is decoded, and the dataset is the clean build's."""
+    rows = _rows(first["out"])
+    train = [r["id"] for r in rows if r["split"] == "train"]
+    (tmp_path / "exclude.txt").write_text(f"{train[0]}\n{train[-1]}\n")
+    (tmp_path / "test.txt").write_text("m4a_44k_stereo\n")
+    hours = first["report"]["splits"]["train"]["hours"]
+    sections = {
+        "splits": {
+            "exclude_ids": [str(tmp_path / "exclude.txt")],
+            "test_ids": str(tmp_path / "test.txt"),
+        },
+        "budget": {"train_hours": round(hours * 0.8, 4)},
+    }
+    out = _copy_of(first, tmp_path)
+    report = _build(corpus, out, dask_client, **sections)
+    assert report["hours_decoded"] == 0
+    assert report["splits"]["test"]["rows"] > 0
+    assert report["splits"]["train"]["hours"] <= hours * 0.8
+    assert_same_dataset(out, _clean_build(corpus, tmp_path_factory, dask_client, **sections)["out"])
+
+
 def test_threshold_changes_decode_only_the_rows_they_let_in(
     first, corpus, tmp_path, tmp_path_factory, dask_client
 ):
