@@ -714,11 +714,12 @@ def measure_fingerprints(corpus: Corpus, built: str, hours_cap: float = 0.5) -> 
     task's code (``match_local``), both as CPU s."""
     import pyarrow.parquet as pq
 
-    from etl.audio import decoders
+    from etl.audio import allocator, decoders
     from etl.audio import fingerprint as fp
     from etl.output import fingerprints
     from etl.planning.audio_matches import MatchRules, match_local, parquet_pieces
 
+    allocator.tune()  # as a worker's first decode does
     fp.fingerprint_samples(np.zeros(fp.BATCH * 2, dtype=np.int16))  # numpy's FFT set up, untimed
     fp_cpu, measured = 0.0, 0.0
     for r in sorted(corpus.recordings, key=lambda r: r["seconds"]):
