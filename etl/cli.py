@@ -224,4 +224,4 @@ def _interrupted(already: bool) -> bool:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()
