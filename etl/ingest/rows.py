@@ -60,69 +60,13 @@ def check_rows(
         reject(df, df["alignment_error"].notna(), "unreadable_alignment", df["alignment_error"])
         df = df.drop(columns="alignment_error")
 
-    rec = df["recording"].map(lambda r: r.strip() if isinstance(r, str) else r)
-    df["recording"] = rec
-    cache = {
-        r: reference_problem(r, absolute_recordings) for r in rec.unique() if isinstance(r, str)
-    }
-    problem = rec.map(
-        lambda r: cache[r] if isinstance(r, str) else "is empty"
-    )  # checked once per recording
-    reject(
-        df,
-        problem.notna(),
-        "invalid_recording_id",
-        lambda d: "recording id " + d["recording"].map(repr) + " " + problem[d.index],
-    )
+    rec = _check_recordings(df, absolute_recordings)
     if "speaker" in df.columns:  # stripped; empty -> no speaker
         df["speaker"] = df["speaker"].map(
             lambda s: s.strip() or None if isinstance(s, str) else None
         )
-
-    raw_start, raw_end = df["start"], df["end"]
-    start, end = to_seconds(raw_start), to_seconds(raw_end)
-    df["start"], df["end"] = start, end
-    bad_ts = (
-        start.isna()
-        | end.isna()
-        | ~np.isfinite(start)
-        | ~np.isfinite(end)
-        | (start < 0)
-        | (end <= start)
-    )
-    reject(
-        df,
-        bad_ts,
-        "bad_timestamps",
-        lambda d: "start=" + raw_start[d.index].map(repr) + " end=" + raw_end[d.index].map(repr),
-    )
-    df["duration"] = (end - start).where(~bad_ts)
-
-    # Ids: the table's own (stripped), else the seed's nomenclature from the template.
-    # A missing id (null, NaN, empty or blank cell) is repaired from the template, as for a table
-    # without an id column; ``source_id`` stays null for that row.
-    # A row of one of a TextGrid's several speaker tiers (``SPEAKER_IN_ID``) names its speaker even
-    # when the template does not (``speaker_template``): two speakers at the same times keep two ids.
-    df["id"] = df["id"].map(lambda v: v.strip() if isinstance(v, str) else None)
-    missing_id = df["id"].isna() | df["id"].eq("")
-    speaker = df["speaker"] if "speaker" in df.columns else pd.Series(None, index=df.index)
-    in_id = (
-        df.pop(SPEAKER_IN_ID).fillna(False).astype(bool) & speaker.notna()
-        if SPEAKER_IN_ID in df.columns
-        else pd.Series(False, index=df.index)
-    )
-    if missing_id.any():
-        templates = {False: id_template, True: speaker_template(id_template)}
-        df.loc[missing_id, "id"] = [
-            _make_id(templates[k], r, s, e, spk)
-            for r, s, e, spk, k in zip(
-                rec[missing_id],
-                start[missing_id],
-                end[missing_id],
-                speaker[missing_id],
-                in_id[missing_id],
-            )
-        ]
+    start, end = _check_timestamps(df)
+    _fill_ids(df, rec, start, end, id_template)
 
     df["text"] = normalize_many(df["text_raw"], **asdict(text_cfg))
     reject(df, df["text"] == "", "empty_text", lambda d: "text_raw=" + d["text_raw"].map(repr))
@@ -207,6 +151,77 @@ def _number_or_text(v):
         except OverflowError:  # an integer beyond float: not a time
             return np.nan
     return np.nan  # None, booleans, lists, objects
+
+
+def _check_recordings(df: pd.DataFrame, absolute_recordings: bool) -> pd.Series:
+    """Recording ids stripped; ``invalid_recording_id`` for the unusable ones (checked once per
+    recording). Returns the stripped ids."""
+    rec = df["recording"].map(lambda r: r.strip() if isinstance(r, str) else r)
+    df["recording"] = rec
+    cache = {
+        r: reference_problem(r, absolute_recordings) for r in rec.unique() if isinstance(r, str)
+    }
+    problem = rec.map(lambda r: cache[r] if isinstance(r, str) else "is empty")
+    reject(
+        df,
+        problem.notna(),
+        "invalid_recording_id",
+        lambda d: "recording id " + d["recording"].map(repr) + " " + problem[d.index],
+    )
+    return rec
+
+
+def _check_timestamps(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """``start``/``end`` in seconds and ``duration``; ``bad_timestamps`` for the unusable ones.
+    Returns (start, end)."""
+    raw_start, raw_end = df["start"], df["end"]
+    start, end = to_seconds(raw_start), to_seconds(raw_end)
+    df["start"], df["end"] = start, end
+    bad_ts = (
+        start.isna()
+        | end.isna()
+        | ~np.isfinite(start)
+        | ~np.isfinite(end)
+        | (start < 0)
+        | (end <= start)
+    )
+    reject(
+        df,
+        bad_ts,
+        "bad_timestamps",
+        lambda d: "start=" + raw_start[d.index].map(repr) + " end=" + raw_end[d.index].map(repr),
+    )
+    df["duration"] = (end - start).where(~bad_ts)
+    return start, end
+
+
+def _fill_ids(df: pd.DataFrame, rec, start, end, id_template: str) -> None:
+    """Ids: the table's own (stripped), else the seed's nomenclature from the template.
+    A missing id (null, NaN, empty or blank cell) is repaired from the template, as for a table
+    without an id column; ``source_id`` stays null for that row. A row of one of a TextGrid's
+    several speaker tiers (``SPEAKER_IN_ID``, dropped here) names its speaker even when the template
+    does not (``speaker_template``): two speakers at the same times keep two ids."""
+    df["id"] = df["id"].map(lambda v: v.strip() if isinstance(v, str) else None)
+    missing_id = df["id"].isna() | df["id"].eq("")
+    speaker = df["speaker"] if "speaker" in df.columns else pd.Series(None, index=df.index)
+    in_id = (
+        df.pop(SPEAKER_IN_ID).fillna(False).astype(bool) & speaker.notna()
+        if SPEAKER_IN_ID in df.columns
+        else pd.Series(False, index=df.index)
+    )
+    if not missing_id.any():
+        return
+    templates = {False: id_template, True: speaker_template(id_template)}
+    df.loc[missing_id, "id"] = [
+        _make_id(templates[k], r, s, e, spk)
+        for r, s, e, spk, k in zip(
+            rec[missing_id],
+            start[missing_id],
+            end[missing_id],
+            speaker[missing_id],
+            in_id[missing_id],
+        )
+    ]
 
 
 def _clock_seconds(v: str) -> float:
