@@ -105,7 +105,7 @@ def run() -> None:
     os._exit(code)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="etl", description="Long recordings + alignment table -> ASR dataset."
     )
@@ -135,34 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     pl.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_review_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     interrupted = False
     try:
         if args.command in ("review", "report"):  # they read what etl wrote, not a config
             print(_run_without_config(args))
             return 0
-        with _ctrl_c_after_imports():
-            cfg = load_config(args.config, args.overrides)
-            cluster_session.start_forkserver(cfg.cluster)  # the workers' imports, while we do ours
-            cluster_session.open_early(
-                cfg.cluster
-            )  # the cluster starts while we import the command
-            if args.command == "sample":
-                from .commands.sample import sample
-                from .review.sample import format_sample
-            elif args.command == "plan":
-                from .commands.plan import format_plan, plan, plan_json
-            else:
-                from .commands.build import build
-        if args.command == "sample":
-            print(format_sample(sample(cfg, args.n, args.seed, args.out, args.where, args.force)))
-            return 0
-        if args.command == "plan":
-            p = plan(cfg)
-            print(plan_json(p) if args.json else format_plan(p))
-            return 0
-        report = build(cfg, force=args.force)
+        text = _run_with_config(args)
     except UserError as e:
         print(f"etl: error: {e}", file=sys.stderr)
         return 2
@@ -184,8 +167,37 @@ def main(argv: list[str] | None = None) -> int:
             interrupted = _interrupted(interrupted)
     if interrupted:
         return 130
-    print(_summary(report, cfg.output.path))
+    print(text)
     return 0
+
+
+def _run_with_config(args) -> str:
+    """build, plan or sample: the config read, the cluster started while the command's modules
+    import (a Ctrl-C meanwhile is raised after them), the command run; what it prints."""
+    with _ctrl_c_after_imports():
+        cfg = load_config(args.config, args.overrides)
+        cluster_session.start_forkserver(cfg.cluster)  # the workers' imports, while we do ours
+        cluster_session.open_early(cfg.cluster)  # the cluster starts while we import the command
+        command = _command(args)
+    return command(cfg)
+
+
+def _command(args):
+    """The command ``args`` names, its modules imported: a function of the config to its output."""
+    if args.command == "sample":
+        from .commands.sample import sample
+        from .review.sample import format_sample
+
+        return lambda cfg: format_sample(
+            sample(cfg, args.n, args.seed, args.out, args.where, args.force)
+        )
+    if args.command == "plan":
+        from .commands.plan import format_plan, plan, plan_json
+
+        return lambda cfg: (plan_json if args.json else format_plan)(plan(cfg))
+    from .commands.build import build
+
+    return lambda cfg: _summary(build(cfg, force=args.force), cfg.output.path)
 
 
 @contextlib.contextmanager
