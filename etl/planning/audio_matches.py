@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..audio.fingerprint import FRAME_SECONDS
+from ..output import storage
 
 BIN_FRAMES = 64  # a time bin of t_a: 2.048 s
 MATCH_COLUMNS = [
@@ -62,10 +63,10 @@ class ParquetPiece:
 
 def parquet_pieces(url: str, rows_per_piece: int = ROWS_PER_BUCKET) -> list[ParquetPiece]:
     """The row groups of ``url`` (its footer read here), in pieces of about ``rows_per_piece``."""
-    import fsspec
     import pyarrow.parquet as pq
 
-    with fsspec.open(url, "rb") as f:
+    fs, path = storage.fs_and_path(url)
+    with fs.open(path, "rb") as f:
         meta = pq.ParquetFile(f).metadata
     pieces: list[ParquetPiece] = []
     groups: list[int] = []
@@ -83,10 +84,10 @@ def _load(part) -> pd.DataFrame:
     """A frame of (recording, hash, t): ``part`` itself, or the row groups a ``ParquetPiece`` names."""
     if isinstance(part, pd.DataFrame):
         return part[["recording", "hash", "t"]]
-    import fsspec
     import pyarrow.parquet as pq
 
-    with fsspec.open(part.url, "rb") as f:
+    fs, path = storage.fs_and_path(part.url)
+    with fs.open(path, "rb") as f:
         table = pq.ParquetFile(f).read_row_groups(
             list(part.row_groups), columns=["recording", "hash", "t"]
         )
